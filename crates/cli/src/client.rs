@@ -1,0 +1,121 @@
+//! A small typed client of the admin API, used by every CLI command, the demo and tests.
+
+use anyhow::{Context, Result, anyhow};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// An error answer from the server, with its diagnostics.
+#[derive(Debug, Clone, Deserialize, thiserror::Error)]
+#[error("{message} ({error})")]
+pub struct ServerError {
+    #[serde(skip)]
+    pub status: u16,
+    pub error: String,
+    pub message: String,
+    #[serde(default)]
+    pub diagnostics: Vec<steward_governance::Diagnostic>,
+}
+
+/// The admin API at `base`, authenticated with `token`.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// The same server with another credential.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Percent-encodes one path segment (SPIFFE IDs contain `/` and `:`).
+    pub fn segment(value: &str) -> String {
+        utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+    }
+
+    /// Sends a request; on an error status returns [`ServerError`] inside the anyhow error.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the control plane at {}: is `steward serve` running?",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .context("the control plane closed the connection mid-answer")?;
+        if status.is_success() {
+            let raw: &[u8] = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+                b"null"
+            } else {
+                &bytes
+            };
+            return serde_json::from_slice(raw)
+                .with_context(|| format!("unexpected answer to {method} {path}"));
+        }
+        let mut err: ServerError = serde_json::from_slice(&bytes).unwrap_or_else(|_| ServerError {
+            status: status.as_u16(),
+            error: "http".into(),
+            message: format!("HTTP {status}"),
+            diagnostics: Vec::new(),
+        });
+        err.status = status.as_u16();
+        Err(anyhow!(err))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::DELETE, path, None).await
+    }
+}
+
+/// The server error behind an anyhow error, if that is what it is.
+pub fn server_error(e: &anyhow::Error) -> Option<&ServerError> {
+    e.downcast_ref::<ServerError>()
+}

@@ -1,0 +1,603 @@
+//! The client-side commands.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use steward_governance::{GovernanceError, read_dir};
+use steward_model::{
+    Classification, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId, TrustDomain,
+};
+use steward_server::api::*;
+use steward_server::config::{FileConfig, Overrides};
+use steward_store::{
+    AdminChange, ConfigVersion, CredentialRecord, IdentityRecord, OwnerRecord, RegistryCounts,
+};
+
+use crate::client::Client;
+use crate::{Cli, Command, Remote, output};
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// List identities (filters combine).
+    List {
+        #[arg(long)]
+        plane: Option<String>,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only identities whose owner was removed.
+        #[arg(long)]
+        orphaned: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one identity.
+    Show {
+        spiffe_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Register an identity through the API (outside the governance repository).
+    Create {
+        spiffe_id: String,
+        #[arg(long)]
+        plane: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        environment: String,
+        /// service, agent, pipeline, partner or legacy-key.
+        #[arg(long)]
+        kind: String,
+        /// public, internal, confidential or restricted.
+        #[arg(long, default_value = "internal")]
+        classification: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Suspend an identity (reversible).
+    Suspend {
+        spiffe_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reactivate a suspended identity.
+    Reactivate {
+        spiffe_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Decommission an identity: one-way.
+    Decommission {
+        spiffe_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// List owners, including removed ones.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove an owner; its identities stay, flagged as orphaned.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create an admin credential; its token is printed once.
+    Create {
+        /// A name saying who or what holds it.
+        #[arg(long)]
+        name: String,
+        /// central-admin, plane-admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// The plane a plane-admin administers (with the planes beneath it).
+        #[arg(long)]
+        plane: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List admin credentials (never their tokens).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke an admin credential by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a `steward.toml` with the environment overrides and print the result.
+    Check {
+        /// The file; defaults to $STEWARD_CONFIG, else `steward.toml` if it exists.
+        file: Option<PathBuf>,
+    },
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Validate { dir, trust_domain } => validate(&dir, &trust_domain),
+        Command::Plan { dir, remote } => {
+            let client = connect(&remote)?;
+            let resp: PlanResponse = client
+                .post(
+                    "/admin/v1/config/plan",
+                    &PlanRequest {
+                        files: files(&dir)?,
+                    },
+                )
+                .await?;
+            emit(&remote, &resp, || output::plan(&resp.plan, resp.version))
+        }
+        Command::Apply {
+            dir,
+            expected_version,
+            remote,
+        } => {
+            let client = connect(&remote)?;
+            let req = ApplyRequest {
+                files: files(&dir)?,
+                expected_version,
+            };
+            let resp: ApplyResponse = client.post("/admin/v1/config/apply", &req).await?;
+            emit(&remote, &resp, || {
+                let mut text = output::plan(
+                    &resp.plan,
+                    if resp.changed {
+                        resp.version - 1
+                    } else {
+                        resp.version
+                    },
+                );
+                if resp.changed {
+                    text.push_str(&format!(
+                        "Applied: configuration version {} is now in force.\n",
+                        resp.version
+                    ));
+                }
+                text
+            })
+        }
+        Command::Status { remote } => {
+            let counts: RegistryCounts = connect(&remote)?.get("/admin/v1/status").await?;
+            emit(&remote, &counts, || status_text(&counts))
+        }
+        Command::Versions { limit, remote } => {
+            let versions: Vec<ConfigVersion> = connect(&remote)?
+                .get(&format!("/admin/v1/config/versions?limit={limit}"))
+                .await?;
+            emit(&remote, &versions, || {
+                let rows = versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.version.to_string(),
+                            v.applied_at.clone(),
+                            v.applied_by.clone(),
+                            v.summary.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["VERSION", "APPLIED AT", "BY", "CHANGES"], &rows)
+            })
+        }
+        Command::Identity(cmd) => identity(cmd).await,
+        Command::Owner(cmd) => owner(cmd).await,
+        Command::Credential(cmd) => credential(cmd).await,
+        Command::Changes {
+            after,
+            limit,
+            remote,
+        } => {
+            let changes: Vec<AdminChange> = connect(&remote)?
+                .get(&format!("/admin/v1/changes?after={after}&limit={limit}"))
+                .await?;
+            emit(&remote, &changes, || changes_text(&changes))
+        }
+        Command::Config(ConfigCommand::Check { file }) => config_check(file),
+    }
+}
+
+fn connect(remote: &Remote) -> Result<Client> {
+    if remote.token.is_none() {
+        bail!(
+            "no admin credential: pass --token or set STEWARD_TOKEN (the bootstrap credential is printed by the first `steward serve`)"
+        );
+    }
+    Client::new(&remote.server, remote.token.clone())
+}
+
+fn files(dir: &Path) -> Result<Vec<steward_governance::SourceFile>> {
+    let files = read_dir(dir).map_err(|e| match e {
+        GovernanceError::Io { .. } => {
+            anyhow::anyhow!("{e}: pass the governance repository directory")
+        }
+        other => anyhow::anyhow!(other),
+    })?;
+    if files.is_empty() {
+        bail!(
+            "`{}` contains no .yaml, .yml or .cedar files: is it the governance repository?",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+fn emit<T: Serialize>(
+    remote: &Remote,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<ExitCode> {
+    if remote.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(dir: &Path, trust_domain: &str) -> Result<ExitCode> {
+    let td = TrustDomain::new(trust_domain)?;
+    let files = files(dir)?;
+    match steward_governance::parse(&files, &td) {
+        Ok(d) => {
+            println!(
+                "{}: valid — {} planes, {} owners, {} identities, {} capabilities, {} issuers, {} policy files.",
+                dir.display(),
+                d.planes.len() + 1,
+                d.owners.len(),
+                d.identities.len(),
+                d.capabilities.len(),
+                d.issuers.len(),
+                d.policies.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(GovernanceError::Invalid(diags)) => {
+            eprintln!("{}: {} problem(s):", dir.display(), diags.len());
+            eprint!("{}", output::diagnostics(&diags));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn status_text(c: &RegistryCounts) -> String {
+    let ids = c
+        .identities
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "Configuration version: {}\nPlanes: {}\nOwners: {}\nIdentities: {}\nOrphaned identities: {}\nCapabilities: {}\nTrusted issuers: {}\nPolicy files: {}\n",
+        c.config_version,
+        c.planes,
+        c.owners,
+        if ids.is_empty() { "none".into() } else { ids },
+        c.orphaned_identities,
+        c.capabilities,
+        c.issuers,
+        c.policies
+    )
+}
+
+pub(crate) fn changes_text(changes: &[AdminChange]) -> String {
+    let rows = changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.seq.to_string(),
+                c.at.clone(),
+                c.actor.clone(),
+                c.action.clone(),
+                c.target.clone(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    output::table(&["SEQ", "AT", "ACTOR", "ACTION", "TARGET"], &rows)
+}
+
+async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
+    match cmd {
+        IdentityCommand::List {
+            plane,
+            environment,
+            kind,
+            state,
+            owner,
+            orphaned,
+            limit,
+            remote,
+        } => {
+            let mut q = vec![format!("limit={limit}")];
+            for (k, v) in [
+                ("plane", plane),
+                ("environment", environment),
+                ("kind", kind),
+                ("state", state),
+                ("owner", owner),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", Client::segment(&v)));
+                }
+            }
+            if orphaned {
+                q.push("orphaned=true".into());
+            }
+            let page: Page<IdentityRecord> = connect(&remote)?
+                .get(&format!("/admin/v1/identities?{}", q.join("&")))
+                .await?;
+            emit(&remote, &page, || {
+                let mut t = output::identities(&page.items);
+                if let Some(next) = &page.next {
+                    t.push_str(&format!("(more: the next page starts after {next})\n"));
+                }
+                t
+            })
+        }
+        IdentityCommand::Show { spiffe_id, remote } => {
+            let r: IdentityRecord = connect(&remote)?
+                .get(&format!(
+                    "/admin/v1/identities/{}",
+                    Client::segment(&spiffe_id)
+                ))
+                .await?;
+            emit(&remote, &r, || {
+                serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"
+            })
+        }
+        IdentityCommand::Create {
+            spiffe_id,
+            plane,
+            owner,
+            environment,
+            kind,
+            classification,
+            description,
+            remote,
+        } => {
+            let req = CreateIdentityRequest {
+                spiffe_id: SpiffeId::parse(spiffe_id)?,
+                plane: PlaneId::new(plane)?,
+                owner,
+                environment,
+                kind: IdentityKind::parse(&kind).with_context(|| format!("kind `{kind}` is not one of service, agent, pipeline, partner, legacy-key"))?,
+                classification: Classification::parse(&classification)
+                    .with_context(|| format!("classification `{classification}` is not one of public, internal, confidential, restricted"))?,
+                description,
+                labels: Default::default(),
+                intended: Vec::new(),
+            };
+            let r: IdentityRecord = connect(&remote)?.post("/admin/v1/identities", &req).await?;
+            emit(&remote, &r, || {
+                format!(
+                    "Registered {} in plane {} ({}).\n",
+                    r.identity.spiffe_id, r.identity.plane, r.identity.environment
+                )
+            })
+        }
+        IdentityCommand::Suspend {
+            spiffe_id,
+            reason,
+            remote,
+        } => lifecycle(&remote, &spiffe_id, LifecycleState::Suspended, reason).await,
+        IdentityCommand::Reactivate {
+            spiffe_id,
+            reason,
+            remote,
+        } => lifecycle(&remote, &spiffe_id, LifecycleState::Active, reason).await,
+        IdentityCommand::Decommission {
+            spiffe_id,
+            reason,
+            remote,
+        } => lifecycle(&remote, &spiffe_id, LifecycleState::Decommissioned, reason).await,
+    }
+}
+
+async fn lifecycle(
+    remote: &Remote,
+    id: &str,
+    state: LifecycleState,
+    reason: String,
+) -> Result<ExitCode> {
+    let path = format!("/admin/v1/identities/{}/lifecycle", Client::segment(id));
+    let r: IdentityRecord = connect(remote)?
+        .post(&path, &LifecycleRequest { state, reason })
+        .await?;
+    emit(remote, &r, || {
+        format!("{} is now {}.\n", r.identity.spiffe_id, r.identity.state)
+    })
+}
+
+async fn owner(cmd: OwnerCommand) -> Result<ExitCode> {
+    match cmd {
+        OwnerCommand::List { remote } => {
+            let owners: Vec<OwnerRecord> = connect(&remote)?.get("/admin/v1/owners").await?;
+            emit(&remote, &owners, || {
+                let rows = owners
+                    .iter()
+                    .map(|o| {
+                        vec![
+                            o.owner.id.clone(),
+                            o.owner.name.clone(),
+                            o.owner.email.clone(),
+                            o.removed_at
+                                .clone()
+                                .map(|t| format!("removed {t}"))
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["ID", "NAME", "EMAIL", "STATUS"], &rows)
+            })
+        }
+        OwnerCommand::Remove { id, remote } => {
+            let r: OwnerRemoved = connect(&remote)?
+                .delete(&format!("/admin/v1/owners/{}", Client::segment(&id)))
+                .await?;
+            emit(&remote, &r, || {
+                let mut t = format!(
+                    "Owner {} removed; {} identities are now orphaned:\n",
+                    r.owner,
+                    r.orphaned_identities.len()
+                );
+                for i in &r.orphaned_identities {
+                    t.push_str(&format!("  {i}\n"));
+                }
+                t
+            })
+        }
+    }
+}
+
+pub(crate) fn parse_role(role: &str, plane: Option<String>) -> Result<Role> {
+    Ok(match (role, plane) {
+        ("central-admin", None) => Role::CentralAdmin,
+        ("auditor", None) => Role::Auditor,
+        ("plane-admin", Some(p)) => Role::PlaneAdmin {
+            plane: PlaneId::new(p)?,
+        },
+        ("plane-admin", None) => bail!("a plane-admin credential needs --plane"),
+        ("central-admin" | "auditor", Some(_)) => {
+            bail!("--plane only goes with --role plane-admin")
+        }
+        (other, _) => bail!("role `{other}` is not one of central-admin, plane-admin, auditor"),
+    })
+}
+
+async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
+    match cmd {
+        CredentialCommand::Create {
+            name,
+            role,
+            plane,
+            remote,
+        } => {
+            let req = CreateCredentialRequest::new(name, parse_role(&role, plane)?);
+            let c: CreatedCredential = connect(&remote)?
+                .post("/admin/v1/credentials", &req)
+                .await?;
+            emit(&remote, &c, || {
+                format!(
+                    "Created credential {} ({}). Its token is shown once:\n\n    {}\n\n",
+                    c.credential.id, c.credential.role, c.token
+                )
+            })
+        }
+        CredentialCommand::List { remote } => {
+            let creds: Vec<CredentialRecord> =
+                connect(&remote)?.get("/admin/v1/credentials").await?;
+            emit(&remote, &creds, || {
+                let rows = creds
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.id.clone(),
+                            c.name.clone(),
+                            c.role.to_string(),
+                            c.created_at.clone(),
+                            c.revoked_at
+                                .clone()
+                                .map(|t| format!("revoked {t}"))
+                                .unwrap_or_else(|| "active".into()),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows)
+            })
+        }
+        CredentialCommand::Revoke { id, remote } => {
+            let _: Option<()> = connect(&remote)?
+                .delete(&format!("/admin/v1/credentials/{}", Client::segment(&id)))
+                .await?;
+            emit(&remote, &serde_json::json!({ "revoked": id }), || {
+                format!("Credential {id} revoked.\n")
+            })
+        }
+    }
+}
+
+/// Resolves the server configuration the way `steward serve` does.
+pub(crate) fn load_config(
+    file: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<steward_server::ServerConfig> {
+    let file = file
+        .or_else(|| std::env::var_os(steward_server::config::env::CONFIG).map(PathBuf::from))
+        .or_else(|| {
+            let default = PathBuf::from("steward.toml");
+            default.exists().then_some(default)
+        });
+    let parsed = match &file {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let merged = Overrides {
+        listen: overrides
+            .listen
+            .or_else(|| env(steward_server::config::env::LISTEN)),
+        data_dir: overrides
+            .data_dir
+            .or_else(|| env(steward_server::config::env::DATA_DIR).map(PathBuf::from)),
+        database_url: overrides
+            .database_url
+            .or_else(|| env(steward_server::config::env::DATABASE_URL)),
+        trust_domain: overrides
+            .trust_domain
+            .or_else(|| env(steward_server::config::env::TRUST_DOMAIN)),
+    };
+    Ok(parsed.resolve(merged)?)
+}
+
+fn config_check(file: Option<PathBuf>) -> Result<ExitCode> {
+    let config = load_config(file, Overrides::default())?;
+    println!("Configuration is valid:");
+    println!("  listen          {}", config.listen);
+    match &config.database_url {
+        Some(url) => println!("  store           {}", steward_store::redact_url(url)),
+        None => println!(
+            "  store           embedded SQLite in {}",
+            config.data_dir.display()
+        ),
+    }
+    println!("  trust_domain    {}", config.trust_domain);
+    println!("  max_body_bytes  {}", config.max_body_bytes);
+    println!("  max_apply_bytes {}", config.max_apply_bytes);
+    Ok(ExitCode::SUCCESS)
+}

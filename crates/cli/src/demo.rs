@@ -1,0 +1,345 @@
+//! `steward demo`: a guided tour on a throwaway control plane. Everything goes through
+//! the real admin API over HTTP, exactly as an operator's CLI would.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use steward_model::{LifecycleState, PlaneId, Role, SpiffeId};
+use steward_server::api::*;
+use steward_server::config::{FileConfig, Overrides};
+use steward_server::{AppState, bootstrap};
+use steward_store::{AdminChange, IdentityRecord, RegistryCounts, Store};
+
+use crate::client::{Client, server_error};
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The governance repository to apply [default: the bundled examples/governance].
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// Keep the control plane running at the end until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+const TRUST_DOMAIN: &str = "acme.example";
+
+fn example_repo() -> Result<PathBuf> {
+    let candidates = [
+        PathBuf::from("examples/governance"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/governance"),
+    ];
+    candidates.into_iter().find(|p| p.is_dir()).context(
+        "cannot find examples/governance: run the demo from the repository root or pass --repo",
+    )
+}
+
+fn step(n: u32, title: &str) {
+    println!(
+        "\n── {n}. {title} {}",
+        "─".repeat(70usize.saturating_sub(title.len()))
+    );
+}
+
+pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
+    let repo = match args.repo {
+        Some(r) => r,
+        None => example_repo()?,
+    };
+    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
+
+    step(1, "Start a control plane on a temporary embedded store");
+    let config = FileConfig::default().resolve(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(data.path().to_path_buf()),
+        trust_domain: Some(TRUST_DOMAIN.into()),
+        database_url: None,
+    })?;
+    let store = Store::open_data_dir(&config.data_dir).await?;
+    let token = bootstrap(&store)
+        .await?
+        .context("a fresh store must hand out a bootstrap credential")?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(steward_server::serve(
+        listener,
+        AppState::new(store.clone(), &config),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    println!(
+        "Control plane on http://{addr}, data in {}, trust domain {TRUST_DOMAIN}.",
+        data.path().display()
+    );
+    println!(
+        "Bootstrap central-admin credential created (shown once, only its hash stored): {}…",
+        token.get(..16).unwrap_or("")
+    );
+    let admin = Client::new(&format!("http://{addr}"), Some(token))?;
+
+    step(
+        2,
+        &format!("Plan the governance repository {}", repo.display()),
+    );
+    let files = steward_governance::read_dir(&repo)?;
+    println!("{} files read.", files.len());
+    let plan: PlanResponse = admin
+        .post(
+            "/admin/v1/config/plan",
+            &PlanRequest {
+                files: files.clone(),
+            },
+        )
+        .await?;
+    print!("{}", output::plan(&plan.plan, plan.version));
+
+    step(
+        3,
+        "Apply it: one transaction, one new configuration version",
+    );
+    let applied: ApplyResponse = admin
+        .post(
+            "/admin/v1/config/apply",
+            &ApplyRequest {
+                files: files.clone(),
+                expected_version: Some(plan.version),
+            },
+        )
+        .await?;
+    println!(
+        "Configuration version {} is in force ({} changes).",
+        applied.version,
+        applied.plan.summary.total()
+    );
+    let again: PlanResponse = admin
+        .post(
+            "/admin/v1/config/plan",
+            &PlanRequest {
+                files: files.clone(),
+            },
+        )
+        .await?;
+    print!(
+        "Planning again: {}",
+        output::plan(&again.plan, again.version)
+    );
+
+    step(
+        4,
+        "The registry: every non-human identity with owner, plane, environment, kind",
+    );
+    let page: Page<IdentityRecord> = admin.get("/admin/v1/identities?limit=1000").await?;
+    print!("{}", output::identities(&page.items));
+
+    step(
+        5,
+        "A broken repository is refused with file and line; nothing changes",
+    );
+    let mut broken = files.clone();
+    broken.push(steward_governance::SourceFile {
+        path: "identities/typo.yaml".into(),
+        content: "identities:\n  - spiffe_id: spiffe://acme.example/payments/shadow-api\n    plane: payments\n    owner: nobody-knows\n    environment: prod\n    kind: service\n".into(),
+    });
+    match admin
+        .post::<_, ApplyResponse>(
+            "/admin/v1/config/apply",
+            &ApplyRequest {
+                files: broken,
+                expected_version: None,
+            },
+        )
+        .await
+    {
+        Ok(_) => bail!("the broken repository was accepted"),
+        Err(e) => {
+            let se = server_error(&e).context("expected a refusal from the server")?;
+            println!("Refused: {}", se.message);
+            print!("{}", output::diagnostics(&se.diagnostics));
+        }
+    }
+    let counts: RegistryCounts = admin.get("/admin/v1/status").await?;
+    println!("Configuration version is still {}.", counts.config_version);
+
+    step(
+        6,
+        "Delegated administration: a plane admin acts only inside its plane",
+    );
+    let payments_admin: CreatedCredential = admin
+        .post(
+            "/admin/v1/credentials",
+            &CreateCredentialRequest::new(
+                "payments on-call",
+                Role::PlaneAdmin {
+                    plane: PlaneId::new("payments")?,
+                },
+            ),
+        )
+        .await?;
+    let auditor: CreatedCredential = admin
+        .post(
+            "/admin/v1/credentials",
+            &CreateCredentialRequest::new("external auditor", Role::Auditor),
+        )
+        .await?;
+    let pa = admin.with_token(&payments_admin.token);
+    let au = admin.with_token(&auditor.token);
+    let owner = page
+        .items
+        .iter()
+        .find(|r| r.identity.plane.as_str() == "payments")
+        .map(|r| r.identity.owner.clone())
+        .unwrap_or_default();
+    let new_identity = |plane: &str, path: &str| -> Result<CreateIdentityRequest> {
+        Ok(CreateIdentityRequest {
+            spiffe_id: SpiffeId::parse(format!("spiffe://{TRUST_DOMAIN}/{path}"))?,
+            plane: PlaneId::new(plane)?,
+            owner: owner.clone(),
+            environment: "test".into(),
+            kind: steward_model::IdentityKind::Service,
+            classification: steward_model::Classification::Internal,
+            description: "registered by the payments on-call through the API".into(),
+            labels: Default::default(),
+            intended: Vec::new(),
+        })
+    };
+    let created: IdentityRecord = pa
+        .post(
+            "/admin/v1/identities",
+            &new_identity("payments", "payments/reconciler-test")?,
+        )
+        .await?;
+    println!(
+        "payments plane admin registered {} → 201 Created",
+        created.identity.spiffe_id
+    );
+    show_refusal(
+        "payments plane admin registers an identity in plane partners",
+        pa.post::<_, IdentityRecord>(
+            "/admin/v1/identities",
+            &new_identity("partners", "partners/sneaky")?,
+        )
+        .await,
+    )?;
+    show_refusal(
+        "auditor suspends an identity",
+        au.post::<_, IdentityRecord>(
+            &lifecycle_path(&created),
+            &LifecycleRequest {
+                state: LifecycleState::Suspended,
+                reason: "testing".into(),
+            },
+        )
+        .await,
+    )?;
+    show_refusal(
+        "payments plane admin applies the governance repository",
+        pa.post::<_, ApplyResponse>(
+            "/admin/v1/config/apply",
+            &ApplyRequest {
+                files: files.clone(),
+                expected_version: None,
+            },
+        )
+        .await,
+    )?;
+
+    step(
+        7,
+        "Lifecycle: suspend, decommission (one-way), orphaned owners",
+    );
+    let r: IdentityRecord = pa
+        .post(
+            &lifecycle_path(&created),
+            &LifecycleRequest {
+                state: LifecycleState::Suspended,
+                reason: "rotating its keys".into(),
+            },
+        )
+        .await?;
+    println!("{} → {}", r.identity.spiffe_id, r.identity.state);
+    let r: IdentityRecord = pa
+        .post(
+            &lifecycle_path(&created),
+            &LifecycleRequest {
+                state: LifecycleState::Decommissioned,
+                reason: "replaced by the v2 reconciler".into(),
+            },
+        )
+        .await?;
+    println!("{} → {}", r.identity.spiffe_id, r.identity.state);
+    show_refusal(
+        "reactivating a decommissioned identity",
+        pa.post::<_, IdentityRecord>(
+            &lifecycle_path(&created),
+            &LifecycleRequest {
+                state: LifecycleState::Active,
+                reason: "oops".into(),
+            },
+        )
+        .await,
+    )?;
+    if let Some(victim) = page
+        .items
+        .iter()
+        .find(|r| r.identity.plane.as_str() == "partners")
+        .map(|r| r.identity.owner.clone())
+    {
+        let removed: OwnerRemoved = admin
+            .delete(&format!("/admin/v1/owners/{}", Client::segment(&victim)))
+            .await?;
+        println!(
+            "Owner {} left the company; {} identities are now orphan findings:",
+            removed.owner,
+            removed.orphaned_identities.len()
+        );
+        for i in &removed.orphaned_identities {
+            println!("  {i}");
+        }
+    }
+
+    step(
+        8,
+        "Status and the admin change log (who changed what, when)",
+    );
+    let counts: RegistryCounts = admin.get("/admin/v1/status").await?;
+    print!("{}", crate::commands::status_text(&counts));
+    let changes: Vec<AdminChange> = au.get("/admin/v1/changes?limit=1000").await?;
+    println!();
+    print!("{}", crate::commands::changes_text(&changes));
+
+    if args.keep_running {
+        println!(
+            "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop). Admin credential: export STEWARD_TOKEN=<printed by `steward serve` in real use>."
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = stop_tx.send(());
+    server.await.context("the server task failed")??;
+    store.close().await;
+    println!("\nDemo finished: the control plane stopped and its temporary data was removed.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lifecycle_path(r: &IdentityRecord) -> String {
+    format!(
+        "/admin/v1/identities/{}/lifecycle",
+        Client::segment(r.identity.spiffe_id.as_str())
+    )
+}
+
+fn show_refusal<T>(what: &str, result: Result<T>) -> Result<()> {
+    match result {
+        Ok(_) => bail!("{what}: expected a refusal, but it was allowed"),
+        Err(e) => {
+            let se = server_error(&e)
+                .with_context(|| format!("{what}: expected a refusal from the server"))?;
+            println!("{what} → {} {}: {}", se.status, se.error, se.message);
+            Ok(())
+        }
+    }
+}

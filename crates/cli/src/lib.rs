@@ -1,0 +1,133 @@
+//! The `steward` command line: `serve` runs the control plane; every other command is a
+//! client of its admin API (so the CLI can do nothing the API does not allow).
+
+pub mod client;
+mod commands;
+mod demo;
+pub mod output;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use steward_server::config::{DEFAULT_LISTEN, env};
+
+pub use client::Client;
+
+/// Steward: one control plane for non-human identities.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the control plane is and which admin credential to use.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// Base URL of the control plane's admin API.
+    #[arg(long, env = env::SERVER, default_value_t = format!("http://{DEFAULT_LISTEN}"))]
+    pub server: String,
+    /// Admin credential (`stw_…`); `steward serve` prints the bootstrap one on first start.
+    #[arg(long, env = env::TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (admin API) on the embedded store or PostgreSQL.
+    Serve(serve::ServeArgs),
+    /// Start a throwaway control plane, apply the example governance repository and show
+    /// what Steward does, step by step.
+    Demo(demo::DemoArgs),
+    /// Check a governance repository offline: every problem with its file and line.
+    Validate {
+        /// The governance repository directory.
+        dir: PathBuf,
+        /// Trust domain every SPIFFE ID must belong to.
+        #[arg(long, env = env::TRUST_DOMAIN, default_value = steward_server::config::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+    },
+    /// Show what applying a governance repository would change.
+    Plan {
+        dir: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Apply a governance repository atomically (all or nothing) as a new configuration version.
+    Apply {
+        dir: PathBuf,
+        /// Refuse unless the running configuration version is this one (as shown by `plan`).
+        #[arg(long)]
+        expected_version: Option<i64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Registry counts and the configuration version in force.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Applied configuration versions, newest first.
+    Versions {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List, show, register and move identities along their lifecycle.
+    #[command(subcommand)]
+    Identity(commands::IdentityCommand),
+    /// Owners: list, or remove one (its identities become orphan findings).
+    #[command(subcommand)]
+    Owner(commands::OwnerCommand),
+    /// Admin credentials: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Credential(commands::CredentialCommand),
+    /// The admin change log: who changed what, when, before and after.
+    Changes {
+        /// Show entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Check `steward.toml` (and environment overrides) and print the resolved settings.
+    #[command(subcommand)]
+    Config(commands::ConfigCommand),
+}
+
+/// Runs the CLI and turns errors into a message and exit code 1 (2 for usage errors).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(server) = client::server_error(&e) {
+                eprintln!("error: {}", server.message);
+                if !server.diagnostics.is_empty() {
+                    eprint!("{}", output::diagnostics(&server.diagnostics));
+                }
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

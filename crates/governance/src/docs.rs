@@ -1,0 +1,122 @@
+//! The file format: what a YAML file of the governance repository may contain.
+//!
+//! Every YAML file is a mapping with any of the top-level keys below; lists from several
+//! files are merged, so a team may split identities across as many files as it likes.
+//! Unknown keys are errors: in a security configuration a typo must not be ignored.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use steward_model::{
+    Capability, CapabilityId, Classification, Entitlement, IdentityKind, LifecycleState, OwnerKind,
+    PlaneId, Settings, SpiffeId, TransportMapping,
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileDoc {
+    /// Central (root plane) settings.
+    #[serde(default)]
+    pub settings: Option<Settings>,
+    #[serde(default)]
+    pub planes: Vec<PlaneDoc>,
+    #[serde(default)]
+    pub owners: Vec<OwnerDoc>,
+    #[serde(default)]
+    pub identities: Vec<IdentityDoc>,
+    #[serde(default)]
+    pub capabilities: Vec<CapabilityDoc>,
+    #[serde(default)]
+    pub issuers: Vec<IssuerDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlaneDoc {
+    pub id: PlaneId,
+    #[serde(default = "PlaneId::root")]
+    pub parent: PlaneId,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OwnerDoc {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub kind: OwnerKind,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityDoc {
+    pub spiffe_id: SpiffeId,
+    pub plane: PlaneId,
+    pub owner: String,
+    pub environment: String,
+    pub kind: IdentityKind,
+    #[serde(default = "internal")]
+    pub classification: Classification,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub state: Option<LifecycleState>,
+    #[serde(default)]
+    pub intended: Vec<Entitlement>,
+}
+
+fn internal() -> Classification {
+    Classification::Internal
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CapabilityDoc {
+    pub id: CapabilityId,
+    pub plane: PlaneId,
+    pub classification: Classification,
+    #[serde(default)]
+    pub description: String,
+    /// Written as `- http: {method: GET, path: /x}`: one-key maps, not YAML tags.
+    #[serde(default, with = "yaml_serde::with::singleton_map_recursive")]
+    pub mappings: Vec<TransportMapping>,
+}
+
+impl From<CapabilityDoc> for Capability {
+    fn from(d: CapabilityDoc) -> Self {
+        Capability {
+            id: d.id,
+            plane: d.plane,
+            classification: d.classification,
+            description: d.description,
+            mappings: d.mappings,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssuerDoc {
+    pub id: String,
+    #[serde(default = "PlaneId::root")]
+    pub plane: PlaneId,
+    pub issuer: String,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub allowed_subjects: Vec<String>,
+    pub audience: String,
+    #[serde(default)]
+    pub claim_mapping: BTreeMap<String, serde_json::Value>,
+}

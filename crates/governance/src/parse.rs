@@ -1,0 +1,618 @@
+//! From files to a validated desired state.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+use steward_model::{
+    Capability, CapabilityId, Classification, Entitlement, IdentityKind, LifecycleState, Owner,
+    Plane, PlaneId, Settings, SpiffeId, TransportMapping, TrustDomain, TrustedIssuer,
+    validate_environment, validate_slug,
+};
+
+use crate::docs::{FileDoc, IdentityDoc};
+use crate::locate::line_of;
+use crate::{Diagnostic, GovernanceError, SourceFile};
+
+/// Longest label key and value we accept.
+const MAX_LABEL_KEY: usize = 63;
+const MAX_LABEL_VALUE: usize = 256;
+const MAX_LABELS: usize = 64;
+
+/// An identity as the repository declares it. `state: None` means the repository does not
+/// manage the lifecycle state (suspensions made through the API are left alone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredIdentity {
+    pub spiffe_id: SpiffeId,
+    pub plane: PlaneId,
+    pub owner: String,
+    pub environment: String,
+    pub kind: IdentityKind,
+    pub classification: Classification,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: Option<LifecycleState>,
+    pub intended: Vec<Entitlement>,
+}
+
+/// A `.cedar` file: its plane comes from its directory (`policies/<plane>/…`; files directly
+/// under `policies/` belong to the root plane and are central guardrails).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    pub path: String,
+    pub plane: PlaneId,
+    pub text: String,
+}
+
+/// The whole desired state a repository declares, validated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Desired {
+    pub root_settings: Settings,
+    /// Declared planes, without the implicit root.
+    pub planes: BTreeMap<PlaneId, Plane>,
+    pub owners: BTreeMap<String, Owner>,
+    pub identities: BTreeMap<SpiffeId, DesiredIdentity>,
+    pub capabilities: BTreeMap<CapabilityId, Capability>,
+    pub issuers: BTreeMap<String, TrustedIssuer>,
+    pub policies: BTreeMap<String, PolicyFile>,
+    /// Where each object was declared: (kind, id) → (file, line). Used to place errors that
+    /// only the plan can find (for example un-decommissioning).
+    #[serde(skip)]
+    pub locations: BTreeMap<(crate::ObjectKind, String), (String, usize)>,
+}
+
+impl Desired {
+    /// SHA-256 over the canonical JSON form: equal repositories give equal digests.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        // Serialising BTreeMaps of plain data cannot fail; an empty digest input would
+        // still give a stable (if meaningless) value.
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Where an object was declared, as a diagnostic location.
+    pub fn locate(&self, kind: crate::ObjectKind, id: &str) -> (String, usize) {
+        self.locations
+            .get(&(kind, id.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| ("(repository)".into(), 0))
+    }
+}
+
+struct Ctx<'a> {
+    diags: Vec<Diagnostic>,
+    file: &'a SourceFile,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, line: usize, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            file: self.file.path.clone(),
+            line,
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses and validates a repository against the control plane's trust domain.
+pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired, GovernanceError> {
+    let mut diags = Vec::new();
+    let mut desired = Desired::default();
+    let mut root_settings_at: Option<(String, usize)> = None;
+    // Identity docs are checked after every file is read, since their planes and owners
+    // may be declared in other files.
+    let mut identity_docs: Vec<IdentityDoc> = Vec::new();
+    let mut seen_counts: BTreeMap<(crate::ObjectKind, String), usize> = BTreeMap::new();
+
+    for file in files {
+        let mut cx = Ctx {
+            diags: Vec::new(),
+            file,
+        };
+        if file.path.ends_with(".cedar") {
+            parse_policy(&mut cx, &mut desired);
+            diags.append(&mut cx.diags);
+            continue;
+        }
+        let doc: FileDoc = if file.content.trim().is_empty() {
+            FileDoc::default()
+        } else {
+            match yaml_serde::from_str(&file.content) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let line = e.location().map(|l| l.line()).unwrap_or(0);
+                    cx.err(line, yaml_message(&e.to_string()));
+                    diags.append(&mut cx.diags);
+                    continue;
+                }
+            }
+        };
+        let mut remember = |cx: &mut Ctx<'_>,
+                            desired: &mut Desired,
+                            kind: crate::ObjectKind,
+                            key: &str,
+                            id: &str|
+         -> bool {
+            let n = seen_counts.entry((kind, id.to_owned())).or_insert(0);
+            let line = line_of(&cx.file.content, key, id, *n);
+            *n += 1;
+            if let Some((f, l)) = desired.locations.get(&(kind, id.to_owned())) {
+                let at = format!("{f}:{l}");
+                cx.err(
+                    line,
+                    format!("{kind} `{id}` is declared twice (first at {at})"),
+                );
+                return false;
+            }
+            desired
+                .locations
+                .insert((kind, id.to_owned()), (cx.file.path.clone(), line));
+            true
+        };
+        use crate::ObjectKind as K;
+
+        if let Some(settings) = doc.settings {
+            let line = line_of(&file.content, "settings", "", 0);
+            if let Some((f, l)) = &root_settings_at {
+                cx.err(
+                    line,
+                    format!("central `settings` are declared twice (first at {f}:{l})"),
+                );
+            } else {
+                check_settings(&mut cx, line, "central settings", &settings);
+                root_settings_at = Some((file.path.clone(), line));
+                desired.root_settings = settings;
+            }
+        }
+        for p in doc.planes {
+            if !remember(&mut cx, &mut desired, K::Plane, "id", p.id.as_str()) {
+                continue;
+            }
+            let line = desired.locate(K::Plane, p.id.as_str()).1;
+            if p.id.is_root() {
+                cx.err(line, "the root plane is implicit: put central settings under the top-level `settings` key");
+                continue;
+            }
+            check_settings(&mut cx, line, &format!("plane `{}`", p.id), &p.settings);
+            let name = p.name.unwrap_or_else(|| p.id.to_string());
+            desired.planes.insert(
+                p.id.clone(),
+                Plane {
+                    id: p.id,
+                    parent: Some(p.parent),
+                    name,
+                    description: p.description,
+                    settings: p.settings,
+                },
+            );
+        }
+        for o in doc.owners {
+            if !remember(&mut cx, &mut desired, K::Owner, "id", &o.id) {
+                continue;
+            }
+            let line = desired.locate(K::Owner, &o.id).1;
+            if let Err(e) = validate_slug("owner id", &o.id) {
+                cx.err(line, e.to_string());
+            }
+            if !o.email.contains('@') {
+                cx.err(
+                    line,
+                    format!(
+                        "owner `{}`: email `{}` is not an email address",
+                        o.id, o.email
+                    ),
+                );
+            }
+            if o.name.trim().is_empty() {
+                cx.err(line, format!("owner `{}`: name must not be empty", o.id));
+            }
+            desired.owners.insert(
+                o.id.clone(),
+                Owner {
+                    id: o.id,
+                    name: o.name,
+                    email: o.email,
+                    kind: o.kind,
+                },
+            );
+        }
+        for c in doc.capabilities {
+            if !remember(&mut cx, &mut desired, K::Capability, "id", c.id.as_str()) {
+                continue;
+            }
+            let line = desired.locate(K::Capability, c.id.as_str()).1;
+            for m in &c.mappings {
+                if let Err(e) = m.validate() {
+                    cx.err(line, format!("capability `{}`: {e}", c.id));
+                }
+            }
+            desired.capabilities.insert(c.id.clone(), c.into());
+        }
+        for i in doc.issuers {
+            if !remember(&mut cx, &mut desired, K::Issuer, "id", &i.id) {
+                continue;
+            }
+            let line = desired.locate(K::Issuer, &i.id).1;
+            if let Err(e) = validate_slug("issuer id", &i.id) {
+                cx.err(line, e.to_string());
+            }
+            if !(i.issuer.starts_with("https://")
+                || i.issuer.starts_with("http://")
+                || i.issuer.starts_with("spiffe://"))
+            {
+                cx.err(line, format!("issuer `{}`: `issuer` must be the exact `iss` URL (https://…) or a SPIFFE trust domain (spiffe://…)", i.id));
+            }
+            match (&i.jwks_uri, &i.jwks) {
+                (Some(_), Some(_)) => cx.err(
+                    line,
+                    format!(
+                        "issuer `{}`: give either `jwks_uri` or inline `jwks`, not both",
+                        i.id
+                    ),
+                ),
+                (None, None) => cx.err(
+                    line,
+                    format!(
+                        "issuer `{}`: keys are required: give `jwks_uri` or inline `jwks`",
+                        i.id
+                    ),
+                ),
+                _ => {}
+            }
+            if i.audience.trim().is_empty() {
+                cx.err(
+                    line,
+                    format!("issuer `{}`: `audience` must not be empty", i.id),
+                );
+            }
+            if i.allowed_subjects.is_empty() {
+                cx.err(
+                    line,
+                    format!(
+                        "issuer `{}`: `allowed_subjects` must list at least one subject pattern",
+                        i.id
+                    ),
+                );
+            }
+            desired.issuers.insert(
+                i.id.clone(),
+                TrustedIssuer {
+                    id: i.id,
+                    plane: i.plane,
+                    issuer: i.issuer,
+                    jwks_uri: i.jwks_uri,
+                    jwks: i.jwks,
+                    allowed_subjects: i.allowed_subjects,
+                    audience: i.audience,
+                    claim_mapping: serde_json::Value::Object(i.claim_mapping.into_iter().collect()),
+                },
+            );
+        }
+        for doc in doc.identities {
+            if remember(
+                &mut cx,
+                &mut desired,
+                K::Identity,
+                "spiffe_id",
+                doc.spiffe_id.as_str(),
+            ) {
+                identity_docs.push(doc);
+            }
+        }
+        diags.append(&mut cx.diags);
+    }
+
+    // Cross-references are checked only once every file parses: a capability lost to a
+    // syntax error would otherwise show up again as every reference to it.
+    if diags.is_empty() {
+        check_references(&mut desired, identity_docs, trust_domain, &mut diags);
+    }
+
+    if diags.is_empty() {
+        Ok(desired)
+    } else {
+        diags.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
+        Err(GovernanceError::Invalid(diags))
+    }
+}
+
+/// Rewords serde's messages to name the document's own terms.
+fn yaml_message(raw: &str) -> String {
+    // yaml_serde appends " at line L column C"; the diagnostic carries the line already.
+    let msg = raw.split(" at line ").next().unwrap_or(raw);
+    msg.replace("unknown field", "unknown key")
+        .replace("missing field", "missing required key")
+}
+
+fn check_settings(cx: &mut Ctx<'_>, line: usize, whose: &str, s: &Settings) {
+    if s.max_token_ttl_secs == Some(0) {
+        cx.err(
+            line,
+            format!("{whose}: `max_token_ttl_secs` must be greater than 0"),
+        );
+    }
+    for env in s.environments.iter().flatten() {
+        if let Err(e) = validate_environment(env) {
+            cx.err(line, format!("{whose}: {e}"));
+        }
+    }
+}
+
+fn parse_policy(cx: &mut Ctx<'_>, desired: &mut Desired) {
+    let path = cx.file.path.clone();
+    let parts: Vec<&str> = path.split('/').collect();
+    let plane = match parts.as_slice() {
+        ["policies", _file] => Ok(PlaneId::root()),
+        ["policies", plane, _file] => PlaneId::new(*plane).map_err(|e| e.to_string()),
+        _ => Err("policies live in `policies/` (central guardrails) or `policies/<plane>/` (plane policy)".to_owned()),
+    };
+    match plane {
+        Ok(plane) => {
+            if cx.file.content.trim().is_empty() {
+                cx.err(0, "policy file is empty");
+                return;
+            }
+            desired.policies.insert(
+                path.clone(),
+                PolicyFile {
+                    path,
+                    plane,
+                    text: cx.file.content.clone(),
+                },
+            );
+        }
+        Err(e) => cx.err(0, e),
+    }
+}
+
+/// Checks every cross-reference once all files are read.
+fn check_references(
+    desired: &mut Desired,
+    identity_docs: Vec<IdentityDoc>,
+    trust_domain: &TrustDomain,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::ObjectKind as K;
+
+    // Plane tree: parents exist, no cycles, settings only tighten.
+    let mut effective: BTreeMap<PlaneId, Settings> = BTreeMap::new();
+    effective.insert(PlaneId::root(), desired.root_settings.clone());
+    for plane in desired.planes.values() {
+        let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
+        if !parent.is_root() && !desired.planes.contains_key(&parent) {
+            at(
+                diags,
+                desired,
+                K::Plane,
+                plane.id.as_str(),
+                format!(
+                    "plane `{}`: parent plane `{parent}` is not declared",
+                    plane.id
+                ),
+            );
+        }
+    }
+    // Resolve effective settings top-down; planes on a cycle never resolve.
+    let mut pending: Vec<&Plane> = desired.planes.values().collect();
+    loop {
+        let before = pending.len();
+        pending.retain(|plane| {
+            let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
+            match effective.get(&parent).cloned() {
+                Some(parent_settings) => {
+                    for l in plane.settings.loosenings(&parent_settings) {
+                        let (file, line) = desired.locate(K::Plane, plane.id.as_str());
+                        diags.push(Diagnostic {
+                            file,
+                            line,
+                            message: format!(
+                                "plane `{}` loosens inherited setting `{}`: inherited {}, declared {} (a plane may only tighten)",
+                                plane.id, l.setting, l.inherited, l.declared
+                            ),
+                        });
+                    }
+                    effective.insert(plane.id.clone(), plane.settings.inherit(&parent_settings));
+                    false
+                }
+                None => true,
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    for plane in pending {
+        let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
+        if parent.is_root() || desired.planes.contains_key(&parent) {
+            at(
+                diags,
+                desired,
+                K::Plane,
+                plane.id.as_str(),
+                format!("plane `{}` is part of a parent cycle", plane.id),
+            );
+        }
+    }
+
+    let plane_known = |p: &PlaneId| p.is_root() || desired.planes.contains_key(p);
+    for c in desired.capabilities.values() {
+        if !plane_known(&c.plane) {
+            at(
+                diags,
+                desired,
+                K::Capability,
+                c.id.as_str(),
+                format!("capability `{}`: plane `{}` is not declared", c.id, c.plane),
+            );
+        }
+    }
+    // One transport address must name one capability, or enforcement would be ambiguous.
+    let mut addresses: BTreeMap<String, &CapabilityId> = BTreeMap::new();
+    for c in desired.capabilities.values() {
+        for m in &c.mappings {
+            let key = mapping_key(m);
+            if let Some(other) = addresses.get(&key) {
+                if *other != &c.id {
+                    at(
+                        diags,
+                        desired,
+                        K::Capability,
+                        c.id.as_str(),
+                        format!(
+                            "capability `{}`: `{m}` is already mapped to capability `{other}`",
+                            c.id
+                        ),
+                    );
+                }
+            } else {
+                addresses.insert(key, &c.id);
+            }
+        }
+    }
+    for i in desired.issuers.values() {
+        if !plane_known(&i.plane) {
+            at(
+                diags,
+                desired,
+                K::Issuer,
+                &i.id,
+                format!("issuer `{}`: plane `{}` is not declared", i.id, i.plane),
+            );
+        }
+    }
+    for p in desired.policies.values() {
+        if !plane_known(&p.plane) {
+            diags.push(Diagnostic {
+                file: p.path.clone(),
+                line: 0,
+                message: format!(
+                    "policy directory names plane `{}`, which is not declared",
+                    p.plane
+                ),
+            });
+        }
+    }
+
+    for doc in identity_docs {
+        let id = doc.spiffe_id.to_string();
+        let mut problems = Vec::new();
+        if !doc.spiffe_id.is_in(trust_domain) {
+            problems.push(format!("is outside the trust domain `{trust_domain}`"));
+        }
+        if !plane_known(&doc.plane) {
+            problems.push(format!("plane `{}` is not declared", doc.plane));
+        }
+        if !desired.owners.contains_key(&doc.owner) {
+            problems.push(format!(
+                "owner `{}` is not declared (every identity needs an accountable owner)",
+                doc.owner
+            ));
+        }
+        if let Err(e) = validate_environment(&doc.environment) {
+            problems.push(e.to_string());
+        } else if let Some(envs) = effective
+            .get(&doc.plane)
+            .and_then(|s| s.environments.as_ref())
+        {
+            if !envs.contains(&doc.environment) {
+                problems.push(format!(
+                    "environment `{}` is not allowed in plane `{}` (allowed: {})",
+                    doc.environment,
+                    doc.plane,
+                    envs.join(", ")
+                ));
+            }
+        }
+        if doc.labels.len() > MAX_LABELS {
+            problems.push(format!("has more than {MAX_LABELS} labels"));
+        }
+        for (k, v) in &doc.labels {
+            if k.is_empty()
+                || k.len() > MAX_LABEL_KEY
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+            {
+                problems.push(format!("label key `{k}` must be 1-{MAX_LABEL_KEY} letters, digits, `-`, `_`, `.` or `/`"));
+            }
+            if v.len() > MAX_LABEL_VALUE {
+                problems.push(format!(
+                    "label `{k}` is longer than {MAX_LABEL_VALUE} characters"
+                ));
+            }
+        }
+        for e in &doc.intended {
+            if !desired.capabilities.contains_key(&e.capability) {
+                problems.push(format!(
+                    "intended capability `{}` is not declared",
+                    e.capability
+                ));
+            }
+            if e.actions.is_empty() {
+                problems.push(format!(
+                    "intended capability `{}` lists no actions",
+                    e.capability
+                ));
+            }
+        }
+        for p in problems {
+            at(
+                diags,
+                desired,
+                K::Identity,
+                &id,
+                format!("identity `{id}`: {p}"),
+            );
+        }
+        let mut intended = doc.intended;
+        intended.sort();
+        desired.identities.insert(
+            doc.spiffe_id.clone(),
+            DesiredIdentity {
+                spiffe_id: doc.spiffe_id,
+                plane: doc.plane,
+                owner: doc.owner,
+                environment: doc.environment,
+                kind: doc.kind,
+                classification: doc.classification,
+                description: doc.description,
+                labels: doc.labels,
+                state: doc.state,
+                intended,
+            },
+        );
+    }
+}
+
+fn at(
+    diags: &mut Vec<Diagnostic>,
+    desired: &Desired,
+    kind: crate::ObjectKind,
+    id: &str,
+    message: String,
+) {
+    let (file, line) = desired.locate(kind, id);
+    diags.push(Diagnostic {
+        file,
+        line,
+        message,
+    });
+}
+
+/// A normalised form of a transport address for duplicate detection.
+fn mapping_key(m: &TransportMapping) -> String {
+    match m {
+        TransportMapping::Http(h) => format!("http {} {}", h.method, h.path),
+        TransportMapping::Grpc(g) => format!("grpc {}/{}", g.service, g.method),
+        TransportMapping::Amqp(a) => format!(
+            "amqp {} {} {} {}",
+            a.vhost,
+            a.exchange,
+            a.routing_key,
+            m.action()
+        ),
+        TransportMapping::Queue { name, .. } => format!("queue {name} {}", m.action()),
+        TransportMapping::Tool { name, .. } => format!("tool {name}"),
+    }
+}

@@ -1,0 +1,398 @@
+//! Plans: the difference between what the registry holds and what the repository wants.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use steward_model::{
+    Capability, CapabilityId, Identity, LifecycleState, Owner, Plane, PlaneId, Settings, SpiffeId,
+    TrustedIssuer,
+};
+
+use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile};
+
+/// Most changes a plan lists in full; the rest are counted in the summary.
+pub const MAX_LISTED_CHANGES: usize = 2_000;
+
+/// The kinds of object a governance repository declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    Settings,
+    Plane,
+    Owner,
+    Capability,
+    Issuer,
+    Policy,
+    Identity,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Settings => "settings",
+            Self::Plane => "plane",
+            Self::Owner => "owner",
+            Self::Capability => "capability",
+            Self::Issuer => "issuer",
+            Self::Policy => "policy",
+            Self::Identity => "identity",
+        })
+    }
+}
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    Create,
+    Update,
+    /// Removed from the registry (planes, capabilities, issuers, policies).
+    Delete,
+    /// Owners are never deleted, only marked removed, so orphans stay visible (R2).
+    Remove,
+    /// Identities leave the repository by being decommissioned, never deleted (R2).
+    Decommission,
+}
+
+/// One field that changes, rendered for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// One object that changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub kind: ObjectKind,
+    pub id: String,
+    pub op: Op,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+}
+
+/// Counts per operation, across all kinds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub remove: usize,
+    pub decommission: usize,
+}
+
+impl PlanSummary {
+    pub fn total(&self) -> usize {
+        self.create + self.update + self.delete + self.remove + self.decommission
+    }
+}
+
+/// Every change needed to make the registry match the repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub summary: PlanSummary,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.summary.total() == 0
+    }
+
+    fn push(&mut self, change: Change) {
+        match change.op {
+            Op::Create => self.summary.create += 1,
+            Op::Update => self.summary.update += 1,
+            Op::Delete => self.summary.delete += 1,
+            Op::Remove => self.summary.remove += 1,
+            Op::Decommission => self.summary.decommission += 1,
+        }
+        self.changes.push(change);
+    }
+
+    /// A copy listing at most `max` changes (the summary still counts all of them), for
+    /// answers that must stay small.
+    pub fn truncated(&self, max: usize) -> Plan {
+        Plan {
+            changes: self.changes.iter().take(max).cloned().collect(),
+            summary: self.summary.clone(),
+        }
+    }
+}
+
+/// An identity as the registry holds it, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredIdentity {
+    pub identity: Identity,
+    /// Whether the governance repository manages it (`false`: created through the API).
+    pub managed: bool,
+}
+
+/// The registry's current state, as far as the repository can change it.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub root_settings: Settings,
+    pub planes: BTreeMap<PlaneId, Plane>,
+    /// Owners not marked removed.
+    pub owners: BTreeMap<String, Owner>,
+    pub identities: BTreeMap<SpiffeId, StoredIdentity>,
+    pub capabilities: BTreeMap<CapabilityId, Capability>,
+    pub issuers: BTreeMap<String, TrustedIssuer>,
+    pub policies: BTreeMap<String, PolicyFile>,
+}
+
+/// Computes the plan that turns `current` into `desired`, or the reasons it cannot.
+pub fn plan(current: &State, desired: &Desired) -> Result<Plan, GovernanceError> {
+    let mut plan = Plan::default();
+    let mut diags = Vec::new();
+
+    if current.root_settings != desired.root_settings {
+        plan.push(Change {
+            kind: ObjectKind::Settings,
+            id: "root".into(),
+            op: Op::Update,
+            fields: json_fields(&current.root_settings, &desired.root_settings),
+        });
+    }
+    diff_map(
+        &mut plan,
+        ObjectKind::Plane,
+        &current.planes,
+        &desired.planes,
+        Op::Delete,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Owner,
+        &current.owners,
+        &desired.owners,
+        Op::Remove,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Capability,
+        &current.capabilities,
+        &desired.capabilities,
+        Op::Delete,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Issuer,
+        &current.issuers,
+        &desired.issuers,
+        Op::Delete,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Policy,
+        &current.policies,
+        &desired.policies,
+        Op::Delete,
+    );
+
+    // A plane may only go when nothing live still belongs to it.
+    for id in current
+        .planes
+        .keys()
+        .filter(|p| !desired.planes.contains_key(*p))
+    {
+        let live = desired
+            .identities
+            .values()
+            .filter(|i| &i.plane == id)
+            .count()
+            + current
+                .identities
+                .values()
+                .filter(|s| {
+                    !s.managed
+                        && &s.identity.plane == id
+                        && s.identity.state != LifecycleState::Decommissioned
+                })
+                .count();
+        if live > 0 {
+            diags.push(Diagnostic {
+                file: "(repository)".into(),
+                line: 0,
+                message: format!("plane `{id}` cannot be removed: {live} identities that are not decommissioned still belong to it"),
+            });
+        }
+    }
+
+    for (id, want) in &desired.identities {
+        match current.identities.get(id) {
+            None => {
+                if want.state == Some(LifecycleState::Decommissioned) {
+                    let (file, line) = desired.locate(ObjectKind::Identity, id.as_str());
+                    diags.push(Diagnostic {
+                        file,
+                        line,
+                        message: format!("identity `{id}`: cannot be created decommissioned"),
+                    });
+                }
+                plan.push(Change {
+                    kind: ObjectKind::Identity,
+                    id: id.to_string(),
+                    op: Op::Create,
+                    fields: Vec::new(),
+                });
+            }
+            Some(have) => {
+                if let Some(to) = want.state {
+                    if let Err(e) = have.identity.state.check_transition(to) {
+                        let (file, line) = desired.locate(ObjectKind::Identity, id.as_str());
+                        diags.push(Diagnostic {
+                            file,
+                            line,
+                            message: format!("identity `{id}`: {e}"),
+                        });
+                        continue;
+                    }
+                }
+                let fields = identity_fields(have, want);
+                if !fields.is_empty() {
+                    plan.push(Change {
+                        kind: ObjectKind::Identity,
+                        id: id.to_string(),
+                        op: Op::Update,
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+    for (id, have) in &current.identities {
+        if have.managed
+            && have.identity.state != LifecycleState::Decommissioned
+            && !desired.identities.contains_key(id)
+        {
+            plan.push(Change {
+                kind: ObjectKind::Identity,
+                id: id.to_string(),
+                op: Op::Decommission,
+                fields: Vec::new(),
+            });
+        }
+    }
+
+    if diags.is_empty() {
+        Ok(plan)
+    } else {
+        Err(GovernanceError::Invalid(diags))
+    }
+}
+
+fn diff_map<K: Ord + fmt::Display, V: PartialEq + Serialize>(
+    plan: &mut Plan,
+    kind: ObjectKind,
+    current: &BTreeMap<K, V>,
+    desired: &BTreeMap<K, V>,
+    gone: Op,
+) {
+    for (id, want) in desired {
+        match current.get(id) {
+            None => plan.push(Change {
+                kind,
+                id: id.to_string(),
+                op: Op::Create,
+                fields: Vec::new(),
+            }),
+            Some(have) if have != want => plan.push(Change {
+                kind,
+                id: id.to_string(),
+                op: Op::Update,
+                fields: json_fields(have, want),
+            }),
+            Some(_) => {}
+        }
+    }
+    for id in current.keys().filter(|k| !desired.contains_key(*k)) {
+        plan.push(Change {
+            kind,
+            id: id.to_string(),
+            op: gone,
+            fields: Vec::new(),
+        });
+    }
+}
+
+/// Field-by-field difference of two values through their JSON form (top-level keys).
+fn json_fields<T: Serialize>(before: &T, after: &T) -> Vec<FieldChange> {
+    let (Ok(serde_json::Value::Object(b)), Ok(serde_json::Value::Object(a))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (b.get(k), a.get(k));
+            (x != y).then(|| FieldChange {
+                field: k.clone(),
+                before: render(x),
+                after: render(y),
+            })
+        })
+        .collect()
+}
+
+fn render(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "(unset)".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn identity_fields(have: &StoredIdentity, want: &DesiredIdentity) -> Vec<FieldChange> {
+    let h = &have.identity;
+    let mut out = Vec::new();
+    let mut cmp = |field: &str, before: String, after: String| {
+        if before != after {
+            out.push(FieldChange {
+                field: field.into(),
+                before,
+                after,
+            });
+        }
+    };
+    cmp("plane", h.plane.to_string(), want.plane.to_string());
+    cmp("owner", h.owner.clone(), want.owner.clone());
+    cmp(
+        "environment",
+        h.environment.clone(),
+        want.environment.clone(),
+    );
+    cmp("kind", h.kind.to_string(), want.kind.to_string());
+    cmp(
+        "classification",
+        h.classification.to_string(),
+        want.classification.to_string(),
+    );
+    cmp(
+        "description",
+        h.description.clone(),
+        want.description.clone(),
+    );
+    cmp("labels", json(&h.labels), json(&want.labels));
+    cmp("intended", json(&h.intended), json(&want.intended));
+    if let Some(state) = want.state {
+        cmp("state", h.state.to_string(), state.to_string());
+    }
+    if !have.managed {
+        out.push(FieldChange {
+            field: "managed-by".into(),
+            before: "api".into(),
+            after: "governance repository".into(),
+        });
+    }
+    out
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

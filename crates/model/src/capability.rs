@@ -1,0 +1,241 @@
+//! Business capabilities and the transport addresses that map onto them (R9).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::identity::enum_str;
+use crate::{CapabilityId, Classification, ModelError, PlaneId};
+
+/// The one small action set shared by every channel: HTTP, gRPC, queues, topics, AI tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Invoke,
+    Read,
+    Write,
+    Publish,
+    Consume,
+    Delegate,
+    Admin,
+}
+
+enum_str!(Action { Invoke => "invoke", Read => "read", Write => "write", Publish => "publish", Consume => "consume", Delegate => "delegate", Admin => "admin" });
+
+/// A business capability such as `payments.refund`, owned by one plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    pub id: CapabilityId,
+    pub plane: PlaneId,
+    pub classification: Classification,
+    pub description: String,
+    pub mappings: Vec<TransportMapping>,
+}
+
+/// An HTTP route: method (or `*`) and a path pattern where `*` matches one segment and a
+/// trailing `**` matches the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMapping {
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+/// A gRPC method: fully-qualified service and method (or `*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMapping {
+    pub service: String,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+/// An AMQP address: vhost, exchange and routing-key pattern (`*` one word, `#` the rest,
+/// as in AMQP topic exchanges).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpMapping {
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub exchange: String,
+    #[serde(default = "hash")]
+    pub routing_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+fn default_vhost() -> String {
+    "/".to_owned()
+}
+
+fn hash() -> String {
+    "#".to_owned()
+}
+
+/// One transport address that maps onto a capability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportMapping {
+    Http(HttpMapping),
+    Grpc(GrpcMapping),
+    Amqp(AmqpMapping),
+    /// A queue consumed from, by name.
+    Queue {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<Action>,
+    },
+    /// An AI tool call, by tool name.
+    Tool {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<Action>,
+    },
+}
+
+const HTTP_METHODS: &[&str] = &[
+    "*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+];
+
+impl TransportMapping {
+    /// Checks that the mapping can match real traffic.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Mapping(m));
+        match self {
+            Self::Http(h) => {
+                if !HTTP_METHODS.contains(&h.method.as_str()) {
+                    return bad(format!(
+                        "HTTP method `{}` is not one of {}",
+                        h.method,
+                        HTTP_METHODS.join(", ")
+                    ));
+                }
+                if !h.path.starts_with('/') {
+                    return bad(format!("HTTP path `{}` must start with `/`", h.path));
+                }
+                if h.path.contains("**") && !h.path.ends_with("/**") {
+                    return bad(format!(
+                        "HTTP path `{}`: `**` may only end the pattern",
+                        h.path
+                    ));
+                }
+                if h.path
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '?' || c == '#')
+                {
+                    return bad(format!(
+                        "HTTP path `{}` must not contain whitespace, `?` or `#`",
+                        h.path
+                    ));
+                }
+            }
+            Self::Grpc(g) => {
+                if g.service.is_empty() || !g.service.contains('.') || g.service.contains('/') {
+                    return bad(format!(
+                        "gRPC service `{}` must be fully qualified, e.g. `payments.v1.Refunds`",
+                        g.service
+                    ));
+                }
+                if g.method.is_empty() || g.method.contains('/') {
+                    return bad(format!(
+                        "gRPC method `{}` must be a method name or `*`",
+                        g.method
+                    ));
+                }
+            }
+            Self::Amqp(a) => {
+                if a.exchange.is_empty() {
+                    return bad("AMQP exchange must not be empty (use `amq.default` for the default exchange)".into());
+                }
+                if a.routing_key.is_empty() {
+                    return bad(
+                        "AMQP routing key pattern must not be empty (use `#` for any)".into(),
+                    );
+                }
+            }
+            Self::Queue { name, .. } | Self::Tool { name, .. } => {
+                if name.trim().is_empty() {
+                    return bad("queue and tool names must not be empty".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The action this address performs when the mapping does not name one.
+    pub fn action(&self) -> Action {
+        match self {
+            Self::Http(h) => h.action.unwrap_or(match h.method.as_str() {
+                "GET" | "HEAD" | "OPTIONS" => Action::Read,
+                "*" => Action::Invoke,
+                _ => Action::Write,
+            }),
+            Self::Grpc(g) => g.action.unwrap_or(Action::Invoke),
+            Self::Amqp(a) => a.action.unwrap_or(Action::Publish),
+            Self::Queue { action, .. } => action.unwrap_or(Action::Consume),
+            Self::Tool { action, .. } => action.unwrap_or(Action::Invoke),
+        }
+    }
+}
+
+impl fmt::Display for TransportMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http(h) => write!(f, "http {} {}", h.method, h.path),
+            Self::Grpc(g) => write!(f, "grpc {}/{}", g.service, g.method),
+            Self::Amqp(a) => write!(
+                f,
+                "amqp vhost={} exchange={} rk={}",
+                a.vhost, a.exchange, a.routing_key
+            ),
+            Self::Queue { name, .. } => write!(f, "queue {name}"),
+            Self::Tool { name, .. } => write!(f, "tool {name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(method: &str, path: &str) -> TransportMapping {
+        TransportMapping::Http(HttpMapping {
+            method: method.into(),
+            path: path.into(),
+            action: None,
+        })
+    }
+
+    #[test]
+    fn validates_http() {
+        assert!(http("POST", "/v1/refunds/*").validate().is_ok());
+        assert!(http("GET", "/v1/**").validate().is_ok());
+        assert!(http("FETCH", "/x").validate().is_err());
+        assert!(http("GET", "v1").validate().is_err());
+        assert!(http("GET", "/a/**/b").validate().is_err());
+    }
+
+    #[test]
+    fn default_actions() {
+        assert_eq!(http("GET", "/x").action(), Action::Read);
+        assert_eq!(http("POST", "/x").action(), Action::Write);
+        let q = TransportMapping::Queue {
+            name: "refunds".into(),
+            action: None,
+        };
+        assert_eq!(q.action(), Action::Consume);
+    }
+
+    #[test]
+    fn deserializes_each_transport() {
+        let raw = r#"[{"http":{"method":"POST","path":"/v1/refunds/*"}},{"grpc":{"service":"payments.v1.Refunds","method":"Create"}},{"amqp":{"exchange":"payments","routing_key":"refund.*"}},{"tool":{"name":"refund_payment"}}]"#;
+        let parsed: Vec<TransportMapping> = serde_json::from_str(raw).unwrap();
+        assert_eq!(parsed.len(), 4);
+        assert_eq!(
+            parsed[2].to_string(),
+            "amqp vhost=/ exchange=payments rk=refund.*"
+        );
+    }
+}

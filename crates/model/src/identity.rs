@@ -1,0 +1,182 @@
+//! Non-human identities, their owners and lifecycle.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::{Action, CapabilityId, ModelError, PlaneId, SpiffeId};
+
+/// What sort of workload an identity stands for (R1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityKind {
+    Service,
+    Agent,
+    Pipeline,
+    Partner,
+    /// A holder of a static API key or client secret: allowed, but always flagged.
+    LegacyKey,
+}
+
+/// Data classification, ordered from least to most sensitive so that comparisons such as
+/// "may touch at most confidential data" read naturally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    Public,
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+/// Lifecycle of an identity. Decommissioned is terminal (R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleState {
+    Active,
+    Suspended,
+    Decommissioned,
+}
+
+impl LifecycleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+
+    /// Parses the stored or typed form.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "decommissioned" => Some(Self::Decommissioned),
+            _ => None,
+        }
+    }
+
+    /// Checks that moving from `self` to `to` is allowed: anything may become
+    /// decommissioned, nothing comes back from it.
+    pub fn check_transition(self, to: Self) -> Result<(), ModelError> {
+        if self == Self::Decommissioned && to != Self::Decommissioned {
+            return Err(ModelError::Lifecycle {
+                from: self.as_str(),
+                to: to.as_str(),
+                reason: "decommissioning is one-way; register a new identity instead",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for LifecycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! enum_str {
+    ($ty:ty { $($variant:ident => $s:literal),* $(,)? }) => {
+        impl $ty {
+            /// The stored and displayed form.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s),* }
+            }
+            /// Parses the stored or typed form.
+            pub fn parse(value: &str) -> Option<Self> {
+                match value { $($s => Some(Self::$variant),)* _ => None }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use enum_str;
+
+enum_str!(IdentityKind { Service => "service", Agent => "agent", Pipeline => "pipeline", Partner => "partner", LegacyKey => "legacy-key" });
+enum_str!(Classification { Public => "public", Internal => "internal", Confidential => "confidential", Restricted => "restricted" });
+
+/// Whether an owner is a team or a named person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwnerKind {
+    #[default]
+    Team,
+    Person,
+}
+
+enum_str!(OwnerKind { Team => "team", Person => "person" });
+
+/// An accountable owner: every identity has one (R2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub kind: OwnerKind,
+}
+
+/// Something an identity's owner says it needs, the "intended" side of R13.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entitlement {
+    pub capability: CapabilityId,
+    pub actions: Vec<Action>,
+}
+
+/// A non-human identity (R1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub spiffe_id: SpiffeId,
+    pub plane: PlaneId,
+    pub owner: String,
+    pub environment: String,
+    pub kind: IdentityKind,
+    pub classification: Classification,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: LifecycleState,
+    pub intended: Vec<Entitlement>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decommission_is_one_way() {
+        use LifecycleState::*;
+        assert!(Active.check_transition(Suspended).is_ok());
+        assert!(Suspended.check_transition(Active).is_ok());
+        assert!(Active.check_transition(Decommissioned).is_ok());
+        assert!(Decommissioned.check_transition(Decommissioned).is_ok());
+        let err = Decommissioned.check_transition(Active).unwrap_err();
+        assert!(err.to_string().contains("one-way"), "{err}");
+    }
+
+    #[test]
+    fn classification_orders_by_sensitivity() {
+        assert!(Classification::Public < Classification::Restricted);
+        assert!(Classification::Internal < Classification::Confidential);
+    }
+
+    #[test]
+    fn enum_forms_round_trip() {
+        for k in [
+            IdentityKind::Service,
+            IdentityKind::LegacyKey,
+            IdentityKind::Agent,
+        ] {
+            assert_eq!(IdentityKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(
+            serde_json::to_string(&IdentityKind::LegacyKey).unwrap(),
+            "\"legacy-key\""
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! Steward's domain types.
+//!
+//! Everything the control plane reasons about — planes, owners, identities, capabilities,
+//! trusted issuers, settings and admin roles — as plain data with validating constructors.
+//! This crate does no I/O: it is shared by the governance parser, the store, the server
+//! and the CLI, so a value that exists here has already passed its syntactic checks.
+
+mod capability;
+mod error;
+mod identity;
+mod issuer;
+mod names;
+mod plane;
+mod role;
+mod settings;
+mod spiffe;
+
+pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
+pub use error::ModelError;
+pub use identity::{
+    Classification, Entitlement, Identity, IdentityKind, LifecycleState, Owner, OwnerKind,
+};
+pub use issuer::TrustedIssuer;
+pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
+pub use plane::Plane;
+pub use role::{AdminRole, Role};
+pub use settings::{Loosening, Settings};
+pub use spiffe::{SpiffeId, TrustDomain};

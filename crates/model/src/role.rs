@@ -1,0 +1,57 @@
+//! Admin roles (R27): who may do what through the admin API and console.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::PlaneId;
+use crate::identity::enum_str;
+
+/// The kind of admin role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminRole {
+    /// Central security: everything.
+    CentralAdmin,
+    /// Administers one plane and the planes beneath it.
+    PlaneAdmin,
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+enum_str!(AdminRole { CentralAdmin => "central-admin", PlaneAdmin => "plane-admin", Auditor => "auditor" });
+
+/// A role bound to its scope: a plane admin always names its plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum Role {
+    CentralAdmin,
+    PlaneAdmin { plane: PlaneId },
+    Auditor,
+}
+
+impl Role {
+    pub fn kind(&self) -> AdminRole {
+        match self {
+            Self::CentralAdmin => AdminRole::CentralAdmin,
+            Self::PlaneAdmin { .. } => AdminRole::PlaneAdmin,
+            Self::Auditor => AdminRole::Auditor,
+        }
+    }
+
+    /// The plane a plane admin is bound to.
+    pub fn plane(&self) -> Option<&PlaneId> {
+        match self {
+            Self::PlaneAdmin { plane } => Some(plane),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PlaneAdmin { plane } => write!(f, "plane-admin of `{plane}`"),
+            other => f.write_str(other.kind().as_str()),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Admin authentication: bearer credentials `stw_<id>_<secret>`, stored as SHA-256.
+//!
+//! Credentials are 256-bit random secrets, so a fast hash is enough (no password
+//! stretching needed) and lookups are by id, with a constant-time hash comparison.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use steward_model::{PlaneId, Role};
+use steward_store::{Actor, NewCredential, Store, StoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+const PREFIX: &str = "stw_";
+/// Longest Authorization header value considered; anything longer is refused unread.
+const MAX_TOKEN_LEN: usize = 256;
+
+/// A freshly minted credential: the token is shown once and never stored.
+pub struct Minted {
+    pub id: String,
+    pub token: String,
+    pub hash: String,
+}
+
+/// Mints a new random credential.
+pub fn mint() -> Result<Minted, getrandom::Error> {
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id)?;
+    getrandom::fill(&mut secret)?;
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let token = format!("{PREFIX}{id}_{secret}");
+    let hash = hash_token(&token);
+    Ok(Minted { id, token, hash })
+}
+
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Creates the first central-admin credential when the store has none, returning its
+/// token so the caller can show it once.
+pub async fn bootstrap(store: &Store) -> Result<Option<String>, StoreError> {
+    if store.has_credentials().await? {
+        return Ok(None);
+    }
+    let minted =
+        mint().map_err(|e| StoreError::Rejected(format!("no randomness available: {e}")))?;
+    let new = NewCredential {
+        id: minted.id,
+        name: "bootstrap".into(),
+        role: Role::CentralAdmin,
+        token_hash: minted.hash,
+    };
+    store.create_credential(&new, &Actor::system()).await?;
+    Ok(Some(minted.token))
+}
+
+/// The authenticated caller of an admin request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(ApiError::unauthorized(
+                "an admin credential is required: send `Authorization: Bearer stw_…` (exactly one header)",
+            ));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
+        if value.len() > MAX_TOKEN_LEN {
+            return Err(ApiError::unauthorized(
+                "the Authorization header is too long",
+            ));
+        }
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| {
+                ApiError::unauthorized("use the Bearer scheme: `Authorization: Bearer stw_…`")
+            })?
+            .trim();
+        let id = token
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(id, _)| id)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the credential is not a Steward admin credential")
+            })?;
+        let record = state.store.credential(id).await.map_err(ApiError::from)?;
+        let invalid = || ApiError::unauthorized("the admin credential is unknown or revoked");
+        let record = record.ok_or_else(invalid)?;
+        if !constant_time_eq(record.token_hash.as_bytes(), hash_token(token).as_bytes())
+            || record.revoked_at.is_some()
+        {
+            return Err(invalid());
+        }
+        Ok(Caller(Actor {
+            credential_id: record.id,
+            name: record.name,
+            role: record.role,
+        }))
+    }
+}
+
+impl Caller {
+    pub fn role(&self) -> &Role {
+        &self.0.role
+    }
+
+    /// Central admins only.
+    pub fn require_central(&self, what: &str) -> Result<(), ApiError> {
+        match self.role() {
+            Role::CentralAdmin => Ok(()),
+            other => Err(ApiError::forbidden(format!(
+                "{what} needs the central-admin role; this credential is {other}"
+            ))),
+        }
+    }
+
+    /// Any role that may change things (not auditors).
+    pub fn require_writer(&self, what: &str) -> Result<(), ApiError> {
+        match self.role() {
+            Role::Auditor => Err(ApiError::forbidden(format!(
+                "{what} changes state; the auditor role is read-only"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Central admins, or a plane admin whose subtree contains `plane`.
+    pub async fn require_plane(
+        &self,
+        store: &Store,
+        plane: &PlaneId,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match self.role() {
+            Role::CentralAdmin => Ok(()),
+            Role::Auditor => Err(ApiError::forbidden(format!(
+                "{what} changes state; the auditor role is read-only"
+            ))),
+            Role::PlaneAdmin { plane: own } => {
+                let subtree = store.plane_subtree(own).await?;
+                if subtree.contains(plane) {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden(format!(
+                        "{what} touches plane `{plane}`, outside plane `{own}` and the planes beneath it that this plane-admin credential administers"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The planes whose objects this caller may see in listings; `None` means all.
+    pub async fn visible_planes(&self, store: &Store) -> Result<Option<Vec<PlaneId>>, ApiError> {
+        match self.role() {
+            Role::PlaneAdmin { plane } => Ok(Some(store.plane_subtree(plane).await?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_are_unique_and_hash_matches() {
+        let a = mint().unwrap();
+        let b = mint().unwrap();
+        assert_ne!(a.token, b.token);
+        assert!(a.token.starts_with(&format!("stw_{}_", a.id)));
+        assert_eq!(hash_token(&a.token), a.hash);
+        assert!(constant_time_eq(a.hash.as_bytes(), a.hash.as_bytes()));
+        assert!(!constant_time_eq(a.hash.as_bytes(), b.hash.as_bytes()));
+    }
+}

@@ -1,0 +1,219 @@
+//! `steward.toml`: the control plane's own configuration, in two stages — a file struct
+//! with defaults and doc comments, validated once into [`ServerConfig`].
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use steward_model::TrustDomain;
+
+/// Environment variables that override the file (flags override both).
+pub mod env {
+    pub const CONFIG: &str = "STEWARD_CONFIG";
+    pub const LISTEN: &str = "STEWARD_LISTEN";
+    pub const DATA_DIR: &str = "STEWARD_DATA_DIR";
+    pub const DATABASE_URL: &str = "STEWARD_DATABASE_URL";
+    pub const TRUST_DOMAIN: &str = "STEWARD_TRUST_DOMAIN";
+    pub const SERVER: &str = "STEWARD_SERVER";
+    pub const TOKEN: &str = "STEWARD_TOKEN";
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+pub const DEFAULT_DATA_DIR: &str = "./steward-data";
+pub const DEFAULT_TRUST_DOMAIN: &str = "steward.local";
+/// Largest admin request body, other than governance uploads.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest governance repository upload (plan / apply).
+pub const DEFAULT_MAX_APPLY_BYTES: usize = 256 * 1024 * 1024;
+
+/// The file form of `steward.toml`. Every field is optional; unknown fields are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address the control plane listens on, e.g. `127.0.0.1:8470`.
+    pub listen: Option<String>,
+    /// Directory of the embedded SQLite store (ignored when `database_url` is set).
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to run on PostgreSQL; unset for the embedded store.
+    pub database_url: Option<String>,
+    /// SPIFFE trust domain every identity must belong to.
+    pub trust_domain: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// Request size limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_body_bytes: Option<usize>,
+    pub max_apply_bytes: Option<usize>,
+}
+
+/// Validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub trust_domain: TrustDomain,
+    pub max_body_bytes: usize,
+    pub max_apply_bytes: usize,
+}
+
+/// What was wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file `{path}`: {message}")]
+    Parse { path: String, message: String },
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Overrides from environment variables and flags, highest precedence last applied.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub trust_domain: Option<String>,
+}
+
+impl FileConfig {
+    /// Parses `steward.toml` text; `path` is only used in messages.
+    pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Applies overrides and validates.
+    pub fn resolve(self, o: Overrides) -> Result<ServerConfig, ConfigError> {
+        let listen = o
+            .listen
+            .or(self.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Invalid {
+            field: "listen",
+            message: format!("`{listen}` is not an address like `127.0.0.1:8470`"),
+        })?;
+        let trust_domain = o
+            .trust_domain
+            .or(self.trust_domain)
+            .unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
+        let trust_domain = TrustDomain::new(trust_domain).map_err(|e| ConfigError::Invalid {
+            field: "trust_domain",
+            message: e.to_string(),
+        })?;
+        let database_url = o
+            .database_url
+            .or(self.database_url)
+            .filter(|u| !u.is_empty());
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(ConfigError::Invalid {
+                    field: "database_url",
+                    message: "must start with `postgres://` (or `sqlite:`); leave it unset for the embedded store".into(),
+                });
+            }
+        }
+        let positive = |field, v: Option<usize>, default| match v {
+            Some(0) => Err(ConfigError::Invalid {
+                field,
+                message: "must be greater than 0".into(),
+            }),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        Ok(ServerConfig {
+            listen,
+            data_dir: o
+                .data_dir
+                .or(self.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url,
+            trust_domain,
+            max_body_bytes: positive(
+                "limits.max_body_bytes",
+                self.limits.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+            )?,
+            max_apply_bytes: positive(
+                "limits.max_apply_bytes",
+                self.limits.max_apply_bytes,
+                DEFAULT_MAX_APPLY_BYTES,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let f = FileConfig::parse(
+            "steward.toml",
+            "listen = \"127.0.0.1:9000\"\ntrust_domain = \"acme.example\"\n",
+        )
+        .unwrap();
+        let c = f
+            .resolve(Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.trust_domain.as_str(), "acme.example");
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = FileConfig::parse("steward.toml", "listne = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listne`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = FileConfig::parse("s", "trust_domain = \"Bad Domain\"")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("`trust_domain`"), "{err}");
+        let err = FileConfig::parse("s", "database_url = \"mysql://x\"")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
+        let err = FileConfig::parse("s", "[limits]\nmax_body_bytes = 0")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("limits.max_body_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Steward's control plane: the admin API (R27) over the store.
+//!
+//! Every route except `/healthz` requires an admin credential; every change is made
+//! through the store, which writes the admin change log in the same transaction.
+
+pub mod api;
+mod auth;
+pub mod config;
+mod error;
+mod extract;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use auth::bootstrap;
+pub use config::{ConfigError, FileConfig, Overrides, ServerConfig};
+pub use error::ApiError;
+use steward_model::TrustDomain;
+use steward_store::Store;
+
+/// Shared state of every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    inner: Arc<Settings>,
+}
+
+struct Settings {
+    trust_domain: TrustDomain,
+    max_body_bytes: usize,
+    max_apply_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: &ServerConfig) -> Self {
+        Self {
+            store,
+            inner: Arc::new(Settings {
+                trust_domain: config.trust_domain.clone(),
+                max_body_bytes: config.max_body_bytes,
+                max_apply_bytes: config.max_apply_bytes,
+            }),
+        }
+    }
+
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.inner.trust_domain
+    }
+}
+
+/// The admin API router.
+pub fn router(state: AppState) -> Router {
+    routes::router(state.inner.max_body_bytes, state.inner.max_apply_bytes).with_state(state)
+}
+
+/// Opens the store the configuration names.
+pub async fn open_store(config: &ServerConfig) -> Result<Store, steward_store::StoreError> {
+    match &config.database_url {
+        Some(url) => Store::connect(url).await,
+        None => Store::open_data_dir(&config.data_dir).await,
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

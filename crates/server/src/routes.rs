@@ -1,0 +1,450 @@
+//! The admin API routes. Each handler authenticates (the `Caller` extractor), checks the
+//! role, then calls the store; the store records every change.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+
+use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile, parse};
+use steward_model::{Identity, LifecycleState, PlaneId, Role, validate_environment};
+use steward_store::{IdentityFilter, IdentityRecord, NewCredential};
+
+use crate::AppState;
+use crate::api::*;
+use crate::auth::{Caller, mint};
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+
+/// Largest page a listing returns.
+const MAX_PAGE: i64 = 1000;
+const DEFAULT_PAGE: i64 = 100;
+
+pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
+    let config = Router::new()
+        .route("/admin/v1/config/plan", post(plan))
+        .route("/admin/v1/config/apply", post(apply))
+        .layer(DefaultBodyLimit::max(max_apply));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/admin/v1/whoami", get(whoami))
+        .route("/admin/v1/status", get(status))
+        .route("/admin/v1/config/versions", get(versions))
+        .route("/admin/v1/planes", get(planes))
+        .route("/admin/v1/owners", get(owners))
+        .route("/admin/v1/owners/{id}", delete(remove_owner))
+        .route(
+            "/admin/v1/identities",
+            get(list_identities).post(create_identity),
+        )
+        .route("/admin/v1/identities/{id}", get(get_identity))
+        .route("/admin/v1/identities/{id}/lifecycle", post(lifecycle))
+        .route("/admin/v1/capabilities", get(capabilities))
+        .route("/admin/v1/issuers", get(issuers))
+        .route("/admin/v1/policies", get(policies))
+        .route(
+            "/admin/v1/credentials",
+            get(credentials).post(create_credential),
+        )
+        .route("/admin/v1/credentials/{id}", delete(revoke_credential))
+        .route("/admin/v1/changes", get(changes))
+        .layer(DefaultBodyLimit::max(max_body))
+        .merge(config)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/openapi.yaml") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method; see docs/openapi.yaml",
+            )
+        })
+}
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
+    let a = caller.0;
+    Ok(axum::Json(WhoAmI {
+        credential_id: a.credential_id,
+        name: a.name,
+        role: a.role,
+    }))
+}
+
+async fn status(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<steward_store::RegistryCounts> {
+    Ok(axum::Json(s.store.counts().await?))
+}
+
+/// Parses uploaded files off the async runtime (a large repository takes a while).
+async fn parse_files(s: &AppState, files: Vec<SourceFile>) -> Result<Desired, ApiError> {
+    let td = s.trust_domain().clone();
+    tokio::task::spawn_blocking(move || parse(&files, &td))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(ApiError::from)
+}
+
+async fn plan(
+    caller: Caller,
+    State(s): State<AppState>,
+    Json(req): Json<PlanRequest>,
+) -> ApiResult<PlanResponse> {
+    if matches!(caller.role(), Role::PlaneAdmin { .. }) {
+        return Err(ApiError::forbidden(
+            "planning the whole governance repository needs the central-admin or auditor role",
+        ));
+    }
+    let desired = parse_files(&s, req.files).await?;
+    let (version, plan) = s.store.plan(&desired).await?;
+    Ok(axum::Json(PlanResponse {
+        version,
+        digest: desired.digest(),
+        plan: plan.truncated(MAX_LISTED_CHANGES),
+    }))
+}
+
+async fn apply(
+    caller: Caller,
+    State(s): State<AppState>,
+    Json(req): Json<ApplyRequest>,
+) -> ApiResult<ApplyResponse> {
+    caller.require_central("applying the governance repository")?;
+    let desired = parse_files(&s, req.files).await?;
+    let applied = s
+        .store
+        .apply(&desired, req.expected_version, &caller.0)
+        .await?;
+    tracing::info!(version = applied.version, changed = applied.changed, actor = %caller.0.credential_id, "configuration applied");
+    Ok(axum::Json(ApplyResponse {
+        version: applied.version,
+        changed: applied.changed,
+        plan: applied.plan.truncated(MAX_LISTED_CHANGES),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, not {n}"
+        ))),
+    }
+}
+
+async fn versions(
+    _caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Vec<steward_store::ConfigVersion>> {
+    Ok(axum::Json(
+        s.store.config_versions(page_size(q.limit)?).await?,
+    ))
+}
+
+async fn planes(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_model::Plane>> {
+    Ok(axum::Json(s.store.planes().await?))
+}
+
+async fn owners(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_store::OwnerRecord>> {
+    Ok(axum::Json(s.store.owners().await?))
+}
+
+async fn remove_owner(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<OwnerRemoved> {
+    caller.require_central("removing an owner")?;
+    let orphaned = s.store.remove_owner(&id, &caller.0).await?;
+    Ok(axum::Json(OwnerRemoved {
+        owner: id,
+        orphaned_identities: orphaned,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityQuery {
+    plane: Option<String>,
+    environment: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+    owner: Option<String>,
+    orphaned: Option<bool>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_identities(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<IdentityQuery>,
+) -> ApiResult<Page<IdentityRecord>> {
+    let limit = page_size(q.limit)?;
+    if let Some(k) = &q.kind {
+        steward_model::IdentityKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`kind` `{k}` is not one of service, agent, pipeline, partner, legacy-key"
+            ))
+        })?;
+    }
+    if let Some(st) = &q.state {
+        LifecycleState::parse(st).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`state` `{st}` is not one of active, suspended, decommissioned"
+            ))
+        })?;
+    }
+    let visible = caller.visible_planes(&s.store).await?;
+    let planes = match (&q.plane, visible) {
+        (Some(p), visible) => {
+            let p = PlaneId::new(p.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if let Some(v) = &visible {
+                if !v.contains(&p) {
+                    return Err(ApiError::forbidden(format!(
+                        "plane `{p}` is outside the planes this credential administers"
+                    )));
+                }
+            }
+            Some(s.store.plane_subtree(&p).await?)
+        }
+        (None, visible) => visible,
+    };
+    let filter = IdentityFilter {
+        planes,
+        environment: q.environment,
+        kind: q.kind,
+        state: q.state,
+        owner: q.owner,
+        orphaned: q.orphaned,
+        after: q.after,
+        limit: limit + 1,
+    };
+    let mut items = s.store.identities(&filter).await?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|i| i.identity.spiffe_id.to_string())
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { items, next }))
+}
+
+async fn get_identity(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<IdentityRecord> {
+    let record = s
+        .store
+        .identity(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+    if let Some(v) = caller.visible_planes(&s.store).await? {
+        if !v.contains(&record.identity.plane) {
+            // Same answer as a missing identity: plane admins learn nothing of other planes.
+            return Err(ApiError::not_found(format!(
+                "identity `{id}` does not exist"
+            )));
+        }
+    }
+    Ok(axum::Json(record))
+}
+
+async fn create_identity(
+    caller: Caller,
+    State(s): State<AppState>,
+    Json(req): Json<CreateIdentityRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller
+        .require_plane(&s.store, &req.plane, "registering an identity")
+        .await?;
+    if !req.spiffe_id.is_in(s.trust_domain()) {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is outside the trust domain `{}`",
+            req.spiffe_id,
+            s.trust_domain()
+        )));
+    }
+    validate_environment(&req.environment).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let planes = s.store.planes().await?;
+    // The environments the plane allows, inherited down the plane tree.
+    let mut allowed = None;
+    let mut cursor = Some(req.plane.clone());
+    while let Some(p) = cursor {
+        let Some(plane) = planes.iter().find(|x| x.id == p) else {
+            break;
+        };
+        if allowed.is_none() {
+            allowed = plane.settings.environments.clone();
+        }
+        cursor = plane.parent.clone();
+    }
+    if let Some(envs) = allowed {
+        if !envs.contains(&req.environment) {
+            return Err(ApiError::bad_request(format!(
+                "environment `{}` is not allowed in plane `{}` (allowed: {})",
+                req.environment,
+                req.plane,
+                envs.join(", ")
+            )));
+        }
+    }
+    let identity = Identity {
+        spiffe_id: req.spiffe_id,
+        plane: req.plane,
+        owner: req.owner,
+        environment: req.environment,
+        kind: req.kind,
+        classification: req.classification,
+        description: req.description,
+        labels: req.labels,
+        state: LifecycleState::Active,
+        intended: req.intended,
+    };
+    let record = s.store.create_identity(&identity, &caller.0).await?;
+    Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+async fn lifecycle(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<LifecycleRequest>,
+) -> ApiResult<IdentityRecord> {
+    caller.require_writer("changing an identity's lifecycle")?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`reason` must say why (it goes into the admin change log)",
+        ));
+    }
+    let record = s
+        .store
+        .identity(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+    caller
+        .require_plane(
+            &s.store,
+            &record.identity.plane,
+            "changing an identity's lifecycle",
+        )
+        .await?;
+    Ok(axum::Json(
+        s.store
+            .set_identity_state(&id, req.state, &req.reason, &caller.0)
+            .await?,
+    ))
+}
+
+async fn capabilities(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_model::Capability>> {
+    Ok(axum::Json(s.store.capabilities().await?))
+}
+
+async fn issuers(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_model::TrustedIssuer>> {
+    Ok(axum::Json(s.store.issuers().await?))
+}
+
+async fn policies(
+    _caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_governance::PolicyFile>> {
+    Ok(axum::Json(s.store.policies().await?))
+}
+
+async fn credentials(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> ApiResult<Vec<steward_store::CredentialRecord>> {
+    if matches!(caller.role(), Role::PlaneAdmin { .. }) {
+        return Err(ApiError::forbidden(
+            "listing admin credentials needs the central-admin or auditor role",
+        ));
+    }
+    Ok(axum::Json(s.store.credentials().await?))
+}
+
+async fn create_credential(
+    caller: Caller,
+    State(s): State<AppState>,
+    Json(req): Json<CreateCredentialRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_central("creating an admin credential")?;
+    if req.name.trim().is_empty() || req.name.len() > 128 {
+        return Err(ApiError::bad_request("`name` must be 1-128 characters"));
+    }
+    let role = req.resolved_role().map_err(ApiError::bad_request)?;
+    let minted = mint().map_err(|_| ApiError::internal())?;
+    let new = NewCredential {
+        id: minted.id,
+        name: req.name,
+        role,
+        token_hash: minted.hash,
+    };
+    let credential = s.store.create_credential(&new, &caller.0).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedCredential {
+            credential,
+            token: minted.token,
+        }),
+    ))
+}
+
+async fn revoke_credential(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_central("revoking an admin credential")?;
+    s.store.revoke_credential(&id, &caller.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn changes(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<ChangesQuery>,
+) -> ApiResult<Vec<steward_store::AdminChange>> {
+    if matches!(caller.role(), Role::PlaneAdmin { .. }) {
+        return Err(ApiError::forbidden(
+            "the admin change log needs the central-admin or auditor role",
+        ));
+    }
+    Ok(axum::Json(
+        s.store
+            .admin_changes(q.after.unwrap_or(0), page_size(q.limit)?)
+            .await?,
+    ))
+}

@@ -1,0 +1,267 @@
+//! Applying a governance repository: one transaction, one new configuration version.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+use steward_governance::{Desired, ObjectKind, Op, Plan, plan};
+use steward_model::{Identity, LifecycleState};
+
+use crate::admin::{Actor, record_change};
+use crate::registry::{insert_identities, load_state};
+use crate::rows::json;
+use crate::{Store, StoreError, now_rfc3339};
+
+/// The outcome of an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The configuration version now in force (unchanged when the plan was empty).
+    pub version: i64,
+    /// Whether anything changed.
+    pub changed: bool,
+    pub plan: Plan,
+}
+
+impl Store {
+    /// Plans `desired` against the current state without changing anything.
+    pub async fn plan(&self, desired: &Desired) -> Result<(i64, Plan), StoreError> {
+        let state = self.load_state().await?;
+        let version = self.config_version().await?;
+        Ok((version, plan(&state, desired)?))
+    }
+
+    /// Makes the registry match `desired` atomically: the plan is computed and applied
+    /// inside one write transaction together with the new version row and the admin
+    /// change record. With `expected_version`, refuses if another apply came first.
+    pub async fn apply(
+        &self,
+        desired: &Desired,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM config_versions")
+            .fetch_one(&mut *tx)
+            .await?;
+        let current_version: i64 = row.try_get("v")?;
+        if let Some(expected) = expected_version {
+            if expected != current_version {
+                return Err(StoreError::VersionConflict {
+                    expected,
+                    actual: current_version,
+                });
+            }
+        }
+        let state = load_state(&mut tx).await?;
+        let plan = plan(&state, desired)?;
+        if plan.is_empty() {
+            return Ok(Applied {
+                version: current_version,
+                changed: false,
+                plan,
+            });
+        }
+        let now = now_rfc3339();
+        let mut new_identities: Vec<Identity> = Vec::new();
+        for change in &plan.changes {
+            let id = change.id.as_str();
+            match (change.kind, change.op) {
+                (ObjectKind::Settings, _) => {
+                    sqlx::query("DELETE FROM root_settings")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("INSERT INTO root_settings (id, body) VALUES (1, $1)")
+                        .bind(json(&desired.root_settings))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (ObjectKind::Plane, Op::Delete) => delete(&mut tx, "planes", "id", id).await?,
+                (ObjectKind::Plane, _) => {
+                    let Some(p) = desired.planes.get(id) else {
+                        continue;
+                    };
+                    delete(&mut tx, "planes", "id", id).await?;
+                    sqlx::query("INSERT INTO planes (id, parent, name, description, settings) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(p.id.to_string())
+                        .bind(p.parent.as_ref().map(|x| x.to_string()))
+                        .bind(&p.name)
+                        .bind(&p.description)
+                        .bind(json(&p.settings))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (ObjectKind::Owner, Op::Remove) => {
+                    sqlx::query("UPDATE owners SET removed_at = $1 WHERE id = $2")
+                        .bind(&now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (ObjectKind::Owner, _) => {
+                    let Some(o) = desired.owners.get(id) else {
+                        continue;
+                    };
+                    delete(&mut tx, "owners", "id", id).await?;
+                    sqlx::query(
+                        "INSERT INTO owners (id, name, email, kind) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&o.id)
+                    .bind(&o.name)
+                    .bind(&o.email)
+                    .bind(o.kind.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                (ObjectKind::Capability, Op::Delete) => {
+                    delete(&mut tx, "capabilities", "id", id).await?
+                }
+                (ObjectKind::Capability, _) => {
+                    let Some(c) = desired.capabilities.get(id) else {
+                        continue;
+                    };
+                    delete(&mut tx, "capabilities", "id", id).await?;
+                    upsert_body(&mut tx, "capabilities", id, c.plane.as_str(), json(c)).await?;
+                }
+                (ObjectKind::Issuer, Op::Delete) => delete(&mut tx, "issuers", "id", id).await?,
+                (ObjectKind::Issuer, _) => {
+                    let Some(i) = desired.issuers.get(id) else {
+                        continue;
+                    };
+                    delete(&mut tx, "issuers", "id", id).await?;
+                    upsert_body(&mut tx, "issuers", id, i.plane.as_str(), json(i)).await?;
+                }
+                (ObjectKind::Policy, Op::Delete) => delete(&mut tx, "policies", "path", id).await?,
+                (ObjectKind::Policy, _) => {
+                    let Some(p) = desired.policies.get(id) else {
+                        continue;
+                    };
+                    delete(&mut tx, "policies", "path", id).await?;
+                    sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
+                        .bind(&p.path)
+                        .bind(p.plane.to_string())
+                        .bind(&p.text)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (ObjectKind::Identity, Op::Decommission) => {
+                    sqlx::query("UPDATE identities SET state = 'decommissioned', updated_at = $1 WHERE spiffe_id = $2")
+                        .bind(&now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (ObjectKind::Identity, op) => {
+                    let Some(want) = desired.identities.get(id) else {
+                        continue;
+                    };
+                    let current_state = state.identities.get(id).map(|s| s.identity.state);
+                    let identity = Identity {
+                        spiffe_id: want.spiffe_id.clone(),
+                        plane: want.plane.clone(),
+                        owner: want.owner.clone(),
+                        environment: want.environment.clone(),
+                        kind: want.kind,
+                        classification: want.classification,
+                        description: want.description.clone(),
+                        labels: want.labels.clone(),
+                        state: want
+                            .state
+                            .or(current_state)
+                            .unwrap_or(LifecycleState::Active),
+                        intended: want.intended.clone(),
+                    };
+                    if op == Op::Create {
+                        new_identities.push(identity);
+                    } else {
+                        update_identity(&mut tx, &identity, &now).await?;
+                    }
+                }
+            }
+        }
+        insert_identities(&mut tx, &new_identities, true, &now).await?;
+
+        let version = current_version + 1;
+        let summary = serde_json::to_value(&plan.summary).unwrap_or_default();
+        sqlx::query("INSERT INTO config_versions (version, applied_at, applied_by, digest, summary) VALUES ($1, $2, $3, $4, $5)")
+            .bind(version)
+            .bind(&now)
+            .bind(format!("{} ({})", actor.name, actor.credential_id))
+            .bind(desired.digest())
+            .bind(summary.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let after = serde_json::json!({ "version": version, "summary": summary });
+        let before = serde_json::json!({ "version": current_version });
+        record_change(
+            &mut tx,
+            actor,
+            "config.apply",
+            &format!("config version {version}"),
+            Some(before.to_string()),
+            Some(after.to_string()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Applied {
+            version,
+            changed: true,
+            plan,
+        })
+    }
+}
+
+async fn delete(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    key: &'static str,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE {key} = $1"
+    )))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_body(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    id: &str,
+    plane: &str,
+    body: String,
+) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table} (id, plane, body) VALUES ($1, $2, $3)"
+    )))
+    .bind(id)
+    .bind(plane)
+    .bind(body)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn update_identity(
+    conn: &mut sqlx::AnyConnection,
+    i: &Identity,
+    now: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE identities SET plane = $1, owner = $2, environment = $3, kind = $4, classification = $5, description = $6, labels = $7, state = $8, intended = $9, managed = 1, updated_at = $10 WHERE spiffe_id = $11",
+    )
+    .bind(i.plane.to_string())
+    .bind(&i.owner)
+    .bind(&i.environment)
+    .bind(i.kind.as_str())
+    .bind(i.classification.as_str())
+    .bind(&i.description)
+    .bind(json(&i.labels))
+    .bind(i.state.as_str())
+    .bind(json(&i.intended))
+    .bind(now)
+    .bind(i.spiffe_id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

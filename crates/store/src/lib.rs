@@ -1,0 +1,30 @@
+//! Persistence for Steward.
+//!
+//! One [`Store`] serves both backends: SQLite (embedded, the default, WAL mode) and
+//! PostgreSQL (for several stateless replicas). It talks to either through sqlx's `Any`
+//! driver with a single set of portable queries (`$N` placeholders, TEXT/BIGINT columns);
+//! only the migrations and transaction start differ per backend. The same test suite
+//! (`tests/store_suite.rs`) runs against both.
+//!
+//! Every multi-row change happens in one transaction: a governance apply is all or
+//! nothing, also across `kill -9`.
+
+mod admin;
+mod apply;
+mod db;
+mod error;
+mod registry;
+mod rows;
+
+pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
+pub use apply::Applied;
+pub use db::{Backend, SQLITE_FILE, Store, redact_url};
+pub use error::StoreError;
+pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
+
+/// The current time as RFC 3339 text, the stored form of every timestamp.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
