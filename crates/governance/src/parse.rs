@@ -514,15 +514,14 @@ fn check_references(
         } else if let Some(envs) = effective
             .get(&doc.plane)
             .and_then(|s| s.environments.as_ref())
+            && !envs.contains(&doc.environment)
         {
-            if !envs.contains(&doc.environment) {
-                problems.push(format!(
-                    "environment `{}` is not allowed in plane `{}` (allowed: {})",
-                    doc.environment,
-                    doc.plane,
-                    envs.join(", ")
-                ));
-            }
+            problems.push(format!(
+                "environment `{}` is not allowed in plane `{}` (allowed: {})",
+                doc.environment,
+                doc.plane,
+                envs.join(", ")
+            ));
         }
         if doc.labels.len() > MAX_LABELS {
             problems.push(format!("has more than {MAX_LABELS} labels"));

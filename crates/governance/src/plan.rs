@@ -240,16 +240,16 @@ pub fn plan(current: &State, desired: &Desired) -> Result<Plan, GovernanceError>
                 });
             }
             Some(have) => {
-                if let Some(to) = want.state {
-                    if let Err(e) = have.identity.state.check_transition(to) {
-                        let (file, line) = desired.locate(ObjectKind::Identity, id.as_str());
-                        diags.push(Diagnostic {
-                            file,
-                            line,
-                            message: format!("identity `{id}`: {e}"),
-                        });
-                        continue;
-                    }
+                if let Some(to) = want.state
+                    && let Err(e) = have.identity.state.check_transition(to)
+                {
+                    let (file, line) = desired.locate(ObjectKind::Identity, id.as_str());
+                    diags.push(Diagnostic {
+                        file,
+                        line,
+                        message: format!("identity `{id}`: {e}"),
+                    });
+                    continue;
                 }
                 let fields = identity_fields(have, want);
                 if !fields.is_empty() {

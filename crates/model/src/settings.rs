@@ -56,14 +56,14 @@ impl Settings {
     pub fn loosenings(&self, parent: &Settings) -> Vec<Loosening> {
         let mut out = Vec::new();
         let mut upper = |setting, mine: Option<u64>, theirs: Option<u64>| {
-            if let (Some(m), Some(t)) = (mine, theirs) {
-                if m > t {
-                    out.push(Loosening {
-                        setting,
-                        inherited: t.to_string(),
-                        declared: m.to_string(),
-                    });
-                }
+            if let (Some(m), Some(t)) = (mine, theirs)
+                && m > t
+            {
+                out.push(Loosening {
+                    setting,
+                    inherited: t.to_string(),
+                    declared: m.to_string(),
+                });
             }
         };
         upper(

@@ -127,16 +127,15 @@ impl FileConfig {
             .database_url
             .or(self.database_url)
             .filter(|u| !u.is_empty());
-        if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://")
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
-            {
-                return Err(ConfigError::Invalid {
-                    field: "database_url",
-                    message: "must start with `postgres://` (or `sqlite:`); leave it unset for the embedded store".into(),
-                });
-            }
+        {
+            return Err(ConfigError::Invalid {
+                field: "database_url",
+                message: "must start with `postgres://` (or `sqlite:`); leave it unset for the embedded store".into(),
+            });
         }
         let positive = |field, v: Option<usize>, default| match v {
             Some(0) => Err(ConfigError::Invalid {

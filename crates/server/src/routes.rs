@@ -217,12 +217,12 @@ async fn list_identities(
     let planes = match (&q.plane, visible) {
         (Some(p), visible) => {
             let p = PlaneId::new(p.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            if let Some(v) = &visible {
-                if !v.contains(&p) {
-                    return Err(ApiError::forbidden(format!(
-                        "plane `{p}` is outside the planes this credential administers"
-                    )));
-                }
+            if let Some(v) = &visible
+                && !v.contains(&p)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "plane `{p}` is outside the planes this credential administers"
+                )));
             }
             Some(s.store.plane_subtree(&p).await?)
         }
@@ -258,13 +258,13 @@ async fn get_identity(
         .identity(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
-    if let Some(v) = caller.visible_planes(&s.store).await? {
-        if !v.contains(&record.identity.plane) {
-            // Same answer as a missing identity: plane admins learn nothing of other planes.
-            return Err(ApiError::not_found(format!(
-                "identity `{id}` does not exist"
-            )));
-        }
+    if let Some(v) = caller.visible_planes(&s.store).await?
+        && !v.contains(&record.identity.plane)
+    {
+        // Same answer as a missing identity: plane admins learn nothing of other planes.
+        return Err(ApiError::not_found(format!(
+            "identity `{id}` does not exist"
+        )));
     }
     Ok(axum::Json(record))
 }
@@ -298,15 +298,15 @@ async fn create_identity(
         }
         cursor = plane.parent.clone();
     }
-    if let Some(envs) = allowed {
-        if !envs.contains(&req.environment) {
-            return Err(ApiError::bad_request(format!(
-                "environment `{}` is not allowed in plane `{}` (allowed: {})",
-                req.environment,
-                req.plane,
-                envs.join(", ")
-            )));
-        }
+    if let Some(envs) = allowed
+        && !envs.contains(&req.environment)
+    {
+        return Err(ApiError::bad_request(format!(
+            "environment `{}` is not allowed in plane `{}` (allowed: {})",
+            req.environment,
+            req.plane,
+            envs.join(", ")
+        )));
     }
     let identity = Identity {
         spiffe_id: req.spiffe_id,

@@ -43,13 +43,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let current_version: i64 = row.try_get("v")?;
-        if let Some(expected) = expected_version {
-            if expected != current_version {
-                return Err(StoreError::VersionConflict {
-                    expected,
-                    actual: current_version,
-                });
-            }
+        if let Some(expected) = expected_version
+            && expected != current_version
+        {
+            return Err(StoreError::VersionConflict {
+                expected,
+                actual: current_version,
+            });
         }
         let state = load_state(&mut tx).await?;
         let plan = plan(&state, desired)?;

@@ -258,7 +258,7 @@ impl Store {
             }
             Some(_) => {}
         }
-        if !new.plane.is_root() && load_planes(&mut tx).await?.get(&new.plane).is_none() {
+        if !new.plane.is_root() && !load_planes(&mut tx).await?.contains_key(&new.plane) {
             return Err(StoreError::NotFound {
                 kind: "plane",
                 id: new.plane.to_string(),
