@@ -103,7 +103,7 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
     // Identity docs are checked after every file is read, since their planes and owners
     // may be declared in other files.
     let mut identity_docs: Vec<IdentityDoc> = Vec::new();
-    let mut seen_counts: BTreeMap<(crate::ObjectKind, String), usize> = BTreeMap::new();
+    let mut seen_counts: BTreeMap<(String, crate::ObjectKind, String), usize> = BTreeMap::new();
 
     for file in files {
         let mut cx = Ctx {
@@ -134,7 +134,7 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                             key: &str,
                             id: &str|
          -> bool {
-            let n = seen_counts.entry((kind, id.to_owned())).or_insert(0);
+            let n = seen_counts.entry((cx.file.path.clone(), kind, id.to_owned())).or_insert(0);
             let line = line_of(&cx.file.content, key, id, *n);
             *n += 1;
             if let Some((f, l)) = desired.locations.get(&(kind, id.to_owned())) {
@@ -613,5 +613,31 @@ fn mapping_key(m: &TransportMapping) -> String {
         ),
         TransportMapping::Queue { name, .. } => format!("queue {name} {}", m.action()),
         TransportMapping::Tool { name, .. } => format!("tool {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a file holds, parsing answers with a value or diagnostics, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_text(content in ".{0,400}") {
+            let files = vec![SourceFile { path: "x.yaml".into(), content }];
+            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+        }
+
+        /// Structured junk that gets past the YAML scanner exercises the semantic checks.
+        #[test]
+        fn never_panics_on_yaml_shaped_junk(
+            keys in proptest::collection::vec(proptest::sample::select(vec!["planes", "owners", "identities", "capabilities", "issuers", "settings", "id", "spiffe_id", "plane", "parent", "mappings", "http"]), 1..8),
+            values in proptest::collection::vec(proptest::sample::select(vec!["x", "[]", "{}", "root", "spiffe://acme.example/a", "[{id: a, parent: a}]", "[{id: a}, {id: a}]", "null", "1"]), 1..8),
+        ) {
+            let content: String = keys.iter().zip(values.iter().cycle()).map(|(k, v)| format!("{k}: {v}\n")).collect();
+            let files = vec![SourceFile { path: "x.yaml".into(), content }];
+            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+        }
     }
 }

@@ -341,6 +341,12 @@ async fn lifecycle(
         .identity(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+    if let Some(v) = caller.visible_planes(&s.store).await?
+        && !v.contains(&record.identity.plane)
+    {
+        // As for reads: a plane admin learns nothing of identities outside its planes.
+        return Err(ApiError::not_found(format!("identity `{id}` does not exist")));
+    }
     caller
         .require_plane(
             &s.store,

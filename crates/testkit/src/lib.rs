@@ -1,0 +1,93 @@
+//! Support shared by tests and benchmarks. Not used by the product.
+//!
+//! * [`postgres_url`] hands each test a fresh database on the real PostgreSQL server
+//!   named by `STEWARD_TEST_POSTGRES_URL`; outside CI a missing server skips loudly, under
+//!   `CI=true` it fails the test.
+//! * [`scaled_repo`] generates a governance repository of any size, for load tests and the
+//!   apply benchmark.
+
+use sqlx::{AnyConnection, Connection, Executor};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use steward_governance::SourceFile;
+
+/// Environment variable naming a PostgreSQL URL whose role may `CREATE DATABASE`.
+pub const POSTGRES_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+
+/// The bundled example governance repository.
+pub fn example_repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/governance")
+}
+
+/// Whether tests run under CI, where every real-server test must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// A URL to a brand-new, empty PostgreSQL database for one test, or `None` (after a loud
+/// message) when no server is configured outside CI.
+pub async fn postgres_url(test: &str) -> Option<String> {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        if in_ci() {
+            panic!("{POSTGRES_ENV} is not set but CI=true: the PostgreSQL tests must run in CI (see .ci/run)");
+        }
+        eprintln!("\n*** SKIPPING PostgreSQL part of `{test}`: set {POSTGRES_ENV}=postgres://USER:PW@HOST:PORT/DB (a role with CREATEDB) to run it ***\n");
+        return None;
+    };
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!("steward_t{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), sanitize(test));
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&base).await.unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}: {e}"));
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await.unwrap_or_else(|e| panic!("drop database: {e}"));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap_or_else(|e| panic!("create database: {e}"));
+    let _ = conn.close().await;
+    let (prefix, _) = base.rsplit_once('/').unwrap_or((&base, ""));
+    Some(format!("{prefix}/{name}"))
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).take(30).collect::<String>().to_lowercase()
+}
+
+/// A governance repository with `identities` identities and `capabilities` capabilities
+/// spread over 20 planes and 50 owners, in the trust domain `acme.example`. `generation`
+/// changes every identity's description, so two generations differ in every identity.
+pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> Vec<SourceFile> {
+    const PLANES: usize = 20;
+    const OWNERS: usize = 50;
+    const ENVS: [&str; 4] = ["dev", "test", "staging", "prod"];
+    const KINDS: [&str; 5] = ["service", "agent", "pipeline", "partner", "legacy-key"];
+    let mut base = String::from("settings:\n  max_token_ttl_secs: 3600\n  environments: [dev, test, staging, prod]\nplanes:\n");
+    for p in 0..PLANES {
+        base.push_str(&format!("  - id: plane-{p}\n    name: Plane {p}\n"));
+    }
+    base.push_str("owners:\n");
+    for o in 0..OWNERS {
+        base.push_str(&format!("  - id: team-{o}\n    name: Team {o}\n    email: team-{o}@acme.example\n"));
+    }
+    let mut caps = String::from("capabilities:\n");
+    for c in 0..capabilities {
+        caps.push_str(&format!(
+            "  - id: svc{c}.op\n    plane: plane-{}\n    classification: internal\n    mappings:\n      - http: {{method: POST, path: /svc{c}/**}}\n      - grpc: {{service: acme.svc{c}.V1, method: \"*\"}}\n      - amqp: {{exchange: svc{c}, routing_key: \"#\"}}\n",
+            c % PLANES
+        ));
+    }
+    let mut files = vec![SourceFile { path: "base.yaml".into(), content: base }, SourceFile { path: "capabilities.yaml".into(), content: caps }];
+    const PER_FILE: usize = 10_000;
+    for (file_no, start) in (0..identities).step_by(PER_FILE).enumerate() {
+        let mut text = String::from("identities:\n");
+        for i in start..(start + PER_FILE).min(identities) {
+            let cap = if capabilities > 0 { format!("    intended:\n      - capability: svc{}.op\n        actions: [write]\n", i % capabilities) } else { String::new() };
+            text.push_str(&format!(
+                "  - spiffe_id: spiffe://acme.example/plane-{p}/{env}/workload-{i}\n    plane: plane-{p}\n    owner: team-{o}\n    environment: {env}\n    kind: {kind}\n    description: generation {generation}\n    labels: {{app: workload-{i}, tier: backend}}\n{cap}",
+                p = i % PLANES,
+                o = i % OWNERS,
+                env = ENVS[i % ENVS.len()],
+                kind = KINDS[i % KINDS.len()],
+            ));
+        }
+        files.push(SourceFile { path: format!("identities/part-{file_no:03}.yaml"), content: text });
+    }
+    files
+}
