@@ -126,6 +126,13 @@ impl Store {
         }
     }
 
+    /// Runs raw SQL; only for tests that prove the schema's own guards (append-only
+    /// triggers) hold against direct writes.
+    #[doc(hidden)]
+    pub async fn execute_unchecked_for_tests(&self, sql: &'static str) -> Result<u64, StoreError> {
+        Ok(self.pool.execute(sql).await?.rows_affected())
+    }
+
     /// Closes every connection (tests and shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
