@@ -134,7 +134,9 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                             key: &str,
                             id: &str|
          -> bool {
-            let n = seen_counts.entry((cx.file.path.clone(), kind, id.to_owned())).or_insert(0);
+            let n = seen_counts
+                .entry((cx.file.path.clone(), kind, id.to_owned()))
+                .or_insert(0);
             let line = line_of(&cx.file.content, key, id, *n);
             *n += 1;
             if let Some((f, l)) = desired.locations.get(&(kind, id.to_owned())) {

@@ -400,21 +400,30 @@ fn json<T: Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{parse, SourceFile};
+    use crate::{SourceFile, parse};
     use steward_model::TrustDomain;
 
-    const BASE: &str = "planes:\n  - id: pay\nowners:\n  - id: team\n    name: Team\n    email: t@acme.example\n";
+    const BASE: &str =
+        "planes:\n  - id: pay\nowners:\n  - id: team\n    name: Team\n    email: t@acme.example\n";
 
     fn desired(identities: &str) -> Desired {
         let files = vec![
-            SourceFile { path: "base.yaml".into(), content: BASE.into() },
-            SourceFile { path: "ids.yaml".into(), content: identities.into() },
+            SourceFile {
+                path: "base.yaml".into(),
+                content: BASE.into(),
+            },
+            SourceFile {
+                path: "ids.yaml".into(),
+                content: identities.into(),
+            },
         ];
         parse(&files, &TrustDomain::new("acme.example").unwrap()).unwrap()
     }
 
     fn ident(path: &str, env: &str, state: &str) -> String {
-        format!("  - spiffe_id: spiffe://acme.example/{path}\n    plane: pay\n    owner: team\n    environment: {env}\n    kind: service\n{state}")
+        format!(
+            "  - spiffe_id: spiffe://acme.example/{path}\n    plane: pay\n    owner: team\n    environment: {env}\n    kind: service\n{state}"
+        )
     }
 
     /// The state the store would hold after applying `d` (what the planner compares to).
@@ -442,7 +451,13 @@ mod tests {
                         state: i.state.unwrap_or(LifecycleState::Active),
                         intended: i.intended.clone(),
                     };
-                    (i.spiffe_id.clone(), StoredIdentity { identity, managed: true })
+                    (
+                        i.spiffe_id.clone(),
+                        StoredIdentity {
+                            identity,
+                            managed: true,
+                        },
+                    )
                 })
                 .collect(),
         }
@@ -452,39 +467,67 @@ mod tests {
     fn first_plan_creates_everything_then_nothing() {
         let d = desired(&format!("identities:\n{}", ident("a", "dev", "")));
         let p = plan(&State::default(), &d).unwrap();
-        assert_eq!(p.summary, PlanSummary { create: 3, ..Default::default() });
+        assert_eq!(
+            p.summary,
+            PlanSummary {
+                create: 3,
+                ..Default::default()
+            }
+        );
         assert!(plan(&applied(&d), &d).unwrap().is_empty());
     }
 
     #[test]
     fn changed_fields_are_listed_and_removed_identities_decommissioned() {
-        let v1 = desired(&format!("identities:\n{}{}", ident("a", "dev", ""), ident("b", "dev", "")));
+        let v1 = desired(&format!(
+            "identities:\n{}{}",
+            ident("a", "dev", ""),
+            ident("b", "dev", "")
+        ));
         let v2 = desired(&format!("identities:\n{}", ident("a", "prod", "")));
         let p = plan(&applied(&v1), &v2).unwrap();
         assert_eq!(p.summary.update, 1);
         assert_eq!(p.summary.decommission, 1);
         let update = p.changes.iter().find(|c| c.op == Op::Update).unwrap();
-        assert_eq!(update.fields, vec![FieldChange { field: "environment".into(), before: "dev".into(), after: "prod".into() }]);
+        assert_eq!(
+            update.fields,
+            vec![FieldChange {
+                field: "environment".into(),
+                before: "dev".into(),
+                after: "prod".into()
+            }]
+        );
         let gone = p.changes.iter().find(|c| c.op == Op::Decommission).unwrap();
         assert_eq!(gone.id, "spiffe://acme.example/b");
     }
 
     #[test]
     fn decommissioned_identities_do_not_come_back() {
-        let v1 = desired(&format!("identities:\n{}", ident("a", "dev", "    state: decommissioned\n")));
+        let v1 = desired(&format!(
+            "identities:\n{}",
+            ident("a", "dev", "    state: decommissioned\n")
+        ));
         let mut state = applied(&v1);
         // The repository cannot create an identity decommissioned…
         assert!(plan(&State::default(), &v1).is_err());
         // …nor bring a decommissioned one back.
-        let v2 = desired(&format!("identities:\n{}", ident("a", "dev", "    state: active\n")));
-        let GovernanceError::Invalid(d) = plan(&state, &v2).unwrap_err() else { panic!() };
+        let v2 = desired(&format!(
+            "identities:\n{}",
+            ident("a", "dev", "    state: active\n")
+        ));
+        let GovernanceError::Invalid(d) = plan(&state, &v2).unwrap_err() else {
+            panic!()
+        };
         assert!(d[0].message.contains("one-way"), "{d:?}");
         assert_eq!((d[0].file.as_str(), d[0].line), ("ids.yaml", 2));
         // Leaving the state unmanaged keeps it decommissioned without complaint.
         let v3 = desired(&format!("identities:\n{}", ident("a", "dev", "")));
         assert!(plan(&state, &v3).unwrap().is_empty());
         // An API-created identity the repository names is adopted.
-        state.identities.values_mut().for_each(|s| s.managed = false);
+        state
+            .identities
+            .values_mut()
+            .for_each(|s| s.managed = false);
         let p = plan(&state, &v3).unwrap();
         assert_eq!(p.changes[0].fields.last().unwrap().field, "managed-by");
     }
@@ -493,17 +536,40 @@ mod tests {
     fn planes_with_live_identities_cannot_go() {
         let v1 = desired(&format!("identities:\n{}", ident("a", "dev", "")));
         let mut state = applied(&v1);
-        state.identities.values_mut().for_each(|s| s.managed = false);
-        let empty = parse(&[SourceFile { path: "o.yaml".into(), content: "owners:\n  - id: team\n    name: T\n    email: t@a\n".into() }], &TrustDomain::new("acme.example").unwrap()).unwrap();
-        let GovernanceError::Invalid(d) = plan(&state, &empty).unwrap_err() else { panic!() };
-        assert!(d[0].message.contains("plane `pay` cannot be removed"), "{d:?}");
+        state
+            .identities
+            .values_mut()
+            .for_each(|s| s.managed = false);
+        let empty = parse(
+            &[SourceFile {
+                path: "o.yaml".into(),
+                content: "owners:\n  - id: team\n    name: T\n    email: t@a\n".into(),
+            }],
+            &TrustDomain::new("acme.example").unwrap(),
+        )
+        .unwrap();
+        let GovernanceError::Invalid(d) = plan(&state, &empty).unwrap_err() else {
+            panic!()
+        };
+        assert!(
+            d[0].message.contains("plane `pay` cannot be removed"),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn removed_owners_are_marked_not_deleted() {
         let v1 = desired("identities: []\n");
         let mut state = applied(&v1);
-        state.owners.insert("gone".into(), Owner { id: "gone".into(), name: "G".into(), email: "g@a".into(), kind: Default::default() });
+        state.owners.insert(
+            "gone".into(),
+            Owner {
+                id: "gone".into(),
+                name: "G".into(),
+                email: "g@a".into(),
+                kind: Default::default(),
+            },
+        );
         let p = plan(&state, &v1).unwrap();
         assert_eq!(p.summary.remove, 1);
         assert_eq!(p.summary.delete, 0);

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use steward_governance::{parse, read_dir, GovernanceError};
+use steward_governance::{GovernanceError, parse, read_dir};
 use steward_model::TrustDomain;
 
 fn outcome(repo: &Path) -> String {
@@ -31,7 +31,10 @@ fn outcome(repo: &Path) -> String {
 #[test]
 fn governance_cases() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
-    let mut names: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     names.sort();
     assert!(names.len() >= 10, "the case corpus went missing");
     let mut failures = Vec::new();
@@ -44,7 +47,10 @@ fn governance_cases() {
         }
         let want = std::fs::read_to_string(&expect_path).unwrap_or_default();
         if got != want {
-            failures.push(format!("case {}:\n--- want\n{want}--- got\n{got}", case.file_name().unwrap().to_string_lossy()));
+            failures.push(format!(
+                "case {}:\n--- want\n{want}--- got\n{got}",
+                case.file_name().unwrap().to_string_lossy()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -345,7 +345,9 @@ async fn lifecycle(
         && !v.contains(&record.identity.plane)
     {
         // As for reads: a plane admin learns nothing of identities outside its planes.
-        return Err(ApiError::not_found(format!("identity `{id}` does not exist")));
+        return Err(ApiError::not_found(format!(
+            "identity `{id}` does not exist"
+        )));
     }
     caller
         .require_plane(

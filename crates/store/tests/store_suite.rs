@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use steward_governance::{parse, read_dir, Desired, GovernanceError, SourceFile};
-use steward_model::{Classification, Identity, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId, TrustDomain};
+use steward_governance::{Desired, GovernanceError, SourceFile, parse, read_dir};
+use steward_model::{
+    Classification, Identity, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId, TrustDomain,
+};
 use steward_store::{Actor, IdentityFilter, NewCredential, Store, StoreError};
 use steward_testkit::{example_repo, postgres_url, scaled_repo};
 
@@ -18,7 +20,11 @@ fn td() -> TrustDomain {
 }
 
 fn admin() -> Actor {
-    Actor { credential_id: "c1".into(), name: "alice".into(), role: Role::CentralAdmin }
+    Actor {
+        credential_id: "c1".into(),
+        name: "alice".into(),
+        role: Role::CentralAdmin,
+    }
 }
 
 fn example() -> Desired {
@@ -81,7 +87,10 @@ async fn apply_is_recorded_and_idempotent(s: Store) {
     assert_eq!(applied.version, 1);
     let counts = s.counts().await.unwrap();
     assert_eq!(counts.config_version, 1);
-    assert_eq!(counts.identities.values().sum::<i64>(), d.identities.len() as i64);
+    assert_eq!(
+        counts.identities.values().sum::<i64>(),
+        d.identities.len() as i64
+    );
     assert_eq!(counts.planes as usize, d.planes.len() + 1);
     // What was stored reads back as what was declared.
     for want in d.identities.values() {
@@ -89,7 +98,10 @@ async fn apply_is_recorded_and_idempotent(s: Store) {
         assert_eq!(got.identity.owner, want.owner);
         assert_eq!(got.identity.labels, want.labels);
         assert_eq!(got.identity.intended, want.intended);
-        assert_eq!(got.identity.state, want.state.unwrap_or(LifecycleState::Active));
+        assert_eq!(
+            got.identity.state,
+            want.state.unwrap_or(LifecycleState::Active)
+        );
         assert!(got.managed);
     }
     assert_eq!(s.capabilities().await.unwrap().len(), d.capabilities.len());
@@ -114,11 +126,28 @@ async fn apply_updates_and_decommissions(s: Store) {
     let applied = s.apply(&v2, Some(1), &admin()).await.unwrap();
     assert_eq!(applied.plan.summary.update, 40);
     assert_eq!(applied.plan.summary.decommission, 10);
-    let all = s.identities(&IdentityFilter { limit: 1000, ..Default::default() }).await.unwrap();
-    assert_eq!(all.len(), 50, "decommissioned identities stay in the registry");
-    let decommissioned = all.iter().filter(|r| r.identity.state == LifecycleState::Decommissioned).count();
+    let all = s
+        .identities(&IdentityFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.len(),
+        50,
+        "decommissioned identities stay in the registry"
+    );
+    let decommissioned = all
+        .iter()
+        .filter(|r| r.identity.state == LifecycleState::Decommissioned)
+        .count();
     assert_eq!(decommissioned, 10);
-    assert!(all.iter().filter(|r| r.identity.state == LifecycleState::Active).all(|r| r.identity.description == "generation 2"));
+    assert!(
+        all.iter()
+            .filter(|r| r.identity.state == LifecycleState::Active)
+            .all(|r| r.identity.description == "generation 2")
+    );
 }
 
 async fn version_conflicts_are_refused(s: Store) {
@@ -126,7 +155,10 @@ async fn version_conflicts_are_refused(s: Store) {
     s.apply(&d, Some(0), &admin()).await.unwrap();
     let v2 = parse(&scaled_repo(3, 1, 1), &td()).unwrap();
     match s.apply(&v2, Some(0), &admin()).await {
-        Err(StoreError::VersionConflict { expected: 0, actual: 1 }) => {}
+        Err(StoreError::VersionConflict {
+            expected: 0,
+            actual: 1,
+        }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }
     assert_eq!(s.config_version().await.unwrap(), 1);
@@ -143,48 +175,116 @@ async fn plan_errors_change_nothing(s: Store) {
         Err(StoreError::Governance(GovernanceError::Invalid(diags))) => {
             assert_eq!(diags[0].file, "identities/pinned.yaml");
             assert_eq!(diags[0].line, 2);
-            assert!(diags[0].message.contains("cannot be created decommissioned"));
+            assert!(
+                diags[0]
+                    .message
+                    .contains("cannot be created decommissioned")
+            );
         }
         other => panic!("expected diagnostics, got {other:?}"),
     }
     assert_eq!(s.config_version().await.unwrap(), 0);
-    assert!(s.identities(&IdentityFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        s.identities(&IdentityFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
     assert!(s.admin_changes(0, 10).await.unwrap().is_empty());
 }
 
 async fn api_identities_need_owner_and_unique_id(s: Store) {
     s.apply(&example(), None, &admin()).await.unwrap();
-    let err = s.create_identity(&api_identity("x/one", "payments", "nobody"), &admin()).await.unwrap_err();
-    assert!(err.to_string().contains("owner `nobody` does not exist"), "{err}");
-    let err = s.create_identity(&api_identity("x/one", "ghost", "payments-team"), &admin()).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { kind: "plane", .. }), "{err}");
-    let created = s.create_identity(&api_identity("x/one", "payments", "payments-team"), &admin()).await.unwrap();
+    let err = s
+        .create_identity(&api_identity("x/one", "payments", "nobody"), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("owner `nobody` does not exist"),
+        "{err}"
+    );
+    let err = s
+        .create_identity(&api_identity("x/one", "ghost", "payments-team"), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "plane", .. }),
+        "{err}"
+    );
+    let created = s
+        .create_identity(
+            &api_identity("x/one", "payments", "payments-team"),
+            &admin(),
+        )
+        .await
+        .unwrap();
     assert!(!created.managed);
-    let err = s.create_identity(&api_identity("x/one", "payments", "payments-team"), &admin()).await.unwrap_err();
+    let err = s
+        .create_identity(
+            &api_identity("x/one", "payments", "payments-team"),
+            &admin(),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
     // An API identity survives a later apply that does not mention it.
     s.apply(&example(), None, &admin()).await.unwrap();
-    let after = s.identity("spiffe://acme.example/x/one").await.unwrap().unwrap();
+    let after = s
+        .identity("spiffe://acme.example/x/one")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.identity.state, LifecycleState::Active);
 }
 
 async fn lifecycle_is_one_way(s: Store) {
     s.apply(&example(), None, &admin()).await.unwrap();
     let id = "spiffe://acme.example/ns/payments/sa/refund-worker";
-    let r = s.set_identity_state(id, LifecycleState::Suspended, "incident", &admin()).await.unwrap();
+    let r = s
+        .set_identity_state(id, LifecycleState::Suspended, "incident", &admin())
+        .await
+        .unwrap();
     assert_eq!(r.identity.state, LifecycleState::Suspended);
-    let r = s.set_identity_state(id, LifecycleState::Active, "resolved", &admin()).await.unwrap();
+    let r = s
+        .set_identity_state(id, LifecycleState::Active, "resolved", &admin())
+        .await
+        .unwrap();
     assert_eq!(r.identity.state, LifecycleState::Active);
-    s.set_identity_state(id, LifecycleState::Decommissioned, "retired", &admin()).await.unwrap();
-    let err = s.set_identity_state(id, LifecycleState::Active, "undo", &admin()).await.unwrap_err();
+    s.set_identity_state(id, LifecycleState::Decommissioned, "retired", &admin())
+        .await
+        .unwrap();
+    let err = s
+        .set_identity_state(id, LifecycleState::Active, "undo", &admin())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("one-way"), "{err}");
-    let err = s.set_identity_state("spiffe://acme.example/none", LifecycleState::Suspended, "x", &admin()).await.unwrap_err();
+    let err = s
+        .set_identity_state(
+            "spiffe://acme.example/none",
+            LifecycleState::Suspended,
+            "x",
+            &admin(),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }));
     // The repository still lists it without a state: it stays decommissioned.
     let again = s.apply(&example(), None, &admin()).await.unwrap();
     assert!(!again.changed, "{:?}", again.plan);
-    assert_eq!(s.identity(id).await.unwrap().unwrap().identity.state, LifecycleState::Decommissioned);
-    let actions: Vec<String> = s.admin_changes(0, 100).await.unwrap().into_iter().map(|c| c.action).collect();
+    assert_eq!(
+        s.identity(id).await.unwrap().unwrap().identity.state,
+        LifecycleState::Decommissioned
+    );
+    let actions: Vec<String> = s
+        .admin_changes(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.action)
+        .collect();
     assert!(actions.contains(&"identity.suspend".to_owned()));
     assert!(actions.contains(&"identity.reactivate".to_owned()));
     assert!(actions.contains(&"identity.decommission".to_owned()));
@@ -194,34 +294,83 @@ async fn removed_owner_leaves_orphans(s: Store) {
     s.apply(&example(), None, &admin()).await.unwrap();
     let orphans = s.remove_owner("ledger-team", &admin()).await.unwrap();
     assert_eq!(orphans.len(), 2, "{orphans:?}");
-    let listed = s.identities(&IdentityFilter { orphaned: Some(true), limit: 100, ..Default::default() }).await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.identity.spiffe_id.to_string()).collect::<Vec<_>>(), orphans);
+    let listed = s
+        .identities(&IdentityFilter {
+            orphaned: Some(true),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| r.identity.spiffe_id.to_string())
+            .collect::<Vec<_>>(),
+        orphans
+    );
     assert!(listed.iter().all(|r| r.orphaned));
     assert_eq!(s.counts().await.unwrap().orphaned_identities, 2);
     assert!(s.remove_owner("ledger-team", &admin()).await.is_err());
-    assert!(matches!(s.remove_owner("ghost", &admin()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.remove_owner("ghost", &admin()).await,
+        Err(StoreError::NotFound { .. })
+    ));
     // A new identity cannot be given to a removed owner.
-    let err = s.create_identity(&api_identity("x/two", "payments", "ledger-team"), &admin()).await.unwrap_err();
+    let err = s
+        .create_identity(&api_identity("x/two", "payments", "ledger-team"), &admin())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("has been removed"), "{err}");
 }
 
 async fn filters_and_pagination(s: Store) {
-    s.apply(&parse(&scaled_repo(120, 2, 1), &td()).unwrap(), None, &admin()).await.unwrap();
-    let prod = s.identities(&IdentityFilter { environment: Some("prod".into()), limit: 1000, ..Default::default() }).await.unwrap();
+    s.apply(
+        &parse(&scaled_repo(120, 2, 1), &td()).unwrap(),
+        None,
+        &admin(),
+    )
+    .await
+    .unwrap();
+    let prod = s
+        .identities(&IdentityFilter {
+            environment: Some("prod".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(prod.len(), 30);
     assert!(prod.iter().all(|r| r.identity.environment == "prod"));
     let agents_in_plane = s
-        .identities(&IdentityFilter { kind: Some("agent".into()), planes: Some(vec![PlaneId::new("plane-1").unwrap()]), limit: 1000, ..Default::default() })
+        .identities(&IdentityFilter {
+            kind: Some("agent".into()),
+            planes: Some(vec![PlaneId::new("plane-1").unwrap()]),
+            limit: 1000,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert!(agents_in_plane.iter().all(|r| r.identity.kind == IdentityKind::Agent && r.identity.plane.as_str() == "plane-1"));
+    assert!(
+        agents_in_plane
+            .iter()
+            .all(|r| r.identity.kind == IdentityKind::Agent
+                && r.identity.plane.as_str() == "plane-1")
+    );
     // Plane index is i % 20 and kind index i % 5, so every identity of plane-1 is an agent.
     assert_eq!(agents_in_plane.len(), 120 / 20);
     // Keyset pagination visits every identity exactly once, in order.
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = s.identities(&IdentityFilter { after: after.clone(), limit: 25, ..Default::default() }).await.unwrap();
+        let page = s
+            .identities(&IdentityFilter {
+                after: after.clone(),
+                limit: 25,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         if page.is_empty() {
             break;
         }
@@ -233,28 +382,68 @@ async fn filters_and_pagination(s: Store) {
     sorted.dedup();
     assert_eq!(seen, sorted);
     assert_eq!(seen.len(), 120);
-    let none = s.identities(&IdentityFilter { planes: Some(vec![]), limit: 10, ..Default::default() }).await.unwrap();
+    let none = s
+        .identities(&IdentityFilter {
+            planes: Some(vec![]),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(none.is_empty());
     // Filter values are bound, never spliced into SQL.
-    let injected = s.identities(&IdentityFilter { owner: Some("x' OR '1'='1".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let injected = s
+        .identities(&IdentityFilter {
+            owner: Some("x' OR '1'='1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(injected.is_empty());
 }
 
 async fn credentials_and_change_log(s: Store) {
     s.apply(&example(), None, &admin()).await.unwrap();
     assert!(!s.has_credentials().await.unwrap());
-    let new = NewCredential { id: "abc".into(), name: "pay admin".into(), role: Role::PlaneAdmin { plane: PlaneId::new("payments").unwrap() }, token_hash: "h".repeat(64) };
+    let new = NewCredential {
+        id: "abc".into(),
+        name: "pay admin".into(),
+        role: Role::PlaneAdmin {
+            plane: PlaneId::new("payments").unwrap(),
+        },
+        token_hash: "h".repeat(64),
+    };
     let rec = s.create_credential(&new, &admin()).await.unwrap();
     assert_eq!(rec.role, new.role);
     assert!(s.has_credentials().await.unwrap());
-    let bad = NewCredential { id: "def".into(), role: Role::PlaneAdmin { plane: PlaneId::new("ghost").unwrap() }, ..new.clone() };
-    assert!(matches!(s.create_credential(&bad, &admin()).await, Err(StoreError::NotFound { .. })));
+    let bad = NewCredential {
+        id: "def".into(),
+        role: Role::PlaneAdmin {
+            plane: PlaneId::new("ghost").unwrap(),
+        },
+        ..new.clone()
+    };
+    assert!(matches!(
+        s.create_credential(&bad, &admin()).await,
+        Err(StoreError::NotFound { .. })
+    ));
     s.revoke_credential("abc", &admin()).await.unwrap();
-    assert!(s.credential("abc").await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        s.credential("abc")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     assert!(s.revoke_credential("abc", &admin()).await.is_err());
     let log = s.admin_changes(0, 100).await.unwrap();
     let actions: Vec<&str> = log.iter().map(|c| c.action.as_str()).collect();
-    assert_eq!(actions, ["config.apply", "credential.create", "credential.revoke"]);
+    assert_eq!(
+        actions,
+        ["config.apply", "credential.create", "credential.revoke"]
+    );
     assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(log[0].after.as_ref().unwrap()["version"], 1);
     assert_eq!(log[1].actor, "alice (c1)");
@@ -265,9 +454,15 @@ async fn change_log_is_append_only(s: Store) {
     s.apply(&example(), None, &admin()).await.unwrap();
     let pool_url_free = s.admin_changes(0, 10).await.unwrap();
     assert_eq!(pool_url_free.len(), 1);
-    let err = s.execute_unchecked_for_tests("UPDATE admin_changes SET actor = 'mallory'").await.unwrap_err();
+    let err = s
+        .execute_unchecked_for_tests("UPDATE admin_changes SET actor = 'mallory'")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = s.execute_unchecked_for_tests("DELETE FROM admin_changes").await.unwrap_err();
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM admin_changes")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     assert_eq!(s.admin_changes(0, 10).await.unwrap(), pool_url_free);
 }
@@ -287,15 +482,26 @@ async fn concurrent_applies_serialize(s: Store) {
     let actor = admin();
     let (ra, rb) = tokio::join!(s.apply(&a, Some(0), &actor), s.apply(&b, Some(0), &actor));
     let ok = [ra.is_ok(), rb.is_ok()];
-    assert_eq!(ok.iter().filter(|x| **x).count(), 1, "exactly one apply wins: {ra:?} {rb:?}");
+    assert_eq!(
+        ok.iter().filter(|x| **x).count(),
+        1,
+        "exactly one apply wins: {ra:?} {rb:?}"
+    );
     let loser = if ra.is_ok() { rb } else { ra };
-    assert!(matches!(loser, Err(StoreError::VersionConflict { .. })), "{loser:?}");
+    assert!(
+        matches!(loser, Err(StoreError::VersionConflict { .. })),
+        "{loser:?}"
+    );
     assert_eq!(s.config_version().await.unwrap(), 1);
 }
 
 #[tokio::test]
 async fn unsupported_urls_are_refused_without_leaking_passwords() {
-    let err = Store::connect("mysql://root:hunter2@db/x").await.err().unwrap().to_string();
+    let err = Store::connect("mysql://root:hunter2@db/x")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("unsupported database URL"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     let _ = postgres_url;

@@ -22,7 +22,9 @@ pub fn example_repo() -> PathBuf {
 
 /// Whether tests run under CI, where every real-server test must run.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// A URL to a brand-new, empty PostgreSQL database for one test, or `None` (after a loud
@@ -30,24 +32,45 @@ pub fn in_ci() -> bool {
 pub async fn postgres_url(test: &str) -> Option<String> {
     let Ok(base) = std::env::var(POSTGRES_ENV) else {
         if in_ci() {
-            panic!("{POSTGRES_ENV} is not set but CI=true: the PostgreSQL tests must run in CI (see .ci/run)");
+            panic!(
+                "{POSTGRES_ENV} is not set but CI=true: the PostgreSQL tests must run in CI (see .ci/run)"
+            );
         }
-        eprintln!("\n*** SKIPPING PostgreSQL part of `{test}`: set {POSTGRES_ENV}=postgres://USER:PW@HOST:PORT/DB (a role with CREATEDB) to run it ***\n");
+        eprintln!(
+            "\n*** SKIPPING PostgreSQL part of `{test}`: set {POSTGRES_ENV}=postgres://USER:PW@HOST:PORT/DB (a role with CREATEDB) to run it ***\n"
+        );
         return None;
     };
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!("steward_t{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), sanitize(test));
+    let name = format!(
+        "steward_t{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        sanitize(test)
+    );
     sqlx::any::install_default_drivers();
-    let mut conn = AnyConnection::connect(&base).await.unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}: {e}"));
-    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await.unwrap_or_else(|e| panic!("drop database: {e}"));
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap_or_else(|e| panic!("create database: {e}"));
+    let mut conn = AnyConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}: {e}"));
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .await
+    .unwrap_or_else(|e| panic!("drop database: {e}"));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap_or_else(|e| panic!("create database: {e}"));
     let _ = conn.close().await;
     let (prefix, _) = base.rsplit_once('/').unwrap_or((&base, ""));
     Some(format!("{prefix}/{name}"))
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric()).take(30).collect::<String>().to_lowercase()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(30)
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// A governance repository with `identities` identities and `capabilities` capabilities
@@ -58,13 +81,17 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
     const OWNERS: usize = 50;
     const ENVS: [&str; 4] = ["dev", "test", "staging", "prod"];
     const KINDS: [&str; 5] = ["service", "agent", "pipeline", "partner", "legacy-key"];
-    let mut base = String::from("settings:\n  max_token_ttl_secs: 3600\n  environments: [dev, test, staging, prod]\nplanes:\n");
+    let mut base = String::from(
+        "settings:\n  max_token_ttl_secs: 3600\n  environments: [dev, test, staging, prod]\nplanes:\n",
+    );
     for p in 0..PLANES {
         base.push_str(&format!("  - id: plane-{p}\n    name: Plane {p}\n"));
     }
     base.push_str("owners:\n");
     for o in 0..OWNERS {
-        base.push_str(&format!("  - id: team-{o}\n    name: Team {o}\n    email: team-{o}@acme.example\n"));
+        base.push_str(&format!(
+            "  - id: team-{o}\n    name: Team {o}\n    email: team-{o}@acme.example\n"
+        ));
     }
     let mut caps = String::from("capabilities:\n");
     for c in 0..capabilities {
@@ -73,12 +100,28 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
             c % PLANES
         ));
     }
-    let mut files = vec![SourceFile { path: "base.yaml".into(), content: base }, SourceFile { path: "capabilities.yaml".into(), content: caps }];
+    let mut files = vec![
+        SourceFile {
+            path: "base.yaml".into(),
+            content: base,
+        },
+        SourceFile {
+            path: "capabilities.yaml".into(),
+            content: caps,
+        },
+    ];
     const PER_FILE: usize = 10_000;
     for (file_no, start) in (0..identities).step_by(PER_FILE).enumerate() {
         let mut text = String::from("identities:\n");
         for i in start..(start + PER_FILE).min(identities) {
-            let cap = if capabilities > 0 { format!("    intended:\n      - capability: svc{}.op\n        actions: [write]\n", i % capabilities) } else { String::new() };
+            let cap = if capabilities > 0 {
+                format!(
+                    "    intended:\n      - capability: svc{}.op\n        actions: [write]\n",
+                    i % capabilities
+                )
+            } else {
+                String::new()
+            };
             text.push_str(&format!(
                 "  - spiffe_id: spiffe://acme.example/plane-{p}/{env}/workload-{i}\n    plane: plane-{p}\n    owner: team-{o}\n    environment: {env}\n    kind: {kind}\n    description: generation {generation}\n    labels: {{app: workload-{i}, tier: backend}}\n{cap}",
                 p = i % PLANES,
@@ -87,7 +130,10 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
                 kind = KINDS[i % KINDS.len()],
             ));
         }
-        files.push(SourceFile { path: format!("identities/part-{file_no:03}.yaml"), content: text });
+        files.push(SourceFile {
+            path: format!("identities/part-{file_no:03}.yaml"),
+            content: text,
+        });
     }
     files
 }

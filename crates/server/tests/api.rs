@@ -1,0 +1,621 @@
+//! The admin API over real HTTP, on both store backends: authentication, roles, bad
+//! input, and the OpenAPI document kept in step with the router.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use steward_governance::read_dir;
+use steward_server::config::{FileConfig, Overrides};
+use steward_server::{AppState, bootstrap};
+use steward_store::Store;
+use steward_testkit::{example_repo, postgres_url};
+
+struct Env {
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Small body limit so the 413 path is cheap to reach.
+const TEST_MAX_BODY: usize = 8 * 1024;
+
+async fn start(database_url: Option<String>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = FileConfig::parse(
+        "test",
+        &format!("[limits]\nmax_body_bytes = {TEST_MAX_BODY}\n"),
+    )
+    .unwrap();
+    file.trust_domain = Some("acme.example".into());
+    let config = file
+        .resolve(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().into()),
+            database_url,
+            trust_domain: None,
+        })
+        .unwrap();
+    let store = steward_server::open_store(&config).await.unwrap();
+    let admin = bootstrap(&store).await.unwrap().unwrap();
+    assert!(
+        bootstrap(&store).await.unwrap().is_none(),
+        "bootstrap happens once"
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(steward_server::serve(
+        listener,
+        AppState::new(store, &config),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Env {
+        base,
+        admin,
+        http: reqwest::Client::new(),
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+impl Env {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn apply_example(&self) {
+        let files = read_dir(&example_repo()).unwrap();
+        let (st, body) = self
+            .call(
+                Method::POST,
+                "/admin/v1/config/apply",
+                Some(&self.admin),
+                Some(json!({ "files": files })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+
+    async fn credential(&self, name: &str, role: &str, plane: Option<&str>) -> String {
+        let mut body = json!({ "name": name, "role": role });
+        if let Some(p) = plane {
+            body["plane"] = json!(p);
+        }
+        let (st, resp) = self
+            .call(
+                Method::POST,
+                "/admin/v1/credentials",
+                Some(&self.admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{resp}");
+        assert!(
+            resp["credential"].get("token_hash").is_none(),
+            "hashes never leave the server"
+        );
+        resp["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite { $(#[tokio::test] async fn $name() { super::$name(super::start(None).await).await; })* }
+        mod on_postgres { $(#[tokio::test] async fn $name() {
+            if let Some(url) = steward_testkit::postgres_url(stringify!($name)).await {
+                super::$name(super::start(Some(url)).await).await;
+            }
+        })* }
+    };
+}
+
+both_backends!(
+    every_admin_route_needs_a_credential,
+    bad_input_gets_json_errors,
+    invalid_repository_is_refused_with_locations,
+    plane_admin_stays_in_its_planes,
+    auditor_reads_but_never_writes,
+    changes_are_recorded_with_before_and_after
+);
+
+/// Every (method, path) the router serves, read from the router source so a new route
+/// cannot be forgotten here or in the OpenAPI document.
+fn routes() -> Vec<(String, String)> {
+    let src = include_str!("../src/routes.rs");
+    let mut out = Vec::new();
+    for chunk in src.split(".route(").skip(1) {
+        let chunk = chunk.split(".layer(").next().unwrap_or(chunk);
+        let path = chunk.split('"').nth(1).unwrap();
+        let after_path = chunk.splitn(3, '"').nth(2).unwrap();
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let called = after_path
+                .match_indices(&format!("{method}("))
+                .any(|(i, _)| {
+                    !after_path[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                });
+            if called {
+                out.push((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn openapi_documents_every_route_and_nothing_else() {
+    let spec: Value = yaml_serde::from_str(include_str!("../../../docs/openapi.yaml")).unwrap();
+    let mut documented = Vec::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let served = routes();
+    assert!(served.len() >= 15, "route extraction broke: {served:?}");
+    assert_eq!(documented, served);
+}
+
+async fn every_admin_route_needs_a_credential(env: Env) {
+    for (method, path) in routes() {
+        let path = path.replace("{id}", "x");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (st, body) = env.call(method.clone(), &path, None, Some(json!({}))).await;
+        if path == "/healthz" {
+            assert_eq!(st, StatusCode::OK);
+            continue;
+        }
+        assert_error(st, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        let (st, _) = env
+            .call(method, &path, Some("stw_000000000000_wrong"), None)
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // Malformed, foreign, duplicated and oversized credentials.
+    let url = format!("{}/admin/v1/whoami", env.base);
+    for header in [
+        "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+        "Bearer",
+        "Bearer eyJhbGciOiJub25lIn0.e30.",
+        "bearer stw_x_y",
+        &format!("Bearer {}", "a".repeat(5000)),
+    ] {
+        let resp = env
+            .http
+            .get(&url)
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{header}");
+        assert!(resp.headers().get("www-authenticate").is_some());
+    }
+    let resp = env
+        .http
+        .get(&url)
+        .header("Authorization", format!("Bearer {}", env.admin))
+        .header("Authorization", "Bearer other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "two Authorization headers are refused"
+    );
+    // A tampered secret with a valid id fails.
+    let mut tampered = env.admin.clone();
+    tampered.pop();
+    tampered.push(if env.admin.ends_with('A') { 'B' } else { 'A' });
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/whoami", Some(&tampered), None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, me) = env
+        .call(Method::GET, "/admin/v1/whoami", Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["role"], "central-admin");
+    // Revoked credentials stop working at once.
+    let token = env.credential("temp", "auditor", None).await;
+    let id = token.split('_').nth(1).unwrap().to_owned();
+    let (st, _) = env
+        .call(
+            Method::DELETE,
+            &format!("/admin/v1/credentials/{id}"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/whoami", Some(&token), None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+async fn bad_input_gets_json_errors(env: Env) {
+    let t = Some(env.admin.as_str());
+    let raw = |body: &'static str, ctype: &'static str| {
+        env.http
+            .post(format!("{}/admin/v1/identities", env.base))
+            .bearer_auth(&env.admin)
+            .header("Content-Type", ctype)
+            .body(body)
+            .send()
+    };
+    let resp = raw("{not json", "application/json").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let resp = raw("{}", "text/plain").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big =
+        Box::leak(format!("{{\"x\":\"{}\"}}", "a".repeat(TEST_MAX_BODY * 2)).into_boxed_str());
+    let resp = raw(big, "application/json").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "too_large");
+    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "robot" }))).await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("robot"),
+        "{body}"
+    );
+    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://evil.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service" }))).await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the trust domain"),
+        "{body}"
+    );
+    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service", "extra": 1 }))).await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    for q in [
+        "limit=0",
+        "limit=100000",
+        "kind=robot",
+        "state=zombie",
+        "plane=Bad%20Plane",
+        "unknown=1",
+        "orphaned=maybe",
+    ] {
+        let (st, body) = env
+            .call(Method::GET, &format!("/admin/v1/identities?{q}"), t, None)
+            .await;
+        assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let (st, body) = env.call(Method::GET, "/admin/v1/nope", t, None).await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+    let (st, body) = env.call(Method::PUT, "/admin/v1/identities", t, None).await;
+    assert_error(
+        st,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let (st, body) = env
+        .call(
+            Method::GET,
+            "/admin/v1/identities/spiffe%3A%2F%2Facme.example%2Fnone",
+            t,
+            None,
+        )
+        .await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+    let (st, body) = env
+        .call(Method::DELETE, "/admin/v1/owners/ghost", t, None)
+        .await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/credentials",
+            t,
+            Some(json!({ "name": "x", "role": "plane-admin" })),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/credentials",
+            t,
+            Some(json!({ "name": "x", "role": "plane-admin", "plane": "ghost" })),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+async fn invalid_repository_is_refused_with_locations(env: Env) {
+    let mut files = read_dir(&example_repo()).unwrap();
+    files.push(steward_governance::SourceFile { path: "identities/bad.yaml".into(), content: "identities:\n  - spiffe_id: spiffe://acme.example/x\n    plane: payments\n    owner: ghost\n    environment: prod\n    kind: service\n".into() });
+    files.push(steward_governance::SourceFile {
+        path: "planes-extra.yaml".into(),
+        content: "planes:\n  - id: payments\n".into(),
+    });
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({ "files": files })),
+        )
+        .await;
+    assert_error(
+        st,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_configuration",
+    );
+    let diags = body["diagnostics"].as_array().unwrap();
+    assert!(
+        diags.iter().any(|d| d["file"] == "planes-extra.yaml"
+            && d["line"] == 2
+            && d["message"].as_str().unwrap().contains("declared twice")),
+        "{body}"
+    );
+    let (_, status) = env
+        .call(Method::GET, "/admin/v1/status", Some(&env.admin), None)
+        .await;
+    assert_eq!(status["config_version"], 0, "nothing applied");
+    // The same answer from plan.
+    let (st, _) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/plan",
+            Some(&env.admin),
+            Some(json!({ "files": files })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    // Apply against a stale plan is a conflict.
+    env.apply_example().await;
+    let good = read_dir(&example_repo()).unwrap();
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({ "files": good, "expected_version": 0 })),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::CONFLICT, "version_conflict");
+}
+
+fn identity_body(path: &str, plane: &str, env_name: &str) -> Value {
+    json!({ "spiffe_id": format!("spiffe://acme.example/{path}"), "plane": plane, "owner": "payments-team", "environment": env_name, "kind": "service" })
+}
+
+async fn plane_admin_stays_in_its_planes(env: Env) {
+    env.apply_example().await;
+    let pa = env
+        .credential("payments on-call", "plane-admin", Some("payments"))
+        .await;
+    let pa = Some(pa.as_str());
+    // Its own plane and the child plane payments-eu.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            pa,
+            Some(identity_body("t/one", "payments", "test")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            pa,
+            Some(identity_body("t/two", "payments-eu", "prod")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    // The child plane's environments are enforced.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            pa,
+            Some(identity_body("t/three", "payments-eu", "dev")),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    // Not a sibling plane, not the root.
+    for plane in ["partners", "root"] {
+        let (st, body) = env
+            .call(
+                Method::POST,
+                "/admin/v1/identities",
+                pa,
+                Some(identity_body("t/x", plane, "prod")),
+            )
+            .await;
+        assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("plane `{plane}`")),
+            "{body}"
+        );
+    }
+    let (_, page) = env
+        .call(Method::GET, "/admin/v1/identities?limit=1000", pa, None)
+        .await;
+    let planes: std::collections::BTreeSet<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["plane"].as_str().unwrap())
+        .collect();
+    assert_eq!(planes, ["payments", "payments-eu"].into_iter().collect());
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/identities?plane=partners", pa, None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let foreign = "spiffe%3A%2F%2Facme.example%2Fns%2Fpartners%2Fsa%2Fpartner-gateway";
+    let (st, _) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/identities/{foreign}"),
+            pa,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!("/admin/v1/identities/{foreign}/lifecycle"),
+            pa,
+            Some(json!({ "state": "suspended", "reason": "x" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    for (method, path) in [
+        (Method::POST, "/admin/v1/config/apply"),
+        (Method::POST, "/admin/v1/config/plan"),
+        (Method::GET, "/admin/v1/credentials"),
+        (Method::GET, "/admin/v1/changes"),
+        (Method::DELETE, "/admin/v1/owners/payments-team"),
+    ] {
+        let body = (method == Method::POST).then(|| json!({ "files": [] }));
+        let (st, body) = env.call(method, path, pa, body).await;
+        assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
+    }
+}
+
+async fn auditor_reads_but_never_writes(env: Env) {
+    env.apply_example().await;
+    let au = env.credential("auditor", "auditor", None).await;
+    let au = Some(au.as_str());
+    for path in [
+        "/admin/v1/status",
+        "/admin/v1/planes",
+        "/admin/v1/owners",
+        "/admin/v1/identities",
+        "/admin/v1/capabilities",
+        "/admin/v1/issuers",
+        "/admin/v1/policies",
+        "/admin/v1/credentials",
+        "/admin/v1/changes",
+        "/admin/v1/config/versions",
+    ] {
+        let (st, body) = env.call(Method::GET, path, au, None).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {body}");
+    }
+    let id = "spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Frefund-worker";
+    let writes = [
+        (
+            Method::POST,
+            "/admin/v1/identities".to_owned(),
+            identity_body("a/b", "payments", "test"),
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/identities/{id}/lifecycle"),
+            json!({ "state": "suspended", "reason": "x" }),
+        ),
+        (
+            Method::POST,
+            "/admin/v1/config/apply".to_owned(),
+            json!({ "files": [] }),
+        ),
+        (
+            Method::POST,
+            "/admin/v1/credentials".to_owned(),
+            json!({ "name": "x", "role": "central-admin" }),
+        ),
+        (
+            Method::DELETE,
+            "/admin/v1/owners/payments-team".to_owned(),
+            json!(null),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let (st, resp) = env.call(method, &path, au, Some(body)).await;
+        assert_error(st, &resp, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let (_, changes) = env.call(Method::GET, "/admin/v1/changes", au, None).await;
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] != "identity.suspend"),
+        "nothing changed"
+    );
+}
+
+async fn changes_are_recorded_with_before_and_after(env: Env) {
+    env.apply_example().await;
+    let id = "spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Frefund-worker";
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!("/admin/v1/identities/{id}/lifecycle"),
+            Some(&env.admin),
+            Some(json!({ "state": "suspended", "reason": "INC-7" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, changes) = env
+        .call(Method::GET, "/admin/v1/changes", Some(&env.admin), None)
+        .await;
+    let last = changes.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "identity.suspend");
+    assert_eq!(
+        last["target"],
+        "spiffe://acme.example/ns/payments/sa/refund-worker"
+    );
+    assert_eq!(last["before"]["state"], "active");
+    assert_eq!(
+        last["after"],
+        json!({ "state": "suspended", "reason": "INC-7" })
+    );
+    assert!(last["actor"].as_str().unwrap().starts_with("bootstrap ("));
+    assert!(last["at"].as_str().unwrap().ends_with('Z'));
+    let _ = postgres_url;
+    let _ = Store::connect;
+}
