@@ -11,7 +11,7 @@ use steward_model::{
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
-use crate::locate::line_of;
+use crate::locate::LineIndex;
 use crate::{Diagnostic, GovernanceError, SourceFile};
 
 /// Longest label key and value we accept.
@@ -103,7 +103,6 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
     // Identity docs are checked after every file is read, since their planes and owners
     // may be declared in other files.
     let mut identity_docs: Vec<IdentityDoc> = Vec::new();
-    let mut seen_counts: BTreeMap<(String, crate::ObjectKind, String), usize> = BTreeMap::new();
 
     for file in files {
         let mut cx = Ctx {
@@ -128,16 +127,17 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                 }
             }
         };
+        let index = LineIndex::new(&file.content);
+        // How often each (kind, id) was seen in this file, to place duplicates.
+        let mut seen_counts: BTreeMap<(crate::ObjectKind, String), usize> = BTreeMap::new();
         let mut remember = |cx: &mut Ctx<'_>,
                             desired: &mut Desired,
                             kind: crate::ObjectKind,
                             key: &str,
                             id: &str|
          -> bool {
-            let n = seen_counts
-                .entry((cx.file.path.clone(), kind, id.to_owned()))
-                .or_insert(0);
-            let line = line_of(&cx.file.content, key, id, *n);
+            let n = seen_counts.entry((kind, id.to_owned())).or_insert(0);
+            let line = index.line_of(key, id, *n);
             *n += 1;
             if let Some((f, l)) = desired.locations.get(&(kind, id.to_owned())) {
                 let at = format!("{f}:{l}");
@@ -155,7 +155,7 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
         use crate::ObjectKind as K;
 
         if let Some(settings) = doc.settings {
-            let line = line_of(&file.content, "settings", "", 0);
+            let line = index.settings_line();
             if let Some((f, l)) = &root_settings_at {
                 cx.err(
                     line,

@@ -2,6 +2,14 @@
 //! `cases/<name>/expect.txt` the exact diagnostics (or `ok: …` summary) it must produce.
 //! Run with `UPDATE_EXPECT=1` to rewrite the expectations after a deliberate change.
 
+// Test helpers outside `#[test]` functions fail the test on any error, like the tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::Path;
 
 use steward_governance::{GovernanceError, parse, read_dir};

@@ -114,12 +114,22 @@ async fn apply(
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     caller.require_central("applying the governance repository")?;
+    let started = std::time::Instant::now();
     let desired = parse_files(&s, req.files).await?;
+    let parsed = started.elapsed();
     let applied = s
         .store
         .apply(&desired, req.expected_version, &caller.0)
         .await?;
-    tracing::info!(version = applied.version, changed = applied.changed, actor = %caller.0.credential_id, "configuration applied");
+    tracing::info!(
+        version = applied.version,
+        changed = applied.changed,
+        changes = applied.plan.summary.total(),
+        actor = %caller.0.credential_id,
+        parse_ms = parsed.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "configuration applied"
+    );
     Ok(axum::Json(ApplyResponse {
         version: applied.version,
         changed: applied.changed,

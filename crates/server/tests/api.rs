@@ -1,6 +1,14 @@
 //! The admin API over real HTTP, on both store backends: authentication, roles, bad
 //! input, and the OpenAPI document kept in step with the router.
 
+// Test helpers outside `#[test]` functions fail the test on any error, like the tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

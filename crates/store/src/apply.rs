@@ -51,8 +51,11 @@ impl Store {
                 actual: current_version,
             });
         }
+        let started = std::time::Instant::now();
         let state = load_state(&mut tx).await?;
+        let loaded = started.elapsed();
         let plan = plan(&state, desired)?;
+        let planned = started.elapsed();
         if plan.is_empty() {
             return Ok(Applied {
                 version: current_version,
@@ -177,7 +180,7 @@ impl Store {
                 }
             }
         }
-        insert_identities(&mut tx, &new_identities, true, &now).await?;
+        insert_identities(self.backend, &mut tx, &new_identities, true, &now).await?;
 
         let version = current_version + 1;
         let summary = serde_json::to_value(&plan.summary).unwrap_or_default();
@@ -200,7 +203,15 @@ impl Store {
             Some(after.to_string()),
         )
         .await?;
+        let written = started.elapsed();
         tx.commit().await?;
+        tracing::debug!(
+            load_ms = loaded.as_millis() as u64,
+            plan_ms = (planned - loaded).as_millis() as u64,
+            write_ms = (written - planned).as_millis() as u64,
+            commit_ms = (started.elapsed() - written).as_millis() as u64,
+            "apply transaction"
+        );
         Ok(Applied {
             version,
             changed: true,

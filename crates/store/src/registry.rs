@@ -275,7 +275,14 @@ impl Store {
             });
         }
         let now = now_rfc3339();
-        insert_identities(&mut tx, std::slice::from_ref(new), false, &now).await?;
+        insert_identities(
+            self.backend,
+            &mut tx,
+            std::slice::from_ref(new),
+            false,
+            &now,
+        )
+        .await?;
         record_change(
             &mut tx,
             actor,
@@ -576,18 +583,19 @@ pub(crate) async fn load_state(conn: &mut sqlx::AnyConnection) -> Result<State, 
 const INSERT_BATCH: usize = 500;
 
 pub(crate) async fn insert_identities(
+    backend: crate::Backend,
     conn: &mut sqlx::AnyConnection,
     identities: &[Identity],
     managed: bool,
     now: &str,
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO identities ({IDENTITY_COLUMNS})");
-    let full_batch = crate::rows::multi_insert(&head, 13, INSERT_BATCH);
+    let full_batch = crate::rows::multi_insert(backend, &head, 13, INSERT_BATCH);
     for chunk in identities.chunks(INSERT_BATCH) {
         let sql = if chunk.len() == INSERT_BATCH {
             full_batch.clone()
         } else {
-            crate::rows::multi_insert(&head, 13, chunk.len())
+            crate::rows::multi_insert(backend, &head, 13, chunk.len())
         };
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for i in chunk {

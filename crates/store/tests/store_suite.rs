@@ -1,6 +1,14 @@
 //! One store suite, run against both backends: embedded SQLite always, and the real
 //! PostgreSQL server named by `STEWARD_TEST_POSTGRES_URL` (required under `CI=true`).
 
+// Test helpers outside `#[test]` functions fail the test on any error, like the tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 
 use steward_governance::{Desired, GovernanceError, SourceFile, parse, read_dir};

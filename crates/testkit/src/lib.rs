@@ -6,6 +6,11 @@
 //! * [`scaled_repo`] generates a governance repository of any size, for load tests and the
 //!   apply benchmark.
 
+#![expect(
+    clippy::panic,
+    reason = "test support: a test whose server is missing must fail loudly"
+)]
+
 use sqlx::{AnyConnection, Connection, Executor};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -126,8 +131,8 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
                 "  - spiffe_id: spiffe://acme.example/plane-{p}/{env}/workload-{i}\n    plane: plane-{p}\n    owner: team-{o}\n    environment: {env}\n    kind: {kind}\n    description: generation {generation}\n    labels: {{app: workload-{i}, tier: backend}}\n{cap}",
                 p = i % PLANES,
                 o = i % OWNERS,
-                env = ENVS[i % ENVS.len()],
-                kind = KINDS[i % KINDS.len()],
+                env = ENVS.get(i % ENVS.len()).copied().unwrap_or("dev"),
+                kind = KINDS.get(i % KINDS.len()).copied().unwrap_or("service"),
             ));
         }
         files.push(SourceFile {
@@ -136,4 +141,117 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
         });
     }
     files
+}
+
+/// A `steward serve` child process on an ephemeral loopback port, for end-to-end tests and
+/// load harnesses. Killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// Base URL of its admin API, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` on `data_dir` (or PostgreSQL at `database_url`) in the trust
+    /// domain `acme.example`, writing a first-start bootstrap credential to `token_file`,
+    /// and waits until it listens.
+    pub fn start(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        token_file: &std::path::Path,
+        database_url: Option<&str>,
+    ) -> std::io::Result<Self> {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(binary);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--trust-domain",
+            "acme.example",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--bootstrap-token-file")
+        .arg(token_file)
+        .env(
+            "STEWARD_LOG",
+            std::env::var("STEWARD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        for var in [
+            "STEWARD_CONFIG",
+            "STEWARD_LISTEN",
+            "STEWARD_DATA_DIR",
+            "STEWARD_DATABASE_URL",
+            "STEWARD_TRUST_DOMAIN",
+        ] {
+            cmd.env_remove(var);
+        }
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let mut child = cmd.spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr pipe"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                } else {
+                    // Passed on, so a failing test or a benchmark shows the server's log.
+                    eprintln!("[steward serve] {line}");
+                }
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(url) => Ok(Self { child, url }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(std::io::Error::other(
+                    "steward serve did not report its address within 60 s",
+                ))
+            }
+        }
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident and peak resident memory of the server process, in MiB (Linux).
+    pub fn memory_mib(&self) -> std::io::Result<(f64, f64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| -> f64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(f64::NAN, |kib| kib / 1024.0)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

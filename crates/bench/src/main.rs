@@ -1,0 +1,190 @@
+//! `steward-bench`: load harnesses that drive a real `steward serve` process.
+//!
+//! `steward-bench apply` measures the issue-2 targets: applying a governance repository
+//! of 100,000 identities and 2,000 capabilities (target < 10 s) and the resident memory of
+//! the idle control plane holding them (target < 200 MiB). Build the server in release
+//! mode first; see docs/benchmarks.md.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+use std::time::{Duration, Instant};
+use steward_testkit::ServerProcess as Server;
+
+#[derive(Parser)]
+#[command(about = "Load harnesses for Steward's performance targets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Apply a generated governance repository and measure time and server memory.
+    Apply {
+        #[arg(long, default_value_t = 100_000)]
+        identities: usize,
+        #[arg(long, default_value_t = 2_000)]
+        capabilities: usize,
+        /// Repetitions; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The steward binary to benchmark.
+        #[arg(long, default_value = "target/release/steward")]
+        steward: PathBuf,
+        /// Seconds to let the server settle before reading its memory after the apply.
+        #[arg(long, default_value_t = 15)]
+        settle_secs: u64,
+        /// Run the server on PostgreSQL (a fresh, empty database) instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+#[derive(Default)]
+struct Samples {
+    apply_s: Vec<f64>,
+    noop_s: Vec<f64>,
+    rss_after_apply: Vec<f64>,
+    peak: Vec<f64>,
+    rss_idle_restart: Vec<f64>,
+}
+
+async fn apply_run(
+    steward: &Path,
+    identities: usize,
+    capabilities: usize,
+    settle: Duration,
+    database_url: Option<&str>,
+    s: &mut Samples,
+) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let files = steward_testkit::scaled_repo(identities, capabilities, 1);
+    let body = serde_json::to_vec(&serde_json::json!({ "files": files }))?;
+    let token_file = tmp.path().join("token");
+    let server = Server::start(steward, tmp.path(), &token_file, database_url)
+        .context("cannot start the server")?;
+    let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
+    let http = reqwest::Client::new();
+    let apply = || {
+        http.post(format!("{}/admin/v1/config/apply", server.url))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let t = Instant::now();
+    let resp = apply().await?;
+    if !resp.status().is_success() {
+        bail!("apply failed: {} {}", resp.status(), resp.text().await?);
+    }
+    s.apply_s.push(t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let resp = apply().await?;
+    let answer: serde_json::Value = resp.json().await?;
+    if answer.get("changed") != Some(&serde_json::Value::Bool(false)) {
+        bail!("re-apply changed something: {answer}");
+    }
+    s.noop_s.push(t.elapsed().as_secs_f64());
+    tokio::time::sleep(settle).await;
+    let (rss, peak) = server.memory_mib()?;
+    s.rss_after_apply.push(rss);
+    s.peak.push(peak);
+    drop(server);
+    let server = Server::start(steward, tmp.path(), &token_file, database_url)
+        .context("cannot start the server")?;
+    let status: serde_json::Value = http
+        .get(format!("{}/admin/v1/status", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let held: i64 = status
+        .pointer("/identities/active")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    if held as usize != identities {
+        bail!("restarted server holds {held} identities, expected {identities}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.rss_idle_restart.push(server.memory_mib()?.0);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Bench::Apply {
+            identities,
+            capabilities,
+            runs,
+            steward,
+            settle_secs,
+            database_url,
+        } => {
+            if !steward.exists() {
+                bail!(
+                    "{} not found: build it first with `cargo build --release -p steward-cli`",
+                    steward.display()
+                );
+            }
+            let mut s = Samples::default();
+            for run in 1..=runs {
+                apply_run(
+                    &steward,
+                    identities,
+                    capabilities,
+                    Duration::from_secs(settle_secs),
+                    database_url.as_deref(),
+                    &mut s,
+                )
+                .await?;
+                let last = |v: &Vec<f64>| v.last().copied().unwrap_or(f64::NAN);
+                eprintln!(
+                    "run {run}/{runs}: apply {:.2} s, no-op re-apply {:.2} s, RSS settled after apply {:.0} MiB (peak {:.0}), idle after restart {:.0} MiB",
+                    last(&s.apply_s),
+                    last(&s.noop_s),
+                    last(&s.rss_after_apply),
+                    last(&s.peak),
+                    last(&s.rss_idle_restart)
+                );
+                if database_url.is_some() && run < runs {
+                    eprintln!(
+                        "note: on PostgreSQL later runs apply into the same database only if it is emptied; use --runs 1 per fresh database"
+                    );
+                    break;
+                }
+            }
+            let (apply, idle) = (median(s.apply_s), median(s.rss_idle_restart));
+            println!(
+                "apply benchmark: {identities} identities, {capabilities} capabilities, {} run(s), medians",
+                s.noop_s.len()
+            );
+            println!(
+                "  apply (upload + parse + plan + one transaction): {apply:.2} s  (target < 10 s: {:.2}x of the budget)",
+                apply / 10.0
+            );
+            println!(
+                "  no-op re-apply (plan against {identities} stored):  {:.2} s",
+                median(s.noop_s)
+            );
+            println!(
+                "  RSS {settle_secs} s after apply: {:.0} MiB, peak during apply: {:.0} MiB",
+                median(s.rss_after_apply),
+                median(s.peak)
+            );
+            println!(
+                "  RSS idle after restart, holding them: {idle:.0} MiB  (target < 200 MiB: {:.2}x of the budget)",
+                idle / 200.0
+            );
+        }
+    }
+    Ok(())
+}

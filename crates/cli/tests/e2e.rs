@@ -1,0 +1,543 @@
+//! The `steward` binary end to end: the README quickstart, the serve → plan → apply
+//! workflow through the CLI, and `kill -9` in the middle of an apply, on SQLite and (when
+//! configured, always in CI) PostgreSQL.
+
+// Test helpers outside `#[test]` functions fail the test on any error, like the tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use steward_governance::SourceFile;
+use steward_store::{IdentityFilter, Store};
+use steward_testkit::{ServerProcess, example_repo, postgres_url, scaled_repo};
+
+fn steward() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_steward"));
+    for var in [
+        "STEWARD_CONFIG",
+        "STEWARD_LISTEN",
+        "STEWARD_DATA_DIR",
+        "STEWARD_DATABASE_URL",
+        "STEWARD_TRUST_DOMAIN",
+        "STEWARD_SERVER",
+        "STEWARD_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Where a server keeps its state: a data directory, or a PostgreSQL URL.
+#[derive(Clone)]
+struct Backing {
+    data_dir: PathBuf,
+    database_url: Option<String>,
+}
+
+struct Server(ServerProcess);
+
+impl Server {
+    fn start(b: &Backing, token_file: &Path) -> Server {
+        Server(
+            ServerProcess::start(
+                Path::new(env!("CARGO_BIN_EXE_steward")),
+                &b.data_dir,
+                token_file,
+                b.database_url.as_deref(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    fn kill9(self) {
+        self.0.kill9();
+    }
+
+    fn cli(&self, token: &str, args: &[&str]) -> Output {
+        steward()
+            .args(args)
+            .env("STEWARD_SERVER", self.url())
+            .env("STEWARD_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+}
+
+fn write_repo(dir: &Path, files: &[SourceFile]) {
+    for f in files {
+        let path = dir.join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &f.content).unwrap();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn readme_quickstart_demo_runs_to_completion() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo run -- demo"),
+        "the README's first command changed: update this test"
+    );
+    let out = steward()
+        .arg("demo")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for expected in [
+        "Configuration version 1 is in force",
+        "Planning again: No changes",
+        "Refused: the governance repository has 1 problem(s)",
+        "identities/typo.yaml:2:",
+        "Configuration version is still 1.",
+        "→ 403 forbidden",
+        "→ 422 rejected",
+        "are now orphan findings",
+        "credential.create",
+        "Demo finished",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "demo output lacks {expected:?}:\n{stdout}"
+        );
+    }
+}
+
+fn cli_workflow(backing: Backing) {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    let server = Server::start(&backing, &token_file);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("stw_"));
+    let repo = example_repo();
+    let repo = repo.to_str().unwrap();
+
+    let out = steward()
+        .args(["plan", repo])
+        .env("STEWARD_SERVER", server.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("STEWARD_TOKEN"), "{}", text(&out).1);
+
+    let out = server.cli(&token, &["plan", repo]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("Plan against configuration version 0:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+ create identity spiffe://acme.example/ns/payments/sa/payments-api"),
+        "{stdout}"
+    );
+
+    let out = server.cli(&token, &["apply", repo, "--expected-version", "0"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        text(&out)
+            .0
+            .contains("Applied: configuration version 1 is now in force."),
+        "{}",
+        text(&out).0
+    );
+
+    let out = server.cli(&token, &["plan", repo]);
+    assert!(text(&out).0.contains("No changes"), "{}", text(&out).0);
+
+    let out = server.cli(&token, &["identity", "list", "--plane", "payments-eu"]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("SPIFFE ID"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+
+    let id = "spiffe://acme.example/ns/payments/sa/refund-worker";
+    let out = server.cli(&token, &["identity", "suspend", id, "--reason", "INC-1"]);
+    assert!(
+        text(&out).0.contains("is now suspended"),
+        "{:?}",
+        text(&out)
+    );
+    let out = server.cli(
+        &token,
+        &["identity", "decommission", id, "--reason", "retired"],
+    );
+    assert!(out.status.success());
+    let out = server.cli(&token, &["identity", "reactivate", id, "--reason", "undo"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("one-way"), "{}", text(&out).1);
+
+    let out = server.cli(
+        &token,
+        &[
+            "credential",
+            "create",
+            "--name",
+            "pay",
+            "--role",
+            "plane-admin",
+            "--plane",
+            "payments",
+            "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pa = created["token"].as_str().unwrap();
+    let out = server.cli(pa, &["apply", repo]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("needs the central-admin role"),
+        "{}",
+        text(&out).1
+    );
+
+    let out = server.cli(&token, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["config_version"], 1);
+    assert_eq!(status["identities"]["decommissioned"], 1);
+
+    let out = server.cli(&token, &["changes"]);
+    let (stdout, _) = text(&out);
+    for action in [
+        "config.apply",
+        "identity.suspend",
+        "identity.decommission",
+        "credential.create",
+    ] {
+        assert!(stdout.contains(action), "{stdout}");
+    }
+
+    // A restart keeps everything and hands out no second bootstrap credential.
+    server.kill9();
+    std::fs::remove_file(&token_file).unwrap();
+    let server = Server::start(&backing, &token_file);
+    assert!(
+        !token_file.exists(),
+        "bootstrap must happen only on first start"
+    );
+    let out = server.cli(&token, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["config_version"], 1);
+}
+
+#[test]
+fn cli_workflow_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    cli_workflow(Backing {
+        data_dir: data.path().to_path_buf(),
+        database_url: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_workflow_on_postgres() {
+    let Some(url) = postgres_url("cli_workflow").await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        cli_workflow(Backing {
+            data_dir: data.path().to_path_buf(),
+            database_url: Some(url),
+        })
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn bootstrap_credential_is_printed_once_when_no_file_is_given() {
+    let data = tempfile::tempdir().unwrap();
+    let run = || {
+        let mut child = steward()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run();
+    assert!(first.trim().starts_with("stw_"), "{first:?}");
+    let second = run();
+    assert!(!second.contains("stw_"), "{second:?}");
+}
+
+#[test]
+fn validate_and_config_check_explain_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ids.yaml"), "identities:\n  - spiffe_id: spiffe://acme.example/a\n    plane: nowhere\n    owner: nobody\n    environment: prod\n    kind: service\n").unwrap();
+    let out = steward()
+        .args(["validate", "--trust-domain", "acme.example"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(
+            "ids.yaml:2: identity `spiffe://acme.example/a`: plane `nowhere` is not declared"
+        ),
+        "{stderr}"
+    );
+    let out = steward()
+        .args(["validate", "--trust-domain", "acme.example"])
+        .arg(example_repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let cfg = tmp.path().join("steward.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:9000\"\ntrust_domian = \"acme.example\"\n",
+    )
+    .unwrap();
+    let out = steward()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("unknown field `trust_domian`"),
+        "{}",
+        text(&out).1
+    );
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:9000\"\ntrust_domain = \"acme.example\"\n",
+    )
+    .unwrap();
+    let out = steward()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .env("STEWARD_LISTEN", "127.0.0.1:9001")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("127.0.0.1:9001"),
+        "environment overrides the file: {}",
+        text(&out).0
+    );
+    let out = steward()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .env("STEWARD_DATABASE_URL", "postgres://u:hunter2@db/x")
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out).0.contains("hunter2"),
+        "passwords are never printed"
+    );
+
+    let out = steward().args(["serve", "--help"]).output().unwrap();
+    for opt in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--trust-domain",
+        "--config",
+        "STEWARD_LISTEN",
+    ] {
+        assert!(text(&out).0.contains(opt), "serve --help lacks {opt}");
+    }
+}
+
+/// Identities of the registry, read straight from the store after the server is gone.
+async fn registry(b: &Backing) -> (i64, Vec<steward_store::IdentityRecord>) {
+    let store = match &b.database_url {
+        Some(url) => Store::connect(url).await.unwrap(),
+        None => Store::open_data_dir(&b.data_dir).await.unwrap(),
+    };
+    let version = store.config_version().await.unwrap();
+    let all = store
+        .identities(&IdentityFilter {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    (version, all)
+}
+
+/// Starts an apply of `repo` in the background and `kill -9`s the server `delay` later;
+/// returns whether the apply had been acknowledged before the kill.
+fn apply_then_kill(server: Server, token: &str, repo: &Path, delay: Duration) -> bool {
+    let mut apply = steward()
+        .args(["apply"])
+        .arg(repo)
+        .env("STEWARD_SERVER", server.url())
+        .env("STEWARD_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    server.kill9();
+    apply.wait().unwrap().success()
+}
+
+fn kill9_mid_apply(backing: Backing) {
+    const N: usize = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (gen1, gen2) = (tmp.path().join("gen1"), tmp.path().join("gen2"));
+    write_repo(&gen1, &scaled_repo(N, 50, 1));
+    write_repo(&gen2, &scaled_repo(N, 50, 2));
+    let token_file = tmp.path().join("token");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // How long an undisturbed apply takes on this machine, on a scratch store.
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch_backing = Backing {
+        data_dir: scratch.path().to_path_buf(),
+        database_url: None,
+    };
+    let s = Server::start(&scratch_backing, &tmp.path().join("scratch-token"));
+    let scratch_token = std::fs::read_to_string(tmp.path().join("scratch-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let t0 = Instant::now();
+    assert!(
+        s.cli(&scratch_token, &["apply", gen1.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let full = t0.elapsed();
+    drop(s);
+    eprintln!("undisturbed apply of {N} identities: {full:?}");
+
+    // Phase 1: the first apply, killed at several points. Afterwards the registry is
+    // either empty at version 0, or complete at version 1: never a part.
+    let mut server = Server::start(&backing, &token_file);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut interrupted = 0;
+    for frac in [0.2, 0.4, 0.6, 0.8, 0.95] {
+        let acked = apply_then_kill(server, &token, &gen1, full.mul_f64(frac));
+        let (version, ids) = rt.block_on(registry(&backing));
+        match version {
+            0 => assert!(
+                ids.is_empty(),
+                "version 0 but {} identities: a partial apply survived",
+                ids.len()
+            ),
+            1 => assert_eq!(
+                ids.len(),
+                N,
+                "version 1 with {} of {N} identities",
+                ids.len()
+            ),
+            v => panic!("unexpected version {v}"),
+        }
+        assert!(!acked || version == 1, "an acknowledged apply was lost");
+        interrupted += usize::from(!acked);
+        server = Server::start(&backing, &token_file);
+        if version == 1 {
+            break;
+        }
+    }
+    // Make sure generation 1 is in force before phase 2.
+    assert!(
+        server
+            .cli(&token, &["apply", gen1.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // Phase 2: an apply that rewrites every identity, killed midway: all old or all new.
+    for frac in [0.5, 0.75, 0.9] {
+        let acked = apply_then_kill(server, &token, &gen2, full.mul_f64(frac));
+        let (version, ids) = rt.block_on(registry(&backing));
+        assert_eq!(ids.len(), N);
+        let new = ids
+            .iter()
+            .filter(|r| r.identity.description == "generation 2")
+            .count();
+        match version {
+            1 => assert_eq!(new, 0, "version 1 but {new} identities already rewritten"),
+            2 => assert_eq!(new, N, "version 2 but only {new} of {N} rewritten"),
+            v => panic!("unexpected version {v}"),
+        }
+        assert!(!acked || version == 2, "an acknowledged apply was lost");
+        interrupted += usize::from(!acked);
+        server = Server::start(&backing, &token_file);
+        if version == 2 {
+            break;
+        }
+    }
+    drop(server);
+    assert!(
+        interrupted > 0,
+        "no kill landed before the apply finished: the test proved nothing"
+    );
+    eprintln!(
+        "{interrupted} applies were interrupted by kill -9; every store was whole afterwards"
+    );
+}
+
+#[test]
+fn kill9_mid_apply_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    kill9_mid_apply(Backing {
+        data_dir: data.path().to_path_buf(),
+        database_url: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_apply_on_postgres() {
+    let Some(url) = postgres_url("kill9").await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        kill9_mid_apply(Backing {
+            data_dir: data.path().to_path_buf(),
+            database_url: Some(url),
+        })
+    })
+    .await
+    .unwrap();
+}
