@@ -21,15 +21,7 @@ use steward_testkit::{ServerProcess, example_repo, postgres_url, scaled_repo};
 
 fn steward() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_steward"));
-    for var in [
-        "STEWARD_CONFIG",
-        "STEWARD_LISTEN",
-        "STEWARD_DATA_DIR",
-        "STEWARD_DATABASE_URL",
-        "STEWARD_TRUST_DOMAIN",
-        "STEWARD_SERVER",
-        "STEWARD_TOKEN",
-    ] {
+    for var in steward_testkit::STEWARD_ENV {
         c.env_remove(var);
     }
     c

@@ -7,17 +7,12 @@ use std::collections::BTreeMap;
 use steward_model::{
     Capability, CapabilityId, Classification, Entitlement, IdentityKind, LifecycleState, Owner,
     Plane, PlaneId, Settings, SpiffeId, TransportMapping, TrustDomain, TrustedIssuer,
-    validate_environment, validate_slug,
+    label_problems, validate_environment, validate_slug,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
 use crate::locate::LineIndex;
 use crate::{Diagnostic, GovernanceError, SourceFile};
-
-/// Longest label key and value we accept.
-const MAX_LABEL_KEY: usize = 63;
-const MAX_LABEL_VALUE: usize = 256;
-const MAX_LABELS: usize = 64;
 
 /// An identity as the repository declares it. `state: None` means the repository does not
 /// manage the lifecycle state (suspensions made through the API are left alone).
@@ -525,24 +520,7 @@ fn check_references(
                 envs.join(", ")
             ));
         }
-        if doc.labels.len() > MAX_LABELS {
-            problems.push(format!("has more than {MAX_LABELS} labels"));
-        }
-        for (k, v) in &doc.labels {
-            if k.is_empty()
-                || k.len() > MAX_LABEL_KEY
-                || !k
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-            {
-                problems.push(format!("label key `{k}` must be 1-{MAX_LABEL_KEY} letters, digits, `-`, `_`, `.` or `/`"));
-            }
-            if v.len() > MAX_LABEL_VALUE {
-                problems.push(format!(
-                    "label `{k}` is longer than {MAX_LABEL_VALUE} characters"
-                ));
-            }
-        }
+        problems.extend(label_problems(&doc.labels));
         for e in &doc.intended {
             if !desired.capabilities.contains_key(&e.capability) {
                 problems.push(format!(

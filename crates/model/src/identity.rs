@@ -129,6 +129,37 @@ pub struct Entitlement {
     pub actions: Vec<Action>,
 }
 
+/// Longest label key and value, and most labels per identity.
+pub const MAX_LABEL_KEY: usize = 63;
+pub const MAX_LABEL_VALUE: usize = 256;
+pub const MAX_LABELS: usize = 64;
+
+/// Every problem with a label set, phrased for the person who wrote it; empty when the
+/// labels are fine. Shared by the governance parser and the admin API.
+pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if labels.len() > MAX_LABELS {
+        out.push(format!("has more than {MAX_LABELS} labels"));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_LABEL_KEY
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        if !key_ok {
+            out.push(format!(
+                "label key `{k}` must be 1-{MAX_LABEL_KEY} letters, digits, `-`, `_`, `.` or `/`"
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE {
+            out.push(format!(
+                "label `{k}` is longer than {MAX_LABEL_VALUE} characters"
+            ));
+        }
+    }
+    out
+}
+
 /// A non-human identity (R1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {

@@ -295,6 +295,29 @@ async fn create_identity(
         )));
     }
     validate_environment(&req.environment).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(problem) = steward_model::label_problems(&req.labels)
+        .into_iter()
+        .next()
+    {
+        return Err(ApiError::bad_request(format!("`labels`: {problem}")));
+    }
+    if !req.intended.is_empty() {
+        let known = s.store.capabilities().await?;
+        for e in &req.intended {
+            if !known.iter().any(|c| c.id == e.capability) {
+                return Err(ApiError::bad_request(format!(
+                    "`intended`: capability `{}` is not declared",
+                    e.capability
+                )));
+            }
+            if e.actions.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "`intended`: capability `{}` lists no actions",
+                    e.capability
+                )));
+            }
+        }
+    }
     let planes = s.store.planes().await?;
     // The environments the plane allows, inherited down the plane tree.
     let mut allowed = None;

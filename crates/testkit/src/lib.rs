@@ -20,6 +20,18 @@ use steward_governance::SourceFile;
 /// Environment variable naming a PostgreSQL URL whose role may `CREATE DATABASE`.
 pub const POSTGRES_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
 
+/// Every environment variable `steward` reads; tests clear them so the developer's own
+/// settings cannot leak into a test.
+pub const STEWARD_ENV: &[&str] = &[
+    "STEWARD_CONFIG",
+    "STEWARD_LISTEN",
+    "STEWARD_DATA_DIR",
+    "STEWARD_DATABASE_URL",
+    "STEWARD_TRUST_DOMAIN",
+    "STEWARD_SERVER",
+    "STEWARD_TOKEN",
+];
+
 /// The bundled example governance repository.
 pub fn example_repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/governance")
@@ -180,13 +192,7 @@ impl ServerProcess {
         )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-        for var in [
-            "STEWARD_CONFIG",
-            "STEWARD_LISTEN",
-            "STEWARD_DATA_DIR",
-            "STEWARD_DATABASE_URL",
-            "STEWARD_TRUST_DOMAIN",
-        ] {
+        for var in STEWARD_ENV {
             cmd.env_remove(var);
         }
         if let Some(url) = database_url {
