@@ -26,7 +26,8 @@ impl Actor {
         }
     }
 
-    fn label(&self) -> String {
+    /// `name (credential id)`, how the actor appears in logs and evidence.
+    pub fn label(&self) -> String {
         format!("{} ({})", self.name, self.credential_id)
     }
 }
@@ -69,6 +70,7 @@ pub struct AdminChange {
 /// Appends to the admin change log inside the caller's transaction, so the record and
 /// the change it describes commit together or not at all.
 pub(crate) async fn record_change(
+    backend: crate::Backend,
     conn: &mut sqlx::AnyConnection,
     actor: &Actor,
     action: &str,
@@ -76,17 +78,55 @@ pub(crate) async fn record_change(
     before: Option<String>,
     after: Option<String>,
 ) -> Result<(), StoreError> {
+    let at = now_rfc3339();
     sqlx::query("INSERT INTO admin_changes (at, actor, role, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(now_rfc3339())
+        .bind(&at)
         .bind(actor.label())
         .bind(actor.role.to_string())
         .bind(action)
         .bind(target)
-        .bind(before)
-        .bind(after)
+        .bind(before.clone())
+        .bind(after.clone())
         .execute(&mut *conn)
         .await?;
+    let event = admin_event(actor, action, target, before, after, at);
+    crate::evidence::append_in_tx(backend, conn, std::slice::from_ref(&event)).await?;
     Ok(())
+}
+
+/// The evidence event for an admin change (R20): lifecycle changes are about the
+/// identity, applies about the configuration, everything else about the admin.
+fn admin_event(
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    before: Option<String>,
+    after: Option<String>,
+    at: String,
+) -> steward_audit::Event {
+    use steward_audit::{Event, EventKind};
+    let kind = if action == "config.apply" {
+        EventKind::ConfigApplied
+    } else if action.starts_with("identity.") {
+        EventKind::IdentityLifecycle
+    } else {
+        EventKind::AdminAction
+    };
+    let mut e = Event::new(kind, uuid::Uuid::now_v7().to_string(), at);
+    let parse = |v: Option<String>| {
+        v.map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    e.action = Some(action.to_owned());
+    e.actor_chain = vec![actor.label()];
+    e.plane = actor.role.plane().map(|p| p.to_string());
+    e.principal = Some(if kind == EventKind::IdentityLifecycle {
+        target.to_owned()
+    } else {
+        actor.label()
+    });
+    e.details = serde_json::json!({ "target": target, "role": actor.role.to_string(), "before": parse(before), "after": parse(after) });
+    e
 }
 
 fn credential(r: &sqlx::any::AnyRow) -> Result<CredentialRecord, StoreError> {
@@ -158,6 +198,7 @@ impl Store {
             .await?;
         let after = serde_json::json!({ "name": new.name, "role": new.role });
         record_change(
+            self.backend,
             &mut tx,
             actor,
             "credential.create",
@@ -211,7 +252,16 @@ impl Store {
                 id: id.to_owned(),
             });
         }
-        record_change(&mut tx, actor, "credential.revoke", id, None, None).await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            actor,
+            "credential.revoke",
+            id,
+            None,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -195,6 +195,7 @@ impl Store {
         let after = serde_json::json!({ "version": version, "summary": summary });
         let before = serde_json::json!({ "version": current_version });
         record_change(
+            self.backend,
             &mut tx,
             actor,
             "config.apply",

@@ -81,16 +81,30 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let scripts: &[(i64, &str, &'static str)] = match self.backend {
-            Backend::Sqlite => &[(
-                1,
-                "registry",
-                include_str!("../migrations/sqlite/0001_registry.sql"),
-            )],
-            Backend::Postgres => &[(
-                1,
-                "registry",
-                include_str!("../migrations/postgres/0001_registry.sql"),
-            )],
+            Backend::Sqlite => &[
+                (
+                    1,
+                    "registry",
+                    include_str!("../migrations/sqlite/0001_registry.sql"),
+                ),
+                (
+                    2,
+                    "evidence",
+                    include_str!("../migrations/sqlite/0002_evidence.sql"),
+                ),
+            ],
+            Backend::Postgres => &[
+                (
+                    1,
+                    "registry",
+                    include_str!("../migrations/postgres/0001_registry.sql"),
+                ),
+                (
+                    2,
+                    "evidence",
+                    include_str!("../migrations/postgres/0002_evidence.sql"),
+                ),
+            ],
         };
         let migrations = scripts
             .iter()

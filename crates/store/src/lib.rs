@@ -13,6 +13,7 @@ mod admin;
 mod apply;
 mod db;
 mod error;
+mod evidence;
 mod registry;
 mod rows;
 
@@ -20,6 +21,7 @@ pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
 pub use apply::Applied;
 pub use db::{Backend, SQLITE_FILE, Store, redact_url};
 pub use error::StoreError;
+pub use evidence::{EvidenceFilter, StoredEvent};
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.

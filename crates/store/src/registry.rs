@@ -284,6 +284,7 @@ impl Store {
         )
         .await?;
         record_change(
+            self.backend,
             &mut tx,
             actor,
             "identity.create",
@@ -336,6 +337,7 @@ impl Store {
             let after = serde_json::json!({ "state": to.as_str(), "reason": reason });
             let before = serde_json::json!({ "state": before.state.as_str() });
             record_change(
+                self.backend,
                 &mut tx,
                 actor,
                 &format!("identity.{}", verb(to)),
@@ -394,6 +396,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let after = serde_json::json!({ "removed": true, "orphaned_identities": orphans.len() });
         record_change(
+            self.backend,
             &mut tx,
             actor,
             "owner.remove",

@@ -82,6 +82,13 @@ suite!(
     change_log_is_append_only,
     large_apply_batches,
     concurrent_applies_serialize,
+    evidence_chain_survives_concurrent_writers,
+    admin_changes_are_evidence,
+    evidence_search_filters,
+    verify_names_altered_event,
+    verify_names_removed_events,
+    verify_names_inserted_event,
+    checkpoints_pin_history,
 );
 
 async fn apply_is_recorded_and_idempotent(s: Store) {
@@ -513,4 +520,261 @@ async fn unsupported_urls_are_refused_without_leaking_passwords() {
     assert!(err.contains("unsupported database URL"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     let _ = postgres_url;
+}
+
+fn decision(n: usize, principal: &str, corr: &str) -> steward_audit::Event {
+    use steward_audit::{Event, EventKind, Outcome};
+    let mut e = Event::new(
+        EventKind::AccessDecision,
+        format!("ev-{principal}-{n}"),
+        format!("2026-11-23T10:{:02}:{:02}Z", (n / 60) % 60, n % 60),
+    );
+    e.principal = Some(principal.to_owned());
+    e.plane = Some("payments".into());
+    e.action = Some("invoke".into());
+    e.destination.capability = Some("payments.refund".into());
+    e.decision.outcome = Some(if n % 3 == 0 {
+        Outcome::Deny
+    } else {
+        Outcome::Allow
+    });
+    e.correlation_id = Some(corr.to_owned());
+    e
+}
+
+async fn drop_evidence_guards(s: &Store) {
+    match s.backend() {
+        steward_store::Backend::Sqlite => {
+            s.execute_unchecked_for_tests("DROP TRIGGER evidence_no_update")
+                .await
+                .unwrap();
+            s.execute_unchecked_for_tests("DROP TRIGGER evidence_no_delete")
+                .await
+                .unwrap();
+        }
+        steward_store::Backend::Postgres => {
+            s.execute_unchecked_for_tests("DROP TRIGGER evidence_no_change ON evidence")
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn seeded(s: &Store, n: usize) {
+    let events: Vec<_> = (0..n)
+        .map(|i| decision(i, "spiffe://acme.example/a", "trace-a"))
+        .collect();
+    let seqs = s.append_evidence(&events).await.unwrap();
+    assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>());
+}
+
+async fn evidence_chain_survives_concurrent_writers(s: Store) {
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..10 {
+                let events: Vec<_> = (0..25)
+                    .map(|i| decision(batch * 25 + i, &format!("spiffe://acme.example/w{w}"), "t"))
+                    .collect();
+                s.append_evidence(&events).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let report = s.verify_evidence().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.events, 1000);
+    assert_eq!(s.evidence_head().await.unwrap().seq, 1000);
+    let err = s
+        .execute_unchecked_for_tests("UPDATE evidence SET body = 'x'")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM evidence")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+async fn admin_changes_are_evidence(s: Store) {
+    s.apply(&example(), None, &admin()).await.unwrap();
+    s.set_identity_state(
+        "spiffe://acme.example/ns/payments/sa/refund-worker",
+        LifecycleState::Suspended,
+        "INC-9",
+        &admin(),
+    )
+    .await
+    .unwrap();
+    let events = s
+        .evidence_search(&steward_store::EvidenceFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["config.applied", "identity.lifecycle"]);
+    let lifecycle = &events[1].event;
+    assert_eq!(
+        lifecycle.principal.as_deref(),
+        Some("spiffe://acme.example/ns/payments/sa/refund-worker")
+    );
+    assert_eq!(lifecycle.actor_chain, vec!["alice (c1)".to_owned()]);
+    assert_eq!(lifecycle.details["after"]["reason"], "INC-9");
+    assert!(s.verify_evidence().await.unwrap().ok());
+}
+
+async fn evidence_search_filters(s: Store) {
+    let mut events: Vec<_> = (0..30)
+        .map(|i| decision(i, "spiffe://acme.example/a", "trace-a"))
+        .collect();
+    events.extend((0..30).map(|i| decision(i, "spiffe://acme.example/b", "trace-b")));
+    s.append_evidence(&events).await.unwrap();
+    let f = |principal: Option<&str>, outcome: Option<&str>, corr: Option<&str>| {
+        steward_store::EvidenceFilter {
+            principal: principal.map(str::to_owned),
+            outcome: outcome.map(str::to_owned),
+            correlation_id: corr.map(str::to_owned),
+            limit: 1000,
+            ..Default::default()
+        }
+    };
+    assert_eq!(
+        s.evidence_search(&f(Some("spiffe://acme.example/b"), None, None))
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    assert_eq!(
+        s.evidence_search(&f(Some("spiffe://acme.example/b"), Some("deny"), None))
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    assert_eq!(
+        s.evidence_search(&f(None, None, Some("trace-a")))
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    let window = steward_store::EvidenceFilter {
+        since: Some("2026-11-23T10:00:10Z".into()),
+        until: Some("2026-11-23T10:00:20Z".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(s.evidence_search(&window).await.unwrap().len(), 20);
+    let tail = steward_store::EvidenceFilter {
+        newest_first: true,
+        limit: 5,
+        ..Default::default()
+    };
+    let seqs: Vec<i64> = s
+        .evidence_search(&tail)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [60, 59, 58, 57, 56]);
+}
+
+async fn verify_names_altered_event(s: Store) {
+    seeded(&s, 100).await;
+    drop_evidence_guards(&s).await;
+    s.execute_unchecked_for_tests(
+        "UPDATE evidence SET body = replace(body, '\"allow\"', '\"deny\"') WHERE seq = 57",
+    )
+    .await
+    .unwrap();
+    let report = s.verify_evidence().await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![steward_audit::Problem::Altered { seq: 57 }]
+    );
+}
+
+async fn verify_names_removed_events(s: Store) {
+    seeded(&s, 100).await;
+    drop_evidence_guards(&s).await;
+    s.execute_unchecked_for_tests("DELETE FROM evidence WHERE seq IN (40, 41)")
+        .await
+        .unwrap();
+    let report = s.verify_evidence().await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![steward_audit::Problem::Removed {
+            after: 39,
+            next: 42
+        }]
+    );
+}
+
+async fn verify_names_inserted_event(s: Store) {
+    seeded(&s, 100).await;
+    drop_evidence_guards(&s).await;
+    // Make room at 57 (two steps, so the primary key never collides) and plant a record
+    // that links correctly to 56.
+    s.execute_unchecked_for_tests("UPDATE evidence SET seq = seq + 1000000 WHERE seq >= 57")
+        .await
+        .unwrap();
+    s.execute_unchecked_for_tests("UPDATE evidence SET seq = seq - 999999 WHERE seq >= 1000000")
+        .await
+        .unwrap();
+    let prev = s.evidence_records(55, 1).await.unwrap().remove(0);
+    assert_eq!(prev.seq, 56);
+    let body = decision(999, "spiffe://acme.example/mallory", "x")
+        .canonical_json()
+        .unwrap();
+    let hash = steward_audit::link(&prev.hash, &body);
+    let sql = format!(
+        "INSERT INTO evidence (seq, time, kind, body, prev_hash, hash) VALUES (57, 't', 'access.decision', '{body}', '{}', '{hash}')",
+        prev.hash
+    );
+    s.execute_unchecked_for_tests(Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
+    let report = s.verify_evidence().await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![steward_audit::Problem::Inserted { seq: 57 }]
+    );
+}
+
+async fn checkpoints_pin_history(s: Store) {
+    seeded(&s, 50).await;
+    let signer = s.checkpoint_signer().await.unwrap();
+    assert_eq!(
+        s.checkpoint_signer().await.unwrap().key_id(),
+        signer.key_id(),
+        "the key is created once"
+    );
+    let cp = s.checkpoint_now(&signer).await.unwrap().unwrap();
+    assert_eq!(cp.tree_size, 50);
+    assert!(
+        s.checkpoint_now(&signer).await.unwrap().is_none(),
+        "no second checkpoint for the same head"
+    );
+    assert!(s.verify_evidence().await.unwrap().ok());
+    // Truncate the log behind the checkpoint.
+    drop_evidence_guards(&s).await;
+    s.execute_unchecked_for_tests("DELETE FROM evidence WHERE seq > 45")
+        .await
+        .unwrap();
+    let report = s.verify_evidence().await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![steward_audit::Problem::Truncated {
+            tree_size: 50,
+            log_size: 45
+        }]
+    );
 }

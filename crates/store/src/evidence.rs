@@ -1,0 +1,322 @@
+//! The evidence log's storage: appends that extend the hash chain inside the database's
+//! write lock, searches, checkpoints and the checkpoint key.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+use steward_audit::{
+    ChainHead, Checkpoint, CheckpointSigner, CheckpointVerifier, Event, Record, Verifier,
+    VerifyReport,
+};
+
+use crate::rows::{from_json, multi_insert};
+use crate::{Backend, Store, StoreError, now_rfc3339};
+
+/// An event as stored: its place in the chain and the event itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub hash: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Search filters; unset fields match everything. Times are RFC 3339.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvidenceFilter {
+    pub principal: Option<String>,
+    pub plane: Option<String>,
+    pub kind: Option<String>,
+    pub action: Option<String>,
+    pub capability: Option<String>,
+    pub outcome: Option<String>,
+    pub correlation_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Only events after this sequence number (paging forward).
+    pub after_seq: Option<i64>,
+    /// Newest first (for `tail`) instead of oldest first.
+    pub newest_first: bool,
+    pub limit: i64,
+}
+
+/// Rows per multi-row evidence INSERT.
+const EVIDENCE_BATCH: usize = 400;
+const EVIDENCE_COLUMNS: &str = "seq, time, kind, plane, principal, action, capability, outcome, correlation_id, body, prev_hash, hash";
+/// Records read per round trip while verifying.
+const VERIFY_PAGE: i64 = 20_000;
+
+/// Appends `events` at the head of the chain. The caller holds the write lock (a
+/// transaction from `Store::begin_write`), so no other writer can attach to the same head.
+pub(crate) async fn append_in_tx(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    events: &[Event],
+) -> Result<Vec<i64>, StoreError> {
+    let mut head = match sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(row) => ChainHead {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+        },
+        None => ChainHead::default(),
+    };
+    let mut seqs = Vec::with_capacity(events.len());
+    let head_sql = format!("INSERT INTO evidence ({EVIDENCE_COLUMNS})");
+    for chunk in events.chunks(EVIDENCE_BATCH) {
+        let sql = multi_insert(backend, &head_sql, 12, chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in chunk {
+            let body = e
+                .canonical_json()
+                .map_err(|err| StoreError::Rejected(err.to_string()))?;
+            let r = head.append(body);
+            seqs.push(r.seq);
+            q = q
+                .bind(r.seq)
+                .bind(e.time.clone())
+                .bind(e.kind.as_str())
+                .bind(e.plane.clone())
+                .bind(e.principal.clone())
+                .bind(e.action.clone())
+                .bind(e.destination.capability.clone())
+                .bind(e.decision.outcome.map(|o| {
+                    if o == steward_audit::Outcome::Allow {
+                        "allow"
+                    } else {
+                        "deny"
+                    }
+                }))
+                .bind(e.correlation_id.clone())
+                .bind(r.body)
+                .bind(r.prev_hash)
+                .bind(r.hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(seqs)
+}
+
+fn record(row: &sqlx::any::AnyRow) -> Result<Record, StoreError> {
+    Ok(Record {
+        seq: row.try_get("seq")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        body: row.try_get("body")?,
+    })
+}
+
+fn checkpoint(row: &sqlx::any::AnyRow) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        tree_size: row.try_get("tree_size")?,
+        head_hash: row.try_get("head_hash")?,
+        time: row.try_get("time")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+impl Store {
+    /// Appends a batch of events in one transaction (one commit for the whole batch:
+    /// group commit). Returns their sequence numbers once durable.
+    pub async fn append_evidence(&self, events: &[Event]) -> Result<Vec<i64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let seqs = append_in_tx(self.backend, &mut tx, events).await?;
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    /// The end of the chain.
+    pub async fn evidence_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => ChainHead {
+                seq: r.try_get("seq")?,
+                hash: r.try_get("hash")?,
+            },
+            None => ChainHead::default(),
+        })
+    }
+
+    /// Raw records after `after_seq`, in order, for verification and export.
+    pub async fn evidence_records(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, prev_hash, hash, body FROM evidence WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Events matching `filter`.
+    pub async fn evidence_search(
+        &self,
+        filter: &EvidenceFilter,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = String::from("SELECT seq, prev_hash, hash, body FROM evidence WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        for (column, op, value) in [
+            ("principal", "=", &filter.principal),
+            ("plane", "=", &filter.plane),
+            ("kind", "=", &filter.kind),
+            ("action", "=", &filter.action),
+            ("capability", "=", &filter.capability),
+            ("outcome", "=", &filter.outcome),
+            ("correlation_id", "=", &filter.correlation_id),
+            ("time", ">=", &filter.since),
+            ("time", "<", &filter.until),
+        ] {
+            if let Some(v) = value {
+                binds.push(v.clone());
+                sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+            }
+        }
+        let n = binds.len();
+        sql.push_str(&format!(
+            " AND seq > ${} ORDER BY seq {} LIMIT ${}",
+            n + 1,
+            if filter.newest_first { "DESC" } else { "ASC" },
+            n + 2
+        ));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .bind(filter.after_seq.unwrap_or(0))
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let r = record(row)?;
+                Ok(StoredEvent {
+                    seq: r.seq,
+                    hash: r.hash,
+                    event: from_json("evidence event", &r.body)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query("SELECT tree_size, head_hash, time, key_id, signature FROM evidence_checkpoints ORDER BY tree_size").fetch_all(&self.pool).await?;
+        rows.iter().map(checkpoint).collect()
+    }
+
+    /// Signs and stores a checkpoint of the current head, unless one already covers it.
+    /// Returns the checkpoint written.
+    pub async fn checkpoint_now(
+        &self,
+        signer: &CheckpointSigner,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let head = match sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => ChainHead {
+                seq: row.try_get("seq")?,
+                hash: row.try_get("hash")?,
+            },
+            None => return Ok(None),
+        };
+        let exists = sqlx::query("SELECT 1 AS x FROM evidence_checkpoints WHERE tree_size = $1")
+            .bind(head.seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        let cp = signer.sign(head.seq, &head.hash, &now_rfc3339());
+        sqlx::query("INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+            .bind(cp.tree_size)
+            .bind(&cp.head_hash)
+            .bind(&cp.time)
+            .bind(&cp.key_id)
+            .bind(&cp.signature)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(cp))
+    }
+
+    /// The checkpoint key, created on first use and shared by every replica.
+    pub async fn checkpoint_signer(&self) -> Result<CheckpointSigner, StoreError> {
+        let key_err = |e: steward_audit::AuditError| StoreError::Rejected(e.to_string());
+        if let Some(row) =
+            sqlx::query("SELECT private_pkcs8 FROM audit_keys ORDER BY created_at DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+        {
+            let text: String = row.try_get("private_pkcs8")?;
+            let der = B64.decode(text).map_err(|e| StoreError::Corrupt {
+                what: "checkpoint key",
+                detail: e.to_string(),
+            })?;
+            return CheckpointSigner::from_pkcs8(&der).map_err(key_err);
+        }
+        let (signer, pkcs8) = CheckpointSigner::generate().map_err(key_err)?;
+        let mut tx = self.begin_write().await?;
+        // Another replica may have won the race: keep the first key.
+        let existing = sqlx::query("SELECT private_pkcs8 FROM audit_keys LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_none() {
+            sqlx::query("INSERT INTO audit_keys (id, public_key, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(signer.key_id())
+                .bind(signer.public_key())
+                .bind(B64.encode(pkcs8))
+                .bind(now_rfc3339())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(signer);
+        }
+        tx.commit().await?;
+        Box::pin(self.checkpoint_signer()).await
+    }
+
+    /// Public halves of every checkpoint key, base64.
+    pub async fn checkpoint_public_keys(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT public_key FROM audit_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("public_key")?)).collect()
+    }
+
+    /// Verifies the whole chain and every checkpoint, streaming the log in pages.
+    pub async fn verify_evidence(&self) -> Result<VerifyReport, StoreError> {
+        let keys = self.checkpoint_public_keys().await?;
+        let mut verifier = Verifier::new(
+            self.checkpoints().await?,
+            CheckpointVerifier::new(keys.iter().map(String::as_str)),
+        );
+        let mut after = 0;
+        loop {
+            let page = self.evidence_records(after, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in &page {
+                verifier.push(r);
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
