@@ -129,6 +129,7 @@ pub struct Destination {
 /// One evidence event. Field order is the canonical order of the stored JSON, which the
 /// hash chain covers: add fields only at the end, and only optional ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Event {
     pub schema: String,
     /// Unique id (UUID-like, chosen by the producer so retries are idempotent to spot).

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use steward_testkit::ServerProcess as Server;
 
+/// The same allocator as the `steward` binary, so in-process figures match the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Load harnesses for Steward's performance targets")]
 struct Cli {
@@ -39,6 +43,26 @@ enum Bench {
         /// Run the server on PostgreSQL (a fresh, empty database) instead of SQLite.
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// Evidence append with group commit vs one transaction per event, and verify time.
+    Evidence {
+        /// Events appended through the group-commit writer.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Concurrent producers, each waiting for its events to be durable.
+        #[arg(long, default_value_t = 64)]
+        producers: usize,
+        /// Events per producer submission.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Events appended one transaction at a time (the baseline).
+        #[arg(long, default_value_t = 2_000)]
+        baseline_events: usize,
+        /// Size of the log to verify.
+        #[arg(long, default_value_t = 1_000_000)]
+        verify_events: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -118,9 +142,138 @@ async fn apply_run(
     Ok(())
 }
 
+fn sample_event(n: usize) -> steward_audit::Event {
+    use steward_audit::{Event, EventKind, Outcome};
+    let mut e = Event::new(
+        EventKind::AccessDecision,
+        format!("bench-{n}"),
+        steward_store::now_rfc3339(),
+    );
+    e.principal = Some(format!(
+        "spiffe://acme.example/plane-{}/prod/workload-{n}",
+        n % 20
+    ));
+    e.plane = Some(format!("plane-{}", n % 20));
+    e.action = Some("invoke".into());
+    e.destination.capability = Some(format!("svc{}.op", n % 2000));
+    e.destination.address = Some(format!("http POST /svc{}/orders/{n}", n % 2000));
+    e.decision.outcome = Some(if n.is_multiple_of(7) {
+        Outcome::Deny
+    } else {
+        Outcome::Allow
+    });
+    e.decision.policies = vec![format!("plane-{}.permit-{}", n % 20, n % 5)];
+    e.correlation_id = Some(format!("{:032x}", n));
+    e.enforcement_point = Some("gateway-1".into());
+    e.policy_version = Some(7);
+    e
+}
+
+/// Events/s through the group-commit writer with `producers` tasks awaiting durability.
+async fn group_commit_rate(
+    store: &steward_store::Store,
+    events: usize,
+    producers: usize,
+    batch: usize,
+) -> Result<f64> {
+    let (writer, _task) = steward_server::evidence::EvidenceWriter::spawn(
+        store.clone(),
+        producers * 2,
+        steward_server::evidence::OverflowPolicy::FailClosed,
+    );
+    let per_producer = events / producers;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = p * per_producer;
+            while n < (p + 1) * per_producer {
+                let evs: Vec<_> = (n..n + batch).map(sample_event).collect();
+                n += batch;
+                writer.record(evs).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per_producer * producers) as f64 / t.elapsed().as_secs_f64())
+}
+
+async fn evidence_run(
+    events: usize,
+    producers: usize,
+    batch: usize,
+    baseline_events: usize,
+    verify_events: usize,
+) -> Result<(f64, f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = steward_store::Store::open_data_dir(dir.path()).await?;
+    // Baseline: one transaction (one durable commit) per event.
+    let t = Instant::now();
+    for n in 0..baseline_events {
+        store.append_evidence(&[sample_event(n)]).await?;
+    }
+    let baseline = baseline_events as f64 / t.elapsed().as_secs_f64();
+    let grouped = group_commit_rate(&store, events, producers, batch).await?;
+    // Fill up to `verify_events` quickly, then verify everything.
+    let mut have = store.evidence_head().await?.seq as usize;
+    while have < verify_events {
+        let n = (verify_events - have).min(5_000);
+        let evs: Vec<_> = (have..have + n).map(sample_event).collect();
+        store.append_evidence(&evs).await?;
+        have += n;
+    }
+    let t = Instant::now();
+    let report = store.verify_evidence().await?;
+    let verify_s = t.elapsed().as_secs_f64();
+    if !report.ok() || report.events as usize != have {
+        bail!("verify failed: {:?}", report.problems);
+    }
+    Ok((grouped, baseline, verify_s))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
+        Bench::Evidence {
+            events,
+            producers,
+            batch,
+            baseline_events,
+            verify_events,
+            runs,
+        } => {
+            let (mut g, mut b, mut v) = (Vec::new(), Vec::new(), Vec::new());
+            for run in 1..=runs {
+                let (grouped, baseline, verify_s) =
+                    evidence_run(events, producers, batch, baseline_events, verify_events).await?;
+                eprintln!(
+                    "run {run}/{runs}: group commit {grouped:.0} events/s, unbatched {baseline:.0} events/s, verify {verify_events} in {verify_s:.2} s"
+                );
+                g.push(grouped);
+                b.push(baseline);
+                v.push(verify_s);
+            }
+            let (g, b, v) = (median(g), median(b), median(v));
+            println!(
+                "evidence benchmark (SQLite, synchronous=FULL, every acknowledged event durable), medians of {runs}:"
+            );
+            println!(
+                "  group commit, {producers} producers x {batch} event(s) per submission: {g:.0} events/s  (target >= 50,000: {:.2}x)",
+                g / 50_000.0
+            );
+            println!(
+                "  unbatched insert loop, one transaction per event:  {b:.0} events/s  (group commit = {:.0}x)",
+                g / b
+            );
+            println!(
+                "  audit verify of {verify_events} events: {v:.2} s  (target < 10 s: {:.2}x of the budget)",
+                v / 10.0
+            );
+        }
         Bench::Apply {
             identities,
             capabilities,

@@ -115,7 +115,7 @@ pub enum CredentialCommand {
         /// A name saying who or what holds it.
         #[arg(long)]
         name: String,
-        /// central-admin, plane-admin or auditor.
+        /// central-admin, plane-admin, auditor or ingestor (a foreign engine that may only submit evidence).
         #[arg(long)]
         role: String,
         /// The plane a plane-admin administers (with the planes beneath it).
@@ -132,6 +132,99 @@ pub enum CredentialCommand {
     /// Revoke an admin credential by id.
     Revoke {
         id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Filters shared by `audit search` and `audit export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvidenceQuery {
+    /// The identity (SPIFFE ID) or admin the events are about.
+    #[arg(long)]
+    principal: Option<String>,
+    #[arg(long)]
+    plane: Option<String>,
+    /// Event kind, e.g. access.decision, config.applied, identity.lifecycle.
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    /// Destination capability, e.g. payments.refund.
+    #[arg(long)]
+    capability: Option<String>,
+    /// allow or deny.
+    #[arg(long)]
+    decision: Option<String>,
+    /// W3C trace id.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl EvidenceQuery {
+    fn to_query(&self) -> Vec<String> {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("principal", &self.principal),
+            ("plane", &self.plane),
+            ("kind", &self.kind),
+            ("action", &self.action),
+            ("capability", &self.capability),
+            ("decision", &self.decision),
+            ("correlation_id", &self.correlation_id),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", Client::segment(v)));
+            }
+        }
+        q
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the whole hash chain and every signed checkpoint; names the first event
+    /// altered, removed or inserted. Exits 1 when anything is wrong.
+    Verify {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The newest events.
+    Tail {
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Events matching every given filter, oldest first.
+    Search {
+        #[command(flatten)]
+        query: EvidenceQuery,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Follow one correlation id (W3C trace id) or one identity (SPIFFE ID) through every
+    /// event it appears in, in time order.
+    Trace {
+        /// A trace id, or a SPIFFE ID (`spiffe://…`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Every matching event as JSON Lines (the stored canonical form plus seq and hash).
+    Export {
+        #[command(flatten)]
+        query: EvidenceQuery,
         #[command(flatten)]
         remote: Remote,
     },
@@ -229,6 +322,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             emit(&remote, &changes, || changes_text(&changes))
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
+        Command::Audit(cmd) => audit(cmd).await,
     }
 }
 
@@ -489,14 +583,17 @@ pub(crate) fn parse_role(role: &str, plane: Option<String>) -> Result<Role> {
     Ok(match (role, plane) {
         ("central-admin", None) => Role::CentralAdmin,
         ("auditor", None) => Role::Auditor,
+        ("ingestor", None) => Role::Ingestor,
         ("plane-admin", Some(p)) => Role::PlaneAdmin {
             plane: PlaneId::new(p)?,
         },
         ("plane-admin", None) => bail!("a plane-admin credential needs --plane"),
-        ("central-admin" | "auditor", Some(_)) => {
+        ("central-admin" | "auditor" | "ingestor", Some(_)) => {
             bail!("--plane only goes with --role plane-admin")
         }
-        (other, _) => bail!("role `{other}` is not one of central-admin, plane-admin, auditor"),
+        (other, _) => {
+            bail!("role `{other}` is not one of central-admin, plane-admin, auditor, ingestor")
+        }
     })
 }
 
@@ -600,4 +697,214 @@ fn config_check(file: Option<PathBuf>) -> Result<ExitCode> {
     println!("  max_body_bytes  {}", config.max_body_bytes);
     println!("  max_apply_bytes {}", config.max_apply_bytes);
     Ok(ExitCode::SUCCESS)
+}
+
+fn events_text(events: &[steward_store::StoredEvent]) -> String {
+    let rows = events
+        .iter()
+        .map(|e| {
+            let ev = &e.event;
+            let decision = ev
+                .decision
+                .outcome
+                .map(|o| format!("{o:?}").to_lowercase())
+                .unwrap_or_default();
+            let what = ev.action.clone().unwrap_or_default();
+            let dest = ev
+                .destination
+                .capability
+                .clone()
+                .or_else(|| {
+                    ev.details
+                        .get("target")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            vec![
+                e.seq.to_string(),
+                ev.time.clone(),
+                ev.kind.to_string(),
+                ev.principal.clone().unwrap_or_default(),
+                what,
+                dest,
+                decision,
+            ]
+        })
+        .collect::<Vec<_>>();
+    output::table(
+        &[
+            "SEQ",
+            "TIME",
+            "KIND",
+            "PRINCIPAL",
+            "ACTION",
+            "DESTINATION",
+            "DECISION",
+        ],
+        &rows,
+    )
+}
+
+/// Pages through `/admin/v1/audit/events` with `query`, calling `each` per page.
+async fn page_events(
+    client: &Client,
+    query: &[String],
+    mut each: impl FnMut(&[steward_store::StoredEvent]),
+) -> Result<usize> {
+    let mut after = 0;
+    let mut total = 0;
+    loop {
+        let mut q = query.to_vec();
+        q.push(format!("after={after}"));
+        q.push("limit=1000".into());
+        let page: Vec<steward_store::StoredEvent> = client
+            .get(&format!("/admin/v1/audit/events?{}", q.join("&")))
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        total += page.len();
+        each(&page);
+    }
+    Ok(total)
+}
+
+async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { remote } => {
+            let answer: serde_json::Value = connect(&remote)?.get("/admin/v1/audit/verify").await?;
+            let ok = answer
+                .get("ok")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let events = answer
+                    .get("events")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                let cps = answer
+                    .get("checkpoints")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                if ok {
+                    println!(
+                        "Evidence log intact: {events} events, {cps} signed checkpoints, head {}.",
+                        answer
+                            .get("head_hash")
+                            .and_then(|h| h.as_str())
+                            .unwrap_or("")
+                    );
+                } else {
+                    println!("EVIDENCE LOG TAMPERED ({events} events, {cps} checkpoints checked):");
+                    for e in answer
+                        .get("explanations")
+                        .and_then(|v| v.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        println!("  {}", e.as_str().unwrap_or_default());
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Tail { lines, remote } => {
+            let mut events: Vec<steward_store::StoredEvent> = connect(&remote)?
+                .get(&format!("/admin/v1/audit/events?order=desc&limit={lines}"))
+                .await?;
+            events.reverse();
+            emit(&remote, &events, || events_text(&events))
+        }
+        AuditCommand::Search {
+            query,
+            limit,
+            remote,
+        } => {
+            let mut q = query.to_query();
+            q.push(format!("limit={limit}"));
+            let events: Vec<steward_store::StoredEvent> = connect(&remote)?
+                .get(&format!("/admin/v1/audit/events?{}", q.join("&")))
+                .await?;
+            emit(&remote, &events, || events_text(&events))
+        }
+        AuditCommand::Trace { id, remote } => {
+            let client = connect(&remote)?;
+            let key = if id.starts_with("spiffe://") {
+                "principal"
+            } else {
+                "correlation_id"
+            };
+            let mut events = Vec::new();
+            page_events(&client, &[format!("{key}={}", Client::segment(&id))], |p| {
+                events.extend_from_slice(p)
+            })
+            .await?;
+            events.sort_by(|a, b| {
+                (a.event.time.as_str(), a.seq).cmp(&(b.event.time.as_str(), b.seq))
+            });
+            emit(&remote, &events, || {
+                let mut t = format!("Trace of {id}: {} events\n", events.len());
+                for e in &events {
+                    let ev = &e.event;
+                    let at = ev
+                        .enforcement_point
+                        .clone()
+                        .unwrap_or_else(|| ev.source.clone());
+                    let decision = ev
+                        .decision
+                        .outcome
+                        .map(|o| format!(" → {o:?}").to_lowercase())
+                        .unwrap_or_default();
+                    let dest = ev
+                        .destination
+                        .address
+                        .clone()
+                        .or(ev.destination.capability.clone())
+                        .unwrap_or_default();
+                    t.push_str(&format!(
+                        "  {}  #{:<6} {:<22} at {:<20} {} {} {}{}\n",
+                        ev.time,
+                        e.seq,
+                        ev.kind.as_str(),
+                        at,
+                        ev.principal.clone().unwrap_or_default(),
+                        ev.action.clone().unwrap_or_default(),
+                        dest,
+                        decision
+                    ));
+                }
+                t
+            })
+        }
+        AuditCommand::Export { query, remote } => {
+            use std::io::Write;
+            let client = connect(&remote)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut failed = None;
+            let n = page_events(&client, &query.to_query(), |page| {
+                for e in page {
+                    if let Err(err) = serde_json::to_writer(&mut out, e)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
+                    {
+                        failed.get_or_insert(err);
+                    }
+                }
+            })
+            .await?;
+            out.flush()?;
+            if let Some(err) = failed {
+                return Err(err.into());
+            }
+            eprintln!("exported {n} events");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

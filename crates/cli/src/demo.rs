@@ -52,7 +52,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
 
     step(1, "Start a control plane on a temporary embedded store");
-    let config = FileConfig::default().resolve(Overrides {
+    let mut file = FileConfig::default();
+    file.evidence.checkpoint_interval_secs = Some(1);
+    let config = file.resolve(Overrides {
         listen: Some("127.0.0.1:0".into()),
         data_dir: Some(data.path().to_path_buf()),
         trust_domain: Some(TRUST_DOMAIN.into()),
@@ -311,6 +313,67 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let changes: Vec<AdminChange> = au.get("/admin/v1/changes?limit=1000").await?;
     println!();
     print!("{}", crate::commands::changes_text(&changes));
+
+    step(
+        9,
+        "Evidence: every change above is a hash-chained event; checkpoints are signed",
+    );
+    let ingestor: CreatedCredential = admin
+        .post(
+            "/admin/v1/credentials",
+            &CreateCredentialRequest::new("edge gateway (foreign PDP)", Role::Ingestor),
+        )
+        .await?;
+    let foreign = serde_json::json!({ "records": [{
+        "schema": steward_audit::SCHEMA, "id": "edge-0001", "time": steward_store::now_rfc3339(),
+        "kind": "access.decision", "principal": "spiffe://acme.example/ns/payments/sa/payments-api",
+        "action": "invoke", "destination": { "capability": "payments.refund", "address": "http POST /v1/refunds/42" },
+        "decision": { "outcome": "deny", "reasons": ["refund above the agent cap"] },
+        "correlation_id": "4bf92f3577b34da6a3ce929d0e0e4736", "source": "edge"
+    }]});
+    let ingested: steward_server::IngestAnswer = admin
+        .with_token(&ingestor.token)
+        .post("/admin/v1/audit/ingest", &foreign)
+        .await?;
+    println!(
+        "A foreign gateway's decision record was ingested and chained at seq {:?}.",
+        ingested.seqs
+    );
+    let tail: Vec<steward_store::StoredEvent> =
+        au.get("/admin/v1/audit/events?order=desc&limit=6").await?;
+    for e in tail.iter().rev() {
+        println!(
+            "  #{:<3} {:<20} {:<22} {}…",
+            e.seq,
+            e.event.kind.as_str(),
+            e.event.action.clone().unwrap_or_default(),
+            e.hash.get(..16).unwrap_or("")
+        );
+    }
+    // The demo signs a checkpoint every second (a real deployment: every minute).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let report: serde_json::Value = au.get("/admin/v1/audit/verify").await?;
+    println!(
+        "Auditor verifies the chain: ok={} over {} events and {} signed checkpoint(s) (head {}…).",
+        report
+            .get("ok")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+        report
+            .get("events")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        report
+            .get("checkpoints")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        report
+            .get("head_hash")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .get(..16)
+            .unwrap_or("")
+    );
 
     if args.keep_running {
         println!(

@@ -98,6 +98,9 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The evidence log: verify the chain, tail, search, trace and export.
+    #[command(subcommand)]
+    Audit(commands::AuditCommand),
     /// Check `steward.toml` (and environment overrides) and print the resolved settings.
     #[command(subcommand)]
     Config(commands::ConfigCommand),

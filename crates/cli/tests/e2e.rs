@@ -110,6 +110,7 @@ fn readme_quickstart_demo_runs_to_completion() {
         "→ 422 rejected",
         "are now orphan findings",
         "credential.create",
+        "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {
         assert!(
@@ -224,6 +225,31 @@ fn cli_workflow(backing: Backing) {
     ] {
         assert!(stdout.contains(action), "{stdout}");
     }
+
+    // The evidence log: intact, traceable by identity, exportable as JSON Lines.
+    let out = server.cli(&token, &["audit", "verify"]);
+    assert!(
+        out.status.success() && text(&out).0.contains("Evidence log intact"),
+        "{:?}",
+        text(&out)
+    );
+    let out = server.cli(&token, &["audit", "trace", id]);
+    let (trace, _) = text(&out);
+    assert!(
+        trace.contains("identity.lifecycle")
+            && trace.contains("identity.suspend")
+            && trace.contains("identity.decommission"),
+        "{trace}"
+    );
+    let out = server.cli(&token, &["audit", "export", "--kind", "identity.lifecycle"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "suspend and decommission");
+    assert!(lines.iter().all(|l| l["hash"].as_str().unwrap().len() == 64 && l["schema"] == "steward.evidence/1"));
+    let out = server.cli(&token, &["audit", "tail", "-n", "3"]);
+    assert_eq!(text(&out).0.lines().count(), 4, "{}", text(&out).0);
 
     // A restart keeps everything and hands out no second bootstrap credential.
     server.kill9();
@@ -526,6 +552,129 @@ async fn kill9_mid_apply_on_postgres() {
     let data = tempfile::tempdir().unwrap();
     tokio::task::spawn_blocking(move || {
         kill9_mid_apply(Backing {
+            data_dir: data.path().to_path_buf(),
+            database_url: Some(url),
+        })
+    })
+    .await
+    .unwrap();
+}
+
+/// Evidence the API acknowledged survives `kill -9`, and the chain verifies afterwards.
+fn acknowledged_evidence_survives_kill9(backing: Backing) {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    let server = Server::start(&backing, &token_file);
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = server.cli(
+        &admin,
+        &[
+            "credential",
+            "create",
+            "--name",
+            "edge-gw",
+            "--role",
+            "ingestor",
+            "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ingestor = created["token"].as_str().unwrap().to_owned();
+    let url = server.url().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Writers post small batches as fast as they can until the server dies under them.
+    let acked = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let (http, url, ingestor) = (http.clone(), url.clone(), ingestor.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for b in 0.. {
+                    let now = steward_store::now_rfc3339();
+                    let ids: Vec<String> = (0..10).map(|i| format!("w{w}-b{b}-{i}")).collect();
+                    let records: Vec<_> = ids
+                        .iter()
+                        .map(|id| serde_json::json!({ "schema": "steward.evidence/1", "id": id, "time": now, "kind": "access.decision", "principal": "spiffe://acme.example/x", "decision": { "outcome": "allow" }, "source": "x" }))
+                        .collect();
+                    let resp = http.post(format!("{url}/admin/v1/audit/ingest")).bearer_auth(&ingestor).json(&serde_json::json!({ "records": records })).send().await;
+                    match resp {
+                        Ok(r) if r.status() == reqwest::StatusCode::CREATED => acked.extend(ids),
+                        _ => break,
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.kill9();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    assert!(
+        acked.len() > 100,
+        "only {} events were acknowledged before the kill",
+        acked.len()
+    );
+    let server = Server::start(&backing, &token_file);
+    let out = server.cli(&admin, &["audit", "verify"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("Evidence log intact"),
+        "{}",
+        text(&out).0
+    );
+    drop(server);
+    let stored: std::collections::HashSet<String> = rt.block_on(async {
+        let store = match &backing.database_url {
+            Some(u) => Store::connect(u).await.unwrap(),
+            None => Store::open_data_dir(&backing.data_dir).await.unwrap(),
+        };
+        let events = store
+            .evidence_search(&steward_store::EvidenceFilter {
+                limit: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        events.into_iter().map(|e| e.event.id).collect()
+    });
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events were lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    eprintln!(
+        "{} acknowledged events, all present after kill -9",
+        acked.len()
+    );
+}
+
+#[test]
+fn acknowledged_evidence_survives_kill9_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    acknowledged_evidence_survives_kill9(Backing {
+        data_dir: data.path().to_path_buf(),
+        database_url: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_evidence_survives_kill9_on_postgres() {
+    let Some(url) = postgres_url("evidence_kill9").await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        acknowledged_evidence_survives_kill9(Backing {
             data_dir: data.path().to_path_buf(),
             database_url: Some(url),
         })

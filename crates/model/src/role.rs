@@ -16,9 +16,11 @@ pub enum AdminRole {
     PlaneAdmin,
     /// Reads everything, changes nothing.
     Auditor,
+    /// A foreign engine (gateway, PDP) that may only submit evidence records.
+    Ingestor,
 }
 
-enum_str!(AdminRole { CentralAdmin => "central-admin", PlaneAdmin => "plane-admin", Auditor => "auditor" });
+enum_str!(AdminRole { CentralAdmin => "central-admin", PlaneAdmin => "plane-admin", Auditor => "auditor", Ingestor => "ingestor" });
 
 /// A role bound to its scope: a plane admin always names its plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +29,7 @@ pub enum Role {
     CentralAdmin,
     PlaneAdmin { plane: PlaneId },
     Auditor,
+    Ingestor,
 }
 
 impl Role {
@@ -35,6 +38,7 @@ impl Role {
             Self::CentralAdmin => AdminRole::CentralAdmin,
             Self::PlaneAdmin { .. } => AdminRole::PlaneAdmin,
             Self::Auditor => AdminRole::Auditor,
+            Self::Ingestor => AdminRole::Ingestor,
         }
     }
 

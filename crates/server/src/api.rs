@@ -109,6 +109,7 @@ impl CreateCredentialRequest {
         match (self.role, &self.plane) {
             (AdminRole::CentralAdmin, None) => Ok(Role::CentralAdmin),
             (AdminRole::Auditor, None) => Ok(Role::Auditor),
+            (AdminRole::Ingestor, None) => Ok(Role::Ingestor),
             (AdminRole::PlaneAdmin, Some(p)) => Ok(Role::PlaneAdmin { plane: p.clone() }),
             (AdminRole::PlaneAdmin, None) => Err("a `plane-admin` credential needs `plane`".into()),
             (_, Some(_)) => Err("`plane` only goes with role `plane-admin`".into()),

@@ -72,6 +72,50 @@ pub async fn bootstrap(store: &Store) -> Result<Option<String>, StoreError> {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Actor);
 
+/// Authenticates the bearer credential of a request, whatever its role.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(ApiError::unauthorized(
+            "an admin credential is required: send `Authorization: Bearer stw_…` (exactly one header)",
+        ));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
+    if value.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::unauthorized(
+            "the Authorization header is too long",
+        ));
+    }
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| {
+            ApiError::unauthorized("use the Bearer scheme: `Authorization: Bearer stw_…`")
+        })?
+        .trim();
+    let id = token
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id)
+        .ok_or_else(|| {
+            ApiError::unauthorized("the credential is not a Steward admin credential")
+        })?;
+    let record = state.store.credential(id).await.map_err(ApiError::from)?;
+    let invalid = || ApiError::unauthorized("the admin credential is unknown or revoked");
+    let record = record.ok_or_else(invalid)?;
+    if !constant_time_eq(record.token_hash.as_bytes(), hash_token(token).as_bytes())
+        || record.revoked_at.is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(Actor {
+        credential_id: record.id,
+        name: record.name,
+        role: record.role,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -79,46 +123,34 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return Err(ApiError::unauthorized(
-                "an admin credential is required: send `Authorization: Bearer stw_…` (exactly one header)",
-            ));
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
-        if value.len() > MAX_TOKEN_LEN {
-            return Err(ApiError::unauthorized(
-                "the Authorization header is too long",
+        let actor = authenticate(parts, state).await?;
+        if actor.role == Role::Ingestor {
+            return Err(ApiError::forbidden(
+                "an ingestor credential may only submit evidence records (POST /admin/v1/audit/ingest)",
             ));
         }
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| {
-                ApiError::unauthorized("use the Bearer scheme: `Authorization: Bearer stw_…`")
-            })?
-            .trim();
-        let id = token
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once('_'))
-            .map(|(id, _)| id)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the credential is not a Steward admin credential")
-            })?;
-        let record = state.store.credential(id).await.map_err(ApiError::from)?;
-        let invalid = || ApiError::unauthorized("the admin credential is unknown or revoked");
-        let record = record.ok_or_else(invalid)?;
-        if !constant_time_eq(record.token_hash.as_bytes(), hash_token(token).as_bytes())
-            || record.revoked_at.is_some()
-        {
-            return Err(invalid());
+        Ok(Caller(actor))
+    }
+}
+
+/// The authenticated caller of the evidence ingest endpoint: an ingestor or central admin.
+#[derive(Debug, Clone)]
+pub struct Ingest(pub Actor);
+
+impl FromRequestParts<AppState> for Ingest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let actor = authenticate(parts, state).await?;
+        match actor.role {
+            Role::Ingestor | Role::CentralAdmin => Ok(Ingest(actor)),
+            ref other => Err(ApiError::forbidden(format!(
+                "submitting evidence needs the ingestor or central-admin role; this credential is {other}"
+            ))),
         }
-        Ok(Caller(Actor {
-            credential_id: record.id,
-            name: record.name,
-            role: record.role,
-        }))
     }
 }
 
@@ -156,7 +188,7 @@ impl Caller {
     ) -> Result<(), ApiError> {
         match self.role() {
             Role::CentralAdmin => Ok(()),
-            Role::Auditor => Err(ApiError::forbidden(format!(
+            Role::Auditor | Role::Ingestor => Err(ApiError::forbidden(format!(
                 "{what} changes state; the auditor role is read-only"
             ))),
             Role::PlaneAdmin { plane: own } => {

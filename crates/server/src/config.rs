@@ -40,6 +40,22 @@ pub struct FileConfig {
     pub trust_domain: Option<String>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub evidence: EvidenceFile,
+}
+
+/// The evidence log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceFile {
+    /// Submissions that may wait for the writer before the overflow policy applies.
+    pub queue_capacity: Option<usize>,
+    /// `fail-closed` (refuse work when evidence cannot be written) or `report-loss`.
+    pub overflow: Option<crate::evidence::OverflowPolicy>,
+    /// Seconds between signed checkpoints of the chain head.
+    pub checkpoint_interval_secs: Option<u64>,
+    /// Largest difference between an ingested record's time and now, in seconds.
+    pub ingest_max_skew_secs: Option<u64>,
 }
 
 /// Request size limits.
@@ -59,7 +75,15 @@ pub struct ServerConfig {
     pub trust_domain: TrustDomain,
     pub max_body_bytes: usize,
     pub max_apply_bytes: usize,
+    pub evidence_queue_capacity: usize,
+    pub evidence_overflow: crate::evidence::OverflowPolicy,
+    pub checkpoint_interval: std::time::Duration,
+    pub ingest_max_skew: std::time::Duration,
 }
+
+pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+pub const DEFAULT_INGEST_MAX_SKEW_SECS: u64 = 300;
 
 /// What was wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +187,22 @@ impl FileConfig {
                 self.limits.max_apply_bytes,
                 DEFAULT_MAX_APPLY_BYTES,
             )?,
+            evidence_queue_capacity: positive(
+                "evidence.queue_capacity",
+                self.evidence.queue_capacity,
+                DEFAULT_EVIDENCE_QUEUE,
+            )?,
+            evidence_overflow: self.evidence.overflow.unwrap_or_default(),
+            checkpoint_interval: std::time::Duration::from_secs(positive(
+                "evidence.checkpoint_interval_secs",
+                self.evidence.checkpoint_interval_secs.map(|v| v as usize),
+                DEFAULT_CHECKPOINT_INTERVAL_SECS as usize,
+            )? as u64),
+            ingest_max_skew: std::time::Duration::from_secs(
+                self.evidence
+                    .ingest_max_skew_secs
+                    .unwrap_or(DEFAULT_INGEST_MAX_SKEW_SECS),
+            ),
         })
     }
 }

@@ -4,9 +4,11 @@
 //! through the store, which writes the admin change log in the same transaction.
 
 pub mod api;
+mod audit_routes;
 mod auth;
 pub mod config;
 mod error;
+pub mod evidence;
 mod extract;
 mod routes;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use audit_routes::{AuditStats, IngestAnswer};
 pub use auth::bootstrap;
 pub use config::{ConfigError, FileConfig, Overrides, ServerConfig};
 pub use error::ApiError;
@@ -26,21 +29,37 @@ use steward_store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Group-commit writer for evidence events.
+    pub evidence: evidence::EvidenceWriter,
     inner: Arc<Settings>,
 }
 
 struct Settings {
     trust_domain: TrustDomain,
+    ingest_max_skew: std::time::Duration,
+    /// Ingested records refused since start (R21: counted, never chained).
+    ingest_refused: std::sync::atomic::AtomicU64,
     max_body_bytes: usize,
     max_apply_bytes: usize,
 }
 
 impl AppState {
+    /// Builds the state and starts the evidence writer and checkpoint tasks (they stop
+    /// with the runtime). Must be called inside a Tokio runtime.
     pub fn new(store: Store, config: &ServerConfig) -> Self {
+        let (evidence, _writer) = evidence::EvidenceWriter::spawn(
+            store.clone(),
+            config.evidence_queue_capacity,
+            config.evidence_overflow,
+        );
+        let _checkpoints = evidence::spawn_checkpoints(store.clone(), config.checkpoint_interval);
         Self {
             store,
+            evidence,
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
+                ingest_max_skew: config.ingest_max_skew,
+                ingest_refused: std::sync::atomic::AtomicU64::new(0),
                 max_body_bytes: config.max_body_bytes,
                 max_apply_bytes: config.max_apply_bytes,
             }),

@@ -27,6 +27,12 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .route("/admin/v1/config/plan", post(plan))
         .route("/admin/v1/config/apply", post(apply))
         .layer(DefaultBodyLimit::max(max_apply));
+    // A full ingest batch (1,000 records of up to 16 KiB) must fit, whatever the admin limit.
+    let ingest = Router::new()
+        .route("/admin/v1/audit/ingest", post(crate::audit_routes::ingest))
+        .layer(DefaultBodyLimit::max(
+            crate::audit_routes::MAX_INGEST_BODY_BYTES,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/admin/v1/whoami", get(whoami))
@@ -50,8 +56,12 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         )
         .route("/admin/v1/credentials/{id}", delete(revoke_credential))
         .route("/admin/v1/changes", get(changes))
+        .route("/admin/v1/audit/events", get(crate::audit_routes::events))
+        .route("/admin/v1/audit/verify", get(crate::audit_routes::verify))
+        .route("/admin/v1/audit/stats", get(crate::audit_routes::stats))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(config)
+        .merge(ingest)
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/openapi.yaml") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -155,7 +155,8 @@ both_backends!(
     invalid_repository_is_refused_with_locations,
     plane_admin_stays_in_its_planes,
     auditor_reads_but_never_writes,
-    changes_are_recorded_with_before_and_after
+    changes_are_recorded_with_before_and_after,
+    evidence_endpoints_search_verify_and_ingest,
 );
 
 /// Every (method, path) the router serves, read from the router source so a new route
@@ -626,4 +627,184 @@ async fn changes_are_recorded_with_before_and_after(env: Env) {
     assert!(last["at"].as_str().unwrap().ends_with('Z'));
     let _ = postgres_url;
     let _ = Store::connect;
+}
+
+fn foreign_decision(id: &str, time: &str) -> Value {
+    json!({
+        "schema": "steward.evidence/1",
+        "id": id,
+        "time": time,
+        "kind": "access.decision",
+        "principal": "spiffe://acme.example/ns/payments/sa/payments-api",
+        "action": "invoke",
+        "destination": { "capability": "payments.refund", "address": "http POST /v1/refunds/42" },
+        "decision": { "outcome": "deny", "policies": ["opa:refunds.rego"] },
+        "correlation_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "source": "claims-to-be-steward"
+    })
+}
+
+async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
+    env.apply_example().await;
+    let au = env.credential("auditor", "auditor", None).await;
+    let au = Some(au.as_str());
+    let (st, events) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=config.applied",
+            au,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{events}");
+    assert_eq!(events.as_array().unwrap().len(), 1);
+    assert_eq!(
+        events[0]["seq"], 2,
+        "seq 1 is the bootstrap credential's creation"
+    );
+    let ing = env.credential("foreign-pdp", "ingestor", None).await;
+    let ing = Some(ing.as_str());
+    // An ingestor can do nothing else.
+    let (st, body) = env.call(Method::GET, "/admin/v1/status", ing, None).await;
+    assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
+    // Auditors and plane admins cannot ingest.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/audit/ingest",
+            au,
+            Some(json!({ "records": [] })),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    let now = steward_store::now_rfc3339();
+    let (st, body) = env.call(Method::POST, "/admin/v1/audit/ingest", ing, Some(json!({ "records": [foreign_decision("f-1", &now), foreign_decision("f-2", &now)] }))).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["accepted"], 2);
+    let (_, found) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?correlation_id=4bf92f3577b34da6a3ce929d0e0e4736&decision=deny",
+            au,
+            None,
+        )
+        .await;
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(
+        found[0]["source"], "ingest:foreign-pdp",
+        "provenance comes from the credential"
+    );
+    assert_eq!(found[0]["enforcement_point"], "foreign-pdp");
+
+    // Bad records: the whole batch is refused, counted, never chained.
+    let (_, before) = env
+        .call(Method::GET, "/admin/v1/audit/stats", au, None)
+        .await;
+    let mut unknown_field = foreign_decision("f-4", &now);
+    unknown_field["extra"] = json!(1);
+    let mut wrong_kind = foreign_decision("f-5", &now);
+    wrong_kind["kind"] = json!("config.applied");
+    let mut no_outcome = foreign_decision("f-6", &now);
+    no_outcome["decision"] = json!({});
+    let mut huge = foreign_decision("f-7", &now);
+    huge["message"] = json!({ "blob": "x".repeat(20_000) });
+    let bad = vec![
+        foreign_decision("f-3", "2020-01-01T00:00:00Z"),
+        unknown_field,
+        wrong_kind,
+        no_outcome,
+        huge,
+        json!("not an object"),
+        foreign_decision("f-8", &now),
+    ];
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/audit/ingest",
+            ing,
+            Some(json!({ "records": bad })),
+        )
+        .await;
+    assert_error(
+        st,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_records",
+    );
+    let diags = body["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 6, "{body}");
+    assert_eq!(diags[0]["file"], "records[0]");
+    assert!(
+        diags[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("away from the control plane's clock"),
+        "{body}"
+    );
+    assert!(
+        diags[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{body}"
+    );
+    assert!(
+        diags[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only `access.decision`"),
+        "{body}"
+    );
+    assert!(
+        diags[4]["message"].as_str().unwrap().contains("bytes"),
+        "{body}"
+    );
+    let (_, after) = env
+        .call(Method::GET, "/admin/v1/audit/stats", au, None)
+        .await;
+    assert_eq!(after["head_seq"], before["head_seq"], "nothing chained");
+    assert_eq!(
+        after["ingest_refused"].as_u64().unwrap(),
+        before["ingest_refused"].as_u64().unwrap() + 7
+    );
+    let (st, _) = env
+        .call(
+            Method::POST,
+            "/admin/v1/audit/ingest",
+            ing,
+            Some(json!({ "records": [] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    let (st, report) = env
+        .call(Method::GET, "/admin/v1/audit/verify", au, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["events"].as_i64().unwrap() >= 5);
+    for q in [
+        "kind=nope",
+        "decision=maybe",
+        "since=yesterday",
+        "order=sideways",
+        "limit=0",
+    ] {
+        let (st, body) = env
+            .call(
+                Method::GET,
+                &format!("/admin/v1/audit/events?{q}"),
+                au,
+                None,
+            )
+            .await;
+        assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let pa = env.credential("pay", "plane-admin", Some("payments")).await;
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/audit/events", Some(&pa), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 }

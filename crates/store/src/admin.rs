@@ -139,6 +139,7 @@ fn credential(r: &sqlx::any::AnyRow) -> Result<CredentialRecord, StoreError> {
     let role = match (AdminRole::parse(&kind), plane) {
         (Some(AdminRole::CentralAdmin), _) => Role::CentralAdmin,
         (Some(AdminRole::Auditor), _) => Role::Auditor,
+        (Some(AdminRole::Ingestor), _) => Role::Ingestor,
         (Some(AdminRole::PlaneAdmin), Some(p)) => Role::PlaneAdmin {
             plane: PlaneId::new(p.clone()).map_err(|_| corrupt(p))?,
         },

@@ -533,7 +533,7 @@ fn decision(n: usize, principal: &str, corr: &str) -> steward_audit::Event {
     e.plane = Some("payments".into());
     e.action = Some("invoke".into());
     e.destination.capability = Some("payments.refund".into());
-    e.decision.outcome = Some(if n % 3 == 0 {
+    e.decision.outcome = Some(if n.is_multiple_of(3) {
         Outcome::Deny
     } else {
         Outcome::Allow

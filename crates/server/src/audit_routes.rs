@@ -1,0 +1,295 @@
+//! Evidence endpoints: search, verify, stats, and ingest of foreign decision records.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+
+use steward_audit::{Event, EventKind, SCHEMA, VerifyReport};
+use steward_governance::Diagnostic;
+use steward_model::Role;
+use steward_store::{EvidenceFilter, StoredEvent};
+
+use crate::AppState;
+use crate::auth::{Caller, Ingest};
+use crate::error::ApiError;
+use crate::evidence::EvidenceError;
+use crate::extract::{Json, Query};
+
+/// Most records one ingest request may carry.
+pub const MAX_INGEST_RECORDS: usize = 1_000;
+/// Largest canonical size of one ingested record.
+pub const MAX_INGEST_RECORD_BYTES: usize = 16 * 1024;
+/// Largest ingest request body: a full batch of the largest records, plus framing.
+pub const MAX_INGEST_BODY_BYTES: usize = MAX_INGEST_RECORDS * MAX_INGEST_RECORD_BYTES + 64 * 1024;
+const MAX_EVENTS_PAGE: i64 = 1_000;
+
+fn require_reader(caller: &Caller) -> Result<(), ApiError> {
+    match caller.role() {
+        Role::CentralAdmin | Role::Auditor => Ok(()),
+        other => Err(ApiError::forbidden(format!(
+            "reading the evidence log needs the central-admin or auditor role; this credential is {other}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    principal: Option<String>,
+    plane: Option<String>,
+    kind: Option<String>,
+    action: Option<String>,
+    capability: Option<String>,
+    decision: Option<String>,
+    correlation_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+    order: Option<String>,
+}
+
+fn rfc3339(field: &str, v: &Option<String>) -> Result<(), ApiError> {
+    if let Some(t) = v {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
+            |_| {
+                ApiError::bad_request(format!(
+                    "`{field}` `{t}` is not an RFC 3339 time like 2026-11-23T10:00:00Z"
+                ))
+            },
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn events(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<axum::Json<Vec<StoredEvent>>, ApiError> {
+    require_reader(&caller)?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=MAX_EVENTS_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "`limit` must be between 1 and {MAX_EVENTS_PAGE}, not {n}"
+            )));
+        }
+    };
+    if let Some(k) = &q.kind
+        && EventKind::parse(k).is_none()
+    {
+        let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "`kind` `{k}` is not one of {}",
+            all.join(", ")
+        )));
+    }
+    if let Some(d) = &q.decision
+        && d != "allow"
+        && d != "deny"
+    {
+        return Err(ApiError::bad_request(format!(
+            "`decision` must be `allow` or `deny`, not `{d}`"
+        )));
+    }
+    rfc3339("since", &q.since)?;
+    rfc3339("until", &q.until)?;
+    let newest_first = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => {
+            return Err(ApiError::bad_request(format!(
+                "`order` must be `asc` or `desc`, not `{o}`"
+            )));
+        }
+    };
+    let filter = EvidenceFilter {
+        principal: q.principal,
+        plane: q.plane,
+        kind: q.kind,
+        action: q.action,
+        capability: q.capability,
+        outcome: q.decision,
+        correlation_id: q.correlation_id,
+        since: q.since,
+        until: q.until,
+        after_seq: q.after,
+        newest_first,
+        limit,
+    };
+    Ok(axum::Json(s.store.evidence_search(&filter).await?))
+}
+
+#[derive(Serialize)]
+pub(crate) struct VerifyAnswer {
+    ok: bool,
+    #[serde(flatten)]
+    report: VerifyReport,
+    /// Each problem in words.
+    explanations: Vec<String>,
+}
+
+pub(crate) async fn verify(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<axum::Json<VerifyAnswer>, ApiError> {
+    require_reader(&caller)?;
+    let report = s.store.verify_evidence().await?;
+    let explanations = report.problems.iter().map(ToString::to_string).collect();
+    Ok(axum::Json(VerifyAnswer {
+        ok: report.ok(),
+        report,
+        explanations,
+    }))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AuditStats {
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub checkpoints: usize,
+    pub ingest_refused: u64,
+    pub evidence_lost: u64,
+}
+
+pub(crate) async fn stats(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<axum::Json<AuditStats>, ApiError> {
+    require_reader(&caller)?;
+    let head = s.store.evidence_head().await?;
+    Ok(axum::Json(AuditStats {
+        head_seq: head.seq,
+        head_hash: head.hash,
+        checkpoints: s.store.checkpoints().await?.len(),
+        ingest_refused: s.inner.ingest_refused.load(Ordering::Relaxed),
+        evidence_lost: s.evidence.lost(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestRequest {
+    records: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct IngestAnswer {
+    pub accepted: usize,
+    /// Sequence numbers the records were chained at.
+    pub seqs: Vec<i64>,
+}
+
+/// Checks one foreign record and normalises its provenance.
+fn check_record(
+    raw: serde_json::Value,
+    source: &str,
+    now: time::OffsetDateTime,
+    skew: std::time::Duration,
+) -> Result<Event, String> {
+    let mut e: Event =
+        serde_json::from_value(raw).map_err(|e| format!("not a {SCHEMA} event: {e}"))?;
+    if e.schema != SCHEMA {
+        return Err(format!("`schema` must be `{SCHEMA}`, not `{}`", e.schema));
+    }
+    if e.kind != EventKind::AccessDecision {
+        return Err(format!(
+            "only `access.decision` records may be ingested, not `{}`",
+            e.kind
+        ));
+    }
+    if e.id.trim().is_empty() || e.id.len() > 128 {
+        return Err("`id` must be 1-128 characters".into());
+    }
+    if e.principal.as_deref().is_none_or(str::is_empty) {
+        return Err("`principal` (the SPIFFE ID decided about) is required".into());
+    }
+    if e.decision.outcome.is_none() {
+        return Err("`decision.outcome` (`allow` or `deny`) is required".into());
+    }
+    let at = time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("`time` `{}` is not an RFC 3339 time", e.time))?;
+    let drift = (at - now).abs();
+    if drift > skew {
+        return Err(format!(
+            "`time` `{}` is {}s away from the control plane's clock; at most {}s is accepted",
+            e.time,
+            drift.whole_seconds(),
+            skew.as_secs()
+        ));
+    }
+    // Provenance is the credential's, never the record's own claim.
+    e.source = format!("ingest:{source}");
+    if e.enforcement_point.is_none() {
+        e.enforcement_point = Some(source.to_owned());
+    }
+    let size = e.canonical_json().map_err(|e| e.to_string())?.len();
+    if size > MAX_INGEST_RECORD_BYTES {
+        return Err(format!(
+            "record is {size} bytes; at most {MAX_INGEST_RECORD_BYTES} are accepted"
+        ));
+    }
+    Ok(e)
+}
+
+pub(crate) async fn ingest(
+    Ingest(actor): Ingest,
+    State(s): State<AppState>,
+    Json(req): Json<IngestRequest>,
+) -> Result<(StatusCode, axum::Json<IngestAnswer>), ApiError> {
+    let n = req.records.len();
+    if n == 0 || n > MAX_INGEST_RECORDS {
+        s.inner
+            .ingest_refused
+            .fetch_add(n as u64, Ordering::Relaxed);
+        return Err(ApiError::bad_request(format!(
+            "send 1-{MAX_INGEST_RECORDS} records per request, not {n}"
+        )));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut events = Vec::with_capacity(n);
+    let mut problems = Vec::new();
+    for (i, raw) in req.records.into_iter().enumerate() {
+        match check_record(raw, &actor.name, now, s.inner.ingest_max_skew) {
+            Ok(e) => events.push(e),
+            Err(message) => problems.push(Diagnostic {
+                file: format!("records[{i}]"),
+                line: 0,
+                message,
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        // All or nothing: a batch with a bad record is refused whole, and counted.
+        s.inner
+            .ingest_refused
+            .fetch_add(n as u64, Ordering::Relaxed);
+        tracing::warn!(source = %actor.name, refused = n, bad = problems.len(), "ingested evidence refused");
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_records",
+            message: format!(
+                "{} of {n} records are invalid; none was chained",
+                problems.len()
+            ),
+            diagnostics: problems,
+        });
+    }
+    let seqs = s.evidence.record(events).await.map_err(|e| match e {
+        EvidenceError::Overloaded(_) | EvidenceError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_unavailable",
+            e.to_string(),
+        ),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(IngestAnswer {
+            accepted: seqs.len(),
+            seqs,
+        }),
+    ))
+}

@@ -1,0 +1,185 @@
+//! The evidence writer: group commit for evidence events.
+//!
+//! Producers hand events to a bounded queue; one task drains it and appends everything
+//! waiting (up to a batch limit) in one transaction, so logging costs the request path a
+//! queue push, not a commit. `record` waits until the batch is durable — what the API
+//! acknowledges survives `kill -9`. When the store is down the writer keeps its batch
+//! and retries; the queue fills, and then producers either get an error (fail closed, the
+//! default) or their events are counted as lost and logged loudly — as configured.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use steward_audit::Event;
+use steward_store::Store;
+
+/// What to do when the queue is full because the store cannot keep up or is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowPolicy {
+    /// Refuse the producer's work (the API answers 503): nothing is lost silently.
+    #[default]
+    FailClosed,
+    /// Accept the work, drop the event, count it and log an error.
+    ReportLoss,
+}
+
+/// Why an event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("the evidence queue is full ({0} events waiting): the store is down or too slow")]
+    Overloaded(usize),
+    #[error("the evidence writer has stopped")]
+    Stopped,
+}
+
+struct Submission {
+    events: Vec<Event>,
+    ack: Option<oneshot::Sender<Vec<i64>>>,
+}
+
+/// Handle for producers; cheap to clone.
+#[derive(Clone)]
+pub struct EvidenceWriter {
+    queue: mpsc::Sender<Submission>,
+    capacity: usize,
+    policy: OverflowPolicy,
+    lost: Arc<AtomicU64>,
+}
+
+/// Most events appended in one transaction.
+pub const MAX_BATCH_EVENTS: usize = 2_000;
+
+impl EvidenceWriter {
+    /// Starts the writer task. `capacity` bounds the queued submissions.
+    pub fn spawn(
+        store: Store,
+        capacity: usize,
+        policy: OverflowPolicy,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = tokio::spawn(run(store, rx));
+        (
+            Self {
+                queue: tx,
+                capacity,
+                policy,
+                lost: Arc::new(AtomicU64::new(0)),
+            },
+            handle,
+        )
+    }
+
+    /// Appends `events` and waits until they are durable; returns their sequence numbers.
+    pub async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, EvidenceError> {
+        let (ack, done) = oneshot::channel();
+        match self.queue.try_send(Submission {
+            events,
+            ack: Some(ack),
+        }) {
+            Ok(()) => done.await.map_err(|_| EvidenceError::Stopped),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(EvidenceError::Overloaded(self.capacity))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EvidenceError::Stopped),
+        }
+    }
+
+    /// Queues `events` without waiting (decision logging off the request path). On a full
+    /// queue, follows the overflow policy.
+    pub fn submit(&self, events: Vec<Event>) -> Result<(), EvidenceError> {
+        let n = events.len() as u64;
+        match self.queue.try_send(Submission { events, ack: None }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EvidenceError::Stopped),
+            Err(mpsc::error::TrySendError::Full(_)) => match self.policy {
+                OverflowPolicy::FailClosed => Err(EvidenceError::Overloaded(self.capacity)),
+                OverflowPolicy::ReportLoss => {
+                    let total = self.lost.fetch_add(n, Ordering::Relaxed) + n;
+                    tracing::error!(
+                        lost = n,
+                        total_lost = total,
+                        "EVIDENCE LOST: the evidence queue is full; events were dropped as configured (overflow = report-loss)"
+                    );
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Events dropped under `report-loss` since start.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut count = batch.iter().map(|s| s.events.len()).sum::<usize>();
+        while count < MAX_BATCH_EVENTS {
+            match rx.try_recv() {
+                Ok(s) => {
+                    count += s.events.len();
+                    batch.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = batch.iter().map(|s| s.events.len()).collect();
+        let events: Vec<Event> = batch
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.events))
+            .collect();
+        let mut backoff = Duration::from_millis(50);
+        let seqs = loop {
+            match store.append_evidence(&events).await {
+                Ok(seqs) => break seqs,
+                Err(e) => {
+                    tracing::error!(error = %e, events = events.len(), retry_in_ms = backoff.as_millis() as u64, "cannot append evidence; keeping the batch and retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        let mut offset = 0;
+        for (s, n) in batch.into_iter().zip(sizes) {
+            if let Some(ack) = s.ack {
+                let _ = ack.send(
+                    seqs.get(offset..offset + n)
+                        .map(<[i64]>::to_vec)
+                        .unwrap_or_default(),
+                );
+            }
+            offset += n;
+        }
+    }
+}
+
+/// Signs a checkpoint of the head every `interval` while the head moves.
+pub fn spawn_checkpoints(store: Store, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let signer = match store.checkpoint_signer().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "no checkpoint key: evidence checkpoints are disabled");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.checkpoint_now(&signer).await {
+                Ok(Some(cp)) => {
+                    tracing::debug!(tree_size = cp.tree_size, "evidence checkpoint signed")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot write an evidence checkpoint"),
+            }
+        }
+    })
+}
