@@ -103,6 +103,7 @@ pub enum Outcome {
 
 /// The decision an event records, with what decided it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
@@ -118,6 +119,7 @@ pub struct Decision {
 
 /// Where the action went: the business capability and the transport address it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Destination {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capability: Option<String>,
@@ -163,11 +165,17 @@ pub struct Event {
     pub enforcement_point: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<i64>,
-    /// Who wrote the event: `steward`, or the name of an ingesting foreign engine.
+    /// Who wrote the event: `steward`, or `ingest:<credential>` for a foreign engine's
+    /// record (set by the control plane, whatever the record claimed).
+    #[serde(default = "steward_source")]
     pub source: String,
     /// Kind-specific details (before/after of an admin change, counts of an apply …).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+}
+
+fn steward_source() -> String {
+    "steward".to_owned()
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -38,5 +38,5 @@ CREATE FUNCTION evidence_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
 CREATE TRIGGER evidence_no_change BEFORE UPDATE OR DELETE ON evidence
 FOR EACH ROW EXECUTE FUNCTION evidence_append_only();
-CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON evidence_checkpoints
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE OR DELETE ON evidence_checkpoints
 FOR EACH ROW EXECUTE FUNCTION evidence_append_only();

@@ -40,3 +40,5 @@ CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence
 BEGIN SELECT RAISE(ABORT, 'evidence is append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON evidence_checkpoints
 BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON evidence_checkpoints
+BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
