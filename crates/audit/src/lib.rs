@@ -9,10 +9,12 @@ mod chain;
 mod checkpoint;
 mod error;
 mod event;
+mod ocsf;
 mod verify;
 
 pub use chain::{ChainHead, GENESIS_HASH, Record, link};
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier};
 pub use error::AuditError;
 pub use event::{Decision, Destination, Event, EventKind, Outcome, SCHEMA};
+pub use ocsf::{OCSF_VERSION, to_ocsf};
 pub use verify::{Problem, Verifier, VerifyReport};

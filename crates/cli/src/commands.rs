@@ -221,10 +221,15 @@ pub enum AuditCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Every matching event as JSON Lines (the stored canonical form plus seq and hash).
+    /// Every matching event as JSON Lines: the stored event plus seq and hash (`jsonl`), or
+    /// one OCSF 1.1 object per line (`ocsf`: API Activity, Authentication, Entity
+    /// Management, Account Change).
     Export {
         #[command(flatten)]
         query: EvidenceQuery,
+        /// jsonl or ocsf.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -882,15 +887,32 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
                 t
             })
         }
-        AuditCommand::Export { query, remote } => {
+        AuditCommand::Export {
+            query,
+            format,
+            remote,
+        } => {
             use std::io::Write;
+            let ocsf = match format.as_str() {
+                "jsonl" => false,
+                "ocsf" => true,
+                other => bail!("--format `{other}` is not one of jsonl, ocsf"),
+            };
             let client = connect(&remote)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut failed = None;
             let n = page_events(&client, &query.to_query(), |page| {
                 for e in page {
-                    if let Err(err) = serde_json::to_writer(&mut out, e)
+                    let written = if ocsf {
+                        serde_json::to_writer(
+                            &mut out,
+                            &steward_audit::to_ocsf(e.seq, &e.hash, &e.event),
+                        )
+                    } else {
+                        serde_json::to_writer(&mut out, e)
+                    };
+                    if let Err(err) = written
                         .map_err(std::io::Error::from)
                         .and_then(|()| out.write_all(b"\n"))
                     {

@@ -248,6 +248,22 @@ fn cli_workflow(backing: Backing) {
         .collect();
     assert_eq!(lines.len(), 2, "suspend and decommission");
     assert!(lines.iter().all(|l| l["hash"].as_str().unwrap().len() == 64 && l["schema"] == "steward.evidence/1"));
+    let out = server.cli(
+        &token,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ocsf",
+            "--kind",
+            "config.applied",
+        ],
+    );
+    let ocsf: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(ocsf["class_uid"], 3004);
+    assert_eq!(ocsf["metadata"]["version"], "1.1.0");
+    assert_eq!(ocsf["unmapped"]["steward"]["kind"], "config.applied");
     let out = server.cli(&token, &["audit", "tail", "-n", "3"]);
     assert_eq!(text(&out).0.lines().count(), 4, "{}", text(&out).0);
 

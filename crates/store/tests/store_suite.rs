@@ -764,7 +764,10 @@ async fn checkpoints_pin_history(s: Store) {
         "no second checkpoint for the same head"
     );
     assert!(s.verify_evidence().await.unwrap().ok());
-    let err = s.execute_unchecked_for_tests("DELETE FROM evidence_checkpoints").await.unwrap_err();
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM evidence_checkpoints")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     // Truncate the log behind the checkpoint.
     drop_evidence_guards(&s).await;
