@@ -27,6 +27,9 @@ pub enum Problem {
     Truncated { tree_size: i64, log_size: i64 },
     /// A checkpoint's signature is not valid for any known key.
     BadSignature { tree_size: i64 },
+    /// The log claims its first events were pruned by retention, but no valid signed
+    /// checkpoint vouches for the point it starts from.
+    UnvouchedPrune { pruned_through: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -64,6 +67,10 @@ impl std::fmt::Display for Problem {
             Self::BadSignature { tree_size } => write!(
                 f,
                 "the checkpoint at size {tree_size} has no valid signature"
+            ),
+            Self::UnvouchedPrune { pruned_through } => write!(
+                f,
+                "events 1..{pruned_through} are recorded as pruned, but no signed checkpoint vouches for where the log now starts"
             ),
         }
     }
@@ -123,6 +130,21 @@ impl Verifier {
             before_last: GENESIS_HASH.to_owned(),
             limit: MAX_PROBLEMS,
         }
+    }
+
+    /// Starts the chain after a retention prune: events `1..=pruned_through` are gone on
+    /// purpose, and the next record must link to `head_hash`. A valid signed checkpoint at
+    /// exactly that size and hash must vouch for it, or the start is reported.
+    pub fn starting_after(mut self, pruned_through: i64, head_hash: &str) -> Self {
+        let vouched = self
+            .checkpoints
+            .get(&pruned_through)
+            .is_some_and(|cp| cp.head_hash == head_hash);
+        if !vouched {
+            self.problem(Problem::UnvouchedPrune { pruned_through });
+        }
+        self.last = Some((pruned_through, head_hash.to_owned()));
+        self
     }
 
     fn problem(&mut self, p: Problem) {
@@ -268,6 +290,38 @@ mod tests {
         }));
         let report = verify(&tampered, vec![], &signer);
         assert_eq!(report.problems, vec![Problem::Inserted { seq: 57 }]);
+    }
+
+    #[test]
+    fn a_vouched_prune_point_starts_the_chain() {
+        let (signer, _) = CheckpointSigner::generate().unwrap();
+        let records = log(100);
+        let cps = vec![signer.sign(40, &records[39].hash, "t")];
+        let verifier = |cps: Vec<Checkpoint>| {
+            Verifier::new(cps, CheckpointVerifier::new([signer.public_key().as_str()]))
+        };
+        let mut v = verifier(cps.clone()).starting_after(40, &records[39].hash);
+        records[40..].iter().for_each(|r| v.push(r));
+        let report = v.finish();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(report.events, 60);
+        // A prune point without a matching signed checkpoint is reported.
+        let mut v = verifier(vec![]).starting_after(40, &records[39].hash);
+        records[40..].iter().for_each(|r| v.push(r));
+        assert_eq!(
+            v.finish().problems,
+            vec![Problem::UnvouchedPrune { pruned_through: 40 }]
+        );
+        // Deleting more than was pruned is still a removal.
+        let mut v = verifier(cps).starting_after(40, &records[39].hash);
+        records[45..].iter().for_each(|r| v.push(r));
+        assert_eq!(
+            v.finish().problems,
+            vec![Problem::Removed {
+                after: 40,
+                next: 46
+            }]
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct EvidenceFile {
     pub checkpoint_interval_secs: Option<u64>,
     /// Largest difference between an ingested record's time and now, in seconds.
     pub ingest_max_skew_secs: Option<u64>,
+    /// Keep evidence this many days; older events are pruned hourly (the chain stays
+    /// verifiable from a signed checkpoint at the new start). Unset: keep forever.
+    pub retention_days: Option<u64>,
 }
 
 /// Request size limits.
@@ -79,6 +82,7 @@ pub struct ServerConfig {
     pub evidence_overflow: crate::evidence::OverflowPolicy,
     pub checkpoint_interval: std::time::Duration,
     pub ingest_max_skew: std::time::Duration,
+    pub evidence_retention: Option<std::time::Duration>,
 }
 
 pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
@@ -203,6 +207,17 @@ impl FileConfig {
                     .ingest_max_skew_secs
                     .unwrap_or(DEFAULT_INGEST_MAX_SKEW_SECS),
             ),
+            evidence_retention: match self.evidence.retention_days {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        field: "evidence.retention_days",
+                        message: "must be greater than 0 (leave it unset to keep evidence forever)"
+                            .into(),
+                    });
+                }
+                Some(days) => Some(std::time::Duration::from_secs(days.saturating_mul(86_400))),
+                None => None,
+            },
         })
     }
 }
@@ -227,6 +242,32 @@ mod tests {
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.trust_domain.as_str(), "acme.example");
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn evidence_settings() {
+        let c = FileConfig::parse(
+            "s",
+            "[evidence]\nretention_days = 30\noverflow = \"report-loss\"\n",
+        )
+        .unwrap()
+        .resolve(Overrides::default())
+        .unwrap();
+        assert_eq!(
+            c.evidence_retention,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            c.evidence_overflow,
+            crate::evidence::OverflowPolicy::ReportLoss
+        );
+        let err = FileConfig::parse("s", "[evidence]\nretention_days = 0\n")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("evidence.retention_days"), "{err}");
+        let err = FileConfig::parse("s", "[evidence]\noverflow = \"shrug\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
     }
 
     #[test]

@@ -183,3 +183,34 @@ pub fn spawn_checkpoints(store: Store, interval: Duration) -> tokio::task::JoinH
         }
     })
 }
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prunes evidence older than `keep`, at start and then hourly.
+pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let signer = match store.checkpoint_signer().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "no checkpoint key: evidence retention is disabled");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tick.tick().await;
+            let cutoff = time::OffsetDateTime::now_utc() - keep;
+            let Ok(cutoff) = cutoff.format(&time::format_description::well_known::Rfc3339) else {
+                continue;
+            };
+            match store.prune_evidence(&cutoff, &signer).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(pruned = n, %cutoff, "evidence retention pruned old events; a signed checkpoint marks the new start")
+                }
+                Err(e) => tracing::error!(error = %e, "evidence retention failed"),
+            }
+        }
+    })
+}

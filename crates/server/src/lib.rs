@@ -53,6 +53,9 @@ impl AppState {
             config.evidence_overflow,
         );
         let _checkpoints = evidence::spawn_checkpoints(store.clone(), config.checkpoint_interval);
+        if let Some(keep) = config.evidence_retention {
+            let _retention = evidence::spawn_retention(store.clone(), keep);
+        }
         Self {
             store,
             evidence,

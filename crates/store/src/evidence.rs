@@ -301,6 +301,82 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("public_key")?)).collect()
     }
 
+    /// The latest retention prune: (events pruned through, hash of the last pruned event).
+    pub async fn latest_prune(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT pruned_through, head_hash FROM evidence_prunes ORDER BY pruned_through DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((r.try_get("pruned_through")?, r.try_get("head_hash")?)))
+            .transpose()
+    }
+
+    /// Retention: deletes the oldest events whose time is before `cutoff` (RFC 3339), as
+    /// one contiguous prefix of the chain. A checkpoint signed at the new start and a prune
+    /// record make the shortened chain verifiable. Returns how many events went.
+    pub async fn prune_evidence(
+        &self,
+        cutoff: &str,
+        signer: &CheckpointSigner,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let already: i64 =
+            sqlx::query("SELECT COALESCE(MAX(pruned_through), 0) AS p FROM evidence_prunes")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("p")?;
+        // The prefix ends before the first event at or after the cutoff (times of ingested
+        // records may run slightly out of order; the prefix never skips one of them).
+        let first_kept: Option<i64> =
+            sqlx::query("SELECT MIN(seq) AS s FROM evidence WHERE time >= $1")
+                .bind(cutoff)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("s")?;
+        let through = match first_kept {
+            Some(s) => s - 1,
+            None => sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM evidence")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("s")?,
+        };
+        if through <= already {
+            return Ok(0);
+        }
+        let hash: String = sqlx::query("SELECT hash FROM evidence WHERE seq = $1")
+            .bind(through)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("hash")?;
+        let now = now_rfc3339();
+        let exists = sqlx::query("SELECT head_hash FROM evidence_checkpoints WHERE tree_size = $1")
+            .bind(through)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            let cp = signer.sign(through, &hash, &now);
+            sqlx::query("INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+                .bind(cp.tree_size)
+                .bind(&cp.head_hash)
+                .bind(&cp.time)
+                .bind(&cp.key_id)
+                .bind(&cp.signature)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO evidence_prunes (pruned_through, head_hash, time, cutoff) VALUES ($1, $2, $3, $4)")
+            .bind(through)
+            .bind(&hash)
+            .bind(&now)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM evidence WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted as i64)
+    }
+
     /// Verifies the whole chain and every checkpoint, streaming the log in pages.
     pub async fn verify_evidence(&self) -> Result<VerifyReport, StoreError> {
         let keys = self.checkpoint_public_keys().await?;
@@ -309,6 +385,10 @@ impl Store {
             CheckpointVerifier::new(keys.iter().map(String::as_str)),
         );
         let mut after = 0;
+        if let Some((through, hash)) = self.latest_prune().await? {
+            verifier = verifier.starting_after(through, &hash);
+            after = through;
+        }
         loop {
             let page = self.evidence_records(after, VERIFY_PAGE).await?;
             let Some(last) = page.last() else { break };

@@ -89,6 +89,7 @@ suite!(
     verify_names_removed_events,
     verify_names_inserted_event,
     checkpoints_pin_history,
+    retention_prunes_a_verifiable_prefix,
 );
 
 async fn apply_is_recorded_and_idempotent(s: Store) {
@@ -782,4 +783,55 @@ async fn checkpoints_pin_history(s: Store) {
             log_size: 45
         }]
     );
+}
+
+async fn retention_prunes_a_verifiable_prefix(s: Store) {
+    seeded(&s, 100).await; // times 10:00:00 .. 10:01:39, one per second
+    let signer = s.checkpoint_signer().await.unwrap();
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM evidence WHERE seq = 1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert_eq!(
+        s.prune_evidence("2026-11-23T10:00:30Z", &signer)
+            .await
+            .unwrap(),
+        30
+    );
+    assert_eq!(
+        s.prune_evidence("2026-11-23T10:00:30Z", &signer)
+            .await
+            .unwrap(),
+        0,
+        "idempotent"
+    );
+    let report = s.verify_evidence().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.events, 70);
+    assert_eq!(s.latest_prune().await.unwrap().unwrap().0, 30);
+    // Only the recorded prefix may go; the rest stays append-only.
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM evidence WHERE seq = 31")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = s
+        .execute_unchecked_for_tests("DELETE FROM evidence_prunes")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // New events keep chaining after the prune, and a second prune moves the start again.
+    s.append_evidence(&[decision(500, "spiffe://acme.example/late", "t")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.prune_evidence("2026-11-23T10:01:00Z", &signer)
+            .await
+            .unwrap(),
+        30
+    );
+    let report = s.verify_evidence().await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.events, 41);
 }

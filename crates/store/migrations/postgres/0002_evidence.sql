@@ -34,9 +34,27 @@ CREATE TABLE audit_keys (
     private_pkcs8 TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- Retention: each row says "events 1..pruned_through were deleted on purpose"; the chain
+-- then starts after pruned_through, vouched for by the signed checkpoint at that size.
+CREATE TABLE evidence_prunes (
+    pruned_through BIGINT PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    cutoff TEXT NOT NULL
+);
 CREATE FUNCTION evidence_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
+BEGIN
+    -- Nested, not ANDed: OLD has a `seq` field only for the evidence table.
+    IF TG_TABLE_NAME = 'evidence' AND TG_OP = 'DELETE' THEN
+        IF OLD.seq <= (SELECT COALESCE(MAX(pruned_through), 0) FROM evidence_prunes) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END $$;
 CREATE TRIGGER evidence_no_change BEFORE UPDATE OR DELETE ON evidence
 FOR EACH ROW EXECUTE FUNCTION evidence_append_only();
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE OR DELETE ON evidence_checkpoints
+FOR EACH ROW EXECUTE FUNCTION evidence_append_only();
+CREATE TRIGGER prunes_no_change BEFORE UPDATE OR DELETE ON evidence_prunes
 FOR EACH ROW EXECUTE FUNCTION evidence_append_only();

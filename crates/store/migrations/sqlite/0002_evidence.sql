@@ -34,10 +34,23 @@ CREATE TABLE audit_keys (
     private_pkcs8 TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- Retention: each row says "events 1..pruned_through were deleted on purpose"; the chain
+-- then starts after pruned_through, vouched for by the signed checkpoint at that size.
+CREATE TABLE evidence_prunes (
+    pruned_through BIGINT PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    cutoff TEXT NOT NULL
+);
 CREATE TRIGGER evidence_no_update BEFORE UPDATE ON evidence
 BEGIN SELECT RAISE(ABORT, 'evidence is append-only'); END;
 CREATE TRIGGER evidence_no_delete BEFORE DELETE ON evidence
-BEGIN SELECT RAISE(ABORT, 'evidence is append-only'); END;
+WHEN OLD.seq > (SELECT COALESCE(MAX(pruned_through), 0) FROM evidence_prunes)
+BEGIN SELECT RAISE(ABORT, 'evidence is append-only (only events up to a recorded prune point may be deleted)'); END;
+CREATE TRIGGER prunes_no_change BEFORE UPDATE ON evidence_prunes
+BEGIN SELECT RAISE(ABORT, 'evidence_prunes is append-only'); END;
+CREATE TRIGGER prunes_no_delete BEFORE DELETE ON evidence_prunes
+BEGIN SELECT RAISE(ABORT, 'evidence_prunes is append-only'); END;
 CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON evidence_checkpoints
 BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON evidence_checkpoints
