@@ -202,6 +202,23 @@ async fn group_commit_rate(
     Ok((per_producer * producers) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Events/s when one producer streams events with `submit` (no per-event wait) and a final
+/// `record` waits for the last batch: the writer's own sustained rate.
+async fn streamed_rate(store: &steward_store::Store, events: usize) -> Result<f64> {
+    let (writer, _task) = steward_server::evidence::EvidenceWriter::spawn(
+        store.clone(),
+        events + 1,
+        steward_server::evidence::OverflowPolicy::FailClosed,
+    );
+    let prepared: Vec<_> = (0..events).map(|n| sample_event(10_000_000 + n)).collect();
+    let t = Instant::now();
+    for e in prepared {
+        writer.submit(vec![e])?;
+    }
+    writer.record(vec![sample_event(20_000_000)]).await?;
+    Ok((events + 1) as f64 / t.elapsed().as_secs_f64())
+}
+
 async fn evidence_run(
     events: usize,
     producers: usize,
@@ -218,6 +235,8 @@ async fn evidence_run(
     }
     let baseline = baseline_events as f64 / t.elapsed().as_secs_f64();
     let grouped = group_commit_rate(&store, events, producers, batch).await?;
+    let streamed = streamed_rate(&store, events).await?;
+    eprintln!("  writer alone (one producer streaming, final ack): {streamed:.0} events/s");
     // Fill up to `verify_events` quickly, then verify everything.
     let mut have = store.evidence_head().await?.seq as usize;
     while have < verify_events {

@@ -214,3 +214,76 @@ pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, Executor};
+    use steward_audit::EventKind;
+
+    fn event(n: usize) -> Event {
+        let mut e = Event::new(
+            EventKind::AccessDecision,
+            format!("t-{n}"),
+            "2026-11-23T10:00:00Z",
+        );
+        e.principal = Some("spiffe://acme.example/a".into());
+        e
+    }
+
+    /// While the store cannot take writes, the writer holds its batch, the queue fills to
+    /// its bound, and then producers are refused (fail closed) or their events are counted
+    /// as lost (report loss). When the store comes back everything accepted is written.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_blocked_store_fills_the_bounded_queue_then_applies_the_policy() {
+        for policy in [OverflowPolicy::FailClosed, OverflowPolicy::ReportLoss] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_data_dir(dir.path()).await.unwrap();
+            // Another process holds the database's write lock.
+            sqlx::any::install_default_drivers();
+            let url = format!(
+                "sqlite://{}",
+                dir.path().join(steward_store::SQLITE_FILE).display()
+            );
+            let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+            blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
+
+            let (writer, _task) = EvidenceWriter::spawn(store.clone(), 4, policy);
+            let first = tokio::spawn({
+                let writer = writer.clone();
+                async move { writer.record(vec![event(0)]).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await; // the writer is now stuck on the lock
+            let mut accepted = 0;
+            let mut refused = 0;
+            for n in 1..=10 {
+                match writer.submit(vec![event(n)]) {
+                    Ok(()) => accepted += 1,
+                    Err(EvidenceError::Overloaded(_)) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            match policy {
+                OverflowPolicy::FailClosed => {
+                    assert_eq!(
+                        (accepted, refused),
+                        (4, 6),
+                        "the queue holds 4, the rest is refused"
+                    );
+                    assert_eq!(writer.lost(), 0);
+                }
+                OverflowPolicy::ReportLoss => {
+                    assert_eq!((accepted, refused), (10, 0));
+                    assert_eq!(writer.lost(), 6, "six events counted as lost");
+                }
+            }
+            blocker.execute("COMMIT").await.unwrap();
+            let seqs = first.await.unwrap().unwrap();
+            assert_eq!(seqs, vec![1]);
+            writer.record(vec![event(99)]).await.unwrap();
+            // Everything the queue accepted was written, in order, after the first event.
+            assert_eq!(store.evidence_head().await.unwrap().seq, 1 + 4 + 1);
+            assert!(store.verify_evidence().await.unwrap().ok());
+        }
+    }
+}
