@@ -159,15 +159,22 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
     }
 }
 
+/// The checkpoint key, or `None` after logging why `feature` is disabled.
+async fn load_signer(store: &Store, feature: &str) -> Option<steward_audit::CheckpointSigner> {
+    match store.checkpoint_signer().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "no checkpoint key: evidence {feature} disabled");
+            None
+        }
+    }
+}
+
 /// Signs a checkpoint of the head every `interval` while the head moves.
 pub fn spawn_checkpoints(store: Store, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let signer = match store.checkpoint_signer().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "no checkpoint key: evidence checkpoints are disabled");
-                return;
-            }
+        let Some(signer) = load_signer(&store, "checkpoints").await else {
+            return;
         };
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,12 +197,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Prunes evidence older than `keep`, at start and then hourly.
 pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let signer = match store.checkpoint_signer().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "no checkpoint key: evidence retention is disabled");
-                return;
-            }
+        let Some(signer) = load_signer(&store, "retention").await else {
+            return;
         };
         let mut tick = tokio::time::interval(RETENTION_EVERY);
         loop {

@@ -55,16 +55,7 @@ pub(crate) async fn append_in_tx(
     conn: &mut sqlx::AnyConnection,
     events: &[Event],
 ) -> Result<Vec<i64>, StoreError> {
-    let mut head = match sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(row) => ChainHead {
-            seq: row.try_get("seq")?,
-            hash: row.try_get("hash")?,
-        },
-        None => ChainHead::default(),
-    };
+    let mut head = read_head(conn).await?.unwrap_or_default();
     let mut seqs = Vec::with_capacity(events.len());
     let head_sql = format!("INSERT INTO evidence ({EVIDENCE_COLUMNS})");
     for chunk in events.chunks(EVIDENCE_BATCH) {
@@ -101,6 +92,35 @@ pub(crate) async fn append_in_tx(
     Ok(seqs)
 }
 
+async fn insert_checkpoint(
+    conn: &mut sqlx::AnyConnection,
+    cp: &Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+        .bind(cp.tree_size)
+        .bind(&cp.head_hash)
+        .bind(&cp.time)
+        .bind(&cp.key_id)
+        .bind(&cp.signature)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The end of the chain as committed (read under the write lock when about to append).
+async fn read_head(conn: &mut sqlx::AnyConnection) -> Result<Option<ChainHead>, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| {
+        Ok(ChainHead {
+            seq: r.try_get("seq")?,
+            hash: r.try_get("hash")?,
+        })
+    })
+    .transpose()
+}
+
 fn record(row: &sqlx::any::AnyRow) -> Result<Record, StoreError> {
     Ok(Record {
         seq: row.try_get("seq")?,
@@ -135,16 +155,8 @@ impl Store {
 
     /// The end of the chain.
     pub async fn evidence_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => ChainHead {
-                seq: r.try_get("seq")?,
-                hash: r.try_get("hash")?,
-            },
-            None => ChainHead::default(),
-        })
+        let mut conn = self.pool.acquire().await?;
+        Ok(read_head(&mut conn).await?.unwrap_or_default())
     }
 
     /// Raw records after `after_seq`, in order, for verification and export.
@@ -227,15 +239,8 @@ impl Store {
         signer: &CheckpointSigner,
     ) -> Result<Option<Checkpoint>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let head = match sqlx::query("SELECT seq, hash FROM evidence ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(row) => ChainHead {
-                seq: row.try_get("seq")?,
-                hash: row.try_get("hash")?,
-            },
-            None => return Ok(None),
+        let Some(head) = read_head(&mut tx).await? else {
+            return Ok(None);
         };
         let exists = sqlx::query("SELECT 1 AS x FROM evidence_checkpoints WHERE tree_size = $1")
             .bind(head.seq)
@@ -245,14 +250,7 @@ impl Store {
             return Ok(None);
         }
         let cp = signer.sign(head.seq, &head.hash, &now_rfc3339());
-        sqlx::query("INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
-            .bind(cp.tree_size)
-            .bind(&cp.head_hash)
-            .bind(&cp.time)
-            .bind(&cp.key_id)
-            .bind(&cp.signature)
-            .execute(&mut *tx)
-            .await?;
+        insert_checkpoint(&mut tx, &cp).await?;
         tx.commit().await?;
         Ok(Some(cp))
     }
@@ -351,15 +349,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            let cp = signer.sign(through, &hash, &now);
-            sqlx::query("INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
-                .bind(cp.tree_size)
-                .bind(&cp.head_hash)
-                .bind(&cp.time)
-                .bind(&cp.key_id)
-                .bind(&cp.signature)
-                .execute(&mut *tx)
-                .await?;
+            insert_checkpoint(&mut tx, &signer.sign(through, &hash, &now)).await?;
         }
         sqlx::query("INSERT INTO evidence_prunes (pruned_through, head_hash, time, cutoff) VALUES ($1, $2, $3, $4)")
             .bind(through)
