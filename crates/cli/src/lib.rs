@@ -17,7 +17,13 @@ pub use client::Client;
 
 /// Steward: one control plane for non-human identities.
 #[derive(Debug, Parser)]
-#[command(name = "steward", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "steward",
+    version,
+    about = "Steward: one control plane for non-human identities",
+    long_about = "Steward: one control plane for non-human identities.\n\n`steward serve` runs the control plane; every other command talks to its admin API at --server (STEWARD_SERVER) with the admin credential in --token (STEWARD_TOKEN). `steward demo` shows it all on a throwaway control plane.",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
