@@ -9,6 +9,7 @@ mod capability;
 mod error;
 mod identity;
 mod issuer;
+mod lookup;
 mod names;
 mod plane;
 mod role;
@@ -22,6 +23,7 @@ pub use identity::{
     MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,
 };
 pub use issuer::TrustedIssuer;
+pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
 pub use plane::Plane;
 pub use role::{AdminRole, Role};

@@ -1,0 +1,366 @@
+//! The one transport-address → capability lookup every enforcement point calls (R9).
+//!
+//! A gateway sees `POST /v1/refunds/42`, a mesh sees `payments.v1.Refunds/Create`, a broker
+//! sees `exchange=payments rk=refund.created`, an AI egress sees the tool `refund_payment`;
+//! [`CapabilityIndex::lookup`] turns each into the business capability and action the
+//! policy speaks about. When several patterns match, the most specific wins (most literal
+//! parts, then fewest wildcards), so `/v1/refunds/*` beats `/v1/**`.
+
+use crate::{Action, Capability, CapabilityId, TransportMapping};
+
+/// A concrete transport address seen by an enforcement point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address<'a> {
+    Http {
+        method: &'a str,
+        path: &'a str,
+    },
+    Grpc {
+        service: &'a str,
+        method: &'a str,
+    },
+    /// A publish to an exchange with a routing key.
+    AmqpPublish {
+        vhost: &'a str,
+        exchange: &'a str,
+        routing_key: &'a str,
+    },
+    /// A consume from a queue.
+    Queue {
+        name: &'a str,
+    },
+    Tool {
+        name: &'a str,
+    },
+}
+
+/// The capability and action an address maps onto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub capability: CapabilityId,
+    pub action: Action,
+}
+
+/// Every mapping of a catalog, ready for lookups.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityIndex {
+    entries: Vec<(CapabilityId, TransportMapping)>,
+}
+
+impl CapabilityIndex {
+    pub fn new<'a>(capabilities: impl IntoIterator<Item = &'a Capability>) -> Self {
+        let entries = capabilities
+            .into_iter()
+            .flat_map(|c| c.mappings.iter().map(|m| (c.id.clone(), m.clone())))
+            .collect();
+        Self { entries }
+    }
+
+    /// The most specific mapping matching `address`, or `None`: an unmapped address has no
+    /// capability, and callers deny it.
+    pub fn lookup(&self, address: &Address<'_>) -> Option<Resolved> {
+        self.entries
+            .iter()
+            .filter_map(|(id, m)| specificity(m, address).map(|score| (score, id, m)))
+            .max_by_key(|(score, _, _)| *score)
+            .map(|(_, id, m)| Resolved {
+                capability: id.clone(),
+                action: m.action(),
+            })
+    }
+}
+
+/// (literal parts, -wildcards) when `m` matches `a`; higher is more specific.
+fn specificity(m: &TransportMapping, a: &Address<'_>) -> Option<(usize, isize)> {
+    match (m, a) {
+        (TransportMapping::Http(h), Address::Http { method, path }) => {
+            let method_ok = h.method == "*" || h.method.eq_ignore_ascii_case(method);
+            let (lit, wild) = match_segments(&h.path, path, '/', "*", "**")?;
+            method_ok.then_some((lit + usize::from(h.method != "*"), -(wild as isize)))
+        }
+        (TransportMapping::Grpc(g), Address::Grpc { service, method }) => (g.service == *service
+            && (g.method == "*" || g.method == *method))
+            .then_some((1 + usize::from(g.method != "*"), 0)),
+        (
+            TransportMapping::Amqp(q),
+            Address::AmqpPublish {
+                vhost,
+                exchange,
+                routing_key,
+            },
+        ) => {
+            if q.vhost != *vhost || q.exchange != *exchange {
+                return None;
+            }
+            let (lit, wild) = match_segments(&q.routing_key, routing_key, '.', "*", "#")?;
+            Some((lit + 1, -(wild as isize)))
+        }
+        (TransportMapping::Queue { name, .. }, Address::Queue { name: n }) => {
+            (name == n).then_some((1, 0))
+        }
+        (TransportMapping::Tool { name, .. }, Address::Tool { name: n }) => {
+            (name == n).then_some((1, 0))
+        }
+        _ => None,
+    }
+}
+
+/// Matches `value` against `pattern`, both split on `sep`; `one` matches exactly one part,
+/// `rest` (last part of the pattern only for HTTP; anywhere for AMQP `#`) zero or more.
+/// Returns (literal parts matched, wildcards used).
+fn match_segments(
+    pattern: &str,
+    value: &str,
+    sep: char,
+    one: &str,
+    rest: &str,
+) -> Option<(usize, usize)> {
+    let p: Vec<&str> = pattern.split(sep).collect();
+    let v: Vec<&str> = value.split(sep).collect();
+    matches(&p, &v, one, rest)
+}
+
+fn matches(p: &[&str], v: &[&str], one: &str, rest: &str) -> Option<(usize, usize)> {
+    match (p.split_first(), v.split_first()) {
+        (None, None) => Some((0, 0)),
+        (Some((head, tail)), _) if *head == rest => {
+            // Zero or more parts: try every split, keep the most specific.
+            (0..=v.len())
+                .filter_map(|k| v.get(k..).and_then(|after| matches(tail, after, one, rest)))
+                .max_by_key(|(l, w)| (*l, std::cmp::Reverse(*w)))
+                .map(|(l, w)| (l, w + 1))
+        }
+        (Some((head, tail)), Some((first, others))) => {
+            if *head == one {
+                matches(tail, others, one, rest).map(|(l, w)| (l, w + 1))
+            } else if head == first {
+                matches(tail, others, one, rest).map(|(l, w)| (l + 1, w))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AmqpMapping, Classification, GrpcMapping, HttpMapping, PlaneId};
+
+    fn cap(id: &str, mappings: Vec<TransportMapping>) -> Capability {
+        Capability {
+            id: CapabilityId::new(id).unwrap(),
+            plane: PlaneId::root(),
+            classification: Classification::Internal,
+            description: String::new(),
+            mappings,
+        }
+    }
+
+    fn http(method: &str, path: &str) -> TransportMapping {
+        TransportMapping::Http(HttpMapping {
+            method: method.into(),
+            path: path.into(),
+            action: None,
+        })
+    }
+
+    fn index() -> CapabilityIndex {
+        let caps = vec![
+            cap("payments.read", vec![http("GET", "/v1/**")]),
+            cap(
+                "payments.refund",
+                vec![
+                    http("POST", "/v1/refunds/*"),
+                    TransportMapping::Grpc(GrpcMapping {
+                        service: "payments.v1.Refunds".into(),
+                        method: "*".into(),
+                        action: None,
+                    }),
+                    TransportMapping::Amqp(AmqpMapping {
+                        vhost: "/".into(),
+                        exchange: "payments".into(),
+                        routing_key: "refund.*".into(),
+                        action: None,
+                    }),
+                    TransportMapping::Tool {
+                        name: "refund_payment".into(),
+                        action: None,
+                    },
+                ],
+            ),
+            cap(
+                "payments.refund-status",
+                vec![http("GET", "/v1/refunds/*/status")],
+            ),
+            cap(
+                "ledger.events",
+                vec![
+                    TransportMapping::Amqp(AmqpMapping {
+                        vhost: "/".into(),
+                        exchange: "ledger".into(),
+                        routing_key: "#".into(),
+                        action: None,
+                    }),
+                    TransportMapping::Queue {
+                        name: "ledger.events".into(),
+                        action: None,
+                    },
+                ],
+            ),
+        ];
+        CapabilityIndex::new(&caps)
+    }
+
+    fn resolve(a: Address<'_>) -> Option<(String, Action)> {
+        index()
+            .lookup(&a)
+            .map(|r| (r.capability.to_string(), r.action))
+    }
+
+    #[test]
+    fn one_capability_from_every_transport() {
+        let refund = Some(("payments.refund".to_owned(), Action::Write));
+        assert_eq!(
+            resolve(Address::Http {
+                method: "POST",
+                path: "/v1/refunds/42"
+            }),
+            refund
+        );
+        assert_eq!(
+            resolve(Address::Http {
+                method: "post",
+                path: "/v1/refunds/42"
+            }),
+            refund
+        );
+        assert_eq!(
+            resolve(Address::Grpc {
+                service: "payments.v1.Refunds",
+                method: "Create"
+            })
+            .map(|r| r.0),
+            Some("payments.refund".into())
+        );
+        assert_eq!(
+            resolve(Address::AmqpPublish {
+                vhost: "/",
+                exchange: "payments",
+                routing_key: "refund.created"
+            })
+            .map(|r| r.1),
+            Some(Action::Publish)
+        );
+        assert_eq!(
+            resolve(Address::Tool {
+                name: "refund_payment"
+            })
+            .map(|r| r.1),
+            Some(Action::Invoke)
+        );
+        assert_eq!(
+            resolve(Address::Queue {
+                name: "ledger.events"
+            }),
+            Some(("ledger.events".into(), Action::Consume))
+        );
+    }
+
+    #[test]
+    fn most_specific_pattern_wins_and_unmapped_is_none() {
+        assert_eq!(
+            resolve(Address::Http {
+                method: "GET",
+                path: "/v1/refunds/42/status"
+            })
+            .map(|r| r.0),
+            Some("payments.refund-status".into())
+        );
+        assert_eq!(
+            resolve(Address::Http {
+                method: "GET",
+                path: "/v1/anything/deep"
+            })
+            .map(|r| r.0),
+            Some("payments.read".into())
+        );
+        assert_eq!(
+            resolve(Address::Http {
+                method: "DELETE",
+                path: "/v1/refunds/42"
+            }),
+            None
+        );
+        assert_eq!(
+            resolve(Address::Http {
+                method: "POST",
+                path: "/v1/refunds/42/extra"
+            }),
+            None
+        );
+        assert_eq!(
+            resolve(Address::AmqpPublish {
+                vhost: "/",
+                exchange: "payments",
+                routing_key: "refund.created.eu"
+            }),
+            None
+        );
+        assert_eq!(
+            resolve(Address::AmqpPublish {
+                vhost: "other",
+                exchange: "payments",
+                routing_key: "refund.created"
+            }),
+            None
+        );
+        assert_eq!(
+            resolve(Address::AmqpPublish {
+                vhost: "/",
+                exchange: "ledger",
+                routing_key: "a.b.c"
+            })
+            .map(|r| r.0),
+            Some("ledger.events".into())
+        );
+        assert_eq!(
+            resolve(Address::Grpc {
+                service: "payments.v1.Other",
+                method: "Create"
+            }),
+            None
+        );
+        assert_eq!(
+            resolve(Address::Tool {
+                name: "delete_everything"
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn topic_wildcards_follow_amqp() {
+        assert_eq!(match_segments("a.#.z", "a.z", '.', "*", "#"), Some((2, 1)));
+        assert_eq!(
+            match_segments("a.#.z", "a.b.c.z", '.', "*", "#"),
+            Some((2, 1))
+        );
+        assert_eq!(match_segments("a.*", "a", '.', "*", "#"), None);
+        assert_eq!(
+            match_segments("#", "", '.', "*", "#").map(|(l, _)| l),
+            Some(0)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lookup_never_panics(method in "[A-Z*]{0,7}", path in "[/a-z0-9*]{0,40}", rk in "[a-z.*#]{0,30}") {
+            let idx = index();
+            let _ = idx.lookup(&Address::Http { method: &method, path: &path });
+            let _ = idx.lookup(&Address::AmqpPublish { vhost: "/", exchange: "ledger", routing_key: &rk });
+            let _ = match_segments(&rk, &rk, '.', "*", "#");
+        }
+    }
+}
