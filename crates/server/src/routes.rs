@@ -388,17 +388,11 @@ async fn lifecycle(
         && !v.contains(&record.identity.plane)
     {
         // As for reads: a plane admin learns nothing of identities outside its planes.
+        // (With `require_writer` above, this is the whole plane check: no second subtree load.)
         return Err(ApiError::not_found(format!(
             "identity `{id}` does not exist"
         )));
     }
-    caller
-        .require_plane(
-            &s.store,
-            &record.identity.plane,
-            "changing an identity's lifecycle",
-        )
-        .await?;
     Ok(axum::Json(
         s.store
             .set_identity_state(&id, req.state, &req.reason, &caller.0)
