@@ -41,6 +41,16 @@ pub enum IdentityCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// What the policy allows an identity (every capability and action, computed by
+    /// deciding each), what its owner intended, and the difference.
+    Entitlements {
+        spiffe_id: String,
+        /// Compute for this environment instead of the identity's own.
+        #[arg(long)]
+        environment: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show one identity.
     Show {
         spiffe_id: String,
@@ -249,18 +259,27 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Validate { dir, trust_domain } => validate(&dir, &trust_domain),
-        Command::Plan { dir, remote } => {
+        Command::Plan {
+            dir,
+            replay_days,
+            remote,
+        } => {
             let client = connect(&remote)?;
             let resp: PlanResponse = client
                 .post(
                     "/admin/v1/config/plan",
                     &PlanRequest {
                         files: files(&dir)?,
+                        replay_days: Some(replay_days),
                     },
                 )
                 .await?;
-            emit(&remote, &resp, || output::plan(&resp.plan, resp.version))
+            emit(&remote, &resp, || {
+                output::plan(&resp.plan, resp.version) + &output::policy_plan(&resp)
+            })
         }
+        Command::Authorize(args) => crate::policy_cmd::authorize(args).await,
+        Command::Policy(cmd) => crate::policy_cmd::run(cmd).await,
         Command::Apply {
             dir,
             expected_version,
@@ -331,7 +350,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn connect(remote: &Remote) -> Result<Client> {
+pub(crate) fn connect(remote: &Remote) -> Result<Client> {
     if remote.token.is_none() {
         bail!(
             "no admin credential: pass --token or set STEWARD_TOKEN (the bootstrap credential is printed by the first `steward serve`)"
@@ -340,7 +359,7 @@ fn connect(remote: &Remote) -> Result<Client> {
     Client::new(&remote.server, remote.token.clone())
 }
 
-fn files(dir: &Path) -> Result<Vec<steward_governance::SourceFile>> {
+pub(crate) fn files(dir: &Path) -> Result<Vec<steward_governance::SourceFile>> {
     let files = read_dir(dir).map_err(|e| match e {
         GovernanceError::Io { .. } => {
             anyhow::anyhow!("{e}: pass the governance repository directory")
@@ -356,7 +375,7 @@ fn files(dir: &Path) -> Result<Vec<steward_governance::SourceFile>> {
     Ok(files)
 }
 
-fn emit<T: Serialize>(
+pub(crate) fn emit<T: Serialize>(
     remote: &Remote,
     value: &T,
     text: impl FnOnce() -> String,
@@ -374,6 +393,16 @@ fn validate(dir: &Path, trust_domain: &str) -> Result<ExitCode> {
     let files = files(dir)?;
     match steward_governance::parse(&files, &td) {
         Ok(d) => {
+            if let Err(e) = steward_policy::check(&d, time::OffsetDateTime::now_utc()) {
+                match e {
+                    steward_policy::PolicyError::Invalid(diags) => {
+                        eprintln!("{}: {} policy problem(s):", dir.display(), diags.len());
+                        eprint!("{}", output::diagnostics(&diags));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    other => return Err(other.into()),
+                }
+            }
             println!(
                 "{}: valid — {} planes, {} owners, {} identities, {} capabilities, {} issuers, {} policy files.",
                 dir.display(),
@@ -468,6 +497,22 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
                 }
                 t
             })
+        }
+        IdentityCommand::Entitlements {
+            spiffe_id,
+            environment,
+            remote,
+        } => {
+            let query = environment
+                .map(|e| format!("?environment={}", Client::segment(&e)))
+                .unwrap_or_default();
+            let r: steward_policy::analysis::EntitlementReport = connect(&remote)?
+                .get(&format!(
+                    "/admin/v1/identities/{}/entitlements{query}",
+                    Client::segment(&spiffe_id)
+                ))
+                .await?;
+            emit(&remote, &r, || output::entitlements(&r))
         }
         IdentityCommand::Show { spiffe_id, remote } => {
             let r: IdentityRecord = connect(&remote)?

@@ -69,7 +69,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(steward_server::serve(
         listener,
-        AppState::new(store.clone(), &config),
+        AppState::new(store.clone(), &config).await,
         async {
             let _ = stop_rx.await;
         },
@@ -95,6 +95,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             "/admin/v1/config/plan",
             &PlanRequest {
                 files: files.clone(),
+                replay_days: None,
             },
         )
         .await?;
@@ -123,6 +124,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             "/admin/v1/config/plan",
             &PlanRequest {
                 files: files.clone(),
+                replay_days: None,
             },
         )
         .await?;
@@ -316,7 +318,22 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         9,
-        "Evidence: every change above is a hash-chained event; checkpoints are signed",
+        "Decide: guardrails, plane policies and the AuthZEN decision API",
+    );
+    crate::demo_policy::decisions(&admin).await?;
+
+    step(10, "A time-bound exception that expires during the demo");
+    let files = crate::demo_policy::exception(&admin, &files).await?;
+
+    step(
+        11,
+        "Analysis: effective vs intended, a plan's dry-run, policy versions",
+    );
+    crate::demo_policy::analysis(&admin, &files).await?;
+
+    step(
+        12,
+        "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin
         .post(

@@ -4,7 +4,9 @@
 pub mod client;
 mod commands;
 mod demo;
+mod demo_policy;
 pub mod output;
+mod policy_cmd;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +63,10 @@ pub enum Command {
     /// Show what applying a governance repository would change.
     Plan {
         dir: PathBuf,
+        /// Dry-run: replay the access decisions of the last N days against the candidate
+        /// policy and list those that would flip (0 skips it).
+        #[arg(long, default_value_t = 7)]
+        replay_days: u32,
         #[command(flatten)]
         remote: Remote,
     },
@@ -107,6 +113,12 @@ pub enum Command {
     /// The evidence log: verify the chain, tail, search, trace and export.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
+    /// Try an access request by hand: against the server's decision API (AuthZEN), or
+    /// offline against a repository with --repo. Exits 0 on allow, 1 on deny.
+    Authorize(policy_cmd::AuthorizeArgs),
+    /// Policy: run the repository's policy tests; list, show, diff and roll back versions.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// Check `steward.toml` (and environment overrides) and print the resolved settings.
     #[command(subcommand)]
     Config(commands::ConfigCommand),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use steward_governance::{Change, Diagnostic, Op, Plan};
+use steward_governance::{Change, Diagnostic, ObjectKind, Op, Plan};
 use steward_store::IdentityRecord;
 
 /// Most changes printed before the rest are summarised.
@@ -43,7 +43,12 @@ fn render_change(c: &Change) -> String {
         Op::Decommission => ("x", "decommission"),
     };
     let mut out = format!("  {mark} {verb} {} {}\n", c.kind, c.id);
-    for f in &c.fields {
+    // Policy text is shown as a line diff below the plan, not as before → after.
+    let fields = c
+        .fields
+        .iter()
+        .filter(|f| !(c.kind == ObjectKind::Policy && f.field == "text"));
+    for f in fields {
         let _ = writeln!(
             out,
             "      {}: {} → {}",
@@ -118,4 +123,96 @@ pub fn identities(items: &[IdentityRecord]) -> String {
         &["SPIFFE ID", "PLANE", "ENV", "KIND", "OWNER", "STATE"],
         &rows,
     )
+}
+
+/// The policy half of a plan: the line diff of the policy, then the dry-run.
+pub fn policy_plan(resp: &steward_server::api::PlanResponse) -> String {
+    let mut out = String::new();
+    if !resp.policy_diff.is_empty() {
+        out.push_str("Policy changes:\n");
+        for line in resp.policy_diff.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out + &replay(&resp.replay)
+}
+
+/// The dry-run part of a plan.
+pub fn replay(r: &steward_server::replay::Replay) -> String {
+    if r.days == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "Dry-run: {} decision(s) of the last {} day(s) replayed against the candidate policy{}: {} would flip.\n",
+        r.replayed,
+        r.days,
+        if r.truncated {
+            " (the newest only)"
+        } else {
+            ""
+        },
+        r.flips.len()
+    );
+    if r.skipped > 0 {
+        out.push_str(&format!(
+            "  ({} ingested foreign decisions cannot be replayed)\n",
+            r.skipped
+        ));
+    }
+    for f in &r.flips {
+        out.push_str(&format!(
+            "  {} {} {} {} on {}: {} -> {}\n",
+            f.time,
+            f.event_id,
+            f.principal,
+            f.action.map(|a| a.as_str()).unwrap_or("?"),
+            f.capability.as_deref().unwrap_or("?"),
+            if f.was { "allow" } else { "deny" },
+            if f.now { "allow" } else { "deny" },
+        ));
+        for reason in &f.reasons {
+            out.push_str(&format!("      because {reason}\n"));
+        }
+    }
+    out
+}
+
+/// Effective against intended entitlements.
+pub fn entitlements(r: &steward_policy::analysis::EntitlementReport) -> String {
+    let pair = |(c, a): &(String, steward_model::Action)| format!("{a} {c}");
+    let mut out = format!(
+        "{} (context: {})\n",
+        r.principal,
+        serde_json::Value::Object(r.context.clone())
+    );
+    out.push_str(&format!("Effective ({}):\n", r.effective.len()));
+    for p in &r.effective {
+        let via = if p.exceptions.is_empty() {
+            String::new()
+        } else {
+            format!(" via exception {}", p.exceptions.join(", "))
+        };
+        out.push_str(&format!(
+            "  {} {}  [{}]{via}\n",
+            p.action,
+            p.capability,
+            p.policies.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "Intended ({}): {}\n",
+        r.intended.len(),
+        r.intended.iter().map(pair).collect::<Vec<_>>().join(", ")
+    ));
+    out.push_str(&format!(
+        "Allowed but not intended ({}): {}\n",
+        r.excess.len(),
+        r.excess.iter().map(pair).collect::<Vec<_>>().join(", ")
+    ));
+    out.push_str(&format!(
+        "Intended but not allowed ({}): {}\n",
+        r.missing.len(),
+        r.missing.iter().map(pair).collect::<Vec<_>>().join(", ")
+    ));
+    out
 }

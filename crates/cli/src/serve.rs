@@ -84,7 +84,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%addr, store = %store_desc, "control plane started");
     steward_server::serve(
         listener,
-        AppState::new(store.clone(), &config),
+        AppState::new(store.clone(), &config).await,
         shutdown_signal(),
     )
     .await?;

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use steward_model::{
-    Capability, CapabilityId, Classification, Entitlement, IdentityKind, LifecycleState, OwnerKind,
-    PlaneId, Settings, SpiffeId, TransportMapping,
+    Action, Capability, CapabilityId, Classification, ContextAttribute, Entitlement, IdentityKind,
+    LifecycleState, OwnerKind, PlaneId, Settings, SpiffeId, TransportMapping,
 };
+
+use crate::parse::Expectation;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +30,48 @@ pub(crate) struct FileDoc {
     pub capabilities: Vec<CapabilityDoc>,
     #[serde(default)]
     pub issuers: Vec<IssuerDoc>,
+    /// Organisation-specific request-context attributes policies may read.
+    #[serde(default)]
+    pub request_context: Vec<ContextAttribute>,
+    /// Time-bound exceptions to exceptionable guardrails.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionDoc>,
+    /// Policy unit tests: a request and the decision it must get.
+    #[serde(default)]
+    pub policy_tests: Vec<PolicyTestDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExceptionDoc {
+    pub id: String,
+    pub owner: String,
+    pub reason: String,
+    pub ticket: String,
+    pub principal: SpiffeId,
+    pub capability: CapabilityId,
+    pub lifts: Vec<String>,
+    /// RFC 3339, for example `2026-12-01T00:00:00Z`.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyTestDoc {
+    pub name: String,
+    pub principal: String,
+    pub capability: String,
+    #[serde(default)]
+    pub action: Option<Action>,
+    #[serde(default)]
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// RFC 3339 time of the request; default: when the test runs.
+    #[serde(default)]
+    pub at: Option<String>,
+    pub expect: Expectation,
+    /// Policy ids that must decide the request (the determining policies).
+    #[serde(default)]
+    pub decided_by: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,10 @@ mod plan;
 mod source;
 
 pub use diagnostic::{Diagnostic, GovernanceError};
-pub use parse::{Desired, DesiredIdentity, PolicyFile, parse};
+pub use parse::{
+    Desired, DesiredIdentity, Expectation, PolicyBundle, PolicyFile, PolicyTest, RESERVED_CONTEXT,
+    parse,
+};
 pub use plan::{
     Change, FieldChange, MAX_LISTED_CHANGES, ObjectKind, Op, Plan, PlanSummary, State,
     StoredIdentity, plan,

@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 use steward_model::{
-    Capability, CapabilityId, Classification, Entitlement, IdentityKind, LifecycleState, Owner,
-    Plane, PlaneId, Settings, SpiffeId, TransportMapping, TrustDomain, TrustedIssuer,
-    label_problems, validate_environment, validate_slug,
+    Action, Capability, CapabilityId, Classification, ContextAttribute, Entitlement, IdentityKind,
+    LifecycleState, Owner, Plane, PlaneId, PolicyException, Settings, SpiffeId, TransportMapping,
+    TrustDomain, TrustedIssuer, label_problems, validate_environment, validate_slug,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
@@ -39,6 +39,47 @@ pub struct PolicyFile {
     pub text: String,
 }
 
+/// What a policy test expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expectation {
+    Allow,
+    Deny,
+}
+
+/// A policy unit test from the repository: a request and the decision it must get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTest {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub principal: String,
+    pub capability: String,
+    pub action: Option<Action>,
+    pub context: serde_json::Map<String, serde_json::Value>,
+    pub at: Option<time::OffsetDateTime>,
+    pub expect: Expectation,
+    pub decided_by: Vec<String>,
+}
+
+/// The policy half of a configuration: what decides requests besides the registry. Kept
+/// as one versioned document so policy versions can be listed, diffed and rolled back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyBundle {
+    pub policies: BTreeMap<String, PolicyFile>,
+    pub context_attributes: BTreeMap<String, ContextAttribute>,
+    pub exceptions: BTreeMap<String, PolicyException>,
+}
+
+impl PolicyBundle {
+    /// SHA-256 over the canonical JSON form.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// The whole desired state a repository declares, validated.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Desired {
@@ -50,6 +91,14 @@ pub struct Desired {
     pub capabilities: BTreeMap<CapabilityId, Capability>,
     pub issuers: BTreeMap<String, TrustedIssuer>,
     pub policies: BTreeMap<String, PolicyFile>,
+    /// Declared request-context attributes, by name.
+    pub context_attributes: BTreeMap<String, ContextAttribute>,
+    /// Exceptions, by id (expired ones stay: they are history, and inactive).
+    pub exceptions: BTreeMap<String, PolicyException>,
+    /// Policy unit tests. Not part of the configuration: they change no decision, so they
+    /// are left out of the digest and never stored.
+    #[serde(skip)]
+    pub policy_tests: Vec<PolicyTest>,
     /// Where each object was declared: (kind, id) → (file, line). Used to place errors that
     /// only the plan can find (for example un-decommissioning).
     #[serde(skip)]
@@ -64,6 +113,15 @@ impl Desired {
         // still give a stable (if meaningless) value.
         h.update(serde_json::to_vec(self).unwrap_or_default());
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The policy half of this configuration.
+    pub fn policy_bundle(&self) -> PolicyBundle {
+        PolicyBundle {
+            policies: self.policies.clone(),
+            context_attributes: self.context_attributes.clone(),
+            exceptions: self.exceptions.clone(),
+        }
     }
 
     /// Where an object was declared, as a diagnostic location.
@@ -286,6 +344,88 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                 },
             );
         }
+        for a in doc.request_context {
+            if !remember(&mut cx, &mut desired, K::ContextAttribute, "name", &a.name) {
+                continue;
+            }
+            let line = desired.locate(K::ContextAttribute, &a.name).1;
+            if let Some(problem) = context_name_problem(&a.name) {
+                cx.err(line, format!("request_context `{}`: {problem}", a.name));
+            }
+            desired.context_attributes.insert(a.name.clone(), a);
+        }
+        for e in doc.exceptions {
+            if !remember(&mut cx, &mut desired, K::Exception, "id", &e.id) {
+                continue;
+            }
+            let line = desired.locate(K::Exception, &e.id).1;
+            if let Err(err) = validate_slug("exception id", &e.id) {
+                cx.err(line, err.to_string());
+            }
+            for (key, value) in [("reason", &e.reason), ("ticket", &e.ticket)] {
+                if value.trim().is_empty() {
+                    cx.err(line, format!("exception `{}`: `{key}` must not be empty: an auditor must be able to see why it was granted", e.id));
+                }
+            }
+            if e.lifts.is_empty() {
+                cx.err(
+                    line,
+                    format!(
+                        "exception `{}`: `lifts` must name at least one exceptionable guardrail id",
+                        e.id
+                    ),
+                );
+            }
+            match time::OffsetDateTime::parse(&e.expires_at, &time::format_description::well_known::Rfc3339) {
+                Ok(expires_at) => {
+                    desired.exceptions.insert(
+                        e.id.clone(),
+                        PolicyException {
+                            id: e.id,
+                            owner: e.owner,
+                            reason: e.reason,
+                            ticket: e.ticket,
+                            principal: e.principal,
+                            capability: e.capability,
+                            lifts: e.lifts,
+                            expires_at,
+                        },
+                    );
+                }
+                Err(_) => cx.err(line, format!("exception `{}`: `expires_at` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{}`", e.id, e.expires_at)),
+            }
+        }
+        let mut names_seen: BTreeMap<String, usize> = BTreeMap::new();
+        for t in doc.policy_tests {
+            let nth = names_seen.entry(t.name.clone()).or_insert(0);
+            let line = index.line_of("name", &t.name, *nth);
+            *nth += 1;
+            let at = match t.at.as_deref().map(|a| {
+                time::OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339)
+            }) {
+                None => None,
+                Some(Ok(at)) => Some(at),
+                Some(Err(_)) => {
+                    cx.err(
+                        line,
+                        format!("policy test `{}`: `at` must be an RFC 3339 time", t.name),
+                    );
+                    continue;
+                }
+            };
+            desired.policy_tests.push(PolicyTest {
+                name: t.name,
+                file: file.path.clone(),
+                line,
+                principal: t.principal,
+                capability: t.capability,
+                action: t.action,
+                context: t.context,
+                at,
+                expect: t.expect,
+                decided_by: t.decided_by,
+            });
+        }
         for doc in doc.identities {
             if remember(
                 &mut cx,
@@ -312,6 +452,36 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
         diags.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
         Err(GovernanceError::Invalid(diags))
     }
+}
+
+/// Names the request carries whatever the repository says; a declared attribute must not
+/// shadow them and must be a Cedar identifier.
+pub const RESERVED_CONTEXT: [&str; 6] = [
+    "environment",
+    "data_class",
+    "time",
+    "delegation_chain",
+    "task_scope",
+    "exceptions",
+];
+
+fn context_name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let ident = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ident || name.len() > 64 {
+        return Some(
+            "the name must be a lowercase identifier (a-z, 0-9, _), at most 64 characters".into(),
+        );
+    }
+    if RESERVED_CONTEXT.contains(&name) {
+        return Some(format!(
+            "`{name}` is a standard context attribute; it is always present and cannot be redeclared"
+        ));
+    }
+    None
 }
 
 /// Rewords serde's messages to name the document's own terms.
@@ -487,6 +657,33 @@ fn check_references(
                     "policy directory names plane `{}`, which is not declared",
                     p.plane
                 ),
+            });
+        }
+    }
+
+    for e in desired.exceptions.values() {
+        let mut problems = Vec::new();
+        if !e.principal.is_in(trust_domain) {
+            problems.push(format!(
+                "principal `{}` is outside the trust domain `{trust_domain}`",
+                e.principal
+            ));
+        }
+        if !desired.owners.contains_key(&e.owner) {
+            problems.push(format!("owner `{}` is not declared", e.owner));
+        }
+        if !desired.capabilities.contains_key(&e.capability) {
+            problems.push(format!(
+                "capability `{}` is not in the catalog",
+                e.capability
+            ));
+        }
+        let (file, line) = desired.locate(K::Exception, &e.id);
+        for p in problems {
+            diags.push(Diagnostic {
+                file: file.clone(),
+                line,
+                message: format!("exception `{}`: {p}", e.id),
             });
         }
     }

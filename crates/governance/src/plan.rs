@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use steward_model::{
-    Capability, CapabilityId, Identity, LifecycleState, Owner, Plane, PlaneId, Settings, SpiffeId,
-    TrustedIssuer,
+    Capability, CapabilityId, ContextAttribute, Identity, LifecycleState, Owner, Plane, PlaneId,
+    PolicyException, Settings, SpiffeId, TrustedIssuer,
 };
 
 use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile};
@@ -24,6 +24,8 @@ pub enum ObjectKind {
     Capability,
     Issuer,
     Policy,
+    ContextAttribute,
+    Exception,
     Identity,
 }
 
@@ -36,6 +38,8 @@ impl fmt::Display for ObjectKind {
             Self::Capability => "capability",
             Self::Issuer => "issuer",
             Self::Policy => "policy",
+            Self::ContextAttribute => "request_context attribute",
+            Self::Exception => "exception",
             Self::Identity => "identity",
         })
     }
@@ -141,6 +145,8 @@ pub struct State {
     pub capabilities: BTreeMap<CapabilityId, Capability>,
     pub issuers: BTreeMap<String, TrustedIssuer>,
     pub policies: BTreeMap<String, PolicyFile>,
+    pub context_attributes: BTreeMap<String, ContextAttribute>,
+    pub exceptions: BTreeMap<String, PolicyException>,
 }
 
 /// Computes the plan that turns `current` into `desired`, or the reasons it cannot.
@@ -189,6 +195,21 @@ pub fn plan(current: &State, desired: &Desired) -> Result<Plan, GovernanceError>
         ObjectKind::Policy,
         &current.policies,
         &desired.policies,
+        Op::Delete,
+    );
+
+    diff_map(
+        &mut plan,
+        ObjectKind::ContextAttribute,
+        &current.context_attributes,
+        &desired.context_attributes,
+        Op::Delete,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Exception,
+        &current.exceptions,
+        &desired.exceptions,
         Op::Delete,
     );
 
@@ -435,6 +456,8 @@ mod tests {
             capabilities: d.capabilities.clone(),
             issuers: d.issuers.clone(),
             policies: d.policies.clone(),
+            context_attributes: d.context_attributes.clone(),
+            exceptions: d.exceptions.clone(),
             identities: d
                 .identities
                 .values()

@@ -15,6 +15,10 @@ pub struct Settings {
     /// Longest time between two access reviews of an identity, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_cadence_days: Option<u64>,
+    /// Longest an exception may run, from the moment it is published to its expiry, in
+    /// days (R11). Unset everywhere: [`DEFAULT_MAX_EXCEPTION_DAYS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_exception_days: Option<u64>,
     /// Evidence fields every decision record must carry; a child may only add to them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_audit_fields: Option<Vec<String>>,
@@ -22,6 +26,9 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environments: Option<Vec<String>>,
 }
+
+/// The longest exception lifetime when no plane sets `max_exception_days`.
+pub const DEFAULT_MAX_EXCEPTION_DAYS: u64 = 30;
 
 /// A setting a plane tried to loosen, with both values, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +48,7 @@ impl Settings {
                 .max_credential_age_days
                 .or(parent.max_credential_age_days),
             review_cadence_days: self.review_cadence_days.or(parent.review_cadence_days),
+            max_exception_days: self.max_exception_days.or(parent.max_exception_days),
             required_audit_fields: self
                 .required_audit_fields
                 .clone()
@@ -80,6 +88,11 @@ impl Settings {
             "review_cadence_days",
             self.review_cadence_days,
             parent.review_cadence_days,
+        );
+        upper(
+            "max_exception_days",
+            self.max_exception_days,
+            parent.max_exception_days,
         );
         if let (Some(mine), Some(theirs)) =
             (&self.required_audit_fields, &parent.required_audit_fields)

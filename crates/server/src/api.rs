@@ -15,6 +15,10 @@ use steward_store::CredentialRecord;
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     pub files: Vec<SourceFile>,
+    /// Replay the access decisions of the last N days against the candidate policy
+    /// (default 7; 0 skips the dry-run).
+    #[serde(default)]
+    pub replay_days: Option<u32>,
 }
 
 /// Apply: the files, and optionally the version the plan was made against.
@@ -35,6 +39,10 @@ pub struct PlanResponse {
     pub digest: String,
     /// The changes (at most a few thousand listed; `plan.summary` counts all).
     pub plan: Plan,
+    /// Line diff of the policy in force against the repository's (empty: no change).
+    pub policy_diff: String,
+    /// The dry-run: recorded decisions the candidate policy would decide differently.
+    pub replay: crate::replay::Replay,
 }
 
 /// What an apply did.

@@ -133,6 +133,22 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The authenticated caller of the decision API: any valid credential. A decision reveals
+/// no more than the enforcement point asking already enforces.
+#[derive(Debug, Clone)]
+pub struct Decider(pub Actor);
+
+impl FromRequestParts<AppState> for Decider {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Decider(authenticate(parts, state).await?))
+    }
+}
+
 /// The authenticated caller of the evidence ingest endpoint: an ingestor or central admin.
 #[derive(Debug, Clone)]
 pub struct Ingest(pub Actor);

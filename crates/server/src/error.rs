@@ -100,6 +100,26 @@ impl From<GovernanceError> for ApiError {
     }
 }
 
+impl From<steward_policy::PolicyError> for ApiError {
+    fn from(e: steward_policy::PolicyError) -> Self {
+        match e {
+            steward_policy::PolicyError::Invalid(diagnostics) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_policy",
+                message: format!(
+                    "the policy has {} problem(s); nothing was published",
+                    diagnostics.len()
+                ),
+                diagnostics,
+            },
+            other => {
+                tracing::error!(error = %other, "policy engine build failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

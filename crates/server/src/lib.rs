@@ -6,10 +6,13 @@
 pub mod api;
 mod audit_routes;
 mod auth;
+pub mod authzen;
 pub mod config;
 mod error;
 pub mod evidence;
 mod extract;
+pub mod policy;
+pub mod replay;
 mod routes;
 
 use std::future::Future;
@@ -31,6 +34,7 @@ pub struct AppState {
     pub store: Store,
     /// Group-commit writer for evidence events.
     pub evidence: evidence::EvidenceWriter,
+    policy: Arc<policy::PolicySlot>,
     inner: Arc<Settings>,
 }
 
@@ -44,9 +48,19 @@ struct Settings {
 }
 
 impl AppState {
-    /// Builds the state and starts the evidence writer and checkpoint tasks (they stop
-    /// with the runtime). Must be called inside a Tokio runtime.
-    pub fn new(store: Store, config: &ServerConfig) -> Self {
+    /// Builds the state, starts the evidence writer and checkpoint tasks (they stop with
+    /// the runtime) and loads the policy engine. A policy that fails to load leaves every
+    /// decision denied, with the reason logged; the admin API still serves so it can be
+    /// fixed.
+    pub async fn new(store: Store, config: &ServerConfig) -> Self {
+        let state = Self::without_policy(store, config);
+        if let Err(e) = state.reload_policy().await {
+            tracing::error!(error = %e.message, "the policy engine could not be loaded; every decision is denied");
+        }
+        state
+    }
+
+    fn without_policy(store: Store, config: &ServerConfig) -> Self {
         let (evidence, _writer) = evidence::EvidenceWriter::spawn(
             store.clone(),
             config.evidence_queue_capacity,
@@ -59,6 +73,7 @@ impl AppState {
         Self {
             store,
             evidence,
+            policy: Arc::new(policy::PolicySlot::new()),
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,

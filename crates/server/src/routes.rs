@@ -59,6 +59,22 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .route("/admin/v1/audit/events", get(crate::audit_routes::events))
         .route("/admin/v1/audit/verify", get(crate::audit_routes::verify))
         .route("/admin/v1/audit/stats", get(crate::audit_routes::stats))
+        .route(
+            "/admin/v1/identities/{id}/entitlements",
+            get(crate::policy::identity_entitlements),
+        )
+        .route("/admin/v1/policy/versions", get(crate::policy::versions))
+        .route(
+            "/admin/v1/policy/versions/{version}",
+            get(crate::policy::version),
+        )
+        .route("/admin/v1/policy/rollback", post(crate::policy::rollback))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(crate::authzen::configuration),
+        )
+        .route("/access/v1/evaluation", post(crate::authzen::evaluation))
+        .route("/access/v1/evaluations", post(crate::authzen::evaluations))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(config)
         .merge(ingest)
@@ -99,6 +115,17 @@ async fn parse_files(s: &AppState, files: Vec<SourceFile>) -> Result<Desired, Ap
         .map_err(ApiError::from)
 }
 
+/// Refuses a repository whose policy breaks the layering rules or fails Cedar validation
+/// (R10), off the async runtime.
+pub(crate) async fn check_policy(desired: Desired) -> Result<Desired, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        steward_policy::check(&desired, time::OffsetDateTime::now_utc()).map(|_| desired)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(ApiError::from)
+}
+
 async fn plan(
     caller: Caller,
     State(s): State<AppState>,
@@ -111,10 +138,20 @@ async fn plan(
     }
     let desired = parse_files(&s, req.files).await?;
     let (version, plan) = s.store.plan(&desired).await?;
+    let current = s
+        .store
+        .policy_bundle(None)
+        .await?
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let policy_diff = steward_policy::bundle_diff(&current, &desired.policy_bundle());
+    let replay = crate::replay::dry_run(&s, desired.clone(), req.replay_days).await?;
     Ok(axum::Json(PlanResponse {
         version,
         digest: desired.digest(),
         plan: plan.truncated(MAX_LISTED_CHANGES),
+        policy_diff,
+        replay,
     }))
 }
 
@@ -126,11 +163,15 @@ async fn apply(
     caller.require_central("applying the governance repository")?;
     let started = std::time::Instant::now();
     let desired = parse_files(&s, req.files).await?;
+    let desired = check_policy(desired).await?;
     let parsed = started.elapsed();
     let applied = s
         .store
         .apply(&desired, req.expected_version, &caller.0)
         .await?;
+    if applied.changed {
+        s.reload_policy().await?;
+    }
     tracing::info!(
         version = applied.version,
         changed = applied.changed,
@@ -153,7 +194,7 @@ struct LimitQuery {
     limit: Option<i64>,
 }
 
-fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+pub(crate) fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -364,6 +405,7 @@ async fn create_identity(
         intended: req.intended,
     };
     let record = s.store.create_identity(&identity, &caller.0).await?;
+    s.reload_policy().await?;
     Ok((StatusCode::CREATED, axum::Json(record)))
 }
 
@@ -393,11 +435,13 @@ async fn lifecycle(
             "identity `{id}` does not exist"
         )));
     }
-    Ok(axum::Json(
-        s.store
-            .set_identity_state(&id, req.state, &req.reason, &caller.0)
-            .await?,
-    ))
+    let record = s
+        .store
+        .set_identity_state(&id, req.state, &req.reason, &caller.0)
+        .await?;
+    // A suspension must hold for the very next decision.
+    s.reload_policy().await?;
+    Ok(axum::Json(record))
 }
 
 async fn capabilities(

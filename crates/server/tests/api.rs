@@ -56,7 +56,7 @@ async fn start(database_url: Option<String>) -> Env {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(steward_server::serve(
         listener,
-        AppState::new(store, &config),
+        AppState::new(store, &config).await,
         async {
             let _ = rx.await;
         },
@@ -157,6 +157,9 @@ both_backends!(
     auditor_reads_but_never_writes,
     changes_are_recorded_with_before_and_after,
     evidence_endpoints_search_verify_and_ingest,
+    authzen_decisions_follow_the_layers_and_are_evidence,
+    authzen_refuses_malformed_and_denies_the_unknown,
+    policy_publication_versions_and_rollback,
 );
 
 /// Every (method, path) the router serves, read from the router source so a new route
@@ -203,10 +206,10 @@ fn openapi_documents_every_route_and_nothing_else() {
 
 async fn every_admin_route_needs_a_credential(env: Env) {
     for (method, path) in routes() {
-        let path = path.replace("{id}", "x");
+        let path = path.replace("{id}", "x").replace("{version}", "1");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let (st, body) = env.call(method.clone(), &path, None, Some(json!({}))).await;
-        if path == "/healthz" {
+        if path == "/healthz" || path == "/.well-known/authzen-configuration" {
             assert_eq!(st, StatusCode::OK);
             continue;
         }
@@ -807,4 +810,591 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         .call(Method::GET, "/admin/v1/audit/events", Some(&pa), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+const ORDERS_API: &str = "spiffe://acme.example/ns/orders/sa/orders-api";
+const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+
+fn evaluation(subject: &str, resource: Value, action: &str, context: Value) -> Value {
+    json!({"subject": {"type": "workload", "id": subject}, "resource": resource, "action": {"name": action}, "context": context})
+}
+
+async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
+    env.apply_example().await;
+    let ingestor = env.credential("edge", "ingestor", None).await;
+    // Allowed by a plane's cross-plane grant; any credential may ask.
+    let resp = env
+        .http
+        .post(format!("{}/access/v1/evaluation", env.base))
+        .bearer_auth(&ingestor)
+        .header("X-Request-ID", "req-42")
+        .json(&evaluation(
+            ORDERS_API,
+            json!({"type": "capability", "id": "payments.charge"}),
+            "invoke",
+            json!({"environment": "prod"}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-request-id"], "req-42");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["decision"], true, "{body}");
+    assert_eq!(
+        body["context"]["policies"],
+        json!(["payments-grant-charge-to-orders-api"])
+    );
+    assert_eq!(body["context"]["policy_version"], 1);
+    let allow_id = body["context"]["id"].as_str().unwrap().to_owned();
+
+    // A transport address, resolved by the catalog.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                GATEWAY,
+                json!({"type": "http", "id": "/v1/orders/7", "properties": {"method": "GET"}}),
+                "access",
+                json!({"environment": "prod"}),
+            )),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (
+            body["decision"].clone(),
+            body["context"]["capability"].clone()
+        ),
+        (json!(true), json!("orders.read")),
+        "{body}"
+    );
+
+    // Forbid wins over the commerce grant.
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                GATEWAY,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "staging"}),
+            )),
+        )
+        .await;
+    assert_eq!(body["decision"], false);
+    assert_eq!(body["context"]["policies"], json!(["GR-1"]));
+
+    // Batch semantics.
+    let batch = |semantic: &str| {
+        json!({
+        "subject": {"type": "workload", "id": ORDERS_API},
+        "context": {"environment": "prod"},
+        "options": {"evaluations_semantic": semantic},
+        "evaluations": [
+            {"resource": {"type": "capability", "id": "payments.refund"}, "action": {"name": "invoke"}},
+            {"resource": {"type": "capability", "id": "payments.charge"}, "action": {"name": "invoke"}},
+            {"resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}, "context": {"environment": "dev"}}
+        ]})
+    };
+    let decisions = |body: &Value| {
+        body["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(batch("execute_all")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(decisions(&body), [false, true, false]);
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(batch("deny_on_first_deny")),
+        )
+        .await;
+    assert_eq!(decisions(&body), [false]);
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(batch("permit_on_first_permit")),
+        )
+        .await;
+    assert_eq!(decisions(&body), [false, true]);
+
+    // Suspension takes effect for the very next decision.
+    let path = format!(
+        "/admin/v1/identities/{}/lifecycle",
+        ORDERS_API.replace(':', "%3A").replace('/', "%2F")
+    );
+    let (st, body) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(&env.admin),
+            Some(json!({"state": "suspended", "reason": "key leak"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                ORDERS_API,
+                json!({"type": "capability", "id": "payments.charge"}),
+                "invoke",
+                json!({"environment": "prod"}),
+            )),
+        )
+        .await;
+    assert_eq!(body["decision"], false);
+    assert_eq!(body["context"]["policies"], json!(["GR-2"]));
+
+    // Every decision is in the evidence log, asynchronously.
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        let (_, events) = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=access.decision&limit=100",
+                Some(&env.admin),
+                None,
+            )
+            .await;
+        if events.as_array().unwrap().len() >= 7 {
+            found = events;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let events = found.as_array().expect("decisions reach the evidence log");
+    let first = events
+        .iter()
+        .find(|e| e["id"] == allow_id.as_str())
+        .unwrap();
+    assert_eq!(first["decision"]["outcome"], "allow");
+    assert_eq!(first["correlation_id"], "req-42");
+    assert_eq!(first["enforcement_point"], "authzen:edge");
+    assert_eq!(first["destination"]["capability"], "payments.charge");
+    assert_eq!(first["details"]["request"]["principal"], ORDERS_API);
+    let (_, report) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/verify",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
+    env.apply_example().await;
+    // Malformed: 400 with a JSON error.
+    for body in [
+        json!({"subject": {"type": "workload", "id": ORDERS_API}}),
+        json!({"subject": "x", "resource": {}, "action": {}}),
+        json!([1, 2]),
+    ] {
+        let (st, resp) = env
+            .call(
+                Method::POST,
+                "/access/v1/evaluation",
+                Some(&env.admin),
+                Some(body),
+            )
+            .await;
+        assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let (st, resp) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(json!({"evaluations": [{"action": {"name": "read"}}]})),
+        )
+        .await;
+    assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        resp["message"]
+            .as_str()
+            .unwrap()
+            .contains("evaluations[0] has no subject, resource"),
+        "{resp}"
+    );
+    let many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    let (st, _) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(json!({"evaluations": many})),
+        )
+        .await;
+    assert!(
+        st == StatusCode::BAD_REQUEST || st == StatusCode::PAYLOAD_TOO_LARGE,
+        "{st}"
+    );
+    // Unknown types, principals, capabilities and bad context: deny with a reason.
+    let cases = [
+        (
+            json!({"subject": {"type": "user", "id": "alice"}, "resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}, "context": {"environment": "prod"}}),
+            "subject type `user`",
+        ),
+        (
+            evaluation(
+                ORDERS_API,
+                json!({"type": "document", "id": "x"}),
+                "read",
+                json!({"environment": "prod"}),
+            ),
+            "resource type `document`",
+        ),
+        (
+            evaluation(
+                ORDERS_API,
+                json!({"type": "capability", "id": "orders.read"}),
+                "can_read",
+                json!({"environment": "prod"}),
+            ),
+            "action `can_read`",
+        ),
+        (
+            evaluation(
+                "spiffe://acme.example/ghost",
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "prod"}),
+            ),
+            "not a registered identity",
+        ),
+        (
+            evaluation(
+                ORDERS_API,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({}),
+            ),
+            "context.environment is required",
+        ),
+        (
+            evaluation(
+                ORDERS_API,
+                json!({"type": "http", "id": "/nope", "properties": {"method": "GET"}}),
+                "access",
+                json!({"environment": "prod"}),
+            ),
+            "no capability in the catalog maps",
+        ),
+        (
+            evaluation(
+                ORDERS_API,
+                json!({"type": "http", "id": "/v1/orders/1"}),
+                "access",
+                json!({"environment": "prod"}),
+            ),
+            "needs properties.method",
+        ),
+    ];
+    for (body, why) in cases {
+        let (st, resp) = env
+            .call(
+                Method::POST,
+                "/access/v1/evaluation",
+                Some(&env.admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{resp}");
+        assert_eq!(resp["decision"], false, "{why}: {resp}");
+        assert!(
+            resp["context"]["reason_admin"]["en"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{why}: {resp}"
+        );
+    }
+    let (st, meta) = env
+        .call(
+            Method::GET,
+            "/.well-known/authzen-configuration",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        meta["access_evaluations_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/access/v1/evaluations")
+    );
+}
+
+async fn policy_publication_versions_and_rollback(env: Env) {
+    env.apply_example().await;
+    let mut files = read_dir(&example_repo()).unwrap();
+    // A plane policy reaching into another plane is refused with the policy named.
+    files.push(steward_governance::SourceFile {
+        path: "policies/partners/grab.cedar".into(),
+        content: "@id(\"partners-grab\")\npermit (principal, action, resource == Steward::Capability::\"payments.refund\");\n".into(),
+    });
+    for route in ["/admin/v1/config/apply", "/admin/v1/config/plan"] {
+        let (st, body) = env
+            .call(
+                Method::POST,
+                route,
+                Some(&env.admin),
+                Some(json!({"files": files})),
+            )
+            .await;
+        assert_error(
+            st,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+        );
+        let d = &body["diagnostics"][0];
+        assert_eq!(d["file"], "policies/partners/grab.cedar", "{body}");
+        assert!(
+            d["message"].as_str().unwrap().contains("outside its plane"),
+            "{body}"
+        );
+    }
+    files.pop();
+    // A decision to replay, then a candidate that withdraws the grant behind it.
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                GATEWAY,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "prod"}),
+            )),
+        )
+        .await;
+    assert_eq!(body["decision"], true);
+    let commerce = files
+        .iter_mut()
+        .find(|f| f.path == "policies/commerce/commerce.cedar")
+        .unwrap();
+    let start = commerce
+        .content
+        .find("// Partners: the partner gateway")
+        .unwrap();
+    let end = commerce
+        .content
+        .find("// Platform: the end-to-end suite")
+        .unwrap();
+    commerce.content.replace_range(start..end, "");
+    let mut plan = Value::Null;
+    for _ in 0..50 {
+        let (st, body) = env
+            .call(
+                Method::POST,
+                "/admin/v1/config/plan",
+                Some(&env.admin),
+                Some(json!({"files": files, "replay_days": 1})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        if body["replay"]["replayed"].as_u64().unwrap() >= 1 {
+            plan = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        plan["replay"]["flips"].as_array().unwrap().len(),
+        1,
+        "{plan}"
+    );
+    assert_eq!(plan["replay"]["flips"][0]["principal"], GATEWAY);
+    assert_eq!(plan["replay"]["flips"][0]["was"], true);
+    assert!(
+        plan["policy_diff"]
+            .as_str()
+            .unwrap()
+            .contains("-@id(\"commerce-grant-orders-read-to-partner-gateway\")"),
+        "{plan}"
+    );
+
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({"files": files})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, versions) = env
+        .call(
+            Method::GET,
+            "/admin/v1/policy/versions",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(versions[0]["version"], 2);
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                GATEWAY,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "prod"}),
+            )),
+        )
+        .await;
+    assert_eq!(body["decision"], false);
+    assert_eq!(body["context"]["policy_version"], 2);
+
+    // Roll back: a plane admin may not; a central admin may, guarded by the version.
+    let pa = env
+        .credential("payments admin", "plane-admin", Some("payments"))
+        .await;
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/policy/rollback",
+            Some(&pa),
+            Some(json!({"to": 1})),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/policy/rollback",
+            Some(&env.admin),
+            Some(json!({"to": 1, "expected_version": 1})),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::CONFLICT, "version_conflict");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/policy/rollback",
+            Some(&env.admin),
+            Some(json!({"to": 9})),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/policy/rollback",
+            Some(&env.admin),
+            Some(json!({"to": 1, "expected_version": 2})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["reason"].clone()),
+        (json!(3), json!("rollback to 1"))
+    );
+    let (_, body) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(evaluation(
+                GATEWAY,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "prod"}),
+            )),
+        )
+        .await;
+    assert_eq!(body["decision"], true, "{body}");
+    assert_eq!(body["context"]["policy_version"], 3);
+    let (_, v1) = env
+        .call(
+            Method::GET,
+            "/admin/v1/policy/versions/1",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let (_, v3) = env
+        .call(
+            Method::GET,
+            "/admin/v1/policy/versions/3",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(v1["bundle"], v3["bundle"]);
+    let (_, changes) = env
+        .call(
+            Method::GET,
+            "/admin/v1/changes?limit=1000",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"] == "policy.rollback"),
+        "{changes}"
+    );
+
+    // Entitlements: effective vs intended, with the identity's visibility.
+    let id = ORDERS_API.replace(':', "%3A").replace('/', "%2F");
+    let (st, report) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/identities/{id}/entitlements"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["missing"], json!([]));
+    assert!(
+        report["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["capability"] == "payments.charge" && p["action"] == "invoke")
+    );
+    let (st, body) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/identities/{id}/entitlements"),
+            Some(&pa),
+            None,
+        )
+        .await;
+    assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
 }

@@ -145,6 +145,8 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Kept in the policy bundle, written below.
+                (ObjectKind::ContextAttribute | ObjectKind::Exception, _) => {}
                 (ObjectKind::Identity, Op::Decommission) => {
                     sqlx::query("UPDATE identities SET state = 'decommissioned', updated_at = $1 WHERE spiffe_id = $2")
                         .bind(&now)
@@ -192,7 +194,11 @@ impl Store {
             .bind(summary.to_string())
             .execute(&mut *tx)
             .await?;
-        let after = serde_json::json!({ "version": version, "summary": summary });
+        let policy_version =
+            crate::policy::publish_if_changed(&mut tx, &desired.policy_bundle(), version, actor)
+                .await?
+                .map(|v| v.version);
+        let after = serde_json::json!({ "version": version, "summary": summary, "policy_version": policy_version });
         let before = serde_json::json!({ "version": current_version });
         record_change(
             self.backend,

@@ -97,6 +97,11 @@ impl Store {
                     "evidence",
                     include_str!("../migrations/sqlite/0002_evidence.sql"),
                 ),
+                (
+                    3,
+                    "policy",
+                    include_str!("../migrations/sqlite/0003_policy.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -108,6 +113,11 @@ impl Store {
                     2,
                     "evidence",
                     include_str!("../migrations/postgres/0002_evidence.sql"),
+                ),
+                (
+                    3,
+                    "policy",
+                    include_str!("../migrations/postgres/0003_policy.sql"),
                 ),
             ],
         };

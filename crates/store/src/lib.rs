@@ -14,6 +14,7 @@ mod apply;
 mod db;
 mod error;
 mod evidence;
+mod policy;
 mod registry;
 mod rows;
 
@@ -22,6 +23,7 @@ pub use apply::Applied;
 pub use db::{Backend, SQLITE_FILE, Store, redact_url};
 pub use error::StoreError;
 pub use evidence::{EvidenceFilter, StoredEvent};
+pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.

@@ -579,6 +579,10 @@ pub(crate) async fn load_state(conn: &mut sqlx::AnyConnection) -> Result<State, 
         state.issuers.insert(i.id.clone(), i);
     }
     state.policies = load_policies(conn).await?;
+    if let Some((_, bundle)) = crate::policy::load_bundle(conn, None).await? {
+        state.context_attributes = bundle.context_attributes;
+        state.exceptions = bundle.exceptions;
+    }
     Ok(state)
 }
 

@@ -1,0 +1,239 @@
+//! The policy part of `steward demo`: decisions through the AuthZEN API showing each layer
+//! at work, an exception that expires during the demo, and the analyses.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use steward_governance::SourceFile;
+use steward_policy::analysis::EntitlementReport;
+use steward_server::api::{ApplyRequest, ApplyResponse, PlanRequest, PlanResponse};
+use steward_server::authzen::{EvaluationResponse, EvaluationsResponse};
+use steward_store::PolicyVersion;
+
+use crate::client::Client;
+use crate::output;
+
+const ORDERS_API: &str = "spiffe://acme.example/ns/orders/sa/orders-api";
+const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+const AGENT: &str = "spiffe://acme.example/agents/prod/support-assistant";
+const SEPA: &str = "spiffe://acme.example/eu/ns/payments/sa/sepa-gateway";
+const EXPORTER: &str = "spiffe://acme.example/legacy/billing-exporter";
+
+fn workload(id: &str) -> Value {
+    json!({"type": "workload", "id": id})
+}
+
+/// Asks the decision API and prints one line plus the deciding reason.
+async fn ask(admin: &Client, what: &str, body: Value) -> Result<EvaluationResponse> {
+    let r: EvaluationResponse = admin.post("/access/v1/evaluation", &body).await?;
+    let reasons: Vec<&str> = r
+        .context
+        .get("reasons")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!("{} {what}", if r.decision { "ALLOW" } else { "DENY " });
+    for reason in reasons {
+        println!("        {reason}");
+    }
+    Ok(r)
+}
+
+pub(crate) async fn decisions(admin: &Client) -> Result<()> {
+    let config: Value = admin.get("/.well-known/authzen-configuration").await?;
+    println!(
+        "AuthZEN 1.0 decision API: {}",
+        config
+            .get("access_evaluation_endpoint")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    );
+    ask(admin, "orders-api invokes payments.charge in prod (a grant the payments plane wrote for commerce)", json!({
+        "subject": workload(ORDERS_API), "resource": {"type": "capability", "id": "payments.charge"},
+        "action": {"name": "invoke"}, "context": {"environment": "prod"}})).await?;
+    ask(admin, "partner-gateway: HTTP GET /v1/orders/42 in prod (resolved through the capability catalog)", json!({
+        "subject": workload(GATEWAY), "resource": {"type": "http", "id": "/v1/orders/42", "properties": {"method": "GET"}},
+        "action": {"name": "access"}, "context": {"environment": "prod"}})).await?;
+    ask(admin, "partner-gateway reads orders.read, served in staging (the commerce grant loses to a central forbid)", json!({
+        "subject": workload(GATEWAY), "resource": {"type": "capability", "id": "orders.read"},
+        "action": {"name": "read"}, "context": {"environment": "staging"}})).await?;
+    ask(
+        admin,
+        "support assistant calls the refund_payment tool for EUR 30 without human approval",
+        json!({
+        "subject": workload(AGENT), "resource": {"type": "tool", "id": "refund_payment"},
+        "action": {"name": "invoke"}, "context": {"environment": "prod", "amount_minor": 3000}}),
+    )
+    .await?;
+    ask(admin, "the same call in a session a human approved", json!({
+        "subject": workload(AGENT), "resource": {"type": "tool", "id": "refund_payment"},
+        "action": {"name": "invoke"}, "context": {"environment": "prod", "amount_minor": 3000, "human_approved": true}})).await?;
+    ask(admin, "EU SEPA gateway transfers from us-east-1 (the payments-eu plane's own forbid)", json!({
+        "subject": workload(SEPA), "resource": {"type": "capability", "id": "payments.sepa.transfer"},
+        "action": {"name": "invoke"}, "context": {"environment": "prod", "data_region": "us-east-1"}})).await?;
+    ask(admin, "a subject of type `user` (Steward decides for workloads only)", json!({
+        "subject": {"type": "user", "id": "alice"}, "resource": {"type": "capability", "id": "orders.read"},
+        "action": {"name": "read"}, "context": {"environment": "prod"}})).await?;
+    let batch: EvaluationsResponse = admin
+        .post("/access/v1/evaluations", &json!({
+            "subject": workload(ORDERS_API), "context": {"environment": "prod"},
+            "options": {"evaluations_semantic": "deny_on_first_deny"},
+            "evaluations": [
+                {"resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}},
+                {"resource": {"type": "capability", "id": "payments.refund"}, "action": {"name": "invoke"}},
+                {"resource": {"type": "capability", "id": "payments.charge"}, "action": {"name": "invoke"}}
+            ]}))
+        .await?;
+    println!(
+        "Batch of 3 with deny_on_first_deny: {} answered ({}).",
+        batch.evaluations.len(),
+        batch
+            .evaluations
+            .iter()
+            .map(|e| if e.decision { "allow" } else { "deny" })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "Try one by hand: steward authorize --principal {ORDERS_API} --capability payments.charge --action invoke -c environment=prod"
+    );
+    Ok(())
+}
+
+pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Vec<SourceFile>> {
+    let body = json!({"subject": workload(EXPORTER), "resource": {"type": "capability", "id": "payments.read"},
+        "action": {"name": "read"}, "context": {"environment": "prod"}});
+    ask(
+        admin,
+        "the legacy billing exporter (static key) reads payments.read",
+        body.clone(),
+    )
+    .await?;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let expires_at = expires
+        .replace_nanosecond(0)
+        .unwrap_or(expires)
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let mut with_exception = files.to_vec();
+    with_exception.push(SourceFile {
+        path: "exceptions-incident.yaml".into(),
+        content: format!(
+            "exceptions:\n  - id: ex-incident-4711\n    owner: mira-okafor\n    reason: reconcile a failed settlement run during incident INC-4711\n    ticket: INC-4711\n    principal: {EXPORTER}\n    capability: payments.read\n    lifts: [GR-3]\n    expires_at: {expires_at}\n"
+        ),
+    });
+    let applied: ApplyResponse = admin
+        .post(
+            "/admin/v1/config/apply",
+            &ApplyRequest {
+                files: with_exception.clone(),
+                expected_version: None,
+            },
+        )
+        .await?;
+    println!(
+        "Security grants exception ex-incident-4711 (ticket INC-4711), lifting GR-3 until {expires_at}: configuration version {}.",
+        applied.version
+    );
+    ask(
+        admin,
+        "the billing exporter reads payments.read again",
+        body.clone(),
+    )
+    .await?;
+    let wait = expires - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+    println!("…{expires_at} has passed; nobody touched the exception.");
+    let r = ask(
+        admin,
+        "the billing exporter reads payments.read once more",
+        body,
+    )
+    .await?;
+    anyhow::ensure!(!r.decision, "the expired exception still worked");
+    let used: Vec<steward_store::StoredEvent> = admin
+        .get(&format!(
+            "/admin/v1/audit/events?kind=access.decision&principal={}&limit=100",
+            Client::segment(EXPORTER)
+        ))
+        .await?;
+    for e in used.iter().filter(|e| e.event.decision.exception.is_some()) {
+        println!(
+            "Evidence #{}: {} {} allowed under exception {}.",
+            e.seq,
+            e.event.action.as_deref().unwrap_or("?"),
+            e.event.destination.capability.as_deref().unwrap_or("?"),
+            e.event.decision.exception.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(with_exception)
+}
+
+pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()> {
+    let report: EntitlementReport = admin
+        .get(&format!(
+            "/admin/v1/identities/{}/entitlements",
+            Client::segment(ORDERS_API)
+        ))
+        .await?;
+    println!(
+        "orders-api: {} effective permission(s), {} intended; allowed but not intended: {}; intended but missing: {}.",
+        report.effective.len(),
+        report.intended.len(),
+        report.excess.len(),
+        report.missing.len()
+    );
+    for (c, a) in report.excess.iter().take(3) {
+        println!("  excess: {a} {c}");
+    }
+    // A candidate policy: commerce withdraws the partner gateway's orders grant.
+    let mut candidate = files.to_vec();
+    let commerce = candidate
+        .iter_mut()
+        .find(|f| f.path == "policies/commerce/commerce.cedar")
+        .context("the example repository has policies/commerce/commerce.cedar")?;
+    if let (Some(start), Some(end)) = (
+        commerce.content.find("// Partners: the partner gateway"),
+        commerce.content.find("// Platform: the end-to-end suite"),
+    ) {
+        commerce.content.replace_range(start..end, "");
+    }
+    let plan: PlanResponse = admin
+        .post(
+            "/admin/v1/config/plan",
+            &PlanRequest {
+                files: candidate,
+                replay_days: Some(1),
+            },
+        )
+        .await?;
+    println!("Candidate: commerce removes commerce-grant-orders-read-to-partner-gateway.");
+    print!("{}", output::plan(&plan.plan, plan.version));
+    print!("{}", output::policy_plan(&plan));
+    let versions: Vec<PolicyVersion> = admin.get("/admin/v1/policy/versions").await?;
+    println!("Policy versions:");
+    for v in &versions {
+        println!(
+            "  {} ({}, config {}): {}…",
+            v.version,
+            v.reason,
+            v.config_version,
+            v.digest.get(..12).unwrap_or("")
+        );
+    }
+    if versions.len() >= 2 {
+        let a: steward_server::policy::PolicyVersionBody =
+            admin.get("/admin/v1/policy/versions/1").await?;
+        let b: steward_server::policy::PolicyVersionBody =
+            admin.get("/admin/v1/policy/versions/2").await?;
+        println!("steward policy diff 1 2:");
+        for line in steward_policy::bundle_diff(&a.bundle, &b.bundle)
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .take(6)
+        {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Policy-related objects a governance repository declares besides the Cedar text:
+//! request-context attributes the policies may read, and time-bound exceptions (R11).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::identity::enum_str;
+use crate::{CapabilityId, SpiffeId};
+
+/// The value type of a declared request-context attribute. Kept to the few types an
+/// enforcement point can fill from what it sees, so every PEP can send them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ContextType {
+    #[serde(rename = "string")]
+    String,
+    #[serde(rename = "long")]
+    Long,
+    #[serde(rename = "bool")]
+    Bool,
+    #[serde(rename = "set<string>")]
+    StringSet,
+}
+
+enum_str!(ContextType { String => "string", Long => "long", Bool => "bool", StringSet => "set<string>" });
+
+/// An organisation-specific request-context attribute (for example `amount_minor` or
+/// `partner_id`). Declared attributes are optional in every request: policies test them
+/// with `context has name`, so a PEP that cannot supply one gets the fail-closed branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextAttribute {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ContextType,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A time-bound exception (break-glass or a migration waiver): it lifts the named
+/// exceptionable guardrails for one principal on one capability until `expires_at`.
+/// It never grants anything by itself: a plane policy must still permit the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyException {
+    pub id: String,
+    /// The accountable owner (an owner id of the registry).
+    pub owner: String,
+    pub reason: String,
+    /// The change or incident ticket that approved it.
+    pub ticket: String,
+    pub principal: SpiffeId,
+    pub capability: CapabilityId,
+    /// Ids of the guardrails it lifts; each must be annotated `@exceptionable("true")`.
+    pub lifts: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+}
+
+impl PolicyException {
+    /// Whether the exception still applies at `now`. Expiry needs no action from anyone.
+    pub fn is_active(&self, now: time::OffsetDateTime) -> bool {
+        now < self.expires_at
+    }
+}
+
+impl fmt::Display for PolicyException {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exception {} ({} on {}, until {})",
+            self.id,
+            self.principal,
+            self.capability,
+            self.expires_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )
+    }
+}

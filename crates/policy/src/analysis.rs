@@ -1,0 +1,205 @@
+//! Analyses on top of the engine (R13, R14): effective permissions against the intended
+//! entitlements an owner declared, policy unit tests, and the replay of recorded decisions
+//! against a candidate policy. All of them are computed by asking the engine, never by
+//! reading the policy text.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use steward_governance::{Expectation, PolicyTest};
+use steward_model::Action;
+
+use crate::schema::ACTIONS;
+use crate::{AccessRequest, Decision, Engine, Target};
+
+/// One (capability, action) pair the policy allows an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    pub capability: String,
+    pub action: Action,
+    /// The permits that grant it.
+    pub policies: Vec<String>,
+    /// Exceptions it depends on (it stops when they expire).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<String>,
+}
+
+/// Effective against intended entitlements of one identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementReport {
+    pub principal: String,
+    /// The context the permissions were computed under.
+    pub context: Map<String, Value>,
+    pub effective: Vec<Permission>,
+    /// What the owner declared in the governance repository (`intended:`).
+    pub intended: Vec<(String, Action)>,
+    /// Allowed but not intended: candidates for removal (least privilege).
+    pub excess: Vec<(String, Action)>,
+    /// Intended but not allowed: the policy does not yet grant what the owner expects.
+    pub missing: Vec<(String, Action)>,
+}
+
+/// Every (capability, action) the policy allows `principal` under `context` (by default
+/// the identity's own environment and nothing else): one decision per pair, so the answer
+/// is exactly what enforcement points would get.
+pub fn entitlements(
+    engine: &Engine,
+    principal: &str,
+    context: Option<Map<String, Value>>,
+    at: time::OffsetDateTime,
+) -> Option<EntitlementReport> {
+    let identity = engine.identity(principal)?;
+    let context = context.unwrap_or_else(|| {
+        let mut m = Map::new();
+        m.insert(
+            "environment".into(),
+            Value::String(identity.environment.clone()),
+        );
+        m
+    });
+    let mut effective = Vec::new();
+    for capability in engine.capability_ids() {
+        for action in ACTIONS {
+            let d = engine.decide(&AccessRequest {
+                principal: principal.to_owned(),
+                target: Target::Capability(capability.to_owned()),
+                action: Some(action),
+                context: context.clone(),
+                at,
+            });
+            if d.allowed {
+                effective.push(Permission {
+                    capability: capability.to_owned(),
+                    action,
+                    policies: d.policies,
+                    exceptions: d.exceptions,
+                });
+            }
+        }
+    }
+    let intended: BTreeSet<(String, Action)> = identity
+        .intended
+        .iter()
+        .flat_map(|e| e.actions.iter().map(|a| (e.capability.to_string(), *a)))
+        .collect();
+    let allowed: BTreeSet<(String, Action)> = effective
+        .iter()
+        .map(|p| (p.capability.clone(), p.action))
+        .collect();
+    Some(EntitlementReport {
+        principal: principal.to_owned(),
+        context,
+        excess: allowed.difference(&intended).cloned().collect(),
+        missing: intended.difference(&allowed).cloned().collect(),
+        intended: intended.into_iter().collect(),
+        effective,
+    })
+}
+
+/// The result of one policy unit test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestOutcome {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub passed: bool,
+    /// What was wrong, for a failed test.
+    pub problem: Option<String>,
+    pub decision: Decision,
+}
+
+/// Runs the repository's policy tests against an engine built from the same repository.
+pub fn run_tests(
+    engine: &Engine,
+    tests: &[PolicyTest],
+    now: time::OffsetDateTime,
+) -> Vec<TestOutcome> {
+    tests
+        .iter()
+        .map(|t| {
+            let decision = engine.decide(&AccessRequest {
+                principal: t.principal.clone(),
+                target: Target::Capability(t.capability.clone()),
+                action: t.action,
+                context: t.context.clone(),
+                at: t.at.unwrap_or(now),
+            });
+            let want_allow = t.expect == Expectation::Allow;
+            let mut problems = Vec::new();
+            if decision.allowed != want_allow {
+                problems.push(format!(
+                    "expected {}, got {}",
+                    if want_allow { "allow" } else { "deny" },
+                    if decision.allowed { "allow" } else { "deny" }
+                ));
+            }
+            let missing: Vec<&str> = t
+                .decided_by
+                .iter()
+                .filter(|p| !decision.policies.contains(p))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "expected {} among the deciding policies, got [{}]",
+                    missing.join(", "),
+                    decision.policies.join(", ")
+                ));
+            }
+            TestOutcome {
+                name: t.name.clone(),
+                file: t.file.clone(),
+                line: t.line,
+                passed: problems.is_empty(),
+                problem: (!problems.is_empty()).then(|| problems.join("; ")),
+                decision,
+            }
+        })
+        .collect()
+}
+
+/// A decision recorded in the evidence log, ready to be replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedDecision {
+    pub event_id: String,
+    pub request: AccessRequest,
+    pub allowed: bool,
+}
+
+/// A recorded decision that the candidate policy would decide the other way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flip {
+    pub event_id: String,
+    pub time: String,
+    pub principal: String,
+    pub capability: Option<String>,
+    pub action: Option<Action>,
+    pub was: bool,
+    pub now: bool,
+    /// The candidate's deciding policies and reasons.
+    pub policies: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// Replays recorded decisions against `candidate` at the time each was made, and lists
+/// those whose outcome would change.
+pub fn replay(candidate: &Engine, recorded: &[RecordedDecision]) -> Vec<Flip> {
+    recorded
+        .iter()
+        .filter_map(|r| {
+            let d = candidate.decide(&r.request);
+            (d.allowed != r.allowed).then(|| Flip {
+                event_id: r.event_id.clone(),
+                time: crate::engine::rfc3339(r.request.at),
+                principal: r.request.principal.clone(),
+                capability: d.capability.clone(),
+                action: d.action,
+                was: r.allowed,
+                now: d.allowed,
+                policies: d.policies,
+                reasons: d.reasons,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,560 @@
+//! Deciding access requests (R9, R11, R12): resolve the target to a capability, build the
+//! Cedar request with the standard context, evaluate the policies of the capability's
+//! plane, and let active exceptions lift exceptionable forbids. Every doubt is a deny:
+//! unknown principal, unmapped address, malformed context, or any policy evaluation error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use cedar_policy::{Authorizer, Context, Entities, Request, RestrictedExpression};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steward_governance::{Desired, PolicyBundle};
+use steward_model::{
+    Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
+    Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
+};
+
+use crate::compile::{Compiled, Effect, Layer, compile};
+use crate::schema::Types;
+use crate::{PolicyError, entities};
+
+/// A transport address an enforcement point saw, owned (see [`Address`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "transport", rename_all = "lowercase")]
+pub enum OwnedAddress {
+    Http {
+        method: String,
+        path: String,
+    },
+    Grpc {
+        service: String,
+        method: String,
+    },
+    Amqp {
+        vhost: String,
+        exchange: String,
+        routing_key: String,
+    },
+    Queue {
+        name: String,
+    },
+    Tool {
+        name: String,
+    },
+}
+
+impl OwnedAddress {
+    pub fn as_address(&self) -> Address<'_> {
+        match self {
+            Self::Http { method, path } => Address::Http { method, path },
+            Self::Grpc { service, method } => Address::Grpc { service, method },
+            Self::Amqp {
+                vhost,
+                exchange,
+                routing_key,
+            } => Address::AmqpPublish {
+                vhost,
+                exchange,
+                routing_key,
+            },
+            Self::Queue { name } => Address::Queue { name },
+            Self::Tool { name } => Address::Tool { name },
+        }
+    }
+}
+
+impl fmt::Display for OwnedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http { method, path } => write!(f, "http {method} {path}"),
+            Self::Grpc { service, method } => write!(f, "grpc /{service}/{method}"),
+            Self::Amqp {
+                vhost,
+                exchange,
+                routing_key,
+            } => write!(
+                f,
+                "amqp vhost={vhost} exchange={exchange} routing_key={routing_key}"
+            ),
+            Self::Queue { name } => write!(f, "queue {name}"),
+            Self::Tool { name } => write!(f, "tool {name}"),
+        }
+    }
+}
+
+/// What a request is about: a capability by id, or a transport address to resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Capability(String),
+    Address(OwnedAddress),
+}
+
+/// One access request, as every enforcement point and the decision API phrase it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    /// The SPIFFE ID of the acting identity.
+    pub principal: String,
+    pub target: Target,
+    /// `None`: the action the address's mapping implies (required for a capability).
+    pub action: Option<Action>,
+    /// The caller's context: `environment` (required), `data_class`, `delegation_chain`,
+    /// `task_scope` and the repository's declared attributes. Others are ignored.
+    pub context: serde_json::Map<String, Value>,
+    /// When the decision is made: now, or the recorded time when replaying.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+}
+
+/// The answer to an [`AccessRequest`], with everything the evidence log records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The capability the target resolved to, if it did.
+    pub capability: Option<String>,
+    pub action: Option<Action>,
+    /// The plane owning the capability.
+    pub plane: Option<String>,
+    /// Ids of the policies that determined the decision.
+    pub policies: Vec<String>,
+    /// Why, in words: each determining policy with its layer, or what was wrong.
+    pub reasons: Vec<String>,
+    /// Exceptions that lifted a guardrail for this decision.
+    pub exceptions: Vec<String>,
+    /// Policy evaluation errors (the decision is then a deny).
+    pub errors: Vec<String>,
+    pub policy_version: i64,
+}
+
+/// What an engine is built from: the registry and the policy bundle in force.
+pub struct EngineInput<'a> {
+    pub planes: &'a BTreeMap<PlaneId, Plane>,
+    pub root_settings: &'a Settings,
+    pub identities: Vec<Identity>,
+    pub capabilities: &'a BTreeMap<CapabilityId, Capability>,
+    pub bundle: &'a PolicyBundle,
+    /// The policy version decisions are recorded against.
+    pub version: i64,
+    pub now: time::OffsetDateTime,
+}
+
+/// A compiled policy and the registry it decides over. Immutable: a change to the registry
+/// or the policy builds a new engine, swapped in whole.
+pub struct Engine {
+    compiled: Compiled,
+    entities: Entities,
+    types: Types,
+    authorizer: Authorizer,
+    capabilities: HashMap<String, (PlaneId, Classification)>,
+    identities: HashMap<String, Identity>,
+    index: CapabilityIndex,
+    /// (principal, capability) → exceptions, active or not (expiry is checked per request).
+    exceptions: HashMap<(String, String), Vec<PolicyException>>,
+    version: i64,
+}
+
+impl Engine {
+    /// Compiles the bundle and loads the registry.
+    pub fn build(input: EngineInput<'_>) -> Result<Self, PolicyError> {
+        let compiled = compile(
+            input.bundle,
+            input.planes,
+            input.capabilities,
+            input.root_settings,
+            input.now,
+        )?;
+        let types = Types::new()?;
+        let entities = entities::build(
+            &types,
+            &compiled.schema,
+            input.planes.values(),
+            input.identities.iter(),
+            input.capabilities.values(),
+        )?;
+        let mut exceptions: HashMap<(String, String), Vec<PolicyException>> = HashMap::new();
+        for e in &compiled.exceptions {
+            exceptions
+                .entry((e.principal.to_string(), e.capability.to_string()))
+                .or_default()
+                .push(e.clone());
+        }
+        Ok(Self {
+            entities,
+            types,
+            authorizer: Authorizer::new(),
+            capabilities: input
+                .capabilities
+                .values()
+                .map(|c| (c.id.to_string(), (c.plane.clone(), c.classification)))
+                .collect(),
+            identities: input
+                .identities
+                .into_iter()
+                .map(|i| (i.spiffe_id.to_string(), i))
+                .collect(),
+            index: CapabilityIndex::new(input.capabilities.values()),
+            exceptions,
+            version: input.version,
+            compiled,
+        })
+    }
+
+    /// An engine for a repository on its own (validate, `policy test`, `authorize --repo`):
+    /// identities take the state the repository pins, active otherwise.
+    pub fn from_desired(desired: &Desired, now: time::OffsetDateTime) -> Result<Self, PolicyError> {
+        let identities = desired
+            .identities
+            .values()
+            .map(|d| Identity {
+                spiffe_id: d.spiffe_id.clone(),
+                plane: d.plane.clone(),
+                owner: d.owner.clone(),
+                environment: d.environment.clone(),
+                kind: d.kind,
+                classification: d.classification,
+                description: d.description.clone(),
+                labels: d.labels.clone(),
+                state: d.state.unwrap_or(LifecycleState::Active),
+                intended: d.intended.clone(),
+            })
+            .collect();
+        Self::build(EngineInput {
+            planes: &desired.planes,
+            root_settings: &desired.root_settings,
+            identities,
+            capabilities: &desired.capabilities,
+            bundle: &desired.policy_bundle(),
+            version: 0,
+            now,
+        })
+        .map_err(|e| match e {
+            // Place exception problems at the repository's lines.
+            PolicyError::Invalid(_) => match crate::check(desired, now) {
+                Err(placed) => placed,
+                Ok(_) => e,
+            },
+            other => other,
+        })
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The compiled policies, for listings and analysis.
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    /// An identity of the registry this engine was built from.
+    pub fn identity(&self, spiffe_id: &str) -> Option<&Identity> {
+        self.identities.get(spiffe_id)
+    }
+
+    /// Capability ids, sorted.
+    pub fn capability_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.capabilities.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The exceptions active for a principal on a capability at `at`.
+    pub fn active_exceptions(
+        &self,
+        principal: &str,
+        capability: &str,
+        at: time::OffsetDateTime,
+    ) -> Vec<&PolicyException> {
+        self.exceptions
+            .get(&(principal.to_owned(), capability.to_owned()))
+            .map(|v| v.iter().filter(|e| e.is_active(at)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Decides one request. Never fails: every problem is a deny with the reason.
+    pub fn decide(&self, req: &AccessRequest) -> Decision {
+        let mut d = Decision {
+            allowed: false,
+            capability: None,
+            action: req.action,
+            plane: None,
+            policies: Vec::new(),
+            reasons: Vec::new(),
+            exceptions: Vec::new(),
+            errors: Vec::new(),
+            policy_version: self.version,
+        };
+        let (capability, action) = match &req.target {
+            Target::Capability(id) => match req.action {
+                Some(a) => (id.clone(), a),
+                None => return deny(d, "the request names no action"),
+            },
+            Target::Address(addr) => match self.index.lookup(&addr.as_address()) {
+                None => {
+                    return deny(
+                        d,
+                        format!(
+                            "no capability in the catalog maps {addr}; unmapped addresses are denied"
+                        ),
+                    );
+                }
+                Some(r) => {
+                    if let Some(a) = req.action
+                        && a != r.action
+                    {
+                        d.capability = Some(r.capability.to_string());
+                        return deny(
+                            d,
+                            format!(
+                                "action `{a}` does not match `{}`, the action the catalog maps {addr} to",
+                                r.action
+                            ),
+                        );
+                    }
+                    (r.capability.to_string(), r.action)
+                }
+            },
+        };
+        d.action = Some(action);
+        let Some((plane, classification)) = self.capabilities.get(&capability) else {
+            return deny(
+                d,
+                format!("capability `{capability}` is not in the catalog"),
+            );
+        };
+        d.capability = Some(capability.clone());
+        d.plane = Some(plane.to_string());
+        if !self.identities.contains_key(&req.principal) {
+            return deny(
+                d,
+                format!("principal `{}` is not a registered identity", req.principal),
+            );
+        }
+        let active = self.active_exceptions(&req.principal, &capability, req.at);
+        let context = match self.context(req, *classification, &active) {
+            Ok(c) => c,
+            Err(reason) => return deny(d, reason),
+        };
+        let request = match Request::new(
+            self.types.identity(&req.principal),
+            self.types.action(action),
+            self.types.capability(&capability),
+            context,
+            Some(&self.compiled.schema),
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny(d, format!("the request does not match the schema: {e}")),
+        };
+        let Some((applicable, permits)) = self.compiled.by_plane.get(plane) else {
+            return deny(d, format!("plane `{plane}` has no compiled policy"));
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, applicable, &self.entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if !errors.is_empty() {
+            d.reasons
+                .push("a policy could not be evaluated; failing closed".into());
+            d.errors = errors;
+            return d;
+        }
+        let mut determining: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.to_string())
+            .collect();
+        determining.sort_unstable();
+        if response.decision() == cedar_policy::Decision::Allow {
+            d.allowed = true;
+            d.reasons = determining.iter().map(|id| self.describe(id)).collect();
+            d.policies = determining;
+            return d;
+        }
+        if determining.is_empty() {
+            return deny(
+                d,
+                format!("no policy permits `{action}` on `{capability}` for this principal"),
+            );
+        }
+        // Denied by forbids. Lift them if every one is covered by an active exception.
+        let lifting: Vec<&PolicyException> = active
+            .iter()
+            .copied()
+            .filter(|e| e.lifts.iter().any(|l| determining.contains(l)))
+            .collect();
+        let all_lifted = determining
+            .iter()
+            .all(|f| lifting.iter().any(|e| e.lifts.contains(f)));
+        if all_lifted && !lifting.is_empty() {
+            let granted = self
+                .authorizer
+                .is_authorized(&request, permits, &self.entities);
+            let errs: Vec<String> = granted
+                .diagnostics()
+                .errors()
+                .map(|e| e.to_string())
+                .collect();
+            if errs.is_empty() && granted.decision() == cedar_policy::Decision::Allow {
+                let mut permits_used: Vec<String> = granted
+                    .diagnostics()
+                    .reason()
+                    .map(|p| p.to_string())
+                    .collect();
+                permits_used.sort_unstable();
+                d.allowed = true;
+                d.reasons = permits_used.iter().map(|id| self.describe(id)).collect();
+                for e in &lifting {
+                    for f in e.lifts.iter().filter(|f| determining.contains(f)) {
+                        d.reasons.push(format!(
+                            "{f} lifted by exception {} (ticket {}, owner {}, expires {})",
+                            e.id,
+                            e.ticket,
+                            e.owner,
+                            rfc3339(e.expires_at)
+                        ));
+                    }
+                    d.exceptions.push(e.id.clone());
+                }
+                d.policies = permits_used;
+                return d;
+            }
+            d.errors = errs;
+        }
+        d.reasons = determining.iter().map(|id| self.describe(id)).collect();
+        d.policies = determining;
+        d
+    }
+
+    /// "GR-1 (central guardrail, forbid): description".
+    fn describe(&self, id: &str) -> String {
+        match self.compiled.meta.get(id) {
+            None => id.to_owned(),
+            Some(m) => {
+                let layer = match m.layer {
+                    Layer::Guardrail => "central guardrail".to_owned(),
+                    Layer::Plane => format!("plane {}", m.plane),
+                };
+                let effect = match m.effect {
+                    Effect::Permit => "permit",
+                    Effect::Forbid => "forbid",
+                };
+                match &m.description {
+                    Some(text) => format!("{id} ({layer}, {effect}): {text}"),
+                    None => format!("{id} ({layer}, {effect})"),
+                }
+            }
+        }
+    }
+
+    fn context(
+        &self,
+        req: &AccessRequest,
+        default_class: Classification,
+        active: &[&PolicyException],
+    ) -> Result<Context, String> {
+        let c = &req.context;
+        let string = |key: &str| -> Result<Option<String>, String> {
+            match c.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("context.{key} must be a string")),
+            }
+        };
+        let strings = |key: &str| -> Result<Vec<String>, String> {
+            match c.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::String(s)) => Ok(vec![s.clone()]),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| format!("context.{key} must be a list of strings"))
+                    })
+                    .collect(),
+                Some(_) => Err(format!("context.{key} must be a list of strings")),
+            }
+        };
+        let set = |v: Vec<String>| {
+            RestrictedExpression::new_set(v.into_iter().map(RestrictedExpression::new_string))
+        };
+        let environment = string("environment")?.ok_or("context.environment is required: the environment the request is served in (for example prod)")?;
+        let data_class = match string("data_class")? {
+            None => default_class,
+            Some(s) => Classification::parse(&s).ok_or_else(|| format!("context.data_class `{s}` is not one of public, internal, confidential, restricted"))?,
+        };
+        let mut pairs = vec![
+            (
+                "environment".to_owned(),
+                RestrictedExpression::new_string(environment),
+            ),
+            (
+                "data_class".to_owned(),
+                RestrictedExpression::new_string(data_class.as_str().to_owned()),
+            ),
+            (
+                "time".to_owned(),
+                RestrictedExpression::new_datetime(cedar_datetime(req.at)),
+            ),
+            (
+                "delegation_chain".to_owned(),
+                set(strings("delegation_chain")?),
+            ),
+            ("task_scope".to_owned(), set(strings("task_scope")?)),
+            (
+                "exceptions".to_owned(),
+                set(active.iter().map(|e| e.id.clone()).collect()),
+            ),
+        ];
+        for (name, attr) in &self.compiled.context_attributes {
+            let value = match (attr.kind, c.get(name)) {
+                (_, None | Some(Value::Null)) => continue,
+                (ContextType::String, Some(Value::String(s))) => {
+                    RestrictedExpression::new_string(s.clone())
+                }
+                (ContextType::Long, Some(Value::Number(n))) if n.is_i64() => {
+                    RestrictedExpression::new_long(n.as_i64().unwrap_or_default())
+                }
+                (ContextType::Bool, Some(Value::Bool(b))) => RestrictedExpression::new_bool(*b),
+                (ContextType::StringSet, Some(_)) => set(strings(name)?),
+                (kind, Some(_)) => {
+                    return Err(format!(
+                        "context.{name} must be a {kind}, as the repository's request_context declares"
+                    ));
+                }
+            };
+            pairs.push((name.clone(), value));
+        }
+        Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))
+    }
+}
+
+fn deny(mut d: Decision, reason: impl Into<String>) -> Decision {
+    d.allowed = false;
+    d.reasons.push(reason.into());
+    d
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Cedar's `datetime("…")` accepts `YYYY-MM-DDThh:mm:ssZ`.
+fn cedar_datetime(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}

@@ -1,0 +1,483 @@
+//! The OpenID AuthZEN Authorization API 1.0 (R12, R15): `POST /access/v1/evaluation`,
+//! `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`.
+//!
+//! Subjects are workloads (`type: workload`, `id`: SPIFFE ID). Resources are capabilities
+//! (`type: capability`) or the transport addresses enforcement points see (`http`,
+//! `grpc`, `amqp`, `queue`, `tool`), resolved through the capability catalog. Actions are
+//! Steward's seven. Anything else is a deny with the reason, never an allow. Every
+//! decision is queued to the evidence log without waiting for the disk; when the log
+//! cannot take it (fail-closed overflow), the answer is a deny.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use steward_audit::{Event, EventKind};
+use steward_model::Action;
+use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
+
+use crate::AppState;
+use crate::auth::Decider;
+use crate::error::ApiError;
+use crate::extract::Json;
+
+/// Most evaluations one batch may carry.
+pub const MAX_EVALUATIONS: usize = 1_000;
+
+/// An AuthZEN subject, resource or action object; unknown members are ignored, as the
+/// specification lets PDPs do.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Entity {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActionObject {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+}
+
+/// `POST /access/v1/evaluation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluationRequest {
+    pub subject: Entity,
+    pub resource: Entity,
+    pub action: ActionObject,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// One item of a batch; what it leaves out comes from the top level.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvaluationItem {
+    #[serde(default)]
+    pub subject: Option<Entity>,
+    #[serde(default)]
+    pub resource: Option<Entity>,
+    #[serde(default)]
+    pub action: Option<ActionObject>,
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationsSemantic {
+    #[default]
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvaluationsOptions {
+    #[serde(default)]
+    pub evaluations_semantic: EvaluationsSemantic,
+}
+
+/// `POST /access/v1/evaluations`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvaluationsRequest {
+    #[serde(flatten)]
+    pub defaults: EvaluationItem,
+    #[serde(default)]
+    pub evaluations: Vec<EvaluationItem>,
+    #[serde(default)]
+    pub options: EvaluationsOptions,
+}
+
+/// The decision and Steward's explanation in `context`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluationResponse {
+    pub decision: bool,
+    pub context: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluationsResponse {
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+pub(crate) async fn configuration(headers: HeaderMap) -> axum::Json<Value> {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let base = format!("{scheme}://{host}");
+    axum::Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}
+
+pub(crate) async fn evaluation(
+    caller: Decider,
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<EvaluationRequest>,
+) -> Response {
+    let item = EvaluationItem {
+        subject: Some(req.subject),
+        resource: Some(req.resource),
+        action: Some(req.action),
+        context: req.context,
+    };
+    let request_id = request_id(&headers);
+    let answer = decide(
+        &s,
+        &caller,
+        &item,
+        &EvaluationItem::default(),
+        request_id.as_deref(),
+    );
+    with_request_id(axum::Json(answer), request_id)
+}
+
+pub(crate) async fn evaluations(
+    caller: Decider,
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<EvaluationsRequest>,
+) -> Result<Response, ApiError> {
+    if req.evaluations.len() > MAX_EVALUATIONS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_EVALUATIONS} evaluations per request, not {}",
+            req.evaluations.len()
+        )));
+    }
+    let items = if req.evaluations.is_empty() {
+        vec![EvaluationItem::default()]
+    } else {
+        req.evaluations
+    };
+    for (i, item) in items.iter().enumerate() {
+        let missing: Vec<&str> = [
+            (
+                "subject",
+                item.subject.is_none() && req.defaults.subject.is_none(),
+            ),
+            (
+                "resource",
+                item.resource.is_none() && req.defaults.resource.is_none(),
+            ),
+            (
+                "action",
+                item.action.is_none() && req.defaults.action.is_none(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, m)| m.then_some(k))
+        .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "evaluations[{i}] has no {} and the request gives no default",
+                missing.join(", ")
+            )));
+        }
+    }
+    let request_id = request_id(&headers);
+    let semantic = req.options.evaluations_semantic;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let answer = decide(&s, &caller, item, &req.defaults, request_id.as_deref());
+        let decision = answer.decision;
+        out.push(answer);
+        match (semantic, decision) {
+            (EvaluationsSemantic::DenyOnFirstDeny, false)
+            | (EvaluationsSemantic::PermitOnFirstPermit, true) => break,
+            _ => {}
+        }
+    }
+    Ok(with_request_id(
+        axum::Json(EvaluationsResponse { evaluations: out }),
+        request_id,
+    ))
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|h| h.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+}
+
+fn with_request_id(body: impl IntoResponse, request_id: Option<String>) -> Response {
+    let mut response = body.into_response();
+    if let Some(id) = request_id.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response
+}
+
+/// Turns an AuthZEN item (with defaults) into a Steward request, or the reason it cannot.
+fn to_request(
+    item: &EvaluationItem,
+    defaults: &EvaluationItem,
+) -> Result<AccessRequest, (Option<Action>, String)> {
+    let subject = item
+        .subject
+        .as_ref()
+        .or(defaults.subject.as_ref())
+        .ok_or((None, "no subject".to_owned()))?;
+    let resource = item
+        .resource
+        .as_ref()
+        .or(defaults.resource.as_ref())
+        .ok_or((None, "no resource".to_owned()))?;
+    let action = item
+        .action
+        .as_ref()
+        .or(defaults.action.as_ref())
+        .ok_or((None, "no action".to_owned()))?;
+    let mut context = defaults.context.clone().unwrap_or_default();
+    if let Some(own) = &item.context {
+        context.extend(own.clone());
+    }
+    if !matches!(subject.kind.as_str(), "workload" | "identity" | "spiffe") {
+        return Err((
+            None,
+            format!(
+                "subject type `{}` is not supported: Steward decides for workloads (`type: workload`, `id`: SPIFFE ID)",
+                subject.kind
+            ),
+        ));
+    }
+    let parsed = Action::parse(&action.name);
+    let address_action = || -> Result<Option<Action>, (Option<Action>, String)> {
+        match (action.name.as_str(), parsed) {
+            ("access", _) => Ok(None),
+            (_, Some(a)) => Ok(Some(a)),
+            (other, None) => Err((
+                None,
+                format!(
+                    "action `{other}` is not one of invoke, read, write, publish, consume, delegate, admin (or `access` for a transport resource)"
+                ),
+            )),
+        }
+    };
+    let prop = |k: &str| {
+        resource
+            .properties
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let need = |k: &str| {
+        prop(k).ok_or_else(|| {
+            (
+                parsed,
+                format!("resource type `{}` needs properties.{k}", resource.kind),
+            )
+        })
+    };
+    let (target, action) = match resource.kind.as_str() {
+        "capability" => match parsed {
+            Some(a) => (Target::Capability(resource.id.clone()), Some(a)),
+            None => {
+                return Err((
+                    None,
+                    format!(
+                        "action `{}` is not one of invoke, read, write, publish, consume, delegate, admin",
+                        action.name
+                    ),
+                ));
+            }
+        },
+        "http" => (
+            Target::Address(OwnedAddress::Http {
+                method: need("method")?,
+                path: prop("path").unwrap_or_else(|| resource.id.clone()),
+            }),
+            address_action()?,
+        ),
+        "grpc" => {
+            let full = resource.id.trim_start_matches('/');
+            let (service, method) = match (prop("service"), prop("method")) {
+                (Some(s), Some(m)) => (s, m),
+                _ => full
+                    .split_once('/')
+                    .map(|(s, m)| (s.to_owned(), m.to_owned()))
+                    .ok_or_else(|| {
+                        (
+                            parsed,
+                            "grpc resources name `package.Service/Method` in `id`".to_owned(),
+                        )
+                    })?,
+            };
+            (
+                Target::Address(OwnedAddress::Grpc { service, method }),
+                address_action()?,
+            )
+        }
+        "amqp" => (
+            Target::Address(OwnedAddress::Amqp {
+                vhost: prop("vhost").unwrap_or_else(|| "/".into()),
+                exchange: need("exchange")?,
+                routing_key: prop("routing_key").unwrap_or_else(|| resource.id.clone()),
+            }),
+            address_action()?,
+        ),
+        "queue" => (
+            Target::Address(OwnedAddress::Queue {
+                name: resource.id.clone(),
+            }),
+            address_action()?,
+        ),
+        "tool" => (
+            Target::Address(OwnedAddress::Tool {
+                name: resource.id.clone(),
+            }),
+            address_action()?,
+        ),
+        other => {
+            return Err((
+                parsed,
+                format!(
+                    "resource type `{other}` is not supported: use capability, http, grpc, amqp, queue or tool"
+                ),
+            ));
+        }
+    };
+    Ok(AccessRequest {
+        principal: subject.id.clone(),
+        target,
+        action,
+        context,
+        at: time::OffsetDateTime::now_utc(),
+    })
+}
+
+fn decide(
+    s: &AppState,
+    caller: &Decider,
+    item: &EvaluationItem,
+    defaults: &EvaluationItem,
+    request_id: Option<&str>,
+) -> EvaluationResponse {
+    let request = to_request(item, defaults);
+    let mut decision = match (&request, s.engine()) {
+        (Err((action, reason)), engine) => Decision {
+            allowed: false,
+            capability: None,
+            action: *action,
+            plane: None,
+            policies: Vec::new(),
+            reasons: vec![reason.clone()],
+            exceptions: Vec::new(),
+            errors: Vec::new(),
+            policy_version: engine.map(|e| e.version()).unwrap_or(0),
+        },
+        (Ok(_), Err(why)) => Decision {
+            allowed: false,
+            capability: None,
+            action: None,
+            plane: None,
+            policies: Vec::new(),
+            reasons: vec![why],
+            exceptions: Vec::new(),
+            errors: Vec::new(),
+            policy_version: 0,
+        },
+        (Ok(r), Ok(engine)) => engine.decide(r),
+    };
+    if !decision.errors.is_empty() {
+        tracing::warn!(errors = ?decision.errors, "policy evaluation error; denied");
+    }
+    let principal = item
+        .subject
+        .as_ref()
+        .or(defaults.subject.as_ref())
+        .map(|e| e.id.clone());
+    let event = decision_event(
+        &decision,
+        request.as_ref().ok(),
+        principal,
+        &caller.0.name,
+        request_id,
+    );
+    let event_id = event.id.clone();
+    if let Err(e) = s.evidence.submit(vec![event]) {
+        tracing::error!(error = %e, "a decision could not be queued for the evidence log; denied");
+        decision.allowed = false;
+        decision.reasons.push(format!(
+            "the evidence log cannot take the decision record ({e}); denied"
+        ));
+    }
+    EvaluationResponse {
+        decision: decision.allowed,
+        context: json!({
+            "id": event_id,
+            "policy_version": decision.policy_version,
+            "capability": decision.capability,
+            "action": decision.action,
+            "policies": decision.policies,
+            "reasons": decision.reasons,
+            "exceptions": decision.exceptions,
+            "reason_admin": {"en": decision.reasons.join("; ")},
+        }),
+    }
+}
+
+/// The evidence record of one decision; `details.request` keeps what a replay needs.
+pub(crate) fn decision_event(
+    d: &Decision,
+    request: Option<&AccessRequest>,
+    principal: Option<String>,
+    enforcement_point: &str,
+    correlation: Option<&str>,
+) -> Event {
+    let now = time::OffsetDateTime::now_utc();
+    let mut e = Event::new(
+        EventKind::AccessDecision,
+        uuid::Uuid::now_v7().to_string(),
+        now.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    e.plane = d.plane.clone();
+    e.principal = principal;
+    e.action = d.action.map(|a| a.as_str().to_owned());
+    e.destination.capability = d.capability.clone();
+    if let Some(Target::Address(a)) = request.map(|r| &r.target) {
+        e.destination.address = Some(a.to_string());
+    }
+    if let Some(chain) = request
+        .and_then(|r| r.context.get("delegation_chain"))
+        .and_then(Value::as_array)
+    {
+        e.actor_chain = chain
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+    }
+    e.decision = steward_audit::Decision {
+        outcome: Some(if d.allowed {
+            steward_audit::Outcome::Allow
+        } else {
+            steward_audit::Outcome::Deny
+        }),
+        policies: d.policies.clone(),
+        reasons: d.reasons.iter().chain(d.errors.iter()).cloned().collect(),
+        exception: (!d.exceptions.is_empty()).then(|| d.exceptions.join(",")),
+    };
+    e.policy_version = Some(d.policy_version);
+    e.enforcement_point = Some(format!("authzen:{enforcement_point}"));
+    e.correlation_id = correlation.map(str::to_owned);
+    if let Some(r) = request {
+        e.details = json!({ "request": r });
+    }
+    e
+}

@@ -1,0 +1,218 @@
+//! The policy engine in force, and the admin routes about policy: versions, diff,
+//! rollback and an identity's entitlements (R13, R14).
+//!
+//! The engine is immutable; every change to what it decides over (apply, lifecycle
+//! change, new identity, rollback) builds a new one off the async runtime and swaps it in
+//! whole before the change is acknowledged, so a suspension takes effect for the next
+//! decision. Until a policy is loaded, or if the stored one cannot be compiled, every
+//! decision is a deny that says why.
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use steward_policy::analysis::{EntitlementReport, entitlements};
+use steward_policy::{Engine, EngineInput};
+use steward_store::PolicyVersion;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+
+/// The engine in force, or why there is none.
+pub(crate) struct PolicySlot {
+    engine: RwLock<Result<Arc<Engine>, String>>,
+    /// Serialises rebuilds so an older build never replaces a newer one.
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl PolicySlot {
+    pub(crate) fn new() -> Self {
+        Self {
+            engine: RwLock::new(Err("the policy has not been loaded yet".into())),
+            rebuilding: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl AppState {
+    /// The engine deciding requests now, or the reason every request is denied.
+    pub fn engine(&self) -> Result<Arc<Engine>, String> {
+        match self.policy.engine.read() {
+            Ok(guard) => guard.clone(),
+            Err(_) => Err("the policy engine is unavailable".into()),
+        }
+    }
+
+    /// Rebuilds the engine from the store. A policy that no longer compiles leaves the
+    /// deny-everything state in place, logged, rather than the old engine: the store is
+    /// the truth.
+    pub async fn reload_policy(&self) -> Result<(), ApiError> {
+        let _one_at_a_time = self.policy.rebuilding.lock().await;
+        let state = self.store.load_state().await?;
+        let bundle = self.store.policy_bundle(None).await?;
+        let built = tokio::task::spawn_blocking(move || {
+            let (version, bundle) = match bundle {
+                Some((v, b)) => (v.version, b),
+                None => (0, Default::default()),
+            };
+            Engine::build(EngineInput {
+                planes: &state.planes,
+                root_settings: &state.root_settings,
+                identities: state.identities.into_values().map(|s| s.identity).collect(),
+                capabilities: &state.capabilities,
+                bundle: &bundle,
+                version,
+                now: time::OffsetDateTime::now_utc(),
+            })
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+        let next = match built {
+            Ok(engine) => {
+                tracing::info!(policy_version = engine.version(), "policy engine loaded");
+                Ok(Arc::new(engine))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the stored policy does not compile; every decision is denied until a valid policy is applied");
+                Err(format!(
+                    "the stored policy does not compile ({e}); denying everything"
+                ))
+            }
+        };
+        if let Ok(mut slot) = self.policy.engine.write() {
+            *slot = next;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VersionsQuery {
+    limit: Option<i64>,
+}
+
+pub(crate) async fn versions(
+    _caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<VersionsQuery>,
+) -> Result<axum::Json<Vec<PolicyVersion>>, ApiError> {
+    let limit = crate::routes::page_size(q.limit)?;
+    Ok(axum::Json(s.store.policy_versions(limit).await?))
+}
+
+/// One policy version with its bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyVersionBody {
+    #[serde(flatten)]
+    pub version: PolicyVersion,
+    pub bundle: steward_governance::PolicyBundle,
+}
+
+pub(crate) async fn version(
+    _caller: Caller,
+    State(s): State<AppState>,
+    Path(v): Path<i64>,
+) -> Result<axum::Json<PolicyVersionBody>, ApiError> {
+    match s.store.policy_bundle(Some(v)).await? {
+        Some((version, bundle)) => Ok(axum::Json(PolicyVersionBody { version, bundle })),
+        None => Err(ApiError::not_found(format!(
+            "policy version {v} does not exist; list them with GET /admin/v1/policy/versions"
+        ))),
+    }
+}
+
+/// Roll back: publish version `to` again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub to: i64,
+    /// Refuse unless this is still the current policy version.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+}
+
+pub(crate) async fn rollback(
+    caller: Caller,
+    State(s): State<AppState>,
+    Json(req): Json<RollbackRequest>,
+) -> Result<axum::Json<PolicyVersion>, ApiError> {
+    caller.require_central("rolling back the policy")?;
+    let Some((_, bundle)) = s.store.policy_bundle(Some(req.to)).await? else {
+        return Err(ApiError::not_found(format!(
+            "policy version {} does not exist",
+            req.to
+        )));
+    };
+    // The old bundle must still compile against today's registry (a capability it names
+    // may have gone since).
+    let state = s.store.load_state().await?;
+    tokio::task::spawn_blocking(move || {
+        steward_policy::compile(
+            &bundle,
+            &state.planes,
+            &state.capabilities,
+            &state.root_settings,
+            time::OffsetDateTime::now_utc(),
+        )
+        .map(|_| ())
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
+    let published = s
+        .store
+        .rollback_policy(req.to, req.expected_version, &caller.0)
+        .await?;
+    s.reload_policy().await?;
+    tracing::info!(to = req.to, version = published.version, actor = %caller.0.credential_id, "policy rolled back");
+    Ok(axum::Json(published))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntitlementsQuery {
+    /// Environment to compute under (default: the identity's own).
+    environment: Option<String>,
+}
+
+pub(crate) async fn identity_entitlements(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EntitlementsQuery>,
+) -> Result<axum::Json<EntitlementReport>, ApiError> {
+    // Same visibility as the identity itself.
+    let record = s.store.identity(&id).await?;
+    let visible = match (&record, caller.visible_planes(&s.store).await?) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(r), Some(planes)) => planes.contains(&r.identity.plane),
+    };
+    if !visible {
+        return Err(ApiError::not_found(format!(
+            "identity `{id}` does not exist"
+        )));
+    }
+    let engine = s.engine().map_err(|why| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "policy_unavailable",
+            why,
+        )
+    })?;
+    let context = q.environment.map(|env| {
+        let mut m = serde_json::Map::new();
+        m.insert("environment".into(), serde_json::Value::String(env));
+        m
+    });
+    let report = tokio::task::spawn_blocking(move || {
+        entitlements(&engine, &id, context, time::OffsetDateTime::now_utc())
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    report.map(axum::Json).ok_or_else(|| {
+        ApiError::not_found("the identity is not in the policy engine yet; retry in a moment")
+    })
+}

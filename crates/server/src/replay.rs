@@ -1,0 +1,131 @@
+//! The dry-run of a plan (R14): the access decisions recorded in the last N days,
+//! replayed against the candidate policy and registry at the time each was made, listing
+//! those that would flip. Also where a plan refuses a policy that would not publish.
+
+use serde::{Deserialize, Serialize};
+use steward_governance::Desired;
+use steward_model::{Identity, LifecycleState};
+use steward_policy::analysis::{Flip, RecordedDecision, replay};
+use steward_policy::{AccessRequest, Engine, EngineInput};
+use steward_store::EvidenceFilter;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Most recorded decisions one dry-run replays (the newest).
+pub const MAX_REPLAY: i64 = 20_000;
+const DEFAULT_DAYS: u32 = 7;
+
+/// What the dry-run found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Replay {
+    pub days: u32,
+    /// Decisions replayed.
+    pub replayed: usize,
+    /// Decisions that could not be replayed (ingested from foreign enforcement points,
+    /// without the request Steward needs).
+    pub skipped: usize,
+    /// Whether only the newest `MAX_REPLAY` decisions were replayed.
+    pub truncated: bool,
+    pub flips: Vec<Flip>,
+}
+
+pub(crate) async fn dry_run(
+    s: &AppState,
+    desired: Desired,
+    days: Option<u32>,
+) -> Result<Replay, ApiError> {
+    let days = days.unwrap_or(DEFAULT_DAYS);
+    let desired = crate::routes::check_policy(desired).await?;
+    if days == 0 {
+        return Ok(Replay::default());
+    }
+    let since = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let events = s
+        .store
+        .evidence_search(&EvidenceFilter {
+            kind: Some("access.decision".into()),
+            since: Some(
+                since
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            ),
+            newest_first: true,
+            limit: MAX_REPLAY,
+            ..Default::default()
+        })
+        .await?;
+    let truncated = events.len() as i64 >= MAX_REPLAY;
+    let mut recorded = Vec::with_capacity(events.len());
+    let mut skipped = 0;
+    for e in events {
+        let request = e
+            .event
+            .details
+            .get("request")
+            .cloned()
+            .and_then(|r| serde_json::from_value::<AccessRequest>(r).ok());
+        match (request, e.event.decision.outcome) {
+            (Some(request), Some(outcome)) => recorded.push(RecordedDecision {
+                event_id: e.event.id,
+                request,
+                allowed: outcome == steward_audit::Outcome::Allow,
+            }),
+            _ => skipped += 1,
+        }
+    }
+    let replayed = recorded.len();
+    let state = s.store.load_state().await?;
+    let flips =
+        tokio::task::spawn_blocking(move || -> Result<Vec<Flip>, steward_policy::PolicyError> {
+            // The candidate registry: the repository's identities (keeping states the API set
+            // where the repository does not pin one) plus those created through the API.
+            let mut identities: Vec<Identity> = desired
+                .identities
+                .values()
+                .map(|d| Identity {
+                    spiffe_id: d.spiffe_id.clone(),
+                    plane: d.plane.clone(),
+                    owner: d.owner.clone(),
+                    environment: d.environment.clone(),
+                    kind: d.kind,
+                    classification: d.classification,
+                    description: d.description.clone(),
+                    labels: d.labels.clone(),
+                    state: d
+                        .state
+                        .or_else(|| state.identities.get(&d.spiffe_id).map(|s| s.identity.state))
+                        .unwrap_or(LifecycleState::Active),
+                    intended: d.intended.clone(),
+                })
+                .collect();
+            identities.extend(
+                state
+                    .identities
+                    .into_values()
+                    .filter(|s| {
+                        !s.managed && !desired.identities.contains_key(&s.identity.spiffe_id)
+                    })
+                    .map(|s| s.identity),
+            );
+            let engine = Engine::build(EngineInput {
+                planes: &desired.planes,
+                root_settings: &desired.root_settings,
+                identities,
+                capabilities: &desired.capabilities,
+                bundle: &desired.policy_bundle(),
+                version: 0,
+                now: time::OffsetDateTime::now_utc(),
+            })?;
+            Ok(replay(&engine, &recorded))
+        })
+        .await
+        .map_err(|_| ApiError::internal())??;
+    Ok(Replay {
+        days,
+        replayed,
+        skipped,
+        truncated,
+        flips,
+    })
+}
