@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use steward_testkit::ServerProcess as Server;
 
+mod policy;
+
 /// The same allocator as the `steward` binary, so in-process figures match the server's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +45,34 @@ enum Bench {
         /// Run the server on PostgreSQL (a fresh, empty database) instead of SQLite.
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// Policy decisions: in-process latency, AuthZEN over loopback HTTP, and (built with
+    /// `--features rego-bench`) the same decisions on regorus.
+    Policy {
+        #[arg(long, default_value_t = 100)]
+        planes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        identities: usize,
+        #[arg(long, default_value_t = 2_000)]
+        capabilities: usize,
+        #[arg(long, default_value_t = 1_000)]
+        plane_policies: usize,
+        #[arg(long, default_value_t = 20)]
+        guardrails: usize,
+        /// Decisions per in-process run.
+        #[arg(long, default_value_t = 200_000)]
+        decisions: usize,
+        /// Decisions per regorus run (slower; the same mix, truncated).
+        #[arg(long, default_value_t = 20_000)]
+        rego_decisions: usize,
+        /// Seconds of HTTP load per run (0 skips the HTTP part).
+        #[arg(long, default_value_t = 10)]
+        http_seconds: u64,
+        /// Concurrent keep-alive connections of the HTTP load.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Evidence append with group commit vs one transaction per event, and verify time.
     Evidence {
@@ -256,6 +286,35 @@ async fn evidence_run(
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
+        Bench::Policy {
+            planes,
+            identities,
+            capabilities,
+            plane_policies,
+            guardrails,
+            decisions,
+            rego_decisions,
+            http_seconds,
+            connections,
+            runs,
+        } => {
+            let world = policy::World {
+                planes,
+                identities,
+                capabilities,
+                plane_policies,
+                guardrails,
+            };
+            policy_bench(
+                world,
+                decisions,
+                rego_decisions,
+                http_seconds,
+                connections,
+                runs,
+            )
+            .await?
+        }
         Bench::Evidence {
             events,
             producers,
@@ -362,6 +421,163 @@ async fn main() -> Result<()> {
                 idle / 200.0
             );
         }
+    }
+    Ok(())
+}
+
+async fn policy_bench(
+    world: policy::World,
+    decisions: usize,
+    rego_decisions: usize,
+    http_seconds: u64,
+    connections: usize,
+    runs: usize,
+) -> Result<()> {
+    let started = Instant::now();
+    let desired = policy::desired(&world)?;
+    let parsed = started.elapsed();
+    let engine = steward_policy::Engine::from_desired(&desired, time::OffsetDateTime::now_utc())
+        .map_err(|e| anyhow::anyhow!("the generated policy does not compile: {e}"))?;
+    eprintln!(
+        "world: {} planes, {} identities, {} capabilities, {} policies ({} guardrails); parsed in {:.2} s, engine built in {:.2} s",
+        world.planes,
+        desired.identities.len(),
+        desired.capabilities.len(),
+        engine.compiled().policies().len(),
+        world.guardrails,
+        parsed.as_secs_f64(),
+        (started.elapsed() - parsed).as_secs_f64()
+    );
+    let requests = world.requests(decisions, 42);
+    let (mut med, mut p99, mut rate) = (Vec::new(), Vec::new(), Vec::new());
+    let mut steward_outcomes = Vec::new();
+    for run in 1..=runs {
+        let (l, outcomes) = policy::in_process(&engine, &requests);
+        eprintln!(
+            "run {run}/{runs} in-process: median {:.2} us, p99 {:.2} us, {:.0} decisions/s on one thread, {} of {} allowed",
+            l.median_us,
+            l.p99_us,
+            l.per_sec,
+            l.allowed,
+            requests.len()
+        );
+        med.push(l.median_us);
+        p99.push(l.p99_us);
+        rate.push(l.per_sec);
+        steward_outcomes = outcomes;
+    }
+    println!(
+        "in-process decision: median {:.2} us (target <= 20 us: {:.2}x of budget), p99 {:.2} us, {:.0} decisions/s per core",
+        median(med.clone()),
+        median(med.clone()) / 20.0,
+        median(p99),
+        median(rate)
+    );
+
+    #[cfg(feature = "rego-bench")]
+    {
+        let subset = requests
+            .get(..rego_decisions.min(requests.len()))
+            .unwrap_or_default();
+        let (mut rmed, mut ratio) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let (steward, s_out) = policy::in_process(&engine, subset);
+            let (rego, r_out) = policy::rego(&world, subset)?;
+            let disagree = s_out.iter().zip(&r_out).filter(|(a, b)| a != b).count();
+            anyhow::ensure!(
+                disagree == 0,
+                "Rego and Cedar disagree on {disagree} of {} decisions",
+                subset.len()
+            );
+            eprintln!(
+                "run {run}/{runs} regorus: median {:.2} us vs steward {:.2} us on the same {} decisions (all agree, {} allowed)",
+                rego.median_us,
+                steward.median_us,
+                subset.len(),
+                rego.allowed
+            );
+            rmed.push(rego.median_us);
+            ratio.push(rego.median_us / steward.median_us);
+        }
+        println!(
+            "regorus on the equivalent Rego policy: median {:.2} us; Steward is {:.1}x faster (target >= 3x)",
+            median(rmed),
+            median(ratio)
+        );
+    }
+    #[cfg(not(feature = "rego-bench"))]
+    {
+        let _ = (rego_decisions, &steward_outcomes);
+        eprintln!("regorus comparison skipped: build with --features rego-bench");
+    }
+
+    if http_seconds > 0 {
+        let dir = tempfile::tempdir()?;
+        let mut file = steward_server::config::FileConfig::default();
+        file.evidence.queue_capacity = Some(65_536);
+        let config = file.resolve(steward_server::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().into()),
+            trust_domain: Some("bench.example".into()),
+            database_url: None,
+        })?;
+        // The server gets its own two-worker runtime, as `steward serve` would.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let store = steward_store::Store::open_data_dir(&config.data_dir).await?;
+                let token = steward_server::bootstrap(&store)
+                    .await?
+                    .context("bootstrap")?;
+                store
+                    .apply(&desired, None, &steward_store::Actor::system())
+                    .await?;
+                let listener = tokio::net::TcpListener::bind(config.listen).await?;
+                let addr = listener.local_addr()?;
+                let state = steward_server::AppState::new(store, &config).await;
+                let _ = ready_tx.send((format!("http://{addr}"), token));
+                steward_server::serve(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await?;
+                Ok(())
+            })
+        });
+        let (base, token) = ready_rx.recv().context("the server did not start")?;
+        let (mut rates, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let l = policy::http_load(
+                &base,
+                &token,
+                &requests,
+                connections,
+                Duration::from_secs(http_seconds),
+            )
+            .await?;
+            eprintln!(
+                "run {run}/{runs} AuthZEN over HTTP ({connections} keep-alive connections): {:.0} decisions/s, median {:.0} us, p99 {:.0} us",
+                l.per_sec, l.median_us, l.p99_us
+            );
+            rates.push(l.per_sec);
+            p50.push(l.median_us);
+            p99.push(l.p99_us);
+        }
+        println!(
+            "AuthZEN over loopback HTTP: {:.0} decisions/s ({:.2}x the 20,000/s target), median {:.0} us, p99 {:.2} ms (target <= 2 ms)",
+            median(rates.clone()),
+            median(rates) / 20_000.0,
+            median(p50),
+            median(p99) / 1000.0
+        );
+        let _ = stop_tx.send(());
+        server
+            .join()
+            .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     }
     Ok(())
 }

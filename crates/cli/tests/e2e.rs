@@ -220,6 +220,66 @@ fn cli_workflow(backing: Backing) {
         text(&out).1
     );
 
+    // Decisions by hand, through the server's AuthZEN API; exit 0 allow, 1 deny.
+    let charge = [
+        "authorize",
+        "--principal",
+        "spiffe://acme.example/ns/orders/sa/orders-api",
+        "--capability",
+        "payments.charge",
+        "--action",
+        "invoke",
+    ];
+    let out = server.cli(&token, &[&charge[..], &["-c", "environment=prod"]].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("ALLOW invoke on payments.charge (policy version 1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("evidence: "), "{stdout}");
+    let out = server.cli(&token, &[&charge[..], &["-c", "environment=dev"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).0.contains("GR-1 (central guardrail, forbid)"),
+        "{}",
+        text(&out).0
+    );
+    let out = server.cli(
+        &token,
+        &[
+            "authorize",
+            "--principal",
+            id,
+            "--http",
+            "POST /v1/charges/ch_9/refunds",
+            "-c",
+            "environment=prod",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "decommissioned: {:?}",
+        text(&out)
+    );
+    assert!(text(&out).0.contains("GR-2"), "{}", text(&out).0);
+    let out = server.cli(&token, &["policy", "versions"]);
+    assert!(text(&out).0.contains("apply"), "{}", text(&out).0);
+    let out = server.cli(
+        &token,
+        &[
+            "identity",
+            "entitlements",
+            "spiffe://acme.example/ns/orders/sa/orders-api",
+        ],
+    );
+    assert!(
+        text(&out).0.contains("Intended but not allowed (0)"),
+        "{:?}",
+        text(&out)
+    );
+
     let out = server.cli(&token, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["config_version"], 1);
@@ -707,4 +767,89 @@ async fn acknowledged_evidence_survives_kill9_on_postgres() {
     })
     .await
     .unwrap();
+}
+
+#[test]
+fn policy_tests_authorize_and_validate_work_offline() {
+    let repo = example_repo();
+    let repo = repo.to_str().unwrap();
+    let td = ["--trust-domain", "acme.example"];
+    let out = steward()
+        .args(["policy", "test", repo])
+        .args(td)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("policy tests: 15 passed, 0 failed"),
+        "{stdout}"
+    );
+
+    let ask = |env: &str| {
+        steward()
+            .args([
+                "authorize",
+                "--repo",
+                repo,
+                "--principal",
+                "spiffe://acme.example/ns/partners/sa/partner-gateway",
+                "--http",
+                "GET /v1/orders/42",
+                "-c",
+                env,
+            ])
+            .args(td)
+            .output()
+            .unwrap()
+    };
+    let out = ask("environment=prod");
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.starts_with("ALLOW read on orders.read"),
+        "{}",
+        text(&out).0
+    );
+    let out = ask("environment=staging");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).0.contains("because GR-1"), "{}", text(&out).0);
+
+    // A failing test and a policy outside its plane, each reported with file and line.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = steward_governance::read_dir(&example_repo()).unwrap();
+    files.push(SourceFile {
+        path: "tests/wrong.yaml".into(),
+        content: "policy_tests:\n  - name: wrong\n    principal: spiffe://acme.example/ns/orders/sa/orders-api\n    capability: payments.charge\n    action: invoke\n    context: {environment: prod}\n    expect: deny\n".into(),
+    });
+    write_repo(tmp.path(), &files);
+    let out = steward()
+        .args(["policy", "test"])
+        .arg(tmp.path())
+        .args(td)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("FAIL tests/wrong.yaml:2 wrong"), "{stdout}");
+    assert!(stdout.contains("expected deny, got allow"), "{stdout}");
+    assert!(
+        stdout.contains("policy tests: 15 passed, 1 failed"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        tmp.path().join("policies/commerce/grab.cedar"),
+        "@id(\"commerce-grab\")\npermit (principal, action, resource == Steward::Capability::\"payments.refund\");\n",
+    )
+    .unwrap();
+    let out = steward()
+        .arg("validate")
+        .arg(tmp.path())
+        .args(td)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("1 policy problem(s)"), "{stderr}");
+    assert!(stderr.contains("policies/commerce/grab.cedar:1: policy `commerce-grab` of plane `commerce`: its resources are outside its plane"), "{stderr}");
 }
