@@ -450,7 +450,6 @@ async fn policy_bench(
     );
     let requests = world.requests(decisions, 42);
     let (mut med, mut p99, mut rate) = (Vec::new(), Vec::new(), Vec::new());
-    let mut steward_outcomes = Vec::new();
     for run in 1..=runs {
         let (l, outcomes) = policy::in_process(&engine, &requests);
         eprintln!(
@@ -464,7 +463,7 @@ async fn policy_bench(
         med.push(l.median_us);
         p99.push(l.p99_us);
         rate.push(l.per_sec);
-        steward_outcomes = outcomes;
+        let _ = outcomes;
     }
     println!(
         "in-process decision: median {:.2} us (target <= 20 us: {:.2}x of budget), p99 {:.2} us, {:.0} decisions/s per core",
@@ -507,7 +506,7 @@ async fn policy_bench(
     }
     #[cfg(not(feature = "rego-bench"))]
     {
-        let _ = (rego_decisions, &steward_outcomes);
+        let _ = rego_decisions;
         eprintln!("regorus comparison skipped: build with --features rego-bench");
     }
 
@@ -551,16 +550,35 @@ async fn policy_bench(
         let (base, token) = ready_rx.recv().context("the server did not start")?;
         let (mut rates, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for run in 1..=runs {
-            let l = policy::http_load(
-                &base,
-                &token,
-                &requests,
-                connections,
-                Duration::from_secs(http_seconds),
-            )
-            .await?;
+            let wrk = {
+                let (base, token, requests) = (base.clone(), token.clone(), requests.clone());
+                tokio::task::spawn_blocking(move || {
+                    policy::wrk_load(
+                        &base,
+                        &token,
+                        &requests,
+                        connections,
+                        Duration::from_secs(http_seconds),
+                    )
+                })
+                .await??
+            };
+            let (tool, l) = match wrk {
+                Some(l) => ("wrk -t1", l),
+                None => (
+                    "in-process reqwest clients; install wrk for a lighter load tool",
+                    policy::http_load(
+                        &base,
+                        &token,
+                        &requests,
+                        connections,
+                        Duration::from_secs(http_seconds),
+                    )
+                    .await?,
+                ),
+            };
             eprintln!(
-                "run {run}/{runs} AuthZEN over HTTP ({connections} keep-alive connections): {:.0} decisions/s, median {:.0} us, p99 {:.0} us",
+                "run {run}/{runs} AuthZEN over HTTP ({tool}, {connections} keep-alive connections): {:.0} decisions/s, median {:.0} us, p99 {:.0} us",
                 l.per_sec, l.median_us, l.p99_us
             );
             rates.push(l.per_sec);

@@ -8,17 +8,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use cedar_policy::{
-    EntityUid, Policy, PolicyId, PolicySet, ResourceConstraint, Schema, ValidationMode, Validator,
+    ActionConstraint, EntityUid, Policy, PolicyId, PolicySet, ResourceConstraint, Schema,
+    ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 use steward_governance::{Desired, Diagnostic, ObjectKind, PolicyBundle, PolicyFile};
 use steward_model::{
-    Capability, CapabilityId, ContextAttribute, DEFAULT_MAX_EXCEPTION_DAYS, Plane, PlaneId,
+    Action, Capability, CapabilityId, ContextAttribute, DEFAULT_MAX_EXCEPTION_DAYS, Plane, PlaneId,
     PolicyException, Settings,
 };
 
 use crate::PolicyError;
-use crate::schema::{self, CAPABILITY_TYPE, PLANE_TYPE};
+use crate::schema::{self, ACTIONS, CAPABILITY_TYPE, PLANE_TYPE};
 use crate::source::{line_at, statement_starts};
 
 /// Whether a policy grants or forbids.
@@ -58,17 +59,103 @@ pub struct PolicyMeta {
 pub struct Compiled {
     pub(crate) schema: Schema,
     pub(crate) meta: BTreeMap<String, PolicyMeta>,
-    /// Per plane: every applicable policy, and the permits alone (used to decide whether
-    /// a request is granted once an exception has lifted the forbids that matched).
-    pub(crate) by_plane: HashMap<PlaneId, (PolicySet, PolicySet)>,
+    /// Per plane and action: the policies that can apply to a capability of that plane
+    /// and name no capability in their scope.
+    pub(crate) by_plane: HashMap<PlaneId, Vec<Sets>>,
+    /// Per capability named in some policy's resource scope, and action: the plane's set
+    /// plus those policies. Absent: the plane's set is the whole story.
+    pub(crate) by_capability: HashMap<String, Vec<Option<Sets>>>,
+    /// Every policy in one set: what the indexed sets must always agree with (a test
+    /// compares them).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) all: PolicySet,
     pub(crate) context_attributes: BTreeMap<String, ContextAttribute>,
     pub(crate) exceptions: Vec<PolicyException>,
+}
+
+/// The policies to evaluate for one slice of requests: all of them, and the permits alone
+/// (used to decide whether a request is granted once an exception has lifted the forbids
+/// that matched).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sets {
+    pub(crate) applicable: PolicySet,
+    pub(crate) permits: PolicySet,
+}
+
+impl Sets {
+    fn add(&mut self, p: &Policy) {
+        // Ids are unique (checked before indexing), so adding cannot fail.
+        let _ = self.applicable.add(p.clone());
+        if p.effect() == cedar_policy::Effect::Permit {
+            let _ = self.permits.add(p.clone());
+        }
+    }
 }
 
 impl Compiled {
     /// Every compiled policy, by id.
     pub fn policies(&self) -> &BTreeMap<String, PolicyMeta> {
         &self.meta
+    }
+
+    /// The policies that can apply to `action` on `capability` of `plane`. Leaving the
+    /// others out cannot change a decision: their scope excludes the request.
+    pub(crate) fn sets(&self, plane: &PlaneId, capability: &str, action: Action) -> Option<&Sets> {
+        let i = action_index(action);
+        self.by_capability
+            .get(capability)
+            .and_then(|per_action| per_action.get(i))
+            .and_then(Option::as_ref)
+            .or_else(|| {
+                self.by_plane
+                    .get(plane)
+                    .and_then(|per_action| per_action.get(i))
+            })
+    }
+}
+
+fn action_index(action: Action) -> usize {
+    ACTIONS.iter().position(|a| *a == action).unwrap_or(0)
+}
+
+/// A compiled policy with what its scope says, for indexing.
+struct Scoped {
+    plane: PlaneId,
+    policy: Policy,
+    /// `None`: any action.
+    actions: Option<Vec<Action>>,
+    /// The capability its resource scope names, if any.
+    capability: Option<String>,
+}
+
+impl Scoped {
+    fn new(plane: PlaneId, policy: Policy) -> Self {
+        let action_of = |uid: &EntityUid| Action::parse(uid.id().unescaped());
+        let actions = match policy.action_constraint() {
+            ActionConstraint::Any => None,
+            ActionConstraint::Eq(uid) => Some(action_of(&uid).into_iter().collect()),
+            ActionConstraint::In(uids) => Some(uids.iter().filter_map(action_of).collect()),
+        };
+        let named = |uid: EntityUid| {
+            (uid.type_name().to_string() == CAPABILITY_TYPE)
+                .then(|| uid.id().unescaped().to_owned())
+        };
+        let capability = match policy.resource_constraint() {
+            ResourceConstraint::Eq(uid)
+            | ResourceConstraint::In(uid)
+            | ResourceConstraint::IsIn(_, uid) => named(uid),
+            ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+        };
+        Self {
+            plane,
+            policy,
+            actions,
+            capability,
+        }
+    }
+
+    fn allows(&self, action: Action) -> bool {
+        self.actions.as_ref().is_none_or(|a| a.contains(&action))
     }
 }
 
@@ -192,26 +279,73 @@ pub fn compile(
         return Err(PolicyError::Invalid(diags));
     }
 
+    let scoped: Vec<Scoped> = policies
+        .into_iter()
+        .map(|(plane, p)| Scoped::new(plane, p))
+        .collect();
     let mut by_plane = HashMap::new();
     for plane in tree.all() {
         let scope = tree.ancestors_and_self(&plane);
-        let mut applicable = PolicySet::new();
-        let mut permits = PolicySet::new();
-        for (owner, p) in &policies {
-            if owner.is_root() || scope.contains(owner) {
-                // Ids are unique (checked above), so adding cannot fail.
-                let _ = applicable.add(p.clone());
-                if p.effect() == cedar_policy::Effect::Permit {
-                    let _ = permits.add(p.clone());
+        let reaches = |s: &&Scoped| s.plane.is_root() || scope.contains(&s.plane);
+        let per_action = ACTIONS
+            .iter()
+            .map(|a| {
+                let mut sets = Sets::default();
+                for s in scoped
+                    .iter()
+                    .filter(reaches)
+                    .filter(|s| s.capability.is_none() && s.allows(*a))
+                {
+                    sets.add(&s.policy);
                 }
-            }
+                sets
+            })
+            .collect();
+        by_plane.insert(plane, per_action);
+    }
+    let mut by_capability: HashMap<String, Vec<Option<Sets>>> = HashMap::new();
+    for named in scoped.iter().filter_map(|s| s.capability.clone()) {
+        if by_capability.contains_key(&named) {
+            continue;
         }
-        by_plane.insert(plane, (applicable, permits));
+        let Some(cap) = CapabilityId::new(named.as_str())
+            .ok()
+            .and_then(|c| capabilities.get(&c))
+        else {
+            continue;
+        };
+        let scope = tree.ancestors_and_self(&cap.plane);
+        let specific: Vec<&Scoped> = scoped
+            .iter()
+            .filter(|s| s.capability.as_deref() == Some(named.as_str()))
+            .filter(|s| s.plane.is_root() || scope.contains(&s.plane))
+            .collect();
+        let per_action = ACTIONS
+            .iter()
+            .map(|a| {
+                let extra: Vec<&&Scoped> = specific.iter().filter(|s| s.allows(*a)).collect();
+                if extra.is_empty() {
+                    return None;
+                }
+                let mut sets = by_plane
+                    .get(&cap.plane)
+                    .and_then(|v: &Vec<Sets>| v.get(action_index(*a)))
+                    .cloned()
+                    .unwrap_or_default();
+                for s in extra {
+                    sets.add(&s.policy);
+                }
+                Some(sets)
+            })
+            .collect();
+        by_capability.insert(named, per_action);
     }
     Ok(Compiled {
         schema,
         meta,
         by_plane,
+        by_capability,
+        all,
         context_attributes: bundle.context_attributes.clone(),
         exceptions: bundle.exceptions.values().cloned().collect(),
     })

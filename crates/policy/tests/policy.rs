@@ -626,3 +626,72 @@ fn replay_lists_the_decisions_a_candidate_policy_would_flip() {
     assert!(flips.iter().all(|f| f.was && !f.now));
     assert_eq!(flips[0].policies, ["GR-3"]);
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn engine() -> &'static Engine {
+        static ENGINE: OnceLock<Engine> = OnceLock::new();
+        ENGINE.get_or_init(example)
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z_.:/*#-]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the caller sends as context, principal or address, the engine answers;
+        /// it allows only a registered principal with a served-in environment.
+        #[test]
+        fn decide_answers_any_request(
+            context in proptest::collection::btree_map(
+                prop_oneof![Just("environment".to_owned()), Just("data_class".to_owned()), Just("amount_minor".to_owned()), Just("delegation_chain".to_owned()), Just("human_approved".to_owned()), "[a-z_]{1,10}"],
+                json_value(), 0..6),
+            principal in prop_oneof![Just(ORDERS_API.to_owned()), Just(GATEWAY.to_owned()), "[ -~]{0,40}"],
+            path in "/[a-z0-9/*]{0,20}",
+            method in prop_oneof![Just("GET".to_owned()), Just("POST".to_owned()), "[A-Z]{0,6}"],
+        ) {
+            let req = AccessRequest {
+                principal: principal.clone(),
+                target: Target::Address(OwnedAddress::Http { method, path }),
+                action: None,
+                context: context.into_iter().collect(),
+                at: NOW,
+            };
+            let d = engine().decide(&req);
+            if d.allowed {
+                prop_assert!(engine().identity(&principal).is_some());
+                prop_assert!(req.context.get("environment").is_some_and(Value::is_string));
+                prop_assert!(!d.policies.is_empty());
+            } else {
+                prop_assert!(!d.reasons.is_empty() || !d.errors.is_empty());
+            }
+        }
+
+        /// Arbitrary policy text is refused with diagnostics or compiled, never a panic.
+        #[test]
+        fn compile_answers_any_policy_text(text in "[ -~\n]{0,200}", plane in prop_oneof![Just("policies/x.cedar"), Just("policies/payments/x.cedar")]) {
+            let mut files = example_files();
+            files.push(SourceFile { path: plane.into(), content: format!("@id(\"p\")\n{text}") });
+            if let Ok(d) = parse(&files, &TrustDomain::new("acme.example").unwrap()) {
+                let _ = Engine::from_desired(&d, NOW);
+            }
+        }
+    }
+}

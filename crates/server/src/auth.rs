@@ -101,6 +101,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError
         .ok_or_else(|| {
             ApiError::unauthorized("the credential is not a Steward admin credential")
         })?;
+    let presented = hash_token(token);
+    if let Some(actor) = state.credentials.get(&presented) {
+        return Ok(actor);
+    }
     let record = state.store.credential(id).await.map_err(ApiError::from)?;
     let invalid = || ApiError::unauthorized("the admin credential is unknown or revoked");
     let record = record.ok_or_else(invalid)?;
@@ -109,11 +113,55 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError
     {
         return Err(invalid());
     }
-    Ok(Actor {
+    let actor = Actor {
         credential_id: record.id,
         name: record.name,
         role: record.role,
-    })
+    };
+    state.credentials.put(presented, actor.clone());
+    Ok(actor)
+}
+
+/// How long a verified credential is trusted without asking the store again. A revocation
+/// through this server takes effect at once (the cache is cleared); one made through
+/// another replica sharing the database takes effect within this time.
+pub const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const CREDENTIAL_CACHE_MAX: usize = 10_000;
+
+/// Verified credentials by the SHA-256 of the presented token, so a busy enforcement
+/// point's every request does not cost a store round trip.
+#[derive(Default)]
+pub(crate) struct CredentialCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Actor, std::time::Instant)>>,
+}
+
+impl CredentialCache {
+    fn get(&self, token_hash: &str) -> Option<Actor> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(token_hash)
+            .filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL)
+            .map(|(actor, _)| actor.clone())
+    }
+
+    fn put(&self, token_hash: String, actor: Actor) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CREDENTIAL_CACHE_MAX {
+                entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+                if entries.len() >= CREDENTIAL_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(token_hash, (actor, std::time::Instant::now()));
+        }
+    }
+
+    /// Forgets every verified credential (after a revocation).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

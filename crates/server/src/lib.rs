@@ -35,6 +35,7 @@ pub struct AppState {
     /// Group-commit writer for evidence events.
     pub evidence: evidence::EvidenceWriter,
     policy: Arc<policy::PolicySlot>,
+    credentials: Arc<auth::CredentialCache>,
     inner: Arc<Settings>,
 }
 
@@ -74,6 +75,7 @@ impl AppState {
             store,
             evidence,
             policy: Arc::new(policy::PolicySlot::new()),
+            credentials: Arc::new(auth::CredentialCache::default()),
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,

@@ -511,6 +511,7 @@ async fn revoke_credential(
 ) -> Result<StatusCode, ApiError> {
     caller.require_central("revoking an admin credential")?;
     s.store.revoke_credential(&id, &caller.0).await?;
+    s.credentials.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
