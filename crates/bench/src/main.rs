@@ -167,7 +167,9 @@ async fn apply_run(
     if held as usize != identities {
         bail!("restarted server holds {held} identities, expected {identities}");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Idle means settled: the start-up load of the policy engine has finished and freed
+    // its scratch memory.
+    tokio::time::sleep(settle).await;
     s.rss_idle_restart.push(server.memory_mib()?.0);
     Ok(())
 }

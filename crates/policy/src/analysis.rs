@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use steward_governance::{Expectation, PolicyTest};
-use steward_model::Action;
+use steward_model::{Action, Entitlement};
 
 use crate::schema::ACTIONS;
 use crate::{AccessRequest, Decision, Engine, Target};
@@ -42,20 +42,19 @@ pub struct EntitlementReport {
 
 /// Every (capability, action) the policy allows `principal` under `context` (by default
 /// the identity's own environment and nothing else): one decision per pair, so the answer
-/// is exactly what enforcement points would get.
+/// is exactly what enforcement points would get. `intended` is what the owner declared
+/// (the registry's `intended`; the engine does not keep it).
 pub fn entitlements(
     engine: &Engine,
     principal: &str,
+    intended: &[Entitlement],
     context: Option<Map<String, Value>>,
     at: time::OffsetDateTime,
 ) -> Option<EntitlementReport> {
-    let identity = engine.identity(principal)?;
+    let environment = engine.environment_of(principal)?;
     let context = context.unwrap_or_else(|| {
         let mut m = Map::new();
-        m.insert(
-            "environment".into(),
-            Value::String(identity.environment.clone()),
-        );
+        m.insert("environment".into(), Value::String(environment.to_owned()));
         m
     });
     let mut effective = Vec::new();
@@ -78,8 +77,7 @@ pub fn entitlements(
             }
         }
     }
-    let intended: BTreeSet<(String, Action)> = identity
-        .intended
+    let intended: BTreeSet<(String, Action)> = intended
         .iter()
         .flat_map(|e| e.actions.iter().map(|a| (e.capability.to_string(), *a)))
         .collect();

@@ -57,6 +57,8 @@ pub struct PolicyMeta {
 /// to a capability of that plane (guardrails, then the plane's and its ancestors' policies).
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The schema the bundle was validated against (tests re-validate requests with it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) schema: Schema,
     pub(crate) meta: BTreeMap<String, PolicyMeta>,
     /// Per plane and action: the policies that can apply to a capability of that plane

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use cedar_policy::{Authorizer, Context, Entities, Request, RestrictedExpression};
+use cedar_policy::{Authorizer, Context, Request, RestrictedExpression};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_governance::{Desired, PolicyBundle};
@@ -15,9 +15,10 @@ use steward_model::{
     Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
 };
 
-use crate::compile::{Compiled, Effect, Layer, compile};
+use crate::PolicyError;
+use crate::compile::{Compiled, Effect, Layer, PlaneTree, compile};
+use crate::entities::Registry;
 use crate::schema::Types;
-use crate::{PolicyError, entities};
 
 /// A transport address an enforcement point saw, owned (see [`Address`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +144,9 @@ pub struct EngineInput<'a> {
 /// or the policy builds a new engine, swapped in whole.
 pub struct Engine {
     compiled: Compiled,
-    entities: Entities,
+    registry: Registry,
     types: Types,
     authorizer: Authorizer,
-    capabilities: HashMap<String, (PlaneId, Classification)>,
-    identities: HashMap<String, Identity>,
     index: CapabilityIndex,
     /// (principal, capability) → exceptions, active or not (expiry is checked per request).
     exceptions: HashMap<(String, String), Vec<PolicyException>>,
@@ -165,11 +164,11 @@ impl Engine {
             input.now,
         )?;
         let types = Types::new()?;
-        let entities = entities::build(
+        let tree = PlaneTree::new(input.planes);
+        let registry = Registry::build(
             &types,
-            &compiled.schema,
-            input.planes.values(),
-            input.identities.iter(),
+            |p| tree.ancestors_and_self(p),
+            input.identities,
             input.capabilities.values(),
         )?;
         let mut exceptions: HashMap<(String, String), Vec<PolicyException>> = HashMap::new();
@@ -180,19 +179,9 @@ impl Engine {
                 .push(e.clone());
         }
         Ok(Self {
-            entities,
+            registry,
             types,
             authorizer: Authorizer::new(),
-            capabilities: input
-                .capabilities
-                .values()
-                .map(|c| (c.id.to_string(), (c.plane.clone(), c.classification)))
-                .collect(),
-            identities: input
-                .identities
-                .into_iter()
-                .map(|i| (i.spiffe_id.to_string(), i))
-                .collect(),
             index: CapabilityIndex::new(input.capabilities.values()),
             exceptions,
             version: input.version,
@@ -247,14 +236,27 @@ impl Engine {
         &self.compiled
     }
 
-    /// An identity of the registry this engine was built from.
-    pub fn identity(&self, spiffe_id: &str) -> Option<&Identity> {
-        self.identities.get(spiffe_id)
+    /// Whether the registry this engine was built from holds the identity.
+    pub fn knows(&self, spiffe_id: &str) -> bool {
+        self.registry.identities.contains_key(spiffe_id)
+    }
+
+    /// The registered environment of an identity.
+    pub fn environment_of(&self, spiffe_id: &str) -> Option<&str> {
+        self.registry
+            .identities
+            .get(spiffe_id)
+            .map(|i| &*i.environment)
     }
 
     /// Capability ids, sorted.
     pub fn capability_ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.capabilities.keys().map(String::as_str).collect();
+        let mut ids: Vec<&str> = self
+            .registry
+            .capabilities
+            .keys()
+            .map(String::as_str)
+            .collect();
         ids.sort_unstable();
         ids
     }
@@ -317,20 +319,28 @@ impl Engine {
             },
         };
         d.action = Some(action);
-        let Some((plane, classification)) = self.capabilities.get(&capability) else {
+        let Some(entry) = self.registry.capabilities.get(&capability) else {
             return deny(
                 d,
                 format!("capability `{capability}` is not in the catalog"),
             );
         };
+        let (plane, classification) = (&entry.plane, &entry.classification);
         d.capability = Some(capability.clone());
         d.plane = Some(plane.to_string());
-        if !self.identities.contains_key(&req.principal) {
+        let Some(who) = self.registry.identities.get(req.principal.as_str()) else {
             return deny(
                 d,
                 format!("principal `{}` is not a registered identity", req.principal),
             );
-        }
+        };
+        let entities = match self
+            .registry
+            .entities(&self.types, &req.principal, who, entry)
+        {
+            Ok(e) => e,
+            Err(reason) => return deny(d, reason),
+        };
         let active = self.active_exceptions(&req.principal, &capability, req.at);
         let context = match self.context(req, *classification, &active) {
             Ok(c) => c,
@@ -355,7 +365,7 @@ impl Engine {
         let (applicable, permits) = (&sets.applicable, &sets.permits);
         let response = self
             .authorizer
-            .is_authorized(&request, applicable, &self.entities);
+            .is_authorized(&request, applicable, &entities);
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -395,9 +405,7 @@ impl Engine {
             .iter()
             .all(|f| lifting.iter().any(|e| e.lifts.contains(f)));
         if all_lifted && !lifting.is_empty() {
-            let granted = self
-                .authorizer
-                .is_authorized(&request, permits, &self.entities);
+            let granted = self.authorizer.is_authorized(&request, permits, &entities);
             let errs: Vec<String> = granted
                 .diagnostics()
                 .errors()
@@ -603,7 +611,13 @@ mod tests {
         let at = time::macros::datetime!(2026-12-01 00:00 UTC);
         let engine = Engine::from_desired(&desired, at).unwrap();
         let mut compared = 0;
-        for principal in engine.identities.keys() {
+        let principals: Vec<String> = engine
+            .registry
+            .identities
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        for principal in &principals {
             for capability in engine.capability_ids() {
                 for action in ACTIONS {
                     for env in ["prod", "staging", "test"] {
@@ -619,7 +633,13 @@ mod tests {
                             at,
                         };
                         let indexed = engine.decide(&req);
-                        let (_, classification) = engine.capabilities.get(capability).unwrap();
+                        let entry = engine.registry.capabilities.get(capability).unwrap();
+                        let classification = &entry.classification;
+                        let who = engine.registry.identities.get(principal.as_str()).unwrap();
+                        let entities = engine
+                            .registry
+                            .entities(&engine.types, principal, who, entry)
+                            .unwrap();
                         let active = engine.active_exceptions(principal, capability, at);
                         let ctx = engine.context(&req, *classification, &active).unwrap();
                         let request = Request::new(
@@ -633,7 +653,7 @@ mod tests {
                         let full = engine.authorizer.is_authorized(
                             &request,
                             &engine.compiled.all,
-                            &engine.entities,
+                            &entities,
                         );
                         let mut full_ids: Vec<String> =
                             full.diagnostics().reason().map(|p| p.to_string()).collect();

@@ -31,6 +31,16 @@ fn example() -> Engine {
     Engine::from_desired(&desired(&example_files()), NOW).unwrap()
 }
 
+/// What the repository says an identity's owner intended.
+fn intended(principal: &str) -> Vec<steward_model::Entitlement> {
+    let d = desired(&example_files());
+    d.identities
+        .values()
+        .find(|i| i.spiffe_id.as_str() == principal)
+        .map(|i| i.intended.clone())
+        .unwrap_or_default()
+}
+
 /// The example repository with one file replaced or added.
 fn with_file(path: &str, content: &str) -> Vec<SourceFile> {
     let mut files: Vec<SourceFile> = example_files()
@@ -523,7 +533,7 @@ fn an_evaluation_error_is_a_deny() {
 #[test]
 fn effective_permissions_are_computed_and_compared_with_intent() {
     let engine = example();
-    let report = entitlements(&engine, ORDERS_API, None, NOW).unwrap();
+    let report = entitlements(&engine, ORDERS_API, &intended(ORDERS_API), None, NOW).unwrap();
     let has = |cap: &str, a: Action| {
         report
             .effective
@@ -551,7 +561,7 @@ fn effective_permissions_are_computed_and_compared_with_intent() {
     // The agent's intended refund tool needs human approval and an amount: missing under
     // the baseline context, present with them.
     let agent = "spiffe://acme.example/agents/prod/support-assistant";
-    let report = entitlements(&engine, agent, None, NOW).unwrap();
+    let report = entitlements(&engine, agent, &intended(agent), None, NOW).unwrap();
     assert!(
         report
             .missing
@@ -559,14 +569,14 @@ fn effective_permissions_are_computed_and_compared_with_intent() {
         "{report:?}"
     );
     let with = ctx(json!({"environment": "prod", "human_approved": true, "amount_minor": 100}));
-    let report = entitlements(&engine, agent, Some(with), NOW).unwrap();
+    let report = entitlements(&engine, agent, &intended(agent), Some(with), NOW).unwrap();
     assert!(
         !report
             .missing
             .contains(&("support.tool.refund_payment".to_owned(), Action::Invoke)),
         "{report:?}"
     );
-    assert!(entitlements(&engine, "spiffe://acme.example/nobody", None, NOW).is_none());
+    assert!(entitlements(&engine, "spiffe://acme.example/nobody", &[], None, NOW).is_none());
 }
 
 #[test]
@@ -676,7 +686,7 @@ mod never_panics {
             };
             let d = engine().decide(&req);
             if d.allowed {
-                prop_assert!(engine().identity(&principal).is_some());
+                prop_assert!(engine().knows(&principal));
                 prop_assert!(req.context.get("environment").is_some_and(Value::is_string));
                 prop_assert!(!d.policies.is_empty());
             } else {

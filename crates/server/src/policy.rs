@@ -185,16 +185,16 @@ pub(crate) async fn identity_entitlements(
 ) -> Result<axum::Json<EntitlementReport>, ApiError> {
     // Same visibility as the identity itself.
     let record = s.store.identity(&id).await?;
-    let visible = match (&record, caller.visible_planes(&s.store).await?) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(r), Some(planes)) => planes.contains(&r.identity.plane),
+    let record = match (record, caller.visible_planes(&s.store).await?) {
+        (Some(r), None) => r,
+        (Some(r), Some(planes)) if planes.contains(&r.identity.plane) => r,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "identity `{id}` does not exist"
+            )));
+        }
     };
-    if !visible {
-        return Err(ApiError::not_found(format!(
-            "identity `{id}` does not exist"
-        )));
-    }
+    let intended = record.identity.intended;
     let engine = s.engine().map_err(|why| {
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -208,7 +208,13 @@ pub(crate) async fn identity_entitlements(
         m
     });
     let report = tokio::task::spawn_blocking(move || {
-        entitlements(&engine, &id, context, time::OffsetDateTime::now_utc())
+        entitlements(
+            &engine,
+            &id,
+            &intended,
+            context,
+            time::OffsetDateTime::now_utc(),
+        )
     })
     .await
     .map_err(|_| ApiError::internal())?;
