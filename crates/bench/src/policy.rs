@@ -493,6 +493,16 @@ pub fn wrk_load(
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(parse_wrk_duration_us)
     };
+    let distribution: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            ["50%", "75%", "90%", "99%"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    eprintln!("  wrk latency distribution: {}", distribution.join(", "));
     let per_sec = text
         .lines()
         .find(|l| l.starts_with("Requests/sec:"))
