@@ -210,6 +210,9 @@ pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()>
     println!("Candidate: commerce removes commerce-grant-orders-read-to-partner-gateway.");
     print!("{}", output::plan(&plan.plan, plan.version));
     print!("{}", output::policy_plan(&plan));
+    println!(
+        "(Replays use each decision's own time: the exporter's request from before the exception was granted is allowed by the candidate, which still holds it.)"
+    );
     let versions: Vec<PolicyVersion> = admin.get("/admin/v1/policy/versions").await?;
     println!("Policy versions:");
     for v in &versions {

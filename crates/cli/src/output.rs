@@ -155,7 +155,7 @@ pub fn replay(r: &steward_server::replay::Replay) -> String {
     );
     if r.skipped > 0 {
         out.push_str(&format!(
-            "  ({} ingested foreign decisions cannot be replayed)\n",
+            "  ({} recorded decision(s) carry no replayable request: ingested from foreign enforcement points, or refused before a request could be formed)\n",
             r.skipped
         ));
     }

@@ -120,6 +120,7 @@ fn readme_quickstart_demo_runs_to_completion() {
         "intended but missing: 0",
         "partner-gateway read on orders.read: allow -> deny",
         "=== exceptions (changed)",
+        "+ex-incident-4711: lifts GR-3 for spiffe://acme.example/legacy/billing-exporter on payments.read",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {

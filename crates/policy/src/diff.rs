@@ -37,18 +37,33 @@ pub fn bundle_diff(old: &PolicyBundle, new: &PolicyBundle) -> String {
         out.push_str(&format!("=== {path} ({what})\n"));
         out.push_str(&lines_diff(a, b));
     }
-    let json_lines = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    // One line per exception and per attribute, so a change reads as one line.
+    let exceptions = |b: &PolicyBundle| -> String {
+        b.exceptions
+            .values()
+            .map(|e| {
+                format!(
+                    "{}: lifts {} for {} on {} until {} (owner {}, ticket {})\n",
+                    e.id,
+                    e.lifts.join(", "),
+                    e.principal,
+                    e.capability,
+                    crate::engine::rfc3339(e.expires_at),
+                    e.owner,
+                    e.ticket
+                )
+            })
+            .collect()
+    };
+    let attributes = |b: &PolicyBundle| -> String {
+        b.context_attributes
+            .values()
+            .map(|a| format!("{}: {}\n", a.name, a.kind))
+            .collect()
+    };
     for (name, a, b) in [
-        (
-            "exceptions",
-            json_lines(serde_json::to_value(&old.exceptions).unwrap_or_default()),
-            json_lines(serde_json::to_value(&new.exceptions).unwrap_or_default()),
-        ),
-        (
-            "request_context",
-            json_lines(serde_json::to_value(&old.context_attributes).unwrap_or_default()),
-            json_lines(serde_json::to_value(&new.context_attributes).unwrap_or_default()),
-        ),
+        ("exceptions", exceptions(old), exceptions(new)),
+        ("request_context", attributes(old), attributes(new)),
     ] {
         if a != b {
             out.push_str(&format!("=== {name} (changed)\n"));

@@ -22,8 +22,8 @@ pub struct Replay {
     pub days: u32,
     /// Decisions replayed.
     pub replayed: usize,
-    /// Decisions that could not be replayed (ingested from foreign enforcement points,
-    /// without the request Steward needs).
+    /// Decisions that could not be replayed: ingested from foreign enforcement points, or
+    /// refused before a request could be formed (unknown subject type, say).
     pub skipped: usize,
     /// Whether only the newest `MAX_REPLAY` decisions were replayed.
     pub truncated: bool,

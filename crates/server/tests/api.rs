@@ -995,6 +995,23 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     assert_eq!(first["enforcement_point"], "authzen:edge");
     assert_eq!(first["destination"]["capability"], "payments.charge");
     assert_eq!(first["details"]["request"]["principal"], ORDERS_API);
+    // The apply recorded the repository's exception as evidence of its own.
+    let (_, granted) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=exception.granted",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let granted = granted.as_array().unwrap();
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(
+        granted[0]["decision"]["exception"],
+        "ex-billing-exporter-static-key"
+    );
+    assert_eq!(granted[0]["details"]["lifts"], json!(["GR-3"]));
+    assert_eq!(granted[0]["details"]["ticket"], "SEC-2291");
     let (_, report) = env
         .call(
             Method::GET,

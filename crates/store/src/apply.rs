@@ -198,6 +198,17 @@ impl Store {
             crate::policy::publish_if_changed(&mut tx, &desired.policy_bundle(), version, actor)
                 .await?
                 .map(|v| v.version);
+        // Each exception granted or changed by this apply is evidence of its own (R11).
+        let granted: Vec<steward_audit::Event> = plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == ObjectKind::Exception && matches!(c.op, Op::Create | Op::Update))
+            .filter_map(|c| desired.exceptions.get(&c.id))
+            .map(|e| exception_event(e, actor, policy_version, &now))
+            .collect();
+        if !granted.is_empty() {
+            crate::evidence::append_in_tx(self.backend, &mut tx, &granted).await?;
+        }
         let after = serde_json::json!({ "version": version, "summary": summary, "policy_version": policy_version });
         let before = serde_json::json!({ "version": current_version });
         record_change(
@@ -282,4 +293,32 @@ async fn update_identity(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// `exception.granted`: who published which exception, lifting what, until when.
+fn exception_event(
+    e: &steward_model::PolicyException,
+    actor: &Actor,
+    policy_version: Option<i64>,
+    now: &str,
+) -> steward_audit::Event {
+    let mut ev = steward_audit::Event::new(
+        steward_audit::EventKind::ExceptionGranted,
+        uuid::Uuid::now_v7().to_string(),
+        now.to_owned(),
+    );
+    ev.principal = Some(e.principal.to_string());
+    ev.actor_chain = vec![actor.label()];
+    ev.destination.capability = Some(e.capability.to_string());
+    ev.decision.exception = Some(e.id.clone());
+    ev.policy_version = policy_version;
+    ev.details = serde_json::json!({
+        "exception": e.id,
+        "lifts": e.lifts,
+        "expires_at": e.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "owner": e.owner,
+        "ticket": e.ticket,
+        "reason": e.reason,
+    });
+    ev
 }
