@@ -30,6 +30,25 @@ pub struct DesiredIdentity {
     pub intended: Vec<Entitlement>,
 }
 
+impl DesiredIdentity {
+    /// The registry identity this declaration describes, in `state` (the pinned state if
+    /// the repository gives one; callers pass what else applies).
+    pub fn to_identity(&self, state: LifecycleState) -> steward_model::Identity {
+        steward_model::Identity {
+            spiffe_id: self.spiffe_id.clone(),
+            plane: self.plane.clone(),
+            owner: self.owner.clone(),
+            environment: self.environment.clone(),
+            kind: self.kind,
+            classification: self.classification,
+            description: self.description.clone(),
+            labels: self.labels.clone(),
+            state,
+            intended: self.intended.clone(),
+        }
+    }
+}
+
 /// A `.cedar` file: its plane comes from its directory (`policies/<plane>/…`; files directly
 /// under `policies/` belong to the root plane and are central guardrails).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -195,18 +195,7 @@ impl Engine {
         let identities = desired
             .identities
             .values()
-            .map(|d| Identity {
-                spiffe_id: d.spiffe_id.clone(),
-                plane: d.plane.clone(),
-                owner: d.owner.clone(),
-                environment: d.environment.clone(),
-                kind: d.kind,
-                classification: d.classification,
-                description: d.description.clone(),
-                labels: d.labels.clone(),
-                state: d.state.unwrap_or(LifecycleState::Active),
-                intended: d.intended.clone(),
-            })
+            .map(|d| d.to_identity(d.state.unwrap_or(LifecycleState::Active)))
             .collect();
         Self::build(EngineInput {
             planes: &desired.planes,

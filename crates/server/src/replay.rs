@@ -83,20 +83,14 @@ pub(crate) async fn dry_run(
             let mut identities: Vec<Identity> = desired
                 .identities
                 .values()
-                .map(|d| Identity {
-                    spiffe_id: d.spiffe_id.clone(),
-                    plane: d.plane.clone(),
-                    owner: d.owner.clone(),
-                    environment: d.environment.clone(),
-                    kind: d.kind,
-                    classification: d.classification,
-                    description: d.description.clone(),
-                    labels: d.labels.clone(),
-                    state: d
-                        .state
-                        .or_else(|| state.identities.get(&d.spiffe_id).map(|s| s.identity.state))
-                        .unwrap_or(LifecycleState::Active),
-                    intended: d.intended.clone(),
+                .map(|d| {
+                    d.to_identity(
+                        d.state
+                            .or_else(|| {
+                                state.identities.get(&d.spiffe_id).map(|s| s.identity.state)
+                            })
+                            .unwrap_or(LifecycleState::Active),
+                    )
                 })
                 .collect();
             identities.extend(

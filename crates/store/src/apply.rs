@@ -138,12 +138,7 @@ impl Store {
                         continue;
                     };
                     delete(&mut tx, "policies", "path", id).await?;
-                    sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
-                        .bind(&p.path)
-                        .bind(p.plane.to_string())
-                        .bind(&p.text)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_policy_file(&mut tx, p).await?;
                 }
                 // Kept in the policy bundle, written below.
                 (ObjectKind::ContextAttribute | ObjectKind::Exception, _) => {}
@@ -159,21 +154,11 @@ impl Store {
                         continue;
                     };
                     let current_state = state.identities.get(id).map(|s| s.identity.state);
-                    let identity = Identity {
-                        spiffe_id: want.spiffe_id.clone(),
-                        plane: want.plane.clone(),
-                        owner: want.owner.clone(),
-                        environment: want.environment.clone(),
-                        kind: want.kind,
-                        classification: want.classification,
-                        description: want.description.clone(),
-                        labels: want.labels.clone(),
-                        state: want
-                            .state
+                    let identity = want.to_identity(
+                        want.state
                             .or(current_state)
                             .unwrap_or(LifecycleState::Active),
-                        intended: want.intended.clone(),
-                    };
+                    );
                     if op == Op::Create {
                         new_identities.push(identity);
                     } else {
@@ -198,17 +183,6 @@ impl Store {
             crate::policy::publish_if_changed(&mut tx, &desired.policy_bundle(), version, actor)
                 .await?
                 .map(|v| v.version);
-        // Each exception granted or changed by this apply is evidence of its own (R11).
-        let granted: Vec<steward_audit::Event> = plan
-            .changes
-            .iter()
-            .filter(|c| c.kind == ObjectKind::Exception && matches!(c.op, Op::Create | Op::Update))
-            .filter_map(|c| desired.exceptions.get(&c.id))
-            .map(|e| exception_event(e, actor, policy_version, &now))
-            .collect();
-        if !granted.is_empty() {
-            crate::evidence::append_in_tx(self.backend, &mut tx, &granted).await?;
-        }
         let after = serde_json::json!({ "version": version, "summary": summary, "policy_version": policy_version });
         let before = serde_json::json!({ "version": current_version });
         record_change(
@@ -221,6 +195,18 @@ impl Store {
             Some(after.to_string()),
         )
         .await?;
+        // Each exception granted or changed by this apply is evidence of its own (R11),
+        // after the apply's own event.
+        let granted: Vec<steward_audit::Event> = plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == ObjectKind::Exception && matches!(c.op, Op::Create | Op::Update))
+            .filter_map(|c| desired.exceptions.get(&c.id))
+            .map(|e| exception_event(e, actor, policy_version, &now))
+            .collect();
+        if !granted.is_empty() {
+            crate::evidence::append_in_tx(self.backend, &mut tx, &granted).await?;
+        }
         let written = started.elapsed();
         tx.commit().await?;
         tracing::debug!(
@@ -321,4 +307,17 @@ fn exception_event(
         "reason": e.reason,
     });
     ev
+}
+
+pub(crate) async fn insert_policy_file(
+    conn: &mut sqlx::AnyConnection,
+    p: &steward_governance::PolicyFile,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
+        .bind(&p.path)
+        .bind(p.plane.to_string())
+        .bind(&p.text)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

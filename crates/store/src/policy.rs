@@ -90,12 +90,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for p in bundle.policies.values() {
-            sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
-                .bind(&p.path)
-                .bind(p.plane.to_string())
-                .bind(&p.text)
-                .execute(&mut *tx)
-                .await?;
+            crate::apply::insert_policy_file(&mut tx, p).await?;
         }
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM config_versions")
             .fetch_one(&mut *tx)

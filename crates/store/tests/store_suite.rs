@@ -619,8 +619,12 @@ async fn admin_changes_are_evidence(s: Store) {
         .await
         .unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
-    assert_eq!(kinds, ["config.applied", "identity.lifecycle"]);
-    let lifecycle = &events[1].event;
+    // The example repository declares one exception: its grant follows the apply.
+    assert_eq!(
+        kinds,
+        ["config.applied", "exception.granted", "identity.lifecycle"]
+    );
+    let lifecycle = &events[2].event;
     assert_eq!(
         lifecycle.principal.as_deref(),
         Some("spiffe://acme.example/ns/payments/sa/refund-worker")
