@@ -475,6 +475,14 @@ async fn policy_bench(
         median(rate)
     );
 
+    let by_address: Vec<f64> = (0..runs)
+        .map(|_| policy::in_process_by_address(&engine, &requests).median_us)
+        .collect();
+    println!(
+        "in-process decision by HTTP address (catalog lookup included): median {:.2} us",
+        median(by_address)
+    );
+
     #[cfg(feature = "rego-bench")]
     {
         let subset = requests

@@ -339,6 +339,37 @@ pub fn in_process(
     (summarise(us, started.elapsed(), allowed), outcomes)
 }
 
+/// The same mix addressed as enforcement points see it: `GET /p<plane>/c<n>/item-7`,
+/// resolved through the capability catalog (every capability maps one HTTP route).
+pub fn in_process_by_address(
+    engine: &Engine,
+    requests: &[(String, String, Action, String)],
+) -> Latency {
+    let now = time::OffsetDateTime::now_utc();
+    let mut us = Vec::with_capacity(requests.len());
+    let mut allowed = 0;
+    let started = Instant::now();
+    for (principal, capability, _, env) in requests {
+        let mut context = serde_json::Map::new();
+        context.insert("environment".into(), Value::String(env.clone()));
+        let path = format!("/{}/item-7", capability.replace('.', "/"));
+        let t = Instant::now();
+        let d = engine.decide(&AccessRequest {
+            principal: principal.clone(),
+            target: Target::Address(steward_policy::OwnedAddress::Http {
+                method: "GET".into(),
+                path,
+            }),
+            action: None,
+            context,
+            at: now,
+        });
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+        allowed += usize::from(d.allowed);
+    }
+    summarise(us, started.elapsed(), allowed)
+}
+
 #[cfg(feature = "rego-bench")]
 pub fn rego(
     world: &World,

@@ -6,6 +6,8 @@
 //! policy speaks about. When several patterns match, the most specific wins (most literal
 //! parts, then fewest wildcards), so `/v1/refunds/*` beats `/v1/**`.
 
+use std::collections::HashMap;
+
 use crate::{Action, Capability, CapabilityId, TransportMapping};
 
 /// A concrete transport address seen by an enforcement point.
@@ -41,26 +43,104 @@ pub struct Resolved {
     pub action: Action,
 }
 
-/// Every mapping of a catalog, ready for lookups.
+/// Every mapping of a catalog, ready for lookups. Mappings are bucketed by what an address
+/// must equal exactly (the first HTTP path segment, the gRPC service, the AMQP vhost and
+/// exchange, the queue or tool name), so a lookup scores a handful of candidates instead
+/// of the whole catalog.
 #[derive(Debug, Clone, Default)]
 pub struct CapabilityIndex {
     entries: Vec<(CapabilityId, TransportMapping)>,
+    /// HTTP mappings by the first path segment of their pattern.
+    http: HashMap<String, Vec<usize>>,
+    /// HTTP mappings whose first segment is a wildcard (`/*/…`, `/**`).
+    http_any: Vec<usize>,
+    grpc: HashMap<String, Vec<usize>>,
+    /// vhost → exchange → mappings.
+    amqp: HashMap<String, HashMap<String, Vec<usize>>>,
+    queue: HashMap<String, Vec<usize>>,
+    tool: HashMap<String, Vec<usize>>,
+}
+
+/// The first segment of an HTTP path (`/v1/orders` → `v1`).
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 impl CapabilityIndex {
     pub fn new<'a>(capabilities: impl IntoIterator<Item = &'a Capability>) -> Self {
-        let entries = capabilities
-            .into_iter()
-            .flat_map(|c| c.mappings.iter().map(|m| (c.id.clone(), m.clone())))
-            .collect();
-        Self { entries }
+        let mut index = Self {
+            entries: capabilities
+                .into_iter()
+                .flat_map(|c| c.mappings.iter().map(|m| (c.id.clone(), m.clone())))
+                .collect(),
+            ..Default::default()
+        };
+        for (i, (_, m)) in index.entries.iter().enumerate() {
+            match m {
+                TransportMapping::Http(h) => match first_segment(&h.path) {
+                    "*" | "**" => index.http_any.push(i),
+                    seg => index.http.entry(seg.to_owned()).or_default().push(i),
+                },
+                TransportMapping::Grpc(g) => {
+                    index.grpc.entry(g.service.clone()).or_default().push(i)
+                }
+                TransportMapping::Amqp(q) => index
+                    .amqp
+                    .entry(q.vhost.clone())
+                    .or_default()
+                    .entry(q.exchange.clone())
+                    .or_default()
+                    .push(i),
+                TransportMapping::Queue { name, .. } => {
+                    index.queue.entry(name.clone()).or_default().push(i)
+                }
+                TransportMapping::Tool { name, .. } => {
+                    index.tool.entry(name.clone()).or_default().push(i)
+                }
+            }
+        }
+        index
     }
 
     /// The most specific mapping matching `address`, or `None`: an unmapped address has no
     /// capability, and callers deny it.
     pub fn lookup(&self, address: &Address<'_>) -> Option<Resolved> {
-        self.entries
-            .iter()
+        fn bucket<'m>(map: &'m HashMap<String, Vec<usize>>, key: &str) -> &'m [usize] {
+            map.get(key).map(Vec::as_slice).unwrap_or(&[])
+        }
+        let mut candidates: Vec<usize> = match address {
+            Address::Http { path, .. } => {
+                let mut c = bucket(&self.http, first_segment(path)).to_vec();
+                c.extend_from_slice(&self.http_any);
+                c
+            }
+            Address::Grpc { service, .. } => bucket(&self.grpc, service).to_vec(),
+            Address::AmqpPublish {
+                vhost, exchange, ..
+            } => self
+                .amqp
+                .get(*vhost)
+                .map(|by_exchange| bucket(by_exchange, exchange).to_vec())
+                .unwrap_or_default(),
+            Address::Queue { name } => bucket(&self.queue, name).to_vec(),
+            Address::Tool { name } => bucket(&self.tool, name).to_vec(),
+        };
+        // Catalog order, so ties break exactly as a scan of the whole catalog would.
+        candidates.sort_unstable();
+        Self::best(
+            candidates.into_iter().filter_map(|i| self.entries.get(i)),
+            address,
+        )
+    }
+
+    fn best<'a>(
+        entries: impl Iterator<Item = &'a (CapabilityId, TransportMapping)>,
+        address: &Address<'_>,
+    ) -> Option<Resolved> {
+        entries
             .filter_map(|(id, m)| specificity(m, address).map(|score| (score, id, m)))
             .max_by_key(|(score, _, _)| *score)
             .map(|(_, id, m)| Resolved {
@@ -355,6 +435,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The buckets never change an answer: the index agrees with scoring every mapping
+        /// of the catalog.
+        #[test]
+        fn index_agrees_with_a_full_scan(method in "(GET|POST|\\*)", path in "(/[a-z0-9*]{0,6}){0,5}", rk in "[a-z*#]{0,4}(\\.[a-z*#]{0,4}){0,3}", svc in "(payments.v1.Refunds|other)", name in "(refund_payment|x)") {
+            let idx = index();
+            for a in [
+                Address::Http { method: &method, path: &path },
+                Address::AmqpPublish { vhost: "/", exchange: "ledger", routing_key: &rk },
+                Address::AmqpPublish { vhost: "/", exchange: "payments", routing_key: &rk },
+                Address::Grpc { service: &svc, method: "Create" },
+                Address::Tool { name: &name },
+                Address::Queue { name: &name },
+            ] {
+                proptest::prop_assert_eq!(idx.lookup(&a), CapabilityIndex::best(idx.entries.iter(), &a));
+            }
+        }
+
         #[test]
         fn lookup_never_panics(method in "[A-Z*]{0,7}", path in "[/a-z0-9*]{0,40}", rk in "[a-z.*#]{0,30}") {
             let idx = index();
