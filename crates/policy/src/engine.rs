@@ -197,6 +197,23 @@ impl Engine {
             .values()
             .map(|d| d.to_identity(d.state.unwrap_or(LifecycleState::Active)))
             .collect();
+        Self::for_repository(desired, identities, now).map_err(|e| match e {
+            // Place exception problems at the repository's lines.
+            PolicyError::Invalid(_) => match crate::check(desired, now) {
+                Err(placed) => placed,
+                Ok(_) => e,
+            },
+            other => other,
+        })
+    }
+
+    /// An engine for a repository's planes, catalog and policy over the given identities
+    /// (a plan's dry-run adds those created through the API).
+    pub fn for_repository(
+        desired: &Desired,
+        identities: Vec<Identity>,
+        now: time::OffsetDateTime,
+    ) -> Result<Self, PolicyError> {
         Self::build(EngineInput {
             planes: &desired.planes,
             root_settings: &desired.root_settings,
@@ -205,14 +222,6 @@ impl Engine {
             bundle: &desired.policy_bundle(),
             version: 0,
             now,
-        })
-        .map_err(|e| match e {
-            // Place exception problems at the repository's lines.
-            PolicyError::Invalid(_) => match crate::check(desired, now) {
-                Err(placed) => placed,
-                Ok(_) => e,
-            },
-            other => other,
         })
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use steward_governance::Desired;
 use steward_model::{Identity, LifecycleState};
 use steward_policy::analysis::{Flip, RecordedDecision, replay};
-use steward_policy::{AccessRequest, Engine, EngineInput};
+use steward_policy::{AccessRequest, Engine};
 use steward_store::EvidenceFilter;
 
 use crate::AppState;
@@ -102,15 +102,8 @@ pub(crate) async fn dry_run(
                     })
                     .map(|s| s.identity),
             );
-            let engine = Engine::build(EngineInput {
-                planes: &desired.planes,
-                root_settings: &desired.root_settings,
-                identities,
-                capabilities: &desired.capabilities,
-                bundle: &desired.policy_bundle(),
-                version: 0,
-                now: time::OffsetDateTime::now_utc(),
-            })?;
+            let engine =
+                Engine::for_repository(&desired, identities, time::OffsetDateTime::now_utc())?;
             Ok(replay(&engine, &recorded))
         })
         .await
