@@ -302,7 +302,12 @@ pub(crate) fn repo_engine(dir: &std::path::Path, trust_domain: &str) -> Result<E
         }
         Err(e) => return Err(e.into()),
     };
-    match Engine::from_desired(&desired, time::OffsetDateTime::now_utc()) {
+    desired_engine(dir, &desired)
+}
+
+/// The engine for an already parsed repository, with policy problems as file:line.
+fn desired_engine(dir: &std::path::Path, desired: &steward_governance::Desired) -> Result<Engine> {
+    match Engine::from_desired(desired, time::OffsetDateTime::now_utc()) {
         Ok(e) => Ok(e),
         Err(PolicyError::Invalid(diags)) => {
             bail!(
@@ -333,7 +338,7 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let engine = repo_engine(&dir, &trust_domain)?;
+            let engine = desired_engine(&dir, &desired)?;
             let outcomes = run_tests(
                 &engine,
                 &desired.policy_tests,
