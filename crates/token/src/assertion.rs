@@ -1,0 +1,194 @@
+//! Client authentication with `private_key_jwt` (RFC 7523 §2.2, §3): a short-lived JWT the
+//! client signs with a key it registered, naming itself as `iss` and `sub` and the token
+//! endpoint as `aud`, used once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use crate::TokenError;
+use crate::claims::Audience;
+use crate::jws::{self, Jws, MAX_TOKEN_BYTES};
+use crate::keys::PublicKey;
+use crate::validate::check_times;
+
+/// `client_assertion_type` for a JWT assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// What Steward requires of an assertion.
+#[derive(Debug, Clone)]
+pub struct AssertionRules {
+    /// Accepted `aud` values: the token endpoint URL and the issuer.
+    pub audiences: Vec<String>,
+    /// Longest `exp - now` accepted, in seconds.
+    pub max_lifetime: i64,
+    pub skew: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    aud: Audience,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+    jti: String,
+}
+
+/// A decoded assertion whose signature is not yet checked: its subject says which
+/// client's keys to check it with.
+#[derive(Debug)]
+pub struct UnverifiedAssertion<'a> {
+    jws: Jws<'a>,
+    claims: AssertionClaims,
+}
+
+/// A verified, fresh, first-seen assertion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAssertion {
+    pub client_id: String,
+    pub jti: String,
+    pub kid: String,
+}
+
+/// Decodes `assertion` and checks `iss == sub`. Nothing in it is trusted yet.
+pub fn decode_client_assertion(assertion: &str) -> Result<UnverifiedAssertion<'_>, TokenError> {
+    let jws = jws::decode(assertion, MAX_TOKEN_BYTES)?;
+    if jws.header.typ.as_deref() == Some("dpop+jwt") {
+        return Err(TokenError::Header(
+            "a DPoP proof is not a client assertion".into(),
+        ));
+    }
+    let claims: AssertionClaims = jws.claims()?;
+    if claims.iss != claims.sub {
+        return Err(TokenError::Claim {
+            claim: "iss",
+            problem: "a client assertion's `iss` and `sub` must both be the client id".into(),
+        });
+    }
+    if claims.jti.is_empty() || claims.jti.len() > 256 {
+        return Err(TokenError::Claim {
+            claim: "jti",
+            problem: "must be a non-empty unique id of at most 256 characters".into(),
+        });
+    }
+    Ok(UnverifiedAssertion { jws, claims })
+}
+
+impl UnverifiedAssertion<'_> {
+    /// The client the assertion claims to come from.
+    pub fn client_id(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// Checks the signature against the client's registered `keys`, the audience, the
+    /// lifetime, and that the `jti` was not used before (recording it).
+    pub fn verify(
+        self,
+        keys: &[PublicKey],
+        rules: &AssertionRules,
+        now: i64,
+        replay: &ReplayCache,
+    ) -> Result<VerifiedAssertion, TokenError> {
+        let key = match &self.jws.header.kid {
+            Some(kid) => keys
+                .iter()
+                .find(|k| k.kid() == kid)
+                .ok_or_else(|| TokenError::UnknownKey(kid.chars().take(64).collect()))?,
+            None => keys
+                .iter()
+                .find(|k| self.jws.verify(k).is_ok())
+                .ok_or(TokenError::Signature)?,
+        };
+        self.jws.verify(key)?;
+        let c = &self.claims;
+        if !rules.audiences.iter().any(|a| c.aud.contains(a)) {
+            return Err(TokenError::Claim {
+                claim: "aud",
+                problem: format!(
+                    "must name the token endpoint (`{}`)",
+                    rules.audiences.join("` or `")
+                ),
+            });
+        }
+        check_times(c.exp, c.nbf, c.iat, now, rules.skew)?;
+        if c.exp - now > rules.max_lifetime + rules.skew {
+            return Err(TokenError::Claim {
+                claim: "exp",
+                problem: format!(
+                    "the assertion lives {} s; at most {} s are accepted",
+                    c.exp - now,
+                    rules.max_lifetime
+                ),
+            });
+        }
+        let issued = c.iat.unwrap_or(c.exp - rules.max_lifetime);
+        replay.first_use(&c.sub, &c.jti, issued, c.exp, now, rules.skew)?;
+        Ok(VerifiedAssertion {
+            client_id: c.sub.clone(),
+            jti: c.jti.clone(),
+            kid: key.kid().to_string(),
+        })
+    }
+}
+
+/// Single-use `jti`s, kept until the assertion expires. The cache lives in memory, so it
+/// cannot vouch for assertions made before it started: those are refused (a client makes
+/// a fresh one) rather than risk a replay across a restart.
+#[derive(Debug)]
+pub struct ReplayCache {
+    since: i64,
+    max_entries: usize,
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayCache {
+    /// A cache that started at `now`, holding at most `max_entries` live assertions.
+    pub fn new(now: i64, max_entries: usize) -> Self {
+        Self {
+            since: now,
+            max_entries,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn first_use(
+        &self,
+        client: &str,
+        jti: &str,
+        issued: i64,
+        exp: i64,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), TokenError> {
+        if issued < self.since - skew {
+            return Err(TokenError::Replay(
+                "the assertion was made before the control plane started; make a fresh one".into(),
+            ));
+        }
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| TokenError::Replay("replay cache unavailable".into()))?;
+        let key = format!("{client}\u{0}{jti}");
+        if seen.get(&key).is_some_and(|&until| until + skew > now) {
+            return Err(TokenError::Replay(
+                "this client assertion `jti` was already used".into(),
+            ));
+        }
+        if seen.len() >= self.max_entries {
+            seen.retain(|_, until| *until + skew > now);
+            if seen.len() >= self.max_entries {
+                return Err(TokenError::Replay(
+                    "too many live assertions to remember; try again shortly".into(),
+                ));
+            }
+        }
+        seen.insert(key, exp);
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! The claims of a Steward token: the JWT-SVID claims (RFC 7519, SPIFFE JWT-SVID) plus
+//! what enforcement needs to decide without a lookup.
+
+use serde::{Deserialize, Serialize};
+
+/// `aud`: one audience or several. Serialized as a string when there is one, as JWT-SVID
+/// validators and RFC 7519 both allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(all) => all.iter().any(|a| a == aud),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(all) => all,
+        }
+    }
+}
+
+/// One hop of a delegation chain (RFC 8693 §4.1): who acted, and before them whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// Hops in the chain, this one included.
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
+}
+
+/// Proof-of-possession binding (RFC 7800 `cnf`): a client certificate (RFC 8705) or a DPoP
+/// key (RFC 9449).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+}
+
+/// The claims Steward issues and checks. Times are seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The identity's SPIFFE ID.
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    /// The environment the identity is registered in (a dev token is refused in prod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The plane that owns the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<String>,
+    /// Space-separated capability ids the token is limited to; absent = no narrowing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// The named workflow a just-in-time credential was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+}
+
+impl Claims {
+    /// The scope as a list of capability ids.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.iter().flat_map(|s| s.split_ascii_whitespace())
+    }
+}

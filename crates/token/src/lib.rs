@@ -1,0 +1,24 @@
+//! Steward's credentials (R3, R4, R7): the control plane's ES256 keys and their sealing,
+//! JWS compact tokens with JWT-SVID claims, client assertions, and [`Validator`] — the one
+//! validation path every enforcement point calls. Pure: time is passed in, keys are handed
+//! over by the caller, nothing is read from disk or network.
+
+pub mod assertion;
+pub mod claims;
+mod error;
+pub mod jws;
+pub mod keys;
+pub mod validate;
+
+pub use assertion::{
+    AssertionRules, JWT_BEARER_ASSERTION, ReplayCache, VerifiedAssertion, decode_client_assertion,
+};
+pub use claims::{Actor, Audience, Claims, Confirmation};
+pub use error::TokenError;
+pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey};
+pub use validate::{Expectations, NoRevocation, Proof, RevocationCheck, Validator};
+
+/// A JWKS document (RFC 7517 §5) for `keys`.
+pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.into_iter().map(|k| k.jwk()).collect::<Vec<_>>() })
+}

@@ -1,0 +1,329 @@
+//! The one validation path for Steward tokens, shared by every enforcement point:
+//! signature and `kid`, issuer, audience, expiry and not-before with a small skew,
+//! environment, sender binding, and the revocation hook. Tokens whose signature was
+//! checked once are remembered, so a token seen before costs a hash lookup plus the claim
+//! checks (which are never cached: time moves and revocations arrive).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+
+use crate::TokenError;
+use crate::claims::Claims;
+use crate::jws::{self, MAX_TOKEN_BYTES};
+use crate::keys::PublicKey;
+
+/// Consulted on every validation, cached or not. Returns why the token is revoked, if it is.
+/// The revocation service fills it; until then [`NoRevocation`].
+pub trait RevocationCheck: Send + Sync {
+    fn revoked(&self, claims: &Claims) -> Option<String>;
+}
+
+/// Nothing is revoked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRevocation;
+
+impl RevocationCheck for NoRevocation {
+    fn revoked(&self, _: &Claims) -> Option<String> {
+        None
+    }
+}
+
+/// The proof of possession the presenter showed, already verified by the caller (the TLS
+/// layer for a certificate, the DPoP checker for a key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Proof<'a> {
+    #[default]
+    None,
+    /// SHA-256 thumbprint (base64url) of the client certificate of this connection.
+    ClientCert(&'a str),
+    /// RFC 7638 thumbprint of the key that signed a valid DPoP proof.
+    Dpop(&'a str),
+}
+
+/// What the caller expects of the token.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectations<'a> {
+    /// This hop's audience: the token's `aud` must contain it.
+    pub audience: &'a str,
+    /// The environment of the enforcement point; `None` skips the check.
+    pub environment: Option<&'a str>,
+    /// Seconds since the Unix epoch.
+    pub now: i64,
+    pub proof: Proof<'a>,
+}
+
+/// Validates Steward tokens against a fixed key set. Build a new one when keys change.
+pub struct Validator {
+    issuer: String,
+    keys: HashMap<String, PublicKey>,
+    skew: i64,
+    max_bytes: usize,
+    revocation: Arc<dyn RevocationCheck>,
+    cache: Cache,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("issuer", &self.issuer)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("skew", &self.skew)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    /// A validator for tokens from `issuer` signed by one of `keys`, allowing `skew_secs`
+    /// of clock difference.
+    pub fn new(
+        issuer: impl Into<String>,
+        keys: impl IntoIterator<Item = PublicKey>,
+        skew_secs: i64,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            keys: keys.into_iter().map(|k| (k.kid().to_string(), k)).collect(),
+            skew: skew_secs.max(0),
+            max_bytes: MAX_TOKEN_BYTES,
+            revocation: Arc::new(NoRevocation),
+            cache: Cache::new(DEFAULT_CACHE_ENTRIES),
+        }
+    }
+
+    /// Consults `hook` on every validation.
+    pub fn with_revocation(mut self, hook: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = hook;
+        self
+    }
+
+    /// Refuses tokens longer than `max` bytes.
+    pub fn with_max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Validates `token` for `expect`, returning its claims.
+    pub fn validate(
+        &self,
+        token: &str,
+        expect: &Expectations<'_>,
+    ) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > self.max_bytes {
+            return Err(TokenError::TooLarge {
+                len: token.len(),
+                max: self.max_bytes,
+            });
+        }
+        let hash = self.cache.hash(token);
+        let claims = match self.cache.get(hash, token, &self.keys) {
+            Some(claims) => claims,
+            None => {
+                let (kid, claims) = self.verify_signature(token)?;
+                let claims = Arc::new(claims);
+                self.cache.put(hash, token, kid, claims.clone(), expect.now);
+                claims
+            }
+        };
+        self.check_claims(&claims, expect)?;
+        Ok(claims)
+    }
+
+    /// Signature, `kid`, header and issuer: what does not change with time.
+    fn verify_signature(&self, token: &str) -> Result<(String, Claims), TokenError> {
+        let jws = jws::decode(token, self.max_bytes)?;
+        match jws.header.typ.as_deref() {
+            None | Some("JWT") | Some("JOSE") | Some("at+jwt") => {}
+            Some(other) => {
+                return Err(TokenError::Header(format!(
+                    "typ `{}` is not an access token",
+                    other.chars().take(20).collect::<String>()
+                )));
+            }
+        }
+        let kid = jws.header.kid.clone().ok_or_else(|| {
+            TokenError::Header("no `kid`: Steward tokens name their signing key".into())
+        })?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| TokenError::UnknownKey(kid.chars().take(64).collect()))?;
+        jws.verify(key)?;
+        let claims: Claims = jws.claims()?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::Claim {
+                claim: "iss",
+                problem: format!(
+                    "`{}` is not this control plane (`{}`)",
+                    clip(&claims.iss),
+                    self.issuer
+                ),
+            });
+        }
+        if !claims.sub.starts_with("spiffe://") {
+            return Err(TokenError::Claim {
+                claim: "sub",
+                problem: "not a SPIFFE ID".into(),
+            });
+        }
+        Ok((kid, claims))
+    }
+
+    fn check_claims(&self, claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
+        check_times(
+            claims.exp,
+            Some(claims.nbf),
+            Some(claims.iat),
+            expect.now,
+            self.skew,
+        )?;
+        if !claims.aud.contains(expect.audience) {
+            return Err(TokenError::Claim {
+                claim: "aud",
+                problem: format!("the token is not for `{}`", clip(expect.audience)),
+            });
+        }
+        if let Some(env) = expect.environment
+            && claims.environment.as_deref() != Some(env)
+        {
+            return Err(TokenError::Claim {
+                claim: "environment",
+                problem: format!(
+                    "a `{}` token presented in `{env}`",
+                    claims.environment.as_deref().unwrap_or("(none)")
+                ),
+            });
+        }
+        check_binding(claims, expect.proof)?;
+        if let Some(why) = self.revocation.revoked(claims) {
+            return Err(TokenError::Revoked(why));
+        }
+        Ok(())
+    }
+}
+
+/// `exp` / `nbf` / `iat` against `now` with `skew` seconds of tolerance.
+pub(crate) fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: i64,
+    skew: i64,
+) -> Result<(), TokenError> {
+    if now >= exp.saturating_add(skew) {
+        return Err(TokenError::Expired { exp, now });
+    }
+    for t in [nbf, iat].into_iter().flatten() {
+        if t > now.saturating_add(skew) {
+            return Err(TokenError::NotYetValid { nbf: t, now });
+        }
+    }
+    Ok(())
+}
+
+fn check_binding(claims: &Claims, proof: Proof<'_>) -> Result<(), TokenError> {
+    let Some(cnf) = &claims.cnf else {
+        return Ok(());
+    };
+    if let Some(want) = &cnf.x5t_s256 {
+        return match proof {
+            Proof::ClientCert(got) if got == want => Ok(()),
+            Proof::ClientCert(_) => Err(TokenError::Binding(
+                "the token is bound to another client certificate".into(),
+            )),
+            _ => Err(TokenError::Binding(
+                "the token is bound to a client certificate; present it over mutual TLS".into(),
+            )),
+        };
+    }
+    if let Some(want) = &cnf.jkt {
+        return match proof {
+            Proof::Dpop(got) if got == want => Ok(()),
+            Proof::Dpop(_) => Err(TokenError::Binding(
+                "the DPoP proof is signed by another key than the token is bound to".into(),
+            )),
+            _ => Err(TokenError::Binding(
+                "the token is DPoP-bound; send it with `Authorization: DPoP` and a DPoP proof"
+                    .into(),
+            )),
+        };
+    }
+    Err(TokenError::Binding(
+        "`cnf` names no binding Steward knows".into(),
+    ))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Tokens held by the validation cache before the oldest are dropped.
+const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+const SHARDS: usize = 16;
+
+struct Entry {
+    token: Box<str>,
+    kid: String,
+    claims: Arc<Claims>,
+}
+
+/// Tokens whose signature verified, keyed by a keyed hash of the whole token (compared in
+/// full on a hit). Sharded so concurrent validations rarely wait for each other.
+struct Cache {
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<u64, Entry>>>,
+    per_shard: usize,
+}
+
+impl Cache {
+    fn new(entries: usize) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: (entries / SHARDS).max(1),
+        }
+    }
+
+    fn hash(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    fn shard(&self, hash: u64) -> Option<&Mutex<HashMap<u64, Entry>>> {
+        self.shards.get((hash as usize) % SHARDS)
+    }
+
+    fn get(
+        &self,
+        hash: u64,
+        token: &str,
+        keys: &HashMap<String, PublicKey>,
+    ) -> Option<Arc<Claims>> {
+        let shard = self.shard(hash)?.lock().ok()?;
+        let e = shard.get(&hash)?;
+        (&*e.token == token && keys.contains_key(&e.kid)).then(|| e.claims.clone())
+    }
+
+    fn put(&self, hash: u64, token: &str, kid: String, claims: Arc<Claims>, now: i64) {
+        let Some(Ok(mut shard)) = self.shard(hash).map(|m| m.lock()) else {
+            return;
+        };
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, e| e.claims.exp > now);
+            if shard.len() >= self.per_shard {
+                shard.clear();
+            }
+        }
+        shard.insert(
+            hash,
+            Entry {
+                token: token.into(),
+                kid,
+                claims,
+            },
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! Every refusal the token issue lists, the happy paths, Wycheproof's ECDSA P-256 vectors
+//! through our JWK -> verify path, and parsers that never panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use steward_token::*;
+
+const ISS: &str = "https://steward.test";
+const NOW: i64 = 1_800_000_000;
+
+fn key() -> SigningKey {
+    SigningKey::generate().unwrap().0
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISS, "sub": "spiffe://example.org/payments/api", "aud": "spiffe://example.org/ledger",
+        "exp": NOW + 300, "iat": NOW, "nbf": NOW, "jti": "t1", "environment": "prod", "plane": "payments",
+    })
+}
+
+/// Signs any header and payload, bypassing the encoder's rules.
+fn raw_token(key: &SigningKey, header: &Value, payload: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(header.to_string()),
+        B64URL.encode(payload.to_string())
+    );
+    let sig = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", B64URL.encode(sig))
+}
+
+fn validator(key: &SigningKey) -> Validator {
+    Validator::new(ISS, [key.public_key().clone()], 30)
+}
+
+fn expect() -> Expectations<'static> {
+    Expectations {
+        audience: "spiffe://example.org/ledger",
+        environment: Some("prod"),
+        now: NOW,
+        proof: Proof::None,
+    }
+}
+
+fn refused(v: &Validator, token: &str, e: &Expectations<'_>) -> String {
+    v.validate(token, e).unwrap_err().to_string()
+}
+
+#[test]
+fn a_good_token_validates_and_again_from_the_cache() {
+    let k = key();
+    let token = jws::encode(&k, "JWT", &claims()).unwrap();
+    let v = validator(&k);
+    let c = v.validate(&token, &expect()).unwrap();
+    assert_eq!(c.sub, "spiffe://example.org/payments/api");
+    assert_eq!(c.plane.as_deref(), Some("payments"));
+    // The cached path still checks time, audience and environment.
+    assert!(v.validate(&token, &expect()).is_ok());
+    let later = Expectations {
+        now: NOW + 400,
+        ..expect()
+    };
+    assert!(refused(&v, &token, &later).contains("expired"));
+    let other = Expectations {
+        audience: "spiffe://example.org/other",
+        ..expect()
+    };
+    assert!(refused(&v, &token, &other).contains("aud"));
+}
+
+#[test]
+fn header_attacks_are_refused() {
+    let k = key();
+    let v = validator(&k);
+    let kid = k.kid().to_string();
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"alg": "none", "kid": kid}), "alg `none`"),
+        (json!({"alg": "HS256", "kid": kid}), "symmetric alg"),
+        (json!({"alg": "RS256", "kid": kid}), "only ES256"),
+        (json!({"kid": kid}), "no `alg`"),
+        (
+            json!({"alg": "ES256", "kid": "nope"}),
+            "unknown signing key",
+        ),
+        (json!({"alg": "ES256"}), "no `kid`"),
+        (
+            json!({"alg": "ES256", "kid": kid, "jku": "https://evil/jwks"}),
+            "never fetches",
+        ),
+        (
+            json!({"alg": "ES256", "kid": kid, "x5u": "https://evil/cert"}),
+            "never fetches",
+        ),
+        (
+            json!({"alg": "ES256", "kid": kid, "jwk": k.public_key().jwk()}),
+            "embeds a key",
+        ),
+        (
+            json!({"alg": "ES256", "kid": kid, "crit": ["exp"], "exp": 1}),
+            "crit",
+        ),
+        (
+            json!({"alg": "ES256", "kid": kid, "typ": "dpop+jwt"}),
+            "not an access token",
+        ),
+        (json!({"alg": "ES256", "kid": 7}), "must be a string"),
+    ];
+    for (header, want) in cases {
+        let token = raw_token(&k, &header, &claims());
+        let err = refused(&v, &token, &expect());
+        assert!(err.contains(want), "{header}: {err}");
+    }
+}
+
+#[test]
+fn alg_none_and_hs256_with_the_public_key_as_secret_are_refused() {
+    let k = key();
+    let v = validator(&k);
+    let unsigned = format!(
+        "{}.{}.",
+        B64URL.encode(json!({"alg": "none", "kid": k.kid()}).to_string()),
+        B64URL.encode(claims().to_string())
+    );
+    assert!(refused(&v, &unsigned, &expect()).contains("alg `none`"));
+    // The classic confusion: HMAC keyed with the public key's bytes.
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(json!({"alg": "HS256", "kid": k.kid()}).to_string()),
+        B64URL.encode(claims().to_string())
+    );
+    let secret = serde_json::to_vec(k.public_key().jwk()).unwrap();
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+        input.as_bytes(),
+    );
+    let forged = format!("{input}.{}", B64URL.encode(mac.as_ref()));
+    assert!(refused(&v, &forged, &expect()).contains("symmetric"));
+}
+
+#[test]
+fn payload_and_claim_problems_are_refused() {
+    let k = key();
+    let v = validator(&k);
+    let good = jws::encode(&k, "JWT", &claims()).unwrap();
+    // Tampered payload: the signature no longer covers it.
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    let mut c = claims();
+    c["sub"] = json!("spiffe://example.org/admin");
+    parts[1] = B64URL.encode(c.to_string());
+    assert!(refused(&v, &parts.join("."), &expect()).contains("signature"));
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        jws::encode(&k, "JWT", &c).unwrap()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (with(&|c| c["iss"] = json!("https://evil")), "iss"),
+        (
+            with(&|c| c["aud"] = json!("spiffe://example.org/other")),
+            "aud",
+        ),
+        (
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            "payload",
+        ),
+        (
+            with(&|c| c["aud"] = json!(["a", "spiffe://example.org/ledger"])),
+            "",
+        ),
+        (with(&|c| c["exp"] = json!(NOW - 31)), "expired"),
+        (with(&|c| c["nbf"] = json!(NOW + 31)), "not valid before"),
+        (
+            with(&|c| c["environment"] = json!("dev")),
+            "a `dev` token presented in `prod`",
+        ),
+        (with(&|c| c["sub"] = json!("payments-api")), "SPIFFE"),
+        (
+            with(&|c| c["cnf"] = json!({"x5t#S256": "abc"})),
+            "mutual TLS",
+        ),
+        (with(&|c| c["cnf"] = json!({"jkt": "abc"})), "DPoP"),
+    ];
+    for (token, want) in cases {
+        match v.validate(&token, &expect()) {
+            Ok(_) => assert!(want.is_empty(), "accepted, wanted `{want}`"),
+            Err(e) => assert!(
+                !want.is_empty() && e.to_string().contains(want),
+                "{e} / {want}"
+            ),
+        }
+    }
+    // Within the skew is still fine.
+    assert!(
+        v.validate(&with(&|c| c["exp"] = json!(NOW - 5)), &expect())
+            .is_ok()
+    );
+}
+
+#[test]
+fn bound_tokens_need_their_proof() {
+    let k = key();
+    let v = validator(&k);
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": "thumb-1"});
+    let token = jws::encode(&k, "JWT", &c).unwrap();
+    assert!(refused(&v, &token, &expect()).contains("DPoP"));
+    let wrong = Expectations {
+        proof: Proof::Dpop("thumb-2"),
+        ..expect()
+    };
+    assert!(refused(&v, &token, &wrong).contains("another key"));
+    let right = Expectations {
+        proof: Proof::Dpop("thumb-1"),
+        ..expect()
+    };
+    assert!(v.validate(&token, &right).is_ok());
+    let cert = Expectations {
+        proof: Proof::ClientCert("thumb-1"),
+        ..expect()
+    };
+    assert!(v.validate(&token, &cert).is_err());
+}
+
+#[test]
+fn size_and_shape_limits() {
+    let k = key();
+    let v = validator(&k).with_max_bytes(1024);
+    let mut c = claims();
+    c["pad"] = json!("x".repeat(2000));
+    let big = jws::encode(&k, "JWT", &c).unwrap();
+    assert!(refused(&v, &big, &expect()).contains("more than the 1024"));
+    for junk in [
+        "",
+        ".",
+        "..",
+        "a.b",
+        "a.b.c.d.e",
+        "e30.e30.e30",
+        "!!.??.**",
+        "eyJhbGciOiJFUzI1NiJ9.e30.AA==",
+    ] {
+        assert!(v.validate(junk, &expect()).is_err(), "{junk}");
+    }
+}
+
+struct RevokeSub(&'static str);
+impl RevocationCheck for RevokeSub {
+    fn revoked(&self, claims: &Claims) -> Option<String> {
+        (claims.sub == self.0).then(|| format!("{} was revoked", claims.sub))
+    }
+}
+
+#[test]
+fn the_revocation_hook_is_consulted_even_for_cached_tokens() {
+    let k = key();
+    let token = jws::encode(&k, "JWT", &claims()).unwrap();
+    let open = validator(&k);
+    assert!(open.validate(&token, &expect()).is_ok());
+    let v = validator(&k).with_revocation(Arc::new(RevokeSub("spiffe://example.org/payments/api")));
+    assert!(refused(&v, &token, &expect()).contains("revoked"));
+    assert!(refused(&v, &token, &expect()).contains("revoked"));
+}
+
+#[test]
+fn a_key_that_left_the_set_no_longer_verifies() {
+    let (old, new) = (key(), key());
+    let token = jws::encode(&old, "JWT", &claims()).unwrap();
+    let both = Validator::new(
+        ISS,
+        [old.public_key().clone(), new.public_key().clone()],
+        30,
+    );
+    assert!(both.validate(&token, &expect()).is_ok());
+    let only_new = Validator::new(ISS, [new.public_key().clone()], 30);
+    assert!(refused(&only_new, &token, &expect()).contains("unknown signing key"));
+}
+
+fn assertion(k: &SigningKey, f: impl Fn(&mut Value)) -> String {
+    let mut c = json!({
+        "iss": "spiffe://example.org/payments/api", "sub": "spiffe://example.org/payments/api",
+        "aud": "https://steward.test/oauth2/token", "exp": NOW + 60, "iat": NOW, "jti": "a-1",
+    });
+    f(&mut c);
+    jws::encode(k, "JWT", &c).unwrap()
+}
+
+fn rules() -> AssertionRules {
+    AssertionRules {
+        audiences: vec!["https://steward.test/oauth2/token".into(), ISS.into()],
+        max_lifetime: 300,
+        skew: 30,
+    }
+}
+
+#[test]
+fn client_assertions_are_single_use_short_lived_and_audience_checked() {
+    let k = key();
+    let keys = [k.public_key().clone()];
+    let replay = ReplayCache::new(NOW - 10, 1000);
+    let verify = |token: &str| -> Result<VerifiedAssertion, TokenError> {
+        let a = decode_client_assertion(token)?;
+        a.verify(&keys, &rules(), NOW, &replay)
+    };
+    let good = assertion(&k, |_| {});
+    let ok = verify(&good).unwrap();
+    assert_eq!(ok.client_id, "spiffe://example.org/payments/api");
+    assert!(
+        verify(&good)
+            .unwrap_err()
+            .to_string()
+            .contains("already used")
+    );
+    // Same jti from another client is a different assertion.
+    let cases: Vec<(String, &str)> = vec![
+        (
+            assertion(&k, |c| c["aud"] = json!("https://elsewhere/token")),
+            "token endpoint",
+        ),
+        (
+            assertion(&k, |c| {
+                c["jti"] = json!("a-2");
+                c["exp"] = json!(NOW + 3600)
+            }),
+            "at most 300",
+        ),
+        (
+            assertion(&k, |c| {
+                c["jti"] = json!("a-3");
+                c["exp"] = json!(NOW - 60)
+            }),
+            "expired",
+        ),
+        (
+            assertion(&k, |c| {
+                c["jti"] = json!("a-4");
+                c["iss"] = json!("spiffe://example.org/x")
+            }),
+            "`iss` and `sub`",
+        ),
+        (assertion(&k, |c| c["jti"] = json!("")), "jti"),
+        (
+            assertion(&k, |c| {
+                c["jti"] = json!("a-5");
+                c["iat"] = json!(NOW - 200)
+            }),
+            "before the control plane started",
+        ),
+        (
+            assertion(&key(), |c| c["jti"] = json!("a-6")),
+            "unknown signing key",
+        ),
+    ];
+    for (token, want) in cases {
+        let err = verify(&token).unwrap_err().to_string();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // Audience as an array naming the issuer is accepted.
+    let arr = assertion(&k, |c| {
+        c["jti"] = json!("a-7");
+        c["aud"] = json!(["x", ISS])
+    });
+    assert!(verify(&arr).is_ok());
+}
+
+/// Project Wycheproof's ECDSA P-256/SHA-256 vectors in IEEE P1363 (r ‖ s) form, which is
+/// JWS's ES256 encoding, each key going through `Jwk::to_public_key` as client keys do.
+#[test]
+fn wycheproof_ecdsa_p256_sha256_p1363() {
+    use wycheproof::TestResult;
+    use wycheproof::ecdsa::{TestName, TestSet};
+    let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
+    let (mut valid, mut invalid) = (0, 0);
+    for group in &set.test_groups {
+        let point: &[u8] = &group.key.key;
+        let jwk = Jwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x: B64URL.encode(&point[1..33]),
+            y: B64URL.encode(&point[33..65]),
+            kid: None,
+            alg: None,
+            use_: None,
+        };
+        let key = jwk.to_public_key();
+        for t in &group.tests {
+            let ok = key
+                .as_ref()
+                .map(|k| k.verify(&t.msg, &t.sig).is_ok())
+                .unwrap_or(false);
+            match t.result {
+                TestResult::Valid => {
+                    assert!(ok, "tc {} ({}) should verify", t.tc_id, t.comment);
+                    valid += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(!ok, "tc {} ({}) must not verify", t.tc_id, t.comment);
+                    invalid += 1;
+                }
+                TestResult::Acceptable => {}
+            }
+        }
+    }
+    assert!(
+        valid > 50 && invalid > 50,
+        "ran {valid} valid and {invalid} invalid vectors"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn validation_never_panics_on_arbitrary_text(s in ".{0,600}") {
+        let k = key();
+        let v = validator(&k);
+        prop_assert!(v.validate(&s, &expect()).is_err());
+        prop_assert!(decode_client_assertion(&s).is_err() || s.split('.').count() == 3);
+    }
+
+    #[test]
+    fn validation_never_panics_on_well_formed_parts(h in prop::collection::vec(any::<u8>(), 0..200),
+                                                    p in prop::collection::vec(any::<u8>(), 0..400),
+                                                    sig in prop::collection::vec(any::<u8>(), 0..80)) {
+        let k = key();
+        let v = validator(&k);
+        let token = format!("{}.{}.{}", B64URL.encode(&h), B64URL.encode(&p), B64URL.encode(&sig));
+        prop_assert!(v.validate(&token, &expect()).is_err());
+    }
+
+    #[test]
+    fn any_flipped_byte_breaks_a_token(pos in 0usize..400, bit in 0u8..8) {
+        let k = key();
+        let token = jws::encode(&k, "JWT", &claims()).unwrap();
+        let mut bytes = token.clone().into_bytes();
+        let i = pos % bytes.len();
+        bytes[i] ^= 1 << bit;
+        if let Ok(t) = String::from_utf8(bytes) && t != token {
+            prop_assert!(validator(&k).validate(&t, &expect()).is_err());
+        }
+    }
+}
