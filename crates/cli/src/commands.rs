@@ -546,6 +546,7 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
                 description,
                 labels: Default::default(),
                 intended: Vec::new(),
+                credentials: Default::default(),
             };
             let r: IdentityRecord = connect(&remote)?.post("/admin/v1/identities", &req).await?;
             emit(&remote, &r, || {

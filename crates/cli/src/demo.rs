@@ -209,6 +209,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             description: "registered by the payments on-call through the API".into(),
             labels: Default::default(),
             intended: Vec::new(),
+            credentials: Default::default(),
         })
     };
     let created: IdentityRecord = pa

@@ -116,6 +116,8 @@ pub(crate) struct IdentityDoc {
     pub state: Option<LifecycleState>,
     #[serde(default)]
     pub intended: Vec<Entitlement>,
+    #[serde(default)]
+    pub credentials: steward_model::Credentials,
 }
 
 fn internal() -> Classification {

@@ -17,6 +17,7 @@ mod source;
 
 pub use diagnostic::{Diagnostic, GovernanceError};
 pub use parse::{
+    client_public_key, credential_problems,
     Desired, DesiredIdentity, Expectation, PolicyBundle, PolicyFile, PolicyTest, RESERVED_CONTEXT,
     parse,
 };

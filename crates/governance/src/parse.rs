@@ -28,6 +28,7 @@ pub struct DesiredIdentity {
     pub labels: BTreeMap<String, String>,
     pub state: Option<LifecycleState>,
     pub intended: Vec<Entitlement>,
+    pub credentials: steward_model::Credentials,
 }
 
 impl DesiredIdentity {
@@ -45,6 +46,7 @@ impl DesiredIdentity {
             labels: self.labels.clone(),
             state,
             intended: self.intended.clone(),
+            credentials: self.credentials.clone(),
         }
     }
 }
@@ -751,6 +753,7 @@ fn check_references(
                 ));
             }
         }
+        problems.extend(credential_problems(&doc.credentials));
         for p in problems {
             at(
                 diags,
@@ -775,6 +778,7 @@ fn check_references(
                 labels: doc.labels,
                 state: doc.state,
                 intended,
+                credentials: doc.credentials,
             },
         );
     }
@@ -836,4 +840,40 @@ mod tests {
             let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
         }
     }
+}
+
+/// Problems with an identity's registered keys: each must be a usable P-256 key with a
+/// unique `kid`, so a bad key is refused at `validate` time with its file and line rather
+/// than at the first token request.
+pub fn credential_problems(c: &steward_model::Credentials) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    for k in &c.public_keys {
+        if !kids.insert(k.kid.as_str()) {
+            out.push(format!("public key `{}` is listed twice", k.kid));
+        }
+        if let Err(e) = client_public_key(k) {
+            out.push(format!("public key `{}`: {e}", k.kid));
+        }
+    }
+    if c.token_ttl_secs == Some(0) {
+        out.push("`credentials.token_ttl_secs` must be at least 1".into());
+    }
+    out
+}
+
+/// The verifier for a registered client key.
+pub fn client_public_key(
+    k: &steward_model::ClientKey,
+) -> Result<steward_token::PublicKey, steward_token::TokenError> {
+    steward_token::Jwk {
+        kty: k.kty.clone(),
+        crv: k.crv.clone(),
+        x: k.x.clone(),
+        y: k.y.clone(),
+        kid: Some(k.kid.clone()),
+        alg: k.alg.clone(),
+        use_: None,
+    }
+    .to_public_key()
 }

@@ -401,6 +401,11 @@ fn identity_fields(have: &StoredIdentity, want: &DesiredIdentity) -> Vec<FieldCh
     );
     cmp("labels", json(&h.labels), json(&want.labels));
     cmp("intended", json(&h.intended), json(&want.intended));
+    cmp(
+        "credentials",
+        json(&h.credentials),
+        json(&want.credentials),
+    );
     if let Some(state) = want.state {
         cmp("state", h.state.to_string(), state.to_string());
     }
@@ -473,6 +478,7 @@ mod tests {
                         labels: i.labels.clone(),
                         state: i.state.unwrap_or(LifecycleState::Active),
                         intended: i.intended.clone(),
+                        credentials: i.credentials.clone(),
                     };
                     (
                         i.spiffe_id.clone(),

@@ -173,6 +173,46 @@ pub struct Identity {
     pub labels: BTreeMap<String, String>,
     pub state: LifecycleState,
     pub intended: Vec<Entitlement>,
+    /// How the identity authenticates to the token endpoint and how long its tokens live.
+    #[serde(default, skip_serializing_if = "Credentials::is_empty")]
+    pub credentials: Credentials,
+}
+
+/// A public key an identity registers for `private_key_jwt` client authentication
+/// (RFC 7523): an EC P-256 JWK with a `kid`. Only the public half ever reaches Steward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKey {
+    pub kid: String,
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub y: String,
+    /// `ES256` if given; no other value is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// When the key was registered (RFC 3339 date or time), for rotation-age findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+/// An identity's credential settings (R3, R4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Keys accepted for `private_key_jwt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<ClientKey>,
+    /// Longest lifetime of this identity's tokens, in seconds; the plane's
+    /// `max_token_ttl_secs` still caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ttl_secs: Option<u64>,
+}
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.public_keys.is_empty() && self.token_ttl_secs.is_none()
+    }
 }
 
 #[cfg(test)]

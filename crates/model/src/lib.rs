@@ -20,7 +20,7 @@ mod spiffe;
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
 pub use error::ModelError;
 pub use identity::{
-    Classification, Entitlement, Identity, IdentityKind, LifecycleState, MAX_LABEL_KEY,
+    Classification, ClientKey, Credentials, Entitlement, Identity, IdentityKind, LifecycleState, MAX_LABEL_KEY,
     MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,
 };
 pub use issuer::TrustedIssuer;

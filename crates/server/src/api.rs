@@ -70,6 +70,9 @@ pub struct CreateIdentityRequest {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub intended: Vec<Entitlement>,
+    /// Keys for `private_key_jwt` and the token lifetime.
+    #[serde(default)]
+    pub credentials: steward_model::Credentials,
 }
 
 fn internal() -> Classification {

@@ -369,6 +369,12 @@ async fn create_identity(
             }
         }
     }
+    if let Some(problem) = steward_governance::credential_problems(&req.credentials)
+        .into_iter()
+        .next()
+    {
+        return Err(ApiError::bad_request(format!("`credentials`: {problem}")));
+    }
     let planes = s.store.planes().await?;
     // The environments the plane allows, inherited down the plane tree.
     let mut allowed = None;
@@ -403,6 +409,7 @@ async fn create_identity(
         labels: req.labels,
         state: LifecycleState::Active,
         intended: req.intended,
+        credentials: req.credentials,
     };
     let record = s.store.create_identity(&identity, &caller.0).await?;
     s.reload_policy().await?;

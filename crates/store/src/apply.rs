@@ -263,7 +263,7 @@ async fn update_identity(
     now: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE identities SET plane = $1, owner = $2, environment = $3, kind = $4, classification = $5, description = $6, labels = $7, state = $8, intended = $9, managed = 1, updated_at = $10 WHERE spiffe_id = $11",
+        "UPDATE identities SET plane = $1, owner = $2, environment = $3, kind = $4, classification = $5, description = $6, labels = $7, state = $8, intended = $9, credentials = $10, managed = 1, updated_at = $11 WHERE spiffe_id = $12",
     )
     .bind(i.plane.to_string())
     .bind(&i.owner)
@@ -274,6 +274,7 @@ async fn update_identity(
     .bind(json(&i.labels))
     .bind(i.state.as_str())
     .bind(json(&i.intended))
+    .bind(json(&i.credentials))
     .bind(now)
     .bind(i.spiffe_id.as_str())
     .execute(&mut *conn)

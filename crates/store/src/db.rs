@@ -102,6 +102,11 @@ impl Store {
                     "policy",
                     include_str!("../migrations/sqlite/0003_policy.sql"),
                 ),
+                (
+                    4,
+                    "tokens",
+                    include_str!("../migrations/sqlite/0004_tokens.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -118,6 +123,11 @@ impl Store {
                     3,
                     "policy",
                     include_str!("../migrations/postgres/0003_policy.sql"),
+                ),
+                (
+                    4,
+                    "tokens",
+                    include_str!("../migrations/postgres/0004_tokens.sql"),
                 ),
             ],
         };

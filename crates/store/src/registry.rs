@@ -597,12 +597,12 @@ pub(crate) async fn insert_identities(
     now: &str,
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO identities ({IDENTITY_COLUMNS})");
-    let full_batch = crate::rows::multi_insert(backend, &head, 13, INSERT_BATCH);
+    let full_batch = crate::rows::multi_insert(backend, &head, 14, INSERT_BATCH);
     for chunk in identities.chunks(INSERT_BATCH) {
         let sql = if chunk.len() == INSERT_BATCH {
             full_batch.clone()
         } else {
-            crate::rows::multi_insert(backend, &head, 13, chunk.len())
+            crate::rows::multi_insert(backend, &head, 14, chunk.len())
         };
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for i in chunk {
@@ -617,6 +617,7 @@ pub(crate) async fn insert_identities(
                 .bind(json(&i.labels))
                 .bind(i.state.as_str())
                 .bind(json(&i.intended))
+                .bind(json(&i.credentials))
                 .bind(i64::from(managed))
                 .bind(now.to_owned())
                 .bind(now.to_owned());

@@ -31,7 +31,7 @@ fn corrupt(what: &'static str, value: &str) -> StoreError {
     }
 }
 
-pub(crate) const IDENTITY_COLUMNS: &str = "spiffe_id, plane, owner, environment, kind, classification, description, labels, state, intended, managed, created_at, updated_at";
+pub(crate) const IDENTITY_COLUMNS: &str = "spiffe_id, plane, owner, environment, kind, classification, description, labels, state, intended, credentials, managed, created_at, updated_at";
 
 /// Reads an identity row selected with [`IDENTITY_COLUMNS`] plus `owner_removed`.
 pub(crate) fn identity_record(row: &AnyRow) -> Result<IdentityRecord, StoreError> {
@@ -55,6 +55,7 @@ pub(crate) fn identity(row: &AnyRow) -> Result<Identity, StoreError> {
     let state: String = row.try_get("state")?;
     let labels: String = row.try_get("labels")?;
     let intended: String = row.try_get("intended")?;
+    let credentials: String = row.try_get("credentials")?;
     Ok(Identity {
         spiffe_id: SpiffeId::parse(spiffe_id.clone())
             .map_err(|_| corrupt("identity SPIFFE ID", &spiffe_id))?,
@@ -68,6 +69,7 @@ pub(crate) fn identity(row: &AnyRow) -> Result<Identity, StoreError> {
         labels: from_json("identity labels", &labels)?,
         state: LifecycleState::parse(&state).ok_or_else(|| corrupt("identity state", &state))?,
         intended: from_json("identity intended entitlements", &intended)?,
+        credentials: from_json("identity credentials", &credentials)?,
     })
 }
 

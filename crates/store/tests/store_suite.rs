@@ -51,6 +51,7 @@ fn api_identity(path: &str, plane: &str, owner: &str) -> Identity {
         labels: BTreeMap::new(),
         state: LifecycleState::Active,
         intended: Vec::new(),
+        credentials: Default::default(),
     }
 }
 
@@ -90,6 +91,7 @@ suite!(
     verify_names_inserted_event,
     checkpoints_pin_history,
     retention_prunes_a_verifiable_prefix,
+    signing_keys_rotate_and_credentials_persist,
 );
 
 async fn apply_is_recorded_and_idempotent(s: Store) {
@@ -838,4 +840,56 @@ async fn retention_prunes_a_verifiable_prefix(s: Store) {
     let report = s.verify_evidence().await.unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.events, 41);
+}
+
+fn key_row(kid: &str) -> steward_store::SigningKeyRow {
+    steward_store::SigningKeyRow {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        sealed_private: format!("v1.sealed-{kid}"),
+        created_at: format!("2026-11-24T10:00:0{}Z", kid.len() % 10),
+        retired_at: None,
+        publish_until: None,
+    }
+}
+
+async fn signing_keys_rotate_and_credentials_persist(s: Store) {
+    assert!(s.signing_keys().await.unwrap().is_empty());
+    assert!(s.insert_first_signing_key(&key_row("k1")).await.unwrap());
+    // A second replica racing to create the first key keeps the existing one.
+    assert!(!s.insert_first_signing_key(&key_row("k-other")).await.unwrap());
+    let old = s
+        .rotate_signing_key(&key_row("k22"), "2026-11-24T11:00:00Z", &admin())
+        .await
+        .unwrap();
+    assert_eq!(old.as_deref(), Some("k1"));
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
+    let k22 = keys.iter().find(|k| k.kid == "k22").unwrap();
+    assert!(k1.retired_at.is_some());
+    assert_eq!(k1.publish_until.as_deref(), Some("2026-11-24T11:00:00Z"));
+    assert_eq!(k22.retired_at, None);
+    assert_eq!(k22.sealed_private, "v1.sealed-k22");
+    let changes = s.admin_changes(0, 100).await.unwrap();
+    assert!(changes.iter().any(|c| c.action == "keys.rotate" && c.target == "k22"));
+
+    let mut i = api_identity("svc/keys", "payments", "nobody");
+    i.credentials.token_ttl_secs = Some(120);
+    i.credentials.public_keys.push(steward_model::ClientKey {
+        kid: "c1".into(),
+        kty: "EC".into(),
+        crv: "P-256".into(),
+        x: "x".into(),
+        y: "y".into(),
+        alg: None,
+        created: Some("2026-11-01".into()),
+    });
+    s.apply(&example(), None, &admin()).await.unwrap();
+    let owner = s.owners().await.unwrap().into_iter().next().unwrap().owner.id;
+    i.owner = owner;
+    s.create_identity(&i, &admin()).await.unwrap();
+    let back = s.identity(i.spiffe_id.as_str()).await.unwrap().unwrap();
+    assert_eq!(back.identity.credentials, i.credentials);
 }

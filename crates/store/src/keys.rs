@@ -1,0 +1,130 @@
+//! The control plane's signing keys as stored: public JWK, the private key sealed by the
+//! caller (the store never sees it in the clear), and the rotation times. Keys are never
+//! deleted: an old `kid` in an evidence record can always be looked up.
+
+use sqlx::Row;
+
+use crate::admin::{Actor, record_change};
+use crate::{Store, StoreError, now_rfc3339};
+
+/// One signing key row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    /// The public JWK, as JSON text.
+    pub public_jwk: String,
+    /// The private key sealed under the key-encryption key.
+    pub sealed_private: String,
+    pub created_at: String,
+    /// When a newer key took over; `None` for the signing key.
+    pub retired_at: Option<String>,
+    /// Until when the retired key still verifies and is published.
+    pub publish_until: Option<String>,
+}
+
+const COLUMNS: &str =
+    "kid, alg, public_jwk, sealed_private, created_at, retired_at, publish_until";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<SigningKeyRow, StoreError> {
+    Ok(SigningKeyRow {
+        kid: r.try_get("kid")?,
+        alg: r.try_get("alg")?,
+        public_jwk: r.try_get("public_jwk")?,
+        sealed_private: r.try_get("sealed_private")?,
+        created_at: r.try_get("created_at")?,
+        retired_at: r.try_get("retired_at")?,
+        publish_until: r.try_get("publish_until")?,
+    })
+}
+
+async fn insert(conn: &mut sqlx::AnyConnection, k: &SigningKeyRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_private, created_at, retired_at, publish_until) VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+    )
+    .bind(&k.kid)
+    .bind(&k.alg)
+    .bind(&k.public_jwk)
+    .bind(&k.sealed_private)
+    .bind(&k.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Every signing key, newest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// Stores `first` as the signing key unless one exists (another replica may have won
+    /// the race; its key is kept). Returns whether `first` was stored.
+    pub async fn insert_first_signing_key(&self, first: &SigningKeyRow) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_some() {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        insert(&mut tx, first).await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            &Actor::system(),
+            "keys.create",
+            &first.kid,
+            None,
+            Some(serde_json::json!({"kid": first.kid, "alg": first.alg}).to_string()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Makes `new` the signing key; the key it replaces is retired now and keeps verifying
+    /// until `publish_until`. One transaction, recorded in the admin change log.
+    pub async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRow,
+        publish_until: &str,
+        actor: &Actor,
+    ) -> Result<Option<String>, StoreError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let old: Option<String> =
+            sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("kid"))
+                .transpose()?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL")
+            .bind(&now)
+            .bind(publish_until)
+            .execute(&mut *tx)
+            .await?;
+        insert(&mut tx, new).await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            actor,
+            "keys.rotate",
+            &new.kid,
+            old.as_ref()
+                .map(|k| serde_json::json!({"kid": k}).to_string()),
+            Some(
+                serde_json::json!({"kid": new.kid, "previous_verifies_until": publish_until})
+                    .to_string(),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(old)
+    }
+}
