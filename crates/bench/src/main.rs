@@ -548,7 +548,9 @@ async fn policy_bench(
                     .await?;
                 let listener = tokio::net::TcpListener::bind(config.listen).await?;
                 let addr = listener.local_addr()?;
-                let state = steward_server::AppState::new(store, &config).await;
+                let mut config = config;
+                config.tokens.listening_on(addr);
+                let state = steward_server::AppState::new(store, &config).await?;
                 let _ = ready_tx.send((format!("http://{addr}"), token));
                 steward_server::serve(listener, state, async {
                     let _ = stop_rx.await;

@@ -66,14 +66,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         .context("a fresh store must hand out a bootstrap credential")?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let mut config = config;
+    config.tokens.listening_on(addr);
+    let state = AppState::new(store.clone(), &config).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(steward_server::serve(
-        listener,
-        AppState::new(store.clone(), &config).await,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = tokio::spawn(steward_server::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
     println!(
         "Control plane on http://{addr}, data in {}, trust domain {TRUST_DOMAIN}.",
         data.path().display()

@@ -81,13 +81,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
         "Steward control plane listening on http://{addr} ({store_desc}, trust domain {})",
         config.trust_domain
     );
-    tracing::info!(%addr, store = %store_desc, "control plane started");
-    steward_server::serve(
-        listener,
-        AppState::new(store.clone(), &config).await,
-        shutdown_signal(),
-    )
-    .await?;
+    let mut config = config;
+    config.tokens.listening_on(addr);
+    let state = AppState::new(store.clone(), &config)
+        .await
+        .context("the token service cannot start")?;
+    tracing::info!(%addr, store = %store_desc, issuer = %config.tokens.issuer, "control plane started");
+    steward_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     eprintln!("Steward control plane stopped.");
     Ok(ExitCode::SUCCESS)

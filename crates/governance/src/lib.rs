@@ -17,9 +17,8 @@ mod source;
 
 pub use diagnostic::{Diagnostic, GovernanceError};
 pub use parse::{
-    client_public_key, credential_problems,
     Desired, DesiredIdentity, Expectation, PolicyBundle, PolicyFile, PolicyTest, RESERVED_CONTEXT,
-    parse,
+    client_public_key, credential_problems, parse,
 };
 pub use plan::{
     Change, FieldChange, MAX_LISTED_CHANGES, ObjectKind, Op, Plan, PlanSummary, State,

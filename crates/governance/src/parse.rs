@@ -816,32 +816,6 @@ fn mapping_key(m: &TransportMapping) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Whatever a file holds, parsing answers with a value or diagnostics, never a panic.
-        #[test]
-        fn never_panics_on_arbitrary_text(content in ".{0,400}") {
-            let files = vec![SourceFile { path: "x.yaml".into(), content }];
-            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
-        }
-
-        /// Structured junk that gets past the YAML scanner exercises the semantic checks.
-        #[test]
-        fn never_panics_on_yaml_shaped_junk(
-            keys in proptest::collection::vec(proptest::sample::select(vec!["planes", "owners", "identities", "capabilities", "issuers", "settings", "id", "spiffe_id", "plane", "parent", "mappings", "http"]), 1..8),
-            values in proptest::collection::vec(proptest::sample::select(vec!["x", "[]", "{}", "root", "spiffe://acme.example/a", "[{id: a, parent: a}]", "[{id: a}, {id: a}]", "null", "1"]), 1..8),
-        ) {
-            let content: String = keys.iter().zip(values.iter().cycle()).map(|(k, v)| format!("{k}: {v}\n")).collect();
-            let files = vec![SourceFile { path: "x.yaml".into(), content }];
-            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
-        }
-    }
-}
-
 /// Problems with an identity's registered keys: each must be a usable P-256 key with a
 /// unique `kid`, so a bad key is refused at `validate` time with its file and line rather
 /// than at the first token request.
@@ -876,4 +850,30 @@ pub fn client_public_key(
         use_: None,
     }
     .to_public_key()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a file holds, parsing answers with a value or diagnostics, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_text(content in ".{0,400}") {
+            let files = vec![SourceFile { path: "x.yaml".into(), content }];
+            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+        }
+
+        /// Structured junk that gets past the YAML scanner exercises the semantic checks.
+        #[test]
+        fn never_panics_on_yaml_shaped_junk(
+            keys in proptest::collection::vec(proptest::sample::select(vec!["planes", "owners", "identities", "capabilities", "issuers", "settings", "id", "spiffe_id", "plane", "parent", "mappings", "http"]), 1..8),
+            values in proptest::collection::vec(proptest::sample::select(vec!["x", "[]", "{}", "root", "spiffe://acme.example/a", "[{id: a, parent: a}]", "[{id: a}, {id: a}]", "null", "1"]), 1..8),
+        ) {
+            let content: String = keys.iter().zip(values.iter().cycle()).map(|(k, v)| format!("{k}: {v}\n")).collect();
+            let files = vec![SourceFile { path: "x.yaml".into(), content }];
+            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+        }
+    }
 }

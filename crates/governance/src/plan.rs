@@ -401,11 +401,7 @@ fn identity_fields(have: &StoredIdentity, want: &DesiredIdentity) -> Vec<FieldCh
     );
     cmp("labels", json(&h.labels), json(&want.labels));
     cmp("intended", json(&h.intended), json(&want.intended));
-    cmp(
-        "credentials",
-        json(&h.credentials),
-        json(&want.credentials),
-    );
+    cmp("credentials", json(&h.credentials), json(&want.credentials));
     if let Some(state) = want.state {
         cmp("state", h.state.to_string(), state.to_string());
     }

@@ -20,13 +20,13 @@ mod spiffe;
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
 pub use error::ModelError;
 pub use identity::{
-    Classification, ClientKey, Credentials, Entitlement, Identity, IdentityKind, LifecycleState, MAX_LABEL_KEY,
-    MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,
+    Classification, ClientKey, Credentials, Entitlement, Identity, IdentityKind, LifecycleState,
+    MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,
 };
 pub use issuer::TrustedIssuer;
 pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
-pub use plane::Plane;
+pub use plane::{Plane, effective_settings};
 pub use policy::{ContextAttribute, ContextType, PolicyException};
 pub use role::{AdminRole, Role};
 pub use settings::{DEFAULT_MAX_EXCEPTION_DAYS, Loosening, Settings};

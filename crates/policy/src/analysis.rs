@@ -40,6 +40,44 @@ pub struct EntitlementReport {
     pub missing: Vec<(String, Action)>,
 }
 
+/// The context of a request made from the identity's own environment, and nothing else.
+/// `None` for an identity the engine does not know.
+pub fn home_context(engine: &Engine, principal: &str) -> Option<Map<String, Value>> {
+    let environment = engine.environment_of(principal)?;
+    let mut m = Map::new();
+    m.insert("environment".into(), Value::String(environment.to_owned()));
+    Some(m)
+}
+
+/// Every action policy allows `principal` on `capability` in `context`: one decision per
+/// action, exactly what enforcement points would get.
+pub fn permissions_on(
+    engine: &Engine,
+    principal: &str,
+    capability: &str,
+    context: &Map<String, Value>,
+    at: time::OffsetDateTime,
+) -> Vec<Permission> {
+    ACTIONS
+        .into_iter()
+        .filter_map(|action| {
+            let d = engine.decide(&AccessRequest {
+                principal: principal.to_owned(),
+                target: Target::Capability(capability.to_owned()),
+                action: Some(action),
+                context: context.clone(),
+                at,
+            });
+            d.allowed.then(|| Permission {
+                capability: capability.to_owned(),
+                action,
+                policies: d.policies,
+                exceptions: d.exceptions,
+            })
+        })
+        .collect()
+}
+
 /// Every (capability, action) the policy allows `principal` under `context` (by default
 /// the identity's own environment and nothing else): one decision per pair, so the answer
 /// is exactly what enforcement points would get. `intended` is what the owner declared
@@ -51,31 +89,13 @@ pub fn entitlements(
     context: Option<Map<String, Value>>,
     at: time::OffsetDateTime,
 ) -> Option<EntitlementReport> {
-    let environment = engine.environment_of(principal)?;
-    let context = context.unwrap_or_else(|| {
-        let mut m = Map::new();
-        m.insert("environment".into(), Value::String(environment.to_owned()));
-        m
-    });
+    let context = match context {
+        Some(c) => c,
+        None => home_context(engine, principal)?,
+    };
     let mut effective = Vec::new();
     for capability in engine.capability_ids() {
-        for action in ACTIONS {
-            let d = engine.decide(&AccessRequest {
-                principal: principal.to_owned(),
-                target: Target::Capability(capability.to_owned()),
-                action: Some(action),
-                context: context.clone(),
-                at,
-            });
-            if d.allowed {
-                effective.push(Permission {
-                    capability: capability.to_owned(),
-                    action,
-                    policies: d.policies,
-                    exceptions: d.exceptions,
-                });
-            }
-        }
+        effective.extend(permissions_on(engine, principal, capability, &context, at));
     }
     let intended: BTreeSet<(String, Action)> = intended
         .iter()

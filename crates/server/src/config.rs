@@ -42,6 +42,167 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     #[serde(default)]
     pub evidence: EvidenceFile,
+    #[serde(default)]
+    pub tokens: TokensFile,
+}
+
+/// The token service (R3, R4).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    /// The URL clients reach Steward at: `iss` of every token and the base of the
+    /// discovery, JWKS and token endpoint URLs. Default `http://<listen>`.
+    pub issuer: Option<String>,
+    /// File holding the base64 32-byte key-encryption key that seals signing keys at rest
+    /// (a mounted secret). Default: `<data_dir>/key-encryption-key`, created on first start.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Or: the environment variable holding it.
+    pub key_encryption_key_env: Option<String>,
+    /// Lifetime of a token when neither the request, the identity nor its plane sets one.
+    pub default_ttl_secs: Option<u64>,
+    /// Longest lifetime of any token, whatever the planes say.
+    pub max_ttl_secs: Option<u64>,
+    /// How long a rotated-out key keeps verifying (and stays in the JWKS). At least
+    /// `max_ttl_secs + clock_skew_secs`, so every token it signed can expire first.
+    pub key_overlap_secs: Option<u64>,
+    /// Clock difference tolerated on `exp`, `nbf` and `iat`.
+    pub clock_skew_secs: Option<u64>,
+    /// Longest lifetime accepted for a `private_key_jwt` client assertion.
+    pub assertion_max_lifetime_secs: Option<u64>,
+}
+
+impl TokenConfig {
+    /// Points the default issuer at the address actually bound (port 0 picks one).
+    pub fn listening_on(&mut self, addr: SocketAddr) {
+        if !self.issuer_configured {
+            self.issuer = format!("http://{addr}");
+        }
+    }
+}
+
+/// Where the key-encryption key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekSource {
+    File(PathBuf),
+    Env(String),
+    /// `<data_dir>/key-encryption-key`, generated if missing: fine for one machine, but a
+    /// copy of the data directory then carries its key along.
+    DataDir(PathBuf),
+}
+
+/// The token service's validated settings.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub issuer: String,
+    /// Whether `issuer` was configured (else it follows the bound address).
+    pub issuer_configured: bool,
+    pub kek: KekSource,
+    pub default_ttl_secs: u64,
+    pub max_ttl_secs: u64,
+    pub key_overlap_secs: u64,
+    pub clock_skew_secs: u64,
+    pub assertion_max_lifetime_secs: u64,
+}
+
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 600;
+pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 3600;
+pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 30;
+pub const DEFAULT_ASSERTION_MAX_LIFETIME_SECS: u64 = 300;
+/// File name of the generated key-encryption key inside the data directory.
+pub const KEK_FILE: &str = "key-encryption-key";
+
+impl TokensFile {
+    fn resolve(
+        self,
+        listen: SocketAddr,
+        data_dir: &std::path::Path,
+    ) -> Result<TokenConfig, ConfigError> {
+        let invalid = |field, message: String| ConfigError::Invalid { field, message };
+        let issuer_configured = self.issuer.is_some();
+        let issuer = self.issuer.unwrap_or_else(|| format!("http://{listen}"));
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.ends_with('/')
+            || issuer.contains(['?', '#', ' '])
+        {
+            return Err(invalid(
+                "tokens.issuer",
+                format!(
+                    "`{issuer}` must be an http(s) URL without a trailing `/`, query or fragment, e.g. `https://steward.example.com`"
+                ),
+            ));
+        }
+        let kek = match (self.key_encryption_key_file, self.key_encryption_key_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "tokens.key_encryption_key_file",
+                    "set either `key_encryption_key_file` or `key_encryption_key_env`, not both"
+                        .into(),
+                ));
+            }
+            (Some(f), None) => KekSource::File(f),
+            (None, Some(v)) if v.is_empty() => {
+                return Err(invalid(
+                    "tokens.key_encryption_key_env",
+                    "must name a variable".into(),
+                ));
+            }
+            (None, Some(v)) => KekSource::Env(v),
+            (None, None) => KekSource::DataDir(data_dir.join(KEK_FILE)),
+        };
+        let secs = |field, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(invalid(field, "must be greater than 0".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let max_ttl_secs = secs(
+            "tokens.max_ttl_secs",
+            self.max_ttl_secs,
+            DEFAULT_MAX_TOKEN_TTL_SECS,
+        )?;
+        let default_ttl_secs = secs(
+            "tokens.default_ttl_secs",
+            self.default_ttl_secs,
+            DEFAULT_TOKEN_TTL_SECS.min(max_ttl_secs),
+        )?;
+        if default_ttl_secs > max_ttl_secs {
+            return Err(invalid(
+                "tokens.default_ttl_secs",
+                format!("{default_ttl_secs} is more than `max_ttl_secs` ({max_ttl_secs})"),
+            ));
+        }
+        let clock_skew_secs = self.clock_skew_secs.unwrap_or(DEFAULT_CLOCK_SKEW_SECS);
+        if clock_skew_secs > 300 {
+            return Err(invalid(
+                "tokens.clock_skew_secs",
+                "more than 300 s of skew would keep expired tokens alive; fix the clocks instead"
+                    .into(),
+            ));
+        }
+        let min_overlap = max_ttl_secs + clock_skew_secs;
+        let key_overlap_secs = self.key_overlap_secs.unwrap_or(2 * max_ttl_secs);
+        if key_overlap_secs < min_overlap {
+            return Err(invalid(
+                "tokens.key_overlap_secs",
+                format!(
+                    "{key_overlap_secs} s is shorter than `max_ttl_secs` + `clock_skew_secs` ({min_overlap} s): tokens signed just before a rotation would stop verifying before they expire"
+                ),
+            ));
+        }
+        Ok(TokenConfig {
+            issuer,
+            issuer_configured,
+            kek,
+            default_ttl_secs,
+            max_ttl_secs,
+            key_overlap_secs,
+            clock_skew_secs,
+            assertion_max_lifetime_secs: secs(
+                "tokens.assertion_max_lifetime_secs",
+                self.assertion_max_lifetime_secs,
+                DEFAULT_ASSERTION_MAX_LIFETIME_SECS,
+            )?,
+        })
+    }
 }
 
 /// The evidence log.
@@ -83,6 +244,7 @@ pub struct ServerConfig {
     pub checkpoint_interval: std::time::Duration,
     pub ingest_max_skew: std::time::Duration,
     pub evidence_retention: Option<std::time::Duration>,
+    pub tokens: TokenConfig,
 }
 
 pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
@@ -173,12 +335,15 @@ impl FileConfig {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let data_dir = o
+            .data_dir
+            .or(self.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tokens = self.tokens.resolve(listen, &data_dir)?;
         Ok(ServerConfig {
             listen,
-            data_dir: o
-                .data_dir
-                .or(self.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tokens,
+            data_dir,
             database_url,
             trust_domain,
             max_body_bytes: positive(

@@ -14,6 +14,7 @@ mod extract;
 pub mod policy;
 pub mod replay;
 mod routes;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub evidence: evidence::EvidenceWriter,
     policy: Arc<policy::PolicySlot>,
     credentials: Arc<auth::CredentialCache>,
+    /// Signing keys, clients and the replay cache of the token endpoint.
+    pub tokens: Arc<tokens::TokenService>,
     inner: Arc<Settings>,
 }
 
@@ -53,15 +56,24 @@ impl AppState {
     /// the runtime) and loads the policy engine. A policy that fails to load leaves every
     /// decision denied, with the reason logged; the admin API still serves so it can be
     /// fixed.
-    pub async fn new(store: Store, config: &ServerConfig) -> Self {
-        let state = Self::without_policy(store, config);
+    ///
+    /// Fails only when the token service cannot open its keys (a missing or wrong
+    /// key-encryption key): serving without them would hide the misconfiguration.
+    pub async fn new(store: Store, config: &ServerConfig) -> Result<Self, tokens::StartError> {
+        let tokens = Arc::new(tokens::TokenService::start(&store, config.tokens.clone()).await?);
+        let _refresh = tokens::spawn_refresh(tokens.clone(), store.clone());
+        let state = Self::without_policy(store, config, tokens);
         if let Err(e) = state.reload_policy().await {
             tracing::error!(error = %e.message, "the policy engine could not be loaded; every decision is denied");
         }
-        state
+        Ok(state)
     }
 
-    fn without_policy(store: Store, config: &ServerConfig) -> Self {
+    fn without_policy(
+        store: Store,
+        config: &ServerConfig,
+        tokens: Arc<tokens::TokenService>,
+    ) -> Self {
         let (evidence, _writer) = evidence::EvidenceWriter::spawn(
             store.clone(),
             config.evidence_queue_capacity,
@@ -76,6 +88,7 @@ impl AppState {
             evidence,
             policy: Arc::new(policy::PolicySlot::new()),
             credentials: Arc::new(auth::CredentialCache::default()),
+            tokens,
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,

@@ -51,6 +51,8 @@ impl AppState {
     pub async fn reload_policy(&self) -> Result<(), ApiError> {
         let _one_at_a_time = self.policy.rebuilding.lock().await;
         let state = self.store.load_state().await?;
+        self.tokens
+            .set_directory(crate::tokens::Directory::build(&state));
         let bundle = self.store.policy_bundle(None).await?;
         let built = tokio::task::spawn_blocking(move || {
             let (version, bundle) = match bundle {

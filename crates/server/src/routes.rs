@@ -33,7 +33,28 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(
             crate::audit_routes::MAX_INGEST_BODY_BYTES,
         ));
+    // Token requests are small; a larger body is refused with an OAuth error.
+    let oauth = Router::new()
+        .route("/oauth2/token", post(crate::tokens::token))
+        .layer(DefaultBodyLimit::max(
+            crate::tokens::MAX_TOKEN_REQUEST_BYTES,
+        ));
     Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(crate::tokens::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(crate::tokens::oauth_metadata),
+        )
+        .route(
+            "/.well-known/spiffe-bundle",
+            get(crate::tokens::spiffe_bundle),
+        )
+        .route("/oauth2/jwks", get(crate::tokens::jwks))
+        .route("/admin/v1/keys", get(crate::tokens::keys_list))
+        .route("/admin/v1/keys/rotate", post(crate::tokens::keys_rotate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/admin/v1/whoami", get(whoami))
         .route("/admin/v1/status", get(status))
@@ -78,6 +99,7 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(max_body))
         .merge(config)
         .merge(ingest)
+        .merge(oauth)
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/openapi.yaml") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

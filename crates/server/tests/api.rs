@@ -53,14 +53,13 @@ async fn start(database_url: Option<String>) -> Env {
     );
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = config;
+    config.tokens.listening_on(listener.local_addr().unwrap());
+    let state = AppState::new(store, &config).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(steward_server::serve(
-        listener,
-        AppState::new(store, &config).await,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    tokio::spawn(steward_server::serve(listener, state, async {
+        let _ = rx.await;
+    }));
     Env {
         base,
         admin,
@@ -149,7 +148,12 @@ macro_rules! both_backends {
     };
 }
 
+#[path = "api/tokens.rs"]
+mod tokens;
+use tokens::token_service_issues_refuses_and_rotates;
+
 both_backends!(
+    token_service_issues_refuses_and_rotates,
     every_admin_route_needs_a_credential,
     bad_input_gets_json_errors,
     invalid_repository_is_refused_with_locations,
@@ -204,13 +208,29 @@ fn openapi_documents_every_route_and_nothing_else() {
     assert_eq!(documented, served);
 }
 
+/// Routes anyone may read: health and the discovery documents relying parties fetch.
+const PUBLIC_ROUTES: &[&str] = &[
+    "/healthz",
+    "/.well-known/authzen-configuration",
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/spiffe-bundle",
+    "/oauth2/jwks",
+];
+
 async fn every_admin_route_needs_a_credential(env: Env) {
     for (method, path) in routes() {
         let path = path.replace("{id}", "x").replace("{version}", "1");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let (st, body) = env.call(method.clone(), &path, None, Some(json!({}))).await;
-        if path == "/healthz" || path == "/.well-known/authzen-configuration" {
-            assert_eq!(st, StatusCode::OK);
+        if PUBLIC_ROUTES.contains(&path.as_str()) {
+            assert_eq!(st, StatusCode::OK, "{path}");
+            continue;
+        }
+        if path == "/oauth2/token" {
+            // The token endpoint authenticates clients, not admins (RFC 6749 §5.2).
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(body["error"], "invalid_request", "{body}");
             continue;
         }
         assert_error(st, &body, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -662,8 +682,8 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     assert_eq!(st, StatusCode::OK, "{events}");
     assert_eq!(events.as_array().unwrap().len(), 1);
     assert_eq!(
-        events[0]["seq"], 2,
-        "seq 1 is the bootstrap credential's creation"
+        events[0]["seq"], 3,
+        "seq 1 is the bootstrap credential's creation, 2 the first signing key's"
     );
     let ing = env.credential("foreign-pdp", "ingestor", None).await;
     let ing = Some(ing.as_str());

@@ -23,8 +23,7 @@ pub struct SigningKeyRow {
     pub publish_until: Option<String>,
 }
 
-const COLUMNS: &str =
-    "kid, alg, public_jwk, sealed_private, created_at, retired_at, publish_until";
+const COLUMNS: &str = "kid, alg, public_jwk, sealed_private, created_at, retired_at, publish_until";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<SigningKeyRow, StoreError> {
     Ok(SigningKeyRow {
@@ -64,7 +63,10 @@ impl Store {
 
     /// Stores `first` as the signing key unless one exists (another replica may have won
     /// the race; its key is kept). Returns whether `first` was stored.
-    pub async fn insert_first_signing_key(&self, first: &SigningKeyRow) -> Result<bool, StoreError> {
+    pub async fn insert_first_signing_key(
+        &self,
+        first: &SigningKeyRow,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let existing = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -104,11 +106,13 @@ impl Store {
                 .await?
                 .map(|r| r.try_get("kid"))
                 .transpose()?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL")
-            .bind(&now)
-            .bind(publish_until)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
+        )
+        .bind(&now)
+        .bind(publish_until)
+        .execute(&mut *tx)
+        .await?;
         insert(&mut tx, new).await?;
         record_change(
             self.backend,

@@ -858,7 +858,11 @@ async fn signing_keys_rotate_and_credentials_persist(s: Store) {
     assert!(s.signing_keys().await.unwrap().is_empty());
     assert!(s.insert_first_signing_key(&key_row("k1")).await.unwrap());
     // A second replica racing to create the first key keeps the existing one.
-    assert!(!s.insert_first_signing_key(&key_row("k-other")).await.unwrap());
+    assert!(
+        !s.insert_first_signing_key(&key_row("k-other"))
+            .await
+            .unwrap()
+    );
     let old = s
         .rotate_signing_key(&key_row("k22"), "2026-11-24T11:00:00Z", &admin())
         .await
@@ -873,7 +877,11 @@ async fn signing_keys_rotate_and_credentials_persist(s: Store) {
     assert_eq!(k22.retired_at, None);
     assert_eq!(k22.sealed_private, "v1.sealed-k22");
     let changes = s.admin_changes(0, 100).await.unwrap();
-    assert!(changes.iter().any(|c| c.action == "keys.rotate" && c.target == "k22"));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.action == "keys.rotate" && c.target == "k22")
+    );
 
     let mut i = api_identity("svc/keys", "payments", "nobody");
     i.credentials.token_ttl_secs = Some(120);
@@ -887,7 +895,15 @@ async fn signing_keys_rotate_and_credentials_persist(s: Store) {
         created: Some("2026-11-01".into()),
     });
     s.apply(&example(), None, &admin()).await.unwrap();
-    let owner = s.owners().await.unwrap().into_iter().next().unwrap().owner.id;
+    let owner = s
+        .owners()
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap()
+        .owner
+        .id;
     i.owner = owner;
     s.create_identity(&i, &admin()).await.unwrap();
     let back = s.identity(i.spiffe_id.as_str()).await.unwrap().unwrap();

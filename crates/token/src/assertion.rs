@@ -94,10 +94,12 @@ impl UnverifiedAssertion<'_> {
         now: i64,
         replay: &ReplayCache,
     ) -> Result<VerifiedAssertion, TokenError> {
+        // The registered `kid`, or the key's RFC 7638 thumbprint (what many client
+        // libraries put in `kid` by default).
         let key = match &self.jws.header.kid {
             Some(kid) => keys
                 .iter()
-                .find(|k| k.kid() == kid)
+                .find(|k| k.kid() == kid || k.thumbprint() == kid)
                 .ok_or_else(|| TokenError::UnknownKey(kid.chars().take(64).collect()))?,
             None => keys
                 .iter()

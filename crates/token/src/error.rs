@@ -39,6 +39,6 @@ pub enum TokenError {
     #[error("replayed: {0}")]
     Replay(String),
     /// A key could not be generated, sealed, opened or parsed.
-    #[error("key: {0}")]
+    #[error("{0}")]
     Key(String),
 }

@@ -94,12 +94,21 @@ impl Jwk {
     /// Parses the key into a verifier; the point must lie on the curve.
     pub fn to_public_key(&self) -> Result<PublicKey, TokenError> {
         let point = self.point()?;
-        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-            .map_err(|e| TokenError::Key(format!("not a valid P-256 public key: {e}")))?;
-        let kid = self.kid.clone().unwrap_or_else(|| self.thumbprint());
+        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).map_err(|e| {
+            TokenError::Key(format!(
+                "not a valid P-256 public key (is the point on the curve?): {e}"
+            ))
+        })?;
+        let thumbprint = self.thumbprint();
+        let kid = self.kid.clone().unwrap_or_else(|| thumbprint.clone());
         let mut jwk = self.clone();
         jwk.kid = Some(kid.clone());
-        Ok(PublicKey { kid, parsed, jwk })
+        Ok(PublicKey {
+            kid,
+            thumbprint,
+            parsed,
+            jwk,
+        })
     }
 }
 
@@ -114,6 +123,7 @@ fn split_point(point: &[u8]) -> Result<(&[u8], &[u8]), TokenError> {
 #[derive(Clone)]
 pub struct PublicKey {
     kid: String,
+    thumbprint: String,
     parsed: ParsedPublicKey,
     jwk: Jwk,
 }
@@ -127,6 +137,11 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The RFC 7638 thumbprint, whatever the `kid`.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
     }
 
     /// The JWK form, with `kid` set.

@@ -1,0 +1,139 @@
+//! Discovery documents (OpenID Connect Discovery 1.0, RFC 8414), the JWKS, the SPIFFE
+//! trust bundle, and the admin routes that list and rotate the signing keys.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{KeyRing, now_unix, parse_time, rfc3339};
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// How long relying parties may cache the JWKS and the bundle. Short: a rotated-in key
+/// signs at once, and validators that refetch on an unknown `kid` are not universal.
+const KEYS_MAX_AGE_SECS: u64 = 60;
+
+fn metadata(s: &AppState) -> Value {
+    let iss = &s.tokens.config.issuer;
+    json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/oauth2/jwks"),
+        "token_endpoint": s.tokens.token_endpoint(),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": [steward_token::ALG],
+        // Required by OpenID discovery; Steward has no end users or authorization
+        // endpoint, so like other workload issuers it names only the JWT signing alg.
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [steward_token::ALG],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "environment", "plane", "scope", "act", "cnf"],
+        "spiffe_trust_domain": s.trust_domain().as_str(),
+        "spiffe_bundle_endpoint": format!("{iss}/.well-known/spiffe-bundle"),
+    })
+}
+
+fn cached(body: Value, max_age: u64) -> Response {
+    let mut r = axum::Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+/// `GET /.well-known/openid-configuration`
+pub async fn openid_configuration(State(s): State<AppState>) -> Response {
+    cached(metadata(&s), 3600)
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414): the same metadata.
+pub async fn oauth_metadata(State(s): State<AppState>) -> Response {
+    cached(metadata(&s), 3600)
+}
+
+fn ring(s: &AppState) -> Result<std::sync::Arc<KeyRing>, ApiError> {
+    s.tokens.ring().ok_or_else(ApiError::internal)
+}
+
+/// `GET /oauth2/jwks`: every key that may have signed a live token.
+pub async fn jwks(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let ring = ring(&s)?;
+    Ok(cached(
+        steward_token::jwks(ring.public_keys()),
+        KEYS_MAX_AGE_SECS,
+    ))
+}
+
+/// `GET /.well-known/spiffe-bundle`: the trust domain's bundle (SPIFFE Trust Domain and
+/// Bundle spec): the same keys marked `use: jwt-svid`, a sequence number that grows with
+/// every change, and a refresh hint.
+pub async fn spiffe_bundle(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let ring = ring(&s)?;
+    let keys: Vec<Value> = ring
+        .public_keys()
+        .map(|k| {
+            let mut jwk = k.jwk().clone();
+            jwk.use_ = Some("jwt-svid".into());
+            jwk.alg = None;
+            json!(jwk)
+        })
+        .collect();
+    Ok(cached(
+        json!({
+            "keys": keys,
+            "spiffe_sequence": ring.sequence,
+            "spiffe_refresh_hint": KEYS_MAX_AGE_SECS,
+        }),
+        KEYS_MAX_AGE_SECS,
+    ))
+}
+
+/// `GET /admin/v1/keys`: every signing key ever made, with its state. Public halves only.
+pub async fn keys_list(
+    State(s): State<AppState>,
+    _caller: Caller,
+) -> Result<axum::Json<Value>, ApiError> {
+    let now = now_unix();
+    let rows = s.store.signing_keys().await?;
+    let keys: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let until = r.publish_until.as_deref().and_then(parse_time);
+            let state = match (&r.retired_at, until) {
+                (None, _) => "signing",
+                (Some(_), Some(u)) if u > now => "verifying",
+                _ => "retired",
+            };
+            json!({
+                "kid": r.kid,
+                "alg": r.alg,
+                "state": state,
+                "created_at": r.created_at,
+                "retired_at": r.retired_at,
+                "verifies_until": r.publish_until,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "keys": keys })))
+}
+
+/// `POST /admin/v1/keys/rotate` (central admins): a new key signs from now on; the old one
+/// verifies until the overlap window ends.
+pub async fn keys_rotate(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require_central("rotating the signing key")?;
+    let (kid, previous, until) = s.tokens.rotate(&s.store, &caller.0).await.map_err(|e| {
+        tracing::error!(error = %e, "key rotation failed");
+        ApiError::internal()
+    })?;
+    tracing::info!(kid = %kid, previous = ?previous, "signing key rotated");
+    Ok(axum::Json(json!({
+        "kid": kid,
+        "previous": previous,
+        "previous_verifies_until": previous.as_ref().map(|_| until),
+        "checked_at": rfc3339(now_unix()),
+    })))
+}

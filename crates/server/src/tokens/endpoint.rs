@@ -1,0 +1,440 @@
+//! `POST /oauth2/token` (RFC 6749 §4.4 client credentials, clients authenticated with
+//! `private_key_jwt`, RFC 7523). Form-encoded in, JSON out, errors as RFC 6749 §5.2,
+//! every answer `Cache-Control: no-store`, every outcome in the evidence log.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use steward_audit::{Event, EventKind, Outcome};
+use steward_model::LifecycleState;
+use steward_token::{
+    AssertionRules, Audience, Claims, JWT_BEARER_ASSERTION, decode_client_assertion, jws,
+};
+
+use super::{TokenService, now_unix, rfc3339};
+use crate::AppState;
+
+/// `grant_type` values.
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Parameters in one request, at most.
+const MAX_PARAMS: usize = 32;
+/// Capabilities in one `scope`, at most.
+const MAX_SCOPES: usize = 32;
+/// Longest audience accepted.
+const MAX_AUDIENCE: usize = 512;
+
+/// An RFC 6749 §5.2 error answer.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+        }
+    }
+    fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+    }
+    fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+    }
+    fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
+    }
+    fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+    fn unavailable(d: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            d,
+        )
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        no_store(
+            (
+                self.status,
+                axum::Json(json!({"error": self.error, "error_description": self.description})),
+            )
+                .into_response(),
+        )
+    }
+}
+
+/// What the evidence record of one request needs, filled in as the request is checked.
+#[derive(Default)]
+struct Attempt {
+    grant_type: Option<String>,
+    /// The client the assertion claimed to be, before it was verified.
+    claimed: Option<String>,
+    /// The client once authenticated.
+    principal: Option<String>,
+    plane: Option<String>,
+    /// The registered key the client assertion was signed with.
+    assertion_kid: Option<String>,
+}
+
+struct Issued {
+    claims: Claims,
+    token: String,
+    ttl: i64,
+    kid: String,
+}
+
+/// The token endpoint.
+pub async fn token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let mut attempt = Attempt::default();
+    let result = match &body {
+        Ok(body) => issue(&s, &headers, body, &mut attempt),
+        Err(_) => Err(OAuthError::invalid_request(format!(
+            "the request body is unreadable or larger than {} bytes",
+            super::MAX_TOKEN_REQUEST_BYTES
+        ))),
+    };
+    match result {
+        Ok(issued) => {
+            if let Err(e) = s.evidence.submit(vec![issued_event(&attempt, &issued)]) {
+                tracing::error!(error = %e, "token not issued: its evidence could not be recorded");
+                return OAuthError::unavailable(
+                    "the evidence log cannot take the record of this token; try again shortly",
+                )
+                .into_response();
+            }
+            let mut body = serde_json::Map::new();
+            body.insert("access_token".into(), json!(issued.token));
+            body.insert("token_type".into(), json!("Bearer"));
+            body.insert("expires_in".into(), json!(issued.ttl));
+            if let Some(scope) = &issued.claims.scope {
+                body.insert("scope".into(), json!(scope));
+            }
+            no_store((StatusCode::OK, axum::Json(body)).into_response())
+        }
+        Err(e) => {
+            if let Err(err) = s.evidence.submit(vec![refused_event(&attempt, &e)]) {
+                tracing::error!(error = %err, "a refused token request could not be recorded");
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn issue(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    attempt: &mut Attempt,
+) -> Result<Issued, OAuthError> {
+    let form = parse_form(headers, body)?;
+    let grant = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("`grant_type` is missing"))?;
+    attempt.grant_type = Some(grant.clone());
+    match grant.as_str() {
+        CLIENT_CREDENTIALS => {}
+        TOKEN_EXCHANGE => {
+            return Err(OAuthError::unsupported_grant_type(
+                "token exchange is not enabled on this control plane yet",
+            ));
+        }
+        other => {
+            return Err(OAuthError::unsupported_grant_type(format!(
+                "`{}` is not supported; use `client_credentials`",
+                clip(other)
+            )));
+        }
+    }
+    let tokens = &s.tokens;
+    let client_id = authenticate(tokens, headers, &form, attempt)?;
+    let directory = tokens.directory();
+    let client = directory
+        .client(&client_id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    attempt.plane = Some(client.plane.clone());
+    if client.state != LifecycleState::Active {
+        return Err(OAuthError::invalid_client(format!(
+            "identity `{client_id}` is {}; it cannot get tokens",
+            client.state
+        )));
+    }
+    let audience = audience(&form)?;
+    let scope = scope(s, &client_id, &form)?;
+    let asked = match form.get("expires_in") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            OAuthError::invalid_request("`expires_in` must be a positive number of seconds")
+        })?),
+    };
+    let ttl = [
+        Some(asked.unwrap_or(tokens.config.default_ttl_secs)),
+        client.ttl,
+        client.plane_max_ttl,
+        Some(tokens.config.max_ttl_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(tokens.config.default_ttl_secs) as i64;
+    let ring = tokens
+        .ring()
+        .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
+    let now = now_unix();
+    let claims = Claims {
+        iss: tokens.config.issuer.clone(),
+        sub: client_id,
+        aud: Audience::One(audience),
+        exp: now + ttl,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        environment: Some(client.environment.clone()),
+        plane: Some(client.plane.clone()),
+        scope,
+        act: None,
+        cnf: None,
+        workflow: None,
+    };
+    let token = jws::encode(ring.signer(), "JWT", &claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::unavailable("the token could not be signed")
+    })?;
+    Ok(Issued {
+        token,
+        ttl,
+        kid: ring.signer().kid().to_owned(),
+        claims,
+    })
+}
+
+/// Authenticates the client with `private_key_jwt`; returns its SPIFFE ID.
+fn authenticate(
+    tokens: &TokenService,
+    headers: &HeaderMap,
+    form: &BTreeMap<String, String>,
+    attempt: &mut Attempt,
+) -> Result<String, OAuthError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err(OAuthError::invalid_client(
+            "HTTP Basic client authentication is not accepted; authenticate with private_key_jwt (client_assertion)",
+        ));
+    }
+    if form.contains_key("client_secret") {
+        return Err(OAuthError::invalid_client(
+            "client_secret authentication is not enabled on this control plane; authenticate with private_key_jwt",
+        ));
+    }
+    let assertion = match (
+        form.get("client_assertion_type").map(String::as_str),
+        form.get("client_assertion"),
+    ) {
+        (Some(JWT_BEARER_ASSERTION), Some(a)) => a,
+        (Some(JWT_BEARER_ASSERTION), None) => {
+            return Err(OAuthError::invalid_request("`client_assertion` is missing"));
+        }
+        (Some(other), _) => {
+            return Err(OAuthError::invalid_client(format!(
+                "client_assertion_type `{}` is not supported; use `{JWT_BEARER_ASSERTION}`",
+                clip(other)
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "`client_assertion_type` is missing",
+            ));
+        }
+        (None, None) => {
+            return Err(OAuthError::invalid_client(format!(
+                "authenticate with private_key_jwt: send `client_assertion_type={JWT_BEARER_ASSERTION}` and a `client_assertion` signed with a key registered for the identity"
+            )));
+        }
+    };
+    let unverified = decode_client_assertion(assertion)
+        .map_err(|e| OAuthError::invalid_client(format!("client assertion: {e}")))?;
+    let client_id = unverified.client_id().to_owned();
+    attempt.claimed = Some(clip(&client_id));
+    if let Some(id) = form.get("client_id")
+        && *id != client_id
+    {
+        return Err(OAuthError::invalid_client(
+            "`client_id` does not match the client assertion's subject",
+        ));
+    }
+    let directory = tokens.directory();
+    let client = directory.client(&client_id).ok_or_else(|| {
+        OAuthError::invalid_client(format!(
+            "no identity `{}` with keys registered for private_key_jwt",
+            clip(&client_id)
+        ))
+    })?;
+    let rules = AssertionRules {
+        audiences: vec![tokens.token_endpoint(), tokens.config.issuer.clone()],
+        max_lifetime: tokens.config.assertion_max_lifetime_secs as i64,
+        skew: tokens.config.clock_skew_secs as i64,
+    };
+    let verified = unverified
+        .verify(&client.keys, &rules, now_unix(), tokens.replay())
+        .map_err(|e| OAuthError::invalid_client(format!("client assertion: {e}")))?;
+    attempt.assertion_kid = Some(verified.kid);
+    attempt.principal = Some(client_id.clone());
+    Ok(client_id)
+}
+
+/// The one audience of the token: `audience` (RFC 8693) or `resource` (RFC 8707).
+fn audience(form: &BTreeMap<String, String>) -> Result<String, OAuthError> {
+    let aud = match (form.get("audience"), form.get("resource")) {
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "send either `audience` or `resource`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(OAuthError::invalid_request(
+                "name the audience: `audience=<SPIFFE ID or URL of the service that will receive the token>`",
+            ));
+        }
+    };
+    if aud.is_empty()
+        || aud.len() > MAX_AUDIENCE
+        || aud.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(OAuthError::invalid_target(format!(
+            "the audience must be one non-empty value of at most {MAX_AUDIENCE} characters without spaces"
+        )));
+    }
+    Ok(aud.clone())
+}
+
+/// The requested scope, if any: capability ids on each of which policy allows the client
+/// at least one action now. A scope only narrows a token; it never adds a permission.
+fn scope(
+    s: &AppState,
+    client: &str,
+    form: &BTreeMap<String, String>,
+) -> Result<Option<String>, OAuthError> {
+    let Some(raw) = form.get("scope") else {
+        return Ok(None);
+    };
+    let items: Vec<&str> = raw.split(' ').filter(|i| !i.is_empty()).collect();
+    if items.is_empty() || items.len() > MAX_SCOPES {
+        return Err(OAuthError::invalid_scope(format!(
+            "`scope` lists 1 to {MAX_SCOPES} capability ids separated by spaces"
+        )));
+    }
+    let engine = s
+        .engine()
+        .map_err(|e| OAuthError::unavailable(format!("the scope cannot be checked: {e}")))?;
+    let context = steward_policy::analysis::home_context(&engine, client).ok_or_else(|| {
+        OAuthError::invalid_scope("the policy engine does not know this identity yet")
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    for item in &items {
+        if steward_policy::analysis::permissions_on(&engine, client, item, &context, now).is_empty()
+        {
+            return Err(OAuthError::invalid_scope(format!(
+                "`{}`: policy allows this identity no action on it (or no such capability)",
+                clip(item)
+            )));
+        }
+    }
+    Ok(Some(items.join(" ")))
+}
+
+/// The form body as a map; a repeated parameter is an error (RFC 6749 §3.2).
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the token endpoint takes `Content-Type: application/x-www-form-urlencoded`",
+        ));
+    }
+    let mut form = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if form.len() >= MAX_PARAMS {
+            return Err(OAuthError::invalid_request(format!(
+                "more than {MAX_PARAMS} parameters"
+            )));
+        }
+        let key = k.into_owned();
+        if form.contains_key(&key) {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{}` is repeated",
+                clip(&key)
+            )));
+        }
+        form.insert(key, v.into_owned());
+    }
+    Ok(form)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+fn event(kind: EventKind, attempt: &Attempt) -> Event {
+    let mut e = Event::new(kind, uuid::Uuid::now_v7().to_string(), rfc3339(now_unix()));
+    e.principal = attempt.principal.clone();
+    e.plane = attempt.plane.clone();
+    e.action = attempt.grant_type.as_deref().map(clip);
+    e.enforcement_point = Some("token-endpoint".into());
+    e
+}
+
+fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
+    let mut e = event(EventKind::CredentialIssued, attempt);
+    e.token_id = Some(issued.claims.jti.clone());
+    e.decision.outcome = Some(Outcome::Allow);
+    e.details = json!({
+        "client_auth": "private_key_jwt",
+        "client_key": attempt.assertion_kid,
+        "audience": issued.claims.aud,
+        "scope": issued.claims.scope,
+        "environment": issued.claims.environment,
+        "expires_at": rfc3339(issued.claims.exp),
+        "ttl_secs": issued.ttl,
+        "signing_kid": issued.kid,
+    });
+    e
+}
+
+fn refused_event(attempt: &Attempt, err: &OAuthError) -> Event {
+    let mut e = event(EventKind::CredentialRefused, attempt);
+    e.decision.outcome = Some(Outcome::Deny);
+    e.decision.reasons = vec![format!("{}: {}", err.error, err.description)];
+    e.details = json!({ "error": err.error, "claimed_client": attempt.claimed });
+    e
+}

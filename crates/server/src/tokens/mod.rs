@@ -1,0 +1,370 @@
+//! The token service (R3, R4): the control plane's signing keys (sealed at rest under the
+//! key-encryption key, rotated with an overlap window), the directory of clients and their
+//! registered keys, and the OAuth token endpoint with discovery documents.
+//!
+//! Keys live in the store so every replica signs with the same key; each replica reloads
+//! them every [`KEY_REFRESH`] and after a rotation it made itself.
+
+mod discovery;
+mod endpoint;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use steward_governance::State;
+use steward_model::{IdentityKind, LifecycleState, effective_settings};
+use steward_store::{Actor, SigningKeyRow, Store, now_rfc3339};
+use steward_token::{Kek, PublicKey, ReplayCache, SigningKey, Validator};
+
+use crate::config::{KekSource, TokenConfig};
+
+pub use discovery::{
+    jwks, keys_list, keys_rotate, oauth_metadata, openid_configuration, spiffe_bundle,
+};
+pub use endpoint::token;
+
+/// How often each replica rereads the signing keys (another replica's rotation, a retired
+/// key's overlap ending).
+pub const KEY_REFRESH: Duration = Duration::from_secs(30);
+/// Largest token request body.
+pub const MAX_TOKEN_REQUEST_BYTES: usize = 64 * 1024;
+/// Live client assertions remembered for replay detection.
+const REPLAY_CAPACITY: usize = 1_000_000;
+
+/// Why the token service could not start. The control plane refuses to start rather than
+/// serve without a usable key.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("key-encryption key: {0}")]
+    Kek(String),
+    #[error("signing keys: {0}")]
+    Keys(String),
+    #[error(transparent)]
+    Store(#[from] steward_store::StoreError),
+}
+
+/// The keys in force at one moment.
+pub struct KeyRing {
+    signer: SigningKey,
+    /// The signing key's public half and every retired key still in its overlap window.
+    published: Vec<PublicKey>,
+    validator: Arc<Validator>,
+    /// Grows with every change of the published set: keys ever made plus keys whose
+    /// overlap ended (both only grow). The SPIFFE bundle's `spiffe_sequence`.
+    pub sequence: i64,
+}
+
+impl KeyRing {
+    pub fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// The shared validator for tokens of this control plane (every published key).
+    pub fn validator(&self) -> Arc<Validator> {
+        self.validator.clone()
+    }
+
+    fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.published.iter()
+    }
+}
+
+/// A client of the token endpoint: an identity with registered keys.
+#[derive(Debug)]
+pub struct Client {
+    pub plane: String,
+    pub environment: String,
+    pub kind: IdentityKind,
+    pub state: LifecycleState,
+    pub keys: Vec<PublicKey>,
+    /// The identity's own token lifetime.
+    pub ttl: Option<u64>,
+    /// Its plane's inherited `max_token_ttl_secs`.
+    pub plane_max_ttl: Option<u64>,
+}
+
+/// Clients by SPIFFE ID, rebuilt with the policy engine after every registry change.
+#[derive(Debug, Default)]
+pub struct Directory {
+    clients: HashMap<String, Client>,
+}
+
+impl Directory {
+    /// Every identity that registered keys. A key that does not parse (it was checked at
+    /// apply, so only a corrupt row) is left out, with a warning.
+    pub fn build(state: &State) -> Self {
+        let mut clients = HashMap::new();
+        for stored in state.identities.values() {
+            let i = &stored.identity;
+            if i.credentials.public_keys.is_empty() {
+                continue;
+            }
+            let keys = i
+                .credentials
+                .public_keys
+                .iter()
+                .filter_map(|k| match steward_governance::client_public_key(k) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        tracing::warn!(identity = %i.spiffe_id, kid = %k.kid, error = %e, "registered key ignored");
+                        None
+                    }
+                })
+                .collect();
+            let settings = effective_settings(&state.planes, &state.root_settings, &i.plane);
+            clients.insert(
+                i.spiffe_id.to_string(),
+                Client {
+                    plane: i.plane.to_string(),
+                    environment: i.environment.clone(),
+                    kind: i.kind,
+                    state: i.state,
+                    keys,
+                    ttl: i.credentials.token_ttl_secs,
+                    plane_max_ttl: settings.max_token_ttl_secs,
+                },
+            );
+        }
+        Self { clients }
+    }
+
+    pub fn client(&self, spiffe_id: &str) -> Option<&Client> {
+        self.clients.get(spiffe_id)
+    }
+}
+
+/// The token service's state, shared by every request.
+pub struct TokenService {
+    pub config: TokenConfig,
+    kek: Kek,
+    ring: RwLock<Arc<KeyRing>>,
+    directory: RwLock<Arc<Directory>>,
+    replay: ReplayCache,
+}
+
+impl TokenService {
+    /// Opens the key-encryption key and the signing keys (creating the first key on a new
+    /// store).
+    pub async fn start(store: &Store, config: TokenConfig) -> Result<Self, StartError> {
+        let kek = load_kek(&config.kek)?;
+        let ring = load_ring(store, &kek, &config).await?;
+        Ok(Self {
+            replay: ReplayCache::new(now_unix(), REPLAY_CAPACITY),
+            config,
+            kek,
+            ring: RwLock::new(Arc::new(ring)),
+            directory: RwLock::new(Arc::new(Directory::default())),
+        })
+    }
+
+    pub fn ring(&self) -> Option<Arc<KeyRing>> {
+        self.ring.read().ok().map(|r| r.clone())
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    pub fn set_directory(&self, d: Directory) {
+        if let Ok(mut slot) = self.directory.write() {
+            *slot = Arc::new(d);
+        }
+    }
+
+    /// Rereads the keys from the store.
+    pub async fn refresh(&self, store: &Store) -> Result<(), StartError> {
+        let ring = load_ring(store, &self.kek, &self.config).await?;
+        if let Ok(mut slot) = self.ring.write() {
+            *slot = Arc::new(ring);
+        }
+        Ok(())
+    }
+
+    /// A new signing key takes over at once; the old one verifies until the overlap
+    /// window ends. Returns (new kid, old kid, old key verifies until).
+    pub async fn rotate(
+        &self,
+        store: &Store,
+        actor: &Actor,
+    ) -> Result<(String, Option<String>, String), StartError> {
+        let row = new_key_row(&self.kek)?;
+        let until = rfc3339(now_unix() + self.config.key_overlap_secs as i64);
+        let old = store.rotate_signing_key(&row, &until, actor).await?;
+        self.refresh(store).await?;
+        Ok((row.kid, old, until))
+    }
+
+    pub fn replay(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// `{issuer}/oauth2/token`: the `aud` client assertions must name.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.config.issuer)
+    }
+}
+
+/// Rereads the keys every [`KEY_REFRESH`]; a failure keeps the old keys and is logged.
+pub fn spawn_refresh(service: Arc<TokenService>, store: Store) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_REFRESH);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = service.refresh(&store).await {
+                tracing::error!(error = %e, "signing keys could not be reloaded; keeping the previous ones");
+            }
+        }
+    })
+}
+
+pub(crate) fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub(crate) fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+fn new_key_row(kek: &Kek) -> Result<SigningKeyRow, StartError> {
+    let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Keys(e.to_string()))?;
+    let sealed = kek
+        .seal(key.kid(), &pkcs8)
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let public_jwk = serde_json::to_string(key.public_key().jwk())
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    Ok(SigningKeyRow {
+        kid: key.kid().to_owned(),
+        alg: steward_token::ALG.to_owned(),
+        public_jwk,
+        sealed_private: sealed,
+        created_at: now_rfc3339(),
+        retired_at: None,
+        publish_until: None,
+    })
+}
+
+async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<KeyRing, StartError> {
+    let mut rows = store.signing_keys().await?;
+    if !rows.iter().any(|r| r.retired_at.is_none()) {
+        let first = new_key_row(kek)?;
+        if store.insert_first_signing_key(&first).await? {
+            tracing::info!(kid = %first.kid, "created the first token signing key");
+        }
+        rows = store.signing_keys().await?;
+    }
+    let now = now_unix();
+    let active = rows
+        .iter()
+        .find(|r| r.retired_at.is_none())
+        .ok_or_else(|| StartError::Keys("no signing key in the store".into()))?;
+    let pkcs8 = kek
+        .open(&active.kid, &active.sealed_private)
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let signer = SigningKey::from_pkcs8(&pkcs8).map_err(|e| StartError::Keys(e.to_string()))?;
+    if signer.kid() != active.kid {
+        return Err(StartError::Keys(format!(
+            "the stored key `{}` opens to a different key `{}`",
+            active.kid,
+            signer.kid()
+        )));
+    }
+    let mut published = vec![signer.public_key().clone()];
+    for r in rows.iter().filter(|r| r.retired_at.is_some()) {
+        let Some(until) = r.publish_until.as_deref().and_then(parse_time) else {
+            continue;
+        };
+        if until <= now {
+            continue;
+        }
+        let jwk: steward_token::Jwk = serde_json::from_str(&r.public_jwk)
+            .map_err(|e| StartError::Keys(format!("stored public key `{}`: {e}", r.kid)))?;
+        let key = jwk
+            .to_public_key()
+            .map_err(|e| StartError::Keys(format!("stored public key `{}`: {e}", r.kid)))?;
+        published.push(key);
+    }
+    let gone = rows.iter().filter(|r| r.retired_at.is_some()).count() + 1 - published.len();
+    let sequence = (rows.len() + gone) as i64;
+    let validator = Validator::new(
+        config.issuer.clone(),
+        published.iter().cloned(),
+        config.clock_skew_secs as i64,
+    );
+    Ok(KeyRing {
+        signer,
+        published,
+        validator: Arc::new(validator),
+        sequence,
+    })
+}
+
+/// Reads the key-encryption key; the default (`<data_dir>/key-encryption-key`) is created
+/// on first start, readable by the owner only.
+fn load_kek(source: &KekSource) -> Result<Kek, StartError> {
+    let text = match source {
+        KekSource::Env(var) => std::env::var(var).map_err(|_| {
+            StartError::Kek(format!(
+                "environment variable `{var}` (tokens.key_encryption_key_env) is not set"
+            ))
+        })?,
+        KekSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+            StartError::Kek(format!(
+                "cannot read `{}` (tokens.key_encryption_key_file): {e}",
+                path.display()
+            ))
+        })?,
+        KekSource::DataDir(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = Kek::generate_base64().map_err(|e| StartError::Kek(e.to_string()))?;
+                write_private(path, &text).map_err(|e| {
+                    StartError::Kek(format!("cannot create `{}`: {e}", path.display()))
+                })?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a key-encryption key next to the data; in production set tokens.key_encryption_key_file to a mounted secret"
+                );
+                text
+            }
+            Err(e) => {
+                return Err(StartError::Kek(format!(
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )));
+            }
+        },
+    };
+    Kek::from_base64(&text).map_err(|e| StartError::Kek(e.to_string()))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}

@@ -1,0 +1,434 @@
+//! The token service over HTTP: discovery, JWKS and bundle, `client_credentials` with
+//! `private_key_jwt`, every refusal as an RFC 6749 error with evidence, rotation with an
+//! overlap window.
+
+use super::*;
+use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
+
+pub(crate) const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/token-test";
+const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/ledger";
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A client assertion for `CLIENT`, changed by `f`.
+pub(crate) fn assertion(base: &str, key: &SigningKey, f: impl Fn(&mut Value)) -> String {
+    let mut c = json!({
+        "iss": CLIENT, "sub": CLIENT, "aud": format!("{base}/oauth2/token"),
+        "iat": now(), "exp": now() + 60, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    f(&mut c);
+    jws::encode(key, "JWT", &c).unwrap()
+}
+
+pub(crate) async fn post_form(
+    env: &Env,
+    form: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let resp = env
+        .http
+        .post(format!("{}/oauth2/token", env.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Registers `CLIENT` in the payments plane with `key`.
+pub(crate) async fn register_client(env: &Env, key: &SigningKey) {
+    env.apply_example().await;
+    let jwk = key.public_key().jwk();
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            Some(&env.admin),
+            Some(json!({
+                "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
+                "environment": "prod", "kind": "service", "classification": "confidential",
+                "credentials": {
+                    "token_ttl_secs": 3600,
+                    "public_keys": [{"kid": "test-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],
+                },
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+}
+
+async fn validator(env: &Env) -> Validator {
+    let (st, jwks) = env.call(Method::GET, "/oauth2/jwks", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let keys = jwks["keys"].as_array().unwrap().iter().map(|k| {
+        serde_json::from_value::<Jwk>(k.clone())
+            .unwrap()
+            .to_public_key()
+            .unwrap()
+    });
+    Validator::new(env.base.clone(), keys, 30)
+}
+
+fn expect(now: i64) -> Expectations<'static> {
+    Expectations {
+        audience: AUDIENCE,
+        environment: Some("prod"),
+        now,
+        proof: Proof::None,
+    }
+}
+
+/// A token request's parameters.
+type Form = Vec<(&'static str, String)>;
+
+const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
+    // Discovery points at this server.
+    let (st, meta) = env
+        .call(Method::GET, "/.well-known/openid-configuration", None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(meta["issuer"], env.base);
+    assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", env.base));
+    assert_eq!(meta["jwks_uri"], format!("{}/oauth2/jwks", env.base));
+    let (_, bundle) = env
+        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
+        .await;
+    assert_eq!(bundle["keys"][0]["use"], "jwt-svid");
+    let first_sequence = bundle["spiffe_sequence"].as_i64().unwrap();
+
+    let key = SigningKey::generate().unwrap().0;
+    register_client(&env, &key).await;
+    let good = assertion(&env.base, &key, |_| {});
+    let form = |a: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_assertion_type", BEARER.to_owned()),
+            ("client_assertion", a.to_owned()),
+            ("audience", AUDIENCE.to_owned()),
+            ("scope", "payments.charge payments.read".to_owned()),
+            ("expires_in", "3600".to_owned()),
+        ]
+    };
+    let send = |v: Vec<(&'static str, String)>| {
+        let env = &env;
+        async move {
+            let pairs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(env, &pairs).await
+        }
+    };
+    let (st, headers, body) = send(form(&good)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["token_type"], "Bearer");
+    // The plane's 900 s caps the 3600 s asked for and the identity's 3600 s.
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["scope"], "payments.charge payments.read");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let v = validator(&env).await;
+    let claims = v.validate(&token, &expect(now())).unwrap();
+    assert_eq!(claims.sub, CLIENT);
+    assert_eq!(claims.plane.as_deref(), Some("payments"));
+    assert_eq!(claims.exp - claims.iat, 900);
+
+    // The same assertion again is a replay.
+    let (st, headers, body) = send(form(&good)).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // Every refusal, with its RFC 6749 error.
+    let stranger = SigningKey::generate().unwrap().0;
+    let mut cases: Vec<(Form, StatusCode, &str, &str)> = vec![
+        (
+            vec![("client_assertion", good.clone())],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type",
+        ),
+        (
+            vec![("grant_type", "password".into())],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "password",
+        ),
+        (
+            vec![("grant_type", "client_credentials".into())],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "private_key_jwt",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_secret", "hunter2".into()),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_secret",
+        ),
+    ];
+    let with = |f: &dyn Fn(&mut Value)| form(&assertion(&env.base, &key, f));
+    let replace = |mut v: Vec<(&'static str, String)>, k: &'static str, val: &str| {
+        v.retain(|(kk, _)| *kk != k);
+        if !val.is_empty() {
+            v.push((k, val.to_owned()));
+        }
+        v
+    };
+    cases.extend([
+        (
+            form(&assertion(&env.base, &stranger, |_| {})),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown signing key",
+        ),
+        (
+            form(&assertion(&env.base, &stranger, |c| {
+                c["iss"] = json!("spiffe://acme.example/x");
+                c["sub"] = json!("spiffe://acme.example/x")
+            })),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "no identity",
+        ),
+        (
+            with(&|c| c["aud"] = json!("https://elsewhere/token")),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "token endpoint",
+        ),
+        (
+            with(&|c| c["exp"] = json!(now() - 120)),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "expired",
+        ),
+        (
+            with(&|c| c["exp"] = json!(now() + 86_400)),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "at most",
+        ),
+        (
+            replace(with(&|_| {}), "scope", "payments.charge platform.deploy"),
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "platform.deploy",
+        ),
+        (
+            replace(with(&|_| {}), "scope", "no.such.capability"),
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "no.such.capability",
+        ),
+        (
+            replace(with(&|_| {}), "audience", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "audience",
+        ),
+        (
+            replace(with(&|_| {}), "audience", "two words"),
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "audience",
+        ),
+        (
+            replace(with(&|_| {}), "expires_in", "-5"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expires_in",
+        ),
+        (
+            replace(with(&|_| {}), "client_id", "spiffe://acme.example/other"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_id",
+        ),
+        (
+            replace(with(&|_| {}), "client_assertion_type", "urn:other"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_assertion_type",
+        ),
+    ]);
+    for (form, status, error, hint) in cases {
+        let (st, headers, body) = send(form.clone()).await;
+        assert_eq!(st, status, "{form:?}: {body}");
+        assert_eq!(body["error"], error, "{form:?}: {body}");
+        let d = body["error_description"].as_str().unwrap();
+        assert!(d.contains(hint), "{hint}: {d}");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+
+    // Malformed bodies: wrong media type, repeated parameter, oversized.
+    let url = format!("{}/oauth2/token", env.base);
+    let r = env
+        .http
+        .post(&url)
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    for body in [
+        "grant_type=client_credentials&grant_type=client_credentials".to_owned(),
+        format!("grant_type=client_credentials&pad={}", "x".repeat(100_000)),
+        "%%%%=&&&==".to_owned(),
+    ] {
+        let r = env
+            .http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().is_some(), "{e}");
+    }
+
+    // Evidence: the issuance and the refusals, never the token or the assertion. The
+    // writer commits asynchronously: wait for the last refusal to land.
+    let mut refused = Value::Null;
+    for _ in 0..100 {
+        refused = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.refused&limit=100",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if refused.as_array().is_some_and(|a| a.len() >= 18) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, issued) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=credential.issued",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let issued = issued.as_array().unwrap();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0]["principal"], CLIENT);
+    assert_eq!(issued[0]["token_id"], claims.jti);
+    assert_eq!(issued[0]["details"]["client_key"], "test-1");
+    let refused = refused.as_array().unwrap();
+    assert!(refused.len() >= 18, "{}: {refused:?}", refused.len());
+    assert!(refused.iter().any(|e| {
+        e["decision"]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("invalid_scope: `platform.deploy`"))
+    }));
+    let all = serde_json::to_string(refused).unwrap() + &serde_json::to_string(issued).unwrap();
+    assert!(
+        !all.contains(&token) && !all.contains(&good),
+        "tokens never reach the evidence log"
+    );
+
+    // Rotation: the new key signs at once, the old one still verifies.
+    let (st, rotated) = env
+        .call(
+            Method::POST,
+            "/admin/v1/keys/rotate",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert!(rotated["previous_verifies_until"].is_string());
+    let (_, jwks) = env.call(Method::GET, "/oauth2/jwks", None, None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let (_, bundle) = env
+        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
+        .await;
+    assert!(bundle["spiffe_sequence"].as_i64().unwrap() > first_sequence);
+    let v = validator(&env).await;
+    assert!(
+        v.validate(&token, &expect(now())).is_ok(),
+        "the old key verifies during the overlap"
+    );
+    let (st, _, body) = send(form(&assertion(&env.base, &key, |_| {}))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let fresh = body["access_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            fresh.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid);
+    let (_, keys) = env
+        .call(Method::GET, "/admin/v1/keys", Some(&env.admin), None)
+        .await;
+    let states: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["signing", "verifying"]);
+    let au = env.credential("aud", "auditor", None).await;
+    let (st, _) = env
+        .call(Method::POST, "/admin/v1/keys/rotate", Some(&au), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // A suspended identity gets no token.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            &format!(
+                "/admin/v1/identities/{}/lifecycle",
+                CLIENT.replace(':', "%3A").replace('/', "%2F")
+            ),
+            Some(&env.admin),
+            Some(json!({"state": "suspended", "reason": "test"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _, body) = send(form(&assertion(&env.base, &key, |_| {}))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("suspended"),
+        "{body}"
+    );
+}
