@@ -261,3 +261,31 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Environment variable naming a Python interpreter with py-spiffe installed (set by
+/// `.ci/run`), for checking our tokens with a third-party JWT-SVID validator.
+pub const PYTHON_ENV: &str = "STEWARD_TEST_PYTHON";
+
+/// The interpreter for third-party validator checks, or `None` (after a loud message)
+/// outside CI when none is configured.
+pub fn python_with_spiffe(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var(PYTHON_ENV) {
+        Ok(p) if !p.is_empty() => Some(p.into()),
+        _ if in_ci() => panic!(
+            "{PYTHON_ENV} is not set but CI=true: the third-party validator checks must run in CI (see .ci/run)"
+        ),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPING py-spiffe part of `{test}`: set {PYTHON_ENV} to a python with `pip install spiffe` to run it ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// Path of a file under the repository's `.ci/` directory.
+pub fn ci_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.ci")
+        .join(name)
+}

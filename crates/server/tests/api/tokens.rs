@@ -145,6 +145,39 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
     assert_eq!(claims.plane.as_deref(), Some("payments"));
     assert_eq!(claims.exp - claims.iat, 900);
 
+    // A third-party JWT-SVID validator accepts it with our bundle, and refuses it for
+    // another audience or once tampered with.
+    if let Some(python) = steward_testkit::python_with_spiffe("token_service_issues_refuses_and_rotates") {
+        let (_, bundle) = env
+            .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
+            .await;
+        let check = |token: &str, audience: &str| {
+            let input = json!({"trust_domain": "acme.example", "bundle": bundle, "audience": audience, "token": token});
+            let mut child = std::process::Command::new(&python)
+                .arg(steward_testkit::ci_file("jwt_svid_check.py"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run the py-spiffe check");
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.to_string().as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (ok, out) = check(&token, AUDIENCE);
+        assert!(ok, "py-spiffe refused our token: {out}");
+        assert_eq!(out.trim(), CLIENT);
+        let (ok, out) = check(&token, "spiffe://acme.example/elsewhere");
+        assert!(!ok && out.contains("refused"), "{out}");
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&json!({"sub": "spiffe://acme.example/admin", "aud": AUDIENCE, "exp": now() + 60})).unwrap(),
+        );
+        parts[1] = &forged;
+        let (ok, out) = check(&parts.join("."), AUDIENCE);
+        assert!(!ok && out.contains("refused"), "{out}");
+    }
+
     // The same assertion again is a replay.
     let (st, headers, body) = send(form(&good)).await;
     assert_eq!(
