@@ -346,6 +346,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             emit(&remote, &changes, || changes_text(&changes))
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
+        Command::Keys(cmd) => crate::keys_cmd::run(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
     }
 }
@@ -747,6 +748,29 @@ fn config_check(file: Option<PathBuf>) -> Result<ExitCode> {
     println!("  trust_domain    {}", config.trust_domain);
     println!("  max_body_bytes  {}", config.max_body_bytes);
     println!("  max_apply_bytes {}", config.max_apply_bytes);
+    let t = &config.tokens;
+    println!(
+        "  token issuer    {}{}",
+        t.issuer,
+        if t.issuer_configured {
+            ""
+        } else {
+            " (follows the listen address; set tokens.issuer behind a proxy)"
+        }
+    );
+    println!(
+        "  key-encryption  {}",
+        match &t.kek {
+            steward_server::config::KekSource::File(p) => format!("file {}", p.display()),
+            steward_server::config::KekSource::Env(v) => format!("environment variable {v}"),
+            steward_server::config::KekSource::DataDir(p) =>
+                format!("{} (generated on first start)", p.display()),
+        }
+    );
+    println!(
+        "  token lifetime  default {} s, max {} s; key overlap {} s; skew {} s",
+        t.default_ttl_secs, t.max_ttl_secs, t.key_overlap_secs, t.clock_skew_secs
+    );
     Ok(ExitCode::SUCCESS)
 }
 

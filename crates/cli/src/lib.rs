@@ -5,6 +5,7 @@ pub mod client;
 mod commands;
 mod demo;
 mod demo_policy;
+mod keys_cmd;
 pub mod output;
 mod policy_cmd;
 mod serve;
@@ -119,6 +120,9 @@ pub enum Command {
     /// Policy: run the repository's policy tests; list, show, diff and roll back versions.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Token signing keys: list them, rotate them.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Check `steward.toml` (and environment overrides) and print the resolved settings.
     #[command(subcommand)]
     Config(commands::ConfigCommand),

@@ -77,15 +77,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!(
-        "Steward control plane listening on http://{addr} ({store_desc}, trust domain {})",
-        config.trust_domain
-    );
     let mut config = config;
     config.tokens.listening_on(addr);
     let state = AppState::new(store.clone(), &config)
         .await
         .context("the token service cannot start")?;
+    eprintln!(
+        "Steward control plane listening on http://{addr} ({store_desc}, trust domain {})",
+        config.trust_domain
+    );
     tracing::info!(%addr, store = %store_desc, issuer = %config.tokens.issuer, "control plane started");
     steward_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;

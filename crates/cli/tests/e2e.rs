@@ -854,3 +854,112 @@ fn policy_tests_authorize_and_validate_work_offline() {
     assert!(stderr.contains("1 policy problem(s)"), "{stderr}");
     assert!(stderr.contains("policies/commerce/grab.cedar:1: policy `commerce-grab` of plane `commerce`: its resources are outside its plane"), "{stderr}");
 }
+
+/// The key-encryption key guards the signing keys: generated 0600 on first start, no
+/// private key in the clear in the database, a wrong key refuses to start (naming the
+/// problem), the right one brings back the same signing key.
+#[test]
+fn the_key_encryption_key_guards_the_signing_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backing = Backing {
+        data_dir: data.clone(),
+        database_url: None,
+    };
+    let token_file = dir.path().join("token");
+    // The kid of the key that signs now, through `steward keys list --json`.
+    let signing_kid = |server: &Server| -> String {
+        let token = std::fs::read_to_string(&token_file).unwrap();
+        let out = server.cli(token.trim(), &["keys", "list", "--json"]);
+        let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["state"] == "signing")
+            .unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let server = Server::start(&backing, &token_file);
+    let kid = signing_kid(&server);
+    server.kill9();
+    let kek_path = data.join("key-encryption-key");
+    let mode = std::fs::metadata(&kek_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the generated key is private");
+    let kek = std::fs::read_to_string(&kek_path).unwrap();
+    // Every P-256 PKCS#8 key starts with the same DER header; none is stored in the clear.
+    let db = std::fs::read(data.join(steward_store::SQLITE_FILE)).unwrap();
+    let wal =
+        std::fs::read(data.join(format!("{}-wal", steward_store::SQLITE_FILE))).unwrap_or_default();
+    let stored = String::from_utf8_lossy(&db).into_owned() + &String::from_utf8_lossy(&wal);
+    let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open_data_dir(&data).await.unwrap();
+        let rows = store.signing_keys().await.unwrap();
+        store.close().await;
+        rows
+    });
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].sealed_private.starts_with("v1."), "sealed");
+    assert!(stored.contains(&rows[0].sealed_private));
+    // The stored public JWK is the key that signs.
+    assert!(rows[0].public_jwk.contains(&kid));
+    assert!(!stored.contains("MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"));
+
+    // Another key-encryption key: the server refuses to start and says why.
+    std::fs::write(&kek_path, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    let mut child = steward()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--trust-domain",
+            "acme.example",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not refuse the wrong key"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("does not open with the configured key-encryption key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(kek.trim()),
+        "the key never appears in messages"
+    );
+
+    // The right key again: the same signing key.
+    std::fs::write(&kek_path, &kek).unwrap();
+    let server = Server::start(&backing, &token_file);
+    assert_eq!(signing_kid(&server), kid);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let out = server.cli(token.trim(), &["keys", "rotate"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&kid), "{stdout}");
+    let out = server.cli(token.trim(), &["keys", "list"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("signing") && stdout.contains("verifying"),
+        "{stdout}"
+    );
+}

@@ -147,7 +147,9 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
 
     // A third-party JWT-SVID validator accepts it with our bundle, and refuses it for
     // another audience or once tampered with.
-    if let Some(python) = steward_testkit::python_with_spiffe("token_service_issues_refuses_and_rotates") {
+    if let Some(python) =
+        steward_testkit::python_with_spiffe("token_service_issues_refuses_and_rotates")
+    {
         let (_, bundle) = env
             .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
             .await;
@@ -159,9 +161,16 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("run the py-spiffe check");
-            std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.to_string().as_bytes()).unwrap();
+            std::io::Write::write_all(
+                &mut child.stdin.take().unwrap(),
+                input.to_string().as_bytes(),
+            )
+            .unwrap();
             let out = child.wait_with_output().unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
         };
         let (ok, out) = check(&token, AUDIENCE);
         assert!(ok, "py-spiffe refused our token: {out}");
@@ -171,7 +180,10 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            serde_json::to_vec(&json!({"sub": "spiffe://acme.example/admin", "aud": AUDIENCE, "exp": now() + 60})).unwrap(),
+            serde_json::to_vec(
+                &json!({"sub": "spiffe://acme.example/admin", "aud": AUDIENCE, "exp": now() + 60}),
+            )
+            .unwrap(),
         );
         parts[1] = &forged;
         let (ok, out) = check(&parts.join("."), AUDIENCE);
