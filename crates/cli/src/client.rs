@@ -113,6 +113,32 @@ impl Client {
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call::<(), T>(Method::DELETE, path, None).await
     }
+
+    /// Posts a form (an OAuth token request) without the admin credential; returns the
+    /// status and the JSON answer, error or not (OAuth errors are answers to show).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(StatusCode, serde_json::Value)> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        let status = resp.status();
+        let value = resp
+            .json()
+            .await
+            .with_context(|| format!("unexpected answer to POST {path}"))?;
+        Ok((status, value))
+    }
 }
 
 /// The server error behind an anyhow error, if that is what it is.

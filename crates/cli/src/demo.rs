@@ -333,6 +333,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         12,
+        "Tokens: a workload authenticates with its key and gets a short-lived JWT-SVID",
+    );
+    crate::demo_tokens::tokens(&admin).await?;
+
+    step(
+        13,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin

@@ -5,6 +5,7 @@ pub mod client;
 mod commands;
 mod demo;
 mod demo_policy;
+mod demo_tokens;
 mod keys_cmd;
 pub mod output;
 mod policy_cmd;

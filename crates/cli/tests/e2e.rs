@@ -121,6 +121,10 @@ fn readme_quickstart_demo_runs_to_completion() {
         "partner-gateway read on orders.read: allow -> deny",
         "=== exceptions (changed)",
         "+ex-incident-4711: lifts GR-3 for spiffe://acme.example/legacy/billing-exporter on payments.read",
+        "Token issued: 900 s (asked 3600; the payments plane caps tokens at 900)",
+        "refused (claim `environment`: a `prod` token presented in `staging`)",
+        "401 invalid_client (client assertion: replayed",
+        "the token signed by the old key still validates: true",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {

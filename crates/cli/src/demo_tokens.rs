@@ -1,0 +1,125 @@
+//! The token part of `steward demo`: a workload authenticates with `private_key_jwt`,
+//! gets a short-lived JWT-SVID, the token validates against the published keys, a replayed
+//! assertion is refused, and a key rotation keeps the old token valid through the overlap.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
+
+use crate::client::Client;
+
+const WORKLOAD: &str = "spiffe://acme.example/ns/payments/sa/refund-batch";
+const LEDGER: &str = "spiffe://acme.example/ns/payments/sa/ledger";
+const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("?")
+}
+
+async fn validator(admin: &Client, issuer: &str) -> Result<Validator> {
+    let jwks: Value = admin.get("/oauth2/jwks").await?;
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .context("the JWKS has no keys")?
+        .iter()
+        .map(|k| Ok(serde_json::from_value::<Jwk>(k.clone())?.to_public_key()?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Validator::new(issuer, keys, 30))
+}
+
+pub(crate) async fn tokens(admin: &Client) -> Result<()> {
+    let meta: Value = admin.get("/.well-known/openid-configuration").await?;
+    let issuer = field(&meta, "issuer").to_owned();
+    let endpoint = field(&meta, "token_endpoint").to_owned();
+    println!(
+        "Issuer {issuer}; token endpoint {endpoint}; keys at {}.",
+        field(&meta, "jwks_uri")
+    );
+
+    // The workload's own key pair: only the public half is registered.
+    let (key, _) = SigningKey::generate()?;
+    let jwk = key.public_key().jwk();
+    let _: Value = admin
+        .post(
+            "/admin/v1/identities",
+            &json!({
+                "spiffe_id": WORKLOAD, "plane": "payments", "owner": "payments-team",
+                "environment": "prod", "kind": "service", "classification": "confidential",
+                "description": "refund batch worker (registered by the demo)",
+                "credentials": {"public_keys": [{"kid": "refund-batch-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
+            }),
+        )
+        .await?;
+    println!("Registered {WORKLOAD} with its public key (private_key_jwt).");
+
+    let assertion = jws::encode(
+        &key,
+        "JWT",
+        &json!({"iss": WORKLOAD, "sub": WORKLOAD, "aud": endpoint, "iat": now(), "exp": now() + 60,
+                "jti": uuid::Uuid::new_v4().to_string()}),
+    )?;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", BEARER),
+        ("client_assertion", assertion.as_str()),
+        ("audience", LEDGER),
+        ("scope", "payments.refund"),
+        ("expires_in", "3600"),
+    ];
+    let (status, body) = admin.post_form("/oauth2/token", &form).await?;
+    if !status.is_success() {
+        bail!("the token request was refused: {body}");
+    }
+    let token = field(&body, "access_token").to_owned();
+    println!(
+        "Token issued: {} s (asked 3600; the payments plane caps tokens at 900), scope `{}`.",
+        body.get("expires_in").and_then(Value::as_i64).unwrap_or(0),
+        field(&body, "scope")
+    );
+    let v = validator(admin, &issuer).await?;
+    let expect = Expectations {
+        audience: LEDGER,
+        environment: Some("prod"),
+        now: now(),
+        proof: Proof::None,
+    };
+    let claims = v.validate(&token, &expect)?;
+    println!(
+        "The ledger validates it with the JWKS: sub {}, aud {}, environment {}, plane {}, jti {}.",
+        claims.sub,
+        claims.aud.as_slice().join(","),
+        claims.environment.as_deref().unwrap_or("-"),
+        claims.plane.as_deref().unwrap_or("-"),
+        claims.jti
+    );
+    let staging = Expectations {
+        environment: Some("staging"),
+        ..expect
+    };
+    if let Err(e) = v.validate(&token, &staging) {
+        println!("The same token presented in staging: refused ({e}).");
+    }
+
+    let (status, body) = admin.post_form("/oauth2/token", &form).await?;
+    println!(
+        "The same client assertion replayed: {} {} ({}).",
+        status.as_u16(),
+        field(&body, "error"),
+        field(&body, "error_description")
+    );
+
+    let rotated: Value = admin.post("/admin/v1/keys/rotate", &json!({})).await?;
+    let v = validator(admin, &issuer).await?;
+    println!(
+        "Signing key rotated to {}…; the token signed by the old key still validates: {} (until {}).",
+        field(&rotated, "kid").get(..12).unwrap_or(""),
+        v.validate(&token, &expect).is_ok(),
+        field(&rotated, "previous_verifies_until")
+    );
+    Ok(())
+}
