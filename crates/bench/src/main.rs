@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use steward_testkit::ServerProcess as Server;
 
 mod policy;
+mod tokens;
 
 /// The same allocator as the `steward` binary, so in-process figures match the server's.
 #[global_allocator]
@@ -69,6 +70,23 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         http_seconds: u64,
         /// Concurrent keep-alive connections of the HTTP load.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Tokens: validation (raw ES256 verify vs cold vs cached) in process, and issuance
+    /// over loopback HTTP with `private_key_jwt` (needs `wrk`).
+    Tokens {
+        /// Distinct tokens validated per run.
+        #[arg(long, default_value_t = 20_000)]
+        tokens: usize,
+        /// Identities with registered keys (issuance).
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Seconds of HTTP load per run (0 skips issuance).
+        #[arg(long, default_value_t = 5)]
+        http_seconds: u64,
         #[arg(long, default_value_t = 16)]
         connections: usize,
         #[arg(long, default_value_t = 3)]
@@ -317,6 +335,18 @@ async fn main() -> Result<()> {
             )
             .await?
         }
+        Bench::Tokens {
+            tokens: n,
+            clients,
+            http_seconds,
+            connections,
+            runs,
+        } => {
+            tokens::validation(n, runs)?;
+            if http_seconds > 0 {
+                tokens::issuance(clients, http_seconds, connections, runs).await?;
+            }
+        }
         Bench::Evidence {
             events,
             producers,
@@ -521,45 +551,8 @@ async fn policy_bench(
     }
 
     if http_seconds > 0 {
-        let dir = tempfile::tempdir()?;
-        let mut file = steward_server::config::FileConfig::default();
-        file.evidence.queue_capacity = Some(65_536);
-        let config = file.resolve(steward_server::config::Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(dir.path().into()),
-            trust_domain: Some("bench.example".into()),
-            database_url: None,
-        })?;
-        // The server gets its own two-worker runtime, as `steward serve` would.
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || -> Result<()> {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let store = steward_store::Store::open_data_dir(&config.data_dir).await?;
-                let token = steward_server::bootstrap(&store)
-                    .await?
-                    .context("bootstrap")?;
-                store
-                    .apply(&desired, None, &steward_store::Actor::system())
-                    .await?;
-                let listener = tokio::net::TcpListener::bind(config.listen).await?;
-                let addr = listener.local_addr()?;
-                let mut config = config;
-                config.tokens.listening_on(addr);
-                let state = steward_server::AppState::new(store, &config).await?;
-                let _ = ready_tx.send((format!("http://{addr}"), token));
-                steward_server::serve(listener, state, async {
-                    let _ = stop_rx.await;
-                })
-                .await?;
-                Ok(())
-            })
-        });
-        let (base, token) = ready_rx.recv().context("the server did not start")?;
+        let server = InProcessServer::start(desired, "bench.example")?;
+        let (base, token) = (server.base.clone(), server.token.clone());
         let (mut rates, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for run in 1..=runs {
             let wrk = {
@@ -604,10 +597,75 @@ async fn policy_bench(
             median(p50),
             median(p99) / 1000.0
         );
-        let _ = stop_tx.send(());
-        server
-            .join()
-            .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+        server.stop()?;
     }
     Ok(())
+}
+
+/// A control plane in this process on its own two-worker runtime (as `steward serve`
+/// would run), on a temporary embedded store holding `desired`.
+struct InProcessServer {
+    base: String,
+    /// The bootstrap central-admin credential.
+    token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessServer {
+    fn start(desired: steward_governance::Desired, trust_domain: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut file = steward_server::config::FileConfig::default();
+        file.evidence.queue_capacity = Some(65_536);
+        let config = file.resolve(steward_server::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().into()),
+            trust_domain: Some(trust_domain.to_owned()),
+            database_url: None,
+        })?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let store = steward_store::Store::open_data_dir(&config.data_dir).await?;
+                let token = steward_server::bootstrap(&store)
+                    .await?
+                    .context("bootstrap")?;
+                store
+                    .apply(&desired, None, &steward_store::Actor::system())
+                    .await?;
+                let listener = tokio::net::TcpListener::bind(config.listen).await?;
+                let addr = listener.local_addr()?;
+                let mut config = config;
+                config.tokens.listening_on(addr);
+                let state = steward_server::AppState::new(store, &config).await?;
+                let _ = ready_tx.send((format!("http://{addr}"), token));
+                steward_server::serve(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await?;
+                Ok(())
+            })
+        });
+        let (base, token) = ready_rx.recv().context("the server did not start")?;
+        Ok(Self {
+            base,
+            token,
+            stop,
+            thread,
+            _dir: dir,
+        })
+    }
+
+    fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("server thread panicked"))?
+    }
 }

@@ -473,6 +473,41 @@ pub fn wrk_load(
     connections: usize,
     duration: Duration,
 ) -> Result<Option<Latency>> {
+    let bodies: Vec<String> = requests
+        .iter()
+        .take(1_000)
+        .map(|(p, c, a, e)| {
+            json!({
+                "subject": {"type": "workload", "id": p},
+                "resource": {"type": "capability", "id": c},
+                "action": {"name": a.as_str()},
+                "context": {"environment": e},
+            })
+            .to_string()
+        })
+        .collect();
+    wrk_post(
+        base,
+        "/access/v1/evaluation",
+        "application/json",
+        Some(token),
+        &bodies,
+        connections,
+        duration,
+    )
+}
+
+/// `wrk -t1` posting `bodies` in turn to `path` (cycling if the run outlasts them), or
+/// `None` when wrk is not installed. Any non-2xx answer fails the run.
+pub fn wrk_post(
+    base: &str,
+    path: &str,
+    content_type: &str,
+    bearer: Option<&str>,
+    bodies: &[String],
+    connections: usize,
+    duration: Duration,
+) -> Result<Option<Latency>> {
     if std::process::Command::new("wrk")
         .arg("--version")
         .output()
@@ -483,18 +518,19 @@ pub fn wrk_load(
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("mix.lua");
     let mut lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\nlocal bodies = {{\n"
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n"
     );
-    for (p, c, a, e) in requests.iter().take(1_000) {
-        let body = json!({
-            "subject": {"type": "workload", "id": p},
-            "resource": {"type": "capability", "id": c},
-            "action": {"name": a.as_str()},
-            "context": {"environment": e},
-        });
+    if let Some(token) = bearer {
+        let _ = writeln!(lua, "wrk.headers[\"Authorization\"] = \"Bearer {token}\"");
+    }
+    lua.push_str("local bodies = {\n");
+    for body in bodies {
         let _ = writeln!(lua, "  [==[{body}]==],");
     }
-    lua.push_str("}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, \"/access/v1/evaluation\", nil, bodies[(i % #bodies) + 1])\nend\n");
+    let _ = write!(
+        lua,
+        "}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, \"{path}\", nil, bodies[((i - 1) % #bodies) + 1])\nend\n"
+    );
     std::fs::write(&script, lua)?;
     let out = std::process::Command::new("wrk")
         .args([
