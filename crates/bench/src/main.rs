@@ -553,7 +553,7 @@ async fn policy_bench(
     if http_seconds > 0 {
         let server = InProcessServer::start(desired, "bench.example")?;
         let (base, token) = (server.base.clone(), server.token.clone());
-        let (mut rates, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        let mut figures = policy::Runs::default();
         for run in 1..=runs {
             let wrk = {
                 let (base, token, requests) = (base.clone(), token.clone(), requests.clone());
@@ -586,16 +586,13 @@ async fn policy_bench(
                 "run {run}/{runs} AuthZEN over HTTP ({tool}, {connections} keep-alive connections): {:.0} decisions/s, median {:.0} us, p99 {:.0} us",
                 l.per_sec, l.median_us, l.p99_us
             );
-            rates.push(l.per_sec);
-            p50.push(l.median_us);
-            p99.push(l.p99_us);
+            figures.push(&l);
         }
+        let (rate, p50, p99) = figures.medians();
         println!(
-            "AuthZEN over loopback HTTP: {:.0} decisions/s ({:.2}x the 20,000/s target), median {:.0} us, p99 {:.2} ms (target <= 2 ms)",
-            median(rates.clone()),
-            median(rates) / 20_000.0,
-            median(p50),
-            median(p99) / 1000.0
+            "AuthZEN over loopback HTTP: {rate:.0} decisions/s ({:.2}x the 20,000/s target), median {p50:.0} us, p99 {:.2} ms (target <= 2 ms)",
+            rate / 20_000.0,
+            p99 / 1000.0
         );
         server.stop()?;
     }

@@ -297,6 +297,31 @@ pub struct Latency {
     pub allowed: usize,
 }
 
+/// HTTP load figures of several runs, summarised as medians.
+#[derive(Default)]
+pub struct Runs {
+    per_sec: Vec<f64>,
+    median_us: Vec<f64>,
+    p99_us: Vec<f64>,
+}
+
+impl Runs {
+    pub fn push(&mut self, l: &Latency) {
+        self.per_sec.push(l.per_sec);
+        self.median_us.push(l.median_us);
+        self.p99_us.push(l.p99_us);
+    }
+
+    /// Medians of (requests/s, median µs, p99 µs).
+    pub fn medians(self) -> (f64, f64, f64) {
+        (
+            crate::median(self.per_sec),
+            crate::median(self.median_us),
+            crate::median(self.p99_us),
+        )
+    }
+}
+
 fn summarise(mut us: Vec<f64>, wall: Duration, allowed: usize) -> Latency {
     us.sort_by(|a, b| a.total_cmp(b));
     Latency {
@@ -517,9 +542,8 @@ pub fn wrk_post(
     }
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("mix.lua");
-    let mut lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n"
-    );
+    let mut lua =
+        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n");
     if let Some(token) = bearer {
         let _ = writeln!(lua, "wrk.headers[\"Authorization\"] = \"Bearer {token}\"");
     }

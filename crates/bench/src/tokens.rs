@@ -131,7 +131,7 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
     // Enough single-use assertions for 15,000 tokens/s; wrk cycling past them would
     // replay one, and the 401 would fail the run.
     let per_run = 15_000 * seconds as usize;
-    let (mut rates, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+    let mut figures = crate::policy::Runs::default();
     for run in 1..=runs {
         let t = Instant::now();
         let bodies: Vec<String> = (0..per_run)
@@ -173,16 +173,13 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
             "run {run}/{runs}: {:.0} tokens/s, median {:.0} us, p99 {:.0} us",
             l.per_sec, l.median_us, l.p99_us
         );
-        rates.push(l.per_sec);
-        p50.push(l.median_us);
-        p99.push(l.p99_us);
+        figures.push(&l);
     }
+    let (rate, p50, p99) = figures.medians();
     println!(
-        "Issuance over loopback HTTP (client_credentials + private_key_jwt, {clients} clients, wrk -t1 -c{connections}, medians of {runs} runs): {:.0} tokens/s ({:.2}x the 5,000/s target), median {:.0} us, p99 {:.2} ms",
-        median(rates.clone()),
-        median(rates) / 5_000.0,
-        median(p50),
-        median(p99) / 1000.0
+        "Issuance over loopback HTTP (client_credentials + private_key_jwt, {clients} clients, wrk -t1 -c{connections}, medians of {runs} runs): {rate:.0} tokens/s ({:.2}x the 5,000/s target), median {p50:.0} us, p99 {:.2} ms",
+        rate / 5_000.0,
+        p99 / 1000.0
     );
     server.stop()
 }
