@@ -333,9 +333,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         12,
-        "Tokens: a workload authenticates with its key and gets a short-lived JWT-SVID",
+        "Tokens: a workload gets a short-lived JWT-SVID with its key; a gateway delegates one hop",
     );
     crate::demo_tokens::tokens(&admin).await?;
+    crate::demo_tokens::delegation(&admin, &files).await?;
 
     step(
         13,

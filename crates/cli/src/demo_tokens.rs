@@ -4,6 +4,8 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use steward_governance::SourceFile;
+use steward_server::api::{ApplyRequest, ApplyResponse};
 use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
 
 use crate::client::Client;
@@ -120,6 +122,124 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
         field(&rotated, "kid").get(..12).unwrap_or(""),
         v.validate(&token, &expect).is_ok(),
         field(&rotated, "previous_verifies_until")
+    );
+    Ok(())
+}
+
+const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+const GLOBEX: &str = "spiffe://acme.example/partners/globex/prod/orders-integration";
+const ORDERS: &str = "spiffe://acme.example/ns/orders/sa/orders-api";
+
+fn assertion(id: &str, key: &SigningKey, endpoint: &str) -> Result<String> {
+    Ok(jws::encode(
+        key,
+        "JWT",
+        &json!({"iss": id, "sub": id, "aud": endpoint, "iat": now(), "exp": now() + 60,
+                "jti": uuid::Uuid::new_v4().to_string()}),
+    )?)
+}
+
+/// Per-hop delegation: Globex's integration gets a token for the partner gateway, and the
+/// gateway exchanges it for one the orders service accepts — narrowed, one hop recorded.
+pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<()> {
+    let endpoint = format!("{}/oauth2/token", admin.base());
+    let (gateway_key, _) = SigningKey::generate()?;
+    let (globex_key, _) = SigningKey::generate()?;
+    let mut files = files.to_vec();
+    let f = files
+        .iter_mut()
+        .find(|f| f.path == "identities/partners.yaml")
+        .context("the example repository has no identities/partners.yaml")?;
+    for (id, key) in [(GATEWAY, &gateway_key), (GLOBEX, &globex_key)] {
+        let jwk = key.public_key().jwk();
+        let line = format!("  - spiffe_id: {id}\n");
+        f.content = f.content.replace(
+            &line,
+            &format!(
+                "{line}    credentials: {{public_keys: [{{kid: demo-1, kty: EC, crv: P-256, x: \"{}\", y: \"{}\"}}]}}\n",
+                jwk.x, jwk.y
+            ),
+        );
+    }
+    let applied: ApplyResponse = admin
+        .post(
+            "/admin/v1/config/apply",
+            &ApplyRequest {
+                files,
+                expected_version: None,
+            },
+        )
+        .await?;
+    println!(
+        "Keys registered in the repository for the partner gateway and Globex (configuration version {}).",
+        applied.version
+    );
+    let a = assertion(GLOBEX, &globex_key, &endpoint)?;
+    let (status, body) = admin
+        .post_form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", &a),
+                ("audience", GATEWAY),
+            ],
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("Globex's token request was refused: {body}");
+    }
+    let subject = field(&body, "access_token").to_owned();
+    println!("Globex got a token for the partner gateway.");
+    let exchange = |scope: &'static str, audience: &'static str| {
+        let (subject, gateway_key, endpoint) = (&subject, &gateway_key, &endpoint);
+        async move {
+            let a = assertion(GATEWAY, gateway_key, endpoint)?;
+            admin
+                .post_form(
+                    "/oauth2/token",
+                    &[
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:token-exchange",
+                        ),
+                        ("client_assertion_type", BEARER),
+                        ("client_assertion", &a),
+                        ("subject_token", subject),
+                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                        ("audience", audience),
+                        ("scope", scope),
+                    ],
+                )
+                .await
+        }
+    };
+    let (status, body) = exchange("partner.orders.submit", ORDERS).await?;
+    if !status.is_success() {
+        bail!("the exchange was refused: {body}");
+    }
+    let payload = field(&body, "access_token")
+        .split('.')
+        .nth(1)
+        .context("not a JWS")?
+        .to_owned();
+    let claims: Value = serde_json::from_slice(&base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )?)?;
+    println!(
+        "The gateway exchanged it for the next hop: sub {}, aud {}, scope `{}`, act {}.",
+        field(&claims, "sub"),
+        field(&claims, "aud"),
+        field(&claims, "scope"),
+        claims.get("act").cloned().unwrap_or_default()
+    );
+    let (status, body) = exchange("payments.charge", ORDERS).await?;
+    println!(
+        "Asking to delegate payments.charge instead: {} {} ({}).",
+        status.as_u16(),
+        field(&body, "error"),
+        field(&body, "error_description")
     );
     Ok(())
 }

@@ -125,6 +125,8 @@ fn readme_quickstart_demo_runs_to_completion() {
         "refused (claim `environment`: a `prod` token presented in `staging`)",
         "401 invalid_client (client assertion: replayed",
         "the token signed by the old key still validates: true",
+        "scope `partner.orders.submit`, act {\"sub\":\"spiffe://acme.example/ns/partners/sa/partner-gateway\"}",
+        "Asking to delegate payments.charge instead: 400 invalid_scope",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {

@@ -247,6 +247,11 @@ impl Engine {
             .map(|i| &*i.environment)
     }
 
+    /// The registered lifecycle state of an identity.
+    pub fn state_of(&self, spiffe_id: &str) -> Option<steward_model::LifecycleState> {
+        self.registry.identities.get(spiffe_id).map(|i| i.state)
+    }
+
     /// Capability ids, sorted.
     pub fn capability_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self

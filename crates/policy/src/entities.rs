@@ -25,7 +25,7 @@ pub(crate) struct CompactIdentity {
     pub(crate) environment: Arc<str>,
     kind: IdentityKind,
     classification: Classification,
-    state: LifecycleState,
+    pub(crate) state: LifecycleState,
     labels: Box<[(Arc<str>, Box<str>)]>,
     /// The plane and every plane above it, as entity uids.
     ancestors: Arc<[EntityUid]>,

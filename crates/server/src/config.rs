@@ -69,6 +69,8 @@ pub struct TokensFile {
     pub clock_skew_secs: Option<u64>,
     /// Longest lifetime accepted for a `private_key_jwt` client assertion.
     pub assertion_max_lifetime_secs: Option<u64>,
+    /// Most hops a delegation chain (`act`) may record.
+    pub max_delegation_depth: Option<usize>,
 }
 
 impl TokenConfig {
@@ -102,12 +104,14 @@ pub struct TokenConfig {
     pub key_overlap_secs: u64,
     pub clock_skew_secs: u64,
     pub assertion_max_lifetime_secs: u64,
+    pub max_delegation_depth: usize,
 }
 
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 600;
 pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 3600;
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 30;
 pub const DEFAULT_ASSERTION_MAX_LIFETIME_SECS: u64 = 300;
+pub const DEFAULT_MAX_DELEGATION_DEPTH: usize = 4;
 /// File name of the generated key-encryption key inside the data directory.
 pub const KEK_FILE: &str = "key-encryption-key";
 
@@ -201,6 +205,22 @@ impl TokensFile {
                 self.assertion_max_lifetime_secs,
                 DEFAULT_ASSERTION_MAX_LIFETIME_SECS,
             )?,
+            max_delegation_depth: match self.max_delegation_depth {
+                Some(0) => {
+                    return Err(invalid(
+                        "tokens.max_delegation_depth",
+                        "must be at least 1 (one hop)".into(),
+                    ));
+                }
+                Some(d) if d > 32 => {
+                    return Err(invalid(
+                        "tokens.max_delegation_depth",
+                        format!("{d} hops is more than the 32 a token can carry"),
+                    ));
+                }
+                Some(d) => d,
+                None => DEFAULT_MAX_DELEGATION_DEPTH,
+            },
         })
     }
 }

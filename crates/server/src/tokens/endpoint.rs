@@ -45,22 +45,22 @@ impl OAuthError {
             description: description.into(),
         }
     }
-    fn invalid_request(d: impl Into<String>) -> Self {
+    pub(super) fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
-    fn invalid_client(d: impl Into<String>) -> Self {
+    pub(super) fn invalid_client(d: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
     }
-    fn invalid_scope(d: impl Into<String>) -> Self {
+    pub(super) fn invalid_scope(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
     }
-    fn invalid_target(d: impl Into<String>) -> Self {
+    pub(super) fn invalid_target(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
     }
-    fn unsupported_grant_type(d: impl Into<String>) -> Self {
+    pub(super) fn unsupported_grant_type(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
     }
-    fn unavailable(d: impl Into<String>) -> Self {
+    pub(super) fn unavailable(d: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
@@ -99,6 +99,8 @@ struct Attempt {
     plane: Option<String>,
     /// The registered key the client assertion was signed with.
     assertion_kid: Option<String>,
+    /// For a token exchange: the subject token and the actor chain.
+    hop: Option<super::exchange::Hop>,
 }
 
 struct Issued {
@@ -138,6 +140,12 @@ pub async fn token(
             if let Some(scope) = &issued.claims.scope {
                 body.insert("scope".into(), json!(scope));
             }
+            if attempt.hop.is_some() {
+                body.insert(
+                    "issued_token_type".into(),
+                    json!(super::exchange::ISSUED_TOKEN_TYPE),
+                );
+            }
             no_store((StatusCode::OK, axum::Json(body)).into_response())
         }
         Err(e) => {
@@ -160,20 +168,16 @@ fn issue(
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("`grant_type` is missing"))?;
     attempt.grant_type = Some(grant.clone());
-    match grant.as_str() {
-        CLIENT_CREDENTIALS => {}
-        TOKEN_EXCHANGE => {
-            return Err(OAuthError::unsupported_grant_type(
-                "token exchange is not enabled on this control plane yet",
-            ));
-        }
+    let exchange = match grant.as_str() {
+        CLIENT_CREDENTIALS => false,
+        TOKEN_EXCHANGE => true,
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
-                "`{}` is not supported; use `client_credentials`",
+                "`{}` is not supported; use `{CLIENT_CREDENTIALS}` or `{TOKEN_EXCHANGE}`",
                 clip(other)
             )));
         }
-    }
+    };
     let tokens = &s.tokens;
     let client_id = authenticate(tokens, headers, &form, attempt)?;
     let directory = tokens.directory();
@@ -188,7 +192,6 @@ fn issue(
         )));
     }
     let audience = audience(&form)?;
-    let scope = scope(s, &client_id, &form)?;
     let asked = match form.get("expires_in") {
         None => None,
         Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
@@ -209,9 +212,9 @@ fn issue(
         .ring()
         .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
     let now = now_unix();
-    let claims = Claims {
+    let mut claims = Claims {
         iss: tokens.config.issuer.clone(),
-        sub: client_id,
+        sub: client_id.clone(),
         aud: Audience::One(audience),
         exp: now + ttl,
         iat: now,
@@ -219,11 +222,23 @@ fn issue(
         jti: uuid::Uuid::new_v4().to_string(),
         environment: Some(client.environment.clone()),
         plane: Some(client.plane.clone()),
-        scope,
+        scope: None,
         act: None,
         cnf: None,
         workflow: None,
     };
+    if exchange {
+        attempt.hop = Some(super::exchange::delegate(
+            s,
+            &form,
+            &client_id,
+            client,
+            &mut claims,
+        )?);
+    } else {
+        claims.scope = scope(s, &client_id, &form)?;
+    }
+    let ttl = claims.exp - now;
     let token = jws::encode(ring.signer(), "JWT", &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::unavailable("the token could not be signed")
@@ -415,7 +430,11 @@ fn event(kind: EventKind, attempt: &Attempt) -> Event {
 }
 
 fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
-    let mut e = event(EventKind::CredentialIssued, attempt);
+    let kind = match attempt.hop {
+        Some(_) => EventKind::CredentialExchanged,
+        None => EventKind::CredentialIssued,
+    };
+    let mut e = event(kind, attempt);
     e.token_id = Some(issued.claims.jti.clone());
     e.decision.outcome = Some(Outcome::Allow);
     e.details = json!({
@@ -428,6 +447,16 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         "ttl_secs": issued.ttl,
         "signing_kid": issued.kid,
     });
+    if let Some(hop) = &attempt.hop {
+        // The event is about the subject; the chain names who acted, current actor first.
+        e.principal = Some(issued.claims.sub.clone());
+        e.plane = issued.claims.plane.clone();
+        e.actor_chain = hop.chain.clone();
+        if let Some(d) = e.details.as_object_mut() {
+            d.insert("subject_token_id".into(), json!(hop.subject_token_id));
+            d.insert("depth".into(), json!(hop.chain.len()));
+        }
+    }
     e
 }
 

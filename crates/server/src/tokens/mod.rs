@@ -7,6 +7,7 @@
 
 mod discovery;
 mod endpoint;
+mod exchange;
 
 use std::collections::HashMap;
 use std::io::Write;

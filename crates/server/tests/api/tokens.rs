@@ -477,3 +477,263 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         "{body}"
     );
 }
+
+const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+const GLOBEX: &str = "spiffe://acme.example/partners/globex/prod/orders-integration";
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The example repository with keys registered for the partner gateway and Globex.
+async fn apply_with_keys(env: &Env, keys: &[(&str, &SigningKey)]) {
+    let mut files = read_dir(&example_repo()).unwrap();
+    let f = files
+        .iter_mut()
+        .find(|f| f.path == "identities/partners.yaml")
+        .unwrap();
+    for (id, key) in keys {
+        let jwk = key.public_key().jwk();
+        let line = format!("  - spiffe_id: {id}\n");
+        assert!(f.content.contains(&line));
+        f.content = f.content.replace(
+            &line,
+            &format!(
+                "{line}    credentials: {{public_keys: [{{kid: k1, kty: EC, crv: P-256, x: \"{}\", y: \"{}\"}}]}}\n",
+                jwk.x, jwk.y
+            ),
+        );
+    }
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({ "files": files })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}
+
+fn client_assertion(base: &str, id: &str, key: &SigningKey) -> String {
+    jws::encode(
+        key,
+        "JWT",
+        &json!({"iss": id, "sub": id, "aud": format!("{base}/oauth2/token"), "iat": now(), "exp": now() + 60,
+                "jti": uuid::Uuid::new_v4().to_string()}),
+    )
+    .unwrap()
+}
+
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
+    let gw_key = SigningKey::generate().unwrap().0;
+    let globex_key = SigningKey::generate().unwrap().0;
+    apply_with_keys(&env, &[(GATEWAY, &gw_key), (GLOBEX, &globex_key)]).await;
+    let (_, meta) = env
+        .call(Method::GET, "/.well-known/openid-configuration", None, None)
+        .await;
+    assert!(
+        meta["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(EXCHANGE))
+    );
+
+    // Globex gets a token for the gateway (no scope: its own rights, decided per request).
+    let a = client_assertion(&env.base, GLOBEX, &globex_key);
+    let (st, _, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", GATEWAY),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let subject = body["access_token"].as_str().unwrap().to_owned();
+    let subject_exp = claims_of(&subject)["exp"].as_i64().unwrap();
+
+    let exchange = |subject: String, audience: &'static str, scope: Option<&'static str>| {
+        let env = &env;
+        let gw_key = &gw_key;
+        async move {
+            let a = client_assertion(&env.base, GATEWAY, gw_key);
+            let mut form = vec![
+                ("grant_type", EXCHANGE),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", a.as_str()),
+                ("subject_token", subject.as_str()),
+                ("subject_token_type", JWT_TYPE),
+                ("audience", audience),
+            ];
+            if let Some(s) = scope {
+                form.push(("scope", s));
+            }
+            post_form(env, &form).await
+        }
+    };
+
+    // The gateway delegates one hop: Globex's order submission to the orders service.
+    let (st, headers, body) = exchange(
+        subject.clone(),
+        "spiffe://acme.example/ns/orders/sa/orders-api",
+        Some("partner.orders.submit"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["issued_token_type"], JWT_TYPE);
+    let first_hop = body["access_token"].as_str().unwrap().to_owned();
+    let hop = claims_of(&first_hop);
+    assert_eq!(hop["sub"], GLOBEX);
+    assert_eq!(hop["aud"], "spiffe://acme.example/ns/orders/sa/orders-api");
+    assert_eq!(hop["act"], json!({"sub": GATEWAY}));
+    assert_eq!(hop["scope"], "partner.orders.submit");
+    assert_eq!(hop["environment"], "prod");
+    assert!(
+        hop["exp"].as_i64().unwrap() <= subject_exp,
+        "never outlives the subject token"
+    );
+
+    // Refusals: no delegate right, scope missing, a token not issued to the gateway,
+    // an actor token, a wrong token type, a missing subject token.
+    let (st, _, body) = exchange(subject.clone(), GATEWAY, Some("payments.charge")).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("delegate"),
+        "{body}"
+    );
+    let (_, _, body) = exchange(subject.clone(), GATEWAY, None).await;
+    assert_eq!(body["error"], "invalid_scope", "{body}");
+    // The first hop's token is for the orders service, not for the gateway.
+    let (_, _, body) = exchange(first_hop, GATEWAY, Some("partner.orders.submit")).await;
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("aud"),
+        "{body}"
+    );
+    for (extra, want) in [
+        (("actor_token", subject.as_str()), "actor_token"),
+        (("subject_token_type", "urn:x"), "subject_token_type"),
+    ] {
+        let a = client_assertion(&env.base, GATEWAY, &gw_key);
+        let mut form = vec![
+            ("grant_type", EXCHANGE),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", a.as_str()),
+            ("audience", GATEWAY),
+            ("scope", "partner.orders.submit"),
+            ("subject_token", subject.as_str()),
+        ];
+        if extra.0 != "subject_token_type" {
+            form.push(("subject_token_type", JWT_TYPE));
+        }
+        form.push(extra);
+        let (st, _, body) = post_form(&env, &form).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(want),
+            "{body}"
+        );
+    }
+    let a = client_assertion(&env.base, GATEWAY, &gw_key);
+    let (_, _, body) = post_form(
+        &env,
+        &[
+            ("grant_type", EXCHANGE),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", GATEWAY),
+            ("subject_token_type", JWT_TYPE),
+        ],
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("subject_token"),
+        "{body}"
+    );
+
+    // Hop after hop back to the gateway: the chain grows to the maximum (4), never past it,
+    // and a hop may narrow the scope but never widen it.
+    let mut token = subject;
+    for depth in 1..=4 {
+        let (st, _, body) = exchange(token.clone(), GATEWAY, Some("partner.orders.submit")).await;
+        assert_eq!(st, StatusCode::OK, "hop {depth}: {body}");
+        token = body["access_token"].as_str().unwrap().to_owned();
+        let mut act = &claims_of(&token)["act"];
+        let mut hops = 0;
+        while act.is_object() {
+            hops += 1;
+            act = &act["act"];
+        }
+        assert_eq!(hops, depth);
+        if depth == 1 {
+            let (_, _, body) = exchange(
+                token.clone(),
+                GATEWAY,
+                Some("partner.orders.submit payments.charge"),
+            )
+            .await;
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("never widens"),
+                "{body}"
+            );
+        }
+    }
+    let (st, _, body) = exchange(token.clone(), GATEWAY, Some("partner.orders.submit")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4"),
+        "{body}"
+    );
+
+    // The evidence names the subject and the chain.
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.exchanged&limit=100",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if events.as_array().is_some_and(|a| a.len() >= 5) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert_eq!(events[0]["principal"], GLOBEX);
+    assert_eq!(events[0]["actor_chain"], json!([GATEWAY]));
+    assert_eq!(events[4]["actor_chain"].as_array().unwrap().len(), 4);
+}

@@ -1,0 +1,173 @@
+//! Per-hop delegation (R6): `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`
+//! (RFC 8693) with a Steward token as the subject token. The authenticated client is the
+//! actor: the subject token must have been issued to it (its `aud`), and the new token is
+//! for the next hop only, limited to a subset of the subject token's scope, recording the
+//! client in `act`, no longer-lived than the subject token, within the configured depth,
+//! and only for capabilities policy lets the client `delegate`.
+
+use std::collections::BTreeMap;
+
+use steward_model::{Action, LifecycleState};
+use steward_policy::{AccessRequest, Target};
+use steward_token::{Actor, Claims, Expectations, Proof};
+
+use super::Client;
+use super::endpoint::OAuthError;
+use crate::AppState;
+
+/// `subject_token_type` / `requested_token_type` values Steward accepts (RFC 8693 §3).
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// What the answer's `issued_token_type` says.
+pub const ISSUED_TOKEN_TYPE: &str = JWT_TYPE;
+
+/// What the evidence record of an exchange adds.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// The subject token's `jti`.
+    pub subject_token_id: String,
+    /// Actors, the current one first (the `act` chain flattened).
+    pub chain: Vec<String>,
+}
+
+/// Turns `claims` (prepared for the client) into the delegated token's claims.
+pub fn delegate(
+    s: &AppState,
+    form: &BTreeMap<String, String>,
+    client_id: &str,
+    client: &Client,
+    claims: &mut Claims,
+) -> Result<Hop, OAuthError> {
+    if form.contains_key("actor_token") {
+        return Err(OAuthError::invalid_request(
+            "`actor_token` is not accepted: the authenticated client is the actor",
+        ));
+    }
+    for (param, optional) in [
+        ("subject_token_type", false),
+        ("requested_token_type", true),
+    ] {
+        match form.get(param).map(String::as_str) {
+            Some(JWT_TYPE | ACCESS_TOKEN_TYPE) => {}
+            None if optional => {}
+            None => return Err(OAuthError::invalid_request(format!("`{param}` is missing"))),
+            Some(_) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "`{param}` must be `{JWT_TYPE}` or `{ACCESS_TOKEN_TYPE}`"
+                )));
+            }
+        }
+    }
+    let subject_token = form
+        .get("subject_token")
+        .ok_or_else(|| OAuthError::invalid_request("`subject_token` is missing"))?;
+    let ring = s
+        .tokens
+        .ring()
+        .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
+    // The subject token must have been issued to this client, in its environment.
+    let subject = ring
+        .validator()
+        .validate(
+            subject_token,
+            &Expectations {
+                audience: client_id,
+                environment: Some(&client.environment),
+                now: claims.iat,
+                proof: Proof::None,
+            },
+        )
+        .map_err(|e| OAuthError::invalid_request(format!("subject token: {e}")))?;
+    if subject.sub == client_id {
+        return Err(OAuthError::invalid_request(
+            "the subject token is the client's own: there is nothing to delegate",
+        ));
+    }
+    let engine = s
+        .engine()
+        .map_err(|e| OAuthError::unavailable(format!("policy unavailable: {e}")))?;
+    if engine.state_of(&subject.sub) != Some(LifecycleState::Active) {
+        return Err(OAuthError::invalid_request(format!(
+            "subject `{}` is not an active identity",
+            subject.sub
+        )));
+    }
+    let act = Actor {
+        sub: client_id.to_owned(),
+        act: subject.act.clone().map(Box::new),
+    };
+    let depth = act.depth();
+    if depth > s.tokens.config.max_delegation_depth {
+        return Err(OAuthError::invalid_request(format!(
+            "the delegation chain would have {depth} hops; at most {} are allowed",
+            s.tokens.config.max_delegation_depth
+        )));
+    }
+    let held: Option<Vec<&str>> = subject.scope.as_deref().map(|s| s.split(' ').collect());
+    let asked: Option<Vec<&str>> = form
+        .get("scope")
+        .map(|s| s.split(' ').filter(|i| !i.is_empty()).collect());
+    let scope: Vec<&str> = match (asked, &held) {
+        (Some(asked), Some(held)) => {
+            if let Some(wider) = asked.iter().find(|a| !held.contains(a)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "`{wider}` is not in the subject token's scope: an exchange never widens it"
+                )));
+            }
+            asked
+        }
+        (Some(asked), None) => asked,
+        (None, Some(held)) => held.clone(),
+        (None, None) => {
+            return Err(OAuthError::invalid_scope(
+                "name the `scope` to delegate: a delegated token is limited to named capabilities",
+            ));
+        }
+    };
+    if scope.is_empty() {
+        return Err(OAuthError::invalid_scope("the scope is empty"));
+    }
+    let mut context = serde_json::Map::new();
+    context.insert("environment".into(), client.environment.clone().into());
+    let mut chain = vec![client_id.to_owned()];
+    let mut cursor = subject.act.as_ref();
+    while let Some(a) = cursor {
+        chain.push(a.sub.clone());
+        cursor = a.act.as_deref();
+    }
+    context.insert(
+        "delegation_chain".into(),
+        serde_json::Value::from(chain.clone()),
+    );
+    let at = time::OffsetDateTime::now_utc();
+    for capability in &scope {
+        let d = engine.decide(&AccessRequest {
+            principal: client_id.to_owned(),
+            target: Target::Capability((*capability).to_owned()),
+            action: Some(Action::Delegate),
+            context: context.clone(),
+            at,
+        });
+        if !d.allowed {
+            return Err(OAuthError::invalid_scope(format!(
+                "policy does not allow `{client_id}` to delegate `{capability}`: {}",
+                d.reasons
+                    .iter()
+                    .chain(d.errors.iter())
+                    .next()
+                    .map_or("no permit matches", String::as_str)
+            )));
+        }
+    }
+    claims.sub = subject.sub.clone();
+    claims.environment = subject.environment.clone();
+    claims.plane = subject.plane.clone();
+    claims.scope = Some(scope.join(" "));
+    claims.exp = claims.exp.min(subject.exp);
+    claims.workflow = subject.workflow.clone();
+    claims.act = Some(act);
+    Ok(Hop {
+        subject_token_id: subject.jti.clone(),
+        chain,
+    })
+}
