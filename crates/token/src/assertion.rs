@@ -129,7 +129,7 @@ impl UnverifiedAssertion<'_> {
             });
         }
         let issued = c.iat.unwrap_or(c.exp - rules.max_lifetime);
-        replay.first_use(&c.sub, &c.jti, issued, c.exp, now, rules.skew)?;
+        replay.remember("assertion", &c.sub, &c.jti, issued, c.exp, now, rules.skew)?;
         Ok(VerifiedAssertion {
             client_id: c.sub.clone(),
             jti: c.jti.clone(),
@@ -158,39 +158,43 @@ impl ReplayCache {
         }
     }
 
-    fn first_use(
+    /// Records the single-use `jti` of `what` (an assertion, a DPoP proof) from `who`,
+    /// valid until `until`; refuses one seen before, or made before the cache started.
+    #[allow(clippy::too_many_arguments)]
+    pub fn remember(
         &self,
-        client: &str,
+        what: &str,
+        who: &str,
         jti: &str,
         issued: i64,
-        exp: i64,
+        until: i64,
         now: i64,
         skew: i64,
     ) -> Result<(), TokenError> {
         if issued < self.since - skew {
-            return Err(TokenError::Replay(
-                "the assertion was made before the control plane started; make a fresh one".into(),
-            ));
+            return Err(TokenError::Replay(format!(
+                "the {what} was made before the control plane started; make a fresh one"
+            )));
         }
         let mut seen = self
             .seen
             .lock()
             .map_err(|_| TokenError::Replay("replay cache unavailable".into()))?;
-        let key = format!("{client}\u{0}{jti}");
+        let key = format!("{what}\u{0}{who}\u{0}{jti}");
         if seen.get(&key).is_some_and(|&until| until + skew > now) {
-            return Err(TokenError::Replay(
-                "this client assertion `jti` was already used".into(),
-            ));
+            return Err(TokenError::Replay(format!(
+                "this {what} `jti` was already used"
+            )));
         }
         if seen.len() >= self.max_entries {
             seen.retain(|_, until| *until + skew > now);
             if seen.len() >= self.max_entries {
                 return Err(TokenError::Replay(
-                    "too many live assertions to remember; try again shortly".into(),
+                    "too many live single-use values to remember; try again shortly".into(),
                 ));
             }
         }
-        seen.insert(key, exp);
+        seen.insert(key, until);
         Ok(())
     }
 }

@@ -18,6 +18,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub struct Header {
     pub kid: Option<String>,
     pub typ: Option<String>,
+    /// The embedded public key, only ever accepted by [`decode_dpop`].
+    pub jwk: Option<crate::keys::Jwk>,
 }
 
 /// A compact JWS split and decoded, signature not yet checked.
@@ -60,6 +62,16 @@ fn unb64(text: &str, name: &str) -> Result<Vec<u8>, TokenError> {
 /// Splits and decodes `token`, checking the header. Refuses tokens longer than `max_bytes`
 /// before looking at them.
 pub fn decode(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
+    decode_with(token, max_bytes, false)
+}
+
+/// Like [`decode`], for a DPoP proof (RFC 9449): the header must carry the client's public
+/// key as `jwk` (public members only), which the proof is then verified with.
+pub fn decode_dpop(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
+    decode_with(token, max_bytes, true)
+}
+
+fn decode_with(token: &str, max_bytes: usize, dpop: bool) -> Result<Jws<'_>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::TooLarge {
             len: token.len(),
@@ -75,7 +87,7 @@ pub fn decode(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
             "more than three parts (an encrypted JWE is not accepted)".into(),
         ));
     }
-    let header = check_header(&unb64(header_b64, "header")?)?;
+    let header = check_header(&unb64(header_b64, "header")?, dpop)?;
     let payload = unb64(payload_b64, "payload")?;
     let signature = unb64(sig_b64, "signature")?;
     let signing_input = token
@@ -89,7 +101,7 @@ pub fn decode(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
     })
 }
 
-fn check_header(raw: &[u8]) -> Result<Header, TokenError> {
+fn check_header(raw: &[u8], dpop: bool) -> Result<Header, TokenError> {
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)
         .map_err(|_| TokenError::Malformed("the header is not a JSON object".into()))?;
     let text = |name: &str| -> Result<Option<String>, TokenError> {
@@ -102,6 +114,7 @@ fn check_header(raw: &[u8]) -> Result<Header, TokenError> {
     for name in map.keys() {
         match name.as_str() {
             "alg" | "kid" | "typ" => {}
+            "jwk" if dpop => {}
             "crit" => {
                 return Err(TokenError::Header(
                     "`crit` names extensions Steward does not understand; such a token must be refused (RFC 7515 §4.1.11)".into(),
@@ -143,9 +156,30 @@ fn check_header(raw: &[u8]) -> Result<Header, TokenError> {
             )));
         }
     }
+    let jwk = match map.get("jwk") {
+        None if dpop => {
+            return Err(TokenError::Header(
+                "a DPoP proof carries its public key as `jwk`".into(),
+            ));
+        }
+        None => None,
+        Some(serde_json::Value::Object(members)) => {
+            if members.contains_key("d") {
+                return Err(TokenError::Header(
+                    "the `jwk` carries a private key (`d`); send only the public key".into(),
+                ));
+            }
+            Some(
+                serde_json::from_value(serde_json::Value::Object(members.clone()))
+                    .map_err(|_| TokenError::Header("`jwk` is not an EC public key".into()))?,
+            )
+        }
+        Some(_) => return Err(TokenError::Header("`jwk` must be an object".into())),
+    };
     Ok(Header {
         kid: text("kid")?,
         typ: text("typ")?,
+        jwk,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod dpop;
 mod error;
 pub mod jws;
 pub mod keys;
@@ -14,6 +15,7 @@ pub use assertion::{
     AssertionRules, JWT_BEARER_ASSERTION, ReplayCache, VerifiedAssertion, decode_client_assertion,
 };
 pub use claims::{Actor, Audience, Claims, Confirmation};
+pub use dpop::{DpopRequest, verify_dpop};
 pub use error::TokenError;
 pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey};
 pub use validate::{Expectations, NoRevocation, Proof, RevocationCheck, Validator};

@@ -454,3 +454,140 @@ proptest! {
         }
     }
 }
+
+fn dpop_proof(key: &SigningKey, f: impl Fn(&mut Value, &mut Value)) -> String {
+    let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_key().jwk()});
+    header["jwk"].as_object_mut().unwrap().remove("kid");
+    let mut claims = json!({"jti": uuid_like(), "htm": "POST", "htu": "https://steward.test/oauth2/token", "iat": NOW});
+    f(&mut header, &mut claims);
+    raw_token(key, &header, &claims)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("proof-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn dpop_req(access_token: Option<&str>) -> DpopRequest<'_> {
+    DpopRequest {
+        method: "POST",
+        url: "https://Steward.test:443/oauth2/token?x=1",
+        access_token,
+        now: NOW,
+        max_age: 60,
+        skew: 5,
+    }
+}
+
+#[test]
+fn dpop_proofs_bind_tokens_to_a_key() {
+    let client = key();
+    let replay = ReplayCache::new(NOW - 10, 1000);
+    let proof = dpop_proof(&client, |_, _| {});
+    let jkt = verify_dpop(&proof, &dpop_req(None), &replay).unwrap();
+    assert_eq!(jkt, client.public_key().jwk().thumbprint());
+    assert!(
+        verify_dpop(&proof, &dpop_req(None), &replay)
+            .unwrap_err()
+            .to_string()
+            .contains("already used")
+    );
+
+    // A token bound to that key validates only with a proof from it, carrying its hash.
+    let k = key();
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": jkt});
+    let token = jws::encode(&k, "JWT", &c).unwrap();
+    let ath = B64URL.encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let with_ath = dpop_proof(&client, |_, c| c["ath"] = json!(ath));
+    let jkt = verify_dpop(&with_ath, &dpop_req(Some(&token)), &replay).unwrap();
+    let v = validator(&k);
+    assert!(
+        v.validate(
+            &token,
+            &Expectations {
+                proof: Proof::Dpop(&jkt),
+                ..expect()
+            }
+        )
+        .is_ok()
+    );
+    let thief = key();
+    let stolen = dpop_proof(&thief, |_, c| c["ath"] = json!(ath));
+    let other = verify_dpop(&stolen, &dpop_req(Some(&token)), &replay).unwrap();
+    assert!(
+        v.validate(
+            &token,
+            &Expectations {
+                proof: Proof::Dpop(&other),
+                ..expect()
+            }
+        )
+        .is_err()
+    );
+
+    let cases: Vec<(String, Option<&str>, &str)> = vec![
+        (
+            dpop_proof(&client, |h, _| h["typ"] = json!("JWT")),
+            None,
+            "dpop+jwt",
+        ),
+        (
+            dpop_proof(&client, |h, _| {
+                h.as_object_mut().unwrap().remove("jwk");
+            }),
+            None,
+            "`jwk`",
+        ),
+        (
+            dpop_proof(&client, |h, _| h["jwk"]["d"] = json!("c2VjcmV0")),
+            None,
+            "private key",
+        ),
+        (
+            dpop_proof(&client, |h, _| h["alg"] = json!("HS256")),
+            None,
+            "symmetric",
+        ),
+        (
+            dpop_proof(&client, |h, _| h["jwk"] = json!(thief.public_key().jwk())),
+            None,
+            "signature",
+        ),
+        (
+            dpop_proof(&client, |_, c| c["htm"] = json!("GET")),
+            None,
+            "htm",
+        ),
+        (
+            dpop_proof(&client, |_, c| {
+                c["htu"] = json!("https://evil.test/oauth2/token")
+            }),
+            None,
+            "htu",
+        ),
+        (
+            dpop_proof(&client, |_, c| c["iat"] = json!(NOW - 600)),
+            None,
+            "expired",
+        ),
+        (
+            dpop_proof(&client, |_, c| c["iat"] = json!(NOW + 600)),
+            None,
+            "not valid before",
+        ),
+        (dpop_proof(&client, |_, _| {}), Some("another-token"), "ath"),
+        (
+            dpop_proof(&client, |_, c| c["ath"] = json!("wrong")),
+            Some("another-token"),
+            "another access token",
+        ),
+    ];
+    for (proof, token, want) in cases {
+        let err = verify_dpop(&proof, &dpop_req(token), &replay)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -23,6 +23,7 @@ fn metadata(s: &AppState) -> Value {
         "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": [steward_token::ALG],
+        "dpop_signing_alg_values_supported": [steward_token::ALG],
         // Required by OpenID discovery; Steward has no end users or authorization
         // endpoint, so like other workload issuers it names only the JWT signing alg.
         "response_types_supported": ["id_token"],

@@ -13,7 +13,8 @@ use serde_json::json;
 use steward_audit::{Event, EventKind, Outcome};
 use steward_model::LifecycleState;
 use steward_token::{
-    AssertionRules, Audience, Claims, JWT_BEARER_ASSERTION, decode_client_assertion, jws,
+    AssertionRules, Audience, Claims, Confirmation, DpopRequest, JWT_BEARER_ASSERTION,
+    decode_client_assertion, jws, verify_dpop,
 };
 
 use super::{TokenService, now_unix, rfc3339};
@@ -28,6 +29,8 @@ const MAX_PARAMS: usize = 32;
 const MAX_SCOPES: usize = 32;
 /// Longest audience accepted.
 const MAX_AUDIENCE: usize = 512;
+/// How old (by its `iat`) a DPoP proof may be.
+const DPOP_MAX_AGE_SECS: i64 = 60;
 
 /// An RFC 6749 §5.2 error answer.
 #[derive(Debug)]
@@ -59,6 +62,9 @@ impl OAuthError {
     }
     pub(super) fn unsupported_grant_type(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+    pub(super) fn invalid_dpop_proof(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
     }
     pub(super) fn unavailable(d: impl Into<String>) -> Self {
         Self::new(
@@ -135,7 +141,11 @@ pub async fn token(
             }
             let mut body = serde_json::Map::new();
             body.insert("access_token".into(), json!(issued.token));
-            body.insert("token_type".into(), json!("Bearer"));
+            let bound = issued.claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+            body.insert(
+                "token_type".into(),
+                json!(if bound { "DPoP" } else { "Bearer" }),
+            );
             body.insert("expires_in".into(), json!(issued.ttl));
             if let Some(scope) = &issued.claims.scope {
                 body.insert("scope".into(), json!(scope));
@@ -239,6 +249,12 @@ fn issue(
         claims.scope = scope(s, &client_id, &form)?;
     }
     let ttl = claims.exp - now;
+    if let Some(jkt) = dpop_binding(tokens, headers, now)? {
+        claims.cnf = Some(Confirmation {
+            jkt: Some(jkt),
+            x5t_s256: None,
+        });
+    }
     let token = jws::encode(ring.signer(), "JWT", &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::unavailable("the token could not be signed")
@@ -249,6 +265,37 @@ fn issue(
         kid: ring.signer().kid().to_owned(),
         claims,
     })
+}
+
+/// The thumbprint of the key a `DPoP` proof header (RFC 9449) binds the token to, if the
+/// client sent one.
+fn dpop_binding(
+    tokens: &TokenService,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Option<String>, OAuthError> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let Some(proof) = proofs.next() else {
+        return Ok(None);
+    };
+    if proofs.next().is_some() {
+        return Err(OAuthError::invalid_dpop_proof("send one `DPoP` header"));
+    }
+    let proof = proof
+        .to_str()
+        .map_err(|_| OAuthError::invalid_dpop_proof("the `DPoP` header is not text"))?;
+    let endpoint = tokens.token_endpoint();
+    let req = DpopRequest {
+        method: "POST",
+        url: &endpoint,
+        access_token: None,
+        now,
+        max_age: DPOP_MAX_AGE_SECS,
+        skew: tokens.config.clock_skew_secs as i64,
+    };
+    verify_dpop(proof, &req, tokens.replay())
+        .map(Some)
+        .map_err(|e| OAuthError::invalid_dpop_proof(format!("DPoP proof: {e}")))
 }
 
 /// Authenticates the client with `private_key_jwt`; returns its SPIFFE ID.
@@ -446,6 +493,7 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         "expires_at": rfc3339(issued.claims.exp),
         "ttl_secs": issued.ttl,
         "signing_kid": issued.kid,
+        "binding": issued.claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).map(|jkt| json!({"dpop_jkt": jkt})),
     });
     if let Some(hop) = &attempt.hop {
         // The event is about the subject; the chain names who acted, current actor first.

@@ -737,3 +737,114 @@ pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
     assert_eq!(events[0]["actor_chain"], json!([GATEWAY]));
     assert_eq!(events[4]["actor_chain"].as_array().unwrap().len(), 4);
 }
+
+fn dpop_proof(key: &SigningKey, htu: &str, f: impl Fn(&mut Value)) -> String {
+    let mut jwk = serde_json::to_value(key.public_key().jwk()).unwrap();
+    jwk.as_object_mut().unwrap().remove("kid");
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    let mut claims =
+        json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": "POST", "htu": htu, "iat": now()});
+    f(&mut claims);
+    let b64 = |v: &Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            v.to_string(),
+        )
+    };
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let sig = key.sign(input.as_bytes()).unwrap();
+    format!(
+        "{input}.{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
+    )
+}
+
+pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    register_client(&env, &key).await;
+    let proof_key = SigningKey::generate().unwrap().0;
+    let endpoint = format!("{}/oauth2/token", env.base);
+    let request = |proof: Option<String>| {
+        let (env, key, endpoint) = (&env, &key, &endpoint);
+        async move {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &assertion(&env.base, key, |_| {})),
+                    ("audience", AUDIENCE),
+                ])
+                .finish();
+            let mut req = env
+                .http
+                .post(endpoint)
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(p) = proof {
+                req = req.header("DPoP", p);
+            }
+            let resp = req.body(body).send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, body) = request(Some(dpop_proof(&proof_key, &endpoint, |_| {}))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let token = body["access_token"].as_str().unwrap();
+    let claims = claims_of(token);
+    assert_eq!(
+        claims["cnf"]["jkt"],
+        proof_key.public_key().jwk().thumbprint()
+    );
+    // The shared validator refuses it without a proof of that key.
+    let v = validator(&env).await;
+    let err = v.validate(token, &expect(now())).unwrap_err().to_string();
+    assert!(err.contains("DPoP"), "{err}");
+    let jkt = proof_key.public_key().jwk().thumbprint();
+    assert!(
+        v.validate(
+            token,
+            &Expectations {
+                proof: Proof::Dpop(&jkt),
+                ..expect(now())
+            }
+        )
+        .is_ok()
+    );
+
+    for (proof, want) in [
+        (
+            dpop_proof(&proof_key, "https://elsewhere/oauth2/token", |_| {}),
+            "htu",
+        ),
+        (
+            dpop_proof(&proof_key, &endpoint, |c| c["htm"] = json!("GET")),
+            "htm",
+        ),
+        (
+            dpop_proof(&proof_key, &endpoint, |c| c["iat"] = json!(now() - 3600)),
+            "expired",
+        ),
+        ("not.a.proof".to_owned(), "DPoP proof"),
+    ] {
+        let (st, body) = request(Some(proof)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(want),
+            "{want}: {body}"
+        );
+    }
+    let replayed = dpop_proof(&proof_key, &endpoint, |_| {});
+    assert_eq!(request(Some(replayed.clone())).await.0, StatusCode::OK);
+    let (_, body) = request(Some(replayed)).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    // Without a DPoP header the token is a plain bearer token.
+    let (_, body) = request(None).await;
+    assert_eq!(body["token_type"], "Bearer");
+}
