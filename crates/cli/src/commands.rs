@@ -51,6 +51,15 @@ pub enum IdentityCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Issue a static client secret to a legacy-key identity (shown once; replaces the
+    /// previous one), or revoke it with --revoke. Every use is flagged in the evidence log.
+    Secret {
+        spiffe_id: String,
+        #[arg(long)]
+        revoke: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show one identity.
     Show {
         spiffe_id: String,
@@ -514,6 +523,33 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
                 ))
                 .await?;
             emit(&remote, &r, || output::entitlements(&r))
+        }
+        IdentityCommand::Secret {
+            spiffe_id,
+            revoke,
+            remote,
+        } => {
+            let path = format!(
+                "/admin/v1/identities/{}/client-secret",
+                Client::segment(&spiffe_id)
+            );
+            let client = connect(&remote)?;
+            let answer: serde_json::Value = if revoke {
+                client.delete(&path).await?
+            } else {
+                client.post(&path, &serde_json::json!({})).await?
+            };
+            emit(&remote, &answer, || {
+                match answer.get("client_secret").and_then(|s| s.as_str()) {
+                    Some(secret) => format!(
+                        "Client secret for {spiffe_id} (shown once; only its hash is stored):\n\n    {secret}\n\nIt authenticates with client_secret_basic or client_secret_post; every use is flagged in the evidence log.\n"
+                    ),
+                    None if answer.get("revoked").and_then(|r| r.as_bool()) == Some(true) => {
+                        format!("Client secret of {spiffe_id} revoked.\n")
+                    }
+                    None => format!("{spiffe_id} had no client secret.\n"),
+                }
+            })
         }
         IdentityCommand::Show { spiffe_id, remote } => {
             let r: IdentityRecord = connect(&remote)?

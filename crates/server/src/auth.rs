@@ -39,6 +39,16 @@ pub fn mint() -> Result<Minted, getrandom::Error> {
     Ok(Minted { id, token, hash })
 }
 
+/// A static client secret for a legacy-key identity: `sts_` and 256 random bits.
+pub fn mint_secret() -> Result<String, getrandom::Error> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)?;
+    Ok(format!(
+        "sts_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    ))
+}
+
 pub fn hash_token(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
@@ -46,7 +56,7 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -51,8 +51,9 @@ impl AppState {
     pub async fn reload_policy(&self) -> Result<(), ApiError> {
         let _one_at_a_time = self.policy.rebuilding.lock().await;
         let state = self.store.load_state().await?;
+        let secrets = self.store.client_secrets().await?;
         self.tokens
-            .set_directory(crate::tokens::Directory::build(&state));
+            .set_directory(crate::tokens::Directory::build(&state, &secrets));
         let bundle = self.store.policy_bundle(None).await?;
         let built = tokio::task::spawn_blocking(move || {
             let (version, bundle) = match bundle {

@@ -68,6 +68,10 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         )
         .route("/admin/v1/identities/{id}", get(get_identity))
         .route("/admin/v1/identities/{id}/lifecycle", post(lifecycle))
+        .route(
+            "/admin/v1/identities/{id}/client-secret",
+            post(create_client_secret).delete(revoke_client_secret),
+        )
         .route("/admin/v1/capabilities", get(capabilities))
         .route("/admin/v1/issuers", get(issuers))
         .route("/admin/v1/policies", get(policies))
@@ -471,6 +475,84 @@ async fn lifecycle(
     // A suspension must hold for the very next decision.
     s.reload_policy().await?;
     Ok(axum::Json(record))
+}
+
+/// The identity `id` if the caller may change it (a plane admin learns nothing of
+/// identities outside its planes: 404 as for reads).
+async fn writable_identity(
+    s: &AppState,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+) -> Result<IdentityRecord, ApiError> {
+    caller.require_writer(what)?;
+    let record = s
+        .store
+        .identity(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+    if let Some(v) = caller.visible_planes(&s.store).await?
+        && !v.contains(&record.identity.plane)
+    {
+        return Err(ApiError::not_found(format!(
+            "identity `{id}` does not exist"
+        )));
+    }
+    Ok(record)
+}
+
+/// `POST /admin/v1/identities/{id}/client-secret`: a new static secret for a legacy-key
+/// identity, shown once; the previous one stops working.
+async fn create_client_secret(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let record = writable_identity(&s, &caller, &id, "issuing a client secret").await?;
+    if record.identity.kind != steward_model::IdentityKind::LegacyKey {
+        return Err(ApiError::bad_request(format!(
+            "identity `{id}` is of kind {}: only legacy-key identities may hold a static client secret; register a public key for private_key_jwt instead",
+            record.identity.kind
+        )));
+    }
+    if record.identity.state != LifecycleState::Active {
+        return Err(ApiError::bad_request(format!(
+            "identity `{id}` is {}",
+            record.identity.state
+        )));
+    }
+    let minted = crate::auth::mint_secret().map_err(|e| {
+        tracing::error!(error = %e, "no randomness");
+        ApiError::internal()
+    })?;
+    let created_at = s
+        .store
+        .set_client_secret(&id, &crate::auth::hash_token(&minted), &caller.0)
+        .await?;
+    s.reload_policy().await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "spiffe_id": id,
+            "client_secret": minted,
+            "created_at": created_at,
+            "note": "shown once; only its hash is stored. Every use is flagged in the evidence log.",
+        })),
+    ))
+}
+
+/// `DELETE /admin/v1/identities/{id}/client-secret`
+async fn revoke_client_secret(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    writable_identity(&s, &caller, &id, "revoking a client secret").await?;
+    let revoked = s.store.revoke_client_secret(&id, &caller.0).await?;
+    s.reload_policy().await?;
+    Ok(axum::Json(
+        serde_json::json!({ "spiffe_id": id, "revoked": revoked }),
+    ))
 }
 
 async fn capabilities(

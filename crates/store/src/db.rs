@@ -107,6 +107,11 @@ impl Store {
                     "tokens",
                     include_str!("../migrations/sqlite/0004_tokens.sql"),
                 ),
+                (
+                    5,
+                    "client_secrets",
+                    include_str!("../migrations/sqlite/0005_client_secrets.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -128,6 +133,11 @@ impl Store {
                     4,
                     "tokens",
                     include_str!("../migrations/postgres/0004_tokens.sql"),
+                ),
+                (
+                    5,
+                    "client_secrets",
+                    include_str!("../migrations/postgres/0005_client_secrets.sql"),
                 ),
             ],
         };

@@ -1,6 +1,7 @@
-//! The control plane's signing keys as stored: public JWK, the private key sealed by the
-//! caller (the store never sees it in the clear), and the rotation times. Keys are never
-//! deleted: an old `kid` in an evidence record can always be looked up.
+//! Token service credentials as stored. The control plane's signing keys: public JWK, the
+//! private key sealed by the caller (the store never sees it in the clear), and the
+//! rotation times; keys are never deleted, so an old `kid` in an evidence record can
+//! always be looked up. And the static client secrets of legacy-key identities, as hashes.
 
 use sqlx::Row;
 
@@ -130,5 +131,98 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(old)
+    }
+}
+
+/// A legacy-key identity's client secret, as stored: its hash and when it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSecretRow {
+    pub spiffe_id: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_hash: String,
+    pub created_at: String,
+}
+
+impl Store {
+    /// Every client secret (hashes only).
+    pub async fn client_secrets(&self) -> Result<Vec<ClientSecretRow>, StoreError> {
+        let rows = sqlx::query("SELECT spiffe_id, secret_hash, created_at FROM client_secrets")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClientSecretRow {
+                    spiffe_id: r.try_get("spiffe_id")?,
+                    secret_hash: r.try_get("secret_hash")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the identity's client secret with `secret_hash` (the old one stops
+    /// working at once). Recorded in the admin change log without the hash.
+    pub async fn set_client_secret(
+        &self,
+        spiffe_id: &str,
+        secret_hash: &str,
+        actor: &Actor,
+    ) -> Result<String, StoreError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let replaced = sqlx::query("DELETE FROM client_secrets WHERE spiffe_id = $1")
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO client_secrets (spiffe_id, secret_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(spiffe_id)
+        .bind(secret_hash)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            actor,
+            "client_secret.create",
+            spiffe_id,
+            (replaced > 0).then(|| serde_json::json!({"replaced": true}).to_string()),
+            Some(serde_json::json!({"created_at": now}).to_string()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(now)
+    }
+
+    /// Removes the identity's client secret. Returns whether there was one.
+    pub async fn revoke_client_secret(
+        &self,
+        spiffe_id: &str,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM client_secrets WHERE spiffe_id = $1")
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if gone {
+            record_change(
+                self.backend,
+                &mut tx,
+                actor,
+                "client_secret.revoke",
+                spiffe_id,
+                None,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
     }
 }

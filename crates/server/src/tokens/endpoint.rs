@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::json;
 
 use steward_audit::{Event, EventKind, Outcome};
@@ -38,6 +39,8 @@ pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// The client tried HTTP Basic: a 401 then names the scheme (RFC 6749 §5.2).
+    basic_challenge: bool,
 }
 
 impl OAuthError {
@@ -46,6 +49,7 @@ impl OAuthError {
             status,
             error,
             description: description.into(),
+            basic_challenge: false,
         }
     }
     pub(super) fn invalid_request(d: impl Into<String>) -> Self {
@@ -84,13 +88,20 @@ fn no_store(mut r: Response) -> Response {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        no_store(
+        let mut r = no_store(
             (
                 self.status,
                 axum::Json(json!({"error": self.error, "error_description": self.description})),
             )
                 .into_response(),
-        )
+        );
+        if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"steward\""),
+            );
+        }
+        r
     }
 }
 
@@ -107,6 +118,8 @@ struct Attempt {
     assertion_kid: Option<String>,
     /// For a token exchange: the subject token and the actor chain.
     hop: Option<super::exchange::Hop>,
+    /// `private_key_jwt`, `client_secret_basic` or `client_secret_post`.
+    client_auth: Option<&'static str>,
 }
 
 struct Issued {
@@ -305,16 +318,32 @@ fn authenticate(
     form: &BTreeMap<String, String>,
     attempt: &mut Attempt,
 ) -> Result<String, OAuthError> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return Err(OAuthError::invalid_client(
-            "HTTP Basic client authentication is not accepted; authenticate with private_key_jwt (client_assertion)",
+    let basic = basic_credentials(headers)?;
+    let methods = usize::from(basic.is_some())
+        + usize::from(form.contains_key("client_secret"))
+        + usize::from(
+            form.contains_key("client_assertion") || form.contains_key("client_assertion_type"),
+        );
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use exactly one client authentication method (RFC 6749 §2.3)",
         ));
     }
-    if form.contains_key("client_secret") {
-        return Err(OAuthError::invalid_client(
-            "client_secret authentication is not enabled on this control plane; authenticate with private_key_jwt",
-        ));
+    if let Some((id, secret)) = basic {
+        return secret_auth(tokens, &id, &secret, "client_secret_basic", attempt).map_err(
+            |mut e| {
+                e.basic_challenge = true;
+                e
+            },
+        );
     }
+    if let Some(secret) = form.get("client_secret") {
+        let id = form
+            .get("client_id")
+            .ok_or_else(|| OAuthError::invalid_request("`client_secret` needs `client_id`"))?;
+        return secret_auth(tokens, id, secret, "client_secret_post", attempt);
+    }
+    attempt.client_auth = Some("private_key_jwt");
     let assertion = match (
         form.get("client_assertion_type").map(String::as_str),
         form.get("client_assertion"),
@@ -369,6 +398,86 @@ fn authenticate(
     attempt.assertion_kid = Some(verified.kid);
     attempt.principal = Some(client_id.clone());
     Ok(client_id)
+}
+
+/// `Authorization: Basic` client credentials (RFC 6749 §2.3.1: each part form-encoded,
+/// then base64). Any other scheme is refused.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        let mut e = OAuthError::invalid_client(format!("`Authorization` header: {why}"));
+        e.basic_challenge = true;
+        e
+    };
+    if values.next().is_some() {
+        return Err(bad("send it once"));
+    }
+    let value = value.to_str().map_err(|_| bad("not text"))?;
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Err(bad(
+            "only `Basic` client credentials are accepted here (or private_key_jwt in the body)",
+        ));
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad("not base64 of `client_id:client_secret`"))?;
+    // Split at the last `:`: RFC 6749 clients percent-encode both parts, but many send a
+    // SPIFFE ID's `:` as is, and Steward's secrets never contain one.
+    let (id, secret) = decoded
+        .rsplit_once(':')
+        .ok_or_else(|| bad("not `client_id:client_secret`"))?;
+    let unescape = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+/// Checks a legacy-key identity's static client secret; returns its SPIFFE ID.
+fn secret_auth(
+    tokens: &TokenService,
+    id: &str,
+    secret: &str,
+    method: &'static str,
+    attempt: &mut Attempt,
+) -> Result<String, OAuthError> {
+    attempt.claimed = Some(clip(id));
+    attempt.client_auth = Some(method);
+    let directory = tokens.directory();
+    let stored = directory
+        .client(id)
+        .filter(|c| c.kind == steward_model::IdentityKind::LegacyKey)
+        .and_then(|c| c.secret.as_ref().map(|s| (c, s)));
+    let Some((client, stored)) = stored else {
+        return Err(OAuthError::invalid_client(format!(
+            "no client secret is registered for `{}` (client secrets are only for legacy-key identities)",
+            clip(id)
+        )));
+    };
+    if !crate::auth::constant_time_eq(
+        crate::auth::hash_token(secret).as_bytes(),
+        stored.hash.as_bytes(),
+    ) {
+        return Err(OAuthError::invalid_client("wrong client secret"));
+    }
+    let max_days = client
+        .max_credential_age_days
+        .unwrap_or(super::DEFAULT_MAX_SECRET_AGE_DAYS);
+    if let Some(problem) = super::secret_too_old(stored.created, max_days, now_unix()) {
+        return Err(OAuthError::invalid_client(problem));
+    }
+    attempt.principal = Some(id.to_owned());
+    Ok(id.to_owned())
 }
 
 /// The one audience of the token: `audience` (RFC 8693) or `resource` (RFC 8707).
@@ -485,7 +594,7 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
     e.token_id = Some(issued.claims.jti.clone());
     e.decision.outcome = Some(Outcome::Allow);
     e.details = json!({
-        "client_auth": "private_key_jwt",
+        "client_auth": attempt.client_auth,
         "client_key": attempt.assertion_kid,
         "audience": issued.claims.aud,
         "scope": issued.claims.scope,
@@ -495,6 +604,18 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         "signing_kid": issued.kid,
         "binding": issued.claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).map(|jkt| json!({"dpop_jkt": jkt})),
     });
+    if attempt
+        .client_auth
+        .is_some_and(|m| m.starts_with("client_secret"))
+    {
+        // R4: every use of a static secret is flagged.
+        e.decision.reasons = vec![
+            "legacy static client secret used (identity kind legacy-key); move it to private_key_jwt".into(),
+        ];
+        if let Some(d) = e.details.as_object_mut() {
+            d.insert("legacy_credential".into(), json!(true));
+        }
+    }
     if let Some(hop) = &attempt.hop {
         // The event is about the subject; the chain names who acted, current actor first.
         e.principal = Some(issued.claims.sub.clone());

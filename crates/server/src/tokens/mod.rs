@@ -29,6 +29,19 @@ pub use endpoint::token;
 /// How often each replica rereads the signing keys (another replica's rotation, a retired
 /// key's overlap ending).
 pub const KEY_REFRESH: Duration = Duration::from_secs(30);
+/// Oldest a client secret may get when no plane sets `max_credential_age_days`.
+pub const DEFAULT_MAX_SECRET_AGE_DAYS: u64 = 90;
+
+/// Why a client secret made at `created` is too old at `now`, if it is.
+pub fn secret_too_old(created: i64, max_days: u64, now: i64) -> Option<String> {
+    let age_days = (now - created).max(0) / 86_400;
+    (now - created > (max_days as i64).saturating_mul(86_400)).then(|| {
+        format!(
+            "the client secret is {age_days} days old, more than the {max_days} days its plane allows (max_credential_age_days); rotate it"
+        )
+    })
+}
+
 /// Largest token request body.
 pub const MAX_TOKEN_REQUEST_BYTES: usize = 64 * 1024;
 /// Live client assertions remembered for replay detection.
@@ -72,7 +85,14 @@ impl KeyRing {
     }
 }
 
-/// A client of the token endpoint: an identity with registered keys.
+/// A legacy-key identity's static secret: its SHA-256 (hex) and when it was made.
+#[derive(Debug)]
+pub struct ClientSecret {
+    pub hash: String,
+    pub created: i64,
+}
+
+/// A client of the token endpoint: an identity with registered keys or a client secret.
 #[derive(Debug)]
 pub struct Client {
     pub plane: String,
@@ -84,6 +104,10 @@ pub struct Client {
     pub ttl: Option<u64>,
     /// Its plane's inherited `max_token_ttl_secs`.
     pub plane_max_ttl: Option<u64>,
+    /// A legacy-key identity's client secret.
+    pub secret: Option<ClientSecret>,
+    /// Its plane's inherited `max_credential_age_days`.
+    pub max_credential_age_days: Option<u64>,
 }
 
 /// Clients by SPIFFE ID, rebuilt with the policy engine after every registry change.
@@ -93,13 +117,19 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Every identity that registered keys. A key that does not parse (it was checked at
-    /// apply, so only a corrupt row) is left out, with a warning.
-    pub fn build(state: &State) -> Self {
+    /// Every identity that registered keys or holds a client secret. A key that does not
+    /// parse (it was checked at apply, so only a corrupt row) is left out, with a warning.
+    pub fn build(state: &State, secrets: &[steward_store::ClientSecretRow]) -> Self {
+        let mut by_id: HashMap<&str, &steward_store::ClientSecretRow> =
+            secrets.iter().map(|s| (s.spiffe_id.as_str(), s)).collect();
         let mut clients = HashMap::new();
         for stored in state.identities.values() {
             let i = &stored.identity;
-            if i.credentials.public_keys.is_empty() {
+            let secret = by_id.remove(i.spiffe_id.as_str()).map(|s| ClientSecret {
+                hash: s.secret_hash.clone(),
+                created: parse_time(&s.created_at).unwrap_or(0),
+            });
+            if i.credentials.public_keys.is_empty() && secret.is_none() {
                 continue;
             }
             let keys = i
@@ -125,6 +155,8 @@ impl Directory {
                     keys,
                     ttl: i.credentials.token_ttl_secs,
                     plane_max_ttl: settings.max_token_ttl_secs,
+                    secret,
+                    max_credential_age_days: settings.max_credential_age_days,
                 },
             );
         }
@@ -368,4 +400,25 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_expire_with_the_plane_maximum() {
+        let day = 86_400;
+        assert_eq!(secret_too_old(0, 30, 30 * day), None);
+        let msg = secret_too_old(0, 30, 31 * day).unwrap();
+        assert!(
+            msg.contains("31 days old") && msg.contains("30 days"),
+            "{msg}"
+        );
+        assert_eq!(
+            secret_too_old(10 * day, 30, 0),
+            None,
+            "a clock behind is not too old"
+        );
+    }
 }

@@ -229,11 +229,21 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         (
             vec![
                 ("grant_type", "client_credentials".into()),
+                ("client_id", CLIENT.into()),
                 ("client_secret", "hunter2".into()),
             ],
             StatusCode::UNAUTHORIZED,
             "invalid_client",
-            "client_secret",
+            "legacy-key",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_secret", "hunter2".into()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id",
         ),
     ];
     let with = |f: &dyn Fn(&mut Value)| form(&assertion(&env.base, &key, f));
@@ -847,4 +857,169 @@ pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
     // Without a DPoP header the token is a plain bearer token.
     let (_, body) = request(None).await;
     assert_eq!(body["token_type"], "Bearer");
+}
+
+const EXPORTER: &str = "spiffe://acme.example/legacy/billing-exporter";
+
+fn secret_path(id: &str) -> String {
+    format!(
+        "/admin/v1/identities/{}/client-secret",
+        id.replace(':', "%3A").replace('/', "%2F")
+    )
+}
+
+pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
+    env.apply_example().await;
+    let (st, body) = env
+        .call(
+            Method::POST,
+            &secret_path("spiffe://acme.example/ns/payments/sa/payments-api"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("private_key_jwt"),
+        "{body}"
+    );
+    let au = env.credential("au", "auditor", None).await;
+    let (st, _) = env
+        .call(Method::POST, &secret_path(EXPORTER), Some(&au), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, created) = env
+        .call(Method::POST, &secret_path(EXPORTER), Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sts_"));
+
+    let post = |secret: String| {
+        let env = &env;
+        async move {
+            post_form(
+                env,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", EXPORTER),
+                    ("client_secret", &secret),
+                    ("audience", AUDIENCE),
+                ],
+            )
+            .await
+        }
+    };
+    let basic = |secret: String| {
+        let env = &env;
+        async move {
+            let resp = env
+                .http
+                .post(format!("{}/oauth2/token", env.base))
+                .basic_auth(EXPORTER, Some(secret))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "grant_type=client_credentials&audience={}",
+                    AUDIENCE.replace(':', "%3A").replace('/', "%2F")
+                ))
+                .send()
+                .await
+                .unwrap();
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (
+                resp.status(),
+                challenge,
+                resp.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (st, _, body) = post(secret.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _, body) = basic(secret.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, challenge, body) = basic("sts_wrong".into()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(challenge.as_deref(), Some("Basic realm=\"steward\""));
+    assert_eq!(body["error_description"], "wrong client secret");
+    // Two methods at once.
+    let resp = env
+        .http
+        .post(format!("{}/oauth2/token", env.base))
+        .basic_auth(EXPORTER, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_secret={secret}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Rotation: the old secret stops at once; revocation stops the new one.
+    let (_, created) = env
+        .call(Method::POST, &secret_path(EXPORTER), Some(&env.admin), None)
+        .await;
+    let newer = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(post(secret).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(newer.clone()).await.0, StatusCode::OK);
+    let (st, body) = env
+        .call(
+            Method::DELETE,
+            &secret_path(EXPORTER),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, body["revoked"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
+    assert_eq!(post(newer).await.0, StatusCode::UNAUTHORIZED);
+
+    // Every use is flagged; the secret never reaches the evidence or the change log.
+    let mut issued = Value::Null;
+    for _ in 0..100 {
+        issued = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.issued",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if issued.as_array().is_some_and(|a| a.len() >= 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let issued = issued.as_array().unwrap();
+    assert_eq!(issued.len(), 3);
+    for e in issued {
+        assert_eq!(e["details"]["legacy_credential"], true, "{e}");
+        assert!(
+            e["decision"]["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("legacy static client secret")
+        );
+    }
+    let (_, changes) = env
+        .call(
+            Method::GET,
+            "/admin/v1/changes?limit=1000",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let text = changes.to_string();
+    assert!(text.contains("client_secret.create") && text.contains("client_secret.revoke"));
+    assert!(!text.contains("sts_"), "secrets never reach the change log");
 }
