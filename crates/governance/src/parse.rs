@@ -342,6 +342,9 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                     format!("issuer `{}`: `audience` must not be empty", i.id),
                 );
             }
+            for problem in issuer_problems(&i.jwks_uri, &i.jwks, &i.claim_mapping) {
+                cx.err(line, format!("issuer `{}`: {problem}", i.id));
+            }
             if i.allowed_subjects.is_empty() {
                 cx.err(
                     line,
@@ -851,6 +854,53 @@ pub fn client_public_key(
     }
     .to_public_key()
 }
+
+/// Keys and claim mapping of a trusted issuer: inline keys must parse (EC P-256 or RSA
+/// ≥ 2048), a key URL must be https (plain http only on loopback, for tests), and the
+/// mapping must say which identity a token maps to, using only known keys.
+fn issuer_problems(
+    jwks_uri: &Option<String>,
+    jwks: &Option<serde_json::Value>,
+    mapping: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(doc) = jwks
+        && let Err(e) = steward_token::ForeignKeySet::from_jwks(doc)
+    {
+        out.push(format!("`jwks`: {e}"));
+    }
+    if let Some(uri) = jwks_uri {
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+            .iter()
+            .any(|p| uri.starts_with(p));
+        if !uri.starts_with("https://") && !loopback {
+            out.push(format!(
+                "`jwks_uri` `{uri}` must be https:// (keys fetched in the clear could be swapped)"
+            ));
+        }
+    }
+    match mapping.get("identity") {
+        Some(serde_json::Value::String(t)) if t.starts_with("spiffe://") => {}
+        _ => out.push(
+            "`claim_mapping.identity` must be a SPIFFE ID template such as `spiffe://<domain>/ns/{claim}`".into(),
+        ),
+    }
+    for (key, value) in mapping {
+        if !FEDERATION_MAPPING_KEYS.contains(&key.as_str()) {
+            out.push(format!(
+                "`claim_mapping.{key}` is not one of {}",
+                FEDERATION_MAPPING_KEYS.join(", ")
+            ));
+        } else if !value.is_string() {
+            out.push(format!("`claim_mapping.{key}` must be a string"));
+        }
+    }
+    out
+}
+
+/// What a trusted issuer's claims may be mapped onto.
+pub const FEDERATION_MAPPING_KEYS: &[&str] =
+    &["identity", "environment", "model_tier", "task_scope"];
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The protected header, after the checks in [`decode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// One of the algorithms the caller accepts.
+    pub alg: String,
     pub kid: Option<String>,
     pub typ: Option<String>,
     /// The embedded public key, only ever accepted by [`decode_dpop`].
@@ -35,6 +37,11 @@ impl Jws<'_> {
     /// Checks the signature with `key`.
     pub fn verify(&self, key: &PublicKey) -> Result<(), TokenError> {
         key.verify(self.signing_input.as_bytes(), &self.signature)
+    }
+
+    /// The signed bytes and the signature, for verifiers of other key types.
+    pub fn signed_parts(&self) -> (&[u8], &[u8]) {
+        (self.signing_input.as_bytes(), &self.signature)
     }
 
     /// The payload as JSON, *unverified* unless [`Jws::verify`] succeeded.
@@ -62,16 +69,26 @@ fn unb64(text: &str, name: &str) -> Result<Vec<u8>, TokenError> {
 /// Splits and decodes `token`, checking the header. Refuses tokens longer than `max_bytes`
 /// before looking at them.
 pub fn decode(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
-    decode_with(token, max_bytes, false)
+    decode_with(token, max_bytes, false, &[ALG])
+}
+
+/// Like [`decode`], for a token from a trusted external issuer: ES256 or RS256.
+pub fn decode_foreign(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
+    decode_with(token, max_bytes, false, &[ALG, "RS256"])
 }
 
 /// Like [`decode`], for a DPoP proof (RFC 9449): the header must carry the client's public
 /// key as `jwk` (public members only), which the proof is then verified with.
 pub fn decode_dpop(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
-    decode_with(token, max_bytes, true)
+    decode_with(token, max_bytes, true, &[ALG])
 }
 
-fn decode_with(token: &str, max_bytes: usize, dpop: bool) -> Result<Jws<'_>, TokenError> {
+fn decode_with<'a>(
+    token: &'a str,
+    max_bytes: usize,
+    dpop: bool,
+    algs: &[&str],
+) -> Result<Jws<'a>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::TooLarge {
             len: token.len(),
@@ -87,7 +104,7 @@ fn decode_with(token: &str, max_bytes: usize, dpop: bool) -> Result<Jws<'_>, Tok
             "more than three parts (an encrypted JWE is not accepted)".into(),
         ));
     }
-    let header = check_header(&unb64(header_b64, "header")?, dpop)?;
+    let header = check_header(&unb64(header_b64, "header")?, dpop, algs)?;
     let payload = unb64(payload_b64, "payload")?;
     let signature = unb64(sig_b64, "signature")?;
     let signing_input = token
@@ -101,7 +118,7 @@ fn decode_with(token: &str, max_bytes: usize, dpop: bool) -> Result<Jws<'_>, Tok
     })
 }
 
-fn check_header(raw: &[u8], dpop: bool) -> Result<Header, TokenError> {
+fn check_header(raw: &[u8], dpop: bool, algs: &[&str]) -> Result<Header, TokenError> {
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)
         .map_err(|_| TokenError::Malformed("the header is not a JSON object".into()))?;
     let text = |name: &str| -> Result<Option<String>, TokenError> {
@@ -138,21 +155,24 @@ fn check_header(raw: &[u8], dpop: bool) -> Result<Header, TokenError> {
             }
         }
     }
-    match text("alg")?.as_deref() {
-        Some(ALG) => {}
+    let alg = text("alg")?;
+    match alg.as_deref() {
+        Some(a) if algs.contains(&a) => {}
         None => return Err(TokenError::Header("no `alg`".into())),
         Some(alg) if alg.eq_ignore_ascii_case("none") => {
             return Err(TokenError::Header("alg `none` is never accepted".into()));
         }
         Some(alg) if alg.starts_with("HS") => {
             return Err(TokenError::Header(format!(
-                "symmetric alg `{alg}` is refused: Steward tokens are signed with {ALG}"
+                "symmetric alg `{alg}` is refused: only {}",
+                algs.join(", ")
             )));
         }
         Some(alg) => {
             return Err(TokenError::Header(format!(
-                "alg `{}` is not accepted: only {ALG}",
-                alg.chars().take(20).collect::<String>()
+                "alg `{}` is not accepted: only {}",
+                alg.chars().take(20).collect::<String>(),
+                algs.join(", ")
             )));
         }
     }
@@ -177,6 +197,7 @@ fn check_header(raw: &[u8], dpop: bool) -> Result<Header, TokenError> {
         Some(_) => return Err(TokenError::Header("`jwk` must be an object".into())),
     };
     Ok(Header {
+        alg: alg.unwrap_or_default(),
         kid: text("kid")?,
         typ: text("typ")?,
         jwk,

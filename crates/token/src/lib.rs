@@ -7,6 +7,7 @@ pub mod assertion;
 pub mod claims;
 pub mod dpop;
 mod error;
+pub mod foreign;
 pub mod jws;
 pub mod keys;
 pub mod validate;
@@ -17,6 +18,7 @@ pub use assertion::{
 pub use claims::{Actor, Audience, Claims, Confirmation};
 pub use dpop::{DpopRequest, verify_dpop};
 pub use error::TokenError;
+pub use foreign::{ForeignKeySet, ForeignRules, validate_foreign};
 pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey};
 pub use validate::{Expectations, NoRevocation, Proof, RevocationCheck, Validator};
 
