@@ -80,6 +80,12 @@ pub struct Claims {
     /// The named workflow a just-in-time credential was issued for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
+    /// For an AI agent federated from an external issuer: its model tier, as mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_tier: Option<String>,
+    /// The task an agent or pipeline token was minted for, as mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_scope: Option<String>,
 }
 
 impl Claims {

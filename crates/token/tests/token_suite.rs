@@ -591,3 +591,115 @@ fn dpop_proofs_bind_tokens_to_a_key() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// External issuers: an RS256 issuer (a Kubernetes-style token) and an ES256 one; trust
+/// boundary checks.
+#[test]
+fn foreign_tokens_are_checked_against_the_issuer_boundary() {
+    use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+    use steward_token::foreign::{ForeignKeySet, ForeignRules, validate_foreign};
+
+    let rsa = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let public: PublicKeyComponents<Vec<u8>> = rsa.public_key().into();
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "k8s-1", "use": "sig",
+        "n": B64URL.encode(&public.n), "e": B64URL.encode(&public.e)}]});
+    let keys = ForeignKeySet::from_jwks(&jwks).unwrap();
+    let sign_rs256 = |header: &Value, claims: &Value| {
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let mut sig = vec![0u8; rsa.public_modulus_len()];
+        rsa.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{input}.{}", B64URL.encode(sig))
+    };
+    let k8s = |f: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": "https://kubernetes.default.svc", "aud": ["https://steward.acme.example"],
+            "sub": "system:serviceaccount:payments:api", "exp": NOW + 600, "iat": NOW, "nbf": NOW,
+            "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "api"}}});
+        f(&mut c);
+        sign_rs256(&json!({"alg": "RS256", "kid": "k8s-1"}), &c)
+    };
+    let allowed = vec!["system:serviceaccount:payments:*".to_owned()];
+    let rules = ForeignRules {
+        issuer: "https://kubernetes.default.svc",
+        audience: "https://steward.acme.example",
+        allowed_subjects: &allowed,
+        now: NOW,
+        skew: 30,
+    };
+    let claims = validate_foreign(&k8s(&|_| {}), &keys, &rules).unwrap();
+    assert_eq!(
+        steward_token::foreign::render("spiffe://acme.example/ns/{kubernetes.io.namespace}/sa/{kubernetes.io.serviceaccount.name}", &claims).unwrap(),
+        "spiffe://acme.example/ns/payments/sa/api"
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (k8s(&|c| c["iss"] = json!("https://evil")), "iss"),
+        (
+            k8s(&|c| c["aud"] = json!("https://kubernetes.default.svc")),
+            "aud",
+        ),
+        (
+            k8s(&|c| c["sub"] = json!("system:serviceaccount:kube-system:admin")),
+            "allowed subjects",
+        ),
+        (k8s(&|c| c["exp"] = json!(NOW - 100)), "expired"),
+        (
+            k8s(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            "without an expiry",
+        ),
+        (
+            sign_rs256(&json!({"alg": "RS256", "kid": "other"}), &json!({})),
+            "unknown signing key",
+        ),
+        (
+            sign_rs256(&json!({"alg": "ES256", "kid": "k8s-1"}), &json!({})),
+            "does not match the key type",
+        ),
+        (
+            sign_rs256(
+                &json!({"alg": "RS256", "kid": "k8s-1", "jku": "https://evil/jwks"}),
+                &json!({}),
+            ),
+            "never fetches",
+        ),
+        (
+            sign_rs256(&json!({"alg": "HS256", "kid": "k8s-1"}), &json!({})),
+            "symmetric",
+        ),
+    ];
+    for (token, want) in cases {
+        let err = validate_foreign(&token, &keys, &rules)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // A tampered payload fails the RSA signature.
+    let good = k8s(&|_| {});
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    parts[1] = B64URL.encode(json!({"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:payments:admin"}).to_string());
+    assert!(
+        validate_foreign(&parts.join("."), &keys, &rules)
+            .unwrap_err()
+            .to_string()
+            .contains("signature")
+    );
+    // Short RSA keys and unknown key types are refused when declared.
+    let short = json!({"keys": [{"kty": "RSA", "n": B64URL.encode([1u8; 128]), "e": "AQAB"}]});
+    assert!(
+        ForeignKeySet::from_jwks(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("2048")
+    );
+}

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use steward_audit::{Event, EventKind, Outcome};
 use steward_model::LifecycleState;
@@ -118,8 +118,10 @@ struct Attempt {
     assertion_kid: Option<String>,
     /// For a token exchange: the subject token and the actor chain.
     hop: Option<super::exchange::Hop>,
-    /// `private_key_jwt`, `client_secret_basic` or `client_secret_post`.
+    /// `private_key_jwt`, `client_secret_basic`, `client_secret_post` or `federated`.
     client_auth: Option<&'static str>,
+    /// For a federated token: the issuer and the external subject.
+    federation: Option<Value>,
 }
 
 struct Issued {
@@ -137,7 +139,7 @@ pub async fn token(
 ) -> Response {
     let mut attempt = Attempt::default();
     let result = match &body {
-        Ok(body) => issue(&s, &headers, body, &mut attempt),
+        Ok(body) => issue(&s, &headers, body, &mut attempt).await,
         Err(_) => Err(OAuthError::invalid_request(format!(
             "the request body is unreadable or larger than {} bytes",
             super::MAX_TOKEN_REQUEST_BYTES
@@ -180,7 +182,7 @@ pub async fn token(
     }
 }
 
-fn issue(
+async fn issue(
     s: &AppState,
     headers: &HeaderMap,
     body: &[u8],
@@ -202,72 +204,88 @@ fn issue(
         }
     };
     let tokens = &s.tokens;
-    let client_id = authenticate(tokens, headers, &form, attempt)?;
-    let directory = tokens.directory();
-    let client = directory
-        .client(&client_id)
-        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    attempt.plane = Some(client.plane.clone());
-    if client.state != LifecycleState::Active {
-        return Err(OAuthError::invalid_client(format!(
-            "identity `{client_id}` is {}; it cannot get tokens",
-            client.state
-        )));
-    }
-    let audience = audience(&form)?;
     let asked = match form.get("expires_in") {
         None => None,
         Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
             OAuthError::invalid_request("`expires_in` must be a positive number of seconds")
         })?),
     };
-    let ttl = [
-        Some(asked.unwrap_or(tokens.config.default_ttl_secs)),
-        client.ttl,
-        client.plane_max_ttl,
-        Some(tokens.config.max_ttl_secs),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .unwrap_or(tokens.config.default_ttl_secs) as i64;
-    let ring = tokens
-        .ring()
-        .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
     let now = now_unix();
-    let mut claims = Claims {
-        iss: tokens.config.issuer.clone(),
-        sub: client_id.clone(),
-        aud: Audience::One(audience),
-        exp: now + ttl,
-        iat: now,
-        nbf: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        environment: Some(client.environment.clone()),
-        plane: Some(client.plane.clone()),
-        scope: None,
-        act: None,
-        cnf: None,
-        workflow: None,
-    };
-    if exchange {
-        attempt.hop = Some(super::exchange::delegate(
-            s,
-            &form,
-            &client_id,
-            client,
-            &mut claims,
-        )?);
+    let mut claims = if exchange && !client_authenticates(headers, &form) {
+        // Federation: the external subject token is the credential.
+        attempt.client_auth = Some("federated");
+        let fed = super::federation::federate(s, &form, now).await?;
+        attempt.principal = Some(fed.id.clone());
+        attempt.plane = Some(fed.plane.clone());
+        attempt.federation = Some(fed.details.clone());
+        let audience = audience(&form)?;
+        let plane_max = tokens.directory().plane_max_ttl(&fed.plane);
+        let ttl = lifetime(tokens, asked, fed.ttl, plane_max).min(fed.not_after - now);
+        let mut claims = base_claims(
+            tokens,
+            &fed.id,
+            &fed.environment,
+            &fed.plane,
+            audience,
+            now,
+            ttl,
+        );
+        claims.model_tier = fed.model_tier;
+        claims.task_scope = fed.task_scope;
+        claims.scope = scope(s, &fed.id, &form)?;
+        claims
     } else {
-        claims.scope = scope(s, &client_id, &form)?;
-    }
+        let client_id = authenticate(tokens, headers, &form, attempt)?;
+        let directory = tokens.directory();
+        let client = directory
+            .client(&client_id)
+            .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+        attempt.plane = Some(client.plane.clone());
+        if client.state != LifecycleState::Active {
+            return Err(OAuthError::invalid_client(format!(
+                "identity `{client_id}` is {}; it cannot get tokens",
+                client.state
+            )));
+        }
+        let audience = audience(&form)?;
+        let ttl = lifetime(tokens, asked, client.ttl, client.plane_max_ttl);
+        let mut claims = base_claims(
+            tokens,
+            &client_id,
+            &client.environment,
+            &client.plane,
+            audience,
+            now,
+            ttl,
+        );
+        if exchange {
+            attempt.hop = Some(super::exchange::delegate(
+                s,
+                &form,
+                &client_id,
+                client,
+                &mut claims,
+            )?);
+        } else {
+            claims.scope = scope(s, &client_id, &form)?;
+        }
+        claims
+    };
     let ttl = claims.exp - now;
+    if ttl <= 0 {
+        return Err(OAuthError::invalid_request(
+            "the subject token expires now: there is no lifetime left to issue",
+        ));
+    }
     if let Some(jkt) = dpop_binding(tokens, headers, now)? {
         claims.cnf = Some(Confirmation {
             jkt: Some(jkt),
             x5t_s256: None,
         });
     }
+    let ring = tokens
+        .ring()
+        .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
     let token = jws::encode(ring.signer(), "JWT", &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::unavailable("the token could not be signed")
@@ -278,6 +296,64 @@ fn issue(
         kid: ring.signer().kid().to_owned(),
         claims,
     })
+}
+
+/// Whether the request carries any client authentication (else a token exchange is a
+/// federation: the external subject token is the credential).
+fn client_authenticates(headers: &HeaderMap, form: &BTreeMap<String, String>) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || ["client_secret", "client_assertion", "client_assertion_type"]
+            .iter()
+            .any(|k| form.contains_key(*k))
+}
+
+/// The smallest of what was asked (or the default), the identity's own lifetime, its
+/// plane's inherited maximum and the configured maximum, in seconds.
+fn lifetime(
+    tokens: &TokenService,
+    asked: Option<u64>,
+    identity: Option<u64>,
+    plane: Option<u64>,
+) -> i64 {
+    [
+        Some(asked.unwrap_or(tokens.config.default_ttl_secs)),
+        identity,
+        plane,
+        Some(tokens.config.max_ttl_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(tokens.config.default_ttl_secs) as i64
+}
+
+/// The claims of a token for `sub`, before scope, delegation and binding.
+fn base_claims(
+    tokens: &TokenService,
+    sub: &str,
+    environment: &str,
+    plane: &str,
+    audience: String,
+    now: i64,
+    ttl: i64,
+) -> Claims {
+    Claims {
+        iss: tokens.config.issuer.clone(),
+        sub: sub.to_owned(),
+        aud: Audience::One(audience),
+        exp: now + ttl,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        environment: Some(environment.to_owned()),
+        plane: Some(plane.to_owned()),
+        scope: None,
+        act: None,
+        cnf: None,
+        workflow: None,
+        model_tier: None,
+        task_scope: None,
+    }
 }
 
 /// The thumbprint of the key a `DPoP` proof header (RFC 9449) binds the token to, if the
@@ -586,9 +662,10 @@ fn event(kind: EventKind, attempt: &Attempt) -> Event {
 }
 
 fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
-    let kind = match attempt.hop {
-        Some(_) => EventKind::CredentialExchanged,
-        None => EventKind::CredentialIssued,
+    let kind = match (&attempt.hop, &attempt.federation) {
+        (Some(_), _) => EventKind::CredentialExchanged,
+        (None, Some(_)) => EventKind::CredentialFederated,
+        (None, None) => EventKind::CredentialIssued,
     };
     let mut e = event(kind, attempt);
     e.token_id = Some(issued.claims.jti.clone());
@@ -615,6 +692,11 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         if let Some(d) = e.details.as_object_mut() {
             d.insert("legacy_credential".into(), json!(true));
         }
+    }
+    if let (Some(fed), Some(d)) = (&attempt.federation, e.details.as_object_mut()) {
+        d.insert("federation".into(), fed.clone());
+        d.insert("model_tier".into(), json!(issued.claims.model_tier));
+        d.insert("task_scope".into(), json!(issued.claims.task_scope));
     }
     if let Some(hop) = &attempt.hop {
         // The event is about the subject; the chain names who acted, current actor first.

@@ -8,6 +8,7 @@
 mod discovery;
 mod endpoint;
 mod exchange;
+mod federation;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -114,6 +115,10 @@ pub struct Client {
 #[derive(Debug, Default)]
 pub struct Directory {
     clients: HashMap<String, Client>,
+    /// Trusted external issuers by their exact `iss`.
+    issuers: HashMap<String, Vec<Arc<federation::Issuer>>>,
+    /// Each plane's inherited `max_token_ttl_secs`.
+    plane_max_ttl: HashMap<String, Option<u64>>,
 }
 
 impl Directory {
@@ -160,11 +165,33 @@ impl Directory {
                 },
             );
         }
-        Self { clients }
+        let plane_max_ttl = state
+            .planes
+            .keys()
+            .map(|p| {
+                let s = effective_settings(&state.planes, &state.root_settings, p);
+                (p.to_string(), s.max_token_ttl_secs)
+            })
+            .collect();
+        Self {
+            clients,
+            issuers: federation::issuers(state),
+            plane_max_ttl,
+        }
     }
 
     pub fn client(&self, spiffe_id: &str) -> Option<&Client> {
         self.clients.get(spiffe_id)
+    }
+
+    /// The trusted issuers whose `iss` is exactly `iss`.
+    pub fn issuers_for(&self, iss: &str) -> Option<&[Arc<federation::Issuer>]> {
+        self.issuers.get(iss).map(Vec::as_slice)
+    }
+
+    /// A plane's inherited `max_token_ttl_secs`.
+    pub fn plane_max_ttl(&self, plane: &str) -> Option<u64> {
+        self.plane_max_ttl.get(plane).copied().flatten()
     }
 }
 
@@ -175,6 +202,7 @@ pub struct TokenService {
     ring: RwLock<Arc<KeyRing>>,
     directory: RwLock<Arc<Directory>>,
     replay: ReplayCache,
+    jwks: federation::JwksCache,
 }
 
 impl TokenService {
@@ -189,6 +217,7 @@ impl TokenService {
             kek,
             ring: RwLock::new(Arc::new(ring)),
             directory: RwLock::new(Arc::new(Directory::default())),
+            jwks: federation::JwksCache::new(),
         })
     }
 
@@ -227,6 +256,11 @@ impl TokenService {
         let old = store.rotate_signing_key(&row, &until, actor).await?;
         self.refresh(store).await?;
         Ok((row.kid, old, until))
+    }
+
+    /// Keys fetched from trusted issuers' `jwks_uri`.
+    pub fn jwks(&self) -> &federation::JwksCache {
+        &self.jwks
     }
 
     pub fn replay(&self) -> &ReplayCache {

@@ -1023,3 +1023,257 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     assert!(text.contains("client_secret.create") && text.contains("client_secret.revoke"));
     assert!(!text.contains("sts_"), "secrets never reach the change log");
 }
+
+const CI_ISS: &str = "https://ci.acme.example";
+const K8S_ISS: &str = "https://kubernetes.default.svc.cluster.local";
+const STEWARD_AUD: &str = "https://steward.acme.example";
+
+/// A JWKS server on loopback that counts its fetches.
+async fn jwks_server(jwks: Value) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/openid/v1/jwks",
+        axum::routing::get(move || {
+            let (jwks, counter) = (jwks.clone(), counter.clone());
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::Json(jwks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/openid/v1/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+fn external(key: &SigningKey, claims: Value) -> String {
+    jws::encode(key, "JWT", &claims).unwrap()
+}
+
+pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
+    let ci_key = SigningKey::generate().unwrap().0;
+    let k8s_key = SigningKey::generate().unwrap().0;
+    let (jwks_url, hits) = jwks_server(json!({"keys": [k8s_key.public_key().jwk()]})).await;
+    // The example repository, with the CI key replaced by ours and the cluster's keys
+    // served from loopback.
+    let mut files = read_dir(&example_repo()).unwrap();
+    let f = files.iter_mut().find(|f| f.path == "issuers.yaml").unwrap();
+    let ci = ci_key.public_key().jwk();
+    f.content = f
+        .content
+        .replace("tgQH0-HDszlmvy9VLCHmfIo-Bxo0mX5rWD30_yTI9rM", &ci.x)
+        .replace("ViC_OUiQabBZJSs6Qxzx_OCH1G0ZZug4NdxoeTNguu4", &ci.y)
+        .replace(
+            "kid: ci-signing-2024-09",
+            &format!("kid: {}", ci.kid.clone().unwrap()),
+        )
+        .replace(&format!("{K8S_ISS}/openid/v1/jwks"), &jwks_url);
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({ "files": files })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    let exchange = |subject: String| {
+        let env = &env;
+        async move {
+            post_form(
+                env,
+                &[
+                    ("grant_type", EXCHANGE),
+                    ("subject_token", &subject),
+                    ("subject_token_type", JWT_TYPE),
+                    (
+                        "audience",
+                        "spiffe://acme.example/ns/platform/sa/deploy-controller",
+                    ),
+                ],
+            )
+            .await
+        }
+    };
+    let ci_claims = |f: &dyn Fn(&mut Value)| {
+        let mut c = json!({"iss": CI_ISS, "aud": STEWARD_AUD, "sub": "repo:acme/deploy-pipelines:environment:prod",
+            "pipeline": "deploy", "environment": "prod", "exp": now() + 300, "iat": now(), "jti": "ci-run-1"});
+        f(&mut c);
+        c
+    };
+
+    // A CI job's OIDC token becomes the deploy pipeline's Steward token.
+    let ci_token = external(&ci_key, ci_claims(&|_| {}));
+    let (st, _, body) = exchange(ci_token.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "spiffe://acme.example/ci/deploy/prod");
+    assert_eq!(claims["plane"], "platform");
+    assert_eq!(claims["environment"], "prod");
+    assert!(
+        claims["exp"].as_i64().unwrap() <= now() + 300,
+        "never outlives the CI token"
+    );
+    let v = validator(&env).await;
+    assert!(
+        v.validate(
+            body["access_token"].as_str().unwrap(),
+            &Expectations {
+                audience: "spiffe://acme.example/ns/platform/sa/deploy-controller",
+                environment: Some("prod"),
+                now: now(),
+                proof: Proof::None
+            },
+        )
+        .is_ok()
+    );
+
+    // A Kubernetes service-account token, keys fetched from the cluster (once, cached).
+    let k8s = |ns: &str, sa: &str| {
+        external(
+            &k8s_key,
+            json!({"iss": K8S_ISS, "aud": [STEWARD_AUD], "sub": format!("system:serviceaccount:{ns}:{sa}"),
+            "exp": now() + 600, "iat": now(), "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa}}}),
+        )
+    };
+    let (st, _, body) = exchange(k8s("payments", "payments-api")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["sub"],
+        "spiffe://acme.example/ns/payments/sa/payments-api"
+    );
+    let (st, _, _) = exchange(k8s("payments", "payments-api")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "issuer keys are cached"
+    );
+
+    // Everything outside the trust boundary is refused, and logged.
+    let stranger = SigningKey::generate().unwrap().0;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            external(
+                &ci_key,
+                ci_claims(&|c| c["iss"] = json!("https://ci.evil.example")),
+            ),
+            "not trusted",
+        ),
+        (
+            external(
+                &ci_key,
+                ci_claims(&|c| c["aud"] = json!("https://elsewhere")),
+            ),
+            "aud",
+        ),
+        (
+            external(
+                &ci_key,
+                ci_claims(&|c| c["sub"] = json!("repo:evil/fork:environment:prod")),
+            ),
+            "allowed subjects",
+        ),
+        (
+            external(&ci_key, ci_claims(&|c| c["exp"] = json!(now() - 120))),
+            "expired",
+        ),
+        (
+            external(&stranger, ci_claims(&|_| {})),
+            "unknown signing key",
+        ),
+        (
+            external(&ci_key, ci_claims(&|c| c["environment"] = json!("dev"))),
+            "not registered",
+        ),
+        (
+            external(
+                &ci_key,
+                ci_claims(&|c| c["pipeline"] = json!("../../admin")),
+            ),
+            "plain name",
+        ),
+        (k8s("kube-system", "admin"), "allowed subjects"),
+        (k8s("payments", "nobody"), "not registered"),
+    ];
+    for (token, want) in cases {
+        let (st, _, body) = exchange(token).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{want}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(want),
+            "{want}: {body}"
+        );
+    }
+    // A Steward token exchanged without client authentication is not a federation.
+    let (st, _, body) = exchange(body_token(&env).await).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.federated",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if events.as_array().is_some_and(|a| a.len() >= 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(
+        events[0]["principal"],
+        "spiffe://acme.example/ci/deploy/prod"
+    );
+    assert_eq!(events[0]["details"]["federation"]["issuer_id"], "ci-oidc");
+    assert_eq!(
+        events[0]["details"]["federation"]["external_sub"],
+        "repo:acme/deploy-pipelines:environment:prod"
+    );
+    assert!(!serde_json::to_string(events).unwrap().contains(&ci_token));
+}
+
+/// A Steward-signed token, minted through client credentials.
+async fn body_token(env: &Env) -> String {
+    let key = SigningKey::generate().unwrap().0;
+    register_client_in(env, &key).await;
+    let a = assertion(&env.base, &key, |_| {});
+    let (_, _, body) = post_form(
+        env,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", AUDIENCE),
+        ],
+    )
+    .await;
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Registers `CLIENT` without re-applying the repository.
+async fn register_client_in(env: &Env, key: &SigningKey) {
+    let jwk = key.public_key().jwk();
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            Some(&env.admin),
+            Some(json!({
+                "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
+                "environment": "prod", "kind": "service", "classification": "confidential",
+                "credentials": {"public_keys": [{"kid": "test-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+}
