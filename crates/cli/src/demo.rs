@@ -333,7 +333,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         12,
-        "Tokens: a workload gets a short-lived JWT-SVID with its key; a gateway delegates one hop",
+        "Tokens: a workload's own key, one delegated hop, a federated CI token",
     );
     crate::demo_tokens::tokens(&admin).await?;
     crate::demo_tokens::delegation(&admin, &files).await?;

@@ -141,11 +141,25 @@ fn assertion(id: &str, key: &SigningKey, endpoint: &str) -> Result<String> {
 
 /// Per-hop delegation: Globex's integration gets a token for the partner gateway, and the
 /// gateway exchanges it for one the orders service accepts — narrowed, one hop recorded.
+/// Then federation: a CI job's OIDC token becomes the deploy pipeline's Steward token.
 pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<()> {
     let endpoint = format!("{}/oauth2/token", admin.base());
     let (gateway_key, _) = SigningKey::generate()?;
     let (globex_key, _) = SigningKey::generate()?;
+    // The example pins the CI system's public key; the demo plays the CI system with a
+    // key of its own, pinned in its place.
+    let (ci_key, _) = SigningKey::generate()?;
     let mut files = files.to_vec();
+    let issuers = files
+        .iter_mut()
+        .find(|f| f.path == "issuers.yaml")
+        .context("the example repository has no issuers.yaml")?;
+    let ci = ci_key.public_key().jwk();
+    issuers.content = issuers
+        .content
+        .replace("tgQH0-HDszlmvy9VLCHmfIo-Bxo0mX5rWD30_yTI9rM", &ci.x)
+        .replace("ViC_OUiQabBZJSs6Qxzx_OCH1G0ZZug4NdxoeTNguu4", &ci.y)
+        .replace("kid: ci-signing-2024-09", &format!("kid: {}", ci_key.kid()));
     let f = files
         .iter_mut()
         .find(|f| f.path == "identities/partners.yaml")
@@ -237,6 +251,61 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     let (status, body) = exchange("payments.charge", ORDERS).await?;
     println!(
         "Asking to delegate payments.charge instead: {} {} ({}).",
+        status.as_u16(),
+        field(&body, "error"),
+        field(&body, "error_description")
+    );
+
+    let ci_token = |sub: &str| {
+        jws::encode(
+            &ci_key,
+            "JWT",
+            &json!({"iss": "https://ci.acme.example", "aud": "https://steward.acme.example", "sub": sub,
+                    "pipeline": "deploy", "environment": "prod", "iat": now(), "exp": now() + 300,
+                    "jti": uuid::Uuid::new_v4().to_string()}),
+        )
+    };
+    let federate = |token: String| async move {
+        admin
+            .post_form(
+                "/oauth2/token",
+                &[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("subject_token", token.as_str()),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                    (
+                        "audience",
+                        "spiffe://acme.example/ns/platform/sa/deploy-controller",
+                    ),
+                ],
+            )
+            .await
+    };
+    let (status, body) = federate(ci_token("repo:acme/deploy-pipelines:environment:prod")?).await?;
+    if !status.is_success() {
+        bail!("the CI token was refused: {body}");
+    }
+    let payload = field(&body, "access_token")
+        .split('.')
+        .nth(1)
+        .context("not a JWS")?
+        .to_owned();
+    let claims: Value = serde_json::from_slice(&base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )?)?;
+    println!(
+        "A CI job's OIDC token (repo:acme/deploy-pipelines, environment prod) was federated: sub {}, plane {}, {} s.",
+        field(&claims, "sub"),
+        field(&claims, "plane"),
+        body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
+    );
+    let (status, body) = federate(ci_token("repo:someone/fork:environment:prod")?).await?;
+    println!(
+        "The same from a fork: {} {} ({}).",
         status.as_u16(),
         field(&body, "error"),
         field(&body, "error_description")

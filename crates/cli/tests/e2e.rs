@@ -127,6 +127,8 @@ fn readme_quickstart_demo_runs_to_completion() {
         "the token signed by the old key still validates: true",
         "scope `partner.orders.submit`, act {\"sub\":\"spiffe://acme.example/ns/partners/sa/partner-gateway\"}",
         "Asking to delegate payments.charge instead: 400 invalid_scope",
+        "was federated: sub spiffe://acme.example/ci/deploy/prod, plane platform",
+        "The same from a fork: 400 invalid_request",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {
