@@ -36,6 +36,9 @@ pub(crate) struct FileDoc {
     /// Time-bound exceptions to exceptionable guardrails.
     #[serde(default)]
     pub exceptions: Vec<ExceptionDoc>,
+    /// Named workflows that may obtain just-in-time credentials.
+    #[serde(default)]
+    pub workflows: Vec<steward_model::Workflow>,
     /// Policy unit tests: a request and the decision it must get.
     #[serde(default)]
     pub policy_tests: Vec<PolicyTestDoc>,

@@ -90,6 +90,9 @@ pub struct PolicyBundle {
     pub policies: BTreeMap<String, PolicyFile>,
     pub context_attributes: BTreeMap<String, ContextAttribute>,
     pub exceptions: BTreeMap<String, PolicyException>,
+    /// Just-in-time workflows (absent from bundles published before they existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, steward_model::Workflow>,
 }
 
 impl PolicyBundle {
@@ -116,6 +119,9 @@ pub struct Desired {
     pub context_attributes: BTreeMap<String, ContextAttribute>,
     /// Exceptions, by id (expired ones stay: they are history, and inactive).
     pub exceptions: BTreeMap<String, PolicyException>,
+    /// Just-in-time workflows, by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, steward_model::Workflow>,
     /// Policy unit tests. Not part of the configuration: they change no decision, so they
     /// are left out of the digest and never stored.
     #[serde(skip)]
@@ -142,6 +148,7 @@ impl Desired {
             policies: self.policies.clone(),
             context_attributes: self.context_attributes.clone(),
             exceptions: self.exceptions.clone(),
+            workflows: self.workflows.clone(),
         }
     }
 
@@ -418,6 +425,31 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                 }
                 Err(_) => cx.err(line, format!("exception `{}`: `expires_at` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{}`", e.id, e.expires_at)),
             }
+        }
+        for w in doc.workflows {
+            if !remember(&mut cx, &mut desired, K::Workflow, "id", &w.id) {
+                continue;
+            }
+            let line = desired.locate(K::Workflow, &w.id).1;
+            if let Err(err) = validate_slug("workflow id", &w.id) {
+                cx.err(line, err.to_string());
+            }
+            if w.requesters.is_empty() || w.scope.is_empty() {
+                cx.err(
+                    line,
+                    format!(
+                        "workflow `{}`: `requesters` and `scope` must each list at least one entry",
+                        w.id
+                    ),
+                );
+            }
+            if w.max_ttl_secs == 0 {
+                cx.err(
+                    line,
+                    format!("workflow `{}`: `max_ttl_secs` must be at least 1", w.id),
+                );
+            }
+            desired.workflows.insert(w.id.clone(), w);
         }
         let mut names_seen: BTreeMap<String, usize> = BTreeMap::new();
         for t in doc.policy_tests {
@@ -708,6 +740,43 @@ fn check_references(
                 file: file.clone(),
                 line,
                 message: format!("exception `{}`: {p}", e.id),
+            });
+        }
+    }
+
+    for w in desired.workflows.values() {
+        let mut problems = Vec::new();
+        match effective.get(&w.plane) {
+            None => problems.push(format!("plane `{}` is not declared", w.plane)),
+            Some(settings) => {
+                if let Some(max) = settings.max_token_ttl_secs
+                    && w.max_ttl_secs > max
+                {
+                    problems.push(format!(
+                        "`max_ttl_secs` {} is longer than plane `{}` allows for any token ({max})",
+                        w.max_ttl_secs, w.plane
+                    ));
+                }
+            }
+        }
+        for r in &w.requesters {
+            if !r.is_in(trust_domain) {
+                problems.push(format!(
+                    "requester `{r}` is outside the trust domain `{trust_domain}`"
+                ));
+            }
+        }
+        for c in &w.scope {
+            if !desired.capabilities.contains_key(c) {
+                problems.push(format!("capability `{c}` is not in the catalog"));
+            }
+        }
+        let (file, line) = desired.locate(K::Workflow, &w.id);
+        for p in problems {
+            diags.push(Diagnostic {
+                file: file.clone(),
+                line,
+                message: format!("workflow `{}`: {p}", w.id),
             });
         }
     }

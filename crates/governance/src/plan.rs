@@ -26,6 +26,7 @@ pub enum ObjectKind {
     Policy,
     ContextAttribute,
     Exception,
+    Workflow,
     Identity,
 }
 
@@ -40,6 +41,7 @@ impl fmt::Display for ObjectKind {
             Self::Policy => "policy",
             Self::ContextAttribute => "request_context attribute",
             Self::Exception => "exception",
+            Self::Workflow => "workflow",
             Self::Identity => "identity",
         })
     }
@@ -147,6 +149,7 @@ pub struct State {
     pub policies: BTreeMap<String, PolicyFile>,
     pub context_attributes: BTreeMap<String, ContextAttribute>,
     pub exceptions: BTreeMap<String, PolicyException>,
+    pub workflows: BTreeMap<String, steward_model::Workflow>,
 }
 
 /// Computes the plan that turns `current` into `desired`, or the reasons it cannot.
@@ -210,6 +213,13 @@ pub fn plan(current: &State, desired: &Desired) -> Result<Plan, GovernanceError>
         ObjectKind::Exception,
         &current.exceptions,
         &desired.exceptions,
+        Op::Delete,
+    );
+    diff_map(
+        &mut plan,
+        ObjectKind::Workflow,
+        &current.workflows,
+        &desired.workflows,
         Op::Delete,
     );
 
@@ -459,6 +469,7 @@ mod tests {
             policies: d.policies.clone(),
             context_attributes: d.context_attributes.clone(),
             exceptions: d.exceptions.clone(),
+            workflows: d.workflows.clone(),
             identities: d
                 .identities
                 .values()

@@ -27,7 +27,7 @@ pub use issuer::TrustedIssuer;
 pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
 pub use plane::{Plane, effective_settings};
-pub use policy::{ContextAttribute, ContextType, PolicyException};
+pub use policy::{ContextAttribute, ContextType, PolicyException, Workflow};
 pub use role::{AdminRole, Role};
 pub use settings::{DEFAULT_MAX_EXCEPTION_DAYS, Loosening, Settings};
 pub use spiffe::{SpiffeId, TrustDomain};

@@ -77,3 +77,22 @@ impl fmt::Display for PolicyException {
         )
     }
 }
+
+/// A named workflow that may obtain just-in-time credentials (R8): who may ask, for which
+/// capabilities, for how long at most. Each credential is approved by policy at the moment
+/// it is asked for (the request carries `task_scope` = the workflow id), so a renewal works
+/// only while policy still allows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub id: String,
+    pub plane: crate::PlaneId,
+    #[serde(default)]
+    pub description: String,
+    /// Identities that may request credentials for this workflow.
+    pub requesters: Vec<SpiffeId>,
+    /// The capabilities a credential of this workflow is limited to.
+    pub scope: Vec<CapabilityId>,
+    /// Longest lifetime of one credential, in seconds.
+    pub max_ttl_secs: u64,
+}

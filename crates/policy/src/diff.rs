@@ -37,7 +37,7 @@ pub fn bundle_diff(old: &PolicyBundle, new: &PolicyBundle) -> String {
         out.push_str(&format!("=== {path} ({what})\n"));
         out.push_str(&lines_diff(a, b));
     }
-    // One line per exception and per attribute, so a change reads as one line.
+    // One line per exception, attribute and workflow, so a change reads as one line.
     let exceptions = |b: &PolicyBundle| -> String {
         b.exceptions
             .values()
@@ -61,9 +61,32 @@ pub fn bundle_diff(old: &PolicyBundle, new: &PolicyBundle) -> String {
             .map(|a| format!("{}: {}\n", a.name, a.kind))
             .collect()
     };
+    let workflows = |b: &PolicyBundle| -> String {
+        b.workflows
+            .values()
+            .map(|w| {
+                format!(
+                    "{}: {} may get {} for at most {} s\n",
+                    w.id,
+                    w.requesters
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    w.scope
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    w.max_ttl_secs
+                )
+            })
+            .collect()
+    };
     for (name, a, b) in [
         ("exceptions", exceptions(old), exceptions(new)),
         ("request_context", attributes(old), attributes(new)),
+        ("workflows", workflows(old), workflows(new)),
     ] {
         if a != b {
             out.push_str(&format!("=== {name} (changed)\n"));

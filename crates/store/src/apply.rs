@@ -141,7 +141,10 @@ impl Store {
                     insert_policy_file(&mut tx, p).await?;
                 }
                 // Kept in the policy bundle, written below.
-                (ObjectKind::ContextAttribute | ObjectKind::Exception, _) => {}
+                (
+                    ObjectKind::ContextAttribute | ObjectKind::Exception | ObjectKind::Workflow,
+                    _,
+                ) => {}
                 (ObjectKind::Identity, Op::Decommission) => {
                     sqlx::query("UPDATE identities SET state = 'decommissioned', updated_at = $1 WHERE spiffe_id = $2")
                         .bind(&now)

@@ -582,6 +582,7 @@ pub(crate) async fn load_state(conn: &mut sqlx::AnyConnection) -> Result<State, 
     if let Some((_, bundle)) = crate::policy::load_bundle(conn, None).await? {
         state.context_attributes = bundle.context_attributes;
         state.exceptions = bundle.exceptions;
+        state.workflows = bundle.workflows;
     }
     Ok(state)
 }

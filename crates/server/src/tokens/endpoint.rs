@@ -64,6 +64,12 @@ impl OAuthError {
     pub(super) fn invalid_target(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
     }
+    pub(super) fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
+    }
+    pub(super) fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
     pub(super) fn unsupported_grant_type(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
     }
@@ -122,6 +128,8 @@ struct Attempt {
     client_auth: Option<&'static str>,
     /// For a federated token: the issuer and the external subject.
     federation: Option<Value>,
+    /// For a just-in-time credential: the workflow.
+    jit: Option<super::jit::Jit>,
 }
 
 struct Issued {
@@ -266,6 +274,8 @@ async fn issue(
                 client,
                 &mut claims,
             )?);
+        } else if let Some(jit) = super::jit::approve(s, &form, &client_id, client, &mut claims)? {
+            attempt.jit = Some(jit);
         } else {
             claims.scope = scope(s, &client_id, &form)?;
         }
@@ -697,6 +707,24 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         d.insert("federation".into(), fed.clone());
         d.insert("model_tier".into(), json!(issued.claims.model_tier));
         d.insert("task_scope".into(), json!(issued.claims.task_scope));
+    }
+    if let Some(jit) = &attempt.jit {
+        e.decision.policies = jit.approved_by.clone();
+        e.decision.reasons = vec![format!(
+            "just-in-time credential for workflow `{}` ({}), approved by policy",
+            jit.workflow,
+            if jit.renewal {
+                "renewal"
+            } else {
+                "first issue"
+            }
+        )];
+        if let Some(d) = e.details.as_object_mut() {
+            d.insert(
+                "jit".into(),
+                json!({"workflow": jit.workflow, "renewal": jit.renewal}),
+            );
+        }
     }
     if let Some(hop) = &attempt.hop {
         // The event is about the subject; the chain names who acted, current actor first.

@@ -9,6 +9,7 @@ mod discovery;
 mod endpoint;
 mod exchange;
 mod federation;
+mod jit;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -119,6 +120,8 @@ pub struct Directory {
     issuers: HashMap<String, Vec<Arc<federation::Issuer>>>,
     /// Each plane's inherited `max_token_ttl_secs`.
     plane_max_ttl: HashMap<String, Option<u64>>,
+    /// Just-in-time workflows by id.
+    workflows: HashMap<String, steward_model::Workflow>,
 }
 
 impl Directory {
@@ -177,6 +180,11 @@ impl Directory {
             clients,
             issuers: federation::issuers(state),
             plane_max_ttl,
+            workflows: state
+                .workflows
+                .iter()
+                .map(|(id, w)| (id.clone(), w.clone()))
+                .collect(),
         }
     }
 
@@ -187,6 +195,10 @@ impl Directory {
     /// The trusted issuers whose `iss` is exactly `iss`.
     pub fn issuers_for(&self, iss: &str) -> Option<&[Arc<federation::Issuer>]> {
         self.issuers.get(iss).map(Vec::as_slice)
+    }
+
+    pub fn workflow(&self, id: &str) -> Option<&steward_model::Workflow> {
+        self.workflows.get(id)
     }
 
     /// A plane's inherited `max_token_ttl_secs`.
@@ -203,6 +215,8 @@ pub struct TokenService {
     directory: RwLock<Arc<Directory>>,
     replay: ReplayCache,
     jwks: federation::JwksCache,
+    /// (client, workflow) pairs that got a JIT credential since start: a new one renews.
+    jit_issued: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl TokenService {
@@ -218,6 +232,7 @@ impl TokenService {
             ring: RwLock::new(Arc::new(ring)),
             directory: RwLock::new(Arc::new(Directory::default())),
             jwks: federation::JwksCache::new(),
+            jit_issued: Default::default(),
         })
     }
 
@@ -256,6 +271,14 @@ impl TokenService {
         let old = store.rotate_signing_key(&row, &until, actor).await?;
         self.refresh(store).await?;
         Ok((row.kid, old, until))
+    }
+
+    /// Records a JIT credential for `client` in `workflow`; whether it renews an earlier one.
+    pub fn note_jit(&self, client: &str, workflow: &str) -> bool {
+        self.jit_issued
+            .lock()
+            .map(|mut seen| !seen.insert((client.to_owned(), workflow.to_owned())))
+            .unwrap_or(false)
     }
 
     /// Keys fetched from trusted issuers' `jwks_uri`.

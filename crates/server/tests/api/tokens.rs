@@ -496,14 +496,13 @@ const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// The example repository with keys registered for the partner gateway and Globex.
 async fn apply_with_keys(env: &Env, keys: &[(&str, &SigningKey)]) {
     let mut files = read_dir(&example_repo()).unwrap();
-    let f = files
-        .iter_mut()
-        .find(|f| f.path == "identities/partners.yaml")
-        .unwrap();
     for (id, key) in keys {
         let jwk = key.public_key().jwk();
         let line = format!("  - spiffe_id: {id}\n");
-        assert!(f.content.contains(&line));
+        let f = files
+            .iter_mut()
+            .find(|f| f.content.contains(&line))
+            .unwrap();
         f.content = f.content.replace(
             &line,
             &format!(
@@ -1276,4 +1275,138 @@ async fn register_client_in(env: &Env, key: &SigningKey) {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
+}
+
+const PAYMENTS_API: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
+const WORKFLOW: &str = "refund-backlog-inc-4711";
+
+pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    apply_with_keys(&env, &[(PAYMENTS_API, &key)]).await;
+    let request = |extra: Vec<(&'static str, &'static str)>| {
+        let (env, key) = (&env, &key);
+        async move {
+            let a = client_assertion(&env.base, PAYMENTS_API, key);
+            let mut form = vec![
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", a.as_str()),
+                ("audience", AUDIENCE),
+            ];
+            form.extend(extra);
+            post_form(env, &form).await
+        }
+    };
+    let (st, _, body) = request(vec![("workflow", WORKFLOW), ("expires_in", "3600")]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["expires_in"], 300,
+        "the workflow's max_ttl_secs caps it"
+    );
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["workflow"], WORKFLOW);
+    assert_eq!(claims["task_scope"], WORKFLOW);
+    assert_eq!(claims["scope"], "payments.refund");
+    // Renewal: asking again while policy allows.
+    let (st, _, body) = request(vec![("workflow", WORKFLOW)]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    for (extra, status, error) in [
+        (
+            vec![("workflow", "no-such-workflow")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("workflow", WORKFLOW),
+                ("scope", "payments.refund payments.charge"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+    ] {
+        let (st, _, body) = request(extra).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (status, Some(error)),
+            "{body}"
+        );
+    }
+    // Not a requester.
+    let other = SigningKey::generate().unwrap().0;
+    register_client_in(&env, &other).await;
+    let a = assertion(&env.base, &other, |_| {});
+    let (st, _, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", AUDIENCE),
+            ("workflow", WORKFLOW),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unauthorized_client")),
+        "{body}"
+    );
+
+    // Once the identity is suspended, the renewal is refused.
+    let (st, body) = env
+        .call(
+            Method::POST,
+            &format!(
+                "/admin/v1/identities/{}/lifecycle",
+                PAYMENTS_API.replace(':', "%3A").replace('/', "%2F")
+            ),
+            Some(&env.admin),
+            Some(json!({"state": "suspended", "reason": "INC-4711 closed"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _, body) = request(vec![("workflow", WORKFLOW)]).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Every step is evidence: two issues (the second a renewal) and the refusals.
+    let mut issued = Value::Null;
+    for _ in 0..100 {
+        issued = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.issued",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if issued.as_array().is_some_and(|a| a.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let issued = issued.as_array().unwrap();
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    assert_eq!(
+        issued[0]["details"]["jit"],
+        json!({"workflow": WORKFLOW, "renewal": false})
+    );
+    assert_eq!(
+        issued[1]["details"]["jit"],
+        json!({"workflow": WORKFLOW, "renewal": true})
+    );
+    assert!(
+        issued[0]["decision"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("approved by policy")
+    );
+    assert!(
+        !issued[0]["decision"]["policies"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
