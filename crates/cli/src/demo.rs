@@ -333,7 +333,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         12,
-        "Tokens: a workload's own key, one delegated hop, a federated CI token",
+        "Tokens: a workload's own key, one delegated hop, a federated CI token, a JIT credential",
     );
     crate::demo_tokens::tokens(&admin).await?;
     crate::demo_tokens::delegation(&admin, &files).await?;

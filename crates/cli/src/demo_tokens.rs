@@ -22,7 +22,8 @@ fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("?")
 }
 
-async fn validator(admin: &Client, issuer: &str) -> Result<Validator> {
+/// A validator for the server's published keys, allowing `skew` seconds of clock skew.
+async fn validator(admin: &Client, issuer: &str, skew: i64) -> Result<Validator> {
     let jwks: Value = admin.get("/oauth2/jwks").await?;
     let keys = jwks
         .get("keys")
@@ -31,7 +32,7 @@ async fn validator(admin: &Client, issuer: &str) -> Result<Validator> {
         .iter()
         .map(|k| Ok(serde_json::from_value::<Jwk>(k.clone())?.to_public_key()?))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Validator::new(issuer, keys, 30))
+    Ok(Validator::new(issuer, keys, skew))
 }
 
 pub(crate) async fn tokens(admin: &Client) -> Result<()> {
@@ -83,7 +84,7 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
         body.get("expires_in").and_then(Value::as_i64).unwrap_or(0),
         field(&body, "scope")
     );
-    let v = validator(admin, &issuer).await?;
+    let v = validator(admin, &issuer, 30).await?;
     let expect = Expectations {
         audience: LEDGER,
         environment: Some("prod"),
@@ -116,7 +117,7 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
     );
 
     let rotated: Value = admin.post("/admin/v1/keys/rotate", &json!({})).await?;
-    let v = validator(admin, &issuer).await?;
+    let v = validator(admin, &issuer, 30).await?;
     println!(
         "Signing key rotated to {}…; the token signed by the old key still validates: {} (until {}).",
         field(&rotated, "kid").get(..12).unwrap_or(""),
@@ -129,6 +130,8 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
 const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";
 const GLOBEX: &str = "spiffe://acme.example/partners/globex/prod/orders-integration";
 const ORDERS: &str = "spiffe://acme.example/ns/orders/sa/orders-api";
+const PAYMENTS_API: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
+const WORKFLOW: &str = "refund-backlog-inc-4711";
 
 fn assertion(id: &str, key: &SigningKey, endpoint: &str) -> Result<String> {
     Ok(jws::encode(
@@ -149,6 +152,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     // The example pins the CI system's public key; the demo plays the CI system with a
     // key of its own, pinned in its place.
     let (ci_key, _) = SigningKey::generate()?;
+    let (api_key, _) = SigningKey::generate()?;
     let mut files = files.to_vec();
     let issuers = files
         .iter_mut()
@@ -160,13 +164,17 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
         .replace("tgQH0-HDszlmvy9VLCHmfIo-Bxo0mX5rWD30_yTI9rM", &ci.x)
         .replace("ViC_OUiQabBZJSs6Qxzx_OCH1G0ZZug4NdxoeTNguu4", &ci.y)
         .replace("kid: ci-signing-2024-09", &format!("kid: {}", ci_key.kid()));
-    let f = files
-        .iter_mut()
-        .find(|f| f.path == "identities/partners.yaml")
-        .context("the example repository has no identities/partners.yaml")?;
-    for (id, key) in [(GATEWAY, &gateway_key), (GLOBEX, &globex_key)] {
+    for (id, key) in [
+        (GATEWAY, &gateway_key),
+        (GLOBEX, &globex_key),
+        (PAYMENTS_API, &api_key),
+    ] {
         let jwk = key.public_key().jwk();
         let line = format!("  - spiffe_id: {id}\n");
+        let f = files
+            .iter_mut()
+            .find(|f| f.content.contains(&line))
+            .with_context(|| format!("the example repository does not declare {id}"))?;
         f.content = f.content.replace(
             &line,
             &format!(
@@ -185,7 +193,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
         )
         .await?;
     println!(
-        "Keys registered in the repository for the partner gateway and Globex (configuration version {}).",
+        "Keys registered in the repository for the partner gateway, Globex and the payments API (configuration version {}).",
         applied.version
     );
     let a = assertion(GLOBEX, &globex_key, &endpoint)?;
@@ -309,6 +317,58 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
         status.as_u16(),
         field(&body, "error"),
         field(&body, "error_description")
+    );
+    jit(admin, &api_key, &endpoint).await
+}
+
+/// A just-in-time credential for a named workflow: approved by policy, short, expiring
+/// on its own, renewed by asking again.
+async fn jit(admin: &Client, key: &SigningKey, endpoint: &str) -> Result<()> {
+    let request = |expires_in: &'static str| async move {
+        let a = assertion(PAYMENTS_API, key, endpoint)?;
+        admin
+            .post_form(
+                "/oauth2/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &a),
+                    ("audience", LEDGER),
+                    ("workflow", WORKFLOW),
+                    ("expires_in", expires_in),
+                ],
+            )
+            .await
+    };
+    let (status, body) = request("2").await?;
+    if !status.is_success() {
+        bail!("the JIT request was refused: {body}");
+    }
+    let token = field(&body, "access_token").to_owned();
+    println!(
+        "JIT credential for workflow {WORKFLOW}: scope `{}`, {} s, approved by policy.",
+        field(&body, "scope"),
+        body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
+    );
+    let meta: Value = admin.get("/.well-known/openid-configuration").await?;
+    // No clock skew here: this demo and the server share a clock.
+    let v = validator(admin, field(&meta, "issuer"), 0).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let expect = Expectations {
+        audience: LEDGER,
+        environment: Some("prod"),
+        now: now(),
+        proof: Proof::None,
+    };
+    match v.validate(&token, &expect) {
+        Err(e) => println!("Two seconds later it has expired on its own: {e}."),
+        Ok(_) => bail!("the JIT credential did not expire"),
+    }
+    let (status, body) = request("300").await?;
+    println!(
+        "Asking again renews it while policy still allows: {} ({} s).",
+        status.as_u16(),
+        body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
     );
     Ok(())
 }

@@ -129,6 +129,9 @@ fn readme_quickstart_demo_runs_to_completion() {
         "Asking to delegate payments.charge instead: 400 invalid_scope",
         "was federated: sub spiffe://acme.example/ci/deploy/prod, plane platform",
         "The same from a fork: 400 invalid_request",
+        "JIT credential for workflow refund-backlog-inc-4711: scope `payments.refund`, 2 s",
+        "Two seconds later it has expired on its own",
+        "Asking again renews it while policy still allows: 200",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {
