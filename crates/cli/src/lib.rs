@@ -131,6 +131,7 @@ pub enum Command {
 
 /// Runs the CLI and turns errors into a message and exit code 1 (2 for usage errors).
 pub fn main() -> ExitCode {
+    steward_server::tls::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -82,12 +82,22 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let state = AppState::new(store.clone(), &config)
         .await
         .context("the token service cannot start")?;
+    let tls = match &config.tls {
+        Some(t) => Some(steward_server::tls::server_config(t).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     eprintln!(
-        "Steward control plane listening on http://{addr} ({store_desc}, trust domain {})",
+        "Steward control plane listening on {}://{addr} ({store_desc}, trust domain {})",
+        if tls.is_some() { "https" } else { "http" },
         config.trust_domain
     );
     tracing::info!(%addr, store = %store_desc, issuer = %config.tokens.issuer, "control plane started");
-    steward_server::serve(listener, state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            steward_server::tls::serve_tls(listener, state, tls, shutdown_signal()).await?
+        }
+        None => steward_server::serve(listener, state, shutdown_signal()).await?,
+    }
     store.close().await;
     eprintln!("Steward control plane stopped.");
     Ok(ExitCode::SUCCESS)

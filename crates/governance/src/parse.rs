@@ -902,6 +902,16 @@ pub fn credential_problems(c: &steward_model::Credentials) -> Vec<String> {
             out.push(format!("public key `{}`: {e}", k.kid));
         }
     }
+    for t in &c.tls_certificates {
+        let ok = t.len() == 43
+            && t.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !ok {
+            out.push(format!(
+                "TLS certificate `{t}` is not a SHA-256 thumbprint (43 base64url characters, as `openssl x509 -outform der | openssl dgst -sha256 -binary | basenc --base64url` prints without `=`)"
+            ));
+        }
+    }
     if c.token_ttl_secs == Some(0) {
         out.push("`credentials.token_ttl_secs` must be at least 1".into());
     }

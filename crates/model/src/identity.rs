@@ -207,11 +207,17 @@ pub struct Credentials {
     /// `max_token_ttl_secs` still caps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl_secs: Option<u64>,
+    /// SHA-256 thumbprints (base64url, RFC 8705 `x5t#S256`) of client certificates that
+    /// authenticate this identity over mutual TLS (`self_signed_tls_client_auth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_certificates: Vec<String>,
 }
 
 impl Credentials {
     pub fn is_empty(&self) -> bool {
-        self.public_keys.is_empty() && self.token_ttl_secs.is_none()
+        self.public_keys.is_empty()
+            && self.token_ttl_secs.is_none()
+            && self.tls_certificates.is_empty()
     }
 }
 

@@ -44,6 +44,16 @@ pub struct FileConfig {
     pub evidence: EvidenceFile,
     #[serde(default)]
     pub tokens: TokensFile,
+    /// Serve HTTPS (and accept client certificates, RFC 8705) instead of plain HTTP.
+    pub tls: Option<TlsFile>,
+}
+
+/// `[tls]`: the server's certificate and key, PEM.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The token service (R3, R4).
@@ -77,7 +87,12 @@ impl TokenConfig {
     /// Points the default issuer at the address actually bound (port 0 picks one).
     pub fn listening_on(&mut self, addr: SocketAddr) {
         if !self.issuer_configured {
-            self.issuer = format!("http://{addr}");
+            let scheme = if self.issuer.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            self.issuer = format!("{scheme}://{addr}");
         }
     }
 }
@@ -265,6 +280,7 @@ pub struct ServerConfig {
     pub ingest_max_skew: std::time::Duration,
     pub evidence_retention: Option<std::time::Duration>,
     pub tokens: TokenConfig,
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
@@ -359,10 +375,18 @@ impl FileConfig {
             .data_dir
             .or(self.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let tokens = self.tokens.resolve(listen, &data_dir)?;
+        let tls = self.tls.map(|t| crate::tls::TlsConfig {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+        });
+        let mut tokens = self.tokens.resolve(listen, &data_dir)?;
+        if tls.is_some() && !tokens.issuer_configured {
+            tokens.issuer = format!("https://{listen}");
+        }
         Ok(ServerConfig {
             listen,
             tokens,
+            tls,
             data_dir,
             database_url,
             trust_domain,

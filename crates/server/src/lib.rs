@@ -14,6 +14,7 @@ mod extract;
 pub mod policy;
 pub mod replay;
 mod routes;
+pub mod tls;
 pub mod tokens;
 
 use std::future::Future;

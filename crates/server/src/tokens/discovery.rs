@@ -21,7 +21,8 @@ fn metadata(s: &AppState) -> Value {
         "jwks_uri": format!("{iss}/oauth2/jwks"),
         "token_endpoint": s.tokens.token_endpoint(),
         "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "self_signed_tls_client_auth", "client_secret_basic", "client_secret_post"],
+        "tls_client_certificate_bound_access_tokens": true,
         "token_endpoint_auth_signing_alg_values_supported": [steward_token::ALG],
         "dpop_signing_alg_values_supported": [steward_token::ALG],
         // Required by OpenID discovery; Steward has no end users or authorization

@@ -142,12 +142,16 @@ struct Issued {
 /// The token endpoint.
 pub async fn token(
     State(s): State<AppState>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let mut attempt = Attempt::default();
     let result = match &body {
-        Ok(body) => issue(&s, &headers, body, &mut attempt).await,
+        Ok(body) => {
+            let peer = peer.as_ref().map(|p| p.0.0.as_str());
+            issue(&s, &headers, peer, body, &mut attempt).await
+        }
         Err(_) => Err(OAuthError::invalid_request(format!(
             "the request body is unreadable or larger than {} bytes",
             super::MAX_TOKEN_REQUEST_BYTES
@@ -193,6 +197,7 @@ pub async fn token(
 async fn issue(
     s: &AppState,
     headers: &HeaderMap,
+    peer: Option<&str>,
     body: &[u8],
     attempt: &mut Attempt,
 ) -> Result<Issued, OAuthError> {
@@ -243,7 +248,7 @@ async fn issue(
         claims.scope = scope(s, &fed.id, &form)?;
         claims
     } else {
-        let client_id = authenticate(tokens, headers, &form, attempt)?;
+        let client_id = authenticate(tokens, headers, peer, &form, attempt)?;
         let directory = tokens.directory();
         let client = directory
             .client(&client_id)
@@ -291,6 +296,12 @@ async fn issue(
         claims.cnf = Some(Confirmation {
             jkt: Some(jkt),
             x5t_s256: None,
+        });
+    } else if let Some(cert) = peer {
+        // RFC 8705 §3: a token asked for over mutual TLS is bound to that certificate.
+        claims.cnf = Some(Confirmation {
+            jkt: None,
+            x5t_s256: Some(cert.to_owned()),
         });
     }
     let ring = tokens
@@ -401,6 +412,7 @@ fn dpop_binding(
 fn authenticate(
     tokens: &TokenService,
     headers: &HeaderMap,
+    peer: Option<&str>,
     form: &BTreeMap<String, String>,
     attempt: &mut Attempt,
 ) -> Result<String, OAuthError> {
@@ -428,6 +440,11 @@ fn authenticate(
             .get("client_id")
             .ok_or_else(|| OAuthError::invalid_request("`client_secret` needs `client_id`"))?;
         return secret_auth(tokens, id, secret, "client_secret_post", attempt);
+    }
+    if methods == 0
+        && let (Some(cert), Some(id)) = (peer, form.get("client_id"))
+    {
+        return certificate_auth(tokens, id, cert, attempt);
     }
     attempt.client_auth = Some("private_key_jwt");
     let assertion = match (
@@ -527,6 +544,30 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
             .unwrap_or_default()
     };
     Ok(Some((unescape(id), unescape(secret))))
+}
+
+/// Mutual TLS (RFC 8705 §2.2, `self_signed_tls_client_auth`): the connection's client
+/// certificate must be one the identity pinned. Returns its SPIFFE ID.
+fn certificate_auth(
+    tokens: &TokenService,
+    id: &str,
+    cert: &str,
+    attempt: &mut Attempt,
+) -> Result<String, OAuthError> {
+    attempt.claimed = Some(clip(id));
+    attempt.client_auth = Some("self_signed_tls_client_auth");
+    let directory = tokens.directory();
+    let pinned = directory
+        .client(id)
+        .is_some_and(|c| c.tls_certificates.iter().any(|t| t == cert));
+    if !pinned {
+        return Err(OAuthError::invalid_client(format!(
+            "the client certificate of this connection is not one `{}` registered",
+            clip(id)
+        )));
+    }
+    attempt.principal = Some(id.to_owned());
+    Ok(id.to_owned())
 }
 
 /// Checks a legacy-key identity's static client secret; returns its SPIFFE ID.
@@ -689,7 +730,7 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         "expires_at": rfc3339(issued.claims.exp),
         "ttl_secs": issued.ttl,
         "signing_kid": issued.kid,
-        "binding": issued.claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).map(|jkt| json!({"dpop_jkt": jkt})),
+        "binding": issued.claims.cnf.as_ref().map(|c| json!({"dpop_jkt": c.jkt, "x5t#S256": c.x5t_s256})),
     });
     if attempt
         .client_auth

@@ -110,6 +110,8 @@ pub struct Client {
     pub secret: Option<ClientSecret>,
     /// Its plane's inherited `max_credential_age_days`.
     pub max_credential_age_days: Option<u64>,
+    /// Thumbprints of client certificates that authenticate it (mutual TLS).
+    pub tls_certificates: Vec<String>,
 }
 
 /// Clients by SPIFFE ID, rebuilt with the policy engine after every registry change.
@@ -137,7 +139,10 @@ impl Directory {
                 hash: s.secret_hash.clone(),
                 created: parse_time(&s.created_at).unwrap_or(0),
             });
-            if i.credentials.public_keys.is_empty() && secret.is_none() {
+            if i.credentials.public_keys.is_empty()
+                && secret.is_none()
+                && i.credentials.tls_certificates.is_empty()
+            {
                 continue;
             }
             let keys = i
@@ -165,6 +170,7 @@ impl Directory {
                     plane_max_ttl: settings.max_token_ttl_secs,
                     secret,
                     max_credential_age_days: settings.max_credential_age_days,
+                    tls_certificates: i.credentials.tls_certificates.clone(),
                 },
             );
         }

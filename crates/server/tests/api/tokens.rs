@@ -1410,3 +1410,185 @@ pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
             .is_empty()
     );
 }
+
+/// Mutual TLS (RFC 8705): a client certificate pinned by an identity authenticates it at
+/// the token endpoint, and the token is bound to that certificate.
+#[tokio::test]
+async fn mutual_tls_authenticates_and_binds_tokens() {
+    steward_server::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&server_key)
+        .unwrap();
+    std::fs::write(dir.path().join("server.pem"), server_cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("server-key.pem"),
+        server_key.serialize_pem(),
+    )
+    .unwrap();
+    let client = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![format!("{name}.acme.example")])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let thumb = steward_server::tls::thumbprint(cert.der());
+        let identity = reqwest::Identity::from_pem(
+            format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
+        )
+        .unwrap();
+        (thumb, identity)
+    };
+    let (thumb, identity) = client("ledger-writer");
+    let (_, stranger) = client("stranger");
+
+    let mut file = FileConfig::parse(
+        "test",
+        &format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server-key.pem").display()
+        ),
+    )
+    .unwrap();
+    file.trust_domain = Some("acme.example".into());
+    let mut config = file
+        .resolve(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().join("data")),
+            database_url: None,
+            trust_domain: None,
+        })
+        .unwrap();
+    let store = steward_server::open_store(&config).await.unwrap();
+    let admin = bootstrap(&store).await.unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    config.tokens.listening_on(addr);
+    assert!(config.tokens.issuer.starts_with("https://"));
+    let state = AppState::new(store, &config).await.unwrap();
+    let tls = steward_server::tls::server_config(config.tls.as_ref().unwrap()).unwrap();
+    tokio::spawn(steward_server::tls::serve_tls(
+        listener,
+        state,
+        tls,
+        std::future::pending(),
+    ));
+    let base = format!("https://{addr}");
+    let https = |id: Option<reqwest::Identity>| {
+        let mut b = reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(server_cert.pem().as_bytes()).unwrap(),
+        );
+        if let Some(id) = id {
+            b = b.identity(id);
+        }
+        b.build().unwrap()
+    };
+    let with_cert = https(Some(identity));
+
+    // An owner, then an identity pinning the certificate, over HTTPS.
+    let files = vec![steward_governance::SourceFile {
+        path: "base.yaml".into(),
+        content: "owners:\n  - id: o\n    name: O\n    email: o@acme.example\n".into(),
+    }];
+    let r = with_cert
+        .post(format!("{base}/admin/v1/config/apply"))
+        .bearer_auth(&admin)
+        .json(&json!({ "files": files }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = with_cert
+        .post(format!("{base}/admin/v1/identities"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "spiffe_id": "spiffe://acme.example/ns/ledger/sa/writer", "plane": "root", "owner": "o",
+            "environment": "prod", "kind": "service", "credentials": {"tls_certificates": [thumb]},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let form = "grant_type=client_credentials&client_id=spiffe%3A%2F%2Facme.example%2Fns%2Fledger%2Fsa%2Fwriter&audience=spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Fledger";
+    let ask = |client: &reqwest::Client| {
+        client
+            .post(format!("{base}/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let resp = ask(&with_cert).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let claims = claims_of(token);
+    assert_eq!(claims["sub"], "spiffe://acme.example/ns/ledger/sa/writer");
+    assert_eq!(claims["cnf"]["x5t#S256"], thumb.as_str());
+    assert!(claims["iss"].as_str().unwrap().starts_with("https://"));
+
+    // The shared validator wants the same certificate on the presenting connection.
+    let jwks: Value = with_cert
+        .get(format!("{base}/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap().iter().map(|k| {
+        serde_json::from_value::<Jwk>(k.clone())
+            .unwrap()
+            .to_public_key()
+            .unwrap()
+    });
+    let v = Validator::new(base.clone(), keys, 30);
+    let e = Expectations {
+        audience: AUDIENCE,
+        environment: Some("prod"),
+        now: now(),
+        proof: Proof::None,
+    };
+    assert!(
+        v.validate(token, &e)
+            .unwrap_err()
+            .to_string()
+            .contains("mutual TLS")
+    );
+    assert!(
+        v.validate(
+            token,
+            &Expectations {
+                proof: Proof::ClientCert(&thumb),
+                ..e
+            }
+        )
+        .is_ok()
+    );
+    assert!(
+        v.validate(
+            token,
+            &Expectations {
+                proof: Proof::ClientCert("other"),
+                ..e
+            }
+        )
+        .is_err()
+    );
+
+    // No certificate, or one the identity did not pin: refused.
+    let resp = ask(&https(None)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = ask(&https(Some(stranger))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not one"),
+        "{body}"
+    );
+}
