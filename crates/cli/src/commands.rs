@@ -356,6 +356,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Keys(cmd) => crate::keys_cmd::run(cmd).await,
+        Command::Jit(cmd) => crate::jit_cmd::run(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
     }
 }

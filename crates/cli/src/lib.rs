@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod demo_policy;
 mod demo_tokens;
+mod jit_cmd;
 mod keys_cmd;
 pub mod output;
 mod policy_cmd;
@@ -121,6 +122,9 @@ pub enum Command {
     /// Policy: run the repository's policy tests; list, show, diff and roll back versions.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Just-in-time credentials: approve a requester for a workflow that lists approvers.
+    #[command(subcommand)]
+    Jit(jit_cmd::JitCommand),
     /// Token signing keys: list them, rotate them.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),

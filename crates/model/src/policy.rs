@@ -95,4 +95,8 @@ pub struct Workflow {
     pub scope: Vec<CapabilityId>,
     /// Longest lifetime of one credential, in seconds.
     pub max_ttl_secs: u64,
+    /// Admin credential names whose approval each credential needs. Empty: policy
+    /// approves (see above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }

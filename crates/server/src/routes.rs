@@ -55,6 +55,10 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .route("/oauth2/jwks", get(crate::tokens::jwks))
         .route("/admin/v1/keys", get(crate::tokens::keys_list))
         .route("/admin/v1/keys/rotate", post(crate::tokens::keys_rotate))
+        .route(
+            "/admin/v1/workflows/{id}/approvals",
+            post(crate::tokens::approve_jit),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/admin/v1/whoami", get(whoami))
         .route("/admin/v1/status", get(status))

@@ -152,8 +152,9 @@ macro_rules! both_backends {
 mod tokens;
 use tokens::{
     dpop_binds_tokens_to_the_client_key, federation_maps_trusted_tokens_onto_identities,
-    jit_credentials_follow_the_workflow_and_policy, legacy_client_secrets_are_flagged,
-    token_exchange_delegates_one_hop_at_a_time, token_service_issues_refuses_and_rotates,
+    jit_approvals_by_listed_approvers, jit_credentials_follow_the_workflow_and_policy,
+    legacy_client_secrets_are_flagged, token_exchange_delegates_one_hop_at_a_time,
+    token_service_issues_refuses_and_rotates,
 };
 
 both_backends!(
@@ -163,6 +164,7 @@ both_backends!(
     legacy_client_secrets_are_flagged,
     federation_maps_trusted_tokens_onto_identities,
     jit_credentials_follow_the_workflow_and_policy,
+    jit_approvals_by_listed_approvers,
     every_admin_route_needs_a_credential,
     bad_input_gets_json_errors,
     invalid_repository_is_refused_with_locations,

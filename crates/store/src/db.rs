@@ -112,6 +112,11 @@ impl Store {
                     "client_secrets",
                     include_str!("../migrations/sqlite/0005_client_secrets.sql"),
                 ),
+                (
+                    6,
+                    "jit_approvals",
+                    include_str!("../migrations/sqlite/0006_jit_approvals.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -138,6 +143,11 @@ impl Store {
                     5,
                     "client_secrets",
                     include_str!("../migrations/postgres/0005_client_secrets.sql"),
+                ),
+                (
+                    6,
+                    "jit_approvals",
+                    include_str!("../migrations/postgres/0006_jit_approvals.sql"),
                 ),
             ],
         };

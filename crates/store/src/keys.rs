@@ -226,3 +226,71 @@ impl Store {
         Ok(gone)
     }
 }
+
+/// A listed approver's approval of a just-in-time credential.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JitApproval {
+    pub id: String,
+    pub workflow: String,
+    pub requester: String,
+    /// The approving admin credential, as `name (id)`.
+    pub approved_by: String,
+    pub approved_at: String,
+    pub expires_at: String,
+    pub note: String,
+}
+
+impl Store {
+    /// Records an approval, with an admin change log entry (and its evidence event).
+    pub async fn approve_jit(&self, a: &JitApproval, actor: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO jit_approvals (id, workflow, requester, approved_by, approved_at, expires_at, note) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&a.id)
+            .bind(&a.workflow)
+            .bind(&a.requester)
+            .bind(&a.approved_by)
+            .bind(&a.approved_at)
+            .bind(&a.expires_at)
+            .bind(&a.note)
+            .execute(&mut *tx)
+            .await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            actor,
+            "workflow.approve",
+            &a.workflow,
+            None,
+            serde_json::to_string(a).ok(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The approvals of `requester` for `workflow`, newest first.
+    pub async fn jit_approvals(
+        &self,
+        workflow: &str,
+        requester: &str,
+    ) -> Result<Vec<JitApproval>, StoreError> {
+        let rows = sqlx::query("SELECT id, workflow, requester, approved_by, approved_at, expires_at, note FROM jit_approvals WHERE workflow = $1 AND requester = $2 ORDER BY approved_at DESC")
+            .bind(workflow)
+            .bind(requester)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JitApproval {
+                    id: r.try_get("id")?,
+                    workflow: r.try_get("workflow")?,
+                    requester: r.try_get("requester")?,
+                    approved_by: r.try_get("approved_by")?,
+                    approved_at: r.try_get("approved_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -24,7 +24,7 @@ pub use apply::Applied;
 pub use db::{Backend, SQLITE_FILE, Store, redact_url};
 pub use error::StoreError;
 pub use evidence::{EvidenceFilter, StoredEvent};
-pub use keys::{ClientSecretRow, SigningKeyRow};
+pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 

@@ -279,7 +279,9 @@ async fn issue(
                 client,
                 &mut claims,
             )?);
-        } else if let Some(jit) = super::jit::approve(s, &form, &client_id, client, &mut claims)? {
+        } else if let Some(jit) =
+            super::jit::approve(s, &form, &client_id, client, &mut claims).await?
+        {
             attempt.jit = Some(jit);
         } else {
             claims.scope = scope(s, &client_id, &form)?;
@@ -752,13 +754,14 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
     if let Some(jit) = &attempt.jit {
         e.decision.policies = jit.approved_by.clone();
         e.decision.reasons = vec![format!(
-            "just-in-time credential for workflow `{}` ({}), approved by policy",
+            "just-in-time credential for workflow `{}` ({}), approved by {}",
             jit.workflow,
             if jit.renewal {
                 "renewal"
             } else {
                 "first issue"
-            }
+            },
+            jit.approval.as_deref().unwrap_or("policy")
         )];
         if let Some(d) = e.details.as_object_mut() {
             d.insert(

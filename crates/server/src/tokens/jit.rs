@@ -1,9 +1,10 @@
 //! Just-in-time credentials (R8): `client_credentials` with `workflow=<id>` names a
 //! workflow declared in the governance repository. The client must be one of its
-//! requesters; policy must approve, now, some action on every capability of the scope
-//! with `task_scope` = the workflow id in the request context; the credential is limited
-//! to the workflow's scope and `max_ttl_secs`. Asking again renews it — only while all of
-//! that still holds. Every step is an evidence event.
+//! requesters; the credential must be approved — by policy (some action allowed, now, on
+//! every capability of the scope with `task_scope` = the workflow id in the request
+//! context), or, when the workflow lists approvers, by an unexpired approval one of them
+//! recorded; it is limited to the workflow's scope and `max_ttl_secs`. Asking again renews
+//! it — only while all of that still holds. Every step is an evidence event.
 
 use std::collections::BTreeMap;
 
@@ -19,12 +20,14 @@ pub struct Jit {
     pub workflow: String,
     /// A credential for this client and workflow was issued before (since start).
     pub renewal: bool,
-    /// The policies that approved it.
+    /// The policies that approved it (policy approval).
     pub approved_by: Vec<String>,
+    /// The approval that approved it (approver approval): who, when, until when.
+    pub approval: Option<String>,
 }
 
 /// Applies the workflow named in the request, if any, to `claims`.
-pub fn approve(
+pub async fn approve(
     s: &AppState,
     form: &BTreeMap<String, String>,
     client_id: &str,
@@ -34,8 +37,7 @@ pub fn approve(
     let Some(id) = form.get("workflow") else {
         return Ok(None);
     };
-    let directory = s.tokens.directory();
-    let workflow = directory.workflow(id).ok_or_else(|| {
+    let workflow = s.tokens.directory().workflow(id).cloned().ok_or_else(|| {
         OAuthError::invalid_request(format!(
             "no workflow `{}` is declared",
             id.chars().take(80).collect::<String>()
@@ -65,15 +67,42 @@ pub fn approve(
         }
         None => workflow.scope.iter().map(ToString::to_string).collect(),
     };
+    let (approved_by, approval) = if workflow.approvers.is_empty() {
+        (policy_approval(s, id, client_id, client, &scope)?, None)
+    } else {
+        let approval = approver_approval(s, id, client_id, &workflow.approvers).await?;
+        (Vec::new(), Some(approval))
+    };
+    claims.exp = claims.exp.min(claims.iat + workflow.max_ttl_secs as i64);
+    claims.scope = Some(scope.join(" "));
+    claims.workflow = Some(id.clone());
+    claims.task_scope = Some(id.clone());
+    Ok(Some(Jit {
+        workflow: id.clone(),
+        renewal: s.tokens.note_jit(client_id, id),
+        approved_by,
+        approval,
+    }))
+}
+
+/// Policy approves when it allows some action on every capability of the scope, with
+/// `task_scope` = the workflow id. Returns the approving policies.
+fn policy_approval(
+    s: &AppState,
+    id: &str,
+    client_id: &str,
+    client: &Client,
+    scope: &[String],
+) -> Result<Vec<String>, OAuthError> {
     let engine = s
         .engine()
         .map_err(|e| OAuthError::unavailable(format!("policy unavailable: {e}")))?;
     let mut context = serde_json::Map::new();
     context.insert("environment".into(), client.environment.clone().into());
-    context.insert("task_scope".into(), id.clone().into());
+    context.insert("task_scope".into(), id.into());
     let at = time::OffsetDateTime::now_utc();
     let mut approved_by = Vec::new();
-    for capability in &scope {
+    for capability in scope {
         let allowed =
             steward_policy::analysis::permissions_on(&engine, client_id, capability, &context, at);
         if allowed.is_empty() {
@@ -85,13 +114,131 @@ pub fn approve(
     }
     approved_by.sort();
     approved_by.dedup();
-    claims.exp = claims.exp.min(claims.iat + workflow.max_ttl_secs as i64);
-    claims.scope = Some(scope.join(" "));
-    claims.workflow = Some(id.clone());
-    claims.task_scope = Some(id.clone());
-    Ok(Some(Jit {
-        workflow: id.clone(),
-        renewal: s.tokens.note_jit(client_id, id),
-        approved_by,
-    }))
+    Ok(approved_by)
+}
+
+/// A listed approver approves by recording an approval for this requester; any unexpired
+/// one counts. Returns who approved, when, until when.
+async fn approver_approval(
+    s: &AppState,
+    id: &str,
+    client_id: &str,
+    approvers: &[String],
+) -> Result<String, OAuthError> {
+    let now = time::OffsetDateTime::now_utc();
+    let approvals = s
+        .store
+        .jit_approvals(id, client_id)
+        .await
+        .map_err(|_| OAuthError::unavailable("approvals cannot be read"))?;
+    let active = approvals.into_iter().find(|a| {
+        time::OffsetDateTime::parse(
+            &a.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .is_ok_and(|until| until > now)
+    });
+    match active {
+        Some(a) => Ok(format!(
+            "{} at {}, until {}",
+            a.approved_by, a.approved_at, a.expires_at
+        )),
+        None => Err(OAuthError::invalid_grant(format!(
+            "workflow `{id}` needs an approval by one of {} for `{client_id}`; none is active (steward jit approve)",
+            approvers.join(", ")
+        ))),
+    }
+}
+
+/// Longest an approval may stay usable.
+const MAX_APPROVAL_SECS: u64 = 86_400;
+const DEFAULT_APPROVAL_SECS: u64 = 3_600;
+
+/// Body of `POST /admin/v1/workflows/{id}/approvals`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// The requester (SPIFFE ID) the approval is for.
+    pub requester: String,
+    /// How long the approval stays usable, in seconds (default 3600, at most 86400).
+    #[serde(default)]
+    pub valid_secs: Option<u64>,
+    /// Why (a ticket, an incident): goes into the change log and the evidence.
+    pub note: String,
+}
+
+/// `POST /admin/v1/workflows/{id}/approvals`: a listed approver approves JIT credentials
+/// of one requester for a while.
+pub async fn approve_route(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    caller: crate::auth::Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    crate::extract::Json(req): crate::extract::Json<ApprovalRequest>,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        axum::Json<steward_store::JitApproval>,
+    ),
+    crate::ApiError,
+> {
+    use crate::ApiError;
+    caller.require_writer("approving a just-in-time credential")?;
+    let workflow = s
+        .tokens
+        .directory()
+        .workflow(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no workflow `{id}` is declared")))?;
+    caller
+        .require_plane(
+            &s.store,
+            &workflow.plane,
+            "approving a just-in-time credential",
+        )
+        .await?;
+    if workflow.approvers.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "workflow `{id}` lists no approvers: policy approves its credentials"
+        )));
+    }
+    if !workflow.approvers.contains(&caller.0.name) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` is not a listed approver of workflow `{id}` (approvers: {})",
+            caller.0.name,
+            workflow.approvers.join(", ")
+        )));
+    }
+    if !workflow
+        .requesters
+        .iter()
+        .any(|r| r.as_str() == req.requester)
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is not a requester of workflow `{id}`",
+            req.requester
+        )));
+    }
+    if req.note.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`note` must say why (a ticket or an incident): it goes into the evidence",
+        ));
+    }
+    let secs = req.valid_secs.unwrap_or(DEFAULT_APPROVAL_SECS);
+    if secs == 0 || secs > MAX_APPROVAL_SECS {
+        return Err(ApiError::bad_request(format!(
+            "`valid_secs` must be between 1 and {MAX_APPROVAL_SECS}"
+        )));
+    }
+    let now = super::now_unix();
+    let approval = steward_store::JitApproval {
+        id: uuid::Uuid::new_v4().to_string(),
+        workflow: id,
+        requester: req.requester,
+        approved_by: caller.0.label(),
+        approved_at: super::rfc3339(now),
+        expires_at: super::rfc3339(now + secs as i64),
+        note: req.note,
+    };
+    s.store.approve_jit(&approval, &caller.0).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(approval)))
 }

@@ -27,6 +27,7 @@ pub use discovery::{
     jwks, keys_list, keys_rotate, oauth_metadata, openid_configuration, spiffe_bundle,
 };
 pub use endpoint::token;
+pub use jit::approve_route as approve_jit;
 
 /// How often each replica rereads the signing keys (another replica's rotation, a retired
 /// key's overlap ending).

@@ -1592,3 +1592,136 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
         "{body}"
     );
 }
+
+pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    // The example workflow, with a listed approver instead of policy approval.
+    let mut files = read_dir(&example_repo()).unwrap();
+    let wf = files
+        .iter_mut()
+        .find(|f| f.path == "workflows.yaml")
+        .unwrap();
+    wf.content = wf.content.replace(
+        "    max_ttl_secs: 300\n",
+        "    max_ttl_secs: 300\n    approvers: [incident-commander]\n",
+    );
+    let jwk = key.public_key().jwk();
+    let ids = files
+        .iter_mut()
+        .find(|f| {
+            f.content
+                .contains(&format!("  - spiffe_id: {PAYMENTS_API}\n"))
+        })
+        .unwrap();
+    ids.content = ids.content.replace(
+        &format!("  - spiffe_id: {PAYMENTS_API}\n"),
+        &format!(
+            "  - spiffe_id: {PAYMENTS_API}\n    credentials: {{public_keys: [{{kid: k1, kty: EC, crv: P-256, x: \"{}\", y: \"{}\"}}]}}\n",
+            jwk.x, jwk.y
+        ),
+    );
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/config/apply",
+            Some(&env.admin),
+            Some(json!({ "files": files })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let request = || {
+        let (env, key) = (&env, &key);
+        async move {
+            let a = client_assertion(&env.base, PAYMENTS_API, key);
+            post_form(
+                env,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &a),
+                    ("audience", AUDIENCE),
+                    ("workflow", WORKFLOW),
+                ],
+            )
+            .await
+        }
+    };
+    let (st, _, body) = request().await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("incident-commander"),
+        "{body}"
+    );
+
+    let path = format!("/admin/v1/workflows/{WORKFLOW}/approvals");
+    let approval =
+        |secs: u64| json!({"requester": PAYMENTS_API, "valid_secs": secs, "note": "INC-4711"});
+    // The bootstrap admin is not a listed approver.
+    let (st, body) = env
+        .call(Method::POST, &path, Some(&env.admin), Some(approval(60)))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let commander = env
+        .credential("incident-commander", "plane-admin", Some("payments"))
+        .await;
+    let (st, body) = env
+        .call(
+            Method::POST,
+            &path,
+            Some(&commander),
+            Some(json!({"requester": GLOBEX, "note": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let (st, body) = env
+        .call(Method::POST, &path, Some(&commander), Some(approval(2)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let (st, _, body) = request().await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // The approval lapses on its own.
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let (st, _, body) = request().await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+
+    let mut issued = Value::Null;
+    for _ in 0..100 {
+        issued = env
+            .call(
+                Method::GET,
+                "/admin/v1/audit/events?kind=credential.issued",
+                Some(&env.admin),
+                None,
+            )
+            .await
+            .1;
+        if issued.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let reason = issued[0]["decision"]["reasons"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("approved by incident-commander"),
+        "{reason}"
+    );
+    let (_, changes) = env
+        .call(
+            Method::GET,
+            "/admin/v1/changes?limit=1000",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert!(changes.to_string().contains("workflow.approve"));
+}
