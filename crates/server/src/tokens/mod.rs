@@ -86,6 +86,11 @@ impl KeyRing {
     fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.published.iter()
     }
+
+    /// The `kid`s published now, the signing key's first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.published.iter().map(PublicKey::kid).collect()
+    }
 }
 
 /// A legacy-key identity's static secret: its SHA-256 (hex) and when it was made.
@@ -469,6 +474,39 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a rotation the old key verifies during the overlap, then leaves the set.
+    #[tokio::test]
+    async fn a_rotated_key_leaves_after_its_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        let mut file = crate::config::FileConfig::default();
+        file.tokens.max_ttl_secs = Some(1);
+        file.tokens.clock_skew_secs = Some(0);
+        file.tokens.key_overlap_secs = Some(1);
+        let config = file
+            .resolve(crate::config::Overrides {
+                data_dir: Some(dir.path().into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let service = TokenService::start(&store, config.tokens).await.unwrap();
+        let first = service.ring().unwrap().kids()[0].to_owned();
+        let (new, old, _) = service.rotate(&store, &Actor::system()).await.unwrap();
+        assert_eq!(old.as_deref(), Some(first.as_str()));
+        assert_eq!(
+            service.ring().unwrap().kids(),
+            [new.as_str(), first.as_str()]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        service.refresh(&store).await.unwrap();
+        assert_eq!(service.ring().unwrap().kids(), [new.as_str()]);
+        // A restart with the same key-encryption key reopens the same signing key.
+        let again = TokenService::start(&store, service.config.clone())
+            .await
+            .unwrap();
+        assert_eq!(again.ring().unwrap().signer().kid(), new);
+    }
 
     #[test]
     fn secrets_expire_with_the_plane_maximum() {
