@@ -240,15 +240,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     if !status.is_success() {
         bail!("the exchange was refused: {body}");
     }
-    let payload = field(&body, "access_token")
-        .split('.')
-        .nth(1)
-        .context("not a JWS")?
-        .to_owned();
-    let claims: Value = serde_json::from_slice(&base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        payload,
-    )?)?;
+    let claims = token_claims(&body)?;
     println!(
         "The gateway exchanged it for the next hop: sub {}, aud {}, scope `{}`, act {}.",
         field(&claims, "sub"),
@@ -296,15 +288,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     if !status.is_success() {
         bail!("the CI token was refused: {body}");
     }
-    let payload = field(&body, "access_token")
-        .split('.')
-        .nth(1)
-        .context("not a JWS")?
-        .to_owned();
-    let claims: Value = serde_json::from_slice(&base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        payload,
-    )?)?;
+    let claims = token_claims(&body)?;
     println!(
         "A CI job's OIDC token (repo:acme/deploy-pipelines, environment prod) was federated: sub {}, plane {}, {} s.",
         field(&claims, "sub"),
@@ -371,4 +355,16 @@ async fn jit(admin: &Client, key: &SigningKey, endpoint: &str) -> Result<()> {
         body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
     );
     Ok(())
+}
+
+/// The (unverified) claims of the `access_token` in a token response, for display.
+fn token_claims(body: &Value) -> Result<Value> {
+    let payload = field(body, "access_token")
+        .split('.')
+        .nth(1)
+        .context("not a JWS")?;
+    Ok(serde_json::from_slice(&base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )?)?)
 }

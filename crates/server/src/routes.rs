@@ -344,20 +344,7 @@ async fn get_identity(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<IdentityRecord> {
-    let record = s
-        .store
-        .identity(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
-    if let Some(v) = caller.visible_planes(&s.store).await?
-        && !v.contains(&record.identity.plane)
-    {
-        // Same answer as a missing identity: plane admins learn nothing of other planes.
-        return Err(ApiError::not_found(format!(
-            "identity `{id}` does not exist"
-        )));
-    }
-    Ok(axum::Json(record))
+    Ok(axum::Json(visible_identity(&s, &caller, &id).await?))
 }
 
 async fn create_identity(
@@ -458,20 +445,9 @@ async fn lifecycle(
             "`reason` must say why (it goes into the admin change log)",
         ));
     }
-    let record = s
-        .store
-        .identity(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
-    if let Some(v) = caller.visible_planes(&s.store).await?
-        && !v.contains(&record.identity.plane)
-    {
-        // As for reads: a plane admin learns nothing of identities outside its planes.
-        // (With `require_writer` above, this is the whole plane check: no second subtree load.)
-        return Err(ApiError::not_found(format!(
-            "identity `{id}` does not exist"
-        )));
-    }
+    // As for reads: a plane admin learns nothing of identities outside its planes.
+    // (With `require_writer` above, this is the whole plane check: no second subtree load.)
+    visible_identity(&s, &caller, &id).await?;
     let record = s
         .store
         .set_identity_state(&id, req.state, &req.reason, &caller.0)
@@ -481,15 +457,13 @@ async fn lifecycle(
     Ok(axum::Json(record))
 }
 
-/// The identity `id` if the caller may change it (a plane admin learns nothing of
-/// identities outside its planes: 404 as for reads).
-async fn writable_identity(
+/// The identity `id` if the caller may see it. Outside a plane admin's planes the answer
+/// is the same as for a missing identity: plane admins learn nothing of other planes.
+async fn visible_identity(
     s: &AppState,
     caller: &Caller,
     id: &str,
-    what: &str,
 ) -> Result<IdentityRecord, ApiError> {
-    caller.require_writer(what)?;
     let record = s
         .store
         .identity(id)
@@ -503,6 +477,17 @@ async fn writable_identity(
         )));
     }
     Ok(record)
+}
+
+/// The identity `id` if the caller may change it.
+async fn writable_identity(
+    s: &AppState,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+) -> Result<IdentityRecord, ApiError> {
+    caller.require_writer(what)?;
+    visible_identity(s, caller, id).await
 }
 
 /// `POST /admin/v1/identities/{id}/client-secret`: a new static secret for a legacy-key
