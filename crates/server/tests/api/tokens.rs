@@ -340,6 +340,67 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         assert_eq!(headers["cache-control"], "no-store");
     }
 
+    // Forged client assertions reach the same validation code over HTTP: each is an
+    // `invalid_client` naming the problem (and a refusal event, counted below).
+    let b64 = |v: Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            v.to_string(),
+        )
+    };
+    let body = json!({"iss": CLIENT, "sub": CLIENT, "aud": format!("{}/oauth2/token", env.base),
+        "iat": now(), "exp": now() + 60, "jti": "forged"});
+    let signed_with = |header: Value| {
+        let input = format!("{}.{}", b64(header), b64(body.clone()));
+        let sig = key.sign(input.as_bytes()).unwrap();
+        format!(
+            "{input}.{}",
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
+        )
+    };
+    let forged = [
+        (
+            format!("{}.{}.", b64(json!({"alg": "none"})), b64(body.clone())),
+            "alg `none`",
+        ),
+        (
+            signed_with(json!({"alg": "HS256", "kid": "test-1"})),
+            "symmetric",
+        ),
+        (
+            signed_with(json!({"alg": "ES256", "jku": "https://evil/jwks"})),
+            "never fetches",
+        ),
+        (
+            signed_with(json!({"alg": "ES256", "x5u": "https://evil/cert"})),
+            "never fetches",
+        ),
+        (
+            signed_with(json!({"alg": "ES256", "crit": ["exp"]})),
+            "crit",
+        ),
+        (
+            format!(
+                "{}.{}.AAAA",
+                b64(json!({"alg": "ES256"})),
+                "A".repeat(9_000)
+            ),
+            "more than",
+        ),
+    ];
+    for (assertion, want) in forged {
+        let (st, _, body) = send(form(&assertion)).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{body}"
+        );
+        assert!(
+            body["error_description"].as_str().unwrap().contains(want),
+            "{want}: {body}"
+        );
+    }
+
     // Malformed bodies: wrong media type, repeated parameter, oversized.
     let url = format!("{}/oauth2/token", env.base);
     let r = env
@@ -382,7 +443,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
             )
             .await
             .1;
-        if refused.as_array().is_some_and(|a| a.len() >= 18) {
+        if refused.as_array().is_some_and(|a| a.len() >= 24) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -401,7 +462,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
     assert_eq!(issued[0]["token_id"], claims.jti);
     assert_eq!(issued[0]["details"]["client_key"], "test-1");
     let refused = refused.as_array().unwrap();
-    assert!(refused.len() >= 18, "{}: {refused:?}", refused.len());
+    assert!(refused.len() >= 24, "{}: {refused:?}", refused.len());
     assert!(refused.iter().any(|e| {
         e["decision"]["reasons"][0]
             .as_str()
