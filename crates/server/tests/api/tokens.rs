@@ -432,22 +432,12 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
 
     // Evidence: the issuance and the refusals, never the token or the assertion. The
     // writer commits asynchronously: wait for the last refusal to land.
-    let mut refused = Value::Null;
-    for _ in 0..100 {
-        refused = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.refused&limit=100",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if refused.as_array().is_some_and(|a| a.len() >= 24) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let refused = events_when(
+        &env,
+        "/admin/v1/audit/events?kind=credential.refused&limit=100",
+        |a| a.len() >= 24,
+    )
+    .await;
     let (_, issued) = env
         .call(
             Method::GET,
@@ -785,22 +775,12 @@ pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
     );
 
     // The evidence names the subject and the chain.
-    let mut events = Value::Null;
-    for _ in 0..100 {
-        events = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.exchanged&limit=100",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if events.as_array().is_some_and(|a| a.len() >= 5) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let events = events_when(
+        &env,
+        "/admin/v1/audit/events?kind=credential.exchanged&limit=100",
+        |a| a.len() >= 5,
+    )
+    .await;
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 5, "{events:?}");
     assert_eq!(events[0]["principal"], GLOBEX);
@@ -1044,22 +1024,10 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     assert_eq!(post(newer).await.0, StatusCode::UNAUTHORIZED);
 
     // Every use is flagged; the secret never reaches the evidence or the change log.
-    let mut issued = Value::Null;
-    for _ in 0..100 {
-        issued = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.issued",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if issued.as_array().is_some_and(|a| a.len() >= 3) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
+        a.len() >= 3
+    })
+    .await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 3);
     for e in issued {
@@ -1272,22 +1240,12 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
     let (st, _, body) = exchange(body_token(&env).await).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 
-    let mut events = Value::Null;
-    for _ in 0..100 {
-        events = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.federated",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if events.as_array().is_some_and(|a| a.len() >= 3) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let events = events_when(
+        &env,
+        "/admin/v1/audit/events?kind=credential.federated",
+        |a| a.len() >= 3,
+    )
+    .await;
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(
@@ -1432,22 +1390,10 @@ pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 
     // Every step is evidence: two issues (the second a renewal) and the refusals.
-    let mut issued = Value::Null;
-    for _ in 0..100 {
-        issued = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.issued",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if issued.as_array().is_some_and(|a| a.len() >= 2) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
+        a.len() >= 2
+    })
+    .await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 2, "{issued:?}");
     assert_eq!(
@@ -1752,22 +1698,10 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
     let (st, _, body) = request().await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
 
-    let mut issued = Value::Null;
-    for _ in 0..100 {
-        issued = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=credential.issued",
-                Some(&env.admin),
-                None,
-            )
-            .await
-            .1;
-        if issued.as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
+        !a.is_empty()
+    })
+    .await;
     let reason = issued[0]["decision"]["reasons"][0]
         .as_str()
         .unwrap()
@@ -1785,4 +1719,18 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
         )
         .await;
     assert!(changes.to_string().contains("workflow.approve"));
+}
+
+/// The evidence events at `url` once `done` holds for them: the writer commits
+/// asynchronously, so a test waits (up to two seconds) for the last events to land.
+async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -> Value {
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = env.call(Method::GET, url, Some(&env.admin), None).await.1;
+        if events.as_array().is_some_and(&done) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    events
 }
