@@ -171,7 +171,8 @@ impl ReplayCache {
         now: i64,
         skew: i64,
     ) -> Result<(), TokenError> {
-        if issued < self.since - skew {
+        // Anything made before the cache started may have been used already: refuse it.
+        if issued < self.since {
             return Err(TokenError::Replay(format!(
                 "the {what} was made before the control plane started; make a fresh one"
             )));
@@ -181,13 +182,14 @@ impl ReplayCache {
             .lock()
             .map_err(|_| TokenError::Replay("replay cache unavailable".into()))?;
         let key = format!("{what}\u{0}{who}\u{0}{jti}");
-        if seen.get(&key).is_some_and(|&until| until + skew > now) {
+        // Live through `until + skew` inclusive: the freshness checks accept up to there.
+        if seen.get(&key).is_some_and(|&until| until + skew >= now) {
             return Err(TokenError::Replay(format!(
                 "this {what} `jti` was already used"
             )));
         }
         if seen.len() >= self.max_entries {
-            seen.retain(|_, until| *until + skew > now);
+            seen.retain(|_, until| *until + skew >= now);
             if seen.len() >= self.max_entries {
                 return Err(TokenError::Replay(
                     "too many live single-use values to remember; try again shortly".into(),

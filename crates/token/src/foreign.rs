@@ -66,7 +66,8 @@ impl ForeignKeySet {
         let mut keys = Vec::new();
         for (i, k) in list.iter().enumerate() {
             let field = |name: &str| k.get(name).and_then(Value::as_str);
-            if field("use").is_some_and(|u| u != "sig") {
+            // `sig` in a JWKS, `jwt-svid` in a SPIFFE bundle (another trust domain's).
+            if field("use").is_some_and(|u| u != "sig" && u != "jwt-svid") {
                 continue;
             }
             let key = match field("kty") {

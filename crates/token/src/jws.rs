@@ -47,7 +47,9 @@ impl Jws<'_> {
     /// The payload as JSON, *unverified* unless [`Jws::verify`] succeeded.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, TokenError> {
         serde_json::from_slice(&self.payload).map_err(|e| {
-            TokenError::Malformed(format!("the payload is not the expected JSON: {e}"))
+            // serde quotes the offending value, which came from the (unverified) token.
+            let detail: String = e.to_string().chars().take(120).collect();
+            TokenError::Malformed(format!("the payload is not the expected JSON: {detail}"))
         })
     }
 }
@@ -72,7 +74,8 @@ pub fn decode(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
     decode_with(token, max_bytes, false, &[ALG])
 }
 
-/// Like [`decode`], for a token from a trusted external issuer: ES256 or RS256.
+/// Like [`decode`], for a token from a trusted external issuer: ES256 or RS256, and the
+/// informational `x5t`/`x5t#S256` headers some issuers add are tolerated.
 pub fn decode_foreign(token: &str, max_bytes: usize) -> Result<Jws<'_>, TokenError> {
     decode_with(token, max_bytes, false, &[ALG, "RS256"])
 }
@@ -132,6 +135,9 @@ fn check_header(raw: &[u8], dpop: bool, algs: &[&str]) -> Result<Header, TokenEr
         match name.as_str() {
             "alg" | "kid" | "typ" => {}
             "jwk" if dpop => {}
+            // Issuers such as GitHub Actions and Azure AD add certificate thumbprints; they
+            // never choose the key (the issuer's declared keys and `kid` do).
+            "x5t" | "x5t#S256" if algs.len() > 1 => {}
             "crit" => {
                 return Err(TokenError::Header(
                     "`crit` names extensions Steward does not understand; such a token must be refused (RFC 7515 §4.1.11)".into(),
@@ -164,7 +170,8 @@ fn check_header(raw: &[u8], dpop: bool, algs: &[&str]) -> Result<Header, TokenEr
         }
         Some(alg) if alg.starts_with("HS") => {
             return Err(TokenError::Header(format!(
-                "symmetric alg `{alg}` is refused: only {}",
+                "symmetric alg `{}` is refused: only {}",
+                alg.chars().take(20).collect::<String>(),
                 algs.join(", ")
             )));
         }

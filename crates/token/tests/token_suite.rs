@@ -694,6 +694,28 @@ fn foreign_tokens_are_checked_against_the_issuer_boundary() {
             .to_string()
             .contains("signature")
     );
+    // Another trust domain's JWT-SVID: its bundle marks keys `use: jwt-svid`; issuers may
+    // add an informational `x5t` header.
+    let other = key();
+    let mut bundle_key = serde_json::to_value(other.public_key().jwk()).unwrap();
+    bundle_key["use"] = json!("jwt-svid");
+    let bundle = ForeignKeySet::from_jwks(&json!({"keys": [bundle_key]})).unwrap();
+    let svid = raw_token(
+        &other,
+        &json!({"alg": "ES256", "kid": other.kid(), "typ": "JWT", "x5t": "aGVsbG8"}),
+        &json!({"iss": "spiffe://partner.example", "aud": "https://steward.acme.example",
+                "sub": "spiffe://partner.example/billing", "exp": NOW + 60}),
+    );
+    let allowed_svid = vec!["spiffe://partner.example/*".to_owned()];
+    let svid_rules = ForeignRules {
+        issuer: "spiffe://partner.example",
+        allowed_subjects: &allowed_svid,
+        ..rules
+    };
+    assert!(validate_foreign(&svid, &bundle, &svid_rules).is_ok());
+    // Our own tokens never accept `x5t`.
+    assert!(validator(&other).validate(&svid, &expect()).is_err());
+
     // Short RSA keys and unknown key types are refused when declared.
     let short = json!({"keys": [{"kty": "RSA", "n": B64URL.encode([1u8; 128]), "e": "AQAB"}]});
     assert!(

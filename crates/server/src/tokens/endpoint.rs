@@ -224,7 +224,7 @@ async fn issue(
         })?),
     };
     let now = now_unix();
-    let mut claims = if exchange && !client_authenticates(headers, &form) {
+    let mut claims = if exchange && !client_authenticates(headers, peer, &form) {
         // Federation: the external subject token is the credential.
         attempt.client_auth = Some("federated");
         let fed = super::federation::federate(s, &form, now).await?;
@@ -323,8 +323,13 @@ async fn issue(
 
 /// Whether the request carries any client authentication (else a token exchange is a
 /// federation: the external subject token is the credential).
-fn client_authenticates(headers: &HeaderMap, form: &BTreeMap<String, String>) -> bool {
+fn client_authenticates(
+    headers: &HeaderMap,
+    peer: Option<&str>,
+    form: &BTreeMap<String, String>,
+) -> bool {
     headers.contains_key(header::AUTHORIZATION)
+        || (peer.is_some() && form.contains_key("client_id"))
         || ["client_secret", "client_assertion", "client_assertion_type"]
             .iter()
             .any(|k| form.contains_key(*k))

@@ -164,7 +164,10 @@ pub fn delegate(
     claims.plane = subject.plane.clone();
     claims.scope = Some(scope.join(" "));
     claims.exp = claims.exp.min(subject.exp);
+    // Narrowing claims travel with the subject: a hop never sheds them.
     claims.workflow = subject.workflow.clone();
+    claims.model_tier = subject.model_tier.clone();
+    claims.task_scope = subject.task_scope.clone();
     claims.act = Some(act);
     Ok(Hop {
         subject_token_id: subject.jti.clone(),

@@ -260,21 +260,21 @@ pub async fn federate(
     })?;
     let skew = s.tokens.config.clock_skew_secs as i64;
     let mut last_err = None;
+    let mut unavailable = None;
     for issuer in candidates {
-        let keys =
-            match (&issuer.inline_keys, &issuer.jwks_uri) {
-                (Some(k), _) => k.clone(),
-                (None, Some(uri)) => s.tokens.jwks().keys(uri, kid.as_deref()).await.map_err(
-                    |e| {
-                        tracing::error!(issuer = %issuer.id, error = %e, "issuer keys unavailable");
-                        OAuthError::unavailable(format!(
-                            "the keys of issuer `{}` are unavailable",
-                            issuer.id
-                        ))
-                    },
-                )?,
-                (None, None) => continue,
-            };
+        let keys = match (&issuer.inline_keys, &issuer.jwks_uri) {
+            (Some(k), _) => k.clone(),
+            (None, Some(uri)) => match s.tokens.jwks().keys(uri, kid.as_deref()).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    // Another declaration of the same issuer may still hold usable keys.
+                    tracing::error!(issuer = %issuer.id, error = %e, "issuer keys unavailable");
+                    unavailable = Some(issuer.id.clone());
+                    continue;
+                }
+            },
+            (None, None) => continue,
+        };
         let rules = ForeignRules {
             issuer: &issuer.issuer,
             audience: &issuer.audience,
@@ -286,6 +286,11 @@ pub async fn federate(
             Ok(claims) => return map(s, issuer, &claims).await,
             Err(e) => last_err = Some(format!("issuer `{}`: {e}", issuer.id)),
         }
+    }
+    if let (None, Some(id)) = (&last_err, unavailable) {
+        return Err(OAuthError::unavailable(format!(
+            "the keys of issuer `{id}` are unavailable"
+        )));
     }
     Err(OAuthError::invalid_request(format!(
         "subject token: {}",

@@ -131,12 +131,17 @@ async fn approver_approval(
         .jit_approvals(id, client_id)
         .await
         .map_err(|_| OAuthError::unavailable("approvals cannot be read"))?;
+    // Only approvals by someone still listed count: removing an approver withdraws theirs.
     let active = approvals.into_iter().find(|a| {
-        time::OffsetDateTime::parse(
-            &a.expires_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .is_ok_and(|until| until > now)
+        let listed = approvers
+            .iter()
+            .any(|name| a.approved_by.starts_with(&format!("{name} (")));
+        listed
+            && time::OffsetDateTime::parse(
+                &a.expires_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .is_ok_and(|until| until > now)
     });
     match active {
         Some(a) => Ok(format!(
