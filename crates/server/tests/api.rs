@@ -94,7 +94,11 @@ impl Env {
     }
 
     async fn apply_example(&self) {
-        let files = read_dir(&example_repo()).unwrap();
+        self.apply_files(&read_dir(&example_repo()).unwrap()).await;
+    }
+
+    /// Applies a governance repository as the bootstrap admin; it must succeed.
+    async fn apply_files(&self, files: &[steward_governance::SourceFile]) {
         let (st, body) = self
             .call(
                 Method::POST,

@@ -519,10 +519,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
     let (st, body) = env
         .call(
             Method::POST,
-            &format!(
-                "/admin/v1/identities/{}/lifecycle",
-                CLIENT.replace(':', "%3A").replace('/', "%2F")
-            ),
+            &format!("/admin/v1/identities/{}/lifecycle", segment(CLIENT)),
             Some(&env.admin),
             Some(json!({"state": "suspended", "reason": "test"})),
         )
@@ -544,9 +541,15 @@ const GLOBEX: &str = "spiffe://acme.example/partners/globex/prod/orders-integrat
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// The example repository with keys registered for the partner gateway and Globex.
+/// The example repository with `keys` registered for the identities given.
 async fn apply_with_keys(env: &Env, keys: &[(&str, &SigningKey)]) {
     let mut files = read_dir(&example_repo()).unwrap();
+    register_keys(&mut files, keys);
+    env.apply_files(&files).await;
+}
+
+/// Adds `credentials.public_keys` (kid `k1`) to each identity's declaration in `files`.
+fn register_keys(files: &mut [steward_governance::SourceFile], keys: &[(&str, &SigningKey)]) {
     for (id, key) in keys {
         let jwk = key.public_key().jwk();
         let line = format!("  - spiffe_id: {id}\n");
@@ -562,15 +565,6 @@ async fn apply_with_keys(env: &Env, keys: &[(&str, &SigningKey)]) {
             ),
         );
     }
-    let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
-            Some(&env.admin),
-            Some(json!({ "files": files })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
 }
 
 fn client_assertion(base: &str, id: &str, key: &SigningKey) -> String {
@@ -902,10 +896,7 @@ pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
 const EXPORTER: &str = "spiffe://acme.example/legacy/billing-exporter";
 
 fn secret_path(id: &str) -> String {
-    format!(
-        "/admin/v1/identities/{}/client-secret",
-        id.replace(':', "%3A").replace('/', "%2F")
-    )
+    format!("/admin/v1/identities/{}/client-secret", segment(id))
 }
 
 pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
@@ -963,7 +954,7 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(format!(
                     "grant_type=client_credentials&audience={}",
-                    AUDIENCE.replace(':', "%3A").replace('/', "%2F")
+                    segment(AUDIENCE)
                 ))
                 .send()
                 .await
@@ -1098,15 +1089,7 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
             &format!("kid: {}", ci.kid.clone().unwrap()),
         )
         .replace(&format!("{K8S_ISS}/openid/v1/jwks"), &jwks_url);
-    let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
-            Some(&env.admin),
-            Some(json!({ "files": files })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
+    env.apply_files(&files).await;
 
     let exchange = |subject: String| {
         let env = &env;
@@ -1377,10 +1360,7 @@ pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
     let (st, body) = env
         .call(
             Method::POST,
-            &format!(
-                "/admin/v1/identities/{}/lifecycle",
-                PAYMENTS_API.replace(':', "%3A").replace('/', "%2F")
-            ),
+            &format!("/admin/v1/identities/{}/lifecycle", segment(PAYMENTS_API)),
             Some(&env.admin),
             Some(json!({"state": "suspended", "reason": "INC-4711 closed"})),
         )
@@ -1612,30 +1592,8 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
         "    max_ttl_secs: 300\n",
         "    max_ttl_secs: 300\n    approvers: [incident-commander]\n",
     );
-    let jwk = key.public_key().jwk();
-    let ids = files
-        .iter_mut()
-        .find(|f| {
-            f.content
-                .contains(&format!("  - spiffe_id: {PAYMENTS_API}\n"))
-        })
-        .unwrap();
-    ids.content = ids.content.replace(
-        &format!("  - spiffe_id: {PAYMENTS_API}\n"),
-        &format!(
-            "  - spiffe_id: {PAYMENTS_API}\n    credentials: {{public_keys: [{{kid: k1, kty: EC, crv: P-256, x: \"{}\", y: \"{}\"}}]}}\n",
-            jwk.x, jwk.y
-        ),
-    );
-    let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
-            Some(&env.admin),
-            Some(json!({ "files": files })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
+    register_keys(&mut files, &[(PAYMENTS_API, &key)]);
+    env.apply_files(&files).await;
     let request = || {
         let (env, key) = (&env, &key);
         async move {
@@ -1733,4 +1691,9 @@ async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     events
+}
+
+/// A SPIFFE ID as one URL path segment or form value (`:` and `/` escaped).
+fn segment(id: &str) -> String {
+    id.replace(':', "%3A").replace('/', "%2F")
 }
