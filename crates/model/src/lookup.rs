@@ -136,6 +136,28 @@ impl CapabilityIndex {
         )
     }
 
+    /// Every capability mapped on an AMQP exchange (any routing key), in catalog order
+    /// without repeats: what a broker's exchange-level check (which has no routing key)
+    /// may be about.
+    pub fn on_exchange(&self, vhost: &str, exchange: &str) -> Vec<Resolved> {
+        let mut out: Vec<Resolved> = Vec::new();
+        let indices = self
+            .amqp
+            .get(vhost)
+            .and_then(|by_exchange| by_exchange.get(exchange))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (id, m) in indices.iter().filter_map(|i| self.entries.get(*i)) {
+            if !out.iter().any(|r| &r.capability == id) {
+                out.push(Resolved {
+                    capability: id.clone(),
+                    action: m.action(),
+                });
+            }
+        }
+        out
+    }
+
     fn best<'a>(
         entries: impl Iterator<Item = &'a (CapabilityId, TransportMapping)>,
         address: &Address<'_>,

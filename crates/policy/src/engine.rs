@@ -229,6 +229,11 @@ impl Engine {
         self.version
     }
 
+    /// The capability catalog's transport index (enforcement points' lookups).
+    pub fn index(&self) -> &CapabilityIndex {
+        &self.index
+    }
+
     /// The compiled policies, for listings and analysis.
     pub fn compiled(&self) -> &Compiled {
         &self.compiled

@@ -183,12 +183,20 @@ pub struct IngestAnswer {
     pub seqs: Vec<i64>,
 }
 
-/// Checks one foreign record and normalises its provenance.
+/// How far from the control plane's clock a record's time may be.
+#[derive(Clone, Copy)]
+struct Window {
+    past: std::time::Duration,
+    future: std::time::Duration,
+}
+
+/// Checks one submitted record and normalises its provenance to `<kind>:<credential>`.
 fn check_record(
     raw: serde_json::Value,
+    kind: &str,
     source: &str,
     now: time::OffsetDateTime,
-    skew: std::time::Duration,
+    window: Window,
 ) -> Result<Event, String> {
     let mut e: Event =
         serde_json::from_value(raw).map_err(|e| format!("not a {SCHEMA} event: {e}"))?;
@@ -212,17 +220,22 @@ fn check_record(
     }
     let at = time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
         .map_err(|_| format!("`time` `{}` is not an RFC 3339 time", e.time))?;
-    let drift = (at - now).abs();
-    if drift > skew {
+    let (drift, allowed) = if at > now {
+        (at - now, window.future)
+    } else {
+        (now - at, window.past)
+    };
+    if drift > allowed {
         return Err(format!(
-            "`time` `{}` is {}s away from the control plane's clock; at most {}s is accepted",
+            "`time` `{}` is {}s {} the control plane's clock; at most {}s is accepted",
             e.time,
             drift.whole_seconds(),
-            skew.as_secs()
+            if at > now { "ahead of" } else { "behind" },
+            allowed.as_secs()
         ));
     }
     // Provenance is the credential's, never the record's own claim.
-    e.source = format!("ingest:{source}");
+    e.source = format!("{kind}:{source}");
     if e.enforcement_point.is_none() {
         e.enforcement_point = Some(source.to_owned());
     }
@@ -240,6 +253,34 @@ pub(crate) async fn ingest(
     State(s): State<AppState>,
     Json(req): Json<IngestRequest>,
 ) -> Result<(StatusCode, axum::Json<IngestAnswer>), ApiError> {
+    let skew = s.inner.ingest_max_skew;
+    take_records(&s, &actor.name, req, "ingest", skew).await
+}
+
+/// How far in the past an enforcement point's buffered decision record may be: it kept
+/// deciding (and queueing) while the control plane was unreachable.
+pub const ENFORCEMENT_MAX_RECORD_AGE: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
+/// `POST /enforcement/v1/decisions`: decision records of Steward's own enforcement points.
+pub(crate) async fn enforcement_decisions(
+    Ingest(actor): Ingest,
+    State(s): State<AppState>,
+    Json(req): Json<IngestRequest>,
+) -> Result<(StatusCode, axum::Json<IngestAnswer>), ApiError> {
+    let past = ENFORCEMENT_MAX_RECORD_AGE.max(s.inner.ingest_max_skew);
+    take_records(&s, &actor.name, req, "enforcement", past).await
+}
+
+/// Checks and chains a batch of records, all or nothing. Records may be up to `max_past`
+/// old and at most the ingest skew ahead of the control plane's clock.
+async fn take_records(
+    s: &AppState,
+    credential: &str,
+    req: IngestRequest,
+    source_kind: &str,
+    max_past: std::time::Duration,
+) -> Result<(StatusCode, axum::Json<IngestAnswer>), ApiError> {
     let n = req.records.len();
     if n == 0 || n > MAX_INGEST_RECORDS {
         s.inner
@@ -253,7 +294,11 @@ pub(crate) async fn ingest(
     let mut events = Vec::with_capacity(n);
     let mut problems = Vec::new();
     for (i, raw) in req.records.into_iter().enumerate() {
-        match check_record(raw, &actor.name, now, s.inner.ingest_max_skew) {
+        let window = Window {
+            past: max_past,
+            future: s.inner.ingest_max_skew,
+        };
+        match check_record(raw, source_kind, credential, now, window) {
             Ok(e) => events.push(e),
             Err(message) => problems.push(Diagnostic {
                 file: format!("records[{i}]"),
@@ -267,7 +312,7 @@ pub(crate) async fn ingest(
         s.inner
             .ingest_refused
             .fetch_add(n as u64, Ordering::Relaxed);
-        tracing::warn!(source = %actor.name, refused = n, bad = problems.len(), "ingested evidence refused");
+        tracing::warn!(source = %credential, refused = n, bad = problems.len(), "ingested evidence refused");
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_records",

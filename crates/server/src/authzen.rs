@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use steward_audit::{Event, EventKind};
 use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 
@@ -401,11 +400,11 @@ fn decide(
         .as_ref()
         .or(defaults.subject.as_ref())
         .map(|e| e.id.clone());
-    let event = decision_event(
+    let event = steward_enforce::decision_event(
         &decision,
         request.as_ref().ok(),
         principal,
-        &caller.0.name,
+        &format!("authzen:{}", caller.0.name),
         request_id,
     );
     let event_id = event.id.clone();
@@ -429,55 +428,4 @@ fn decide(
             "reason_admin": {"en": decision.reasons.join("; ")},
         }),
     }
-}
-
-/// The evidence record of one decision; `details.request` keeps what a replay needs.
-pub(crate) fn decision_event(
-    d: &Decision,
-    request: Option<&AccessRequest>,
-    principal: Option<String>,
-    enforcement_point: &str,
-    correlation: Option<&str>,
-) -> Event {
-    let now = time::OffsetDateTime::now_utc();
-    let mut e = Event::new(
-        EventKind::AccessDecision,
-        uuid::Uuid::now_v7().to_string(),
-        now.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-    );
-    e.plane = d.plane.clone();
-    e.principal = principal;
-    e.action = d.action.map(|a| a.as_str().to_owned());
-    e.destination.capability = d.capability.clone();
-    if let Some(Target::Address(a)) = request.map(|r| &r.target) {
-        e.destination.address = Some(a.to_string());
-    }
-    if let Some(chain) = request
-        .and_then(|r| r.context.get("delegation_chain"))
-        .and_then(Value::as_array)
-    {
-        e.actor_chain = chain
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
-    }
-    e.decision = steward_audit::Decision {
-        outcome: Some(if d.allowed {
-            steward_audit::Outcome::Allow
-        } else {
-            steward_audit::Outcome::Deny
-        }),
-        policies: d.policies.clone(),
-        reasons: d.reasons.iter().chain(d.errors.iter()).cloned().collect(),
-        exception: (!d.exceptions.is_empty()).then(|| d.exceptions.join(",")),
-    };
-    e.policy_version = Some(d.policy_version);
-    e.enforcement_point = Some(format!("authzen:{enforcement_point}"));
-    e.correlation_id = correlation.map(str::to_owned);
-    if let Some(r) = request {
-        e.details = json!({ "request": r });
-    }
-    e
 }

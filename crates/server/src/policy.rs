@@ -25,6 +25,8 @@ pub(crate) struct PolicySlot {
     engine: RwLock<Result<Arc<Engine>, String>>,
     /// Serialises rebuilds so an older build never replaces a newer one.
     rebuilding: tokio::sync::Mutex<()>,
+    /// The signed bundle for enforcement points, rebuilt after each change.
+    pub(crate) bundles: crate::enforcement::BundleCache,
 }
 
 impl PolicySlot {
@@ -32,6 +34,7 @@ impl PolicySlot {
         Self {
             engine: RwLock::new(Err("the policy has not been loaded yet".into())),
             rebuilding: tokio::sync::Mutex::new(()),
+            bundles: Default::default(),
         }
     }
 }
@@ -87,6 +90,10 @@ impl AppState {
         if let Ok(mut slot) = self.policy.engine.write() {
             *slot = next;
         }
+        self.policy
+            .bundles
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

@@ -30,6 +30,10 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
     // A full ingest batch (1,000 records of up to 16 KiB) must fit, whatever the admin limit.
     let ingest = Router::new()
         .route("/admin/v1/audit/ingest", post(crate::audit_routes::ingest))
+        .route(
+            "/enforcement/v1/decisions",
+            post(crate::audit_routes::enforcement_decisions),
+        )
         .layer(DefaultBodyLimit::max(
             crate::audit_routes::MAX_INGEST_BODY_BYTES,
         ));
@@ -102,6 +106,7 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
             "/.well-known/authzen-configuration",
             get(crate::authzen::configuration),
         )
+        .route("/enforcement/v1/bundle", get(crate::enforcement::bundle))
         .route("/access/v1/evaluation", post(crate::authzen::evaluation))
         .route("/access/v1/evaluations", post(crate::authzen::evaluations))
         .layer(DefaultBodyLimit::max(max_body))

@@ -65,6 +65,9 @@ pub enum StartError {
 /// The keys in force at one moment.
 pub struct KeyRing {
     signer: SigningKey,
+    /// Signs policy bundles: the oldest key still published (see `load_ring`), so a
+    /// rotation never leaves an enforcement point unable to verify the next bundle.
+    bundle_signer: SigningKey,
     /// The signing key's public half and every retired key still in its overlap window.
     published: Vec<PublicKey>,
     validator: Arc<Validator>,
@@ -78,12 +81,17 @@ impl KeyRing {
         &self.signer
     }
 
+    /// The key policy bundles are signed with.
+    pub fn bundle_signer(&self) -> &SigningKey {
+        &self.bundle_signer
+    }
+
     /// The shared validator for tokens of this control plane (every published key).
     pub fn validator(&self) -> Arc<Validator> {
         self.validator.clone()
     }
 
-    fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
+    pub(crate) fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.published.iter()
     }
 
@@ -386,12 +394,18 @@ async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<Key
         )));
     }
     let mut published = vec![signer.public_key().clone()];
+    // The retired key whose overlap ends first: every bundle issued since it was made
+    // lists it, so every enforcement point updated since trusts a bundle it signs.
+    let mut oldest: Option<(i64, &SigningKeyRow)> = None;
     for r in rows.iter().filter(|r| r.retired_at.is_some()) {
         let Some(until) = r.publish_until.as_deref().and_then(parse_time) else {
             continue;
         };
         if until <= now {
             continue;
+        }
+        if oldest.is_none_or(|(u, _)| until < u) {
+            oldest = Some((until, r));
         }
         let jwk: steward_token::Jwk = serde_json::from_str(&r.public_jwk)
             .map_err(|e| StartError::Keys(format!("stored public key `{}`: {e}", r.kid)))?;
@@ -400,6 +414,15 @@ async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<Key
             .map_err(|e| StartError::Keys(format!("stored public key `{}`: {e}", r.kid)))?;
         published.push(key);
     }
+    let bundle_signer = match oldest {
+        Some((_, row)) => {
+            let pkcs8 = kek
+                .open(&row.kid, &row.sealed_private)
+                .map_err(|e| StartError::Keys(e.to_string()))?;
+            SigningKey::from_pkcs8(&pkcs8).map_err(|e| StartError::Keys(e.to_string()))?
+        }
+        None => SigningKey::from_pkcs8(&pkcs8).map_err(|e| StartError::Keys(e.to_string()))?,
+    };
     let gone = rows.iter().filter(|r| r.retired_at.is_some()).count() + 1 - published.len();
     let sequence = (rows.len() + gone) as i64;
     let validator = Validator::new(
@@ -409,6 +432,7 @@ async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<Key
     );
     Ok(KeyRing {
         signer,
+        bundle_signer,
         published,
         validator: Arc::new(validator),
         sequence,

@@ -1,0 +1,47 @@
+//! The enforcement core (R15, R16, R22): what every enforcement point — `steward gateway`,
+//! the Envoy ext_authz service, the nginx `auth_request` and RabbitMQ endpoints — does
+//! with a request, so the same request gets the same decision at every layer.
+//!
+//! 1. [`BundleSource`] holds the signed policy bundle fetched from the control plane
+//!    ([`Bundle`]: the registry, the policy, the token keys) and keeps it current; past the
+//!    configured staleness it answers "unavailable" and every request is refused.
+//! 2. [`EnforcementPoint::check`] validates the token with the shared
+//!    [`steward_token::Validator`], resolves the transport address through the capability
+//!    catalog, decides with the compiled policy, and queues the decision record (with the
+//!    request's trace id as correlation id) to [`DecisionLog`], which ships it to the
+//!    control plane's evidence log. A record that cannot be queued turns the answer into a
+//!    deny.
+
+mod bundle;
+mod decision_log;
+mod point;
+mod source;
+pub mod trace;
+
+pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
+pub use decision_log::{DecisionLog, LogStats, decision_event};
+pub use point::{EnforcementPoint, Outcome, Seen, Verdict};
+pub use source::{BundleSource, SourceConfig, SourceStatus};
+
+/// Why a bundle, a fetch or a decision record failed. Messages never carry a token or key.
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("the policy bundle's signature does not verify: {0}")]
+    Signature(String),
+    #[error("the policy bundle is malformed: {0}")]
+    Malformed(String),
+    #[error("the policy bundle does not compile here: {0}")]
+    Compile(String),
+    #[error(
+        "the policy bundle from {issued_at} is older than the one in force ({held}); refusing to go back"
+    )]
+    Rollback { issued_at: i64, held: i64 },
+    #[error("cannot reach the control plane at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the control plane refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error(
+        "the decision log is full ({0} records waiting); denying rather than deciding unrecorded"
+    )]
+    LogFull(usize),
+}

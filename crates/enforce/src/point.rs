@@ -1,0 +1,356 @@
+//! One enforcement point's check: credential, address, decision, record.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use steward_model::Action;
+use steward_policy::{AccessRequest, Decision, Target};
+use steward_token::{Claims, Expectations, Proof};
+
+use crate::decision_log::{DecisionLog, decision_event};
+use crate::source::BundleSource;
+
+/// How a check ended; each protocol maps it onto its own answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allow,
+    /// No credential, or one that does not validate (HTTP 401).
+    Unauthenticated,
+    /// A valid credential the policy does not allow (HTTP 403).
+    Forbidden,
+    /// No current bundle, or the decision could not be recorded (HTTP 503): fail closed.
+    Unavailable,
+}
+
+impl Outcome {
+    /// The HTTP status of this outcome.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Allow => 200,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::Unavailable => 503,
+        }
+    }
+}
+
+/// What the enforcement point saw.
+#[derive(Debug, Clone)]
+pub struct Seen<'a> {
+    /// The bearer token presented, if any.
+    pub token: Option<&'a str>,
+    /// Proof of possession already verified by the caller (TLS, DPoP).
+    pub proof: Proof<'a>,
+    /// The audience tokens must carry at this point.
+    pub audience: &'a str,
+    /// What is being accessed: usually a transport address.
+    pub target: Target,
+    /// The action, when the target is a capability or the point knows better than the
+    /// mapping (e.g. a broker's `configure`).
+    pub action: Option<Action>,
+    /// The W3C trace id of the request.
+    pub correlation_id: Option<&'a str>,
+    /// Extra request context (declared `request_context` attributes).
+    pub context: Map<String, Value>,
+}
+
+/// The answer of a check.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The verified identity (SPIFFE ID), once the token validated.
+    pub principal: Option<String>,
+    pub claims: Option<Arc<Claims>>,
+    pub decision: Decision,
+    /// The decision record's id in the evidence log.
+    pub event_id: String,
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+
+    /// One line for the caller: why it was refused, or what allowed it.
+    pub fn reason(&self) -> String {
+        let mut reasons = self
+            .decision
+            .reasons
+            .iter()
+            .chain(self.decision.errors.iter());
+        match reasons.next() {
+            Some(first) => {
+                let rest: Vec<&String> = reasons.collect();
+                if rest.is_empty() {
+                    first.clone()
+                } else {
+                    format!(
+                        "{first}; {}",
+                        rest.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                }
+            }
+            None if self.allowed() => "allowed".into(),
+            None => "denied".into(),
+        }
+    }
+}
+
+/// One enforcement point: its name and environment, the bundle it decides with, and the
+/// log its decisions go to.
+pub struct EnforcementPoint {
+    /// `<kind>:<name>`, recorded as the decision's enforcement point.
+    name: String,
+    environment: String,
+    source: Arc<BundleSource>,
+    log: DecisionLog,
+}
+
+fn empty_decision(version: i64) -> Decision {
+    Decision {
+        allowed: false,
+        capability: None,
+        action: None,
+        plane: None,
+        policies: Vec::new(),
+        reasons: Vec::new(),
+        exceptions: Vec::new(),
+        errors: Vec::new(),
+        policy_version: version,
+    }
+}
+
+/// Who the token speaks for and the request context it implies.
+fn token_context(
+    claims: &Claims,
+    environment: &str,
+    extra: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut context = extra.clone();
+    context.insert("environment".into(), environment.into());
+    let mut chain = Vec::new();
+    let mut cursor = claims.act.as_ref();
+    while let Some(actor) = cursor {
+        chain.push(Value::from(actor.sub.clone()));
+        cursor = actor.act.as_deref();
+    }
+    if !chain.is_empty() {
+        context.insert("delegation_chain".into(), Value::Array(chain));
+    }
+    if let Some(task) = &claims.task_scope {
+        context.insert("task_scope".into(), task.clone().into());
+    }
+    context
+}
+
+impl EnforcementPoint {
+    /// `kind` names the protocol (`gateway`, `ext_authz`, `nginx`, `rabbitmq`); `name` the
+    /// deployment; `environment` where it runs (tokens of another environment are refused).
+    pub fn new(
+        kind: &str,
+        name: &str,
+        environment: impl Into<String>,
+        source: Arc<BundleSource>,
+        log: DecisionLog,
+    ) -> Self {
+        Self {
+            name: format!("{kind}:{name}"),
+            environment: environment.into(),
+            source,
+            log,
+        }
+    }
+
+    /// The same point under another protocol kind (one process serving several).
+    pub fn sibling(&self, kind: &str) -> Self {
+        let name = self
+            .name
+            .split_once(':')
+            .map_or(self.name.as_str(), |(_, n)| n);
+        Self {
+            name: format!("{kind}:{name}"),
+            environment: self.environment.clone(),
+            source: self.source.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    pub fn source(&self) -> &Arc<BundleSource> {
+        &self.source
+    }
+
+    pub fn log(&self) -> &DecisionLog {
+        &self.log
+    }
+
+    /// Validates a token without deciding anything (a broker's login), returning its
+    /// claims or why it was refused.
+    pub fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Claims>, String> {
+        let enforcer = self.source.current()?;
+        enforcer
+            .validator()
+            .validate(
+                token,
+                &Expectations {
+                    audience,
+                    environment: Some(&self.environment),
+                    now: time::OffsetDateTime::now_utc().unix_timestamp(),
+                    proof: Proof::None,
+                },
+            )
+            .map_err(|e| format!("the token was refused: {e}"))
+    }
+
+    /// Refuses a request whose credential could not even be read (two `Authorization`
+    /// headers, an unknown scheme), recording it like any other refusal.
+    pub fn refuse_credential(&self, seen: &Seen<'_>, reason: String) -> Verdict {
+        let version = self
+            .source
+            .current()
+            .map(|e| e.policy_version())
+            .unwrap_or(0);
+        let mut d = empty_decision(version);
+        d.reasons.push(reason);
+        self.finish(Outcome::Unauthenticated, None, None, d, None, seen)
+    }
+
+    /// Validates, resolves, decides and records. Never fails: every problem is a refusal
+    /// with its reason.
+    pub fn check(&self, seen: &Seen<'_>) -> Verdict {
+        let enforcer = match self.source.current() {
+            Ok(e) => e,
+            Err(why) => {
+                let mut d = empty_decision(0);
+                d.reasons.push(why);
+                return self.finish(Outcome::Unavailable, None, None, d, None, seen);
+            }
+        };
+        let version = enforcer.policy_version();
+        let Some(token) = seen.token else {
+            let mut d = empty_decision(version);
+            d.reasons
+                .push("no credential: send `Authorization: Bearer <Steward token>`".into());
+            return self.finish(Outcome::Unauthenticated, None, None, d, None, seen);
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let expect = Expectations {
+            audience: seen.audience,
+            environment: Some(&self.environment),
+            now: now.unix_timestamp(),
+            proof: seen.proof,
+        };
+        let claims = match enforcer.validator().validate(token, &expect) {
+            Ok(c) => c,
+            Err(e) => {
+                let mut d = empty_decision(version);
+                d.reasons.push(format!("the token was refused: {e}"));
+                return self.finish(Outcome::Unauthenticated, None, None, d, None, seen);
+            }
+        };
+        let request = AccessRequest {
+            principal: claims.sub.clone(),
+            target: seen.target.clone(),
+            action: seen.action,
+            context: token_context(&claims, &self.environment, &seen.context),
+            at: now,
+        };
+        let mut decision = enforcer.engine().decide(&request);
+        // A token narrowed to a scope reaches nothing outside it, whatever policy allows.
+        if decision.allowed && claims.scope.is_some() {
+            let inside = decision
+                .capability
+                .as_deref()
+                .is_some_and(|c| claims.scopes().any(|s| s == c));
+            if !inside {
+                decision.allowed = false;
+                decision.reasons.insert(
+                    0,
+                    format!(
+                        "the token's scope ({}) does not include capability `{}`",
+                        claims.scope.as_deref().unwrap_or_default(),
+                        decision.capability.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        if !decision.errors.is_empty() {
+            tracing::warn!(errors = ?decision.errors, point = %self.name, "policy evaluation error; denied");
+        }
+        let outcome = if decision.allowed {
+            Outcome::Allow
+        } else {
+            Outcome::Forbidden
+        };
+        let principal = claims.sub.clone();
+        self.finish(
+            outcome,
+            Some(principal),
+            Some(claims),
+            decision,
+            Some(&request),
+            seen,
+        )
+    }
+
+    fn finish(
+        &self,
+        mut outcome: Outcome,
+        principal: Option<String>,
+        claims: Option<Arc<Claims>>,
+        mut decision: Decision,
+        request: Option<&AccessRequest>,
+        seen: &Seen<'_>,
+    ) -> Verdict {
+        if decision.capability.is_none() && request.is_none() {
+            // Record where the refused request was going, even without a decision.
+            if let Target::Capability(c) = &seen.target {
+                decision.capability = Some(c.clone());
+            }
+        }
+        let mut event = decision_event(
+            &decision,
+            request,
+            Some(
+                principal
+                    .clone()
+                    .unwrap_or_else(|| "unauthenticated".into()),
+            ),
+            &self.name,
+            seen.correlation_id,
+        );
+        if request.is_none() {
+            if let Target::Address(a) = &seen.target {
+                event.destination.address = Some(a.to_string());
+            }
+        }
+        event.token_id = claims.as_ref().map(|c| c.jti.clone());
+        let event_id = event.id.clone();
+        if let Err(e) = self.log.submit(event) {
+            tracing::error!(error = %e, point = %self.name, "a decision could not be recorded; denied");
+            if outcome == Outcome::Allow {
+                outcome = Outcome::Unavailable;
+                decision.allowed = false;
+            }
+            decision.reasons.push(e.to_string());
+        }
+        Verdict {
+            outcome,
+            principal,
+            claims,
+            decision,
+            event_id,
+        }
+    }
+}

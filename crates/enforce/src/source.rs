@@ -1,0 +1,312 @@
+//! Keeping the policy bundle current: fetch it from the control plane, verify its
+//! signature against keys already trusted, compile it, swap it in; and refuse to decide
+//! with a bundle that has not been confirmed for longer than the configured staleness.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use steward_token::{Jwk, PublicKey};
+
+use crate::EnforceError;
+use crate::bundle::{Bundle, Enforcer};
+
+/// Where the bundle comes from and how fresh it must be.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The control plane's base URL.
+    pub url: String,
+    /// An ingestor (or central-admin) credential.
+    pub credential: String,
+    /// This enforcement point's name, reported with every fetch.
+    pub point: String,
+    /// How often to ask for a newer bundle.
+    pub refresh: Duration,
+    /// How long the last good bundle keeps deciding without the control plane
+    /// confirming it; after that every request is refused.
+    pub max_staleness: Duration,
+    /// Keys trusted to sign the first bundle. Empty: take the control plane's JWKS on
+    /// first contact (trust on first use, logged).
+    pub anchor: Vec<PublicKey>,
+}
+
+struct Slot {
+    enforcer: Option<Arc<Enforcer>>,
+    trusted: Vec<PublicKey>,
+    etag: Option<String>,
+    last_contact: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// What `status` reports about the bundle in force.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStatus {
+    pub policy_version: Option<i64>,
+    pub issued_at: Option<i64>,
+    pub seconds_since_contact: Option<u64>,
+    pub stale: bool,
+    pub last_error: Option<String>,
+}
+
+/// The bundle in force at one enforcement point.
+pub struct BundleSource {
+    config: SourceConfig,
+    http: reqwest::Client,
+    slot: RwLock<Slot>,
+}
+
+impl BundleSource {
+    pub fn new(config: SourceConfig, http: reqwest::Client) -> Arc<Self> {
+        Arc::new(Self {
+            slot: RwLock::new(Slot {
+                enforcer: None,
+                trusted: config.anchor.clone(),
+                etag: None,
+                last_contact: None,
+                last_error: None,
+            }),
+            config,
+            http,
+        })
+    }
+
+    /// The enforcer to decide with, or why every request must be refused now.
+    pub fn current(&self) -> Result<Arc<Enforcer>, String> {
+        let slot = self
+            .slot
+            .read()
+            .map_err(|_| "the policy bundle is unavailable".to_owned())?;
+        let (Some(enforcer), Some(contact)) = (&slot.enforcer, slot.last_contact) else {
+            return Err(match &slot.last_error {
+                Some(e) => format!("no policy bundle has been loaded yet ({e}); denying"),
+                None => "no policy bundle has been loaded yet; denying".to_owned(),
+            });
+        };
+        let age = contact.elapsed();
+        if age > self.config.max_staleness {
+            return Err(format!(
+                "the policy bundle was last confirmed by the control plane {}s ago, more than the {}s allowed (max_staleness_secs); denying until it is reachable{}",
+                age.as_secs(),
+                self.config.max_staleness.as_secs(),
+                slot.last_error
+                    .as_deref()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(enforcer.clone())
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        match self.slot.read() {
+            Ok(slot) => SourceStatus {
+                policy_version: slot.enforcer.as_ref().map(|e| e.policy_version()),
+                issued_at: slot.enforcer.as_ref().map(|e| e.issued_at()),
+                seconds_since_contact: slot.last_contact.map(|c| c.elapsed().as_secs()),
+                stale: slot
+                    .last_contact
+                    .is_none_or(|c| c.elapsed() > self.config.max_staleness),
+                last_error: slot.last_error.clone(),
+            },
+            Err(_) => SourceStatus {
+                policy_version: None,
+                issued_at: None,
+                seconds_since_contact: None,
+                stale: true,
+                last_error: Some("the bundle slot is poisoned".into()),
+            },
+        }
+    }
+
+    /// Verifies, compiles and installs a bundle (the text of a JWS), if it is not older
+    /// than the one in force.
+    pub fn install(&self, text: &str) -> Result<i64, EnforceError> {
+        let trusted = self
+            .slot
+            .read()
+            .map(|s| s.trusted.clone())
+            .unwrap_or_default();
+        let bundle = Bundle::verify(text, &trusted)?;
+        let held = self
+            .slot
+            .read()
+            .ok()
+            .and_then(|s| s.enforcer.as_ref().map(|e| e.issued_at()));
+        if let Some(held) = held {
+            if bundle.issued_at < held {
+                return Err(EnforceError::Rollback {
+                    issued_at: bundle.issued_at,
+                    held,
+                });
+            }
+        }
+        let enforcer = bundle.enforcer()?;
+        let version = enforcer.policy_version();
+        if let Ok(mut slot) = self.slot.write() {
+            slot.trusted = enforcer.keys().to_vec();
+            slot.enforcer = Some(Arc::new(enforcer));
+            slot.last_contact = Some(Instant::now());
+            slot.last_error = None;
+        }
+        Ok(version)
+    }
+
+    /// Asks the control plane for a newer bundle once. `Ok(true)` when a new bundle was
+    /// installed, `Ok(false)` when the one in force is current.
+    pub async fn refresh(self: &Arc<Self>) -> Result<bool, EnforceError> {
+        let result = self.fetch().await;
+        if let (Err(e), Ok(mut slot)) = (&result, self.slot.write()) {
+            slot.last_error = Some(e.to_string());
+        }
+        result
+    }
+
+    async fn fetch(self: &Arc<Self>) -> Result<bool, EnforceError> {
+        let base = self.config.url.trim_end_matches('/');
+        let needs_anchor = self
+            .slot
+            .read()
+            .map(|s| s.trusted.is_empty())
+            .unwrap_or(true);
+        if needs_anchor {
+            let keys = self.fetch_jwks(base).await?;
+            tracing::warn!(
+                keys = ?keys.iter().map(PublicKey::kid).collect::<Vec<_>>(),
+                "no bundle signing keys configured (control_plane.trusted_keys_file): trusting the control plane's JWKS on first use"
+            );
+            if let Ok(mut slot) = self.slot.write() {
+                slot.trusted = keys;
+            }
+        }
+        let etag = self.slot.read().ok().and_then(|s| s.etag.clone());
+        let mut request = self
+            .http
+            .get(format!("{base}/enforcement/v1/bundle"))
+            .header("steward-enforcement-point", self.config.point.as_str())
+            .bearer_auth(&self.config.credential)
+            .timeout(Duration::from_secs(60));
+        if let Some(etag) = &etag {
+            request = request.header("if-none-match", etag);
+        }
+        let response = request.send().await.map_err(|e| unreachable(base, &e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            if let Ok(mut slot) = self.slot.write() {
+                if slot.enforcer.is_some() {
+                    slot.last_contact = Some(Instant::now());
+                    slot.last_error = None;
+                    return Ok(false);
+                }
+            }
+        }
+        if !status.is_success() {
+            let text: String = response
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(400)
+                .collect();
+            return Err(EnforceError::Refused {
+                status: status.as_u16(),
+                message: text,
+            });
+        }
+        let new_etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.map_err(|e| unreachable(base, &e))?;
+        let me = self.clone();
+        let version = tokio::task::spawn_blocking(move || me.install(&text))
+            .await
+            .map_err(|e| EnforceError::Compile(e.to_string()))??;
+        if let Ok(mut slot) = self.slot.write() {
+            slot.etag = new_etag;
+        }
+        tracing::info!(policy_version = version, "policy bundle installed");
+        Ok(true)
+    }
+
+    async fn fetch_jwks(&self, base: &str) -> Result<Vec<PublicKey>, EnforceError> {
+        #[derive(serde::Deserialize)]
+        struct Jwks {
+            keys: Vec<Jwk>,
+        }
+        let response = self
+            .http
+            .get(format!("{base}/oauth2/jwks"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| unreachable(base, &e))?;
+        if !response.status().is_success() {
+            return Err(EnforceError::Refused {
+                status: response.status().as_u16(),
+                message: "GET /oauth2/jwks failed".into(),
+            });
+        }
+        let jwks: Jwks = response
+            .json()
+            .await
+            .map_err(|e| EnforceError::Malformed(format!("the JWKS: {e}")))?;
+        jwks.keys
+            .iter()
+            .map(|k| {
+                k.to_public_key()
+                    .map_err(|e| EnforceError::Malformed(format!("a JWKS key: {e}")))
+            })
+            .collect()
+    }
+
+    /// Refreshes now and then every `refresh`, forever (a task per point).
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                match me.refresh().await {
+                    Ok(_) if failing => {
+                        tracing::info!("the control plane is reachable again");
+                        failing = false;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!(error = %e, "cannot refresh the policy bundle; the last good one keeps deciding until it is stale");
+                        }
+                        failing = true;
+                    }
+                }
+                tokio::time::sleep(me.config.refresh).await;
+            }
+        })
+    }
+
+    /// Waits until a bundle is in force, at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.current() {
+                Ok(_) => return Ok(()),
+                Err(why) if Instant::now() >= deadline => return Err(why),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+fn unreachable(base: &str, e: &reqwest::Error) -> EnforceError {
+    // reqwest's message names the URL (no credential) and the cause.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    EnforceError::Unreachable {
+        url: base.to_owned(),
+        message,
+    }
+}

@@ -1,0 +1,140 @@
+//! W3C Trace Context (`traceparent`, version 00): the trace id is the correlation id every
+//! decision record carries, so `steward audit trace` can follow one request across layers.
+
+use std::fmt;
+
+/// One `traceparent`: the trace, the calling span, and the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits, not all zero.
+    pub trace_id: String,
+    /// 16 lowercase hex digits, not all zero.
+    pub parent_id: String,
+    pub flags: u8,
+}
+
+fn hex(len: usize, s: &str) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // Without randomness, a time-based id still correlates (uniqueness is best effort).
+        let now = uuid::Uuid::now_v7();
+        buf.iter_mut()
+            .zip(now.as_bytes().iter().cycle())
+            .for_each(|(b, n)| *b = *n);
+    }
+    if buf.iter().all(|b| *b == 0) {
+        if let Some(last) = buf.last_mut() {
+            *last = 1;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header. Anything malformed is `None` (the caller starts a
+    /// new trace, as the specification says).
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let version = parts.next()?;
+        let trace_id = parts.next()?;
+        let parent_id = parts.next()?;
+        let flags = parts.next()?;
+        // Version 00 has exactly four parts; later versions may append more.
+        if version.len() != 2
+            || version == "ff"
+            || !version.bytes().all(|b| b.is_ascii_hexdigit())
+            || (version == "00" && parts.next().is_some())
+            || !hex(32, trace_id)
+            || !hex(16, parent_id)
+            || flags.len() != 2
+        {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(Self {
+            trace_id: trace_id.to_owned(),
+            parent_id: parent_id.to_owned(),
+            flags,
+        })
+    }
+
+    /// A new trace, sampled.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: random_hex(16),
+            parent_id: random_hex(8),
+            flags: 1,
+        }
+    }
+
+    /// The context to send onwards: same trace, a new span of ours as the parent.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id.clone(),
+            parent_id: random_hex(8),
+            flags: self.flags,
+        }
+    }
+
+    /// The context of `header` if it is valid, else a new trace.
+    pub fn continue_or_start(header: Option<&str>) -> Self {
+        header.and_then(Self::parse).unwrap_or_else(Self::new_root)
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_specification_example_and_round_trips() {
+        let h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = TraceContext::parse(h).unwrap();
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.to_string(), h);
+        let c = t.child();
+        assert_eq!(c.trace_id, t.trace_id);
+        assert_ne!(c.parent_id, t.parent_id);
+    }
+
+    #[test]
+    fn refuses_what_the_specification_refuses() {
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+        ] {
+            assert!(TraceContext::parse(bad).is_none(), "{bad}");
+        }
+        // A later version may carry more parts.
+        assert!(
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
+                .is_some()
+        );
+        let fresh = TraceContext::continue_or_start(Some("garbage"));
+        assert!(TraceContext::parse(&fresh.to_string()).is_some());
+    }
+}

@@ -1,0 +1,305 @@
+//! `steward gateway` configuration (TOML): the control plane to follow, and the listeners
+//! to serve — reverse proxies, the nginx/RabbitMQ decision endpoints, Envoy ext_authz.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use steward_token::{Jwk, PublicKey};
+
+use crate::GatewayError;
+
+/// Default seconds between bundle refreshes.
+pub const DEFAULT_REFRESH_SECS: u64 = 5;
+/// Default seconds the last good bundle keeps deciding without the control plane.
+pub const DEFAULT_MAX_STALENESS_SECS: u64 = 300;
+/// Default decision records queued while the control plane is unreachable.
+pub const DEFAULT_DECISION_QUEUE: usize = 100_000;
+/// Default seconds a client has to send its request headers (slowloris).
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default seconds the upstream has to start answering.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
+/// Default largest request head (request line and headers).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    environment: String,
+    control_plane: ControlPlaneFile,
+    #[serde(default)]
+    proxy: Vec<ProxyFile>,
+    auth: Option<AuthFile>,
+    ext_authz: Option<ExtAuthzFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlPlaneFile {
+    url: String,
+    credential_env: Option<String>,
+    credential_file: Option<PathBuf>,
+    trusted_keys_file: Option<PathBuf>,
+    refresh_secs: Option<u64>,
+    max_staleness_secs: Option<u64>,
+    decision_queue: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyFile {
+    listen: String,
+    upstream: String,
+    audience: String,
+    header_read_timeout_secs: Option<u64>,
+    upstream_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    listen: String,
+    nginx_audience: Option<String>,
+    rabbitmq_audience: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtAuthzFile {
+    listen: String,
+    audience: String,
+}
+
+/// A reverse proxy in front of one upstream.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    /// `http://host:port`, optionally with a path prefix.
+    pub upstream: String,
+    /// The audience tokens must carry to pass (the upstream's SPIFFE ID).
+    pub audience: String,
+    pub header_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// The decision endpoints for nginx `auth_request` and RabbitMQ's HTTP auth backend.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub listen: SocketAddr,
+    pub nginx_audience: Option<String>,
+    pub rabbitmq_audience: Option<String>,
+}
+
+/// The Envoy ext_authz gRPC service.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzConfig {
+    pub listen: SocketAddr,
+    pub audience: String,
+}
+
+/// A resolved gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub name: String,
+    pub environment: String,
+    pub control_plane: String,
+    pub credential: String,
+    pub trusted_keys: Vec<PublicKey>,
+    pub refresh: Duration,
+    pub max_staleness: Duration,
+    pub decision_queue: usize,
+    pub proxies: Vec<ProxyConfig>,
+    pub auth: Option<AuthConfig>,
+    pub ext_authz: Option<ExtAuthzConfig>,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> GatewayError {
+    GatewayError::Config {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn addr(field: &str, text: &str) -> Result<SocketAddr, GatewayError> {
+    text.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("`{text}` is not an address like 127.0.0.1:8443"),
+        )
+    })
+}
+
+fn positive(field: &str, v: Option<u64>, default: u64) -> Result<Duration, GatewayError> {
+    match v {
+        Some(0) => Err(invalid(field, "must be greater than 0")),
+        Some(v) => Ok(Duration::from_secs(v)),
+        None => Ok(Duration::from_secs(default)),
+    }
+}
+
+impl GatewayConfig {
+    /// Reads and resolves a configuration file; relative paths are relative to it.
+    pub fn load(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Io {
+            what: format!("the configuration file `{}`", path.display()),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Parses configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, GatewayError> {
+        let file: File = toml::from_str(text).map_err(|e| GatewayError::Config {
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        let cp = &file.control_plane;
+        if !(cp.url.starts_with("http://") || cp.url.starts_with("https://")) {
+            return Err(invalid(
+                "control_plane.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let credential = match (&cp.credential_env, &cp.credential_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                invalid(
+                    "control_plane.credential_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?,
+            (None, Some(p)) => {
+                let p = base.join(p);
+                std::fs::read_to_string(&p)
+                    .map_err(|e| GatewayError::Io {
+                        what: format!("control_plane.credential_file `{}`", p.display()),
+                        message: e.to_string(),
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+            _ => {
+                return Err(invalid(
+                    "control_plane",
+                    "set exactly one of credential_env or credential_file (an ingestor credential: `steward credential create --role ingestor`)",
+                ));
+            }
+        };
+        if credential.is_empty() {
+            return Err(invalid("control_plane", "the credential is empty"));
+        }
+        let trusted_keys = match &cp.trusted_keys_file {
+            None => Vec::new(),
+            Some(p) => read_jwks(&base.join(p))?,
+        };
+        let mut proxies = Vec::new();
+        for (i, p) in file.proxy.iter().enumerate() {
+            let field = |f: &str| format!("proxy[{i}].{f}");
+            if !p.upstream.starts_with("http://") {
+                return Err(invalid(
+                    &field("upstream"),
+                    "must be an http:// URL (TLS to the upstream is not supported yet)",
+                ));
+            }
+            if p.audience.trim().is_empty() {
+                return Err(invalid(&field("audience"), "must not be empty"));
+            }
+            proxies.push(ProxyConfig {
+                listen: addr(&field("listen"), &p.listen)?,
+                upstream: p.upstream.trim_end_matches('/').to_owned(),
+                audience: p.audience.clone(),
+                header_read_timeout: positive(
+                    &field("header_read_timeout_secs"),
+                    p.header_read_timeout_secs,
+                    DEFAULT_HEADER_READ_TIMEOUT_SECS,
+                )?,
+                upstream_timeout: positive(
+                    &field("upstream_timeout_secs"),
+                    p.upstream_timeout_secs,
+                    DEFAULT_UPSTREAM_TIMEOUT_SECS,
+                )?,
+                max_header_bytes: match p.max_header_bytes {
+                    Some(n) if n < 1024 => {
+                        return Err(invalid(&field("max_header_bytes"), "must be at least 1024"));
+                    }
+                    Some(n) => n,
+                    None => DEFAULT_MAX_HEADER_BYTES,
+                },
+            });
+        }
+        let auth = match &file.auth {
+            None => None,
+            Some(a) => Some(AuthConfig {
+                listen: addr("auth.listen", &a.listen)?,
+                nginx_audience: a.nginx_audience.clone(),
+                rabbitmq_audience: a.rabbitmq_audience.clone(),
+            }),
+        };
+        let ext_authz = match &file.ext_authz {
+            None => None,
+            Some(e) => Some(ExtAuthzConfig {
+                listen: addr("ext_authz.listen", &e.listen)?,
+                audience: e.audience.clone(),
+            }),
+        };
+        if proxies.is_empty() && auth.is_none() && ext_authz.is_none() {
+            return Err(invalid(
+                "(file)",
+                "nothing to serve: configure at least one [[proxy]], [auth] or [ext_authz]",
+            ));
+        }
+        if file.environment.trim().is_empty() || file.name.trim().is_empty() {
+            return Err(invalid("name/environment", "must not be empty"));
+        }
+        Ok(Self {
+            name: file.name,
+            environment: file.environment,
+            control_plane: cp.url.trim_end_matches('/').to_owned(),
+            credential,
+            trusted_keys,
+            refresh: positive(
+                "control_plane.refresh_secs",
+                cp.refresh_secs,
+                DEFAULT_REFRESH_SECS,
+            )?,
+            max_staleness: positive(
+                "control_plane.max_staleness_secs",
+                cp.max_staleness_secs,
+                DEFAULT_MAX_STALENESS_SECS,
+            )?,
+            decision_queue: cp.decision_queue.unwrap_or(DEFAULT_DECISION_QUEUE).max(1),
+            proxies,
+            auth,
+            ext_authz,
+        })
+    }
+}
+
+/// Reads a JWKS file (the control plane's `/oauth2/jwks`, saved when it was trusted).
+fn read_jwks(path: &Path) -> Result<Vec<PublicKey>, GatewayError> {
+    #[derive(Deserialize)]
+    struct Jwks {
+        keys: Vec<Jwk>,
+    }
+    let field = "control_plane.trusted_keys_file";
+    let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Io {
+        what: format!("{field} `{}`", path.display()),
+        message: e.to_string(),
+    })?;
+    let jwks: Jwks = serde_json::from_str(&text)
+        .map_err(|e| invalid(field, format!("not a JWKS document: {e}")))?;
+    if jwks.keys.is_empty() {
+        return Err(invalid(field, "the JWKS lists no keys"));
+    }
+    jwks.keys
+        .iter()
+        .map(|k| {
+            k.to_public_key()
+                .map_err(|e| invalid(field, format!("a key does not parse: {e}")))
+        })
+        .collect()
+}

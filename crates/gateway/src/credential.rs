@@ -1,0 +1,78 @@
+//! Reading the credential off a request, the same way at every HTTP-shaped enforcement
+//! point, and the identity headers only Steward may set.
+
+use hyper::header::HeaderValue;
+
+/// The header carrying the verified identity (SPIFFE ID) to the upstream.
+pub const IDENTITY_HEADER: &str = "x-steward-identity";
+
+/// Headers only the gateway sets; a client's own are removed before forwarding.
+pub fn is_steward_header(name: &str) -> bool {
+    name.len() >= 10 && name[..10].eq_ignore_ascii_case("x-steward-")
+}
+
+/// The bearer token of a request: `Ok(None)` without an `Authorization` header; an error
+/// for two of them (request smuggling: which one would the upstream read?), another
+/// scheme, or an unreadable value. Never echoes the value.
+pub fn bearer<'a>(
+    mut values: impl Iterator<Item = &'a HeaderValue>,
+) -> Result<Option<&'a str>, String> {
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Authorization header; send exactly one".into());
+    }
+    bearer_value(value.to_str().ok())
+}
+
+/// Like [`bearer`], for a header value already extracted (Envoy's header map).
+pub fn bearer_value(value: Option<&str>) -> Result<Option<&str>, String> {
+    let value = value.ok_or("the Authorization header is not readable text")?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or("the Authorization header must be `Bearer <token>`")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(format!(
+            "the `{}` scheme is not accepted here; send `Authorization: Bearer <token>`",
+            scheme.chars().take(20).collect::<String>()
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the bearer token is empty".into());
+    }
+    Ok(Some(token))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_one_bearer_and_refuses_the_rest() {
+        let one = [HeaderValue::from_static("Bearer abc")];
+        assert_eq!(bearer(one.iter()).unwrap(), Some("abc"));
+        let lower = [HeaderValue::from_static("bearer abc")];
+        assert_eq!(bearer(lower.iter()).unwrap(), Some("abc"));
+        assert_eq!(bearer([].iter()).unwrap(), None);
+        let two = [
+            HeaderValue::from_static("Bearer a"),
+            HeaderValue::from_static("Bearer b"),
+        ];
+        assert!(bearer(two.iter()).unwrap_err().contains("more than one"));
+        for bad in [
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+            "Bearer",
+            "Bearer   ",
+            "token",
+        ] {
+            let v = [HeaderValue::from_static(bad)];
+            let e = bearer(v.iter()).unwrap_err();
+            assert!(!e.contains("YWxh"), "never echo the credential: {e}");
+        }
+        assert!(is_steward_header("X-Steward-Identity"));
+        assert!(!is_steward_header("x-stewar"));
+    }
+}

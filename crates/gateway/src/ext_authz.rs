@@ -1,0 +1,170 @@
+//! Envoy's external authorization service (`envoy.service.auth.v3.Authorization/Check`,
+//! gRPC), so Envoy and Istio meshes enforce the same decision as every other layer.
+//!
+//! An allowed request goes upstream with the verified identity and trace context added
+//! and the credential removed; a refused one gets 401 (no or invalid credential), 403
+//! (policy) or 503 (no current bundle) with a JSON reason, as the ext_authz contract lets
+//! the authorization service choose.
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
+};
+use envoy_types::ext_authz::v3::{
+    CheckRequestExt, CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
+};
+use serde_json::json;
+use steward_enforce::trace::TraceContext;
+use steward_enforce::{EnforcementPoint, Outcome, Seen};
+use steward_policy::{OwnedAddress, Target};
+use steward_token::Proof;
+
+use crate::credential::{IDENTITY_HEADER, bearer_value, is_steward_header};
+
+/// The ext_authz service of one enforcement point.
+pub struct ExtAuthz {
+    audience: String,
+    point: EnforcementPoint,
+}
+
+impl ExtAuthz {
+    pub fn new(audience: String, point: &EnforcementPoint) -> Self {
+        Self {
+            audience,
+            point: point.sibling("ext_authz"),
+        }
+    }
+
+    /// Decides one `CheckRequest` (also what the gRPC method calls).
+    pub fn decide(&self, request: &CheckRequest) -> CheckResponse {
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let empty = Default::default();
+        let headers = request.get_client_headers().unwrap_or(&empty);
+        let trace = TraceContext::continue_or_start(headers.get("traceparent").map(String::as_str));
+        let (method, path) = http
+            .map(|h| (h.method.as_str(), h.path.as_str()))
+            .unwrap_or(("", ""));
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let grpc = headers
+            .get("content-type")
+            .is_some_and(|c| c.starts_with("application/grpc"));
+        let target = match (grpc, path.trim_start_matches('/').split_once('/')) {
+            (true, Some((service, method))) => Target::Address(OwnedAddress::Grpc {
+                service: service.to_owned(),
+                method: method.to_owned(),
+            }),
+            _ => Target::Address(OwnedAddress::Http {
+                method: method.to_owned(),
+                path: path.to_owned(),
+            }),
+        };
+        let mut seen = Seen {
+            token: None,
+            proof: Proof::None,
+            audience: &self.audience,
+            target,
+            action: None,
+            correlation_id: Some(&trace.trace_id),
+            context: Default::default(),
+        };
+        let verdict = if http.is_none() {
+            self.point.refuse_credential(
+                &seen,
+                "the CheckRequest carries no HTTP request attributes".into(),
+            )
+        } else {
+            match headers.get("authorization") {
+                None => self.point.check(&seen),
+                Some(value) => match bearer_value(Some(value)) {
+                    Ok(token) => {
+                        seen.token = token;
+                        self.point.check(&seen)
+                    }
+                    Err(why) => self.point.refuse_credential(&seen, why),
+                },
+            }
+        };
+        if verdict.allowed() {
+            let mut ok = OkHttpResponseBuilder::new();
+            let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+            if let Some(p) = &verdict.principal {
+                ok.add_header(IDENTITY_HEADER, p.as_str(), overwrite, false);
+            }
+            ok.add_header(
+                "x-steward-decision-id",
+                verdict.event_id.as_str(),
+                overwrite,
+                false,
+            );
+            ok.add_header("traceparent", trace.child().to_string(), overwrite, false);
+            ok.remove_header("authorization");
+            // Identity headers the client made up. (Envoy applies removals after
+            // additions, so the ones set above are not listed.)
+            for name in headers.keys() {
+                if is_steward_header(name)
+                    && name != IDENTITY_HEADER
+                    && name != "x-steward-decision-id"
+                {
+                    ok.remove_header(name.as_str());
+                }
+            }
+            let mut response = CheckResponse::with_status(tonic::Status::ok("allowed"));
+            response.set_http_response(ok);
+            return response;
+        }
+        let (grpc_status, http_status) = match verdict.outcome {
+            Outcome::Unauthenticated => (
+                tonic::Status::unauthenticated(verdict.reason()),
+                HttpStatusCode::Unauthorized,
+            ),
+            Outcome::Forbidden => (
+                tonic::Status::permission_denied(verdict.reason()),
+                HttpStatusCode::Forbidden,
+            ),
+            Outcome::Unavailable | Outcome::Allow => (
+                tonic::Status::unavailable(verdict.reason()),
+                HttpStatusCode::ServiceUnavailable,
+            ),
+        };
+        let mut denied = DeniedHttpResponseBuilder::new();
+        denied.set_http_status(http_status);
+        denied.add_header("content-type", "application/json", None, false);
+        if verdict.outcome == Outcome::Unauthenticated {
+            denied.add_header(
+                "www-authenticate",
+                "Bearer error=\"invalid_token\"",
+                None,
+                false,
+            );
+        }
+        denied.set_body(
+            json!({
+                "error": match verdict.outcome {
+                    Outcome::Unauthenticated => "unauthenticated",
+                    Outcome::Forbidden => "forbidden",
+                    _ => "enforcement_unavailable",
+                },
+                "reason": verdict.reason(),
+                "decision_id": verdict.event_id,
+                "trace_id": trace.trace_id,
+            })
+            .to_string(),
+        );
+        let mut response = CheckResponse::with_status(grpc_status);
+        response.set_http_response(denied);
+        response
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.decide(request.get_ref())))
+    }
+}

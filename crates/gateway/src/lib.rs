@@ -1,0 +1,196 @@
+//! Steward's enforcement points in one process (`steward gateway`): reverse proxies in
+//! front of upstream services, the decision endpoints nginx (`auth_request`) and RabbitMQ
+//! (`rabbitmq_auth_backend_http`) call, and the Envoy ext_authz gRPC service. Every one of
+//! them decides through the same [`steward_enforce::EnforcementPoint`] — the same bundle,
+//! validator, catalog and policy — so a request gets the same answer at every layer.
+
+mod auth_endpoints;
+pub mod config;
+pub mod credential;
+pub mod ext_authz;
+pub mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use steward_enforce::{BundleSource, DecisionLog, EnforcementPoint, SourceConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth_endpoints::AuthEndpoints;
+pub use config::GatewayConfig;
+
+/// Why the gateway cannot start. Messages never carry the credential.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("configuration: `{field}`: {message}")]
+    Config { field: String, message: String },
+    #[error("cannot read {what}: {message}")]
+    Io { what: String, message: String },
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+}
+
+/// How long open requests may finish after a shutdown is asked for.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// A started gateway: where it listens, and how to stop it.
+pub struct Running {
+    /// Bound addresses of the `[[proxy]]` listeners, in configuration order.
+    pub proxies: Vec<SocketAddr>,
+    pub auth: Option<SocketAddr>,
+    pub ext_authz: Option<SocketAddr>,
+    pub source: Arc<BundleSource>,
+    pub log: DecisionLog,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (up to `drain`), then ships the
+    /// remaining decision records (up to `drain` again).
+    pub async fn shutdown(self, drain: Duration) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.refresher.abort();
+        let left = self.log.flush(drain).await;
+        if left > 0 {
+            tracing::error!(
+                records = left,
+                "decision records could not be shipped before exit; they are not in the evidence log"
+            );
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| GatewayError::Bind {
+            addr,
+            message: e.to_string(),
+        })
+}
+
+fn stopped(
+    mut rx: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Binds every configured listener, loads the first bundle (requests are refused with 503
+/// until one is in force), and starts serving.
+pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| GatewayError::Config {
+            field: "control_plane".into(),
+            message: e.to_string(),
+        })?;
+    let source = BundleSource::new(
+        SourceConfig {
+            url: config.control_plane.clone(),
+            credential: config.credential.clone(),
+            point: config.name.clone(),
+            refresh: config.refresh,
+            max_staleness: config.max_staleness,
+            anchor: config.trusted_keys.clone(),
+        },
+        http.clone(),
+    );
+    let log = DecisionLog::ship_to(
+        &config.control_plane,
+        config.credential.clone(),
+        config.decision_queue,
+        http,
+    );
+    let point = EnforcementPoint::new(
+        "gateway",
+        &config.name,
+        config.environment.clone(),
+        source.clone(),
+        log.clone(),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut proxies = Vec::new();
+    for p in &config.proxies {
+        let listener = bind(p.listen).await?;
+        proxies.push(listener.local_addr().unwrap_or(p.listen));
+        let proxy = Arc::new(proxy::Proxy::new(p.clone(), point.sibling("gateway")));
+        tasks.push(tokio::spawn(proxy::serve(
+            listener,
+            proxy,
+            stopped(stop_rx.clone()),
+            DRAIN,
+        )));
+    }
+    let mut auth = None;
+    if let Some(a) = &config.auth {
+        let listener = bind(a.listen).await?;
+        auth = Some(listener.local_addr().unwrap_or(a.listen));
+        let router = Arc::new(AuthEndpoints::new(a.clone(), &point)).router();
+        let shutdown = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "the decision endpoints stopped");
+            }
+        }));
+    }
+    let mut ext_authz = None;
+    if let Some(e) = &config.ext_authz {
+        let listener = bind(e.listen).await?;
+        ext_authz = Some(listener.local_addr().unwrap_or(e.listen));
+        let service = envoy_types::ext_authz::v3::pb::AuthorizationServer::new(
+            ext_authz::ExtAuthz::new(e.audience.clone(), &point),
+        );
+        let shutdown = stopped(stop_rx.clone());
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "the ext_authz service stopped");
+            }
+        }));
+    }
+    if let Err(e) = source.refresh().await {
+        tracing::error!(error = %e, "no policy bundle yet; every request is refused until one loads");
+    }
+    let refresher = source.spawn_refresher();
+    tracing::info!(
+        name = %config.name,
+        environment = %config.environment,
+        proxies = ?proxies,
+        auth = ?auth,
+        ext_authz = ?ext_authz,
+        "gateway started"
+    );
+    Ok(Running {
+        proxies,
+        auth,
+        ext_authz,
+        source,
+        log,
+        stop,
+        tasks,
+        refresher,
+    })
+}
