@@ -134,7 +134,7 @@ pub enum CredentialCommand {
         /// A name saying who or what holds it.
         #[arg(long)]
         name: String,
-        /// central-admin, plane-admin, auditor or ingestor (a foreign engine that may only submit evidence).
+        /// central-admin, plane-admin, auditor or ingestor (an enforcement point or foreign engine: fetches policy bundles and submits decision records).
         #[arg(long)]
         role: String,
         /// The plane a plane-admin administers (with the planes beneath it).
@@ -266,6 +266,7 @@ pub enum ConfigCommand {
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
+        Command::Gateway(args) => crate::gateway_cmd::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Validate { dir, trust_domain } => validate(&dir, &trust_domain),
         Command::Plan {

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod demo_policy;
 mod demo_tokens;
+mod gateway_cmd;
 mod jit_cmd;
 mod keys_cmd;
 pub mod output;
@@ -52,6 +53,10 @@ pub struct Remote {
 pub enum Command {
     /// Run the control plane (admin API) on the embedded store or PostgreSQL.
     Serve(serve::ServeArgs),
+    /// Run enforcement points: reverse proxies, the nginx auth_request and RabbitMQ
+    /// decision endpoints and Envoy ext_authz, deciding with the control plane's signed
+    /// policy bundle.
+    Gateway(gateway_cmd::GatewayArgs),
     /// Start a throwaway control plane, apply the example governance repository and show
     /// what Steward does, step by step.
     Demo(demo::DemoArgs),

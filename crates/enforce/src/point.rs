@@ -330,10 +330,10 @@ impl EnforcementPoint {
             &self.name,
             seen.correlation_id,
         );
-        if request.is_none() {
-            if let Target::Address(a) = &seen.target {
-                event.destination.address = Some(a.to_string());
-            }
+        if request.is_none()
+            && let Target::Address(a) = &seen.target
+        {
+            event.destination.address = Some(a.to_string());
         }
         event.token_id = claims.as_ref().map(|c| c.jti.clone());
         let event_id = event.id.clone();

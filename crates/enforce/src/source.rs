@@ -131,13 +131,13 @@ impl BundleSource {
             .read()
             .ok()
             .and_then(|s| s.enforcer.as_ref().map(|e| e.issued_at()));
-        if let Some(held) = held {
-            if bundle.issued_at < held {
-                return Err(EnforceError::Rollback {
-                    issued_at: bundle.issued_at,
-                    held,
-                });
-            }
+        if let Some(held) = held
+            && bundle.issued_at < held
+        {
+            return Err(EnforceError::Rollback {
+                issued_at: bundle.issued_at,
+                held,
+            });
         }
         let enforcer = bundle.enforcer()?;
         let version = enforcer.policy_version();
@@ -189,14 +189,13 @@ impl BundleSource {
         }
         let response = request.send().await.map_err(|e| unreachable(base, &e))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_MODIFIED {
-            if let Ok(mut slot) = self.slot.write() {
-                if slot.enforcer.is_some() {
-                    slot.last_contact = Some(Instant::now());
-                    slot.last_error = None;
-                    return Ok(false);
-                }
-            }
+        if status == reqwest::StatusCode::NOT_MODIFIED
+            && let Ok(mut slot) = self.slot.write()
+            && slot.enforcer.is_some()
+        {
+            slot.last_contact = Some(Instant::now());
+            slot.last_error = None;
+            return Ok(false);
         }
         if !status.is_success() {
             let text: String = response

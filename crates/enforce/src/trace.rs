@@ -29,10 +29,10 @@ fn random_hex(bytes: usize) -> String {
             .zip(now.as_bytes().iter().cycle())
             .for_each(|(b, n)| *b = *n);
     }
-    if buf.iter().all(|b| *b == 0) {
-        if let Some(last) = buf.last_mut() {
-            *last = 1;
-        }
+    if buf.iter().all(|b| *b == 0)
+        && let Some(last) = buf.last_mut()
+    {
+        *last = 1;
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }

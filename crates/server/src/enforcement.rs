@@ -39,10 +39,11 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
     let cache = &s.policy.bundles;
     let mut built = cache.built.lock().await;
     let generation = cache.generation.load(Ordering::SeqCst);
-    if let Some(b) = built.as_ref() {
-        if b.generation == generation && b.key_sequence == ring.sequence {
-            return Ok(b.clone());
-        }
+    if let Some(b) = built.as_ref()
+        && b.generation == generation
+        && b.key_sequence == ring.sequence
+    {
+        return Ok(b.clone());
     }
     let state = s.store.load_state().await?;
     let (version, policy) = match s.store.policy_bundle(None).await? {

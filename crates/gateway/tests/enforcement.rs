@@ -1,0 +1,772 @@
+//! Every enforcement point against a real control plane: the gateway proxy, the nginx
+//! `auth_request` endpoint, Envoy ext_authz through a real gRPC client and the AuthZEN API
+//! decide one table of requests the same way; real nginx and a real RabbitMQ (with
+//! `lapin`) enforce through Steward in CI; faults (upstream down, slow clients, oversized
+//! headers, spoofed identity headers, a control plane that goes away) fail closed.
+
+// Test helpers outside `#[test]` functions fail the test on any error, like the tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "enforcement/real_servers.rs"]
+mod real_servers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steward_gateway::GatewayConfig;
+use steward_server::AppState;
+use steward_server::config::{FileConfig, Overrides};
+use steward_testkit::example_repo;
+use steward_token::{SigningKey, jws};
+
+/// A payments service in prod: the payments plane's own capabilities are allowed.
+pub const CALLER: &str = "spiffe://acme.example/ns/payments/sa/gw-caller";
+/// A commerce service: nothing in payments is granted to it except charging.
+pub const OUTSIDER: &str = "spiffe://acme.example/ns/orders/sa/gw-outsider";
+/// A dev identity: refused in prod by GR-1 (and by token validation).
+pub const DEV: &str = "spiffe://acme.example/ns/payments-dev/sa/gw-dev";
+/// The audience of the proxied service.
+pub const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
+pub const BROKER_AUDIENCE: &str = "spiffe://acme.example/broker/rabbitmq";
+
+pub struct ControlPlane {
+    pub base: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    keys: HashMap<&'static str, SigningKey>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ControlPlane {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = FileConfig::parse("test", "").unwrap();
+        file.trust_domain = Some("acme.example".into());
+        let config = file
+            .resolve(Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+                trust_domain: None,
+            })
+            .unwrap();
+        let store = steward_server::open_store(&config).await.unwrap();
+        let admin = steward_server::bootstrap(&store).await.unwrap().unwrap();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = config;
+        config.tokens.listening_on(listener.local_addr().unwrap());
+        let state = AppState::new(store, &config).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(steward_server::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        let mut cp = Self {
+            base,
+            admin,
+            http: reqwest::Client::new(),
+            keys: HashMap::new(),
+            _dir: dir,
+            stop: Some(tx),
+        };
+        let files = steward_governance::read_dir(&example_repo()).unwrap();
+        let (st, body) = cp
+            .call(
+                Method::POST,
+                "/admin/v1/config/apply",
+                Some(json!({ "files": files })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        for (id, plane, owner, env) in [
+            (CALLER, "payments", "payments-team", "prod"),
+            (OUTSIDER, "commerce", "commerce-team", "prod"),
+            (DEV, "payments", "payments-team", "dev"),
+        ] {
+            cp.register(id, plane, owner, env).await;
+        }
+        cp
+    }
+
+    /// Stops serving (the gateway then loses its control plane).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn register(&mut self, id: &'static str, plane: &str, owner: &str, env: &str) {
+        let key = SigningKey::generate().unwrap().0;
+        let jwk = key.public_key().jwk();
+        let (st, body) = self
+            .call(
+                Method::POST,
+                "/admin/v1/identities",
+                Some(json!({
+                    "spiffe_id": id, "plane": plane, "owner": owner,
+                    "environment": env, "kind": "service", "classification": "restricted",
+                    "credentials": {
+                        "token_ttl_secs": 3600,
+                        "public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],
+                    },
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        self.keys.insert(id, key);
+    }
+
+    /// A credential with `role` (the gateway uses an ingestor one).
+    pub async fn credential(&self, name: &str, role: &str) -> String {
+        let (st, resp) = self
+            .call(
+                Method::POST,
+                "/admin/v1/credentials",
+                Some(json!({ "name": name, "role": role })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{resp}");
+        resp["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A Steward token for `id` (registered above) with `audience`.
+    pub async fn token(&self, id: &str, audience: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let assertion = jws::encode(
+            &self.keys[id],
+            "JWT",
+            &json!({
+                "iss": id, "sub": id, "aud": format!("{}/oauth2/token", self.base),
+                "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+            }),
+        )
+        .unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        ("grant_type", "client_credentials"),
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        ),
+                        ("client_assertion", &assertion),
+                        ("audience", audience),
+                    ])
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Decision records with `correlation_id`, waiting (they are shipped asynchronously)
+    /// until at least `n` arrived.
+    pub async fn decisions_for(&self, correlation_id: &str, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (st, body) = self
+                .call(
+                    Method::GET,
+                    &format!("/admin/v1/audit/events?kind=access.decision&correlation_id={correlation_id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{body}");
+            let events = body.as_array().cloned().unwrap_or_default();
+            if events.len() >= n || std::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An upstream that answers every request with what it received.
+pub async fn echo_upstream() -> SocketAddr {
+    use axum::body::Body;
+    use axum::extract::Request;
+    let app = axum::Router::new().fallback(|req: Request<Body>| async move {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let headers: serde_json::Map<String, Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let all: Vec<Value> = parts
+                    .headers
+                    .get_all(k)
+                    .iter()
+                    .map(|v| Value::from(v.to_str().unwrap_or("?")))
+                    .collect();
+                let _ = v;
+                (k.as_str().to_owned(), Value::Array(all))
+            })
+            .collect();
+        axum::Json(json!({
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "headers": headers,
+            "body_len": bytes.len(),
+        }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Starts a gateway following `cp` with a proxy to `upstream`, a second proxy to a closed
+/// port, the decision endpoints and ext_authz.
+pub async fn gateway(
+    cp: &ControlPlane,
+    upstream: SocketAddr,
+    extra: &str,
+) -> steward_gateway::Running {
+    let credential = cp.credential("gateway-test", "ingestor").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credential"), &credential).unwrap();
+    let text = format!(
+        r#"
+name = "edge-test"
+environment = "prod"
+[control_plane]
+url = "{base}"
+credential_file = "credential"
+refresh_secs = 1
+{extra}
+[[proxy]]
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+audience = "{AUDIENCE}"
+header_read_timeout_secs = 1
+upstream_timeout_secs = 5
+max_header_bytes = 8192
+[[proxy]]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:{closed}"
+audience = "{AUDIENCE}"
+[auth]
+listen = "127.0.0.1:0"
+nginx_audience = "{AUDIENCE}"
+rabbitmq_audience = "{BROKER_AUDIENCE}"
+[ext_authz]
+listen = "127.0.0.1:0"
+audience = "{AUDIENCE}"
+"#,
+        base = cp.base,
+        closed = closed_port(),
+    );
+    let config = GatewayConfig::parse(&text, dir.path()).unwrap();
+    let running = steward_gateway::start(config).await.unwrap();
+    running
+        .source
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .unwrap();
+    running
+}
+
+/// One request as each layer phrases it.
+struct Case {
+    who: Option<&'static str>,
+    method: &'static str,
+    path: &'static str,
+    allowed: bool,
+}
+
+const TABLE: &[Case] = &[
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        allowed: true,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        allowed: true,
+    },
+    Case {
+        who: Some(OUTSIDER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        allowed: false,
+    },
+    Case {
+        who: Some(OUTSIDER),
+        method: "POST",
+        path: "/v1/charges",
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "DELETE",
+        path: "/v1/unmapped/thing",
+        allowed: false,
+    },
+    Case {
+        who: None,
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        allowed: false,
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_table_decided_alike_at_every_layer_and_traced() {
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    let proxy = format!("http://{}", gw.proxies[0]);
+    let auth = format!("http://{}", gw.auth.unwrap());
+    let mut tokens = HashMap::new();
+    for who in [CALLER, OUTSIDER] {
+        tokens.insert(who, cp.token(who, AUDIENCE).await);
+    }
+    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", gw.ext_authz.unwrap()),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    for case in TABLE {
+        let token = case.who.map(|w| tokens[w].clone());
+        let label = format!("{:?} {} {}", case.who, case.method, case.path);
+        // 1. the gateway proxy
+        let mut req = http.request(
+            case.method.parse().unwrap(),
+            format!("{proxy}{}", case.path),
+        );
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let proxy_status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        // 2. nginx auth_request, asked as nginx asks
+        let mut req = http
+            .get(format!("{auth}/nginx/auth"))
+            .header("x-original-method", case.method)
+            .header("x-original-uri", format!("{}?q=1", case.path));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let nginx_status = req.send().await.unwrap().status();
+        // 3. Envoy ext_authz over gRPC
+        let check = real_servers::check_request(case.method, case.path, token.as_deref(), None);
+        let answer = grpc.check(check).await.unwrap().into_inner();
+        let envoy_allowed = answer.status.as_ref().unwrap().code == 0;
+        // 4. the AuthZEN decision API, for the identity the token speaks for
+        let authzen = match case.who {
+            Some(who) => {
+                let (st, d) = cp
+                    .call(
+                        Method::POST,
+                        "/access/v1/evaluation",
+                        Some(json!({
+                            "subject": {"type": "workload", "id": who},
+                            "resource": {"type": "http", "id": case.path, "properties": {"method": case.method}},
+                            "action": {"name": "access"},
+                            "context": {"environment": "prod"},
+                        })),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::OK, "{d}");
+                d["decision"].as_bool().unwrap()
+            }
+            None => false,
+        };
+        assert_eq!(
+            proxy_status.is_success(),
+            case.allowed,
+            "proxy {label}: {body}"
+        );
+        assert_eq!(nginx_status.is_success(), case.allowed, "nginx {label}");
+        assert_eq!(envoy_allowed, case.allowed, "ext_authz {label}: {answer:?}");
+        assert_eq!(authzen, case.allowed, "authzen {label}");
+        // Refusals say which: no/invalid credential 401, policy 403 — alike everywhere.
+        let expected = match (case.allowed, case.who) {
+            (true, _) => 200,
+            (false, None) => 401,
+            (false, Some(_)) => 403,
+        };
+        assert_eq!(proxy_status.as_u16(), expected, "{label}: {body}");
+        assert_eq!(nginx_status.as_u16(), expected, "{label}");
+        if !case.allowed {
+            assert!(body["reason"].as_str().unwrap().len() > 5, "{body}");
+            assert!(body["decision_id"].is_string(), "{body}");
+        }
+    }
+
+    // An allowed request: the upstream sees the verified identity and the trace, never
+    // the credential or identity headers the client made up.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = http
+        .post(format!("{proxy}/v1/charges/ch_9/refunds?amount=5"))
+        .bearer_auth(&tokens[CALLER])
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header(
+            "x-steward-identity",
+            "spiffe://acme.example/ns/payments/sa/admin",
+        )
+        .header("X-Steward-Decision-Id", "forged")
+        .body(vec![7u8; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["uri"], "/v1/charges/ch_9/refunds?amount=5");
+    assert_eq!(
+        seen["body_len"],
+        3 * 1024 * 1024,
+        "the body is forwarded whole"
+    );
+    assert_eq!(seen["headers"]["x-steward-identity"], json!([CALLER]));
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    let decision_id = seen["headers"]["x-steward-decision-id"][0]
+        .as_str()
+        .unwrap();
+    assert_ne!(decision_id, "forged");
+    let tp = seen["headers"]["traceparent"][0].as_str().unwrap();
+    assert!(
+        tp.starts_with(&format!("00-{trace_id}-")) && !tp.contains("00f067aa0ba902b7"),
+        "{tp}"
+    );
+    // The decision reached the evidence log under the trace id, from this gateway.
+    let events = cp.decisions_for(trace_id, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["id"], decision_id);
+    assert_eq!(e["principal"], CALLER);
+    assert_eq!(e["enforcement_point"], "gateway:edge-test");
+    assert_eq!(e["destination"]["capability"], "payments.refund");
+    assert_eq!(e["decision"]["outcome"], "allow");
+    assert!(
+        e["source"].as_str().unwrap().starts_with("enforcement:"),
+        "{e}"
+    );
+    // A denied request is recorded too, with the reason.
+    let resp = http
+        .post(format!("{proxy}/v1/charges/ch_9/refunds"))
+        .bearer_auth(&tokens[OUTSIDER])
+        .header(
+            "traceparent",
+            "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let events = cp
+        .decisions_for("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1)
+        .await;
+    assert_eq!(events[0]["decision"]["outcome"], "deny");
+    assert_eq!(events[0]["principal"], OUTSIDER);
+
+    // ext_authz: an allowed check adds identity and trace, removes the credential and a
+    // spoofed identity header.
+    let answer = grpc
+        .check(real_servers::check_request(
+            "POST",
+            "/v1/charges/ch_1/refunds",
+            Some(&tokens[CALLER]),
+            Some(("x-steward-role", "admin")),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::OkResponse(
+        ok,
+    )) = answer.http_response
+    else {
+        panic!("not an OK response: {answer:?}");
+    };
+    let added: HashMap<String, String> = ok
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref().map(|h| (h.key.clone(), h.value.clone())))
+        .collect();
+    assert_eq!(added["x-steward-identity"], CALLER);
+    assert!(added.contains_key("traceparent"));
+    assert!(ok.headers_to_remove.contains(&"authorization".to_owned()));
+    assert!(ok.headers_to_remove.contains(&"x-steward-role".to_owned()));
+    // ext_authz refusals carry the HTTP status and a JSON body for Envoy to send.
+    let answer = grpc
+        .check(real_servers::check_request(
+            "POST",
+            "/v1/charges",
+            Some(&tokens[OUTSIDER]),
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status.unwrap().code, 7, "PERMISSION_DENIED");
+    let Some(
+        envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::DeniedResponse(
+            denied,
+        ),
+    ) = answer.http_response
+    else {
+        panic!("not a denied response");
+    };
+    assert_eq!(denied.status.unwrap().code, 403);
+    let reason: Value = serde_json::from_str(&denied.body).unwrap();
+    assert_eq!(reason["error"], "forbidden");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_and_faults_fail_closed() {
+    let mut cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "max_staleness_secs = 3").await;
+    let proxy = format!("http://{}", gw.proxies[0]);
+    let http = reqwest::Client::new();
+    let good = cp.token(CALLER, AUDIENCE).await;
+    let other_audience = cp
+        .token(CALLER, "spiffe://acme.example/ns/ledger/sa/ledger-api")
+        .await;
+    let dev = cp.token(DEV, AUDIENCE).await;
+    let path = format!("{proxy}/v1/charges/ch_1");
+    // Credentials that are missing, malformed, doubled, for someone else, or from dev.
+    let refusals: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "garbage",
+            http.get(&path)
+                .header("authorization", "Bearer not.a.token"),
+        ),
+        (
+            "basic",
+            http.get(&path)
+                .header("authorization", "Basic dXNlcjpwYXNz"),
+        ),
+        (
+            "two headers",
+            http.get(&path)
+                .header("authorization", format!("Bearer {good}"))
+                .header("authorization", format!("Bearer {good}")),
+        ),
+        (
+            "other audience",
+            http.get(&path).bearer_auth(&other_audience),
+        ),
+        ("dev token in prod", http.get(&path).bearer_auth(&dev)),
+        ("tampered", http.get(&path).bearer_auth(format!("{good}x"))),
+    ];
+    for (what, req) in refusals {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert!(resp.headers().contains_key("www-authenticate"), "{what}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "unauthenticated", "{what}: {body}");
+        assert!(
+            !body.to_string().contains("dXNlcjpwYXNz"),
+            "never echo credentials: {body}"
+        );
+    }
+    // Upstream down: 502 with a JSON reason.
+    let down = format!("http://{}/v1/charges/ch_1", gw.proxies[1]);
+    let resp = http.get(&down).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_unavailable");
+    // Oversized headers: 431 before any decision.
+    let resp = http
+        .get(&path)
+        .bearer_auth(&good)
+        .header("x-padding", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // A slow client (slowloris): headers never finished, the connection is closed after
+    // the header read timeout (1 s here).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(gw.proxies[0]).await.unwrap();
+        s.write_all(b"GET /v1/charges/ch_1 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "the slow connection was not closed within 10 s"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    // Still fine with a good token.
+    let resp = http.get(&path).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The control plane goes away: the last good bundle keeps deciding until it is
+    // stale (3 s here), then every request is refused (503), never allowed.
+    cp.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = http.get(&path).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "within the staleness, the last bundle decides"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let resp = http.get(&path).bearer_auth(&good).send().await.unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break resp.json::<Value>().await.unwrap();
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(std::time::Instant::now() < deadline, "never went stale");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(body["error"], "enforcement_unavailable");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_staleness_secs"),
+        "{body}"
+    );
+    let status = gw.source.status();
+    assert!(status.stale && status.last_error.is_some(), "{status:?}");
+    gw.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_are_signed_and_checked() {
+    let cp = ControlPlane::start().await;
+    let ingestor = cp.credential("bundle-reader", "ingestor").await;
+    let auditor = cp.credential("bundle-auditor", "auditor").await;
+    let http = reqwest::Client::new();
+    let get = |cred: &str| {
+        http.get(format!("{}/enforcement/v1/bundle", cp.base))
+            .bearer_auth(cred)
+            .send()
+    };
+    assert_eq!(get(&auditor).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let resp = get(&ingestor).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let text = resp.text().await.unwrap();
+    // Verified with the control plane's published keys; the kid must be trusted.
+    let (_, jwks) = cp.call(Method::GET, "/oauth2/jwks", None).await;
+    let keys: Vec<steward_token::PublicKey> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            serde_json::from_value::<steward_token::Jwk>(k.clone())
+                .unwrap()
+                .to_public_key()
+                .unwrap()
+        })
+        .collect();
+    let bundle = steward_enforce::Bundle::verify(&text, &keys).unwrap();
+    assert!(
+        bundle
+            .identities
+            .iter()
+            .any(|i| i.spiffe_id.as_str() == CALLER)
+    );
+    assert!(bundle.policy_version >= 1);
+    let stranger = SigningKey::generate().unwrap().0;
+    let e = steward_enforce::Bundle::verify(&text, &[stranger.public_key().clone()]).unwrap_err();
+    assert!(e.to_string().contains("does not trust"), "{e}");
+    // A bundle signed by an untrusted key, a token passed off as a bundle, a tampered one.
+    let forged = bundle.sign(&stranger).unwrap();
+    assert!(steward_enforce::Bundle::verify(&forged, &keys).is_err());
+    let token = cp.token(CALLER, AUDIENCE).await;
+    let e = steward_enforce::Bundle::verify(&token, &keys).unwrap_err();
+    assert!(e.to_string().contains("not a policy bundle"), "{e}");
+    let mut parts: Vec<String> = text.split('.').map(str::to_owned).collect();
+    parts[1] = format!("{}A", &parts[1][..parts[1].len() - 1]);
+    assert!(steward_enforce::Bundle::verify(&parts.join("."), &keys).is_err());
+    // Unchanged: 304. After a registry change: a new bundle.
+    let resp = http
+        .get(format!("{}/enforcement/v1/bundle", cp.base))
+        .bearer_auth(&ingestor)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    let (st, body) = cp
+        .call(
+            Method::POST,
+            &format!("/admin/v1/identities/{}/lifecycle", urlencode(OUTSIDER)),
+            Some(json!({"state": "suspended", "reason": "test"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let resp = http
+        .get(format!("{}/enforcement/v1/bundle", cp.base))
+        .bearer_auth(&ingestor)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
+}
+
+pub fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,527 @@
+//! Real nginx and RabbitMQ (Debian packages, installed by `.ci/run`) enforcing through
+//! Steward, configured with the snippets shipped in `deploy/`. Outside CI a missing server
+//! skips loudly; under `CI=true` it fails.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::*;
+
+/// An ext_authz `CheckRequest` as Envoy sends it for an HTTP request.
+pub fn check_request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: Option<(&str, &str)>,
+) -> CheckRequest {
+    let mut headers = HashMap::new();
+    if let Some(t) = token {
+        headers.insert("authorization".to_owned(), format!("Bearer {t}"));
+    }
+    if let Some((k, v)) = extra {
+        headers.insert(k.to_owned(), v.to_owned());
+    }
+    headers.insert(":method".to_owned(), method.to_owned());
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    headers,
+                    host: "payments.internal".to_owned(),
+                    scheme: "http".to_owned(),
+                    protocol: "HTTP/1.1".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(file)
+}
+
+/// The path of a server binary, or `None` after a loud message outside CI.
+fn binary(what: &str, env: &str, default: &str, test: &str) -> Option<PathBuf> {
+    let path = std::env::var(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(default));
+    if path.exists() {
+        return Some(path);
+    }
+    if steward_testkit::in_ci() {
+        panic!(
+            "{what} is not installed at {} but CI=true: .ci/run installs it (apt-get install {what})",
+            path.display()
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPING `{test}`: {what} is not installed ({}; set {env} or apt-get install {what}) ***\n",
+        path.display()
+    );
+    None
+}
+
+async fn wait_port(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// Kills the child when dropped (a failing test must not leave servers behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nginx_enforces_through_auth_request() {
+    let Some(nginx) = binary(
+        "nginx",
+        "STEWARD_TEST_NGINX",
+        "/usr/sbin/nginx",
+        "real_nginx_enforces_through_auth_request",
+    ) else {
+        return;
+    };
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    let port = closed_port();
+    let conf = format!(
+        r#"daemon off; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{}}
+http {{
+  access_log {d}/access.log; client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;
+  upstream steward_auth {{ server {auth}; keepalive 8; }}
+  upstream app {{ server {upstream}; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{port};
+    include {auth_location};
+    location / {{
+      include {enforce};
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://app;
+    }}
+  }}
+}}
+"#,
+        auth = gw.auth.unwrap(),
+        auth_location = deploy("nginx/steward-auth-location.conf").display(),
+        enforce = deploy("nginx/steward-enforce.conf").display(),
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = Command::new(&nginx)
+        .args([
+            "-p",
+            &d,
+            "-c",
+            &format!("{d}/nginx.conf"),
+            "-e",
+            &format!("{d}/error.log"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _nginx = Reaped(child);
+    wait_port(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let caller = cp.token(CALLER, AUDIENCE).await;
+    let outsider = cp.token(OUTSIDER, AUDIENCE).await;
+
+    // Allowed: reaches the upstream with the verified identity, without the credential,
+    // with a spoofed identity header replaced, the body intact (POST with a body: the
+    // subrequest must not wait for it).
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = http
+        .post(format!("{base}/v1/charges/ch_1/refunds?x=1"))
+        .bearer_auth(&caller)
+        .header("x-steward-identity", "spiffe://acme.example/forged")
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .body(vec![1u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let seen: Value = resp.json().await.unwrap_or(Value::Null);
+    let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{seen} / nginx error log: {log}");
+    assert_eq!(
+        seen["headers"]["x-steward-identity"],
+        json!([CALLER]),
+        "{seen}"
+    );
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    assert_eq!(seen["body_len"], 100_000);
+    assert_eq!(seen["uri"], "/v1/charges/ch_1/refunds?x=1");
+    let tp = seen["headers"]["traceparent"][0].as_str().unwrap();
+    assert!(tp.starts_with(&format!("00-{trace}-")), "{tp}");
+    let events = cp.decisions_for(trace, 1).await;
+    assert_eq!(events[0]["enforcement_point"], "nginx:edge-test");
+    assert_eq!(events[0]["decision"]["outcome"], "allow");
+    // Refused: 403 for policy, 401 without or with a bad credential.
+    let resp = http
+        .post(format!("{base}/v1/charges/ch_1/refunds"))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http
+        .get(format!("{base}/v1/charges/ch_1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = http
+        .get(format!("{base}/v1/charges/ch_1"))
+        .bearer_auth("forged.token.value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    gw.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A throwaway RabbitMQ node on loopback ports, as in RECIPES.md §2.
+struct Rabbit {
+    env: Vec<(String, String)>,
+    bin: PathBuf,
+    amqp: u16,
+    _server: Reaped,
+    _epmd: Reaped,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        // The server script's child (beam) outlives the script: kill it by its pid file.
+        if let Some((_, pidfile)) = self.env.iter().find(|(k, _)| k == "RABBITMQ_PID_FILE")
+            && let Ok(pid) = std::fs::read_to_string(pidfile)
+        {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+    }
+}
+
+impl Rabbit {
+    fn ctl(&self, args: &[&str]) {
+        let out = Command::new(self.bin.join("rabbitmqctl"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(bin: PathBuf, auth_base: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        let (amqp, dist, epmd) = (closed_port(), closed_port(), closed_port());
+        let cookie = Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".erlang.cookie");
+        if !cookie.exists() {
+            std::fs::write(&cookie, uuid::Uuid::new_v4().simple().to_string()).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).unwrap();
+        }
+        let shipped = std::fs::read_to_string(deploy("rabbitmq/rabbitmq.conf")).unwrap();
+        let conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{amqp}\nloopback_users = none\n{}",
+            shipped.replace("http://127.0.0.1:8181", auth_base)
+        );
+        std::fs::write(d.join("rabbitmq.conf"), conf).unwrap();
+        std::fs::write(d.join("enabled_plugins"), "[rabbitmq_auth_backend_http].\n").unwrap();
+        let p = |f: &str| d.join(f).display().to_string();
+        let env: Vec<(String, String)> = [
+            ("RABBITMQ_NODENAME", format!("rabbit{amqp}@localhost")),
+            ("RABBITMQ_CONF_ENV_FILE", "/dev/null".into()),
+            ("RABBITMQ_CONFIG_FILE", p("rabbitmq.conf")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE", p("enabled_plugins")),
+            ("RABBITMQ_MNESIA_BASE", p("mnesia")),
+            ("RABBITMQ_LOG_BASE", p("log")),
+            ("RABBITMQ_PID_FILE", p("rabbit.pid")),
+            ("RABBITMQ_DIST_PORT", dist.to_string()),
+            (
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}".into(),
+            ),
+            ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
+            ("ERL_EPMD_PORT", epmd.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let envs = || env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let epmd_child = Command::new("epmd")
+            .args(["-address", "127.0.0.1", "-port", &epmd.to_string()])
+            .envs(envs())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = std::fs::File::create(d.join("server.out")).unwrap();
+        let server = Command::new(bin.join("rabbitmq-server"))
+            .envs(envs())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let rabbit = Self {
+            env,
+            bin,
+            amqp,
+            _epmd: Reaped(epmd_child),
+            _server: Reaped(server),
+            _dir: dir,
+        };
+        rabbit.ctl(&["-q", "wait", &p("rabbit.pid"), "--timeout", "90"]);
+        rabbit.ctl(&["-q", "add_vhost", "/payments"]);
+        rabbit.ctl(&["-q", "add_user", "ops", "ops-password"]);
+        rabbit.ctl(&[
+            "-q",
+            "set_permissions",
+            "-p",
+            "/payments",
+            "ops",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        rabbit
+    }
+
+    fn uri(&self, user: &str, password: &str) -> String {
+        format!(
+            "amqp://{}:{}@127.0.0.1:{}/{}",
+            urlencode(user),
+            urlencode(password),
+            self.amqp,
+            urlencode("/payments")
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
+    let Some(server) = binary(
+        "rabbitmq-server",
+        "STEWARD_TEST_RABBITMQ",
+        "/usr/lib/rabbitmq/bin/rabbitmq-server",
+        "real_rabbitmq_asks_steward_for_every_publish_and_consume",
+    ) else {
+        return;
+    };
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    let rabbit = tokio::task::spawn_blocking({
+        let bin = server.parent().unwrap().to_path_buf();
+        let auth = format!("http://{}", gw.auth.unwrap());
+        move || Rabbit::start(bin, &auth)
+    })
+    .await
+    .unwrap();
+    let props = ConnectionProperties::default;
+    // The operator (internal user) lays out the topology.
+    let ops = Connection::connect(&rabbit.uri("ops", "ops-password"), props())
+        .await
+        .unwrap();
+    let ch = ops.create_channel().await.unwrap();
+    ch.exchange_declare(
+        "payments.commands".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_declare(
+        "payments.refund-requests".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for rk in ["refund.requested", "refund.other"] {
+        ch.queue_bind(
+            "payments.refund-requests".into(),
+            "payments.commands".into(),
+            rk.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let caller_token = cp.token(CALLER, BROKER_AUDIENCE).await;
+    let outsider_token = cp.token(OUTSIDER, BROKER_AUDIENCE).await;
+    let publish = |conn: Connection, rk: &'static str| async move {
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let sent = ch
+            .basic_publish(
+                "payments.commands".into(),
+                rk.into(),
+                BasicPublishOptions::default(),
+                format!("refund via {rk}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
+        match sent {
+            Ok(confirm) => confirm.await.map(|c| c.is_ack()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+
+    // Allowed: the payments service publishes a refund command and it is delivered.
+    let caller = Connection::connect(&rabbit.uri(CALLER, &caller_token), props())
+        .await
+        .unwrap();
+    assert_eq!(publish(caller, "refund.requested").await, Ok(true));
+    let caller = Connection::connect(&rabbit.uri(CALLER, &caller_token), props())
+        .await
+        .unwrap();
+    let ch = caller.create_channel().await.unwrap();
+    let mut got = None;
+    for _ in 0..50 {
+        got = ch
+            .basic_get(
+                "payments.refund-requests".into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.expect("the allowed publish was delivered");
+    assert_eq!(got.delivery.data, b"refund via refund.requested");
+
+    // Refused by the broker: a routing key no capability maps (topic check) ...
+    let caller = Connection::connect(&rabbit.uri(CALLER, &caller_token), props())
+        .await
+        .unwrap();
+    let refused = publish(caller, "refund.other").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("ACCESS_REFUSED") || e.contains("403")),
+        "{refused:?}"
+    );
+    // ... and an identity the policy does not allow on the exchange at all.
+    let outsider = Connection::connect(&rabbit.uri(OUTSIDER, &outsider_token), props())
+        .await
+        .unwrap();
+    let refused = publish(outsider, "refund.requested").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("ACCESS_REFUSED") || e.contains("403")),
+        "{refused:?}"
+    );
+    // Nothing else reached the queue.
+    let ch = ops.create_channel().await.unwrap();
+    let extra = ch
+        .basic_get(
+            "payments.refund-requests".into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap();
+    assert!(extra.is_none(), "a refused publish was delivered");
+
+    // Logins: a token presented under another identity's name, a token for another
+    // audience, no token.
+    let wrong_name = Connection::connect(&rabbit.uri(OUTSIDER, &caller_token), props()).await;
+    assert!(wrong_name.is_err(), "a token only logs in its own subject");
+    let web_token = cp.token(CALLER, AUDIENCE).await;
+    assert!(
+        Connection::connect(&rabbit.uri(CALLER, &web_token), props())
+            .await
+            .is_err()
+    );
+    assert!(
+        Connection::connect(&rabbit.uri(CALLER, "x"), props())
+            .await
+            .is_err()
+    );
+
+    // The broker's decisions are in the evidence log, from the rabbitmq point.
+    let (st, events) = cp
+        .call(
+            Method::GET,
+            &format!(
+                "/admin/v1/audit/events?kind=access.decision&principal={}",
+                urlencode(OUTSIDER)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events2) = cp
+        .call(
+            Method::GET,
+            &format!(
+                "/admin/v1/audit/events?kind=access.decision&principal={}",
+                urlencode(OUTSIDER)
+            ),
+            None,
+        )
+        .await;
+    let all: Vec<Value> = events2.as_array().cloned().unwrap_or_default();
+    assert!(
+        all.iter()
+            .any(|e| e["enforcement_point"] == "rabbitmq:edge-test"
+                && e["decision"]["outcome"] == "deny"
+                && e["destination"]["capability"] == "payments.refund"),
+        "{events} / {events2}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+}
