@@ -739,6 +739,28 @@ async fn bundles_are_signed_and_checked() {
     let mut parts: Vec<String> = text.split('.').map(str::to_owned).collect();
     parts[1] = format!("{}A", &parts[1][..parts[1].len() - 1]);
     assert!(steward_enforce::Bundle::verify(&parts.join("."), &keys).is_err());
+    // Decision records a point queued while the control plane was away are taken up to
+    // 24 h late (the foreign-engine ingest keeps its 5 min skew).
+    let old = (time::OffsetDateTime::now_utc() - time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let record = json!({"records": [{
+        "schema": "steward.evidence/1", "id": uuid::Uuid::new_v4().to_string(), "time": old,
+        "kind": "access.decision", "principal": CALLER, "decision": {"outcome": "allow"},
+    }]});
+    for (path, expected) in [
+        ("/enforcement/v1/decisions", StatusCode::CREATED),
+        ("/admin/v1/audit/ingest", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let resp = http
+            .post(format!("{}{path}", cp.base))
+            .bearer_auth(&ingestor)
+            .json(&record)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected, "{path}");
+    }
     // Unchanged: 304. After a registry change: a new bundle.
     let resp = http
         .get(format!("{}/enforcement/v1/bundle", cp.base))

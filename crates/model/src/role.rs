@@ -16,7 +16,8 @@ pub enum AdminRole {
     PlaneAdmin,
     /// Reads everything, changes nothing.
     Auditor,
-    /// A foreign engine (gateway, PDP) that may only submit evidence records.
+    /// An enforcement point or a foreign engine (gateway, PDP): fetches the policy bundle,
+    /// submits decision records, asks for decisions; nothing else.
     Ingestor,
 }
 

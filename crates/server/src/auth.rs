@@ -184,7 +184,7 @@ impl FromRequestParts<AppState> for Caller {
         let actor = authenticate(parts, state).await?;
         if actor.role == Role::Ingestor {
             return Err(ApiError::forbidden(
-                "an ingestor credential may only submit evidence records (POST /admin/v1/audit/ingest)",
+                "an ingestor credential may only submit evidence records (POST /admin/v1/audit/ingest, /enforcement/v1/decisions), fetch the policy bundle (GET /enforcement/v1/bundle) and ask for decisions (/access/v1/…)",
             ));
         }
         Ok(Caller(actor))

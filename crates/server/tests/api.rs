@@ -778,7 +778,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         diags[0]["message"]
             .as_str()
             .unwrap()
-            .contains("away from the control plane's clock"),
+            .contains("behind the control plane's clock"),
         "{body}"
     );
     assert!(
