@@ -8,7 +8,7 @@
 //! bundle it accepted), which carries key rotations along: the next key is published in a
 //! bundle signed by the current one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use steward_governance::PolicyBundle;
@@ -119,7 +119,20 @@ impl Bundle {
             now: time::OffsetDateTime::now_utc(),
         })
         .map_err(|e| EnforceError::Compile(e.to_string()))?;
+        let mut registered_keys: HashMap<String, Vec<PublicKey>> = HashMap::new();
+        for identity in &self.identities {
+            let keys: Vec<PublicKey> = identity
+                .credentials
+                .public_keys
+                .iter()
+                .filter_map(|k| steward_governance::client_public_key(k).ok())
+                .collect();
+            if !keys.is_empty() {
+                registered_keys.insert(identity.spiffe_id.to_string(), keys);
+            }
+        }
         Ok(Enforcer {
+            registered_keys,
             validator: Validator::new(self.issuer.clone(), keys.clone(), self.clock_skew_secs),
             engine,
             keys,
@@ -131,6 +144,8 @@ impl Bundle {
 
 /// One bundle's decision machinery: immutable, swapped whole when a new bundle arrives.
 pub struct Enforcer {
+    /// Each identity's registered public keys (what its signed messages verify with).
+    registered_keys: HashMap<String, Vec<PublicKey>>,
     pub(crate) validator: Validator,
     pub(crate) engine: Engine,
     keys: Vec<PublicKey>,
@@ -145,6 +160,14 @@ impl Enforcer {
 
     pub fn validator(&self) -> &Validator {
         &self.validator
+    }
+
+    /// The public keys `spiffe_id` registered (empty if none, or unknown).
+    pub fn registered_keys(&self, spiffe_id: &str) -> &[PublicKey] {
+        self.registered_keys
+            .get(spiffe_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The keys the next bundle may be signed with.

@@ -7,6 +7,7 @@ use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, Target};
 use steward_token::{Claims, Expectations, Proof};
 
+use crate::bundle::Enforcer;
 use crate::decision_log::{DecisionLog, decision_event};
 use crate::source::BundleSource;
 
@@ -259,27 +260,56 @@ impl EnforcementPoint {
                 return self.finish(Outcome::Unauthenticated, None, None, d, None, seen);
             }
         };
+        let context = token_context(&claims, &self.environment, &seen.context);
+        self.decide(&enforcer, claims.sub.clone(), Some(claims), context, seen)
+    }
+
+    /// Decides for an identity proven some other way than a bearer token (a message
+    /// signature checked with its registered key, or the process itself), and records it.
+    pub fn check_principal(&self, principal: &str, seen: &Seen<'_>) -> Verdict {
+        let enforcer = match self.source.current() {
+            Ok(e) => e,
+            Err(why) => {
+                let mut d = empty_decision(0);
+                d.reasons.push(why);
+                return self.finish(Outcome::Unavailable, None, None, d, None, seen);
+            }
+        };
+        let mut context = seen.context.clone();
+        context.insert("environment".into(), self.environment.clone().into());
+        self.decide(&enforcer, principal.to_owned(), None, context, seen)
+    }
+
+    fn decide(
+        &self,
+        enforcer: &Enforcer,
+        principal: String,
+        claims: Option<Arc<Claims>>,
+        context: Map<String, Value>,
+        seen: &Seen<'_>,
+    ) -> Verdict {
         let request = AccessRequest {
-            principal: claims.sub.clone(),
+            principal,
             target: seen.target.clone(),
             action: seen.action,
-            context: token_context(&claims, &self.environment, &seen.context),
-            at: now,
+            context,
+            at: time::OffsetDateTime::now_utc(),
         };
         let mut decision = enforcer.engine().decide(&request);
         // A token narrowed to a scope reaches nothing outside it, whatever policy allows.
-        if decision.allowed && claims.scope.is_some() {
+        if let Some(scope) = claims.as_ref().and_then(|c| c.scope.as_deref())
+            && decision.allowed
+        {
             let inside = decision
                 .capability
                 .as_deref()
-                .is_some_and(|c| claims.scopes().any(|s| s == c));
+                .is_some_and(|c| scope.split_ascii_whitespace().any(|s| s == c));
             if !inside {
                 decision.allowed = false;
                 decision.reasons.insert(
                     0,
                     format!(
-                        "the token's scope ({}) does not include capability `{}`",
-                        claims.scope.as_deref().unwrap_or_default(),
+                        "the token's scope ({scope}) does not include capability `{}`",
                         decision.capability.as_deref().unwrap_or("?")
                     ),
                 );
@@ -293,11 +323,11 @@ impl EnforcementPoint {
         } else {
             Outcome::Forbidden
         };
-        let principal = claims.sub.clone();
+        let principal = request.principal.clone();
         self.finish(
             outcome,
             Some(principal),
-            Some(claims),
+            claims,
             decision,
             Some(&request),
             seen,

@@ -41,7 +41,9 @@ pub struct ControlPlane {
     pub base: String,
     pub admin: String,
     pub http: reqwest::Client,
-    keys: HashMap<&'static str, SigningKey>,
+    pub keys: HashMap<&'static str, SigningKey>,
+    /// The same keys as PKCS#8, to hand a copy to a publisher.
+    pub pkcs8: HashMap<&'static str, Vec<u8>>,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -75,6 +77,7 @@ impl ControlPlane {
             admin,
             http: reqwest::Client::new(),
             keys: HashMap::new(),
+            pkcs8: HashMap::new(),
             _dir: dir,
             stop: Some(tx),
         };
@@ -127,7 +130,8 @@ impl ControlPlane {
     }
 
     async fn register(&mut self, id: &'static str, plane: &str, owner: &str, env: &str) {
-        let key = SigningKey::generate().unwrap().0;
+        let (key, pkcs8) = SigningKey::generate().unwrap();
+        self.pkcs8.insert(id, pkcs8);
         let jwk = key.public_key().jwk();
         let (st, body) = self
             .call(

@@ -492,6 +492,8 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
             .is_err()
     );
 
+    api_to_event_is_traced(&cp, &rabbit, &gw, &ops).await;
+
     // The broker's decisions are in the evidence log, from the rabbitmq point.
     let (st, events) = cp
         .call(
@@ -524,4 +526,216 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
         "{events} / {events2}"
     );
     gw.shutdown(Duration::from_secs(2)).await;
+}
+
+/// One request through the gateway publishes an event that a consumer handles: the
+/// publisher signs who it is and carries the trace, the consumer verifies and decides, and
+/// the evidence log holds every decision under the request's trace id.
+async fn api_to_event_is_traced(
+    cp: &ControlPlane,
+    rabbit: &Rabbit,
+    gw: &steward_gateway::Running,
+    ops: &Connection,
+) {
+    use lapin::types::{AMQPValue, LongString};
+    use std::collections::BTreeMap;
+    use steward_enforce::trace::TraceContext;
+    use steward_messaging::{Consumer, Delivery, Destination, Publisher};
+    const WORKER: &str = "spiffe://acme.example/ns/payments/sa/refund-worker";
+
+    // 1. The client's request through the gateway.
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let http = reqwest::Client::new();
+    let seen: Value = http
+        .post(format!("http://{}/v1/charges/ch_7/refunds", gw.proxies[0]))
+        .bearer_auth(cp.token(CALLER, AUDIENCE).await)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // 2. The service behind it (CALLER) publishes a refund command with the trace it got.
+    let received =
+        TraceContext::parse(seen["headers"]["traceparent"][0].as_str().unwrap()).unwrap();
+    let publisher = Publisher::new(
+        CALLER,
+        SigningKey::from_pkcs8(&cp.pkcs8[CALLER]).unwrap(),
+        300,
+    );
+    let destination = Destination {
+        vhost: "/payments".into(),
+        exchange: "payments.commands".into(),
+        routing_key: "refund.requested".into(),
+    };
+    let token = cp.token(CALLER, BROKER_AUDIENCE).await;
+    let conn = Connection::connect(&rabbit.uri(CALLER, &token), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let send = |body: &'static [u8], headers: BTreeMap<String, String>| {
+        let ch = ch.clone();
+        async move {
+            let mut table = FieldTable::default();
+            for (k, v) in headers {
+                table.insert(
+                    k.into(),
+                    AMQPValue::LongString(LongString::from(v.into_bytes())),
+                );
+            }
+            let confirm = ch
+                .basic_publish(
+                    "payments.commands".into(),
+                    "refund.requested".into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default().with_headers(table),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert!(confirm.is_ack());
+        }
+    };
+    let body: &'static [u8] = b"{\"charge\":\"ch_7\",\"amount_minor\":1200}";
+    send(
+        body,
+        publisher
+            .headers(body, &destination, Some(&received))
+            .unwrap(),
+    )
+    .await;
+    // A message whose body was changed after signing, and one with no statement at all.
+    send(
+        b"{\"charge\":\"ch_7\",\"amount_minor\":999999}",
+        publisher
+            .headers(body, &destination, Some(&received))
+            .unwrap(),
+    )
+    .await;
+    send(
+        body,
+        BTreeMap::from([("traceparent".to_owned(), received.child().to_string())]),
+    )
+    .await;
+
+    // 3. The refund worker consumes through its own enforcement point.
+    let ingestor = cp.credential("refund-worker", "ingestor").await;
+    let http_client = reqwest::Client::new();
+    let source = steward_enforce::BundleSource::new(
+        steward_enforce::SourceConfig {
+            url: cp.base.clone(),
+            credential: ingestor.clone(),
+            point: "refund-worker".into(),
+            refresh: Duration::from_secs(5),
+            max_staleness: Duration::from_secs(60),
+            anchor: Vec::new(),
+        },
+        http_client.clone(),
+    );
+    source.refresh().await.unwrap();
+    let log = steward_enforce::DecisionLog::ship_to(&cp.base, ingestor, 1000, http_client);
+    let point = steward_enforce::EnforcementPoint::new(
+        "consumer",
+        "refund-worker",
+        "prod",
+        source,
+        log.clone(),
+    );
+    let consumer = Consumer::new(WORKER, point);
+    let queue_ch = ops.create_channel().await.unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let mut got = None;
+        for _ in 0..50 {
+            got = queue_ch
+                .basic_get(
+                    "payments.refund-requests".into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let m = got.expect("a published message");
+        let headers: BTreeMap<String, String> = m
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(|t| {
+                t.inner()
+                    .iter()
+                    .filter_map(|(k, v)| match v {
+                        AMQPValue::LongString(s) => Some((
+                            k.to_string(),
+                            String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                        )),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let delivered = Destination {
+            vhost: "/payments".into(),
+            exchange: m.delivery.exchange.to_string(),
+            routing_key: m.delivery.routing_key.to_string(),
+        };
+        outcomes.push(consumer.accept(&Delivery {
+            headers: &headers,
+            body: &m.delivery.data,
+            destination: &delivered,
+            queue: "payments.refund-requests",
+        }));
+    }
+    let accepted = outcomes[0]
+        .as_ref()
+        .expect("the signed message is accepted");
+    assert_eq!(accepted.publisher, CALLER);
+    assert_eq!(accepted.trace.trace_id, trace_id);
+    let altered = outcomes[1].as_ref().unwrap_err();
+    assert!(
+        altered.reason.contains("not the one its publisher signed"),
+        "{altered:?}"
+    );
+    let unsigned = outcomes[2].as_ref().unwrap_err();
+    assert!(
+        unsigned.reason.contains("no `steward-publisher`"),
+        "{unsigned:?}"
+    );
+    assert_eq!(log.flush(Duration::from_secs(10)).await, 0);
+
+    // 4. The trace: the gateway's decision, then the consumer's two, then the refusal of
+    // the altered message — all under the client's trace id.
+    let events = cp.decisions_for(trace_id, 5).await;
+    let points: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["enforcement_point"].as_str().unwrap_or("").to_owned(),
+                e["principal"].as_str().unwrap_or("").to_owned(),
+                e["decision"]["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expect = |p: &str, who: &str, outcome: &str| {
+        assert!(
+            points
+                .iter()
+                .any(|(a, b, c)| a == p && b == who && c == outcome),
+            "{p} {who} {outcome} not in {points:?}"
+        );
+    };
+    expect("gateway:edge-test", CALLER, "allow");
+    expect("consumer:refund-worker", CALLER, "allow");
+    expect("consumer:refund-worker", WORKER, "allow");
+    expect("consumer:refund-worker", "unauthenticated", "deny");
 }
