@@ -267,6 +267,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Gateway(args) => crate::gateway_cmd::run(args).await,
+        Command::EgressSecret(cmd) => crate::egress_cmd::run(cmd).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Validate { dir, trust_domain } => validate(&dir, &trust_domain),
         Command::Plan {

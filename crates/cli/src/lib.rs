@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod demo_policy;
 mod demo_tokens;
+mod egress_cmd;
 mod gateway_cmd;
 mod jit_cmd;
 mod keys_cmd;
@@ -57,6 +58,9 @@ pub enum Command {
     /// decision endpoints and Envoy ext_authz, deciding with the control plane's signed
     /// policy bundle.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Third-party API keys the gateway injects in egress mode (sealed; never shown).
+    #[command(subcommand)]
+    EgressSecret(egress_cmd::EgressSecretCommand),
     /// Start a throwaway control plane, apply the example governance repository and show
     /// what Steward does, step by step.
     Demo(demo::DemoArgs),

@@ -56,6 +56,14 @@ struct ProxyFile {
     header_read_timeout_secs: Option<u64>,
     upstream_timeout_secs: Option<u64>,
     max_header_bytes: Option<usize>,
+    /// `ingress` (default) or `egress`.
+    mode: Option<String>,
+    egress_secret: Option<String>,
+    inject_header: Option<String>,
+    inject_format: Option<String>,
+    tools_from_body: Option<bool>,
+    max_inspected_body_bytes: Option<usize>,
+    upstream_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +92,29 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Egress mode: the secret to inject.
+    pub egress: Option<EgressConfig>,
+    /// Decide every tool an AI API request body offers the model.
+    pub tools_from_body: bool,
+    /// Largest body read for `tools_from_body` (others are streamed, never buffered).
+    pub max_inspected_body_bytes: usize,
+    /// PEM certificates trusted for an `https://` upstream instead of the system roots.
+    pub upstream_ca_file: Option<PathBuf>,
 }
+
+/// What an egress proxy injects.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    /// The egress secret's id in the control plane.
+    pub secret: String,
+    /// The header it goes in (lowercase), replacing any the workload sent.
+    pub header: String,
+    /// The header value, with `{secret}` where the secret goes.
+    pub format: String,
+}
+
+/// Default largest body inspected for tool decisions.
+pub const DEFAULT_MAX_INSPECTED_BODY_BYTES: usize = 1024 * 1024;
 
 /// The decision endpoints for nginx `auth_request` and RabbitMQ's HTTP auth backend.
 #[derive(Debug, Clone)]
@@ -199,12 +229,55 @@ impl GatewayConfig {
         let mut proxies = Vec::new();
         for (i, p) in file.proxy.iter().enumerate() {
             let field = |f: &str| format!("proxy[{i}].{f}");
-            if !p.upstream.starts_with("http://") {
+            if !(p.upstream.starts_with("http://") || p.upstream.starts_with("https://")) {
                 return Err(invalid(
                     &field("upstream"),
-                    "must be an http:// URL (TLS to the upstream is not supported yet)",
+                    "must be an http:// or https:// URL",
                 ));
             }
+            let egress = match (p.mode.as_deref().unwrap_or("ingress"), &p.egress_secret) {
+                ("ingress", None) => None,
+                ("ingress", Some(_)) => {
+                    return Err(invalid(
+                        &field("egress_secret"),
+                        "only an egress proxy (mode = \"egress\") injects a secret",
+                    ));
+                }
+                ("egress", None) => {
+                    return Err(invalid(
+                        &field("egress_secret"),
+                        "an egress proxy names the egress secret it injects",
+                    ));
+                }
+                ("egress", Some(id)) => {
+                    let format = p
+                        .inject_format
+                        .clone()
+                        .unwrap_or_else(|| "Bearer {secret}".to_owned());
+                    if !format.contains("{secret}") {
+                        return Err(invalid(&field("inject_format"), "must contain `{secret}`"));
+                    }
+                    let header = p
+                        .inject_header
+                        .clone()
+                        .unwrap_or_else(|| "authorization".to_owned())
+                        .to_ascii_lowercase();
+                    if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(invalid(&field("inject_header"), "is not a header name"));
+                    }
+                    Some(EgressConfig {
+                        secret: id.clone(),
+                        header,
+                        format,
+                    })
+                }
+                (other, _) => {
+                    return Err(invalid(
+                        &field("mode"),
+                        format!("`{other}` is not `ingress` or `egress`"),
+                    ));
+                }
+            };
             if p.audience.trim().is_empty() {
                 return Err(invalid(&field("audience"), "must not be empty"));
             }
@@ -229,6 +302,12 @@ impl GatewayConfig {
                     Some(n) => n,
                     None => DEFAULT_MAX_HEADER_BYTES,
                 },
+                egress,
+                tools_from_body: p.tools_from_body.unwrap_or(false),
+                max_inspected_body_bytes: p
+                    .max_inspected_body_bytes
+                    .unwrap_or(DEFAULT_MAX_INSPECTED_BODY_BYTES),
+                upstream_ca_file: p.upstream_ca_file.as_ref().map(|f| base.join(f)),
             });
         }
         let auth = match &file.auth {

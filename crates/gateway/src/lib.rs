@@ -7,6 +7,7 @@
 mod auth_endpoints;
 pub mod config;
 pub mod credential;
+pub mod egress;
 pub mod ext_authz;
 pub mod proxy;
 
@@ -45,7 +46,7 @@ pub struct Running {
     pub log: DecisionLog,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    refresher: tokio::task::JoinHandle<()>,
+    refreshers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,7 +57,9 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.refresher.abort();
+        for r in self.refreshers {
+            r.abort();
+        }
         let left = self.log.flush(drain).await;
         if left > 0 {
             tracing::error!(
@@ -109,7 +112,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         &config.control_plane,
         config.credential.clone(),
         config.decision_queue,
-        http,
+        http.clone(),
     );
     let point = EnforcementPoint::new(
         "gateway",
@@ -121,10 +124,41 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut proxies = Vec::new();
+    let secret_ids: Vec<String> = config
+        .proxies
+        .iter()
+        .filter_map(|p| p.egress.as_ref().map(|e| e.secret.clone()))
+        .collect();
+    let secrets = (!secret_ids.is_empty()).then(|| {
+        Arc::new(egress::EgressSecrets::new(
+            &config.control_plane,
+            config.credential.clone(),
+            http.clone(),
+            config.max_staleness,
+        ))
+    });
+    let mut refreshers = Vec::new();
+    if let Some(s) = &secrets {
+        for id in &secret_ids {
+            if let Err(e) = s.refresh(id).await {
+                tracing::error!(error = %e, "egress secret not loaded; its proxy refuses requests until it is");
+            }
+        }
+        refreshers.push(s.spawn_refresher(secret_ids));
+    }
     for p in &config.proxies {
         let listener = bind(p.listen).await?;
         proxies.push(listener.local_addr().unwrap_or(p.listen));
-        let proxy = Arc::new(proxy::Proxy::new(p.clone(), point.sibling("gateway")));
+        let kind = if p.egress.is_some() {
+            "egress"
+        } else {
+            "gateway"
+        };
+        let proxy = Arc::new(proxy::Proxy::new(
+            p.clone(),
+            point.sibling(kind),
+            secrets.clone(),
+        )?);
         tasks.push(tokio::spawn(proxy::serve(
             listener,
             proxy,
@@ -171,6 +205,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         tracing::error!(error = %e, "no policy bundle yet; every request is refused until one loads");
     }
     let refresher = source.spawn_refresher();
+    refreshers.push(refresher);
     tracing::info!(
         name = %config.name,
         environment = %config.environment,
@@ -187,6 +222,6 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         log,
         stop,
         tasks,
-        refresher,
+        refreshers,
     })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -23,16 +23,22 @@ use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
 
+use crate::GatewayError;
 use crate::config::ProxyConfig;
 use crate::credential::{IDENTITY_HEADER, bearer, is_steward_header};
+use crate::egress::{EgressSecrets, ai_request};
 
 type Body = BoxBody<Bytes, hyper::Error>;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// One proxy listener's shared state.
 pub struct Proxy {
     config: ProxyConfig,
     point: EnforcementPoint,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<Connector, Body>,
+    /// Egress mode: where the injected secret comes from.
+    secrets: Option<Arc<EgressSecrets>>,
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -80,19 +86,67 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// TLS settings for `https://` upstreams: the system roots, or the configured CA file.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, GatewayError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| GatewayError::Io {
+                    what: format!("upstream_ca_file `{}`", path.display()),
+                    message: e.to_string(),
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(GatewayError::Config {
+                    field: "upstream_ca_file".into(),
+                    message: format!("`{}` holds no usable certificate", path.display()),
+                });
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GatewayError::Config {
+            field: "upstream".into(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 impl Proxy {
-    pub fn new(config: ProxyConfig, point: EnforcementPoint) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_nodelay(true);
+    pub fn new(
+        config: ProxyConfig,
+        point: EnforcementPoint,
+        secrets: Option<Arc<EgressSecrets>>,
+    ) -> Result<Self, GatewayError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(config.upstream_ca_file.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Self {
+        Ok(Self {
             config,
             point,
             client,
-        }
+            secrets,
+        })
     }
 
     pub fn point(&self) -> &EnforcementPoint {
@@ -128,7 +182,7 @@ impl Proxy {
     }
 
     /// Handles one request end to end.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let trace = TraceContext::continue_or_start(
             req.headers()
                 .get("traceparent")
@@ -162,6 +216,35 @@ impl Proxy {
             );
             return self.refusal(&verdict, &trace);
         }
+        // Tool-call decisions: every tool the request offers the model must be allowed.
+        let (parts, body) = req.into_parts();
+        let body: Body = if self.config.tools_from_body {
+            let bytes = match Limited::new(body, self.config.max_inspected_body_bytes)
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<LengthLimitError>() => {
+                    return json_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        json!({"error": "body_too_large", "reason": format!("the request body is larger than the {} bytes inspected for tool decisions (max_inspected_body_bytes)", self.config.max_inspected_body_bytes), "trace_id": trace.trace_id}),
+                    );
+                }
+                Err(_) => {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "bad_request", "reason": "the request body could not be read", "trace_id": trace.trace_id}),
+                    );
+                }
+            };
+            if let Some(refused) = self.decide_tools(&bytes, &parts.headers, &trace) {
+                return refused;
+            }
+            full(bytes)
+        } else {
+            body.boxed()
+        };
+        let mut req = Request::from_parts(parts, body);
         // Forward: the upstream sees the verified identity, never the client's credential
         // or identity headers it made up.
         let path_and_query = req
@@ -216,6 +299,38 @@ impl Proxy {
         {
             headers.insert(header::HOST, authority);
         }
+        if let Some(egress) = &self.config.egress {
+            let secret = self
+                .secrets
+                .as_ref()
+                .ok_or_else(|| "no egress secret source".to_owned())
+                .and_then(|s| s.get(&egress.secret));
+            let value = match secret {
+                Ok(v) => egress.format.replace("{secret}", &v),
+                Err(why) => {
+                    tracing::error!(point = %self.point.name(), reason = %why, "egress refused: no current secret");
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "enforcement_unavailable", "reason": why, "trace_id": trace.trace_id}),
+                    );
+                }
+            };
+            let name = HeaderName::from_bytes(egress.header.as_bytes());
+            match (name, HeaderValue::from_str(&value)) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    let headers = req.headers_mut();
+                    headers.remove(&name);
+                    headers.insert(name, value);
+                }
+                _ => {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "enforcement_unavailable", "reason": "the egress secret cannot be put in a header", "trace_id": trace.trace_id}),
+                    );
+                }
+            }
+        }
         *req.uri_mut() = uri;
         *req.version_mut() = hyper::Version::HTTP_11;
         let sent =
@@ -252,6 +367,53 @@ impl Proxy {
                 )
             }
         }
+    }
+}
+
+impl Proxy {
+    /// Decides each tool an AI request offers; the refusal to send, if any.
+    fn decide_tools(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        trace: &TraceContext,
+    ) -> Option<Response<Body>> {
+        let ai = match ai_request(body) {
+            Ok(ai) => ai,
+            Err(why) => {
+                return Some(json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "bad_request", "reason": why, "trace_id": trace.trace_id}),
+                ));
+            }
+        };
+        let token = bearer(headers.get_all(header::AUTHORIZATION).iter())
+            .ok()
+            .flatten();
+        let mut context = serde_json::Map::new();
+        if let Some(model) = ai.model {
+            context.insert("model".into(), model.into());
+        }
+        for tool in ai.tools {
+            let verdict = self.point.check(&Seen {
+                token,
+                proof: Proof::None,
+                audience: &self.config.audience,
+                target: Target::Address(OwnedAddress::Tool { name: tool.clone() }),
+                action: None,
+                correlation_id: Some(&trace.trace_id),
+                context: context.clone(),
+            });
+            if !verdict.allowed() {
+                tracing::info!(point = %self.point.name(), tool = %tool, reason = %verdict.reason(), "tool refused");
+                let mut r = self.refusal(&verdict, trace);
+                if let Ok(v) = HeaderValue::from_str(&tool) {
+                    r.headers_mut().insert("x-steward-refused-tool", v);
+                }
+                return Some(r);
+            }
+        }
+        None
     }
 }
 

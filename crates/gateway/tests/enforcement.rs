@@ -33,6 +33,11 @@ pub const CALLER: &str = "spiffe://acme.example/ns/payments/sa/gw-caller";
 pub const OUTSIDER: &str = "spiffe://acme.example/ns/orders/sa/gw-outsider";
 /// A dev identity: refused in prod by GR-1 (and by token validation).
 pub const DEV: &str = "spiffe://acme.example/ns/payments-dev/sa/gw-dev";
+/// An AI agent in commerce: may call the AI provider's chat API and offer it the order
+/// lookup tools, not the refund tool (restricted, GR-4).
+pub const AGENT: &str = "spiffe://acme.example/agents/prod/gw-assistant";
+/// The audience of the egress gateway in front of the AI provider.
+pub const AI_AUDIENCE: &str = "spiffe://acme.example/egress/ai-provider";
 /// The audience of the proxied service.
 pub const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 pub const BROKER_AUDIENCE: &str = "spiffe://acme.example/broker/rabbitmq";
@@ -90,12 +95,13 @@ impl ControlPlane {
             )
             .await;
         assert_eq!(st, StatusCode::OK, "{body}");
-        for (id, plane, owner, env) in [
-            (CALLER, "payments", "payments-team", "prod"),
-            (OUTSIDER, "commerce", "commerce-team", "prod"),
-            (DEV, "payments", "payments-team", "dev"),
+        for (id, plane, owner, env, kind) in [
+            (CALLER, "payments", "payments-team", "prod", "service"),
+            (OUTSIDER, "commerce", "commerce-team", "prod", "service"),
+            (DEV, "payments", "payments-team", "dev", "service"),
+            (AGENT, "commerce", "commerce-team", "prod", "agent"),
         ] {
-            cp.register(id, plane, owner, env).await;
+            cp.register(id, plane, owner, env, kind).await;
         }
         cp
     }
@@ -129,7 +135,14 @@ impl ControlPlane {
         )
     }
 
-    async fn register(&mut self, id: &'static str, plane: &str, owner: &str, env: &str) {
+    async fn register(
+        &mut self,
+        id: &'static str,
+        plane: &str,
+        owner: &str,
+        env: &str,
+        kind: &str,
+    ) {
         let (key, pkcs8) = SigningKey::generate().unwrap();
         self.pkcs8.insert(id, pkcs8);
         let jwk = key.public_key().jwk();
@@ -139,7 +152,8 @@ impl ControlPlane {
                 "/admin/v1/identities",
                 Some(json!({
                     "spiffe_id": id, "plane": plane, "owner": owner,
-                    "environment": env, "kind": "service", "classification": "restricted",
+                    "environment": env, "kind": kind,
+                    "classification": if kind == "agent" { "confidential" } else { "restricted" },
                     "credentials": {
                         "token_ttl_secs": 3600,
                         "public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],
@@ -795,4 +809,186 @@ async fn bundles_are_signed_and_checked() {
 
 pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// An HTTPS upstream (self-signed certificate, written to `ca`) that echoes requests and
+/// counts them.
+async fn tls_echo_upstream(
+    ca: &std::path::Path,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(ca, cert.pem()).unwrap();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plain = echo_upstream().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                // Terminate TLS, then relay the bytes to the plain echo server.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut inner = tokio::net::TcpStream::connect(plain).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut inner).await;
+            });
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_injects_the_provider_key_and_decides_each_tool() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("upstream-ca.pem");
+    let (port, connections) = tls_echo_upstream(&ca).await;
+    let (st, body) = cp
+        .call(
+            Method::PUT,
+            "/admin/v1/egress-secrets/ai-provider",
+            Some(json!({"value": "sk-live-provider-key", "description": "AI provider key"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        !body.to_string().contains("sk-live"),
+        "never echoed: {body}"
+    );
+    let (_, listed) = cp.call(Method::GET, "/admin/v1/egress-secrets", None).await;
+    assert!(
+        !listed.to_string().contains("sk-live") && listed[0]["id"] == "ai-provider",
+        "{listed}"
+    );
+    let egress = format!(
+        r#"
+[[proxy]]
+listen = "127.0.0.1:0"
+mode = "egress"
+upstream = "https://localhost:{port}"
+upstream_ca_file = "{ca}"
+audience = "{AI_AUDIENCE}"
+egress_secret = "ai-provider"
+tools_from_body = true
+max_inspected_body_bytes = 4096
+"#,
+        ca = ca.display()
+    );
+    let gw = gateway(&cp, echo_upstream().await, &egress).await;
+    // `extra` comes first in the file: the egress proxy is listener 0.
+    let url = format!("http://{}/v1/chat/completions", gw.proxies[0]);
+    let http = reqwest::Client::new();
+    let agent = cp.token(AGENT, AI_AUDIENCE).await;
+    let chat = |tools: &[&str]| {
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t, "parameters": {}}}))
+            .collect();
+        json!({"model": "acme-support-llm", "messages": [{"role": "user", "content": "where is my order?"}], "tools": tools})
+    };
+    // Allowed: the provider sees its key, never the agent's token; the agent never saw
+    // the key.
+    let resp = http
+        .post(&url)
+        .bearer_auth(&agent)
+        .json(&chat(&["lookup_order"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(
+        seen["headers"]["authorization"],
+        json!(["Bearer sk-live-provider-key"])
+    );
+    assert_eq!(seen["headers"]["x-steward-identity"], json!([AGENT]));
+    assert!(seen["body_len"].as_u64().unwrap() > 50);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "over TLS"
+    );
+    // A tool the agent may not offer (restricted refunds): refused before the provider
+    // is called, naming the tool.
+    let before = connections.load(std::sync::atomic::Ordering::SeqCst);
+    let resp = http
+        .post(&url)
+        .bearer_auth(&agent)
+        .json(&chat(&["lookup_order", "refund_payment"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.headers()["x-steward-refused-tool"], "refund_payment");
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["reason"].as_str().unwrap().contains("GR-4")
+            || body["reason"].as_str().unwrap().contains("no permit"),
+        "{body}"
+    );
+    // Not JSON, or larger than what is inspected: refused, never forwarded unchecked.
+    let resp = http
+        .post(&url)
+        .bearer_auth(&agent)
+        .body("tools=refund_payment")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = http
+        .post(&url)
+        .bearer_auth(&agent)
+        .json(&json!({"model": "m", "padding": "x".repeat(10_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A payments service may not use the commerce plane's AI provider at all.
+    let caller = cp.token(CALLER, AI_AUDIENCE).await;
+    let resp = http
+        .post(&url)
+        .bearer_auth(&caller)
+        .json(&chat(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // No token: no key.
+    let resp = http.post(&url).json(&chat(&[])).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "refused requests never reach the provider"
+    );
+    // The tool decisions are in the evidence log.
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events) = cp
+        .call(Method::GET, &format!("/admin/v1/audit/events?kind=access.decision&principal={}&capability=support.tool.refund_payment", urlencode(AGENT)), None)
+        .await;
+    assert_eq!(events[0]["decision"]["outcome"], "deny", "{events}");
+    assert_eq!(events[0]["enforcement_point"], "egress:edge-test");
+    gw.shutdown(Duration::from_secs(2)).await;
 }

@@ -8,6 +8,7 @@ mod audit_routes;
 mod auth;
 pub mod authzen;
 pub mod config;
+pub mod egress;
 mod enforcement;
 mod error;
 pub mod evidence;

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 
 use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile, parse};
@@ -107,6 +107,15 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
             get(crate::authzen::configuration),
         )
         .route("/enforcement/v1/bundle", get(crate::enforcement::bundle))
+        .route(
+            "/enforcement/v1/egress-secrets/{id}",
+            get(crate::egress::release),
+        )
+        .route("/admin/v1/egress-secrets", get(crate::egress::list))
+        .route(
+            "/admin/v1/egress-secrets/{id}",
+            put(crate::egress::set).delete(crate::egress::delete),
+        )
         .route("/access/v1/evaluation", post(crate::authzen::evaluation))
         .route("/access/v1/evaluations", post(crate::authzen::evaluations))
         .layer(DefaultBodyLimit::max(max_body))

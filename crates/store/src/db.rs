@@ -117,6 +117,11 @@ impl Store {
                     "jit_approvals",
                     include_str!("../migrations/sqlite/0006_jit_approvals.sql"),
                 ),
+                (
+                    7,
+                    "egress_secrets",
+                    include_str!("../migrations/sqlite/0007_egress_secrets.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -148,6 +153,11 @@ impl Store {
                     6,
                     "jit_approvals",
                     include_str!("../migrations/postgres/0006_jit_approvals.sql"),
+                ),
+                (
+                    7,
+                    "egress_secrets",
+                    include_str!("../migrations/postgres/0007_egress_secrets.sql"),
                 ),
             ],
         };

@@ -12,6 +12,7 @@
 mod admin;
 mod apply;
 mod db;
+mod egress;
 mod error;
 mod evidence;
 mod keys;
@@ -22,6 +23,7 @@ mod rows;
 pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
 pub use apply::Applied;
 pub use db::{Backend, SQLITE_FILE, Store, redact_url};
+pub use egress::EgressSecretRow;
 pub use error::StoreError;
 pub use evidence::{EvidenceFilter, StoredEvent};
 pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};

@@ -256,6 +256,16 @@ impl TokenService {
         })
     }
 
+    /// Seals a secret under the key-encryption key, bound to `label` (egress secrets).
+    pub fn seal(&self, label: &str, secret: &[u8]) -> Result<String, steward_token::TokenError> {
+        self.kek.seal(label, secret)
+    }
+
+    /// Opens what [`TokenService::seal`] sealed under the same `label`.
+    pub fn open(&self, label: &str, sealed: &str) -> Result<Vec<u8>, steward_token::TokenError> {
+        self.kek.open(label, sealed)
+    }
+
     pub fn ring(&self) -> Option<Arc<KeyRing>> {
         self.ring.read().ok().map(|r| r.clone())
     }

@@ -1,0 +1,177 @@
+//! Egress credential brokering (R17): the gateway in front of a third-party API that only
+//! takes a static key. After the workload's own token and the policy allow the call, the
+//! gateway injects the real key — fetched from the control plane, where it is kept sealed
+//! — so the key never reaches the workload. For AI APIs the tools a request offers the
+//! model are decided one by one (`tools_from_body`), with the token's task scope.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How often a gateway rereads its egress secrets (rotations reach it within this time).
+pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct Released {
+    value: String,
+    created_at: String,
+}
+
+/// The egress secrets one gateway injects, refreshed from the control plane.
+pub struct EgressSecrets {
+    base: String,
+    credential: String,
+    http: reqwest::Client,
+    max_staleness: Duration,
+    values: RwLock<HashMap<String, (String, String, Instant)>>,
+}
+
+impl EgressSecrets {
+    pub fn new(
+        base: &str,
+        credential: String,
+        http: reqwest::Client,
+        max_staleness: Duration,
+    ) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            credential,
+            http,
+            max_staleness,
+            values: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Fetches one secret now.
+    pub async fn refresh(&self, id: &str) -> Result<(), String> {
+        let response = self
+            .http
+            .get(format!("{}/enforcement/v1/egress-secrets/{id}", self.base))
+            .bearer_auth(&self.credential)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the control plane for egress secret `{id}`: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the control plane refused egress secret `{id}`: {}",
+                response.status()
+            ));
+        }
+        let released: Released = response
+            .json()
+            .await
+            .map_err(|e| format!("egress secret `{id}`: {e}"))?;
+        let mut values = self.values.write().map_err(|_| "poisoned".to_owned())?;
+        let rotated = values
+            .get(id)
+            .is_some_and(|(_, created, _)| *created != released.created_at);
+        values.insert(
+            id.to_owned(),
+            (released.value, released.created_at, Instant::now()),
+        );
+        if rotated {
+            tracing::info!(id, "egress secret rotated");
+        }
+        Ok(())
+    }
+
+    /// The value to inject, unless it was not confirmed for longer than the staleness.
+    pub fn get(&self, id: &str) -> Result<String, String> {
+        let values = self.values.read().map_err(|_| "poisoned".to_owned())?;
+        match values.get(id) {
+            Some((v, _, at)) if at.elapsed() <= self.max_staleness => Ok(v.clone()),
+            Some(_) => Err(format!(
+                "egress secret `{id}` could not be refreshed for longer than max_staleness_secs"
+            )),
+            None => Err(format!(
+                "egress secret `{id}` has not been loaded from the control plane"
+            )),
+        }
+    }
+
+    /// Refreshes `ids` now and then every [`SECRET_REFRESH`].
+    pub fn spawn_refresher(
+        self: &std::sync::Arc<Self>,
+        ids: Vec<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                for id in &ids {
+                    if let Err(e) = me.refresh(id).await {
+                        tracing::error!(error = %e, "egress secret refresh failed; the last value is used until it is stale");
+                    }
+                }
+                tokio::time::sleep(SECRET_REFRESH).await;
+            }
+        })
+    }
+}
+
+/// What an AI API request body names: the model and the tools offered to it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AiRequest {
+    pub model: Option<String>,
+    pub tools: Vec<String>,
+}
+
+/// Reads the model and the tool names of an AI API request body: OpenAI chat
+/// (`tools[].function.name`), OpenAI responses and Anthropic (`tools[].name`). A body
+/// that is not a JSON object is an error (it cannot be decided).
+pub fn ai_request(body: &[u8]) -> Result<AiRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        "the request body is not JSON; the tools it offers cannot be decided".to_owned()
+    })?;
+    let obj = v
+        .as_object()
+        .ok_or("the request body is not a JSON object")?;
+    let model = obj.get("model").and_then(Value::as_str).map(str::to_owned);
+    let mut tools = Vec::new();
+    if let Some(list) = obj.get("tools") {
+        let list = list.as_array().ok_or("`tools` is not a list")?;
+        for (i, t) in list.iter().enumerate() {
+            let name = t
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("tools[{i}] names no tool (`function.name` or `name`)"))?;
+            tools.push(name.to_owned());
+        }
+    }
+    Ok(AiRequest { model, tools })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_models_and_tools_of_the_common_shapes() {
+        let openai = br#"{"model":"gpt-x","tools":[{"type":"function","function":{"name":"lookup_order"}}]}"#;
+        assert_eq!(
+            ai_request(openai).unwrap(),
+            AiRequest {
+                model: Some("gpt-x".into()),
+                tools: vec!["lookup_order".into()]
+            }
+        );
+        let anthropic =
+            br#"{"model":"claude","tools":[{"name":"refund_payment","input_schema":{}}]}"#;
+        assert_eq!(ai_request(anthropic).unwrap().tools, vec!["refund_payment"]);
+        assert!(ai_request(br#"{"model":"m"}"#).unwrap().tools.is_empty());
+        for bad in [
+            &b"not json"[..],
+            b"[1]",
+            br#"{"tools":{}}"#,
+            br#"{"tools":[{"type":"x"}]}"#,
+        ] {
+            assert!(ai_request(bad).is_err());
+        }
+    }
+}
