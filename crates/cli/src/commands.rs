@@ -962,39 +962,7 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             events.sort_by(|a, b| {
                 (a.event.time.as_str(), a.seq).cmp(&(b.event.time.as_str(), b.seq))
             });
-            emit(&remote, &events, || {
-                let mut t = format!("Trace of {id}: {} events\n", events.len());
-                for e in &events {
-                    let ev = &e.event;
-                    let at = ev
-                        .enforcement_point
-                        .clone()
-                        .unwrap_or_else(|| ev.source.clone());
-                    let decision = ev
-                        .decision
-                        .outcome
-                        .map(|o| format!(" → {o:?}").to_lowercase())
-                        .unwrap_or_default();
-                    let dest = ev
-                        .destination
-                        .address
-                        .clone()
-                        .or(ev.destination.capability.clone())
-                        .unwrap_or_default();
-                    t.push_str(&format!(
-                        "  {}  #{:<6} {:<22} at {:<20} {} {} {}{}\n",
-                        ev.time,
-                        e.seq,
-                        ev.kind.as_str(),
-                        at,
-                        ev.principal.clone().unwrap_or_default(),
-                        ev.action.clone().unwrap_or_default(),
-                        dest,
-                        decision
-                    ));
-                }
-                t
-            })
+            emit(&remote, &events, || trace_text(&id, &events))
         }
         AuditCommand::Export {
             query,
@@ -1038,4 +1006,39 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `steward audit trace` as text: one line per event, in time order.
+pub(crate) fn trace_text(id: &str, events: &[steward_store::StoredEvent]) -> String {
+    let mut t = format!("Trace of {id}: {} events\n", events.len());
+    for e in events {
+        let ev = &e.event;
+        let at = ev
+            .enforcement_point
+            .clone()
+            .unwrap_or_else(|| ev.source.clone());
+        let decision = ev
+            .decision
+            .outcome
+            .map(|o| format!(" → {o:?}").to_lowercase())
+            .unwrap_or_default();
+        let dest = ev
+            .destination
+            .address
+            .clone()
+            .or(ev.destination.capability.clone())
+            .unwrap_or_default();
+        t.push_str(&format!(
+            "  {}  #{:<6} {:<22} at {:<20} {} {} {}{}\n",
+            ev.time,
+            e.seq,
+            ev.kind.as_str(),
+            at,
+            ev.principal.clone().unwrap_or_default(),
+            ev.action.clone().unwrap_or_default(),
+            dest,
+            decision
+        ));
+    }
+    t
 }

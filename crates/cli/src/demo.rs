@@ -340,6 +340,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     step(
         13,
+        "Enforcement: one decision at the gateway, the broker and the consumer, traced end to end",
+    );
+    crate::demo_enforce::enforcement(&admin, &au).await?;
+
+    step(
+        14,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin

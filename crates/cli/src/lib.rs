@@ -4,6 +4,7 @@
 pub mod client;
 mod commands;
 mod demo;
+mod demo_enforce;
 mod demo_policy;
 mod demo_tokens;
 mod egress_cmd;
