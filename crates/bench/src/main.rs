@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use steward_testkit::ServerProcess as Server;
 
+mod gateway;
 mod policy;
 mod tokens;
 
@@ -91,6 +92,20 @@ enum Bench {
         connections: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Enforcement: wrk through `steward gateway` vs straight to the upstream vs through
+    /// nginx as a plain proxy, and the nginx, RabbitMQ and ext_authz decision endpoints.
+    Gateway {
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The nginx binary for the plain-proxy peer.
+        #[arg(long, default_value = "/usr/sbin/nginx")]
+        nginx: PathBuf,
     },
     /// Evidence append with group commit vs one transaction per event, and verify time.
     Evidence {
@@ -347,6 +362,12 @@ async fn main() -> Result<()> {
                 tokens::issuance(clients, http_seconds, connections, runs).await?;
             }
         }
+        Bench::Gateway {
+            seconds,
+            connections,
+            runs,
+            nginx,
+        } => gateway::run(seconds, connections, runs, Some(nginx)).await?,
         Bench::Evidence {
             events,
             producers,

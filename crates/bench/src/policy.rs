@@ -322,7 +322,7 @@ impl Runs {
     }
 }
 
-fn summarise(mut us: Vec<f64>, wall: Duration, allowed: usize) -> Latency {
+pub(crate) fn summarise(mut us: Vec<f64>, wall: Duration, allowed: usize) -> Latency {
     us.sort_by(|a, b| a.total_cmp(b));
     Latency {
         median_us: percentile(&us, 0.5),
@@ -556,16 +556,38 @@ pub fn wrk_post(
         "}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, \"{path}\", nil, bodies[((i - 1) % #bodies) + 1])\nend\n"
     );
     std::fs::write(&script, lua)?;
+    wrk_run(
+        &["-s".to_owned(), script.display().to_string()],
+        base,
+        connections,
+        duration,
+    )
+}
+
+/// Runs `wrk -t1 --latency` with `extra` arguments against `url` and reads its figures, or
+/// `None` when wrk is not installed. Any non-2xx answer fails the run.
+pub fn wrk_run(
+    extra: &[String],
+    url: &str,
+    connections: usize,
+    duration: Duration,
+) -> Result<Option<Latency>> {
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Ok(None);
+    }
     let out = std::process::Command::new("wrk")
         .args([
             "-t1",
             &format!("-c{connections}"),
             &format!("-d{}s", duration.as_secs()),
             "--latency",
-            "-s",
         ])
-        .arg(&script)
-        .arg(base)
+        .args(extra)
+        .arg(url)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(

@@ -358,6 +358,42 @@ fn cli_workflow(backing: Backing) {
     let out = server.cli(&token, &["audit", "tail", "-n", "3"]);
     assert_eq!(text(&out).0.lines().count(), 4, "{}", text(&out).0);
 
+    // Egress secrets: stored sealed, listed without values, never on the command line.
+    let secret_file = tmp.path().join("provider-key");
+    std::fs::write(&secret_file, "sk-e2e-provider-key\n").unwrap();
+    let out = server.cli(
+        &token,
+        &[
+            "egress-secret",
+            "set",
+            "ai-provider",
+            "--value-file",
+            secret_file.to_str().unwrap(),
+            "--description",
+            "AI provider",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = server.cli(&token, &["egress-secret", "list"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("ai-provider") && stdout.contains("AI provider"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-e2e"), "{stdout}");
+    let out = server.cli(
+        &token,
+        &[
+            "egress-secret",
+            "set",
+            "Bad Id",
+            "--value-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("a-z, 0-9"), "{}", text(&out).1);
+
     // A restart keeps everything and hands out no second bootstrap credential.
     server.kill9();
     std::fs::remove_file(&token_file).unwrap();
@@ -422,6 +458,49 @@ fn bootstrap_credential_is_printed_once_when_no_file_is_given() {
     assert!(first.trim().starts_with("stw_"), "{first:?}");
     let second = run();
     assert!(!second.contains("stw_"), "{second:?}");
+}
+
+#[test]
+fn gateway_check_explains_bad_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("gateway.toml");
+    std::fs::write(tmp.path().join("credential"), "stw_x_y").unwrap();
+    let good = "name = \"edge\"\nenvironment = \"prod\"\n[control_plane]\nurl = \"http://127.0.0.1:8470\"\ncredential_file = \"credential\"\n[[proxy]]\nlisten = \"127.0.0.1:8443\"\nupstream = \"http://127.0.0.1:9000\"\naudience = \"spiffe://acme.example/ns/a/sa/b\"\n";
+    std::fs::write(&file, good).unwrap();
+    let out = steward()
+        .args(["gateway", "--check", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        text(&out).0.contains("gateway `edge` (prod)"),
+        "{}",
+        text(&out).0
+    );
+    for (bad, says) in [
+        (
+            good.replace("http://127.0.0.1:9000", "ftp://x"),
+            "proxy[0].upstream",
+        ),
+        (
+            good.replace("credential_file = \"credential\"", ""),
+            "credential_env or credential_file",
+        ),
+        (
+            format!("{good}mode = \"egress\"\n"),
+            "proxy[0].egress_secret",
+        ),
+        (format!("{good}surprise = 1\n"), "unknown field"),
+        (good.replace("127.0.0.1:8443", "nowhere"), "proxy[0].listen"),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let out = steward()
+            .args(["gateway", "--check", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        assert!(text(&out).1.contains(says), "{says}: {}", text(&out).1);
+    }
 }
 
 #[test]

@@ -183,3 +183,21 @@ impl Enforcer {
         self.policy_version
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever arrives as a bundle, verification answers (no panic) and never accepts
+        /// it without the trusted key's signature.
+        #[test]
+        fn verify_never_panics_or_accepts_garbage(text in "\\PC{0,400}", parts in proptest::collection::vec("[A-Za-z0-9_-]{0,60}", 3)) {
+            let (key, _) = SigningKey::generate().unwrap();
+            let trusted = [key.public_key().clone()];
+            proptest::prop_assert!(Bundle::verify(&text, &trusted).is_err());
+            proptest::prop_assert!(Bundle::verify(&parts.join("."), &trusted).is_err());
+        }
+    }
+}

@@ -137,4 +137,22 @@ mod tests {
         let fresh = TraceContext::continue_or_start(Some("garbage"));
         assert!(TraceContext::parse(&fresh.to_string()).is_some());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_what_it_accepts_round_trips(text in "\\PC{0,80}") {
+            if let Some(t) = TraceContext::parse(&text) {
+                let again = TraceContext::parse(&t.to_string());
+                proptest::prop_assert_eq!(again.as_ref().map(|a| &a.trace_id), Some(&t.trace_id));
+            }
+        }
+
+        #[test]
+        fn valid_headers_keep_their_trace(trace in "[0-9a-f]{31}[1-9a-f]", parent in "[0-9a-f]{15}[1-9a-f]", flags in 0u8..=255) {
+            let header = format!("00-{trace}-{parent}-{flags:02x}");
+            let t = TraceContext::parse(&header).unwrap();
+            proptest::prop_assert_eq!(t.to_string(), header);
+            proptest::prop_assert_eq!(t.child().trace_id, trace);
+        }
+    }
 }

@@ -67,8 +67,30 @@ impl AuthEndpoints {
         }
         router
             .route("/healthz", get(|| async { "ok\n" }))
+            .route("/status", get(status))
             .with_state(self)
     }
+}
+
+/// `GET /status`: the bundle in force (policy version, age, staleness) and the decision
+/// log's counters, for operators and drift checks.
+async fn status(State(s): State<Arc<AuthEndpoints>>) -> Response {
+    let source = s.nginx.source().status();
+    let code = if source.stale {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        axum::Json(json!({
+            "point": s.nginx.name().split_once(':').map_or("", |(_, n)| n),
+            "environment": s.nginx.environment(),
+            "bundle": source,
+            "decisions": s.nginx.log().stats(),
+        })),
+    )
+        .into_response()
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -75,4 +75,20 @@ mod tests {
         assert!(is_steward_header("X-Steward-Identity"));
         assert!(!is_steward_header("x-stewar"));
     }
+
+    proptest::proptest! {
+        /// Any header value: no panic, and a token is only ever what follows `Bearer `,
+        /// trimmed and non-empty.
+        #[test]
+        fn bearer_never_panics_and_only_takes_bearer(value in "\\PC{0,200}") {
+            match bearer_value(Some(&value)) {
+                Ok(Some(token)) => {
+                    proptest::prop_assert!(value.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+                    proptest::prop_assert!(!token.is_empty() && token == token.trim());
+                }
+                Ok(None) => proptest::prop_assert!(false, "a present header is never `no credential`"),
+                Err(e) => proptest::prop_assert!(!e.contains(value.trim()) || value.trim().len() < 3),
+            }
+        }
+    }
 }

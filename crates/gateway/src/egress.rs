@@ -174,4 +174,11 @@ mod tests {
             assert!(ai_request(bad).is_err());
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn ai_request_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = ai_request(&body);
+        }
+    }
 }

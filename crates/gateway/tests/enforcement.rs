@@ -671,9 +671,20 @@ async fn bad_credentials_and_faults_fail_closed() {
             "{text}"
         );
     }
-    // Still fine with a good token.
+    // Still fine with a good token, over HTTP/1.1 and HTTP/2 (h2c prior knowledge).
     let resp = http.get(&path).bearer_auth(&good).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(&path).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(
+        (resp.status(), resp.version()),
+        (StatusCode::OK, reqwest::Version::HTTP_2)
+    );
+    let resp = h2.get(&path).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // The control plane goes away: the last good bundle keeps deciding until it is
     // stale (3 s here), then every request is refused (503), never allowed.
@@ -705,6 +716,18 @@ async fn bad_credentials_and_faults_fail_closed() {
     );
     let status = gw.source.status();
     assert!(status.stale && status.last_error.is_some(), "{status:?}");
+    let resp = http
+        .get(format!("http://{}/status", gw.auth.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["bundle"]["stale"], true, "{report}");
+    assert!(
+        report["bundle"]["policy_version"].as_i64().unwrap() >= 1,
+        "{report}"
+    );
     gw.shutdown(Duration::from_millis(200)).await;
 }
 

@@ -1,0 +1,444 @@
+//! `steward-bench gateway`: the issue-6 targets, side by side in one run on loopback.
+//!
+//! - `wrk` straight to a small upstream (the baseline), through `steward gateway` (token
+//!   validation, address lookup, policy decision, decision record, forwarding), and through
+//!   nginx as a plain reverse proxy without any authorization (the peer);
+//! - the decision endpoints on their own: nginx `auth_request` (`wrk`), the RabbitMQ topic
+//!   check (`wrk`) and Envoy ext_authz `Check` (a tonic gRPC client, since wrk speaks no
+//!   gRPC).
+//!
+//! The control plane runs in this process on its own runtime and takes every decision
+//! record the gateway ships, as it would in production (there on another machine).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use serde_json::json;
+use steward_token::{SigningKey, jws};
+
+use crate::policy::{Latency, Runs, wrk_post, wrk_run};
+
+const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/bench-gateway-client";
+const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
+const BROKER: &str = "spiffe://acme.example/broker/rabbitmq";
+/// An allowed read of `payments.read` (`GET /v1/charges/**`).
+const PATH: &str = "/v1/charges/ch_1";
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A small upstream answering `ok` to everything (on the caller's runtime).
+async fn upstream() -> Result<std::net::SocketAddr> {
+    let app = axum::Router::new().fallback(|| async { "ok\n" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
+    let assertion = jws::encode(
+        key,
+        "JWT",
+        &json!({"iss": CLIENT, "sub": CLIENT, "aud": format!("{base}/oauth2/token"),
+                "iat": now(), "exp": now() + 60, "jti": uuid_like()}),
+    )?;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_assertion_type", steward_token::JWT_BEARER_ASSERTION)
+        .append_pair("client_assertion", &assertion)
+        .append_pair("audience", audience)
+        .append_pair("expires_in", "900")
+        .finish();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?;
+    let v: serde_json::Value = resp.json().await?;
+    v.get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("no token: {v}"))
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// nginx as a plain reverse proxy to `upstream` (no authorization): the peer.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(binary: &Path, upstream: std::net::SocketAddr) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                r#"daemon off; worker_processes auto; user root; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;
+  upstream app {{ server {upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://app; }}
+  }}
+}}
+"#
+            ),
+        )?;
+        let child = std::process::Command::new(binary)
+            .args([
+                "-p",
+                &d,
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Self {
+                    child,
+                    port,
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        bail!("nginx did not start")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `connections` concurrent gRPC callers of `Check` for `duration`.
+async fn ext_authz_load(
+    addr: std::net::SocketAddr,
+    token: &str,
+    connections: usize,
+    duration: Duration,
+) -> Result<Latency> {
+    let mut headers = std::collections::HashMap::new();
+    headers.insert("authorization".to_owned(), format!("Bearer {token}"));
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: PATH.into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let mut client = AuthorizationClient::connect(format!("http://{addr}")).await?;
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut us = Vec::new();
+            while started.elapsed() < duration {
+                let t = Instant::now();
+                let answer = client.check(request.clone()).await?.into_inner();
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+                if answer.status.map(|s| s.code) != Some(0) {
+                    bail!("ext_authz denied an allowed request under load");
+                }
+            }
+            Ok(us)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(crate::policy::summarise(all, started.elapsed(), 0))
+}
+
+fn header(name: &str, value: &str) -> [String; 2] {
+    ["-H".to_owned(), format!("{name}: {value}")]
+}
+
+pub async fn run(
+    seconds: u64,
+    connections: usize,
+    runs: usize,
+    nginx: Option<PathBuf>,
+) -> Result<()> {
+    let desired = steward_governance::parse(
+        &steward_governance::read_dir(&steward_testkit::example_repo())?,
+        &steward_model::TrustDomain::new("acme.example")?,
+    )
+    .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
+    let server = crate::InProcessServer::start(desired, "acme.example")?;
+    let http = reqwest::Client::new();
+    let (key, _) = SigningKey::generate()?;
+    let jwk = key.public_key().jwk();
+    let resp = http
+        .post(format!("{}/admin/v1/identities", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({
+            "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
+            "environment": "prod", "kind": "service", "classification": "confidential",
+            "credentials": {"public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
+        }))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("registering the client: {}", resp.text().await?);
+    }
+    let resp = http
+        .post(format!("{}/admin/v1/credentials", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({"name": "bench gateway", "role": "ingestor"}))
+        .send()
+        .await?;
+    let ingestor: serde_json::Value = resp.json().await?;
+    let ingestor = ingestor
+        .get("token")
+        .and_then(serde_json::Value::as_str)
+        .context("no ingestor credential")?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("credential"), ingestor)?;
+    let up = upstream().await?;
+    let config = steward_gateway::GatewayConfig::parse(
+        &format!(
+            r#"
+name = "bench"
+environment = "prod"
+[control_plane]
+url = "{base}"
+credential_file = "credential"
+[[proxy]]
+listen = "127.0.0.1:0"
+upstream = "http://{up}"
+audience = "{AUDIENCE}"
+[auth]
+listen = "127.0.0.1:0"
+nginx_audience = "{AUDIENCE}"
+rabbitmq_audience = "{BROKER}"
+[ext_authz]
+listen = "127.0.0.1:0"
+audience = "{AUDIENCE}"
+"#,
+            base = server.base
+        ),
+        dir.path(),
+    )?;
+    let gw = steward_gateway::start(config).await?;
+    gw.source
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let web = token(&server.base, &key, AUDIENCE).await?;
+    let broker = token(&server.base, &key, BROKER).await?;
+    let auth = format!("http://{}", gw.auth.context("no auth listener")?);
+    let login = http
+        .post(format!("{auth}/rabbitmq/user"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("username", CLIENT)
+                .append_pair("password", &broker)
+                .finish(),
+        )
+        .send()
+        .await?
+        .text()
+        .await?;
+    if login != "allow" {
+        bail!("the broker login was refused: {login}");
+    }
+    let nginx = match nginx.filter(|p| p.exists()) {
+        Some(bin) => Some(Nginx::start(&bin, up)?),
+        None => {
+            eprintln!("nginx not found: the nginx peer is skipped (apt-get install nginx)");
+            None
+        }
+    };
+    let duration = Duration::from_secs(seconds);
+    let bearer = header("Authorization", &format!("Bearer {web}"));
+    let gateway_url = format!("http://{}{PATH}", gw.proxies.first().context("no proxy")?);
+    let topic_body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", CLIENT)
+        .append_pair("vhost", "/payments")
+        .append_pair("resource", "topic")
+        .append_pair("name", "payments.commands")
+        .append_pair("permission", "write")
+        .append_pair("routing_key", "refund.requested")
+        .finish();
+    let ext_addr = gw.ext_authz.context("no ext_authz listener")?;
+    let (mut direct, mut through, mut peer, mut nginx_ep, mut rabbit, mut envoy) = (
+        Runs::default(),
+        Runs::default(),
+        Runs::default(),
+        Runs::default(),
+        Runs::default(),
+        Runs::default(),
+    );
+    let blocking_with = |args: Vec<String>, url: String, c: usize| {
+        tokio::task::spawn_blocking(move || wrk_run(&args, &url, c, duration))
+    };
+    let blocking = |args: Vec<String>, url: String| blocking_with(args, url, connections);
+    let (mut direct1, mut through1) = (Runs::default(), Runs::default());
+    for run in 1..=runs {
+        let d = blocking(Vec::new(), format!("http://{up}{PATH}"))
+            .await??
+            .context("wrk is not installed (apt-get install wrk)")?;
+        let g = blocking(bearer.to_vec(), gateway_url.clone())
+            .await??
+            .context("wrk")?;
+        // Added latency without queueing: one connection, one request at a time.
+        let d1 = blocking_with(Vec::new(), format!("http://{up}{PATH}"), 1)
+            .await??
+            .context("wrk")?;
+        let g1 = blocking_with(bearer.to_vec(), gateway_url.clone(), 1)
+            .await??
+            .context("wrk")?;
+        eprintln!(
+            "run {run}/{runs}, one connection: direct p50 {:.0} µs p99 {:.0} µs | gateway p50 {:.0} µs p99 {:.0} µs",
+            d1.median_us, d1.p99_us, g1.median_us, g1.p99_us
+        );
+        direct1.push(&d1);
+        through1.push(&g1);
+        let n = match &nginx {
+            Some(n) => blocking(Vec::new(), format!("http://127.0.0.1:{}{PATH}", n.port)).await??,
+            None => None,
+        };
+        let mut ep_args = bearer.to_vec();
+        ep_args.extend(header("X-Original-Method", "GET"));
+        ep_args.extend(header("X-Original-URI", PATH));
+        let e = blocking(ep_args, format!("{auth}/nginx/auth"))
+            .await??
+            .context("wrk")?;
+        let r = {
+            let (auth, body) = (auth.clone(), topic_body.clone());
+            tokio::task::spawn_blocking(move || {
+                wrk_post(
+                    &auth,
+                    "/rabbitmq/topic",
+                    "application/x-www-form-urlencoded",
+                    None,
+                    &[body],
+                    connections,
+                    duration,
+                )
+            })
+            .await??
+            .context("wrk")?
+        };
+        let x = ext_authz_load(ext_addr, &web, connections, duration).await?;
+        eprintln!(
+            "run {run}/{runs}: direct {:.0}/s p50 {:.0} µs p99 {:.0} µs | gateway {:.0}/s p50 {:.0} µs p99 {:.0} µs | nginx proxy {} | nginx auth_request {:.0}/s p99 {:.0} µs | rabbitmq topic {:.0}/s p99 {:.0} µs | ext_authz {:.0}/s p99 {:.0} µs",
+            d.per_sec,
+            d.median_us,
+            d.p99_us,
+            g.per_sec,
+            g.median_us,
+            g.p99_us,
+            n.as_ref().map_or("-".to_owned(), |n| format!(
+                "{:.0}/s p50 {:.0} µs p99 {:.0} µs",
+                n.per_sec, n.median_us, n.p99_us
+            )),
+            e.per_sec,
+            e.p99_us,
+            r.per_sec,
+            r.p99_us,
+            x.per_sec,
+            x.p99_us
+        );
+        direct.push(&d);
+        through.push(&g);
+        if let Some(n) = &n {
+            peer.push(n);
+        }
+        nginx_ep.push(&e);
+        rabbit.push(&r);
+        envoy.push(&x);
+    }
+    let stats = gw.log.stats();
+    gw.shutdown(Duration::from_secs(10)).await;
+    let (d_rps, d_p50, d_p99) = direct.medians();
+    let (g_rps, g_p50, g_p99) = through.medians();
+    println!(
+        "gateway benchmark (wrk -t1 -c{connections}, {seconds} s per run, GET {PATH} allowed by policy; medians of {runs}):"
+    );
+    println!(
+        "  direct to upstream:        {d_rps:>8.0} req/s  p50 {d_p50:>6.0} µs  p99 {d_p99:>6.0} µs"
+    );
+    println!(
+        "  through steward gateway:   {g_rps:>8.0} req/s  p50 {g_p50:>6.0} µs  p99 {g_p99:>6.0} µs"
+    );
+    let (_, d1_p50, d1_p99) = direct1.medians();
+    let (g1_rps, g1_p50, g1_p99) = through1.medians();
+    println!(
+        "    throughput {:.2} of direct (target >= 0.60); under this load added p50 {:.0} µs, p99 {:.0} µs",
+        g_rps / d_rps,
+        g_p50 - d_p50,
+        g_p99 - d_p99
+    );
+    println!(
+        "  one connection (no queueing): direct p50 {d1_p50:.0} µs p99 {d1_p99:.0} µs; gateway p50 {g1_p50:.0} µs p99 {g1_p99:.0} µs ({g1_rps:.0} req/s)"
+    );
+    println!(
+        "    added latency p50 {:.0} µs (target <= 150: {:.2}x), p99 {:.0} µs (target <= 1000: {:.2}x)",
+        g1_p50 - d1_p50,
+        (g1_p50 - d1_p50) / 150.0,
+        g1_p99 - d1_p99,
+        (g1_p99 - d1_p99) / 1000.0
+    );
+    if nginx.is_some() {
+        let (n_rps, n_p50, n_p99) = peer.medians();
+        println!(
+            "  through nginx (plain proxy, no auth): {n_rps:>8.0} req/s  p50 {n_p50:>6.0} µs  p99 {n_p99:>6.0} µs; steward gateway / nginx throughput {:.2}, added p50 vs nginx {:.0} µs",
+            g_rps / n_rps,
+            g_p50 - n_p50
+        );
+    }
+    for (name, figures) in [
+        ("nginx auth_request endpoint", nginx_ep),
+        ("RabbitMQ topic endpoint", rabbit),
+        ("Envoy ext_authz Check (gRPC)", envoy),
+    ] {
+        let (rps, p50, p99) = figures.medians();
+        println!("  {name:<30} {rps:>8.0} decisions/s  p50 {p50:>6.0} µs  p99 {p99:>6.0} µs");
+    }
+    println!(
+        "  decision records shipped to the control plane: {} (refused {}, waiting {})",
+        stats.shipped, stats.refused, stats.waiting
+    );
+    drop(nginx);
+    server.stop()
+}
