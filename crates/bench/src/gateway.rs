@@ -204,21 +204,7 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
     let server = crate::InProcessServer::start(desired, "acme.example")?;
     let http = reqwest::Client::new();
-    let (key, _) = SigningKey::generate()?;
-    let jwk = key.public_key().jwk();
-    let resp = http
-        .post(format!("{}/admin/v1/identities", server.base))
-        .bearer_auth(&server.token)
-        .json(&json!({
-            "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
-            "environment": "prod", "kind": "service", "classification": "confidential",
-            "credentials": {"public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
-        }))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("registering the client: {}", resp.text().await?);
-    }
+    let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
     let resp = http
         .post(format!("{}/admin/v1/credentials", server.base))
         .bearer_auth(&server.token)

@@ -99,6 +99,30 @@ pub fn validation(tokens: usize, runs: usize) -> Result<()> {
 
 /// Issuance over HTTP: `clients` identities with keys, `wrk` posting pre-signed
 /// assertions (each used once) for `seconds` per run.
+/// Registers `id` in the payments plane (prod) with a fresh key, returned.
+pub(crate) async fn register_client(
+    http: &reqwest::Client,
+    server: &crate::InProcessServer,
+    id: &str,
+) -> Result<SigningKey> {
+    let (key, _) = SigningKey::generate()?;
+    let jwk = key.public_key().jwk();
+    let resp = http
+        .post(format!("{}/admin/v1/identities", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({
+            "spiffe_id": id, "plane": "payments", "owner": "payments-team",
+            "environment": "prod", "kind": "service", "classification": "confidential",
+            "credentials": {"public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
+        }))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("registering {id}: {}", resp.text().await?);
+    }
+    Ok(key)
+}
+
 pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: usize) -> Result<()> {
     let desired = steward_governance::parse(
         &steward_governance::read_dir(&steward_testkit::example_repo())?,
@@ -109,22 +133,8 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
     let http = reqwest::Client::new();
     let mut keys = Vec::new();
     for i in 0..clients {
-        let (key, _) = SigningKey::generate()?;
-        let jwk = key.public_key().jwk();
         let id = format!("spiffe://acme.example/ns/payments/sa/bench-{i}");
-        let resp = http
-            .post(format!("{}/admin/v1/identities", server.base))
-            .bearer_auth(&server.token)
-            .json(&json!({
-                "spiffe_id": id, "plane": "payments", "owner": "payments-team",
-                "environment": "prod", "kind": "service", "classification": "confidential",
-                "credentials": {"public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
-            }))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("registering {id}: {}", resp.text().await?);
-        }
+        let key = register_client(&http, &server, &id).await?;
         keys.push((id, key));
     }
     let endpoint = format!("{}/oauth2/token", server.base);

@@ -152,13 +152,7 @@ async fn ship(
                 }
                 Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                     let status = r.status().as_u16();
-                    let text: String = r
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(400)
-                        .collect();
+                    let text = crate::answer_text(r).await;
                     counters
                         .refused
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);

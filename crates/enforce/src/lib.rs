@@ -45,3 +45,14 @@ pub enum EnforceError {
     )]
     LogFull(usize),
 }
+
+/// The start of an HTTP answer's body, for error messages (never the whole of it).
+pub(crate) async fn answer_text(response: reqwest::Response) -> String {
+    response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(400)
+        .collect()
+}

@@ -214,6 +214,19 @@ impl EnforcementPoint {
             .map_err(|e| format!("the token was refused: {e}"))
     }
 
+    /// A refusal before any policy decision (no bundle, no or bad credential), recorded.
+    fn refuse(
+        &self,
+        outcome: Outcome,
+        version: i64,
+        reason: impl Into<String>,
+        seen: &Seen<'_>,
+    ) -> Verdict {
+        let mut d = empty_decision(version);
+        d.reasons.push(reason.into());
+        self.finish(outcome, None, None, d, None, seen)
+    }
+
     /// Refuses a request whose credential could not even be read (two `Authorization`
     /// headers, an unknown scheme), recording it like any other refusal.
     pub fn refuse_credential(&self, seen: &Seen<'_>, reason: String) -> Verdict {
@@ -222,9 +235,7 @@ impl EnforcementPoint {
             .current()
             .map(|e| e.policy_version())
             .unwrap_or(0);
-        let mut d = empty_decision(version);
-        d.reasons.push(reason);
-        self.finish(Outcome::Unauthenticated, None, None, d, None, seen)
+        self.refuse(Outcome::Unauthenticated, version, reason, seen)
     }
 
     /// Validates, resolves, decides and records. Never fails: every problem is a refusal
@@ -233,17 +244,17 @@ impl EnforcementPoint {
         let enforcer = match self.source.current() {
             Ok(e) => e,
             Err(why) => {
-                let mut d = empty_decision(0);
-                d.reasons.push(why);
-                return self.finish(Outcome::Unavailable, None, None, d, None, seen);
+                return self.refuse(Outcome::Unavailable, 0, why, seen);
             }
         };
         let version = enforcer.policy_version();
         let Some(token) = seen.token else {
-            let mut d = empty_decision(version);
-            d.reasons
-                .push("no credential: send `Authorization: Bearer <Steward token>`".into());
-            return self.finish(Outcome::Unauthenticated, None, None, d, None, seen);
+            return self.refuse(
+                Outcome::Unauthenticated,
+                version,
+                "no credential: send `Authorization: Bearer <Steward token>`",
+                seen,
+            );
         };
         let now = time::OffsetDateTime::now_utc();
         let expect = Expectations {
@@ -255,9 +266,12 @@ impl EnforcementPoint {
         let claims = match enforcer.validator().validate(token, &expect) {
             Ok(c) => c,
             Err(e) => {
-                let mut d = empty_decision(version);
-                d.reasons.push(format!("the token was refused: {e}"));
-                return self.finish(Outcome::Unauthenticated, None, None, d, None, seen);
+                return self.refuse(
+                    Outcome::Unauthenticated,
+                    version,
+                    format!("the token was refused: {e}"),
+                    seen,
+                );
             }
         };
         let context = token_context(&claims, &self.environment, &seen.context);
@@ -270,9 +284,7 @@ impl EnforcementPoint {
         let enforcer = match self.source.current() {
             Ok(e) => e,
             Err(why) => {
-                let mut d = empty_decision(0);
-                d.reasons.push(why);
-                return self.finish(Outcome::Unavailable, None, None, d, None, seen);
+                return self.refuse(Outcome::Unavailable, 0, why, seen);
             }
         };
         let mut context = seen.context.clone();

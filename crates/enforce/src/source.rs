@@ -198,13 +198,7 @@ impl BundleSource {
             return Ok(false);
         }
         if !status.is_success() {
-            let text: String = response
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(400)
-                .collect();
+            let text = crate::answer_text(response).await;
             return Err(EnforceError::Refused {
                 status: status.as_u16(),
                 message: text,

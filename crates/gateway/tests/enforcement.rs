@@ -244,6 +244,9 @@ pub async fn echo_upstream() -> SocketAddr {
     use axum::extract::Request;
     let app = axum::Router::new().fallback(|req: Request<Body>| async move {
         let (parts, body) = req.into_parts();
+        if parts.uri.path().ends_with("/slow") {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         let headers: serde_json::Map<String, Value> = parts
             .headers
@@ -732,6 +735,42 @@ async fn bad_credentials_and_faults_fail_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_open_requests_finish_and_ships_their_records() {
+    let cp = ControlPlane::start().await;
+    let gw = gateway(&cp, echo_upstream().await, "").await;
+    let proxy = gw.proxies[0];
+    let token = cp.token(CALLER, AUDIENCE).await;
+    let trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let slow = tokio::spawn({
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("http://{proxy}/v1/charges/ch_1/slow"))
+                .bearer_auth(token)
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    gw.shutdown(Duration::from_secs(5)).await;
+    // The request in flight when the shutdown began was answered, not cut off.
+    assert_eq!(slow.await.unwrap().unwrap(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(proxy).await.is_err());
+    // Its decision record was shipped before the gateway stopped.
+    let events = cp.decisions_for(trace, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_are_signed_and_checked() {
     let cp = ControlPlane::start().await;
     let ingestor = cp.credential("bundle-reader", "ingestor").await;
@@ -1013,5 +1052,16 @@ max_inspected_body_bytes = 4096
         .await;
     assert_eq!(events[0]["decision"]["outcome"], "deny", "{events}");
     assert_eq!(events[0]["enforcement_point"], "egress:edge-test");
+    // The secret's release to the gateway is itself evidence (without the value).
+    let (_, released) = cp
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=admin.action&action=egress_secret.release",
+            None,
+        )
+        .await;
+    assert!(!released.as_array().unwrap().is_empty(), "{released}");
+    assert_eq!(released[0]["details"]["target"], "ai-provider");
+    assert!(!released.to_string().contains("sk-live"), "{released}");
     gw.shutdown(Duration::from_secs(2)).await;
 }

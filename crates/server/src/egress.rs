@@ -125,6 +125,27 @@ pub(crate) async fn release(
         ApiError::internal()
     })?;
     let value = String::from_utf8(value).map_err(|_| ApiError::internal())?;
+    // No secret leaves without its evidence: the release is chained (durably) first.
+    let mut event = steward_audit::Event::new(
+        steward_audit::EventKind::AdminAction,
+        uuid::Uuid::now_v7().to_string(),
+        steward_store::now_rfc3339(),
+    );
+    event.action = Some("egress_secret.release".into());
+    event.principal = Some(actor.label());
+    event.actor_chain = vec![actor.label()];
+    event.details = serde_json::json!({
+        "target": id,
+        "role": actor.role.to_string(),
+        "secret_set_at": row.created_at,
+    });
+    s.evidence.record(vec![event]).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_unavailable",
+            format!("the release cannot be recorded ({e}); retry later"),
+        )
+    })?;
     tracing::info!(id = %id, to = %actor.name, "egress secret released to an enforcement point");
     let mut response = axum::Json(ReleasedSecret {
         id,

@@ -342,6 +342,24 @@ impl Rabbit {
     }
 }
 
+/// The next message of the refund queue, waiting up to 5 s for one to arrive.
+async fn next_message(ch: &lapin::Channel) -> Option<lapin::message::BasicGetMessage> {
+    for _ in 0..50 {
+        let got = ch
+            .basic_get(
+                "payments.refund-requests".into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if got.is_some() {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
     let Some(server) = binary(
@@ -426,21 +444,9 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
         .await
         .unwrap();
     let ch = caller.create_channel().await.unwrap();
-    let mut got = None;
-    for _ in 0..50 {
-        got = ch
-            .basic_get(
-                "payments.refund-requests".into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap();
-        if got.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let got = got.expect("the allowed publish was delivered");
+    let got = next_message(&ch)
+        .await
+        .expect("the allowed publish was delivered");
     assert_eq!(got.delivery.data, b"refund via refund.requested");
 
     // Refused by the broker: a routing key no capability maps (topic check) ...
@@ -651,21 +657,7 @@ async fn api_to_event_is_traced(
     let queue_ch = ops.create_channel().await.unwrap();
     let mut outcomes = Vec::new();
     for _ in 0..3 {
-        let mut got = None;
-        for _ in 0..50 {
-            got = queue_ch
-                .basic_get(
-                    "payments.refund-requests".into(),
-                    BasicGetOptions { no_ack: true },
-                )
-                .await
-                .unwrap();
-            if got.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let m = got.expect("a published message");
+        let m = next_message(&queue_ch).await.expect("a published message");
         let headers: BTreeMap<String, String> = m
             .delivery
             .properties
