@@ -20,21 +20,45 @@ fn hex(len: usize, s: &str) -> bool {
         && s.bytes().any(|b| b != b'0')
 }
 
+thread_local! {
+    /// Per-thread splitmix64 state, seeded once from the OS: trace ids must be unique,
+    /// not secret, and a system call per id would cost more than the rest of the id.
+    static STATE: std::cell::Cell<u64> = std::cell::Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // Without OS randomness, time and a per-thread address still separate threads.
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        let here = &b as *const _ as u64;
+        return nanos ^ here.rotate_left(32);
+    }
+    u64::from_le_bytes(b)
+}
+
+fn next_u64() -> u64 {
+    STATE.with(|s| {
+        let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// `bytes` random bytes as lowercase hex, never all zero.
 fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // Without randomness, a time-based id still correlates (uniqueness is best effort).
-        let now = uuid::Uuid::now_v7();
-        buf.iter_mut()
-            .zip(now.as_bytes().iter().cycle())
-            .for_each(|(b, n)| *b = *n);
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        let mut v = next_u64();
+        if v == 0 {
+            v = 1;
+        }
+        let take = (bytes * 2 - out.len()).min(16);
+        out.push_str(format!("{v:016x}").get(..take).unwrap_or_default());
     }
-    if buf.iter().all(|b| *b == 0)
-        && let Some(last) = buf.last_mut()
-    {
-        *last = 1;
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    out
 }
 
 impl TraceContext {
@@ -136,6 +160,21 @@ mod tests {
         );
         let fresh = TraceContext::continue_or_start(Some("garbage"));
         assert!(TraceContext::parse(&fresh.to_string()).is_some());
+    }
+
+    #[test]
+    fn new_traces_are_unique_and_valid() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let t = TraceContext::new_root();
+            assert!(TraceContext::parse(&t.to_string()).is_some(), "{t}");
+            assert!(seen.insert(t.trace_id));
+        }
+        // Other threads draw from their own, differently seeded, sequences.
+        let other = std::thread::spawn(|| TraceContext::new_root().trace_id)
+            .join()
+            .unwrap();
+        assert!(!seen.contains(&other));
     }
 
     proptest::proptest! {
