@@ -165,8 +165,9 @@ pub struct Event {
     pub enforcement_point: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<i64>,
-    /// Who wrote the event: `steward`, or `ingest:<credential>` for a foreign engine's
-    /// record (set by the control plane, whatever the record claimed).
+    /// Who wrote the event: `steward`, `enforcement:<credential>` for one of Steward's
+    /// enforcement points, or `ingest:<credential>` for a foreign engine's record (set by
+    /// the control plane, whatever the record claimed).
     #[serde(default = "steward_source")]
     pub source: String,
     /// Kind-specific details (before/after of an admin change, counts of an apply …).
