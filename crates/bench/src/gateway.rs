@@ -197,12 +197,7 @@ pub async fn run(
     runs: usize,
     nginx: Option<PathBuf>,
 ) -> Result<()> {
-    let desired = steward_governance::parse(
-        &steward_governance::read_dir(&steward_testkit::example_repo())?,
-        &steward_model::TrustDomain::new("acme.example")?,
-    )
-    .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
-    let server = crate::InProcessServer::start(desired, "acme.example")?;
+    let server = crate::InProcessServer::example()?;
     let http = reqwest::Client::new();
     let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
     let resp = http

@@ -680,6 +680,16 @@ impl InProcessServer {
         })
     }
 
+    /// A server holding the bundled example repository (trust domain `acme.example`).
+    fn example() -> Result<Self> {
+        let desired = steward_governance::parse(
+            &steward_governance::read_dir(&steward_testkit::example_repo())?,
+            &steward_model::TrustDomain::new("acme.example")?,
+        )
+        .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
+        Self::start(desired, "acme.example")
+    }
+
     fn stop(self) -> Result<()> {
         let _ = self.stop.send(());
         self.thread

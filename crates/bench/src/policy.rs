@@ -533,13 +533,6 @@ pub fn wrk_post(
     connections: usize,
     duration: Duration,
 ) -> Result<Option<Latency>> {
-    if std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Ok(None);
-    }
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("mix.lua");
     let mut lua =

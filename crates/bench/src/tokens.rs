@@ -124,12 +124,7 @@ pub(crate) async fn register_client(
 }
 
 pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: usize) -> Result<()> {
-    let desired = steward_governance::parse(
-        &steward_governance::read_dir(&steward_testkit::example_repo())?,
-        &steward_model::TrustDomain::new("acme.example")?,
-    )
-    .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
-    let server = crate::InProcessServer::start(desired, "acme.example")?;
+    let server = crate::InProcessServer::example()?;
     let http = reqwest::Client::new();
     let mut keys = Vec::new();
     for i in 0..clients {
