@@ -492,6 +492,13 @@ fn gateway_check_explains_bad_configuration() {
         ),
         (format!("{good}surprise = 1\n"), "unknown field"),
         (good.replace("127.0.0.1:8443", "nowhere"), "proxy[0].listen"),
+        (
+            good.replace(
+                "credential_file = \"credential\"",
+                "credential_file = \"credential\"\nrefresh_secs = 600",
+            ),
+            "not shorter than max_staleness_secs",
+        ),
     ] {
         std::fs::write(&file, &bad).unwrap();
         let out = steward()

@@ -334,22 +334,34 @@ impl GatewayConfig {
         if file.environment.trim().is_empty() || file.name.trim().is_empty() {
             return Err(invalid("name/environment", "must not be empty"));
         }
+        let refresh = positive(
+            "control_plane.refresh_secs",
+            cp.refresh_secs,
+            DEFAULT_REFRESH_SECS,
+        )?;
+        let max_staleness = positive(
+            "control_plane.max_staleness_secs",
+            cp.max_staleness_secs,
+            DEFAULT_MAX_STALENESS_SECS,
+        )?;
+        if refresh >= max_staleness {
+            return Err(invalid(
+                "control_plane.refresh_secs",
+                format!(
+                    "{}s is not shorter than max_staleness_secs ({}s): the bundle would go stale between two refreshes",
+                    refresh.as_secs(),
+                    max_staleness.as_secs()
+                ),
+            ));
+        }
         Ok(Self {
             name: file.name,
             environment: file.environment,
             control_plane: cp.url.trim_end_matches('/').to_owned(),
             credential,
             trusted_keys,
-            refresh: positive(
-                "control_plane.refresh_secs",
-                cp.refresh_secs,
-                DEFAULT_REFRESH_SECS,
-            )?,
-            max_staleness: positive(
-                "control_plane.max_staleness_secs",
-                cp.max_staleness_secs,
-                DEFAULT_MAX_STALENESS_SECS,
-            )?,
+            refresh,
+            max_staleness,
             decision_queue: cp.decision_queue.unwrap_or(DEFAULT_DECISION_QUEUE).max(1),
             proxies,
             auth,
