@@ -842,13 +842,13 @@ async fn bundles_are_signed_and_checked() {
         assert_eq!(resp.status(), expected, "{path}");
     }
     // Unchanged: 304. After a registry change: a new bundle.
-    let resp = http
-        .get(format!("{}/enforcement/v1/bundle", cp.base))
-        .bearer_auth(&ingestor)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let if_changed = || {
+        http.get(format!("{}/enforcement/v1/bundle", cp.base))
+            .bearer_auth(&ingestor)
+            .header("if-none-match", &etag)
+            .send()
+    };
+    let resp = if_changed().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     let (st, body) = cp
         .call(
@@ -858,13 +858,7 @@ async fn bundles_are_signed_and_checked() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    let resp = http
-        .get(format!("{}/enforcement/v1/bundle", cp.base))
-        .bearer_auth(&ingestor)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let resp = if_changed().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
 }
