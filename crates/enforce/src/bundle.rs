@@ -107,7 +107,12 @@ impl Bundle {
 
     /// Compiles the policy over the registry and builds the validator: the decision
     /// machinery of one bundle.
-    pub fn enforcer(&self) -> Result<Enforcer, EnforceError> {
+    /// Compiles the bundle into an enforcer whose validator consults `revocations` on
+    /// every token.
+    pub fn enforcer(
+        &self,
+        revocations: std::sync::Arc<dyn steward_token::RevocationCheck>,
+    ) -> Result<Enforcer, EnforceError> {
         let keys = self.public_keys()?;
         let engine = Engine::build(EngineInput {
             planes: &self.planes,
@@ -133,7 +138,8 @@ impl Bundle {
         }
         Ok(Enforcer {
             registered_keys,
-            validator: Validator::new(self.issuer.clone(), keys.clone(), self.clock_skew_secs),
+            validator: Validator::new(self.issuer.clone(), keys.clone(), self.clock_skew_secs)
+                .with_revocation(revocations),
             engine,
             keys,
             issued_at: self.issued_at,

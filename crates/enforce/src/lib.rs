@@ -15,12 +15,16 @@
 mod bundle;
 mod decision_log;
 mod point;
+mod revocation;
+mod revocation_feed;
 mod source;
 pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
 pub use decision_log::{DecisionLog, LogStats, decision_event};
 pub use point::{EnforcementPoint, Outcome, Seen, Verdict};
+pub use revocation::{EpochGap, RevocationSet};
+pub use revocation_feed::{FeedConfig, FeedStatus, PointIdentity, RevocationFeed, RevocationHook};
 pub use source::{BundleSource, SourceConfig, SourceStatus};
 
 /// Why a bundle, a fetch or a decision record failed. Messages never carry a token or key.

@@ -9,6 +9,7 @@ use steward_token::{Jwk, PublicKey};
 
 use crate::EnforceError;
 use crate::bundle::{Bundle, Enforcer};
+use crate::revocation::RevocationSet;
 
 /// Where the bundle comes from and how fresh it must be.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct SourceStatus {
     pub seconds_since_contact: Option<u64>,
     pub stale: bool,
     pub last_error: Option<String>,
+    /// The revocation epoch applied.
+    pub revocation_epoch: i64,
 }
 
 /// The bundle in force at one enforcement point.
@@ -52,6 +55,7 @@ pub struct BundleSource {
     config: SourceConfig,
     http: reqwest::Client,
     slot: RwLock<Slot>,
+    revocations: Arc<RevocationSet>,
 }
 
 impl BundleSource {
@@ -66,7 +70,19 @@ impl BundleSource {
             }),
             config,
             http,
+            revocations: Arc::new(RevocationSet::default()),
         })
+    }
+
+    /// The revocations every enforcer of this source consults (kept current by a
+    /// [`crate::RevocationFeed`]).
+    pub fn revocations(&self) -> &Arc<RevocationSet> {
+        &self.revocations
+    }
+
+    /// The configuration this source was made with.
+    pub fn config(&self) -> &SourceConfig {
+        &self.config
     }
 
     /// The enforcer to decide with, or why every request must be refused now.
@@ -93,6 +109,7 @@ impl BundleSource {
                     .unwrap_or_default()
             ));
         }
+        self.revocations.fresh(self.config.max_staleness)?;
         Ok(enforcer.clone())
     }
 
@@ -104,8 +121,10 @@ impl BundleSource {
                 seconds_since_contact: slot.last_contact.map(|c| c.elapsed().as_secs()),
                 stale: slot
                     .last_contact
-                    .is_none_or(|c| c.elapsed() > self.config.max_staleness),
+                    .is_none_or(|c| c.elapsed() > self.config.max_staleness)
+                    || self.revocations.fresh(self.config.max_staleness).is_err(),
                 last_error: slot.last_error.clone(),
+                revocation_epoch: self.revocations.epoch(),
             },
             Err(_) => SourceStatus {
                 policy_version: None,
@@ -113,6 +132,7 @@ impl BundleSource {
                 seconds_since_contact: None,
                 stale: true,
                 last_error: Some("the bundle slot is poisoned".into()),
+                revocation_epoch: self.revocations.epoch(),
             },
         }
     }
@@ -139,7 +159,7 @@ impl BundleSource {
                 held,
             });
         }
-        let enforcer = bundle.enforcer()?;
+        let enforcer = bundle.enforcer(self.revocations.clone())?;
         let version = enforcer.policy_version();
         if let Ok(mut slot) = self.slot.write() {
             slot.trusted = enforcer.keys().to_vec();
@@ -289,7 +309,7 @@ impl BundleSource {
     }
 }
 
-fn unreachable(base: &str, e: &reqwest::Error) -> EnforceError {
+pub(crate) fn unreachable(base: &str, e: &reqwest::Error) -> EnforceError {
     // reqwest's message names the URL (no credential) and the cause.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);

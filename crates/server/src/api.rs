@@ -151,3 +151,74 @@ pub struct Page<T> {
     /// Pass as `after` to get the next page; `null` on the last page.
     pub next: Option<String>,
 }
+
+/// `POST /admin/v1/revocations`: what to revoke and why (R18).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub kind: steward_model::RevocationKind,
+    /// The `jti`, SPIFFE ID, trusted issuer id, `kid` or plane id.
+    pub target: String,
+    /// Why: it goes into the evidence log.
+    pub reason: String,
+    /// For an identity: decommission it (one-way) instead of suspending it.
+    #[serde(default)]
+    pub decommission: bool,
+}
+
+/// A revocation as recorded, and how many live points must acknowledge it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    pub revocation: steward_model::Revocation,
+    pub live_points: usize,
+}
+
+/// An enforcement point as the control plane sees it (R19).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointStatus {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The ingestor credential it reports with.
+    pub credential: String,
+    pub bundle_version: i64,
+    pub epoch: i64,
+    pub last_seen: String,
+    pub seconds_since_seen: i64,
+    /// Heard from within the liveness window.
+    pub live: bool,
+    /// Its policy bundle is older than the current policy version.
+    pub behind_bundle: bool,
+    /// It has not applied the newest revocation.
+    pub behind_epoch: bool,
+    /// Something it reported cannot be true (an epoch never issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<String>,
+}
+
+/// `GET /admin/v1/enforcement/points`: every point and what is current.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointsResponse {
+    pub policy_version: i64,
+    pub epoch: i64,
+    pub liveness_secs: u64,
+    pub points: Vec<PointStatus>,
+}
+
+/// `GET /admin/v1/revocations/{epoch}/verification`: which live points applied it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub epoch: i64,
+    /// Every live point acknowledged the epoch (or a later one).
+    pub complete: bool,
+    pub acknowledged: Vec<PointStatus>,
+    /// Live points that have not acknowledged it yet (or whose acknowledgement is flagged).
+    pub lagging: Vec<PointStatus>,
+    /// Points not heard from within the liveness window: not waited for, listed so they
+    /// are not forgotten (they fail closed once their staleness limit passes).
+    pub not_live: Vec<PointStatus>,
+    /// Milliseconds from the request until the answer.
+    pub waited_ms: u64,
+}

@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub evidence: EvidenceFile,
     #[serde(default)]
     pub tokens: TokensFile,
+    #[serde(default)]
+    pub enforcement: EnforcementFile,
     /// Serve HTTPS (and accept client certificates, RFC 8705) instead of plain HTTP.
     pub tls: Option<TlsFile>,
 }
@@ -257,6 +259,17 @@ pub struct EvidenceFile {
     pub retention_days: Option<u64>,
 }
 
+/// `[enforcement]`: how the control plane keeps its enforcement points current (R18, R19).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcementFile {
+    /// Seconds between heartbeats on each revocation stream (default 5).
+    pub heartbeat_secs: Option<u64>,
+    /// A point not heard from for this many seconds is not live: `revoke --verify` does
+    /// not wait for it and `status` flags it stale (default 30).
+    pub point_liveness_secs: Option<u64>,
+}
+
 /// Request size limits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,11 +294,15 @@ pub struct ServerConfig {
     pub evidence_retention: Option<std::time::Duration>,
     pub tokens: TokenConfig,
     pub tls: Option<crate::tls::TlsConfig>,
+    pub heartbeat: std::time::Duration,
+    pub point_liveness: std::time::Duration,
 }
 
 pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_INGEST_MAX_SKEW_SECS: u64 = 300;
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 5;
+pub const DEFAULT_POINT_LIVENESS_SECS: u64 = 30;
 
 /// What was wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -383,8 +400,28 @@ impl FileConfig {
         if tls.is_some() && !tokens.issuer_configured {
             tokens.issuer = format!("https://{listen}");
         }
+        let heartbeat = positive(
+            "enforcement.heartbeat_secs",
+            self.enforcement.heartbeat_secs.map(|v| v as usize),
+            DEFAULT_HEARTBEAT_SECS as usize,
+        )? as u64;
+        let point_liveness = positive(
+            "enforcement.point_liveness_secs",
+            self.enforcement.point_liveness_secs.map(|v| v as usize),
+            DEFAULT_POINT_LIVENESS_SECS as usize,
+        )? as u64;
+        if point_liveness <= heartbeat {
+            return Err(ConfigError::Invalid {
+                field: "enforcement.point_liveness_secs",
+                message: format!(
+                    "must be longer than enforcement.heartbeat_secs ({heartbeat}); points report about that often"
+                ),
+            });
+        }
         Ok(ServerConfig {
             listen,
+            heartbeat: std::time::Duration::from_secs(heartbeat),
+            point_liveness: std::time::Duration::from_secs(point_liveness),
             tokens,
             tls,
             data_dir,

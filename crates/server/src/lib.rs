@@ -15,6 +15,7 @@ pub mod evidence;
 mod extract;
 pub mod policy;
 pub mod replay;
+mod revocation;
 mod routes;
 pub mod tls;
 pub mod tokens;
@@ -42,6 +43,8 @@ pub struct AppState {
     credentials: Arc<auth::CredentialCache>,
     /// Signing keys, clients and the replay cache of the token endpoint.
     pub tokens: Arc<tokens::TokenService>,
+    /// Revocations in epoch order, their streams and the points' reports.
+    hub: Arc<revocation::Hub>,
     inner: Arc<Settings>,
 }
 
@@ -66,6 +69,11 @@ impl AppState {
         let tokens = Arc::new(tokens::TokenService::start(&store, config.tokens.clone()).await?);
         let _refresh = tokens::spawn_refresh(tokens.clone(), store.clone());
         let state = Self::without_policy(store, config, tokens);
+        // Revocations already made are in force before the first request.
+        if let Err(e) = revocation::catch_up(&state).await {
+            tracing::error!(error = %e, "the revocations could not be loaded; they are retried every second");
+        }
+        revocation::spawn(state.clone());
         if let Err(e) = state.reload_policy().await {
             tracing::error!(error = %e.message, "the policy engine could not be loaded; every decision is denied");
         }
@@ -92,6 +100,10 @@ impl AppState {
             policy: Arc::new(policy::PolicySlot::new()),
             credentials: Arc::new(auth::CredentialCache::default()),
             tokens,
+            hub: Arc::new(revocation::Hub::new(
+                config.heartbeat,
+                config.point_liveness,
+            )),
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,
@@ -104,6 +116,11 @@ impl AppState {
 
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.inner.trust_domain
+    }
+
+    /// Ends the open revocation streams (for servers not started through [`serve`]).
+    pub fn close_streams(&self) {
+        self.hub.close();
     }
 }
 
@@ -126,7 +143,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let hub = state.hub.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Revocation streams never end on their own; end them so the drain can finish.
+            hub.close();
+        })
         .await
 }

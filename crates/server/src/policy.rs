@@ -53,6 +53,8 @@ impl AppState {
     /// the truth.
     pub async fn reload_policy(&self) -> Result<(), ApiError> {
         let _one_at_a_time = self.policy.rebuilding.lock().await;
+        // Read before loading: a change committed meanwhile is reloaded again later.
+        let change = self.store.latest_change_seq().await?;
         let state = self.store.load_state().await?;
         let secrets = self.store.client_secrets().await?;
         self.tokens
@@ -94,6 +96,9 @@ impl AppState {
             .bundles
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.hub
+            .seen_change
+            .fetch_max(change, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

@@ -108,6 +108,26 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         )
         .route("/enforcement/v1/bundle", get(crate::enforcement::bundle))
         .route(
+            "/enforcement/v1/revocations",
+            get(crate::revocation::stream),
+        )
+        .route(
+            "/enforcement/v1/points/report",
+            post(crate::revocation::report),
+        )
+        .route(
+            "/admin/v1/enforcement/points",
+            get(crate::revocation::points),
+        )
+        .route(
+            "/admin/v1/revocations",
+            get(crate::revocation::list).post(crate::revocation::revoke),
+        )
+        .route(
+            "/admin/v1/revocations/{epoch}/verification",
+            get(crate::revocation::verification),
+        )
+        .route(
             "/enforcement/v1/egress-secrets/{id}",
             get(crate::egress::release),
         )

@@ -109,6 +109,8 @@ fn admin_event(
         EventKind::ConfigApplied
     } else if action.starts_with("identity.") {
         EventKind::IdentityLifecycle
+    } else if action.starts_with("revocation.") {
+        EventKind::RevocationIssued
     } else {
         EventKind::AdminAction
     };
@@ -120,11 +122,13 @@ fn admin_event(
     e.action = Some(action.to_owned());
     e.actor_chain = vec![actor.label()];
     e.plane = actor.role.plane().map(|p| p.to_string());
-    e.principal = Some(if kind == EventKind::IdentityLifecycle {
-        target.to_owned()
-    } else {
-        actor.label()
-    });
+    e.principal = Some(
+        if kind == EventKind::IdentityLifecycle || action == "revocation.identity" {
+            target.to_owned()
+        } else {
+            actor.label()
+        },
+    );
     e.details = serde_json::json!({ "target": target, "role": actor.role.to_string(), "before": parse(before), "after": parse(after) });
     e
 }

@@ -20,6 +20,20 @@ pub enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// The URL connected to, for the PostgreSQL notification listener. Never logged
+    /// (it may hold a password): use `redact_url`.
+    url: std::sync::Arc<str>,
+}
+
+/// Notifications on one PostgreSQL channel (`LISTEN`), e.g. committed revocations.
+pub struct Notifications(sqlx::postgres::PgListener);
+
+impl Notifications {
+    /// The next notification's payload. After a lost connection the listener reconnects
+    /// on the next call; notifications sent meanwhile are lost, so callers also poll.
+    pub async fn recv(&mut self) -> Result<String, StoreError> {
+        Ok(self.0.recv().await?.payload().to_owned())
+    }
 }
 
 /// How long a SQLite writer waits for another writer before giving up.
@@ -75,13 +89,40 @@ impl Store {
             });
         }
         let pool = pool.connect_with(options).await?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            url: url.into(),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Listens on a PostgreSQL notification channel; `None` on SQLite (one process: the
+    /// caller wakes itself).
+    pub async fn listen(&self, channel: &str) -> Result<Option<Notifications>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(channel).await?;
+        Ok(Some(Notifications(listener)))
+    }
+
+    /// The sequence number of the newest admin change: it moves with every change to the
+    /// registry, the policy or the keys, whichever replica made it.
+    pub async fn latest_change_seq(&self) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM admin_changes")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("seq")?,
+        )
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -122,6 +163,11 @@ impl Store {
                     "egress_secrets",
                     include_str!("../migrations/sqlite/0007_egress_secrets.sql"),
                 ),
+                (
+                    8,
+                    "revocations",
+                    include_str!("../migrations/sqlite/0008_revocations.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -159,6 +205,11 @@ impl Store {
                     "egress_secrets",
                     include_str!("../migrations/postgres/0007_egress_secrets.sql"),
                 ),
+                (
+                    8,
+                    "revocations",
+                    include_str!("../migrations/postgres/0008_revocations.sql"),
+                ),
             ],
         };
         let migrations = scripts
@@ -192,6 +243,18 @@ impl Store {
                 tx.execute("SELECT pg_advisory_xact_lock(727374)").await?;
                 Ok(tx)
             }
+        }
+    }
+
+    /// Starts a transaction for independent single-row writes (enforcement points'
+    /// reports): on SQLite it still takes the write lock up front (no lock upgrade to fail
+    /// on), on PostgreSQL it does not queue behind applies on the global writer lock.
+    pub(crate) async fn begin_light(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => Ok(self.pool.begin().await?),
         }
     }
 

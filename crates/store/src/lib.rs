@@ -18,17 +18,19 @@ mod evidence;
 mod keys;
 mod policy;
 mod registry;
+mod revocations;
 mod rows;
 
 pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
 pub use apply::Applied;
-pub use db::{Backend, SQLITE_FILE, Store, redact_url};
+pub use db::{Backend, Notifications, SQLITE_FILE, Store, redact_url};
 pub use egress::EgressSecretRow;
 pub use error::StoreError;
 pub use evidence::{EvidenceFilter, StoredEvent};
 pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
+pub use revocations::{PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.
 pub fn now_rfc3339() -> String {

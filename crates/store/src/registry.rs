@@ -311,42 +311,7 @@ impl Store {
         actor: &Actor,
     ) -> Result<IdentityRecord, StoreError> {
         let mut tx = self.begin_write().await?;
-        let sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE spiffe_id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(spiffe_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound {
-                kind: "identity",
-                id: spiffe_id.to_owned(),
-            });
-        };
-        let before = identity(&row)?;
-        before
-            .state
-            .check_transition(to)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        if before.state != to {
-            sqlx::query("UPDATE identities SET state = $1, updated_at = $2 WHERE spiffe_id = $3")
-                .bind(to.as_str())
-                .bind(now_rfc3339())
-                .bind(spiffe_id)
-                .execute(&mut *tx)
-                .await?;
-            let after = serde_json::json!({ "state": to.as_str(), "reason": reason });
-            let before = serde_json::json!({ "state": before.state.as_str() });
-            record_change(
-                self.backend,
-                &mut tx,
-                actor,
-                &format!("identity.{}", verb(to)),
-                spiffe_id,
-                Some(before.to_string()),
-                Some(after.to_string()),
-            )
-            .await?;
-        }
+        change_state_in_tx(self.backend, &mut tx, spiffe_id, to, reason, actor).await?;
         tx.commit().await?;
         self.identity(spiffe_id)
             .await?
@@ -440,6 +405,55 @@ impl Store {
         }
         Ok(counts)
     }
+}
+
+/// Moves an identity along its lifecycle inside the caller's write transaction, with its
+/// change record; a no-op when it is already in `to`.
+pub(crate) async fn change_state_in_tx(
+    backend: crate::Backend,
+    conn: &mut sqlx::AnyConnection,
+    spiffe_id: &str,
+    to: LifecycleState,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    let sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE spiffe_id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(spiffe_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound {
+            kind: "identity",
+            id: spiffe_id.to_owned(),
+        });
+    };
+    let before = identity(&row)?;
+    before
+        .state
+        .check_transition(to)
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+    if before.state != to {
+        sqlx::query("UPDATE identities SET state = $1, updated_at = $2 WHERE spiffe_id = $3")
+            .bind(to.as_str())
+            .bind(now_rfc3339())
+            .bind(spiffe_id)
+            .execute(&mut *conn)
+            .await?;
+        let after = serde_json::json!({ "state": to.as_str(), "reason": reason });
+        let before = serde_json::json!({ "state": before.state.as_str() });
+        record_change(
+            backend,
+            conn,
+            actor,
+            &format!("identity.{}", verb(to)),
+            spiffe_id,
+            Some(before.to_string()),
+            Some(after.to_string()),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn verb(to: LifecycleState) -> &'static str {

@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 
 use steward_governance::{Desired, GovernanceError, SourceFile, parse, read_dir};
 use steward_model::{
-    Classification, Identity, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId, TrustDomain,
+    Classification, Identity, IdentityKind, LifecycleState, PlaneId, RevocationKind, Role,
+    SpiffeId, TrustDomain,
 };
-use steward_store::{Actor, IdentityFilter, NewCredential, Store, StoreError};
+use steward_store::{
+    Actor, IdentityFilter, NewCredential, PointReport, RevokeRequest, Store, StoreError,
+};
 use steward_testkit::{example_repo, postgres_url, scaled_repo};
 
 async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -92,6 +95,8 @@ suite!(
     checkpoints_pin_history,
     retention_prunes_a_verifiable_prefix,
     signing_keys_rotate_and_credentials_persist,
+    revocations_are_gapless_append_only_and_acted_on,
+    point_reports_upsert_and_never_go_back,
 );
 
 async fn apply_is_recorded_and_idempotent(s: Store) {
@@ -908,4 +913,181 @@ async fn signing_keys_rotate_and_credentials_persist(s: Store) {
     s.create_identity(&i, &admin()).await.unwrap();
     let back = s.identity(i.spiffe_id.as_str()).await.unwrap().unwrap();
     assert_eq!(back.identity.credentials, i.credentials);
+}
+
+fn revoke_req(kind: RevocationKind, target: &str) -> RevokeRequest {
+    RevokeRequest {
+        kind,
+        target: target.into(),
+        reason: "incident INC-7".into(),
+        revoked_at: 1_000,
+        until: Some(5_000),
+        decommission: false,
+    }
+}
+
+async fn revocations_are_gapless_append_only_and_acted_on(s: Store) {
+    s.apply(&example(), None, &admin()).await.unwrap();
+    let id = s
+        .identities(&IdentityFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.identity.plane.as_str() == "payments")
+        .unwrap()
+        .identity
+        .spiffe_id
+        .to_string();
+    // Concurrent revocations still get epochs 1..=n without gaps.
+    let tokens: Vec<String> = (0..8).map(|i| format!("jti-{i}")).collect();
+    let results = futures_join(
+        tokens
+            .iter()
+            .map(|t| {
+                let s = s.clone();
+                let t = t.clone();
+                async move {
+                    s.revoke(&revoke_req(RevocationKind::Token, &t), &admin())
+                        .await
+                }
+            })
+            .collect(),
+    )
+    .await;
+    let mut epochs: Vec<i64> = results.into_iter().map(|r| r.unwrap().epoch).collect();
+    epochs.sort();
+    assert_eq!(epochs, (1..=8).collect::<Vec<_>>());
+    assert_eq!(s.revocation_epoch().await.unwrap(), 8);
+    // A token is revoked once; unknown targets are named.
+    let again = s
+        .revoke(&revoke_req(RevocationKind::Token, "jti-0"), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("already revoked at epoch"),
+        "{again}"
+    );
+    for (kind, target) in [
+        (RevocationKind::Identity, "spiffe://acme.example/nobody"),
+        (RevocationKind::Issuer, "nobody"),
+        (RevocationKind::Key, "nobody"),
+        (RevocationKind::Plane, "nobody"),
+    ] {
+        let err = s
+            .revoke(&revoke_req(kind, target), &admin())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{kind}: {err}");
+    }
+    assert_eq!(
+        s.revocation_epoch().await.unwrap(),
+        8,
+        "refusals take no epoch"
+    );
+    // An identity revocation suspends it, in the same transaction.
+    let r = s
+        .revoke(&revoke_req(RevocationKind::Identity, &id), &admin())
+        .await
+        .unwrap();
+    assert_eq!(r.epoch, 9);
+    assert_eq!(
+        s.identity(&id).await.unwrap().unwrap().identity.state,
+        LifecycleState::Suspended
+    );
+    // A plane revocation lists its subtree and suspends its active identities.
+    let r = s
+        .revoke(&revoke_req(RevocationKind::Plane, "payments"), &admin())
+        .await
+        .unwrap();
+    assert!(r.planes.contains(&"payments".to_owned()), "{r:?}");
+    let payments = s
+        .identities(&IdentityFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| r.planes.iter().any(|p| p == i.identity.plane.as_str()))
+        .collect::<Vec<_>>();
+    assert!(!payments.is_empty());
+    assert!(
+        payments
+            .iter()
+            .all(|i| i.identity.state != LifecycleState::Active)
+    );
+    // Read back in order; the table refuses rewrites.
+    let all = s.revocations_after(0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(s.revocations_after(8, 100).await.unwrap().len(), 2);
+    for sql in [
+        "UPDATE revocations SET reason = 'nothing happened'",
+        "DELETE FROM revocations",
+    ] {
+        let err = s.execute_unchecked_for_tests(sql).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    // Every revocation is a `revocation.issued` evidence event.
+    let issued = s
+        .evidence_search(&steward_store::EvidenceFilter {
+            kind: Some("revocation.issued".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issued.len(), 10);
+}
+
+async fn point_reports_upsert_and_never_go_back(s: Store) {
+    let report = |epoch: i64, flagged: Option<&str>| PointReport {
+        id: "gateway:edge".into(),
+        kind: "gateway".into(),
+        name: "edge".into(),
+        environment: Some("prod".into()),
+        credential: "edge-gateway".into(),
+        bundle_version: epoch,
+        epoch,
+        flagged: flagged.map(str::to_owned),
+    };
+    s.record_point_reports(&[report(3, None)]).await.unwrap();
+    // A burst: one transaction; a late, older report does not move the epoch back.
+    s.record_point_reports(&[report(5, None), report(4, None)])
+        .await
+        .unwrap();
+    let points = s.enforcement_points().await.unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].epoch, 5);
+    assert_eq!(
+        points[0].bundle_version, 4,
+        "the bundle is what was last reported"
+    );
+    s.record_point_reports(&[report(6, Some("epoch 6 was never issued"))])
+        .await
+        .unwrap();
+    s.record_point_reports(&[report(6, None)]).await.unwrap();
+    let p = &s.enforcement_points().await.unwrap()[0];
+    assert_eq!(
+        p.flagged.as_deref(),
+        Some("epoch 6 was never issued"),
+        "a flag stays"
+    );
+}
+
+/// Runs futures concurrently on the current runtime.
+async fn futures_join<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

@@ -86,6 +86,10 @@ pub struct Claims {
     /// The task an agent or pipeline token was minted for, as mapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_scope: Option<String>,
+    /// For a token federated from a trusted external issuer: that issuer's id, so revoking
+    /// the issuer revokes the tokens it vouched for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_by: Option<String>,
 }
 
 impl Claims {

@@ -16,7 +16,8 @@ use crate::keys::PublicKey;
 /// Consulted on every validation, cached or not. Returns why the token is revoked, if it is.
 /// The revocation service fills it; until then [`NoRevocation`].
 pub trait RevocationCheck: Send + Sync {
-    fn revoked(&self, claims: &Claims) -> Option<String>;
+    /// `kid` is the key the token's signature verified with.
+    fn revoked(&self, kid: &str, claims: &Claims) -> Option<String>;
 }
 
 /// Nothing is revoked.
@@ -24,7 +25,7 @@ pub trait RevocationCheck: Send + Sync {
 pub struct NoRevocation;
 
 impl RevocationCheck for NoRevocation {
-    fn revoked(&self, _: &Claims) -> Option<String> {
+    fn revoked(&self, _: &str, _: &Claims) -> Option<String> {
         None
     }
 }
@@ -120,16 +121,17 @@ impl Validator {
             });
         }
         let hash = self.cache.hash(token);
-        let claims = match self.cache.get(hash, token, &self.keys) {
-            Some(claims) => claims,
+        let (kid, claims) = match self.cache.get(hash, token, &self.keys) {
+            Some(hit) => hit,
             None => {
                 let (kid, claims) = self.verify_signature(token)?;
-                let claims = Arc::new(claims);
-                self.cache.put(hash, token, kid, claims.clone(), expect.now);
-                claims
+                let (kid, claims) = (Arc::<str>::from(kid), Arc::new(claims));
+                self.cache
+                    .put(hash, token, kid.clone(), claims.clone(), expect.now);
+                (kid, claims)
             }
         };
-        self.check_claims(&claims, expect)?;
+        self.check_claims(&kid, &claims, expect)?;
         Ok(claims)
     }
 
@@ -173,7 +175,12 @@ impl Validator {
         Ok((kid, claims))
     }
 
-    fn check_claims(&self, claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
+    fn check_claims(
+        &self,
+        kid: &str,
+        claims: &Claims,
+        expect: &Expectations<'_>,
+    ) -> Result<(), TokenError> {
         check_times(
             claims.exp,
             Some(claims.nbf),
@@ -199,7 +206,7 @@ impl Validator {
             });
         }
         check_binding(claims, expect.proof)?;
-        if let Some(why) = self.revocation.revoked(claims) {
+        if let Some(why) = self.revocation.revoked(kid, claims) {
             return Err(TokenError::Revoked(why));
         }
         Ok(())
@@ -267,7 +274,7 @@ const SHARDS: usize = 16;
 
 struct Entry {
     token: Box<str>,
-    kid: String,
+    kid: Arc<str>,
     claims: Arc<Claims>,
 }
 
@@ -301,13 +308,14 @@ impl Cache {
         hash: u64,
         token: &str,
         keys: &HashMap<String, PublicKey>,
-    ) -> Option<Arc<Claims>> {
+    ) -> Option<(Arc<str>, Arc<Claims>)> {
         let shard = self.shard(hash)?.lock().ok()?;
         let e = shard.get(&hash)?;
-        (&*e.token == token && keys.contains_key(&e.kid)).then(|| e.claims.clone())
+        (&*e.token == token && keys.contains_key(&*e.kid))
+            .then(|| (e.kid.clone(), e.claims.clone()))
     }
 
-    fn put(&self, hash: u64, token: &str, kid: String, claims: Arc<Claims>, now: i64) {
+    fn put(&self, hash: u64, token: &str, kid: Arc<str>, claims: Arc<Claims>, now: i64) {
         let Some(Ok(mut shard)) = self.shard(hash).map(|m| m.lock()) else {
             return;
         };

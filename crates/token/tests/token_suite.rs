@@ -260,7 +260,7 @@ fn size_and_shape_limits() {
 
 struct RevokeSub(&'static str);
 impl RevocationCheck for RevokeSub {
-    fn revoked(&self, claims: &Claims) -> Option<String> {
+    fn revoked(&self, _kid: &str, claims: &Claims) -> Option<String> {
         (claims.sub == self.0).then(|| format!("{} was revoked", claims.sub))
     }
 }

@@ -245,6 +245,7 @@ async fn issue(
         );
         claims.model_tier = fed.model_tier;
         claims.task_scope = fed.task_scope;
+        claims.federated_by = Some(fed.issuer_id);
         claims.scope = scope(s, &fed.id, &form)?;
         claims
     } else {
@@ -381,6 +382,7 @@ fn base_claims(
         workflow: None,
         model_tier: None,
         task_scope: None,
+        federated_by: None,
     }
 }
 

@@ -168,6 +168,7 @@ pub fn delegate(
     claims.workflow = subject.workflow.clone();
     claims.model_tier = subject.model_tier.clone();
     claims.task_scope = subject.task_scope.clone();
+    claims.federated_by = subject.federated_by.clone();
     claims.act = Some(act);
     Ok(Hop {
         subject_token_id: subject.jti.clone(),

@@ -204,6 +204,8 @@ pub struct Federated {
     pub not_after: i64,
     pub model_tier: Option<String>,
     pub task_scope: Option<String>,
+    /// The trusted issuer's id (the token's `federated_by` claim).
+    pub issuer_id: String,
     /// For the evidence record.
     pub details: Value,
 }
@@ -262,6 +264,10 @@ pub async fn federate(
     let mut last_err = None;
     let mut unavailable = None;
     for issuer in candidates {
+        if let Some(why) = s.tokens.revocations().issuer_revoked(&issuer.id) {
+            last_err = Some(why);
+            continue;
+        }
         let keys = match (&issuer.inline_keys, &issuer.jwks_uri) {
             (Some(k), _) => k.clone(),
             (None, Some(uri)) => match s.tokens.jwks().keys(uri, kid.as_deref()).await {
@@ -362,5 +368,6 @@ async fn map(
         not_after: exp,
         model_tier: template("model_tier")?,
         task_scope: template("task_scope")?,
+        issuer_id: issuer.id.clone(),
     })
 }

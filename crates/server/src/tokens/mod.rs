@@ -237,6 +237,9 @@ pub struct TokenService {
     jwks: federation::JwksCache,
     /// (client, workflow) pairs that got a JIT credential since start: a new one renews.
     jit_issued: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Every revocation in force, consulted by the validator of subject tokens and by
+    /// federation; kept current by the revocation hub.
+    revocations: Arc<steward_enforce::RevocationSet>,
 }
 
 impl TokenService {
@@ -244,8 +247,10 @@ impl TokenService {
     /// store).
     pub async fn start(store: &Store, config: TokenConfig) -> Result<Self, StartError> {
         let kek = load_kek(&config.kek)?;
-        let ring = load_ring(store, &kek, &config).await?;
+        let revocations = Arc::new(steward_enforce::RevocationSet::default());
+        let ring = load_ring(store, &kek, &config, &revocations).await?;
         Ok(Self {
+            revocations,
             replay: ReplayCache::new(now_unix(), REPLAY_CAPACITY),
             config,
             kek,
@@ -254,6 +259,11 @@ impl TokenService {
             jwks: federation::JwksCache::new(),
             jit_issued: Default::default(),
         })
+    }
+
+    /// The revocations in force (filled by the revocation hub).
+    pub fn revocations(&self) -> &Arc<steward_enforce::RevocationSet> {
+        &self.revocations
     }
 
     /// Seals a secret under the key-encryption key, bound to `label` (egress secrets).
@@ -282,7 +292,7 @@ impl TokenService {
 
     /// Rereads the keys from the store.
     pub async fn refresh(&self, store: &Store) -> Result<(), StartError> {
-        let ring = load_ring(store, &self.kek, &self.config).await?;
+        let ring = load_ring(store, &self.kek, &self.config, &self.revocations).await?;
         if let Ok(mut slot) = self.ring.write() {
             *slot = Arc::new(ring);
         }
@@ -378,7 +388,12 @@ fn new_key_row(kek: &Kek) -> Result<SigningKeyRow, StartError> {
     })
 }
 
-async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<KeyRing, StartError> {
+async fn load_ring(
+    store: &Store,
+    kek: &Kek,
+    config: &TokenConfig,
+    revocations: &Arc<steward_enforce::RevocationSet>,
+) -> Result<KeyRing, StartError> {
     let mut rows = store.signing_keys().await?;
     if !rows.iter().any(|r| r.retired_at.is_none()) {
         let first = new_key_row(kek)?;
@@ -439,7 +454,8 @@ async fn load_ring(store: &Store, kek: &Kek, config: &TokenConfig) -> Result<Key
         config.issuer.clone(),
         published.iter().cloned(),
         config.clock_skew_secs as i64,
-    );
+    )
+    .with_revocation(revocations.clone());
     Ok(KeyRing {
         signer,
         bundle_signer,

@@ -6,7 +6,7 @@ use super::*;
 use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
 
 pub(crate) const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/token-test";
-const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/ledger";
+pub(crate) const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/ledger";
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -94,7 +94,7 @@ fn expect(now: i64) -> Expectations<'static> {
 /// A token request's parameters.
 type Form = Vec<(&'static str, String)>;
 
-const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
     // Discovery points at this server.
@@ -1681,7 +1681,7 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
 
 /// The evidence events at `url` once `done` holds for them: the writer commits
 /// asynchronously, so a test waits (up to two seconds) for the last events to land.
-async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -> Value {
+pub(crate) async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -> Value {
     let mut events = Value::Null;
     for _ in 0..100 {
         events = env.call(Method::GET, url, Some(&env.admin), None).await.1;
@@ -1694,6 +1694,6 @@ async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -
 }
 
 /// A SPIFFE ID as one URL path segment or form value (`:` and `/` escaped).
-fn segment(id: &str) -> String {
+pub(crate) fn segment(id: &str) -> String {
     id.replace(':', "%3A").replace('/', "%2F")
 }
