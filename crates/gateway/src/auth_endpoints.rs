@@ -221,6 +221,35 @@ impl AuthEndpoints {
             .map(|(t, _)| t.clone())
     }
 
+    /// Forgets every session whose token is now revoked; returns (username, why).
+    pub(crate) fn forget_revoked_sessions(&self) -> Vec<(String, String)> {
+        let Ok(enforcer) = self.rabbitmq.source().current() else {
+            // Stale or unloaded: every check is refused anyway.
+            return Vec::new();
+        };
+        let audience = self.config.rabbitmq_audience.as_deref().unwrap_or_default();
+        let expect = steward_token::Expectations {
+            audience,
+            environment: Some(self.rabbitmq.environment()),
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            proof: Proof::None,
+        };
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return Vec::new();
+        };
+        let mut revoked = Vec::new();
+        sessions.retain(
+            |user, (token, _)| match enforcer.validator().validate(token, &expect) {
+                Err(steward_token::TokenError::Revoked(why)) => {
+                    revoked.push((user.clone(), why));
+                    false
+                }
+                _ => true,
+            },
+        );
+        revoked
+    }
+
     fn remember(&self, username: &str, token: &str, exp: i64) {
         let Ok(mut sessions) = self.sessions.lock() else {
             return;

@@ -14,6 +14,10 @@ use crate::GatewayError;
 pub const DEFAULT_REFRESH_SECS: u64 = 5;
 /// Default seconds the last good bundle keeps deciding without the control plane.
 pub const DEFAULT_MAX_STALENESS_SECS: u64 = 300;
+/// Default seconds between reports (heartbeats) to the control plane.
+pub const DEFAULT_REPORT_SECS: u64 = 5;
+/// Default seconds a silent revocation stream is kept before it is reopened.
+pub const DEFAULT_STREAM_IDLE_SECS: u64 = 30;
 /// Default decision records queued while the control plane is unreachable.
 pub const DEFAULT_DECISION_QUEUE: usize = 100_000;
 /// Default seconds a client has to send its request headers (slowloris).
@@ -45,6 +49,8 @@ struct ControlPlaneFile {
     refresh_secs: Option<u64>,
     max_staleness_secs: Option<u64>,
     decision_queue: Option<usize>,
+    report_secs: Option<u64>,
+    stream_idle_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +78,9 @@ struct AuthFile {
     listen: String,
     nginx_audience: Option<String>,
     rabbitmq_audience: Option<String>,
+    rabbitmq_management_url: Option<String>,
+    rabbitmq_management_user: Option<String>,
+    rabbitmq_management_password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +131,26 @@ pub struct AuthConfig {
     pub listen: SocketAddr,
     pub nginx_audience: Option<String>,
     pub rabbitmq_audience: Option<String>,
+    /// The broker's management API, to close a revoked identity's open connections.
+    pub rabbitmq_management: Option<ManagementConfig>,
+}
+
+/// RabbitMQ's management HTTP API and an administrator it accepts (an internal user:
+/// the HTTP backend would ask Steward about it).
+#[derive(Clone)]
+pub struct ManagementConfig {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ManagementConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Envoy ext_authz gRPC service.
@@ -142,6 +171,10 @@ pub struct GatewayConfig {
     pub refresh: Duration,
     pub max_staleness: Duration,
     pub decision_queue: usize,
+    /// How often the points report their bundle and revocation epoch (heartbeat).
+    pub report: Duration,
+    /// A revocation stream silent this long is reopened.
+    pub stream_idle: Duration,
     pub proxies: Vec<ProxyConfig>,
     pub auth: Option<AuthConfig>,
     pub ext_authz: Option<ExtAuthzConfig>,
@@ -316,6 +349,7 @@ impl GatewayConfig {
                 listen: addr("auth.listen", &a.listen)?,
                 nginx_audience: a.nginx_audience.clone(),
                 rabbitmq_audience: a.rabbitmq_audience.clone(),
+                rabbitmq_management: management(a)?,
             }),
         };
         let ext_authz = match &file.ext_authz {
@@ -354,7 +388,19 @@ impl GatewayConfig {
                 ),
             ));
         }
+        let report = positive(
+            "control_plane.report_secs",
+            cp.report_secs,
+            DEFAULT_REPORT_SECS,
+        )?;
+        let stream_idle = positive(
+            "control_plane.stream_idle_secs",
+            cp.stream_idle_secs,
+            DEFAULT_STREAM_IDLE_SECS,
+        )?;
         Ok(Self {
+            report,
+            stream_idle,
             name: file.name,
             environment: file.environment,
             control_plane: cp.url.trim_end_matches('/').to_owned(),
@@ -367,6 +413,40 @@ impl GatewayConfig {
             auth,
             ext_authz,
         })
+    }
+}
+
+/// `[auth] rabbitmq_management_*`: all three or none.
+fn management(a: &AuthFile) -> Result<Option<ManagementConfig>, GatewayError> {
+    match (
+        &a.rabbitmq_management_url,
+        &a.rabbitmq_management_user,
+        &a.rabbitmq_management_password_env,
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(url), Some(user), Some(var)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "auth.rabbitmq_management_url",
+                    "must be an http:// or https:// URL (e.g. http://127.0.0.1:15672)",
+                ));
+            }
+            let password = std::env::var(var).map_err(|_| {
+                invalid(
+                    "auth.rabbitmq_management_password_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?;
+            Ok(Some(ManagementConfig {
+                url: url.trim_end_matches('/').to_owned(),
+                user: user.clone(),
+                password,
+            }))
+        }
+        _ => Err(invalid(
+            "auth.rabbitmq_management_url",
+            "set rabbitmq_management_url, rabbitmq_management_user and rabbitmq_management_password_env together",
+        )),
     }
 }
 

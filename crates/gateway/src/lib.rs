@@ -5,6 +5,7 @@
 //! validator, catalog and policy — so a request gets the same answer at every layer.
 
 mod auth_endpoints;
+pub mod broker_sessions;
 pub mod config;
 pub mod credential;
 pub mod egress;
@@ -15,7 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_enforce::{BundleSource, DecisionLog, EnforcementPoint, SourceConfig};
+use steward_enforce::{
+    BundleSource, DecisionLog, EnforcementPoint, FeedConfig, PointIdentity, RevocationFeed,
+    RevocationHook, SourceConfig,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -44,6 +48,8 @@ pub struct Running {
     pub ext_authz: Option<SocketAddr>,
     pub source: Arc<BundleSource>,
     pub log: DecisionLog,
+    /// The revocation feed every point of this process shares.
+    pub feed: Arc<RevocationFeed>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     refreshers: Vec<tokio::task::JoinHandle<()>>,
@@ -167,10 +173,19 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         )));
     }
     let mut auth = None;
+    let mut hooks: Vec<Arc<dyn RevocationHook>> = Vec::new();
     if let Some(a) = &config.auth {
         let listener = bind(a.listen).await?;
         auth = Some(listener.local_addr().unwrap_or(a.listen));
-        let router = Arc::new(AuthEndpoints::new(a.clone(), &point)).router();
+        let endpoints = Arc::new(AuthEndpoints::new(a.clone(), &point));
+        if a.rabbitmq_audience.is_some() {
+            hooks.push(Arc::new(broker_sessions::BrokerSessions::new(
+                endpoints.clone(),
+                a.rabbitmq_management.clone(),
+                http.clone(),
+            )));
+        }
+        let router = endpoints.router();
         let shutdown = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router)
@@ -206,6 +221,20 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     }
     let refresher = source.spawn_refresher();
     refreshers.push(refresher);
+    let feed = RevocationFeed::new(
+        FeedConfig {
+            url: config.control_plane.clone(),
+            credential: config.credential.clone(),
+            points: point_identities(&config),
+            report_every: config.report,
+            idle_timeout: config.stream_idle,
+        },
+        http.clone(),
+        source.clone(),
+        hooks,
+    );
+    let (stream, reports) = feed.spawn();
+    refreshers.extend([stream, reports]);
     tracing::info!(
         name = %config.name,
         environment = %config.environment,
@@ -220,8 +249,41 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         ext_authz,
         source,
         log,
+        feed,
         stop,
         tasks,
         refreshers,
     })
+}
+
+/// The enforcement points this configuration serves, as registered with the control
+/// plane: one per protocol kind, `<kind>:<name>`.
+fn point_identities(config: &GatewayConfig) -> Vec<PointIdentity> {
+    let mut kinds = Vec::new();
+    if config.proxies.iter().any(|p| p.egress.is_none()) {
+        kinds.push("gateway");
+    }
+    if config.proxies.iter().any(|p| p.egress.is_some()) {
+        kinds.push("egress");
+    }
+    if let Some(a) = &config.auth {
+        if a.nginx_audience.is_some() {
+            kinds.push("nginx");
+        }
+        if a.rabbitmq_audience.is_some() {
+            kinds.push("rabbitmq");
+        }
+    }
+    if config.ext_authz.is_some() {
+        kinds.push("ext_authz");
+    }
+    kinds
+        .into_iter()
+        .map(|kind| PointIdentity {
+            id: format!("{kind}:{}", config.name),
+            kind: kind.to_owned(),
+            name: config.name.clone(),
+            environment: Some(config.environment.clone()),
+        })
+        .collect()
 }

@@ -14,6 +14,8 @@
 
 #[path = "enforcement/real_servers.rs"]
 mod real_servers;
+#[path = "enforcement/revocation.rs"]
+mod revocation;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -288,6 +290,18 @@ pub async fn gateway(
     upstream: SocketAddr,
     extra: &str,
 ) -> steward_gateway::Running {
+    gateway_at(cp, &cp.base, upstream, extra, "").await
+}
+
+/// A gateway following the control plane at `base` (`cp`'s own, or a relay in front of
+/// it); `extra` goes into `[control_plane]`, `auth_extra` into `[auth]`.
+pub async fn gateway_at(
+    cp: &ControlPlane,
+    base: &str,
+    upstream: SocketAddr,
+    extra: &str,
+    auth_extra: &str,
+) -> steward_gateway::Running {
     let credential = cp.credential("gateway-test", "ingestor").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("credential"), &credential).unwrap();
@@ -315,11 +329,11 @@ audience = "{AUDIENCE}"
 listen = "127.0.0.1:0"
 nginx_audience = "{AUDIENCE}"
 rabbitmq_audience = "{BROKER_AUDIENCE}"
+{auth_extra}
 [ext_authz]
 listen = "127.0.0.1:0"
 audience = "{AUDIENCE}"
 "#,
-        base = cp.base,
         closed = closed_port(),
     );
     let config = GatewayConfig::parse(&text, dir.path()).unwrap();
