@@ -71,63 +71,64 @@ impl RevocationHook for BrokerSessions {
 
 #[derive(serde::Deserialize)]
 struct Connection {
-    name: String,
     #[serde(default)]
     user: String,
 }
 
-/// Closes every connection of `user`; returns how many.
+/// A path segment, percent-encoded (user names are SPIFFE IDs: `:` and `/`).
+fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Closes every connection of `user`; returns how many. The per-user endpoints use the
+/// broker's connection tracking, current at once (`/api/connections` and closing by name
+/// go through the statistics database, which lags by its collection interval).
 async fn close_connections(
     http: &reqwest::Client,
     m: &ManagementConfig,
     user: &str,
     why: &str,
 ) -> Result<usize, String> {
+    let path = format!("/api/connections/username/{}", segment(user));
     let list = http
-        .get(format!("{}/api/connections?columns=name,user", m.url))
+        .get(format!("{}{path}", m.url))
         .basic_auth(&m.user, Some(&m.password))
         .timeout(Duration::from_secs(5))
         .send()
         .await
-        .map_err(|e| format!("GET /api/connections: {e}"))?;
+        .map_err(|e| format!("GET {path}: {e}"))?;
     if !list.status().is_success() {
         return Err(format!(
-            "GET /api/connections answered {} (is `{}` an administrator?)",
+            "GET {path} answered {} (is `{}` an administrator?)",
             list.status(),
             m.user
         ));
     }
-    let connections: Vec<Connection> = list
-        .json()
-        .await
-        .map_err(|e| format!("GET /api/connections: {e}"))?;
+    let connections: Vec<Connection> = list.json().await.map_err(|e| format!("GET {path}: {e}"))?;
     let reason: String = format!("steward: {why}")
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(200)
         .collect();
-    let mut closed = 0;
-    for c in connections.iter().filter(|c| c.user == user) {
-        let name: String = form_urlencoded::byte_serialize(c.name.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20");
-        let answer = http
-            .delete(format!("{}/api/connections/{name}", m.url))
-            .basic_auth(&m.user, Some(&m.password))
-            .header("x-reason", &reason)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| format!("DELETE /api/connections: {e}"))?;
-        // 404: it closed on its own meanwhile.
-        if answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND {
-            closed += 1;
-        } else {
-            return Err(format!(
-                "DELETE /api/connections answered {}",
-                answer.status()
-            ));
-        }
+    let mine = connections.iter().filter(|c| c.user == user).count();
+    if mine == 0 {
+        return Ok(0);
     }
-    Ok(closed)
+    // Closes them all through connection tracking too (closing by name looks the name up
+    // in the statistics database, which may not know a new connection yet).
+    let answer = http
+        .delete(format!("{}{path}", m.url))
+        .basic_auth(&m.user, Some(&m.password))
+        .header("x-reason", &reason)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("DELETE {path}: {e}"))?;
+    if answer.status().is_success() {
+        Ok(mine)
+    } else {
+        Err(format!("DELETE {path} answered {}", answer.status()))
+    }
 }

@@ -81,6 +81,7 @@ struct AuthFile {
     rabbitmq_management_url: Option<String>,
     rabbitmq_management_user: Option<String>,
     rabbitmq_management_password_env: Option<String>,
+    rabbitmq_management_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,7 +350,7 @@ impl GatewayConfig {
                 listen: addr("auth.listen", &a.listen)?,
                 nginx_audience: a.nginx_audience.clone(),
                 rabbitmq_audience: a.rabbitmq_audience.clone(),
-                rabbitmq_management: management(a)?,
+                rabbitmq_management: management(a, base)?,
             }),
         };
         let ext_authz = match &file.ext_authz {
@@ -416,27 +417,53 @@ impl GatewayConfig {
     }
 }
 
-/// `[auth] rabbitmq_management_*`: all three or none.
-fn management(a: &AuthFile) -> Result<Option<ManagementConfig>, GatewayError> {
+/// `[auth] rabbitmq_management_*`: the URL, the user and one password source, or none.
+fn management(a: &AuthFile, base: &Path) -> Result<Option<ManagementConfig>, GatewayError> {
+    let password_set = a.rabbitmq_management_password_env.is_some()
+        || a.rabbitmq_management_password_file.is_some();
     match (
         &a.rabbitmq_management_url,
         &a.rabbitmq_management_user,
-        &a.rabbitmq_management_password_env,
+        password_set,
     ) {
-        (None, None, None) => Ok(None),
-        (Some(url), Some(user), Some(var)) => {
+        (None, None, false) => Ok(None),
+        (Some(url), Some(user), true) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid(
                     "auth.rabbitmq_management_url",
                     "must be an http:// or https:// URL (e.g. http://127.0.0.1:15672)",
                 ));
             }
-            let password = std::env::var(var).map_err(|_| {
-                invalid(
-                    "auth.rabbitmq_management_password_env",
-                    format!("environment variable `{var}` is not set"),
-                )
-            })?;
+            let password = match (
+                &a.rabbitmq_management_password_env,
+                &a.rabbitmq_management_password_file,
+            ) {
+                (Some(var), None) => std::env::var(var).map_err(|_| {
+                    invalid(
+                        "auth.rabbitmq_management_password_env",
+                        format!("environment variable `{var}` is not set"),
+                    )
+                })?,
+                (None, Some(p)) => {
+                    let p = base.join(p);
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| GatewayError::Io {
+                            what: format!(
+                                "auth.rabbitmq_management_password_file `{}`",
+                                p.display()
+                            ),
+                            message: e.to_string(),
+                        })?
+                        .trim()
+                        .to_owned()
+                }
+                _ => {
+                    return Err(invalid(
+                        "auth.rabbitmq_management_password_env",
+                        "set one of rabbitmq_management_password_env or rabbitmq_management_password_file, not both",
+                    ));
+                }
+            };
             Ok(Some(ManagementConfig {
                 url: url.trim_end_matches('/').to_owned(),
                 user: user.clone(),
@@ -445,7 +472,7 @@ fn management(a: &AuthFile) -> Result<Option<ManagementConfig>, GatewayError> {
         }
         _ => Err(invalid(
             "auth.rabbitmq_management_url",
-            "set rabbitmq_management_url, rabbitmq_management_user and rabbitmq_management_password_env together",
+            "set rabbitmq_management_url, rabbitmq_management_user and a password (rabbitmq_management_password_env or _file) together",
         )),
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -223,6 +223,7 @@ struct Rabbit {
     env: Vec<(String, String)>,
     bin: PathBuf,
     amqp: u16,
+    management: u16,
     _server: Reaped,
     _epmd: Reaped,
     _dir: tempfile::TempDir,
@@ -253,7 +254,9 @@ impl Rabbit {
         );
     }
 
-    fn start(bin: PathBuf, auth_base: &str) -> Self {
+    /// Starts a node whose HTTP auth backend asks `auth_base`, with the management API
+    /// on `management` and an internal administrator `steward-ops` / `ops-admin-password`.
+    fn start(bin: PathBuf, auth_base: &str, management: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         let d = d.as_path();
@@ -267,11 +270,15 @@ impl Rabbit {
         }
         let shipped = std::fs::read_to_string(deploy("rabbitmq/rabbitmq.conf")).unwrap();
         let conf = format!(
-            "listeners.tcp.default = 127.0.0.1:{amqp}\nloopback_users = none\n{}",
+            "listeners.tcp.default = 127.0.0.1:{amqp}\nloopback_users = none\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management}\n{}",
             shipped.replace("http://127.0.0.1:8181", auth_base)
         );
         std::fs::write(d.join("rabbitmq.conf"), conf).unwrap();
-        std::fs::write(d.join("enabled_plugins"), "[rabbitmq_auth_backend_http].\n").unwrap();
+        std::fs::write(
+            d.join("enabled_plugins"),
+            "[rabbitmq_auth_backend_http,rabbitmq_management].\n",
+        )
+        .unwrap();
         let p = |f: &str| d.join(f).display().to_string();
         let env: Vec<(String, String)> = [
             ("RABBITMQ_NODENAME", format!("rabbit{amqp}@localhost")),
@@ -311,6 +318,7 @@ impl Rabbit {
             env,
             bin,
             amqp,
+            management,
             _epmd: Reaped(epmd_child),
             _server: Reaped(server),
             _dir: dir,
@@ -318,6 +326,8 @@ impl Rabbit {
         rabbit.ctl(&["-q", "wait", &p("rabbit.pid"), "--timeout", "90"]);
         rabbit.ctl(&["-q", "add_vhost", "/payments"]);
         rabbit.ctl(&["-q", "add_user", "ops", "ops-password"]);
+        rabbit.ctl(&["-q", "add_user", "steward-ops", "ops-admin-password"]);
+        rabbit.ctl(&["-q", "set_user_tags", "steward-ops", "administrator"]);
         rabbit.ctl(&[
             "-q",
             "set_permissions",
@@ -372,11 +382,26 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
     };
     let cp = ControlPlane::start().await;
     let upstream = echo_upstream().await;
-    let gw = gateway(&cp, upstream, "").await;
+    // The gateway closes a revoked identity's connections through the management API.
+    let management = closed_port();
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("rabbitmq-admin");
+    std::fs::write(&password_file, "ops-admin-password\n").unwrap();
+    let gw = gateway_at(
+        &cp,
+        &cp.base,
+        upstream,
+        "",
+        &format!(
+            "rabbitmq_management_url = \"http://127.0.0.1:{management}\"\nrabbitmq_management_user = \"steward-ops\"\nrabbitmq_management_password_file = \"{}\"",
+            password_file.display()
+        ),
+    )
+    .await;
     let rabbit = tokio::task::spawn_blocking({
         let bin = server.parent().unwrap().to_path_buf();
         let auth = format!("http://{}", gw.auth.unwrap());
-        move || Rabbit::start(bin, &auth)
+        move || Rabbit::start(bin, &auth, management)
     })
     .await
     .unwrap();
@@ -526,7 +551,97 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
                 && e["destination"]["capability"] == "payments.refund"),
         "{events} / {events2}"
     );
+    revoked_consumer_is_cut_off(&cp, &rabbit, &gw, &ops).await;
     gw.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A consuming identity is revoked: the gateway closes its connection through the
+/// management API before acknowledging, so the consumer stops at once — not when its
+/// channel's cached permissions would run out — and it cannot log in again.
+async fn revoked_consumer_is_cut_off(
+    cp: &ControlPlane,
+    rabbit: &Rabbit,
+    gw: &steward_gateway::Running,
+    ops: &Connection,
+) {
+    use futures_util::StreamExt as _;
+    let token = cp.token(CALLER, BROKER_AUDIENCE).await;
+    let consumer_conn =
+        Connection::connect(&rabbit.uri(CALLER, &token), ConnectionProperties::default())
+            .await
+            .unwrap();
+    let ch = consumer_conn.create_channel().await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "payments.refund-requests".into(),
+            "revocation-test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let send = |body: &'static [u8]| async move {
+        let ch = ops.create_channel().await.unwrap();
+        ch.basic_publish(
+            "".into(),
+            "payments.refund-requests".into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    };
+    send(b"before").await;
+    let first = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .expect("the consumer receives while allowed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.data, b"before");
+
+    let started = std::time::Instant::now();
+    let (v, _) = super::revocation::revoke_and_verify(
+        cp,
+        serde_json::json!({"kind": "identity", "target": CALLER, "reason": "consumer compromised"}),
+    )
+    .await;
+    assert!(
+        v["acknowledged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "rabbitmq:edge-test"),
+        "{v}"
+    );
+    // Acknowledged means closed: the consumer's stream ends without another delivery.
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(next) = consumer.next().await {
+            if next.is_err() {
+                break;
+            }
+            panic!("a revoked consumer still received a message");
+        }
+    })
+    .await;
+    let cut_off = started.elapsed();
+    assert!(ended.is_ok(), "the consumer was not cut off within 2 s");
+    assert!(
+        !consumer_conn.status().connected(),
+        "the connection is still open"
+    );
+    eprintln!("revoked consumer cut off {cut_off:?} after the revoke call");
+    send(b"after").await;
+    // The message stays queued for someone allowed; the revoked identity cannot log in.
+    let again =
+        Connection::connect(&rabbit.uri(CALLER, &token), ConnectionProperties::default()).await;
+    assert!(again.is_err(), "a revoked identity logged in again");
+    let left = next_message(&ops.create_channel().await.unwrap()).await;
+    assert_eq!(left.unwrap().delivery.data, b"after");
+    let _ = gw;
 }
 
 /// One request through the gateway publishes an event that a consumer handles: the
