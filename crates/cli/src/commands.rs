@@ -321,9 +321,23 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Status { remote } => {
-            let counts: RegistryCounts = connect(&remote)?.get("/admin/v1/status").await?;
-            emit(&remote, &counts, || status_text(&counts))
+            let client = connect(&remote)?;
+            let counts: RegistryCounts = client.get("/admin/v1/status").await?;
+            let enforcement: PointsResponse = client.get("/admin/v1/enforcement/points").await?;
+            let view = StatusView {
+                counts,
+                enforcement,
+            };
+            emit(&remote, &view, || {
+                format!(
+                    "{}
+{}",
+                    status_text(&view.counts),
+                    output::points_text(&view.enforcement)
+                )
+            })
         }
+        Command::Revoke(cmd) => crate::revoke_cmd::run(cmd).await,
         Command::Versions { limit, remote } => {
             let versions: Vec<ConfigVersion> = connect(&remote)?
                 .get(&format!("/admin/v1/config/versions?limit={limit}"))
@@ -361,6 +375,14 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jit(cmd) => crate::jit_cmd::run(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
     }
+}
+
+/// `steward status --json`: the registry counts (as before) plus the enforcement points.
+#[derive(Serialize)]
+struct StatusView {
+    #[serde(flatten)]
+    counts: RegistryCounts,
+    enforcement: PointsResponse,
 }
 
 pub(crate) fn connect(remote: &Remote) -> Result<Client> {

@@ -342,10 +342,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         13,
         "Enforcement: one decision at the gateway, the broker and the consumer, traced end to end",
     );
-    crate::demo_enforce::enforcement(&admin, &au).await?;
+    let running = crate::demo_enforce::enforcement(&admin, &au).await?;
 
     step(
         14,
+        "Revocation: revoke a workload mid-traffic; every point acknowledges; the next request is denied",
+    );
+    crate::demo_enforce::revocation(&admin, running).await?;
+
+    step(
+        15,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin

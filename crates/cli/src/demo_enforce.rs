@@ -100,7 +100,13 @@ async fn payments_api() -> Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
-pub(crate) async fn enforcement(admin: &Client, au: &Client) -> Result<()> {
+/// What the enforcement step leaves running for the revocation step.
+pub(crate) struct Running {
+    gw: steward_gateway::Running,
+    api_key: Vec<u8>,
+}
+
+pub(crate) async fn enforcement(admin: &Client, au: &Client) -> Result<Running> {
     // Two workloads with their own keys (the refund worker is in the example repo).
     let api_key = register(admin, API, "payments", "payments-team").await?;
     let shop_key = register(admin, SHOP, "commerce", "commerce-team").await?;
@@ -295,6 +301,97 @@ rabbitmq_audience = "{BROKER}"
         .await?;
     println!("\n$ steward audit trace {TRACE}");
     print!("{}", crate::commands::trace_text(TRACE, &events));
+    Ok(Running { gw, api_key })
+}
+
+/// Revokes the payments API mid-traffic: every point of the gateway acknowledges, and the
+/// next request is refused.
+pub(crate) async fn revocation(admin: &Client, running: Running) -> Result<()> {
+    let Running { gw, api_key } = running;
+    let proxy = format!("http://{}", gw.proxies.first().context("no proxy")?);
+    let api_token = token(admin, API, &api_key, AUDIENCE).await?;
+    // Traffic: the payments API calls through the gateway every 10 ms.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let traffic = tokio::spawn({
+        let (proxy, api_token) = (proxy.clone(), api_token.clone());
+        async move {
+            let http = reqwest::Client::new();
+            let mut seen: Vec<(std::time::Instant, u16)> = Vec::new();
+            while !*stopped.borrow_and_update() {
+                // Each request counts from when it was sent.
+                let sent = std::time::Instant::now();
+                if let Ok(r) = http
+                    .get(format!("{proxy}/v1/charges/ch_42"))
+                    .bearer_auth(&api_token)
+                    .send()
+                    .await
+                {
+                    seen.push((sent, r.status().as_u16()));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            seen
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("$ steward revoke identity {API} --reason \"credential leak suspected\" --verify");
+    let started = std::time::Instant::now();
+    let revoked: steward_server::api::RevokeResponse = admin
+        .post(
+            "/admin/v1/revocations",
+            &json!({"kind": "identity", "target": API, "reason": "credential leak suspected"}),
+        )
+        .await?;
+    let verification: steward_server::api::Verification = admin
+        .get(&format!(
+            "/admin/v1/revocations/{}/verification?wait_secs=10",
+            revoked.revocation.epoch
+        ))
+        .await?;
+    let acknowledged = started.elapsed();
+    print!(
+        "Revoked identity `{API}` at epoch {}: suspended, pushed to every connected point.\n{}",
+        revoked.revocation.epoch,
+        crate::revoke_cmd::verification_text(&verification)
+    );
+    println!(
+        "Revoke call to last acknowledgement: {} ms (the token would otherwise have stayed valid for up to its lifetime).",
+        acknowledged.as_millis()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(true);
+    let seen = traffic.await.context("the traffic task failed")?;
+    let before = seen
+        .iter()
+        .filter(|(t, s)| *t < started && *s == 200)
+        .count();
+    let after_ack = seen
+        .iter()
+        .filter(|(t, _)| *t > started + acknowledged)
+        .collect::<Vec<_>>();
+    let refused_after = after_ack.iter().filter(|(_, s)| *s == 401).count();
+    println!(
+        "Traffic through the gateway: {before} requests allowed before the revocation; after the acknowledgement {refused_after} of {} refused (401).",
+        after_ack.len()
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{proxy}/v1/charges/ch_42"))
+        .bearer_auth(&api_token)
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    println!(
+        "The next request with the same token → {status}: {}",
+        field(&body, "reason")
+    );
+    let points: steward_server::api::PointsResponse =
+        admin.get("/admin/v1/enforcement/points").await?;
+    println!("\n$ steward status   (enforcement points)");
+    print!("{}", crate::output::points_text(&points));
     gw.shutdown(Duration::from_secs(2)).await;
     Ok(())
 }

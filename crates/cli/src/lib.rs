@@ -13,6 +13,7 @@ mod jit_cmd;
 mod keys_cmd;
 pub mod output;
 mod policy_cmd;
+mod revoke_cmd;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -92,7 +93,13 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Registry counts and the configuration version in force.
+    /// Revoke a token, an identity, a trusted issuer, a signing key or a plane, and verify
+    /// every enforcement point applied it (--verify).
+    #[command(subcommand)]
+    Revoke(revoke_cmd::RevokeCommand),
+    /// Registry counts, the configuration version in force, and every enforcement point
+    /// with its bundle version, revocation epoch and last contact (stale or behind ones
+    /// flagged).
     Status {
         #[command(flatten)]
         remote: Remote,

@@ -216,3 +216,51 @@ pub fn entitlements(r: &steward_policy::analysis::EntitlementReport) -> String {
     ));
     out
 }
+
+/// The enforcement points and their drift: what `steward status` shows under the counts.
+pub fn points_text(p: &steward_server::api::PointsResponse) -> String {
+    let mut out = format!(
+        "Enforcement points (policy version {}, revocation epoch {}):\n",
+        p.policy_version, p.epoch
+    );
+    if p.points.is_empty() {
+        out.push_str("  none has registered yet (run `steward gateway`)\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = p
+        .points
+        .iter()
+        .map(|s| {
+            let mut flags = Vec::new();
+            if !s.live {
+                flags.push(format!("STALE (silent > {}s)", p.liveness_secs));
+            }
+            if s.behind_bundle {
+                flags.push("BEHIND bundle".to_owned());
+            }
+            if s.behind_epoch {
+                flags.push("BEHIND revocations".to_owned());
+            }
+            if let Some(f) = &s.flagged {
+                flags.push(format!("FLAGGED: {f}"));
+            }
+            vec![
+                s.id.clone(),
+                s.environment.clone().unwrap_or_else(|| "-".into()),
+                s.bundle_version.to_string(),
+                s.epoch.to_string(),
+                format!("{}s ago", s.seconds_since_seen),
+                if flags.is_empty() {
+                    "ok".to_owned()
+                } else {
+                    flags.join("; ")
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["POINT", "ENV", "BUNDLE", "EPOCH", "LAST CONTACT", "STATE"],
+        &rows,
+    ));
+    out
+}

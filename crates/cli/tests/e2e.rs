@@ -141,6 +141,11 @@ fn readme_quickstart_demo_runs_to_completion() {
         "A copy whose amount was changed in transit is refused: the message body is not the one its publisher signed",
         "Trace of 9f3c2a7d5e8b4c1fa0b1c2d3e4f50617: 4 events",
         "at consumer:refund-worker spiffe://acme.example/ns/payments/sa/refund-worker consume queue payments.refund-requests → allow",
+        "Revoked identity `spiffe://acme.example/ns/payments/sa/refund-api` at epoch 1: suspended",
+        "gateway:edge-demo   applied  1",
+        "rabbitmq:edge-demo  applied  1",
+        "Verified: all 2 live enforcement point(s) applied epoch 1",
+        "The next request with the same token → 401 Unauthorized: the token was refused: revoked: identity `spiffe://acme.example/ns/payments/sa/refund-api` revoked (epoch 1): credential leak suspected",
         "Auditor verifies the chain: ok=true",
         "Demo finished",
     ] {
@@ -149,6 +154,15 @@ fn readme_quickstart_demo_runs_to_completion() {
             "demo output lacks {expected:?}:\n{stdout}"
         );
     }
+    // Mid-traffic, every request after the acknowledgement was refused.
+    let traffic = stdout
+        .lines()
+        .find(|l| l.starts_with("Traffic through the gateway:"))
+        .expect("the revocation step reports the traffic");
+    let (_, after) = traffic.split_once("after the acknowledgement ").unwrap();
+    let (refused, rest) = after.split_once(" of ").unwrap();
+    let total = rest.split_whitespace().next().unwrap();
+    assert_eq!(refused, total, "{traffic}");
 }
 
 fn cli_workflow(backing: Backing) {
@@ -1068,4 +1082,262 @@ fn the_key_encryption_key_guards_the_signing_keys() {
         stdout.contains("signing") && stdout.contains("verifying"),
         "{stdout}"
     );
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `steward status --json` at `server` lists `point`.
+fn wait_registered(server: &Server, token: &str, point: &str) {
+    for _ in 0..200 {
+        let out = server.cli(token, &["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v["enforcement"]["points"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["id"] == point))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{point} never registered");
+}
+
+/// Two `steward serve` processes on one PostgreSQL database behave as one control plane
+/// (R28): a revocation made on one reaches an enforcement point connected to the other,
+/// `--verify` on either sees the acknowledgement, policy follows across replicas, applies
+/// are serialized, and killing a replica — right after a revocation, or while a point
+/// depends on it — loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_postgres_behave_as_one_control_plane() {
+    let Some(url) = postgres_url("replicas").await else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || replicas(url))
+        .await
+        .unwrap();
+}
+
+fn replicas(url: String) {
+    let tmp = tempfile::tempdir().unwrap();
+    // Both replicas share the data directory for the key-encryption key (in production:
+    // the same mounted secret, tokens.key_encryption_key_file).
+    let backing = Backing {
+        data_dir: tmp.path().join("data"),
+        database_url: Some(url.clone()),
+    };
+    let token_file = tmp.path().join("token");
+    let a = Server::start(&backing, &token_file);
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let b_listen = format!("127.0.0.1:{}", free_port());
+    let start_b = || {
+        Server(
+            ServerProcess::start_on(
+                Path::new(env!("CARGO_BIN_EXE_steward")),
+                &backing.data_dir,
+                &tmp.path().join("token-b"),
+                Some(&url),
+                &b_listen,
+            )
+            .unwrap(),
+        )
+    };
+    let b = start_b();
+    let repo = example_repo();
+    let out = a.cli(&admin, &["apply", repo.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    // A gateway follows replica B.
+    let out = b.cli(
+        &admin,
+        &[
+            "credential",
+            "create",
+            "--name",
+            "edge",
+            "--role",
+            "ingestor",
+            "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(
+        tmp.path().join("ingestor"),
+        created["token"].as_str().unwrap(),
+    )
+    .unwrap();
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"edge\"\nenvironment = \"prod\"\n[control_plane]\nurl = \"{}\"\ncredential_file = \"ingestor\"\nrefresh_secs = 1\nreport_secs = 1\n[auth]\nlisten = \"127.0.0.1:0\"\nnginx_audience = \"spiffe://acme.example/ns/payments/sa/payments-api\"\n",
+            b.url()
+        ),
+    )
+    .unwrap();
+    let _gateway = Reaped(
+        steward()
+            .args(["gateway", "--config", config.to_str().unwrap()])
+            .env("STEWARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_registered(&a, &admin, "nginx:edge");
+
+    let authorize = |server: &Server| {
+        let out = server.cli(
+            &admin,
+            &[
+                "authorize",
+                "--principal",
+                "spiffe://acme.example/ns/payments/sa/refund-worker",
+                "--capability",
+                "payments.refund",
+                "--action",
+                "consume",
+                "--context",
+                "environment=prod",
+            ],
+        );
+        out.status.code()
+    };
+    // B follows the apply made on A (notified; polled every second at worst).
+    let mut allowed = false;
+    for _ in 0..50 {
+        if authorize(&b) == Some(0) {
+            allowed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(allowed, "replica B never loaded the policy applied on A");
+
+    // Revoked on A, pushed by B, acknowledged to B, verified on A.
+    let revoke = |server: &Server, id: &str, verify: bool| {
+        let mut args = vec!["revoke", "identity", id, "--reason", "replica test"];
+        if verify {
+            args.extend(["--verify", "--timeout", "30"]);
+        }
+        server.cli(&admin, &args)
+    };
+    let started = Instant::now();
+    let out = revoke(
+        &a,
+        "spiffe://acme.example/ns/payments/sa/refund-worker",
+        true,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Verified: all 1 live enforcement point(s) applied epoch 1"),
+        "{stdout}"
+    );
+    eprintln!(
+        "revoke on A → acknowledged through B in {:?}",
+        started.elapsed()
+    );
+    // B's own engine follows the suspension made on A.
+    let mut denied = false;
+    for _ in 0..50 {
+        if authorize(&b) == Some(1) {
+            denied = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(denied, "replica B still allows the identity suspended on A");
+
+    // Applies through both replicas at once are serialized: one wins, one conflicts.
+    let version = |s: &Server| -> i64 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&s.cli(&admin, &["status", "--json"]).stdout).unwrap();
+        v["config_version"].as_i64().unwrap()
+    };
+    let current = version(&a).to_string();
+    let edited = tmp.path().join("repo");
+    let mut files = steward_governance::read_dir(&repo).unwrap();
+    for f in &mut files {
+        if f.path.ends_with(".yaml") && f.content.contains("description:") {
+            f.content = f.content.replacen("description:", "description: edited", 1);
+            break;
+        }
+    }
+    write_repo(&edited, &files);
+    let args = [
+        "apply",
+        edited.to_str().unwrap(),
+        "--expected-version",
+        &current,
+    ];
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.cli(&admin, &args));
+        let hb = s.spawn(|| b.cli(&admin, &args));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    let wins = [&ra, &rb].iter().filter(|o| o.status.success()).count();
+    assert_eq!(wins, 1, "A: {:?}\nB: {:?}", text(&ra), text(&rb));
+    let loser = if ra.status.success() { &rb } else { &ra };
+    assert!(
+        text(loser).1.contains("run plan again"),
+        "{}",
+        text(loser).1
+    );
+
+    // Killing A right after it acknowledged a revocation loses nothing: B delivers it.
+    let out = revoke(
+        &a,
+        "spiffe://acme.example/ns/payments/sa/payments-api",
+        false,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    a.kill9();
+    let out = b.cli(&admin, &["revoke", "verify", "2", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", text(&out).0);
+
+    // B dies while the point depends on it; a revocation made meanwhile on a restarted A
+    // reaches the point once B is back where the point expects it.
+    b.kill9();
+    let a = Server::start(&backing, &tmp.path().join("token-a2"));
+    let out = revoke(&a, "spiffe://acme.example/ns/orders/sa/orders-api", false);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = a.cli(&admin, &["revoke", "verify", "3"]);
+    assert!(
+        !out.status.success(),
+        "the point cannot have applied it yet"
+    );
+    assert!(text(&out).0.contains("NOT verified"), "{}", text(&out).0);
+    let b = start_b();
+    let out = a.cli(&admin, &["revoke", "verify", "3", "--timeout", "60"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success(), "{stdout}");
+    let out = b.cli(&admin, &["revoke", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let epochs: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_i64().unwrap())
+        .collect();
+    assert_eq!(epochs, [1, 2, 3]);
+}
+
+/// A child process killed (and reaped) when dropped, also when a test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

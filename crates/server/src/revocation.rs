@@ -15,9 +15,10 @@
 //!
 //! **Several replicas:** revocations, reports and registry changes all live in the shared
 //! database. Each replica's hub catches up from it when woken by its own revocations, by
-//! PostgreSQL `NOTIFY` from the others, and once a second regardless (a missed
-//! notification, a restart); a registry change made elsewhere (seen in the admin change
-//! log) reloads this replica's policy engine and keys.
+//! PostgreSQL `NOTIFY` from the others (`steward_revocations`, and `steward_changes` for
+//! every admin change), and once a second regardless (a missed notification, a restart);
+//! a registry change made elsewhere (seen in the admin change log) reloads this replica's
+//! policy engine and keys.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use steward_audit::{Event, EventKind};
 use steward_enforce::PointIdentity;
 use steward_model::{PlaneId, Revocation, RevocationKind, SpiffeId};
-use steward_store::{PointReport, PointRow, REVOCATION_CHANNEL, StoreError};
+use steward_store::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::AppState;
@@ -169,7 +170,7 @@ pub(crate) fn spawn(s: AppState) {
 }
 
 async fn run(s: AppState) {
-    let mut listener = match s.store.listen(REVOCATION_CHANNEL).await {
+    let mut listener = match s.store.listen(&[REVOCATION_CHANNEL, CHANGE_CHANNEL]).await {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for other replicas' revocations; polling every second instead");
@@ -179,21 +180,25 @@ async fn run(s: AppState) {
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let notified = tokio::select! {
-            _ = tick.tick() => false,
-            n = next_notification(&mut listener) => {
-                if let Err(e) = n {
-                    tracing::warn!(error = %e, "the revocation listener lost its connection; reconnecting");
+        // What to look at: revocations, registry changes, or (on the tick) both.
+        let (revocations, changes) = tokio::select! {
+            _ = tick.tick() => (true, true),
+            n = next_notification(&mut listener) => match n {
+                Ok((channel, _)) => (channel == REVOCATION_CHANNEL, channel == CHANGE_CHANNEL),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the notification listener lost its connection; reconnecting");
                     tokio::time::sleep(POLL).await;
+                    (true, true)
                 }
-                true
             }
         };
-        match catch_up(&s).await {
-            Ok(fresh) => after_others_revoked(&s, &fresh).await,
-            Err(e) => tracing::error!(error = %e, "cannot read revocations"),
+        if revocations {
+            match catch_up(&s).await {
+                Ok(fresh) => after_others_revoked(&s, &fresh).await,
+                Err(e) => tracing::error!(error = %e, "cannot read revocations"),
+            }
         }
-        if !notified {
+        if changes {
             follow_other_replicas(&s).await;
         }
     }
@@ -201,7 +206,7 @@ async fn run(s: AppState) {
 
 async fn next_notification(
     listener: &mut Option<steward_store::Notifications>,
-) -> Result<String, StoreError> {
+) -> Result<(String, String), StoreError> {
     match listener {
         Some(l) => l.recv().await,
         None => std::future::pending().await,

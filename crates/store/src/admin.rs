@@ -91,6 +91,14 @@ pub(crate) async fn record_change(
         .await?;
     let event = admin_event(actor, action, target, before, after, at);
     crate::evidence::append_in_tx(backend, conn, std::slice::from_ref(&event)).await?;
+    if backend == crate::Backend::Postgres {
+        // Delivered to every replica when the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::CHANGE_CHANNEL)
+            .bind(action)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -31,8 +31,9 @@ pub struct Notifications(sqlx::postgres::PgListener);
 impl Notifications {
     /// The next notification's payload. After a lost connection the listener reconnects
     /// on the next call; notifications sent meanwhile are lost, so callers also poll.
-    pub async fn recv(&mut self) -> Result<String, StoreError> {
-        Ok(self.0.recv().await?.payload().to_owned())
+    pub async fn recv(&mut self) -> Result<(String, String), StoreError> {
+        let n = self.0.recv().await?;
+        Ok((n.channel().to_owned(), n.payload().to_owned()))
     }
 }
 
@@ -102,14 +103,14 @@ impl Store {
         self.backend
     }
 
-    /// Listens on a PostgreSQL notification channel; `None` on SQLite (one process: the
+    /// Listens on PostgreSQL notification channels; `None` on SQLite (one process: the
     /// caller wakes itself).
-    pub async fn listen(&self, channel: &str) -> Result<Option<Notifications>, StoreError> {
+    pub async fn listen(&self, channels: &[&str]) -> Result<Option<Notifications>, StoreError> {
         if self.backend != Backend::Postgres {
             return Ok(None);
         }
         let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
-        listener.listen(channel).await?;
+        listener.listen_all(channels.iter().copied()).await?;
         Ok(Some(Notifications(listener)))
     }
 

@@ -30,7 +30,7 @@ pub use evidence::{EvidenceFilter, StoredEvent};
 pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
-pub use revocations::{PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
+pub use revocations::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.
 pub fn now_rfc3339() -> String {

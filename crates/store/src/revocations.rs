@@ -16,6 +16,9 @@ use crate::{Backend, Store, StoreError, now_rfc3339};
 
 /// The PostgreSQL notification channel a committed revocation is announced on.
 pub const REVOCATION_CHANNEL: &str = "steward_revocations";
+/// The PostgreSQL notification channel every committed admin change (registry, policy,
+/// keys) is announced on, so other replicas reload at once.
+pub const CHANGE_CHANNEL: &str = "steward_changes";
 
 /// What to revoke; the store checks the target exists and carries out the side effects.
 #[derive(Debug, Clone)]

@@ -173,12 +173,24 @@ impl ServerProcess {
         token_file: &std::path::Path,
         database_url: Option<&str>,
     ) -> std::io::Result<Self> {
+        Self::start_on(binary, data_dir, token_file, database_url, "127.0.0.1:0")
+    }
+
+    /// [`ServerProcess::start`] on a given address (a replica restarted where its clients
+    /// expect it).
+    pub fn start_on(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        token_file: &std::path::Path,
+        database_url: Option<&str>,
+        listen: &str,
+    ) -> std::io::Result<Self> {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(binary);
         cmd.args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--trust-domain",
             "acme.example",
         ])
