@@ -14,6 +14,7 @@ use steward_testkit::ServerProcess as Server;
 
 mod gateway;
 mod policy;
+mod revocation;
 mod tokens;
 
 /// The same allocator as the `steward` binary, so in-process figures match the server's.
@@ -106,6 +107,18 @@ enum Bench {
         /// The nginx binary for the plain-proxy peer.
         #[arg(long, default_value = "/usr/sbin/nginx")]
         nginx: PathBuf,
+    },
+    /// Revocation: time from the revoke API call to the last acknowledgement, with many
+    /// enforcement points connected over loopback.
+    Revocation {
+        /// Enforcement points (each its own connections, bundle and feed).
+        #[arg(long, default_value_t = 50)]
+        points: usize,
+        /// Token revocations per run, one after another.
+        #[arg(long, default_value_t = 100)]
+        revocations: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Evidence append with group commit vs one transaction per event, and verify time.
     Evidence {
@@ -368,6 +381,11 @@ async fn main() -> Result<()> {
             runs,
             nginx,
         } => gateway::run(seconds, connections, runs, Some(nginx)).await?,
+        Bench::Revocation {
+            points,
+            revocations,
+            runs,
+        } => revocation::run(points, revocations, runs).await?,
         Bench::Evidence {
             events,
             producers,

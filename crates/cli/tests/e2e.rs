@@ -513,6 +513,25 @@ fn gateway_check_explains_bad_configuration() {
             ),
             "not shorter than max_staleness_secs",
         ),
+        (
+            format!(
+                "{good}[auth]\nlisten = \"127.0.0.1:8181\"\nrabbitmq_audience = \"x\"\nrabbitmq_management_url = \"http://127.0.0.1:15672\"\n"
+            ),
+            "rabbitmq_management_user and a password",
+        ),
+        (
+            format!(
+                "{good}[auth]\nlisten = \"127.0.0.1:8181\"\nrabbitmq_management_url = \"127.0.0.1:15672\"\nrabbitmq_management_user = \"ops\"\nrabbitmq_management_password_file = \"credential\"\n"
+            ),
+            "auth.rabbitmq_management_url",
+        ),
+        (
+            good.replace(
+                "credential_file = \"credential\"",
+                "credential_file = \"credential\"\nreport_secs = 0",
+            ),
+            "control_plane.report_secs",
+        ),
     ] {
         std::fs::write(&file, &bad).unwrap();
         let out = steward()
