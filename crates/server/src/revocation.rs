@@ -689,10 +689,8 @@ fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) {
 
 async fn statuses(s: &AppState) -> Result<PointsResponse, ApiError> {
     let rows = s.store.enforcement_points().await?;
-    let policy_version = match s.store.policy_bundle(None).await? {
-        Some((v, _)) => v.version,
-        None => 0,
-    };
+    // The version this replica's engine runs: what a current bundle carries.
+    let policy_version = s.engine().map(|e| e.version()).unwrap_or(0);
     let epoch = s.hub.latest().max(s.store.revocation_epoch().await?);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let liveness = s.hub.liveness.as_secs() as i64;
