@@ -411,6 +411,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             .unwrap_or("")
     );
 
+    step(
+        16,
+        "Posture: inventory and findings, mapped to the OWASP NHI Top 10",
+    );
+    let report: steward_server::posture::PostureReport = au.get("/admin/v1/posture").await?;
+    println!("$ steward posture");
+    print!("{}", crate::posture_cmd::text(&report, false));
+
     if args.keep_running {
         println!(
             "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop). Admin credential: export STEWARD_TOKEN=<printed by `steward serve` in real use>."

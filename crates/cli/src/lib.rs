@@ -13,6 +13,7 @@ mod jit_cmd;
 mod keys_cmd;
 pub mod output;
 mod policy_cmd;
+mod posture_cmd;
 mod revoke_cmd;
 mod serve;
 
@@ -93,6 +94,10 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Posture: every identity's owner, credentials, last use and permissions (intended /
+    /// effective / used), and the findings — orphaned, stale, over-privileged, static or
+    /// overdue secrets, exceptions near expiry — mapped to the OWASP NHI Top 10.
+    Posture(posture_cmd::PostureArgs),
     /// Revoke a token, an identity, a trusted issuer, a signing key or a plane, and verify
     /// every enforcement point applied it (--verify).
     #[command(subcommand)]

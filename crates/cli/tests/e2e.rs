@@ -147,6 +147,8 @@ fn readme_quickstart_demo_runs_to_completion() {
         "Verified: all 2 live enforcement point(s) applied epoch 1",
         "The next request with the same token → 401 Unauthorized: the token was refused: revoked: identity `spiffe://acme.example/ns/payments/sa/refund-api` revoked (epoch 1): credential leak suspected",
         "Auditor verifies the chain: ok=true",
+        "$ steward posture",
+        "OWASP NHI Top 10: NHI5:2025 Overprivileged NHI",
         "Demo finished",
     ] {
         assert!(

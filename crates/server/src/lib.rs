@@ -14,6 +14,7 @@ mod error;
 pub mod evidence;
 mod extract;
 pub mod policy;
+pub mod posture;
 pub mod replay;
 mod revocation;
 mod routes;

@@ -119,6 +119,7 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
             "/admin/v1/enforcement/points",
             get(crate::revocation::points),
         )
+        .route("/admin/v1/posture", get(crate::posture::posture))
         .route(
             "/admin/v1/revocations",
             get(crate::revocation::list).post(crate::revocation::revoke),

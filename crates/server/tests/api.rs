@@ -163,10 +163,13 @@ use tokens::{
 
 #[path = "api/revocation.rs"]
 mod revocation;
-use revocation::revocations_are_pushed_acknowledged_and_verified;
+use revocation::{
+    posture_reports_inventory_and_findings, revocations_are_pushed_acknowledged_and_verified,
+};
 
 both_backends!(
     revocations_are_pushed_acknowledged_and_verified,
+    posture_reports_inventory_and_findings,
     token_service_issues_refuses_and_rotates,
     token_exchange_delegates_one_hop_at_a_time,
     dpop_binds_tokens_to_the_client_key,

@@ -20,6 +20,7 @@ mod policy;
 mod registry;
 mod revocations;
 mod rows;
+mod usage;
 
 pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
 pub use apply::Applied;
@@ -31,6 +32,7 @@ pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 pub use revocations::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
+pub use usage::UsageRow;
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.
 pub fn now_rfc3339() -> String {

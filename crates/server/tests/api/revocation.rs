@@ -436,3 +436,203 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     assert_eq!(acked[0]["enforcement_point"], "gateway:edge");
     assert_eq!(acked[0]["details"]["epoch"], 1);
 }
+
+/// Posture (R23, R24): the inventory says what each identity holds and used; findings
+/// name the owner to act and the OWASP NHI risk; plane admins see their planes only.
+pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    register_client(&env, &key).await;
+    let _ = token_id(&env, &key).await;
+    // One allowed decision: that permission is used.
+    let (st, d) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(json!({
+                "subject": {"type": "workload", "id": CLIENT},
+                "resource": {"type": "http", "id": "/v1/charges/ch_1", "properties": {"method": "GET"}},
+                "action": {"name": "access"},
+                "context": {"environment": "prod"},
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["decision"], true, "{d}");
+    // A static secret, and an owner who left.
+    let exporter = "spiffe://acme.example/legacy/billing-exporter";
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!(
+                "/admin/v1/identities/{}/client-secret",
+                super::tokens::segment(exporter)
+            ),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = env
+        .call(
+            Method::DELETE,
+            "/admin/v1/owners/partner-integrations",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, report) = env
+        .call(Method::GET, "/admin/v1/posture", Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let item = report["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["spiffe_id"] == CLIENT)
+        .cloned()
+        .unwrap();
+    assert_eq!(item["credentials"]["registered_keys"], 1);
+    assert_eq!(item["credentials"]["tokens_issued"], 1, "{item}");
+    assert!(item["last_used"].is_string());
+    let used: Vec<&str> = item["permissions"]["used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(used.len(), 1, "{item}");
+    let effective = item["permissions"]["effective"].as_array().unwrap();
+    assert!(effective.iter().any(|p| p == used[0]), "used ⊆ effective");
+    let unused = item["permissions"]["unused"].as_array().unwrap();
+    assert_eq!(unused.len(), effective.len() - 1);
+    assert!(!unused.iter().any(|p| p == used[0]));
+
+    let finding = |id: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no finding {id}: {}", report["findings"]))
+    };
+    let over = finding(&format!("over_privileged:{CLIENT}"));
+    assert_eq!(over["owner"], "payments-team");
+    assert_eq!(over["owasp"][0], "NHI5:2025 Overprivileged NHI");
+    assert_eq!(
+        over["evidence"]["unused"].as_array().unwrap().len(),
+        unused.len()
+    );
+    let orphan = finding("orphaned:spiffe://acme.example/ns/partners/sa/partner-gateway");
+    assert_eq!(orphan["owasp"][0], "NHI1:2025 Improper Offboarding");
+    assert!(
+        orphan["evidence"]["owner_removed_at"].is_string(),
+        "{orphan}"
+    );
+    let secret = finding(&format!("static_secret:{exporter}"));
+    assert!(
+        secret["owasp"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().starts_with("NHI7"))
+    );
+    assert_eq!(secret["evidence"]["age_days"], 0);
+    // Findings come most severe first; the summary counts them.
+    let severities: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["severity"].as_str().unwrap())
+        .collect();
+    let rank = |s: &str| {
+        ["critical", "high", "medium", "low"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    assert!(
+        severities.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{severities:?}"
+    );
+    assert_eq!(report["summary"]["findings"], severities.len());
+    assert!(
+        report["summary"]["by_owasp"]["NHI1:2025 Improper Offboarding"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // A plane admin sees its planes only; bad parameters are refused.
+    let payments = env
+        .credential("payments on-call", "plane-admin", Some("payments"))
+        .await;
+    let (st, mine) = env
+        .call(Method::GET, "/admin/v1/posture", Some(&payments), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let planes: std::collections::BTreeSet<&str> = mine["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["plane"].as_str().unwrap())
+        .collect();
+    assert!(
+        planes.iter().all(|p| p.starts_with("payments")),
+        "{planes:?}"
+    );
+    assert!(
+        !mine["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"].as_str().unwrap().contains("partner-gateway"))
+    );
+    let (st, _) = env
+        .call(
+            Method::GET,
+            "/admin/v1/posture?plane=commerce",
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    for bad in [
+        "window_days=0",
+        "stale_days=9999",
+        "surprise=1",
+        "max_analysed=1000000",
+        "plane=Not%20A%20Plane",
+    ] {
+        let (st, body) = env
+            .call(
+                Method::GET,
+                &format!("/admin/v1/posture?{bad}"),
+                Some(&env.admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // Without analysis, effective permissions are reported as unknown, not as none.
+    let (_, cheap) = env
+        .call(
+            Method::GET,
+            "/admin/v1/posture?max_analysed=0",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(cheap["summary"]["analysed"], 0);
+    assert!(cheap["summary"]["not_analysed"].as_u64().unwrap() > 0);
+    assert!(
+        !cheap["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "over_privileged")
+    );
+}

@@ -1,0 +1,209 @@
+//! `steward posture`: the inventory and its findings, mapped to the OWASP NHI Top 10.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use steward_server::posture::{PostureReport, Severity};
+
+use crate::commands::connect;
+use crate::{Remote, output};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl FailOn {
+    fn severity(self) -> Severity {
+        match self {
+            Self::Critical => Severity::Critical,
+            Self::High => Severity::High,
+            Self::Medium => Severity::Medium,
+            Self::Low => Severity::Low,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PostureArgs {
+    /// Days of evidence that count as use (permissions used, last use).
+    #[arg(long, default_value_t = 30)]
+    window_days: u64,
+    /// Active identities unused for this many days are stale.
+    #[arg(long, default_value_t = 30)]
+    stale_days: u64,
+    /// Only this plane and the planes below it.
+    #[arg(long)]
+    plane: Option<String>,
+    /// Compute effective permissions for at most this many identities.
+    #[arg(long, default_value_t = 2_000)]
+    max_analysed: usize,
+    /// `text` for people, `json` for machines (the whole report).
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Also print the inventory (text format).
+    #[arg(long)]
+    inventory: bool,
+    /// Exit 1 when a finding is at least this severe (a gate for pipelines).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub(crate) async fn run(a: PostureArgs) -> Result<ExitCode> {
+    let mut path = format!(
+        "/admin/v1/posture?window_days={}&stale_days={}&max_analysed={}",
+        a.window_days, a.stale_days, a.max_analysed
+    );
+    if let Some(p) = &a.plane {
+        path.push_str(&format!("&plane={}", crate::client::Client::segment(p)));
+    }
+    let report: PostureReport = connect(&a.remote)?.get(&path).await?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", text(&report, a.inventory)),
+    }
+    let failed = a.fail_on.is_some_and(|f| {
+        report
+            .findings
+            .iter()
+            .any(|finding| finding.severity <= f.severity())
+    });
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn counts(m: &std::collections::BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The human-readable report: summary, findings, and optionally the inventory.
+pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
+    let s = &r.summary;
+    let mut out = format!(
+        "Posture of {} identities ({}), evidence of the last {} days, stale after {} days:\n",
+        s.identities,
+        counts(&s.by_state),
+        r.window_days,
+        r.stale_days
+    );
+    out.push_str(&format!(
+        "Findings: {} ({})\nOWASP NHI Top 10: {}\n",
+        s.findings,
+        counts(&s.by_severity),
+        counts(&s.by_owasp)
+    ));
+    if !r.findings.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .findings
+            .iter()
+            .map(|f| {
+                vec![
+                    format!("{:?}", f.severity).to_uppercase(),
+                    f.id.split(':').next().unwrap_or_default().to_owned(),
+                    f.subject.clone(),
+                    f.owner.clone(),
+                    f.owasp
+                        .iter()
+                        .map(|o| o.split(' ').next().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    f.summary.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&output::table(
+            &[
+                "SEVERITY",
+                "FINDING",
+                "SUBJECT",
+                "OWNER",
+                "OWASP",
+                "WHAT TO DO",
+            ],
+            &rows,
+        ));
+    }
+    if s.not_analysed > 0 {
+        out.push_str(&format!(
+            "Effective permissions were computed for {} identities; {} were not analysed (raise --max-analysed, or `steward identity entitlements ID`).\n",
+            s.analysed, s.not_analysed
+        ));
+    }
+    if inventory {
+        let rows: Vec<Vec<String>> = r
+            .inventory
+            .iter()
+            .map(|i| {
+                vec![
+                    i.spiffe_id.clone(),
+                    i.plane.clone(),
+                    format!(
+                        "{}{}",
+                        i.owner,
+                        if i.owner_removed { " (removed)" } else { "" }
+                    ),
+                    i.environment.clone(),
+                    i.state.to_string(),
+                    format!(
+                        "{} key(s){}{}",
+                        i.credentials.registered_keys,
+                        i.credentials
+                            .client_secret_age_days
+                            .map(|d| format!(", secret {d} d"))
+                            .unwrap_or_default(),
+                        if i.credentials.tokens_issued > 0 {
+                            format!(", {} token(s)", i.credentials.tokens_issued)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    i.last_used.clone().unwrap_or_else(|| "never".into()),
+                    format!(
+                        "{} / {} / {}",
+                        i.permissions.intended.len(),
+                        i.permissions
+                            .effective
+                            .as_ref()
+                            .map_or("?".into(), |e| e.len().to_string()),
+                        i.permissions.used.len()
+                    ),
+                ]
+            })
+            .collect();
+        out.push_str(&output::table(
+            &[
+                "IDENTITY",
+                "PLANE",
+                "OWNER",
+                "ENV",
+                "STATE",
+                "CREDENTIALS",
+                "LAST USED",
+                "INTENDED / EFFECTIVE / USED",
+            ],
+            &rows,
+        ));
+    }
+    out
+}

@@ -1,0 +1,630 @@
+//! Posture (R23, R24): the inventory of non-human identities — owner, plane, credentials
+//! outstanding, last use, intended vs effective vs used permissions (R13) — and the
+//! findings that follow from it, each with its severity, the evidence behind it, the
+//! owner to act and its place in the OWASP Non-Human Identities Top 10 (2025).
+//!
+//! "Used" comes from the evidence log: allowed `access.decision` events (any enforcement
+//! point, the decision API, ingested foreign decisions) and issued credentials, in one
+//! grouped scan of the window. "Effective" is computed by deciding every capability and
+//! action for the identity in its own environment — exactly what enforcement points would
+//! get — for at most `max_analysed` identities per report (it costs one decision per
+//! capability and action each); the others are counted as not analysed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use steward_model::{IdentityKind, LifecycleState, PlaneId, effective_settings};
+use steward_store::{IdentityFilter, IdentityRecord};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Query;
+
+const DEFAULT_WINDOW_DAYS: u64 = 30;
+const MAX_WINDOW_DAYS: u64 = 366;
+const DEFAULT_MAX_ANALYSED: usize = 2_000;
+/// Exceptions expiring within this many days are reported.
+const EXCEPTION_NOTICE_DAYS: i64 = 7;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+/// What kind of finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The owner was removed, or the identity was decommissioned but still holds
+    /// credentials.
+    Orphaned,
+    /// Active, but not used within the stale window.
+    Stale,
+    /// Effective permissions never used within the window.
+    OverPrivileged,
+    /// A static client secret (legacy-key identity).
+    StaticSecret,
+    /// A static secret older than its plane's `max_credential_age_days`.
+    RotationOverdue,
+    /// A policy exception that expires soon.
+    ExceptionNearExpiry,
+}
+
+impl FindingKind {
+    /// The OWASP Non-Human Identities Top 10 (2025) risks this finding is evidence of.
+    pub fn owasp(self) -> &'static [&'static str] {
+        match self {
+            Self::Orphaned => &["NHI1:2025 Improper Offboarding"],
+            Self::Stale => &["NHI1:2025 Improper Offboarding"],
+            Self::OverPrivileged => &["NHI5:2025 Overprivileged NHI"],
+            Self::StaticSecret => &[
+                "NHI7:2025 Long-Lived Secrets",
+                "NHI4:2025 Insecure Authentication",
+            ],
+            Self::RotationOverdue => &["NHI7:2025 Long-Lived Secrets", "NHI2:2025 Secret Leakage"],
+            Self::ExceptionNearExpiry => &["NHI5:2025 Overprivileged NHI"],
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable across reports: `<kind>:<subject>`.
+    pub id: String,
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// The identity (SPIFFE ID) or, for an exception, the exception id.
+    pub subject: String,
+    pub plane: String,
+    /// The owner to act.
+    pub owner: String,
+    pub summary: String,
+    /// The facts behind it (times, counts, the unused permissions …).
+    pub evidence: Value,
+    pub owasp: Vec<String>,
+}
+
+/// Credentials an identity holds or was issued.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CredentialSummary {
+    pub registered_keys: usize,
+    pub tls_certificates: usize,
+    /// Age in days of its static client secret, if it has one.
+    pub client_secret_age_days: Option<i64>,
+    /// Tokens issued to it within the window (those within the longest token lifetime
+    /// may still be valid).
+    pub tokens_issued: i64,
+    pub last_token_issued: Option<String>,
+}
+
+/// Intended vs effective vs used permissions (`capability:action`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PermissionSummary {
+    pub intended: Vec<String>,
+    /// `None` when not analysed in this report (over `max_analysed`, or decommissioned).
+    pub effective: Option<Vec<String>>,
+    pub used: Vec<String>,
+    /// Effective but never used in the window.
+    pub unused: Vec<String>,
+}
+
+/// One identity in the inventory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryItem {
+    pub spiffe_id: String,
+    pub plane: String,
+    pub owner: String,
+    pub owner_removed: bool,
+    pub environment: String,
+    pub kind: IdentityKind,
+    pub state: LifecycleState,
+    pub created_at: String,
+    pub credentials: CredentialSummary,
+    /// The newest allowed decision or issued credential in the window.
+    pub last_used: Option<String>,
+    pub permissions: PermissionSummary,
+}
+
+/// Counts for the overview.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PostureSummary {
+    pub identities: usize,
+    pub by_state: BTreeMap<String, usize>,
+    pub findings: usize,
+    pub by_severity: BTreeMap<String, usize>,
+    pub by_kind: BTreeMap<String, usize>,
+    pub by_owasp: BTreeMap<String, usize>,
+    /// Identities whose effective permissions were computed.
+    pub analysed: usize,
+    /// Active or suspended identities left out of the effective-permission analysis.
+    pub not_analysed: usize,
+}
+
+/// `GET /admin/v1/posture`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostureReport {
+    pub generated_at: String,
+    pub window_days: u64,
+    pub stale_days: u64,
+    pub summary: PostureSummary,
+    pub findings: Vec<Finding>,
+    pub inventory: Vec<InventoryItem>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostureQuery {
+    window_days: Option<u64>,
+    stale_days: Option<u64>,
+    plane: Option<String>,
+    max_analysed: Option<usize>,
+}
+
+fn days(field: &str, v: Option<u64>) -> Result<u64, ApiError> {
+    match v {
+        None => Ok(DEFAULT_WINDOW_DAYS),
+        Some(d) if (1..=MAX_WINDOW_DAYS).contains(&d) => Ok(d),
+        Some(d) => Err(ApiError::bad_request(format!(
+            "`{field}` must be between 1 and {MAX_WINDOW_DAYS} days, not {d}"
+        ))),
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+fn parse(t: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(t, &Rfc3339).ok()
+}
+
+/// What the evidence says one identity did in the window.
+#[derive(Default)]
+struct Used {
+    permissions: BTreeSet<String>,
+    last: Option<String>,
+    tokens: i64,
+    last_token: Option<String>,
+}
+
+fn newer(a: &mut Option<String>, b: &str) {
+    // RFC 3339 UTC times of one writer compare as text.
+    if a.as_deref().is_none_or(|x| x < b) {
+        *a = Some(b.to_owned());
+    }
+}
+
+/// `GET /admin/v1/posture?window_days=&stale_days=&plane=&max_analysed=`: any admin role;
+/// a plane admin sees its planes only.
+pub(crate) async fn posture(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<PostureQuery>,
+) -> Result<axum::Json<PostureReport>, ApiError> {
+    let window_days = days("window_days", q.window_days)?;
+    let stale_days = days("stale_days", q.stale_days)?;
+    let max_analysed = q.max_analysed.unwrap_or(DEFAULT_MAX_ANALYSED);
+    if max_analysed > 100_000 {
+        return Err(ApiError::bad_request(
+            "`max_analysed` must be at most 100000",
+        ));
+    }
+    let visible = caller.visible_planes(&s.store).await?;
+    let scope: Option<Vec<PlaneId>> = match (&q.plane, visible) {
+        (None, v) => v,
+        (Some(p), v) => {
+            let id = PlaneId::new(p.clone())
+                .map_err(|e| ApiError::bad_request(format!("`plane`: {e}")))?;
+            if v.as_ref().is_some_and(|v| !v.contains(&id)) {
+                return Err(ApiError::not_found(format!("plane `{p}` does not exist")));
+            }
+            Some(s.store.plane_subtree(&id).await?)
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let since = rfc3339(now - time::Duration::days(window_days.max(stale_days) as i64));
+    let state = s.store.load_state().await?;
+    let records: Vec<IdentityRecord> = s
+        .store
+        .identities(&IdentityFilter {
+            limit: i64::MAX,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|r| scope.as_ref().is_none_or(|p| p.contains(&r.identity.plane)))
+        .collect();
+    let removed: HashMap<String, String> = s
+        .store
+        .owners()
+        .await?
+        .into_iter()
+        .filter_map(|o| o.removed_at.map(|at| (o.owner.id.clone(), at)))
+        .collect();
+    let secrets: HashMap<String, String> = s
+        .store
+        .client_secrets()
+        .await?
+        .into_iter()
+        .map(|c| (c.spiffe_id, c.created_at))
+        .collect();
+    let mut used: HashMap<String, Used> = HashMap::new();
+    let window_start = rfc3339(now - time::Duration::days(window_days as i64));
+    for row in s.store.usage_since(&since).await? {
+        let u = used.entry(row.principal.clone()).or_default();
+        if row.kind == "access.decision" {
+            if row.last >= window_start
+                && let (Some(c), Some(a)) = (&row.capability, &row.action)
+            {
+                u.permissions.insert(format!("{c}:{a}"));
+            }
+        } else {
+            u.tokens += row.count;
+            newer(&mut u.last_token, &row.last);
+        }
+        newer(&mut u.last, &row.last);
+    }
+    // Effective permissions, off the runtime, for at most `max_analysed` identities.
+    let engine = s.engine().ok();
+    let analyse: Vec<(String, Vec<steward_model::Entitlement>)> = records
+        .iter()
+        .filter(|r| r.identity.state != LifecycleState::Decommissioned)
+        .take(max_analysed)
+        .map(|r| {
+            (
+                r.identity.spiffe_id.to_string(),
+                r.identity.intended.clone(),
+            )
+        })
+        .collect();
+    let effective: HashMap<String, BTreeSet<String>> = match engine {
+        Some(engine) => tokio::task::spawn_blocking(move || {
+            analyse
+                .into_iter()
+                .filter_map(|(id, intended)| {
+                    let r =
+                        steward_policy::analysis::entitlements(&engine, &id, &intended, None, now)?;
+                    Some((
+                        id,
+                        r.effective
+                            .iter()
+                            .map(|p| format!("{}:{}", p.capability, p.action))
+                            .collect(),
+                    ))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| ApiError::internal())?,
+        None => HashMap::new(),
+    };
+
+    let mut inventory = Vec::with_capacity(records.len());
+    let mut findings = Vec::new();
+    let stale_cutoff = rfc3339(now - time::Duration::days(stale_days as i64));
+    for r in &records {
+        let i = &r.identity;
+        let id = i.spiffe_id.to_string();
+        let u = used.remove(&id).unwrap_or_default();
+        let secret_age = secrets
+            .get(&id)
+            .and_then(|t| parse(t))
+            .map(|t| (now - t).whole_days());
+        let credentials = CredentialSummary {
+            registered_keys: i.credentials.public_keys.len(),
+            tls_certificates: i.credentials.tls_certificates.len(),
+            client_secret_age_days: secret_age,
+            tokens_issued: u.tokens,
+            last_token_issued: u.last_token.clone(),
+        };
+        let intended: Vec<String> = i
+            .intended
+            .iter()
+            .flat_map(|e| {
+                e.actions
+                    .iter()
+                    .map(move |a| format!("{}:{a}", e.capability))
+            })
+            .collect();
+        let eff = effective.get(&id);
+        let unused: Vec<String> = eff
+            .map(|e| e.difference(&u.permissions).cloned().collect())
+            .unwrap_or_default();
+        let item = InventoryItem {
+            spiffe_id: id.clone(),
+            plane: i.plane.to_string(),
+            owner: i.owner.clone(),
+            owner_removed: r.orphaned || removed.contains_key(&i.owner),
+            environment: i.environment.clone(),
+            kind: i.kind,
+            state: i.state,
+            created_at: r.created_at.clone(),
+            credentials,
+            last_used: u.last.clone(),
+            permissions: PermissionSummary {
+                intended,
+                effective: eff.map(|e| e.iter().cloned().collect()),
+                used: u.permissions.iter().cloned().collect(),
+                unused,
+            },
+        };
+        let settings = effective_settings(&state.planes, &state.root_settings, &i.plane);
+        findings.extend(identity_findings(
+            &item,
+            removed.get(&i.owner),
+            settings.max_credential_age_days,
+            &stale_cutoff,
+            stale_days,
+            window_days,
+            i.classification,
+        ));
+        inventory.push(item);
+    }
+    let visible_ids: HashSet<&str> = inventory.iter().map(|i| i.spiffe_id.as_str()).collect();
+    for e in state.exceptions.values() {
+        let left = e.expires_at - now;
+        if e.is_active(now)
+            && left.whole_days() < EXCEPTION_NOTICE_DAYS
+            && visible_ids.contains(e.principal.as_str())
+        {
+            let (plane, owner) = inventory
+                .iter()
+                .find(|i| i.spiffe_id == e.principal.as_str())
+                .map(|i| (i.plane.clone(), e.owner.clone()))
+                .unwrap_or_default();
+            findings.push(finding(
+                FindingKind::ExceptionNearExpiry,
+                Severity::Low,
+                &e.id,
+                plane,
+                owner,
+                format!(
+                    "exception `{}` lifting {} for {} on {} expires in {} h: renew it deliberately or let the guardrail apply",
+                    e.id,
+                    e.lifts.join(", "),
+                    e.principal,
+                    e.capability,
+                    left.whole_hours()
+                ),
+                json!({"expires_at": rfc3339(e.expires_at), "ticket": e.ticket, "reason": e.reason, "principal": e.principal, "capability": e.capability}),
+            ));
+        }
+    }
+    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.id.cmp(&b.id)));
+    let summary = summarise(&inventory, &findings, effective.len());
+    Ok(axum::Json(PostureReport {
+        generated_at: rfc3339(now),
+        window_days,
+        stale_days,
+        summary,
+        findings,
+        inventory,
+    }))
+}
+
+fn finding(
+    kind: FindingKind,
+    severity: Severity,
+    subject: &str,
+    plane: String,
+    owner: String,
+    summary: String,
+    evidence: Value,
+) -> Finding {
+    Finding {
+        id: format!(
+            "{}:{subject}",
+            serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+        kind,
+        severity,
+        subject: subject.to_owned(),
+        plane,
+        owner,
+        summary,
+        evidence,
+        owasp: kind.owasp().iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn identity_findings(
+    item: &InventoryItem,
+    owner_removed_at: Option<&String>,
+    max_credential_age_days: Option<u64>,
+    stale_cutoff: &str,
+    stale_days: u64,
+    window_days: u64,
+    classification: steward_model::Classification,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let c = &item.credentials;
+    let holds =
+        c.registered_keys + c.tls_certificates + usize::from(c.client_secret_age_days.is_some());
+    let mk = |kind, severity, summary: String, evidence| {
+        finding(
+            kind,
+            severity,
+            &item.spiffe_id,
+            item.plane.clone(),
+            item.owner.clone(),
+            summary,
+            evidence,
+        )
+    };
+    let live = item.state != LifecycleState::Decommissioned;
+    if item.owner_removed && live {
+        out.push(mk(
+            FindingKind::Orphaned,
+            if holds > 0 { Severity::High } else { Severity::Medium },
+            format!(
+                "owner `{}` was removed; reassign the identity or decommission it",
+                item.owner
+            ),
+            json!({"owner": item.owner, "owner_removed_at": owner_removed_at, "credentials_held": holds, "state": item.state}),
+        ));
+    } else if !live && (holds > 0 || c.tokens_issued > 0) {
+        out.push(mk(
+            FindingKind::Orphaned,
+            Severity::High,
+            "decommissioned but still holds credentials; remove its keys and secrets".into(),
+            json!({"registered_keys": c.registered_keys, "tls_certificates": c.tls_certificates, "client_secret_age_days": c.client_secret_age_days, "tokens_issued_in_window": c.tokens_issued}),
+        ));
+    }
+    if item.state == LifecycleState::Active
+        && item.created_at.as_str() < stale_cutoff
+        && item.last_used.as_deref().is_none_or(|t| t < stale_cutoff)
+    {
+        out.push(mk(
+            FindingKind::Stale,
+            Severity::Medium,
+            format!("not used in the last {stale_days} days; suspend or decommission it if it is no longer needed"),
+            json!({"last_used": item.last_used, "created_at": item.created_at, "stale_days": stale_days}),
+        ));
+    }
+    if item.state == LifecycleState::Active && !item.permissions.unused.is_empty() {
+        let restricted = classification == steward_model::Classification::Restricted;
+        out.push(mk(
+            FindingKind::OverPrivileged,
+            if restricted { Severity::High } else { Severity::Medium },
+            format!(
+                "{} of {} effective permission(s) were not used in the last {window_days} days; narrow the policy",
+                item.permissions.unused.len(),
+                item.permissions.effective.as_ref().map_or(0, Vec::len)
+            ),
+            json!({"unused": item.permissions.unused, "used": item.permissions.used, "intended": item.permissions.intended, "window_days": window_days}),
+        ));
+    }
+    if let Some(age) = c.client_secret_age_days
+        && live
+    {
+        match max_credential_age_days {
+            Some(max) if age > max as i64 => out.push(mk(
+                FindingKind::RotationOverdue,
+                Severity::High,
+                format!("its static client secret is {age} days old, over its plane's {max}; rotate it (`steward identity secret`) or move to private_key_jwt"),
+                json!({"age_days": age, "max_credential_age_days": max}),
+            )),
+            _ => out.push(mk(
+                FindingKind::StaticSecret,
+                Severity::Medium,
+                format!("authenticates with a static client secret ({age} days old); move it to private_key_jwt"),
+                json!({"age_days": age, "max_credential_age_days": max_credential_age_days}),
+            )),
+        }
+    }
+    out
+}
+
+fn summarise(inventory: &[InventoryItem], findings: &[Finding], analysed: usize) -> PostureSummary {
+    let mut s = PostureSummary {
+        identities: inventory.len(),
+        findings: findings.len(),
+        analysed,
+        ..Default::default()
+    };
+    for i in inventory {
+        *s.by_state.entry(i.state.to_string()).or_default() += 1;
+        if i.permissions.effective.is_none() && i.state != LifecycleState::Decommissioned {
+            s.not_analysed += 1;
+        }
+    }
+    for f in findings {
+        let severity = serde_json::to_value(f.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *s.by_severity.entry(severity).or_default() += 1;
+        let kind = f.id.split(':').next().unwrap_or_default().to_owned();
+        *s.by_kind.entry(kind).or_default() += 1;
+        for o in &f.owasp {
+            *s.by_owasp.entry(o.clone()).or_default() += 1;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(state: LifecycleState, created: &str, last_used: Option<&str>) -> InventoryItem {
+        InventoryItem {
+            spiffe_id: "spiffe://acme.example/x".into(),
+            plane: "payments".into(),
+            owner: "payments-team".into(),
+            owner_removed: false,
+            environment: "prod".into(),
+            kind: IdentityKind::Service,
+            state,
+            created_at: created.into(),
+            credentials: CredentialSummary::default(),
+            last_used: last_used.map(str::to_owned),
+            permissions: PermissionSummary::default(),
+        }
+    }
+
+    fn kinds(f: &[Finding]) -> Vec<FindingKind> {
+        f.iter().map(|f| f.kind).collect()
+    }
+
+    fn run(i: &InventoryItem, max_age: Option<u64>) -> Vec<Finding> {
+        identity_findings(
+            i,
+            None,
+            max_age,
+            "2026-10-29T00:00:00Z",
+            30,
+            30,
+            steward_model::Classification::Internal,
+        )
+    }
+
+    #[test]
+    fn stale_only_when_old_and_unused() {
+        let old = "2026-01-01T00:00:00Z";
+        assert_eq!(
+            kinds(&run(&item(LifecycleState::Active, old, None), None)),
+            [FindingKind::Stale]
+        );
+        let used = item(LifecycleState::Active, old, Some("2026-11-27T00:00:00Z"));
+        assert!(run(&used, None).is_empty());
+        let new = item(LifecycleState::Active, "2026-11-20T00:00:00Z", None);
+        assert!(run(&new, None).is_empty(), "registered within the window");
+        let suspended = item(LifecycleState::Suspended, old, None);
+        assert!(run(&suspended, None).is_empty());
+    }
+
+    #[test]
+    fn decommissioned_with_credentials_and_secrets_past_rotation() {
+        let mut d = item(LifecycleState::Decommissioned, "2026-11-20T00:00:00Z", None);
+        d.credentials.registered_keys = 1;
+        let f = run(&d, None);
+        assert_eq!(kinds(&f), [FindingKind::Orphaned]);
+        assert_eq!(f[0].severity, Severity::High);
+        let mut s = item(LifecycleState::Active, "2026-11-20T00:00:00Z", None);
+        s.credentials.client_secret_age_days = Some(120);
+        assert_eq!(kinds(&run(&s, Some(90))), [FindingKind::RotationOverdue]);
+        assert_eq!(kinds(&run(&s, Some(365))), [FindingKind::StaticSecret]);
+        assert!(
+            run(&s, Some(90))[0]
+                .owasp
+                .iter()
+                .any(|o| o.starts_with("NHI7"))
+        );
+    }
+}

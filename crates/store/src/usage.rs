@@ -1,0 +1,49 @@
+//! What identities actually did, aggregated from the evidence log: the "used" side of
+//! posture (R13, R23) — allowed decisions per capability and action, and credentials
+//! issued — in one grouped scan of a time window (the `evidence_time` index).
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// One group of an identity's evidence in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub principal: String,
+    /// `access.decision` (allowed) or `credential.issued|exchanged|federated`.
+    pub kind: String,
+    pub capability: Option<String>,
+    pub action: Option<String>,
+    pub count: i64,
+    /// The newest event's time (RFC 3339).
+    pub last: String,
+}
+
+impl Store {
+    /// Allowed decisions and issued credentials since `since` (RFC 3339), grouped by
+    /// principal, kind, capability and action.
+    pub async fn usage_since(&self, since: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT principal, kind, capability, action, COUNT(*) AS n, MAX(time) AS last FROM evidence \
+             WHERE time >= $1 AND principal IS NOT NULL \
+             AND ((kind = 'access.decision' AND outcome = 'allow') \
+                  OR kind IN ('credential.issued', 'credential.exchanged', 'credential.federated')) \
+             GROUP BY principal, kind, capability, action",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    principal: r.try_get("principal")?,
+                    kind: r.try_get("kind")?,
+                    capability: r.try_get("capability")?,
+                    action: r.try_get("action")?,
+                    count: r.try_get("n")?,
+                    last: r.try_get("last")?,
+                })
+            })
+            .collect()
+    }
+}
