@@ -14,6 +14,7 @@ mod keys_cmd;
 pub mod output;
 mod policy_cmd;
 mod posture_cmd;
+mod review_cmd;
 mod revoke_cmd;
 mod serve;
 
@@ -98,6 +99,10 @@ pub enum Command {
     /// effective / used), and the findings — orphaned, stale, over-privileged, static or
     /// overdue secrets, exceptions near expiry — mapped to the OWASP NHI Top 10.
     Posture(posture_cmd::PostureArgs),
+    /// Access reviews: start a campaign, show an owner's queue, attest keep / reduce /
+    /// revoke (revoke really revokes).
+    #[command(subcommand)]
+    Review(review_cmd::ReviewCommand),
     /// Revoke a token, an identity, a trusted issuer, a signing key or a plane, and verify
     /// every enforcement point applied it (--verify).
     #[command(subcommand)]

@@ -16,6 +16,7 @@ mod extract;
 pub mod policy;
 pub mod posture;
 pub mod replay;
+pub mod reviews;
 mod revocation;
 mod routes;
 pub mod tls;

@@ -58,6 +58,8 @@ pub enum FindingKind {
     RotationOverdue,
     /// A policy exception that expires soon.
     ExceptionNearExpiry,
+    /// Not attested in an access review within its plane's `review_cadence_days`.
+    Unreviewed,
 }
 
 impl FindingKind {
@@ -73,6 +75,10 @@ impl FindingKind {
             ],
             Self::RotationOverdue => &["NHI7:2025 Long-Lived Secrets", "NHI2:2025 Secret Leakage"],
             Self::ExceptionNearExpiry => &["NHI5:2025 Overprivileged NHI"],
+            Self::Unreviewed => &[
+                "NHI1:2025 Improper Offboarding",
+                "NHI5:2025 Overprivileged NHI",
+            ],
         }
     }
 }
@@ -133,6 +139,8 @@ pub struct InventoryItem {
     pub credentials: CredentialSummary,
     /// The newest allowed decision or issued credential in the window.
     pub last_used: Option<String>,
+    /// When it was last attested in an access review.
+    pub last_reviewed: Option<String>,
     pub permissions: PermissionSummary,
 }
 
@@ -260,6 +268,7 @@ pub(crate) async fn posture(
         .into_iter()
         .map(|c| (c.spiffe_id, c.created_at))
         .collect();
+    let reviewed: HashMap<String, String> = s.store.last_reviews().await?.into_iter().collect();
     let mut used: HashMap<String, Used> = HashMap::new();
     let window_start = rfc3339(now - time::Duration::days(window_days as i64));
     for row in s.store.usage_since(&since).await? {
@@ -353,6 +362,7 @@ pub(crate) async fn posture(
             created_at: r.created_at.clone(),
             credentials,
             last_used: u.last.clone(),
+            last_reviewed: reviewed.get(&id).cloned(),
             permissions: PermissionSummary {
                 intended,
                 effective: eff.map(|e| e.iter().cloned().collect()),
@@ -370,6 +380,10 @@ pub(crate) async fn posture(
             window_days,
             i.classification,
         ));
+        if let Some(cadence) = settings.review_cadence_days {
+            let cutoff = rfc3339(now - time::Duration::days(cadence as i64));
+            findings.extend(unreviewed(&item, cadence, &cutoff));
+        }
         inventory.push(item);
     }
     let visible_ids: HashSet<&str> = inventory.iter().map(|i| i.spiffe_id.as_str()).collect();
@@ -530,6 +544,24 @@ fn identity_findings(
     out
 }
 
+/// An active identity registered before the cadence's cutoff and not attested since.
+fn unreviewed(item: &InventoryItem, cadence: u64, cutoff: &str) -> Option<Finding> {
+    let due = item.state == LifecycleState::Active
+        && item.created_at.as_str() < cutoff
+        && item.last_reviewed.as_deref().is_none_or(|t| t < cutoff);
+    due.then(|| {
+        finding(
+            FindingKind::Unreviewed,
+            Severity::Low,
+            &item.spiffe_id,
+            item.plane.clone(),
+            item.owner.clone(),
+            format!("not attested in an access review for over {cadence} days (its plane's review_cadence_days); start one with `steward review start`"),
+            json!({"last_reviewed": item.last_reviewed, "review_cadence_days": cadence}),
+        )
+    })
+}
+
 fn summarise(inventory: &[InventoryItem], findings: &[Finding], analysed: usize) -> PostureSummary {
     let mut s = PostureSummary {
         identities: inventory.len(),
@@ -574,6 +606,7 @@ mod tests {
             created_at: created.into(),
             credentials: CredentialSummary::default(),
             last_used: last_used.map(str::to_owned),
+            last_reviewed: None,
             permissions: PermissionSummary::default(),
         }
     }
@@ -625,6 +658,20 @@ mod tests {
                 .owasp
                 .iter()
                 .any(|o| o.starts_with("NHI7"))
+        );
+    }
+
+    #[test]
+    fn unreviewed_within_the_cadence_only() {
+        let mut i = item(LifecycleState::Active, "2026-01-01T00:00:00Z", None);
+        let cutoff = "2026-08-30T00:00:00Z";
+        assert!(unreviewed(&i, 90, cutoff).is_some());
+        i.last_reviewed = Some("2026-10-01T00:00:00Z".into());
+        assert!(unreviewed(&i, 90, cutoff).is_none());
+        i.last_reviewed = Some("2026-05-01T00:00:00Z".into());
+        assert_eq!(
+            unreviewed(&i, 90, cutoff).map(|f| f.kind),
+            Some(FindingKind::Unreviewed)
         );
     }
 }

@@ -292,12 +292,34 @@ pub(crate) async fn revoke(
             "`decommission` only applies to an identity",
         ));
     }
+    let revocation = revoke_now(&s, req.kind, target, reason, req.decommission, &caller.0).await?;
+    let points = statuses(&s).await?;
+    let live_points = points.points.iter().filter(|p| p.live).count();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RevokeResponse {
+            revocation,
+            live_points,
+        }),
+    ))
+}
+
+/// Revokes `target` (already checked for length and control characters), pushes it, and
+/// brings this replica's engine and keys up to date. Also used by access reviews.
+pub(crate) async fn revoke_now(
+    s: &AppState,
+    kind: RevocationKind,
+    target: &str,
+    reason: &str,
+    decommission: bool,
+    actor: &steward_store::Actor,
+) -> Result<Revocation, ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let skew = s.tokens.config.clock_skew_secs as i64;
     // Every token a revocation of tokens-so-far covers has expired by then.
     let window = s.tokens.config.max_ttl_secs as i64 + skew;
-    let until = match req.kind {
-        RevocationKind::Token => Some(token_expiry(&s, target, now, window).await? + skew),
+    let until = match kind {
+        RevocationKind::Token => Some(token_expiry(s, target, now, window).await? + skew),
         RevocationKind::Identity => {
             SpiffeId::parse(target.to_owned())
                 .map_err(|e| ApiError::bad_request(format!("`target`: {e}")))?;
@@ -311,17 +333,17 @@ pub(crate) async fn revoke(
         RevocationKind::Issuer | RevocationKind::Key => None,
     };
     let request = steward_store::RevokeRequest {
-        kind: req.kind,
+        kind,
         target: target.to_owned(),
         reason: reason.to_owned(),
         revoked_at: now,
         until,
-        decommission: req.decommission,
+        decommission,
     };
-    let revocation = s.store.revoke(&request, &caller.0).await?;
-    tracing::info!(epoch = revocation.epoch, kind = %revocation.kind, target = %revocation.target, actor = %caller.0.credential_id, "revoked");
+    let revocation = s.store.revoke(&request, actor).await?;
+    tracing::info!(epoch = revocation.epoch, kind = %revocation.kind, target = %revocation.target, actor = %actor.credential_id, "revoked");
     // Push first: the streams should not wait for the engine rebuild.
-    catch_up(&s).await?;
+    catch_up(s).await?;
     match revocation.kind {
         RevocationKind::Identity | RevocationKind::Plane => s.reload_policy().await?,
         RevocationKind::Key => {
@@ -331,15 +353,7 @@ pub(crate) async fn revoke(
         }
         RevocationKind::Token | RevocationKind::Issuer => {}
     }
-    let points = statuses(&s).await?;
-    let live_points = points.points.iter().filter(|p| p.live).count();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(RevokeResponse {
-            revocation,
-            live_points,
-        }),
-    ))
+    Ok(revocation)
 }
 
 /// When token `jti` expires, from the evidence of its issuance; a token not issued

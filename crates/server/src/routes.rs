@@ -121,6 +121,15 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         )
         .route("/admin/v1/posture", get(crate::posture::posture))
         .route(
+            "/admin/v1/reviews",
+            get(crate::reviews::list).post(crate::reviews::start),
+        )
+        .route("/admin/v1/reviews/{id}", get(crate::reviews::show))
+        .route(
+            "/admin/v1/reviews/{id}/decisions",
+            post(crate::reviews::decide),
+        )
+        .route(
             "/admin/v1/revocations",
             get(crate::revocation::list).post(crate::revocation::revoke),
         )

@@ -163,13 +163,15 @@ use tokens::{
 
 #[path = "api/revocation.rs"]
 mod revocation;
-use revocation::{
-    posture_reports_inventory_and_findings, revocations_are_pushed_acknowledged_and_verified,
-};
+use revocation::revocations_are_pushed_acknowledged_and_verified;
+#[path = "api/posture.rs"]
+mod posture;
+use posture::{access_reviews_attest_and_revoke, posture_reports_inventory_and_findings};
 
 both_backends!(
     revocations_are_pushed_acknowledged_and_verified,
     posture_reports_inventory_and_findings,
+    access_reviews_attest_and_revoke,
     token_service_issues_refuses_and_rotates,
     token_exchange_delegates_one_hop_at_a_time,
     dpop_binds_tokens_to_the_client_key,

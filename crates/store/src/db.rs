@@ -169,6 +169,11 @@ impl Store {
                     "revocations",
                     include_str!("../migrations/sqlite/0008_revocations.sql"),
                 ),
+                (
+                    9,
+                    "reviews",
+                    include_str!("../migrations/sqlite/0009_reviews.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -210,6 +215,11 @@ impl Store {
                     8,
                     "revocations",
                     include_str!("../migrations/postgres/0008_revocations.sql"),
+                ),
+                (
+                    9,
+                    "reviews",
+                    include_str!("../migrations/postgres/0009_reviews.sql"),
                 ),
             ],
         };

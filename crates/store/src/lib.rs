@@ -18,6 +18,7 @@ mod evidence;
 mod keys;
 mod policy;
 mod registry;
+mod reviews;
 mod revocations;
 mod rows;
 mod usage;
@@ -31,6 +32,7 @@ pub use evidence::{EvidenceFilter, StoredEvent};
 pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
+pub use reviews::{Campaign, NewItem, ReviewItem};
 pub use revocations::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
 pub use usage::UsageRow;
 

@@ -1,0 +1,407 @@
+//! Posture and access reviews (R23–R25) over the admin API: the inventory, findings
+//! with their OWASP NHI mapping, review campaigns and attestations (revoke revokes).
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use steward_token::SigningKey;
+
+use super::Env;
+use super::revocation::token_id;
+use super::tokens::{CLIENT, register_client, segment};
+
+/// Posture (R23, R24): the inventory says what each identity holds and used; findings
+/// name the owner to act and the OWASP NHI risk; plane admins see their planes only.
+pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    register_client(&env, &key).await;
+    let _ = token_id(&env, &key).await;
+    // One allowed decision: that permission is used.
+    let (st, d) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(json!({
+                "subject": {"type": "workload", "id": CLIENT},
+                "resource": {"type": "http", "id": "/v1/charges/ch_1", "properties": {"method": "GET"}},
+                "action": {"name": "access"},
+                "context": {"environment": "prod"},
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["decision"], true, "{d}");
+    // A static secret, and an owner who left.
+    let exporter = "spiffe://acme.example/legacy/billing-exporter";
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!("/admin/v1/identities/{}/client-secret", segment(exporter)),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = env
+        .call(
+            Method::DELETE,
+            "/admin/v1/owners/partner-integrations",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, report) = env
+        .call(Method::GET, "/admin/v1/posture", Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let item = report["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["spiffe_id"] == CLIENT)
+        .cloned()
+        .unwrap();
+    assert_eq!(item["credentials"]["registered_keys"], 1);
+    assert_eq!(item["credentials"]["tokens_issued"], 1, "{item}");
+    assert!(item["last_used"].is_string());
+    let used: Vec<&str> = item["permissions"]["used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(used.len(), 1, "{item}");
+    let effective = item["permissions"]["effective"].as_array().unwrap();
+    assert!(effective.iter().any(|p| p == used[0]), "used ⊆ effective");
+    let unused = item["permissions"]["unused"].as_array().unwrap();
+    assert_eq!(unused.len(), effective.len() - 1);
+    assert!(!unused.iter().any(|p| p == used[0]));
+
+    let finding = |id: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no finding {id}: {}", report["findings"]))
+    };
+    let over = finding(&format!("over_privileged:{CLIENT}"));
+    assert_eq!(over["owner"], "payments-team");
+    assert_eq!(over["owasp"][0], "NHI5:2025 Overprivileged NHI");
+    assert_eq!(
+        over["evidence"]["unused"].as_array().unwrap().len(),
+        unused.len()
+    );
+    let orphan = finding("orphaned:spiffe://acme.example/ns/partners/sa/partner-gateway");
+    assert_eq!(orphan["owasp"][0], "NHI1:2025 Improper Offboarding");
+    assert!(
+        orphan["evidence"]["owner_removed_at"].is_string(),
+        "{orphan}"
+    );
+    let secret = finding(&format!("static_secret:{exporter}"));
+    assert!(
+        secret["owasp"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().starts_with("NHI7"))
+    );
+    assert_eq!(secret["evidence"]["age_days"], 0);
+    // Findings come most severe first; the summary counts them.
+    let severities: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["severity"].as_str().unwrap())
+        .collect();
+    let rank = |s: &str| {
+        ["critical", "high", "medium", "low"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    assert!(
+        severities.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{severities:?}"
+    );
+    assert_eq!(report["summary"]["findings"], severities.len());
+    assert!(
+        report["summary"]["by_owasp"]["NHI1:2025 Improper Offboarding"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // A plane admin sees its planes only; bad parameters are refused.
+    let payments = env
+        .credential("payments on-call", "plane-admin", Some("payments"))
+        .await;
+    let (st, mine) = env
+        .call(Method::GET, "/admin/v1/posture", Some(&payments), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let planes: std::collections::BTreeSet<&str> = mine["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["plane"].as_str().unwrap())
+        .collect();
+    assert!(
+        planes.iter().all(|p| p.starts_with("payments")),
+        "{planes:?}"
+    );
+    assert!(
+        !mine["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"].as_str().unwrap().contains("partner-gateway"))
+    );
+    let (st, _) = env
+        .call(
+            Method::GET,
+            "/admin/v1/posture?plane=commerce",
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    for bad in [
+        "window_days=0",
+        "stale_days=9999",
+        "surprise=1",
+        "max_analysed=1000000",
+        "plane=Not%20A%20Plane",
+    ] {
+        let (st, body) = env
+            .call(
+                Method::GET,
+                &format!("/admin/v1/posture?{bad}"),
+                Some(&env.admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // Without analysis, effective permissions are reported as unknown, not as none.
+    let (_, cheap) = env
+        .call(
+            Method::GET,
+            "/admin/v1/posture?max_analysed=0",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(cheap["summary"]["analysed"], 0);
+    assert!(cheap["summary"]["not_analysed"].as_u64().unwrap() > 0);
+    assert!(
+        !cheap["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "over_privileged")
+    );
+}
+
+/// A campaign lists the identities due, with their effective permissions; each owner's
+/// queue; keep, reduce and revoke attestations are evidence, and revoke suspends the
+/// identity and pushes the revocation.
+pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
+    env.apply_example().await;
+    // The example's planes review every 30–90 days: never-attested identities are due.
+    let (st, campaign) = env
+        .call(
+            Method::POST,
+            "/admin/v1/reviews",
+            Some(&env.admin),
+            Some(json!({"name": "Q4 payments", "plane": "payments", "due_days": 7})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{campaign}");
+    let due_first = campaign["items"].as_i64().unwrap();
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    assert!(campaign["items"].as_i64().unwrap() >= 3);
+    assert_eq!(campaign["decided"], 0);
+    let worker = "spiffe://acme.example/ns/payments/sa/refund-worker";
+    let api = "spiffe://acme.example/ns/payments/sa/payments-api";
+    let (_, view) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/reviews/{id}?owner=payments-team&pending=true"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let items = view["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["owner"] == "payments-team"));
+    let worker_item = items.iter().find(|i| i["spiffe_id"] == worker).unwrap();
+    let perms = worker_item["permissions"].as_array().unwrap();
+    assert!(
+        perms.iter().any(|p| p == "payments.refund:consume"),
+        "{worker_item}"
+    );
+
+    let decide = |body: serde_json::Value| {
+        let env = &env;
+        let id = id.clone();
+        async move {
+            env.call(
+                Method::POST,
+                &format!("/admin/v1/reviews/{id}/decisions"),
+                Some(&env.admin),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Bad attestations are refused with the reason.
+    for (body, want) in [
+        (
+            json!({"spiffe_id": worker, "decision": "maybe", "note": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"spiffe_id": worker, "decision": "keep", "note": ""}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"spiffe_id": worker, "decision": "reduce", "note": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"spiffe_id": worker, "decision": "reduce", "note": "x", "reduce": ["ledger.nothing:admin"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"spiffe_id": "spiffe://acme.example/nobody", "decision": "keep", "note": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (st, answer) = decide(body.clone()).await;
+        assert_eq!(st, want, "{body}: {answer}");
+    }
+    let (st, kept) = decide(json!({"spiffe_id": worker, "decision": "reduce", "note": "drop invoke", "reduce": ["payments.refund:invoke"]})).await;
+    assert_eq!(st, StatusCode::OK, "{kept}");
+    assert_eq!(kept["decision"], "reduce");
+    let (st, again) = decide(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})).await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "attested once: {again}"
+    );
+    // Revoke really revokes: suspended, with a revocation epoch.
+    let (st, revoked) =
+        decide(json!({"spiffe_id": api, "decision": "revoke", "note": "no longer needed"})).await;
+    assert_eq!(st, StatusCode::OK, "{revoked}");
+    let (_, identity) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/identities/{}", segment(api)),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(identity["state"], "suspended");
+    let (_, revocations) = env
+        .call(Method::GET, "/admin/v1/revocations", Some(&env.admin), None)
+        .await;
+    assert_eq!(revocations[0]["target"], api);
+    assert!(revocations[0]["reason"].as_str().unwrap().contains(&id));
+    // Progress, the evidence, and the inventory's last review.
+    let (_, list) = env
+        .call(Method::GET, "/admin/v1/reviews", Some(&env.admin), None)
+        .await;
+    assert_eq!(list[0]["decided"], 2);
+    assert_eq!(list[0]["name"], "Q4 payments");
+    let (_, events) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=review.attested",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "review.revoke" && e["principal"] == api)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["details"]["reduce"][0] == "payments.refund:invoke")
+    );
+    let (_, report) = env
+        .call(
+            Method::GET,
+            "/admin/v1/posture?plane=payments",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let reviewed = report["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["spiffe_id"] == worker)
+        .unwrap()["last_reviewed"]
+        .clone();
+    assert!(reviewed.is_string(), "{reviewed}");
+    // Attested identities are not due again within the cadence.
+    let (st, next) = env
+        .call(
+            Method::POST,
+            "/admin/v1/reviews",
+            Some(&env.admin),
+            Some(json!({"plane": "payments"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{next}");
+    assert_eq!(next["items"].as_i64().unwrap(), due_first - 2);
+    // Roles: an auditor reads, never attests; a plane admin starts only for its planes.
+    let auditor = env.credential("auditor", "auditor", None).await;
+    let (st, _) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/reviews/{id}"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!("/admin/v1/reviews/{id}/decisions"),
+            Some(&auditor),
+            Some(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let payments = env
+        .credential("payments lead", "plane-admin", Some("payments"))
+        .await;
+    let (st, _) = env
+        .call(
+            Method::POST,
+            "/admin/v1/reviews",
+            Some(&payments),
+            Some(json!({"plane": "commerce", "all": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env
+        .call(
+            Method::GET,
+            "/admin/v1/reviews/rev-nope",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
