@@ -340,6 +340,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Revoke(cmd) => crate::revoke_cmd::run(cmd).await,
         Command::Posture(args) => crate::posture_cmd::run(args).await,
         Command::Review(cmd) => crate::review_cmd::run(cmd).await,
+        Command::Compliance(args) => crate::posture_cmd::compliance(args).await,
         Command::Versions { limit, remote } => {
             let versions: Vec<ConfigVersion> = connect(&remote)?
                 .get(&format!("/admin/v1/config/versions?limit={limit}"))

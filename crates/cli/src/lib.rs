@@ -99,6 +99,9 @@ pub enum Command {
     /// effective / used), and the findings — orphaned, stale, over-privileged, static or
     /// overdue secrets, exceptions near expiry — mapped to the OWASP NHI Top 10.
     Posture(posture_cmd::PostureArgs),
+    /// Compliance evidence: NIST CSF 2.0, OWASP NHI Top 10, CSA MAESTRO and NIST AI RMF
+    /// controls mapped to the evidence Steward holds, gaps shown (text, JSON or HTML).
+    Compliance(posture_cmd::ComplianceArgs),
     /// Access reviews: start a campaign, show an owner's queue, attest keep / reduce /
     /// revoke (revoke really revokes).
     #[command(subcommand)]

@@ -207,3 +207,78 @@ pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
     }
     out
 }
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+/// `steward compliance`.
+#[derive(Debug, Args)]
+pub struct ComplianceArgs {
+    /// `text` (a summary per framework), `json`, or `html` (self-contained; print it to
+    /// PDF from a browser).
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub(crate) async fn compliance(a: ComplianceArgs) -> Result<ExitCode> {
+    use steward_server::compliance::{ComplianceReport, Status, render_html};
+    let report: ComplianceReport = connect(&a.remote)?.get("/admin/v1/compliance").await?;
+    let text = match a.format {
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Html => render_html(&report),
+        ReportFormat::Text => {
+            let mut out = format!(
+                "Compliance evidence, {} — controls: {}\n",
+                report.generated_at,
+                counts(&report.summary)
+            );
+            for f in &report.frameworks {
+                out.push_str(&format!("\n{}\n", f.name));
+                let rows: Vec<Vec<String>> = f
+                    .controls
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.id.clone(),
+                            match c.status {
+                                Status::Evidenced => "evidenced",
+                                Status::Partial => "PARTIAL",
+                                Status::Gap => "GAP",
+                            }
+                            .to_owned(),
+                            c.evidence
+                                .iter()
+                                .map(|e| format!("{} {}", e.value, e.label))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                            c.gaps.join("; "),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&output::table(
+                    &["CONTROL", "STATUS", "EVIDENCE", "GAPS"],
+                    &rows,
+                ));
+            }
+            out
+        }
+    };
+    match &a.output {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            eprintln!("Wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -7,6 +7,7 @@ pub mod api;
 mod audit_routes;
 mod auth;
 pub mod authzen;
+pub mod compliance;
 pub mod config;
 pub mod egress;
 mod enforcement;

@@ -25,9 +25,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Query;
 
-const DEFAULT_WINDOW_DAYS: u64 = 30;
+pub(crate) const DEFAULT_WINDOW_DAYS: u64 = 30;
 const MAX_WINDOW_DAYS: u64 = 366;
-const DEFAULT_MAX_ANALYSED: usize = 2_000;
+pub(crate) const DEFAULT_MAX_ANALYSED: usize = 2_000;
 /// Exceptions expiring within this many days are reported.
 const EXCEPTION_NOTICE_DAYS: i64 = 7;
 
@@ -241,6 +241,19 @@ pub(crate) async fn posture(
             Some(s.store.plane_subtree(&id).await?)
         }
     };
+    Ok(axum::Json(
+        report(&s, scope, window_days, stale_days, max_analysed).await?,
+    ))
+}
+
+/// The posture of the identities in `scope` (`None`: every plane).
+pub(crate) async fn report(
+    s: &AppState,
+    scope: Option<Vec<PlaneId>>,
+    window_days: u64,
+    stale_days: u64,
+    max_analysed: usize,
+) -> Result<PostureReport, ApiError> {
     let now = OffsetDateTime::now_utc();
     let since = rfc3339(now - time::Duration::days(window_days.max(stale_days) as i64));
     let state = s.store.load_state().await?;
@@ -418,14 +431,14 @@ pub(crate) async fn posture(
     }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.id.cmp(&b.id)));
     let summary = summarise(&inventory, &findings, effective.len());
-    Ok(axum::Json(PostureReport {
+    Ok(PostureReport {
         generated_at: rfc3339(now),
         window_days,
         stale_days,
         summary,
         findings,
         inventory,
-    }))
+    })
 }
 
 fn finding(

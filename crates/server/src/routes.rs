@@ -120,6 +120,7 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
             get(crate::revocation::points),
         )
         .route("/admin/v1/posture", get(crate::posture::posture))
+        .route("/admin/v1/compliance", get(crate::compliance::compliance))
         .route(
             "/admin/v1/reviews",
             get(crate::reviews::list).post(crate::reviews::start),

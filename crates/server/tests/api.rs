@@ -166,12 +166,16 @@ mod revocation;
 use revocation::revocations_are_pushed_acknowledged_and_verified;
 #[path = "api/posture.rs"]
 mod posture;
-use posture::{access_reviews_attest_and_revoke, posture_reports_inventory_and_findings};
+use posture::{
+    access_reviews_attest_and_revoke, compliance_report_maps_controls_to_evidence,
+    posture_reports_inventory_and_findings,
+};
 
 both_backends!(
     revocations_are_pushed_acknowledged_and_verified,
     posture_reports_inventory_and_findings,
     access_reviews_attest_and_revoke,
+    compliance_report_maps_controls_to_evidence,
     token_service_issues_refuses_and_rotates,
     token_exchange_delegates_one_hop_at_a_time,
     dpop_binds_tokens_to_the_client_key,

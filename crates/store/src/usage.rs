@@ -46,4 +46,17 @@ impl Store {
             })
             .collect()
     }
+
+    /// Events per kind, with the sequence number of the newest: what the compliance report
+    /// cites.
+    pub async fn evidence_kinds(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) AS n, MAX(seq) AS last FROM evidence GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?, r.try_get("last")?)))
+            .collect()
+    }
 }

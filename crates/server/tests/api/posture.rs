@@ -405,3 +405,110 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// The compliance report maps each framework's controls to evidence, shows gaps, and
+/// renders as escaped, script-free HTML; plane admins cannot read it.
+pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
+    env.apply_example().await;
+    // An identity whose description carries markup: nothing of it may execute.
+    let (st, _) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            Some(&env.admin),
+            Some(json!({
+                "spiffe_id": "spiffe://acme.example/ns/payments/sa/xss", "plane": "payments",
+                "owner": "payments-team", "environment": "prod", "kind": "agent",
+                "classification": "internal", "description": "<script>alert(1)</script>",
+                "labels": {"team": "<img src=x onerror=alert(1)>"},
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, report) = env
+        .call(Method::GET, "/admin/v1/compliance", Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let frameworks: Vec<&str> = report["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        frameworks,
+        [
+            "nist-csf-2.0",
+            "owasp-nhi-top10-2025",
+            "csa-maestro",
+            "nist-ai-rmf-1.0"
+        ]
+    );
+    let control = |fw: usize, id: &str| {
+        report["frameworks"][fw]["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    // Applied configuration is cited with the newest event's sequence number.
+    let inventory = control(0, "ID.AM-02");
+    assert_eq!(inventory["status"], "evidenced", "{inventory}");
+    assert!(
+        inventory["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_kind"] == "config.applied" && e["latest_seq"].as_i64().unwrap() > 0)
+    );
+    // Nothing was ever revoked: containment is in place but not exercised.
+    let contain = control(0, "RS.MI-01");
+    assert_eq!(contain["status"], "partial");
+    // What Steward does not detect is a gap, said plainly.
+    let reuse = control(1, "NHI9:2025");
+    assert_eq!(reuse["status"], "gap");
+    assert!(reuse["gaps"][0].as_str().unwrap().contains("not detected"));
+    assert!(report["summary"]["gap"].as_u64().unwrap() >= 2);
+    // HTML: escaped, no script.
+    let html = env
+        .http
+        .get(format!("{}/admin/v1/compliance?format=html", env.base))
+        .bearer_auth(&env.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        html.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = html.text().await.unwrap();
+    assert!(html.contains("NIST Cybersecurity Framework 2.0"));
+    assert!(!html.contains("<script"), "no script in the report");
+    assert!(html.contains("@media print"));
+    // Roles and bad input.
+    let auditor = env.credential("auditor", "auditor", None).await;
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/compliance", Some(&auditor), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let plane = env
+        .credential("payments lead", "plane-admin", Some("payments"))
+        .await;
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/compliance", Some(&plane), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env
+        .call(
+            Method::GET,
+            "/admin/v1/compliance?format=pdf",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,700 @@
+//! Compliance evidence (R26): NIST CSF 2.0, the OWASP Non-Human Identities Top 10 (2025),
+//! CSA MAESTRO and the NIST AI RMF, control by control, mapped to the concrete evidence
+//! Steward holds — counts, evidence event kinds with the sequence number of the newest
+//! event (look it up with `steward audit search`), findings, review results — and the
+//! controls that lack evidence shown as gaps. JSON for machines, HTML (printable to PDF)
+//! for auditors.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use steward_model::Role;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Query;
+use crate::posture::{DEFAULT_MAX_ANALYSED, DEFAULT_WINDOW_DAYS, PostureReport};
+
+/// How well a control is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Steward does it and the evidence shows it working.
+    Evidenced,
+    /// In place, with open findings or not yet exercised.
+    Partial,
+    /// No evidence: Steward does not cover it (yet), or nothing backs it.
+    Gap,
+}
+
+/// One piece of evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    pub label: String,
+    pub value: String,
+    /// The evidence event kind it counts, and the newest such event's sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_seq: Option<i64>,
+}
+
+/// One control of a framework.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Control {
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    /// What Steward does for it.
+    pub how: String,
+    pub evidence: Vec<Evidence>,
+    /// What is missing or open.
+    pub gaps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Framework {
+    pub id: String,
+    pub name: String,
+    pub controls: Vec<Control>,
+}
+
+/// `GET /admin/v1/compliance`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComplianceReport {
+    pub generated_at: String,
+    pub frameworks: Vec<Framework>,
+    /// Controls per status over every framework.
+    pub summary: BTreeMap<String, usize>,
+}
+
+/// What the controls are judged on, gathered once.
+struct Facts {
+    counts: steward_store::RegistryCounts,
+    kinds: BTreeMap<String, (i64, i64)>,
+    checkpoints: usize,
+    revocation_epoch: i64,
+    points: Vec<steward_store::PointRow>,
+    campaigns: usize,
+    posture: PostureReport,
+    policy_versions: usize,
+    egress_secrets: usize,
+}
+
+impl Facts {
+    fn events(&self, kind: &str) -> i64 {
+        self.kinds.get(kind).map_or(0, |k| k.0)
+    }
+
+    fn event(&self, label: &str, kind: &str) -> Evidence {
+        let (n, last) = self.kinds.get(kind).copied().unwrap_or((0, 0));
+        Evidence {
+            label: label.into(),
+            value: n.to_string(),
+            event_kind: Some(kind.into()),
+            latest_seq: (n > 0).then_some(last),
+        }
+    }
+
+    fn findings(&self, kinds: &[&str]) -> usize {
+        kinds
+            .iter()
+            .map(|k| self.posture.summary.by_kind.get(*k).copied().unwrap_or(0))
+            .sum()
+    }
+
+    fn identities(&self) -> i64 {
+        self.counts.identities.values().sum()
+    }
+}
+
+fn fact(label: &str, value: impl ToString) -> Evidence {
+    Evidence {
+        label: label.into(),
+        value: value.to_string(),
+        event_kind: None,
+        latest_seq: None,
+    }
+}
+
+/// A control that is evidenced unless `open` findings exist (then partial, named) or
+/// `exercised` is false (then partial: in place, not yet used).
+fn judged(
+    id: &str,
+    title: &str,
+    how: &str,
+    evidence: Vec<Evidence>,
+    open: Vec<String>,
+    exercised: bool,
+) -> Control {
+    let mut gaps = open;
+    if !exercised {
+        gaps.push("in place but not exercised yet: no evidence of it being used".into());
+    }
+    Control {
+        id: id.into(),
+        title: title.into(),
+        status: if gaps.is_empty() {
+            Status::Evidenced
+        } else {
+            Status::Partial
+        },
+        how: how.into(),
+        evidence,
+        gaps,
+    }
+}
+
+fn gap(id: &str, title: &str, why: &str) -> Control {
+    Control {
+        id: id.into(),
+        title: title.into(),
+        status: Status::Gap,
+        how: String::new(),
+        evidence: Vec::new(),
+        gaps: vec![why.into()],
+    }
+}
+
+fn open(f: &Facts, kinds: &[&str], what: &str) -> Vec<String> {
+    let n = f.findings(kinds);
+    if n == 0 {
+        Vec::new()
+    } else {
+        vec![format!("{n} open {what} finding(s) (`steward posture`)")]
+    }
+}
+
+fn nist_csf(f: &Facts) -> Framework {
+    let orphans = f.counts.orphaned_identities;
+    let stale_points = f.points.iter().filter(|p| p.flagged.is_some()).count();
+    Framework {
+        id: "nist-csf-2.0".into(),
+        name: "NIST Cybersecurity Framework 2.0".into(),
+        controls: vec![
+            judged(
+                "GV.RR-02",
+                "Roles, responsibilities, and authorities related to cybersecurity risk management are established, communicated, understood, and enforced",
+                "Every non-human identity has an accountable owner in the governance repository; admin roles (central, plane, auditor, ingestor) are enforced by the API.",
+                vec![
+                    fact("identities", f.identities()),
+                    fact("owners", f.counts.owners),
+                    fact("identities whose owner was removed", orphans),
+                ],
+                if orphans > 0 {
+                    vec![format!("{orphans} identities have no current owner")]
+                } else {
+                    Vec::new()
+                },
+                f.identities() > 0,
+            ),
+            judged(
+                "ID.AM-02",
+                "Inventories of software, services, and systems managed by the organization are maintained",
+                "The registry is the inventory of non-human identities (plane, owner, environment, kind, credentials), applied from version-controlled governance files.",
+                vec![
+                    fact("identities by state", format!("{:?}", f.counts.identities)),
+                    fact("configuration version", f.counts.config_version),
+                    f.event("applied configuration versions", "config.applied"),
+                ],
+                Vec::new(),
+                f.identities() > 0,
+            ),
+            judged(
+                "PR.AA-01",
+                "Identities and credentials for authorized users, services, and hardware are managed by the organization",
+                "Short-lived tokens issued against registered keys; static secrets flagged and aged; signing keys rotated with an overlap window.",
+                vec![
+                    f.event("tokens issued", "credential.issued"),
+                    f.event("tokens delegated (token exchange)", "credential.exchanged"),
+                    f.event(
+                        "tokens federated from trusted issuers",
+                        "credential.federated",
+                    ),
+                ],
+                open(
+                    f,
+                    &["static_secret", "rotation_overdue"],
+                    "static or overdue secret",
+                ),
+                f.events("credential.issued") > 0,
+            ),
+            judged(
+                "PR.AA-03",
+                "Users, services, and hardware are authenticated",
+                "private_key_jwt, mutual TLS or DPoP at the token endpoint; every enforcement point validates the token (signature, audience, environment, binding, revocation).",
+                vec![
+                    f.event("refused credential requests", "credential.refused"),
+                    f.event("access decisions", "access.decision"),
+                ],
+                Vec::new(),
+                f.events("access.decision") > 0,
+            ),
+            judged(
+                "PR.AA-05",
+                "Access permissions, entitlements, and authorizations are defined in a policy, managed, enforced, and reviewed, and incorporate the principles of least privilege and separation of duties",
+                "Layered Cedar policy (central guardrails, plane policy, time-bound exceptions), versioned; enforced identically at every layer; access reviews attest keep/reduce/revoke.",
+                vec![
+                    fact("policy versions", f.policy_versions),
+                    f.event("access decisions", "access.decision"),
+                    f.event("review attestations", "review.attested"),
+                    fact("review campaigns", f.campaigns),
+                ],
+                open(
+                    f,
+                    &["over_privileged", "unreviewed"],
+                    "over-privilege or review",
+                ),
+                f.events("review.attested") > 0,
+            ),
+            judged(
+                "PR.PS-04",
+                "Log records are generated and made available for continuous monitoring",
+                "One hash-chained evidence log for issuance, decisions, revocations, reviews and admin changes, with signed checkpoints; exportable as OCSF.",
+                vec![
+                    fact(
+                        "evidence events",
+                        f.kinds.values().map(|k| k.0).sum::<i64>(),
+                    ),
+                    fact("signed checkpoints", f.checkpoints),
+                ],
+                if f.checkpoints == 0 {
+                    vec!["no signed checkpoint yet".into()]
+                } else {
+                    Vec::new()
+                },
+                true,
+            ),
+            judged(
+                "DE.CM-09",
+                "Computing hardware and software, runtime environments, and their data are monitored to find potentially adverse events",
+                "Every enforcement point reports its policy bundle and revocation epoch; drift and silence are flagged (`steward status`).",
+                vec![
+                    fact("enforcement points", f.points.len()),
+                    fact("points flagged", stale_points),
+                ],
+                if stale_points > 0 {
+                    vec![format!("{stale_points} enforcement point(s) flagged")]
+                } else {
+                    Vec::new()
+                },
+                !f.points.is_empty(),
+            ),
+            judged(
+                "RS.MI-01",
+                "Incidents are contained",
+                "Central revocation of tokens, identities, issuers, keys and planes, pushed to every enforcement point and verified by acknowledgement.",
+                vec![
+                    f.event("revocations", "revocation.issued"),
+                    f.event(
+                        "acknowledgements by enforcement points",
+                        "revocation.acknowledged",
+                    ),
+                    fact("revocation epoch", f.revocation_epoch),
+                ],
+                Vec::new(),
+                f.events("revocation.acknowledged") > 0,
+            ),
+        ],
+    }
+}
+
+fn owasp(f: &Facts) -> Framework {
+    Framework {
+        id: "owasp-nhi-top10-2025".into(),
+        name: "OWASP Non-Human Identities Top 10 (2025)".into(),
+        controls: vec![
+            judged(
+                "NHI1:2025",
+                "Improper Offboarding",
+                "Lifecycle states (decommissioning is one-way), owners, stale and orphan findings, access reviews.",
+                vec![
+                    fact(
+                        "orphaned / stale / unreviewed findings",
+                        f.findings(&["orphaned", "stale", "unreviewed"]),
+                    ),
+                    f.event("lifecycle changes", "identity.lifecycle"),
+                ],
+                open(f, &["orphaned", "stale", "unreviewed"], "offboarding"),
+                true,
+            ),
+            judged(
+                "NHI2:2025",
+                "Secret Leakage",
+                "Third-party API keys stay sealed in the control plane and are injected by the egress gateway; workloads hold short-lived tokens; a leaked token is revoked centrally.",
+                vec![
+                    fact("egress secrets held sealed", f.egress_secrets),
+                    f.event("revocations", "revocation.issued"),
+                ],
+                open(f, &["rotation_overdue"], "overdue secret"),
+                true,
+            ),
+            judged(
+                "NHI3:2025",
+                "Vulnerable Third-Party NHI",
+                "Partner identities are registered with owners, planes and least-privilege policy; external issuers are trusted only within declared subject patterns.",
+                vec![
+                    fact(
+                        "partner identities",
+                        f.counts.identities.get("partner").copied().unwrap_or(0),
+                    ),
+                    fact("trusted issuers", f.counts.issuers),
+                ],
+                Vec::new(),
+                true,
+            ),
+            judged(
+                "NHI4:2025",
+                "Insecure Authentication",
+                "Asymmetric client authentication (private_key_jwt, mTLS), sender-bound tokens (DPoP), static secrets flagged on every use.",
+                vec![f.event("refused credential requests", "credential.refused")],
+                open(f, &["static_secret"], "static secret"),
+                true,
+            ),
+            judged(
+                "NHI5:2025",
+                "Overprivileged NHI",
+                "Effective vs intended vs used permissions; over-privilege findings; access reviews.",
+                vec![
+                    fact("over-privilege findings", f.findings(&["over_privileged"])),
+                    f.event("review attestations", "review.attested"),
+                ],
+                open(
+                    f,
+                    &["over_privileged", "exception_near_expiry"],
+                    "over-privilege",
+                ),
+                true,
+            ),
+            judged(
+                "NHI6:2025",
+                "Insecure Cloud Deployment Configurations",
+                "CI/CD and Kubernetes workloads federate their platform tokens instead of holding static cloud credentials.",
+                vec![f.event("federated tokens", "credential.federated")],
+                Vec::new(),
+                f.events("credential.federated") > 0,
+            ),
+            judged(
+                "NHI7:2025",
+                "Long-Lived Secrets",
+                "Token lifetimes capped centrally and per plane; static secrets aged against max_credential_age_days.",
+                vec![fact(
+                    "static-secret findings",
+                    f.findings(&["static_secret", "rotation_overdue"]),
+                )],
+                open(
+                    f,
+                    &["static_secret", "rotation_overdue"],
+                    "long-lived secret",
+                ),
+                true,
+            ),
+            judged(
+                "NHI8:2025",
+                "Environment Isolation",
+                "Tokens carry their environment and are refused in another; central guardrails forbid cross-environment access.",
+                vec![f.event("access decisions", "access.decision")],
+                Vec::new(),
+                f.events("access.decision") > 0,
+            ),
+            gap(
+                "NHI9:2025",
+                "NHI Reuse",
+                "not detected yet: Steward does not yet report one identity or credential used by several workloads",
+            ),
+            gap(
+                "NHI10:2025",
+                "Human Use of NHI",
+                "not detected yet: Steward does not yet report interactive (human) use of a workload identity",
+            ),
+        ],
+    }
+}
+
+fn maestro(f: &Facts) -> Framework {
+    let agents = f.counts.identities.get("agent").copied().unwrap_or(0);
+    Framework {
+        id: "csa-maestro".into(),
+        name: "CSA MAESTRO (agentic AI threat modelling), by layer".into(),
+        controls: vec![
+            judged(
+                "L3",
+                "Agent Frameworks: tool calls are authorised",
+                "The egress gateway decides every tool an agent offers a model against the catalog before the provider is called.",
+                vec![
+                    fact("agent identities", agents),
+                    f.event("access decisions", "access.decision"),
+                ],
+                Vec::new(),
+                agents > 0,
+            ),
+            judged(
+                "L5",
+                "Evaluation and Observability: agent actions are traceable",
+                "Every decision carries the request's trace id; `steward audit trace` follows it across layers.",
+                vec![f.event("access decisions", "access.decision")],
+                Vec::new(),
+                f.events("access.decision") > 0,
+            ),
+            judged(
+                "L6",
+                "Security and Compliance: tamper-evident evidence",
+                "Hash-chained evidence with signed checkpoints; this report.",
+                vec![fact("signed checkpoints", f.checkpoints)],
+                Vec::new(),
+                f.checkpoints > 0,
+            ),
+            judged(
+                "L7",
+                "Agent Ecosystem: agent identity, delegation and revocation",
+                "Agents have registered identities with owners; delegation narrows per hop (act chain); a compromised agent is revoked everywhere.",
+                vec![
+                    fact("agent identities", agents),
+                    f.event("delegated tokens", "credential.exchanged"),
+                    f.event("revocations", "revocation.issued"),
+                ],
+                Vec::new(),
+                agents > 0,
+            ),
+        ],
+    }
+}
+
+fn ai_rmf(f: &Facts) -> Framework {
+    let agents = f.counts.identities.get("agent").copied().unwrap_or(0);
+    Framework {
+        id: "nist-ai-rmf-1.0".into(),
+        name: "NIST AI Risk Management Framework 1.0, by function".into(),
+        controls: vec![
+            judged(
+                "GOVERN",
+                "Accountability for AI agents is assigned",
+                "Every agent identity has an owner and a plane; policy changes are versioned and attributed.",
+                vec![
+                    fact("agent identities", agents),
+                    fact("policy versions", f.policy_versions),
+                ],
+                Vec::new(),
+                agents > 0,
+            ),
+            judged(
+                "MAP",
+                "AI agents and their context are inventoried",
+                "Agents are in the inventory with model tier and task scope from federation.",
+                vec![
+                    fact("agent identities", agents),
+                    f.event("federated tokens", "credential.federated"),
+                ],
+                Vec::new(),
+                agents > 0,
+            ),
+            judged(
+                "MEASURE",
+                "Agent behaviour is monitored",
+                "Every agent decision (tool calls included) is in the evidence log; over-privilege is measured against use.",
+                vec![f.event("access decisions", "access.decision")],
+                open(f, &["over_privileged"], "over-privilege"),
+                f.events("access.decision") > 0,
+            ),
+            judged(
+                "MANAGE",
+                "Risks are responded to",
+                "Agents are revoked centrally with verified propagation; access reviews remove what is not needed.",
+                vec![
+                    f.event("revocations", "revocation.issued"),
+                    f.event("review attestations", "review.attested"),
+                ],
+                Vec::new(),
+                f.events("revocation.issued") > 0,
+            ),
+        ],
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ComplianceQuery {
+    format: Option<String>,
+}
+
+/// `GET /admin/v1/compliance?format=json|html`: central admins and auditors (it covers
+/// every plane).
+pub(crate) async fn compliance(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<ComplianceQuery>,
+) -> Result<Response, ApiError> {
+    if !matches!(caller.role(), Role::CentralAdmin | Role::Auditor) {
+        return Err(ApiError::forbidden(
+            "the compliance report covers every plane: it needs the central-admin or auditor role",
+        ));
+    }
+    let html = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format` must be json or html, not `{}`",
+                other.chars().take(20).collect::<String>()
+            )));
+        }
+    };
+    let report = build(&s).await?;
+    if html {
+        let mut response = render_html(&report).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return Ok(response);
+    }
+    Ok(axum::Json(report).into_response())
+}
+
+pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
+    let facts = Facts {
+        counts: s.store.counts().await?,
+        kinds: s
+            .store
+            .evidence_kinds()
+            .await?
+            .into_iter()
+            .map(|(k, n, last)| (k, (n, last)))
+            .collect(),
+        checkpoints: s.store.checkpoints().await?.len(),
+        revocation_epoch: s.store.revocation_epoch().await?,
+        points: s.store.enforcement_points().await?,
+        campaigns: s.store.campaigns().await?.len(),
+        posture: crate::posture::report(
+            s,
+            None,
+            DEFAULT_WINDOW_DAYS,
+            DEFAULT_WINDOW_DAYS,
+            DEFAULT_MAX_ANALYSED,
+        )
+        .await?,
+        policy_versions: s.store.policy_versions(1_000).await?.len(),
+        egress_secrets: s.store.egress_secrets().await?.len(),
+    };
+    let frameworks = vec![
+        nist_csf(&facts),
+        owasp(&facts),
+        maestro(&facts),
+        ai_rmf(&facts),
+    ];
+    let mut summary = BTreeMap::new();
+    for c in frameworks.iter().flat_map(|f| &f.controls) {
+        let key = serde_json::to_value(c.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *summary.entry(key).or_insert(0) += 1;
+    }
+    Ok(ComplianceReport {
+        generated_at: facts.posture.generated_at.clone(),
+        frameworks,
+        summary,
+    })
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A self-contained page (no scripts, no external resources) that prints well to PDF.
+pub fn render_html(r: &ComplianceReport) -> String {
+    let mut out = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Steward compliance evidence</title><style>\
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#111}h1{font-size:1.5rem}h2{margin-top:2rem;border-bottom:2px solid #333}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{border:1px solid #bbb;padding:.35rem .5rem;vertical-align:top;text-align:left}\
+.evidenced{color:#155724;font-weight:600}.partial{color:#856404;font-weight:600}.gap{color:#721c24;font-weight:600}\
+small{color:#555}@media print{body{margin:0}h2{page-break-before:always}h2:first-of-type{page-break-before:avoid}tr{page-break-inside:avoid}}\
+</style></head><body>",
+    );
+    out.push_str(&format!(
+        "<h1>Steward compliance evidence</h1><p>Generated {} · controls: {}</p>",
+        escape(&r.generated_at),
+        escape(
+            &r.summary
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    ));
+    for f in &r.frameworks {
+        out.push_str(&format!(
+            "<h2 id=\"{}\">{}</h2><table><tr><th>Control</th><th>Status</th><th>How Steward supports it</th><th>Evidence</th><th>Gaps</th></tr>",
+            escape(&f.id),
+            escape(&f.name)
+        ));
+        for c in &f.controls {
+            let status = serde_json::to_value(c.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let evidence = c
+                .evidence
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: <b>{}</b>{}",
+                        escape(&e.label),
+                        escape(&e.value),
+                        match (&e.event_kind, e.latest_seq) {
+                            (Some(k), Some(seq)) =>
+                                format!(" <small>({} , newest #{seq})</small>", escape(k)),
+                            (Some(k), None) => format!(" <small>({})</small>", escape(k)),
+                            _ => String::new(),
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let gaps = c
+                .gaps
+                .iter()
+                .map(|g| escape(g))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            out.push_str(&format!(
+                "<tr><td><b>{}</b><br>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{evidence}</td><td>{gaps}</td></tr>",
+                escape(&c.id),
+                escape(&c.title),
+                escape(&c.how)
+            ));
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+}
