@@ -418,6 +418,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let report: steward_server::posture::PostureReport = au.get("/admin/v1/posture").await?;
     println!("$ steward posture");
     print!("{}", crate::posture_cmd::text(&report, false));
+    println!(
+        "\nThe web console shows all of this: http://{addr}/console/ (sign in with an admin credential; run `steward demo --keep-running` to browse it)."
+    );
 
     if args.keep_running {
         println!(

@@ -149,6 +149,7 @@ fn readme_quickstart_demo_runs_to_completion() {
         "Auditor verifies the chain: ok=true",
         "$ steward posture",
         "OWASP NHI Top 10: NHI5:2025 Overprivileged NHI",
+        "/console/ (sign in with an admin credential",
         "Demo finished",
     ] {
         assert!(
@@ -1361,4 +1362,350 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A minimal W3C WebDriver client (chromedriver), enough to sign in, navigate, read text
+/// and run a script; plain HTTP, no extra dependency.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    async fn start(driver: &str, profile: &Path) -> Browser {
+        let http = reqwest::Client::new();
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let resp: serde_json::Value = http
+            .post(format!("{driver}/session"))
+            .json(&serde_json::json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            }}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))
+            .to_owned();
+        Browser {
+            http,
+            base: driver.to_owned(),
+            session,
+        }
+    }
+
+    async fn cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method.clone(), url);
+        if method != reqwest::Method::GET {
+            req = req.json(&body);
+        }
+        let v: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/url",
+            serde_json::json!({"url": url}),
+        )
+        .await;
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                serde_json::json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    /// The text of `css` once it contains `want` (10 s at most).
+    async fn text_with(&self, css: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Some(e) = self.find(css).await {
+                let v = self
+                    .cmd(
+                        reqwest::Method::GET,
+                        &format!("/element/{e}/text"),
+                        serde_json::Value::Null,
+                    )
+                    .await;
+                last = v.as_str().unwrap_or_default().to_owned();
+                if last.contains(want) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` never showed {want:?}; last text: {last:?}");
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await.unwrap_or_else(|| panic!("no {css}"));
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            serde_json::json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await.unwrap_or_else(|| panic!("no {css}"));
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+
+    async fn script(&self, js: &str) -> serde_json::Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            serde_json::json!({"script": js, "args": []}),
+        )
+        .await
+    }
+
+    async fn quit(&self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+}
+
+/// The web console in a real headless Chromium: sign in, every page shows what the API
+/// holds, markup in registry data is shown as text and never runs, an auditor gets no
+/// buttons that change anything (and the API refuses if tried).
+#[tokio::test(flavor = "multi_thread")]
+async fn console_in_headless_chromium() {
+    let driver_bin = Path::new("/usr/bin/chromedriver");
+    if !driver_bin.exists() {
+        assert!(
+            !steward_testkit::in_ci(),
+            "chromedriver is missing but CI=true: .ci/run installs chromium and chromium-driver"
+        );
+        eprintln!(
+            "\n*** SKIPPING console_in_headless_chromium: apt-get install chromium chromium-driver ***\n"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = Backing {
+        data_dir: tmp.path().join("data"),
+        database_url: None,
+    };
+    let token_file = tmp.path().join("token");
+    let server = tokio::task::spawn_blocking({
+        let (b, t) = (backing.clone(), token_file.clone());
+        move || Server::start(&b, &t)
+    })
+    .await
+    .unwrap();
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let base = server.url().to_owned();
+    let http = reqwest::Client::new();
+    let out = tokio::task::spawn_blocking({
+        let (s, a) = (base.clone(), admin.clone());
+        move || {
+            steward()
+                .args(["apply", example_repo().to_str().unwrap()])
+                .env("STEWARD_SERVER", s)
+                .env("STEWARD_TOKEN", a)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let evil = "spiffe://acme.example/ns/payments/sa/evil";
+    let r = http
+        .post(format!("{base}/admin/v1/identities"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "spiffe_id": evil, "plane": "payments", "owner": "payments-team",
+            "environment": "prod", "kind": "service", "classification": "internal",
+            "description": "<script>window.__pwned = 1</script>",
+            "labels": {"note": "<img src=x onerror=\"window.__pwned=2\">"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let auditor: serde_json::Value = http
+        .post(format!("{base}/admin/v1/credentials"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "the auditor", "role": "auditor"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auditor = auditor["token"].as_str().unwrap().to_owned();
+    let campaign: serde_json::Value = http
+        .post(format!("{base}/admin/v1/reviews"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"plane": "payments", "name": "console review"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let campaign = campaign["id"].as_str().unwrap().to_owned();
+
+    // The static page and script carry a strict CSP and no data.
+    let page = http.get(format!("{base}/console/")).send().await.unwrap();
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+
+    let port = free_port();
+    let _driver = Reaped(
+        Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if http.get(format!("{driver}/status")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let b = Browser::start(&driver, profile.path()).await;
+    let started = Instant::now();
+
+    // A wrong credential is refused on the sign-in form.
+    b.go(&format!("{base}/console/")).await;
+    b.type_into("#token", "stw_000000000000_nope").await;
+    b.click("#signin").await;
+    b.text_with("#login-error", "Sign-in failed").await;
+    // Sign in as the central admin: the overview.
+    b.go(&format!("{base}/console/")).await;
+    b.type_into("#token", &admin).await;
+    b.click("#signin").await;
+    b.text_with("#who", "central-admin").await;
+    let cards = b.text_with("#cards", "identities").await;
+    assert!(cards.contains("findings"), "{cards}");
+    assert!(
+        b.find("#chart-severity").await.is_some(),
+        "a findings chart"
+    );
+    assert!(
+        b.find("#chart-decisions").await.is_some(),
+        "a decisions chart"
+    );
+    // Inventory, filtered; the identity page.
+    b.go(&format!("{base}/console/#/inventory?plane=payments"))
+        .await;
+    let inv = b.text_with("#inventory", evil).await;
+    assert!(
+        inv.contains("<img src=x onerror=\"window.__pwned=2\">"),
+        "markup shown as text: {inv}"
+    );
+    assert!(!inv.contains("commerce"), "the filter applies");
+    b.go(&format!("{base}/console/#/identity/{}", urlencode(evil)))
+        .await;
+    b.text_with("#identity", evil).await;
+    b.text_with("#labels", "onerror").await;
+    b.text_with("#permissions", "payments.").await;
+    b.text_with("#last-used", "Last used").await;
+    // Nothing injected ran.
+    assert_eq!(b.script("return window.__pwned === undefined;").await, true);
+    // Findings, policy versions, trace, the review queue.
+    b.go(&format!("{base}/console/#/findings")).await;
+    b.text_with("#findings", "NHI5:2025").await;
+    b.go(&format!("{base}/console/#/policy")).await;
+    b.text_with("#versions", "1").await;
+    b.go(&format!("{base}/console/#/trace/none-such")).await;
+    b.text_with("main", "0 events").await;
+    b.go(&format!("{base}/console/#/reviews")).await;
+    b.text_with("#campaigns", &campaign).await;
+    b.go(&format!("{base}/console/#/reviews/{campaign}")).await;
+    b.text_with("#queue", evil).await;
+    assert!(
+        b.find("button.decide").await.is_some(),
+        "an admin may attest"
+    );
+    let first_pages = started.elapsed();
+
+    // An auditor sees the same pages, no button that changes anything, and the API
+    // refuses a change even from the page.
+    b.click("#logout").await;
+    b.text_with("#login", "Sign in").await;
+    b.type_into("#token", &auditor).await;
+    b.click("#signin").await;
+    b.text_with("#who", "auditor").await;
+    b.go(&format!("{base}/console/#/reviews/{campaign}")).await;
+    b.text_with("#queue", evil).await;
+    assert!(
+        b.find("button.decide").await.is_none(),
+        "no attest buttons for an auditor"
+    );
+    let status = b
+        .script(&format!(
+            "const x = new XMLHttpRequest(); x.open('POST', '/admin/v1/reviews/{campaign}/decisions', false); \
+             x.setRequestHeader('Authorization', 'Bearer ' + sessionStorage.getItem('steward.token')); \
+             x.setRequestHeader('Content-Type', 'application/json'); \
+             x.send(JSON.stringify({{spiffe_id: '{evil}', decision: 'revoke', note: 'x'}})); return x.status;"
+        ))
+        .await;
+    assert_eq!(status, 403, "an auditor cannot change anything");
+    assert_eq!(b.script("return window.__pwned === undefined;").await, true);
+    b.quit().await;
+    eprintln!("console: sign-in and eight pages in {first_pages:?}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

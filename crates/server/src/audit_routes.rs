@@ -338,3 +338,48 @@ async fn take_records(
         }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimelineQuery {
+    hours: Option<i64>,
+}
+
+/// One hour of access decisions.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HourOfDecisions {
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    pub allowed: i64,
+    pub denied: i64,
+}
+
+/// `GET /admin/v1/audit/timeline?hours=24`: access decisions per hour (readers).
+pub(crate) async fn timeline(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<TimelineQuery>,
+) -> Result<axum::Json<Vec<HourOfDecisions>>, ApiError> {
+    require_reader(&caller)?;
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=24 * 31).contains(&hours) {
+        return Err(ApiError::bad_request(
+            "`hours` must be between 1 and 744 (31 days)",
+        ));
+    }
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| ApiError::internal())?;
+    Ok(axum::Json(
+        s.store
+            .decisions_per_hour(&since)
+            .await?
+            .into_iter()
+            .map(|(hour, allowed, denied)| HourOfDecisions {
+                hour,
+                allowed,
+                denied,
+            })
+            .collect(),
+    ))
+}

@@ -9,6 +9,7 @@ mod auth;
 pub mod authzen;
 pub mod compliance;
 pub mod config;
+mod console;
 pub mod egress;
 mod enforcement;
 mod error;

@@ -237,3 +237,42 @@ pub(crate) async fn identity_entitlements(
         ApiError::not_found("the identity is not in the policy engine yet; retry in a moment")
     })
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+/// A line diff between two policy versions.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PolicyDiff {
+    pub from: i64,
+    pub to: i64,
+    pub diff: String,
+}
+
+/// `GET /admin/v1/policy/diff?from=A&to=B`.
+pub(crate) async fn diff(
+    _caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<DiffQuery>,
+) -> Result<axum::Json<PolicyDiff>, ApiError> {
+    let load = |v: i64| {
+        let s = s.clone();
+        async move {
+            s.store
+                .policy_bundle(Some(v))
+                .await?
+                .map(|(_, b)| b)
+                .ok_or_else(|| ApiError::not_found(format!("policy version {v} does not exist")))
+        }
+    };
+    let (a, b) = (load(q.from).await?, load(q.to).await?);
+    Ok(axum::Json(PolicyDiff {
+        from: q.from,
+        to: q.to,
+        diff: steward_policy::bundle_diff(&a, &b),
+    }))
+}

@@ -93,6 +93,15 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .route("/admin/v1/audit/verify", get(crate::audit_routes::verify))
         .route("/admin/v1/audit/stats", get(crate::audit_routes::stats))
         .route(
+            "/admin/v1/audit/timeline",
+            get(crate::audit_routes::timeline),
+        )
+        .route("/admin/v1/policy/diff", get(crate::policy::diff))
+        .route("/console", get(crate::console::redirect))
+        .route("/console/", get(crate::console::index))
+        .route("/console/app.js", get(crate::console::script))
+        .route("/console/app.css", get(crate::console::style))
+        .route(
             "/admin/v1/identities/{id}/entitlements",
             get(crate::policy::identity_entitlements),
         )

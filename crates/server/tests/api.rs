@@ -245,6 +245,10 @@ const PUBLIC_ROUTES: &[&str] = &[
     "/.well-known/oauth-authorization-server",
     "/.well-known/spiffe-bundle",
     "/oauth2/jwks",
+    "/console",
+    "/console/",
+    "/console/app.js",
+    "/console/app.css",
 ];
 
 async fn every_admin_route_needs_a_credential(env: Env) {

@@ -59,4 +59,31 @@ impl Store {
             .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?, r.try_get("last")?)))
             .collect()
     }
+
+    /// Access decisions per hour since `since` (RFC 3339): (hour `YYYY-MM-DDTHH`,
+    /// allowed, denied). For the console's chart.
+    pub async fn decisions_per_hour(
+        &self,
+        since: &str,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT substr(time, 1, 13) AS hour, \
+             SUM(CASE WHEN outcome = 'allow' THEN 1 ELSE 0 END) AS allowed, \
+             SUM(CASE WHEN outcome = 'allow' THEN 0 ELSE 1 END) AS denied \
+             FROM evidence WHERE kind = 'access.decision' AND time >= $1 \
+             GROUP BY substr(time, 1, 13) ORDER BY hour",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("hour")?,
+                    r.try_get("allowed")?,
+                    r.try_get("denied")?,
+                ))
+            })
+            .collect()
+    }
 }
