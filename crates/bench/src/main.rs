@@ -14,6 +14,7 @@ use steward_testkit::ServerProcess as Server;
 
 mod gateway;
 mod policy;
+mod posture;
 mod revocation;
 mod tokens;
 
@@ -119,6 +120,16 @@ enum Bench {
         revocations: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Posture over a large registry and evidence log, and the console's API calls.
+    Posture {
+        #[arg(long, default_value_t = 100_000)]
+        identities: usize,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// Depths of the effective-permission analysis to time (`max_analysed`).
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 100])]
+        analysed: Vec<usize>,
     },
     /// Evidence append with group commit vs one transaction per event, and verify time.
     Evidence {
@@ -381,6 +392,11 @@ async fn main() -> Result<()> {
             runs,
             nginx,
         } => gateway::run(seconds, connections, runs, Some(nginx)).await?,
+        Bench::Posture {
+            identities,
+            events,
+            analysed,
+        } => posture::run(identities, events, analysed).await?,
         Bench::Revocation {
             points,
             revocations,
@@ -706,6 +722,11 @@ impl InProcessServer {
         )
         .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
         Self::start(desired, "acme.example")
+    }
+
+    /// Where its embedded store lives.
+    fn data_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     fn stop(self) -> Result<()> {

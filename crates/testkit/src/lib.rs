@@ -140,7 +140,8 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
                 String::new()
             };
             text.push_str(&format!(
-                "  - spiffe_id: spiffe://acme.example/plane-{p}/{env}/workload-{i}\n    plane: plane-{p}\n    owner: team-{o}\n    environment: {env}\n    kind: {kind}\n    description: generation {generation}\n    labels: {{app: workload-{i}, tier: backend}}\n{cap}",
+                "  - spiffe_id: {id}\n    plane: plane-{p}\n    owner: team-{o}\n    environment: {env}\n    kind: {kind}\n    description: generation {generation}\n    labels: {{app: workload-{i}, tier: backend}}\n{cap}",
+                id = scaled_identity(i),
                 p = i % PLANES,
                 o = i % OWNERS,
                 env = ENVS.get(i % ENVS.len()).copied().unwrap_or("dev"),
@@ -153,6 +154,16 @@ pub fn scaled_repo(identities: usize, capabilities: usize, generation: u32) -> V
         });
     }
     files
+}
+
+/// The SPIFFE ID of identity `i` of [`scaled_repo`].
+pub fn scaled_identity(i: usize) -> String {
+    const ENVS: [&str; 4] = ["dev", "test", "staging", "prod"];
+    format!(
+        "spiffe://acme.example/plane-{}/{}/workload-{i}",
+        i % 20,
+        ENVS.get(i % ENVS.len()).copied().unwrap_or("dev")
+    )
 }
 
 /// A `steward serve` child process on an ephemeral loopback port, for end-to-end tests and
