@@ -45,8 +45,10 @@ pub struct PostureArgs {
     /// Only this plane and the planes below it.
     #[arg(long)]
     plane: Option<String>,
-    /// Compute effective permissions for at most this many identities.
-    #[arg(long, default_value_t = 2_000)]
+    /// Compute effective permissions for at most this many identities, the most
+    /// sensitive (by classification) first; each costs one decision per capability and
+    /// action.
+    #[arg(long, default_value_t = 100)]
     max_analysed: usize,
     /// `text` for people, `json` for machines (the whole report).
     #[arg(long, value_enum, default_value = "text")]

@@ -27,7 +27,9 @@ use crate::extract::Query;
 
 pub(crate) const DEFAULT_WINDOW_DAYS: u64 = 30;
 const MAX_WINDOW_DAYS: u64 = 366;
-pub(crate) const DEFAULT_MAX_ANALYSED: usize = 2_000;
+pub(crate) const DEFAULT_MAX_ANALYSED: usize = 100;
+/// Exceptions granted this many times for one identity and capability are reported.
+const RENEWALS_FLAGGED: i64 = 3;
 /// Exceptions expiring within this many days are reported.
 const EXCEPTION_NOTICE_DAYS: i64 = 7;
 
@@ -60,6 +62,9 @@ pub enum FindingKind {
     ExceptionNearExpiry,
     /// Not attested in an access review within its plane's `review_cadence_days`.
     Unreviewed,
+    /// An exception granted again and again for the same identity and capability: a
+    /// standing privilege in disguise.
+    ExceptionRenewed,
 }
 
 impl FindingKind {
@@ -75,6 +80,7 @@ impl FindingKind {
             ],
             Self::RotationOverdue => &["NHI7:2025 Long-Lived Secrets", "NHI2:2025 Secret Leakage"],
             Self::ExceptionNearExpiry => &["NHI5:2025 Overprivileged NHI"],
+            Self::ExceptionRenewed => &["NHI5:2025 Overprivileged NHI"],
             Self::Unreviewed => &[
                 "NHI1:2025 Improper Offboarding",
                 "NHI5:2025 Overprivileged NHI",
@@ -300,9 +306,14 @@ pub(crate) async fn report(
     }
     // Effective permissions, off the runtime, for at most `max_analysed` identities.
     let engine = s.engine().ok();
-    let analyse: Vec<(String, Vec<steward_model::Entitlement>)> = records
+    // The most sensitive first: restricted, then confidential, … (then by SPIFFE ID).
+    let mut candidates: Vec<&IdentityRecord> = records
         .iter()
         .filter(|r| r.identity.state != LifecycleState::Decommissioned)
+        .collect();
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.identity.classification));
+    let analyse: Vec<(String, Vec<steward_model::Entitlement>)> = candidates
+        .into_iter()
         .take(max_analysed)
         .map(|r| {
             (
@@ -428,6 +439,25 @@ pub(crate) async fn report(
                 json!({"expires_at": rfc3339(e.expires_at), "ticket": e.ticket, "reason": e.reason, "principal": e.principal, "capability": e.capability}),
             ));
         }
+    }
+    for (principal, capability, grants, last) in s.store.exception_grants().await? {
+        if grants < RENEWALS_FLAGGED {
+            continue;
+        }
+        let Some(item) = inventory.iter().find(|i| i.spiffe_id == principal) else {
+            continue;
+        };
+        findings.push(finding(
+            FindingKind::ExceptionRenewed,
+            Severity::Medium,
+            &format!("{principal}:{capability}"),
+            item.plane.clone(),
+            item.owner.clone(),
+            format!(
+                "an exception for `{capability}` was granted {grants} times; make the access a reviewed policy, or stop renewing it"
+            ),
+            json!({"principal": principal, "capability": capability, "grants": grants, "last_granted": last}),
+        ));
     }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.id.cmp(&b.id)));
     let summary = summarise(&inventory, &findings, effective.len());

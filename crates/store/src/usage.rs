@@ -86,4 +86,26 @@ impl Store {
             })
             .collect()
     }
+
+    /// How often an exception was granted (published or changed) per principal and
+    /// capability, newest grant time included: renewals show as several grants.
+    pub async fn exception_grants(&self) -> Result<Vec<(String, String, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT principal, capability, COUNT(*) AS n, MAX(time) AS last FROM evidence \
+             WHERE kind = 'exception.granted' AND principal IS NOT NULL AND capability IS NOT NULL \
+             GROUP BY principal, capability",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("principal")?,
+                    r.try_get("capability")?,
+                    r.try_get("n")?,
+                    r.try_get("last")?,
+                ))
+            })
+            .collect()
+    }
 }

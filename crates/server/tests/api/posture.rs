@@ -135,6 +135,29 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
             >= 1
     );
 
+    // An exception renewed again and again becomes a finding.
+    let mut files = steward_governance::read_dir(&steward_testkit::example_repo()).unwrap();
+    for round in 1..=2 {
+        for f in files.iter_mut().filter(|f| f.path == "exceptions.yaml") {
+            f.content =
+                f.content
+                    .replacen("ticket: SEC-2291", &format!("ticket: SEC-2291-r{round}"), 1);
+        }
+        env.apply_files(&files).await;
+    }
+    let (_, renewed) = env
+        .call(Method::GET, "/admin/v1/posture", Some(&env.admin), None)
+        .await;
+    let f = renewed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "exception_renewed")
+        .cloned()
+        .unwrap_or_else(|| panic!("no exception_renewed finding: {}", renewed["findings"]));
+    assert_eq!(f["evidence"]["grants"], 3, "{f}");
+    assert_eq!(f["evidence"]["capability"], "billing.export");
+
     // A plane admin sees its planes only; bad parameters are refused.
     let payments = env
         .credential("payments on-call", "plane-admin", Some("payments"))
