@@ -50,6 +50,21 @@ pub enum EnforceError {
     LogFull(usize),
 }
 
+/// The answer itself when it is a success, else the control plane's refusal with the start
+/// of its body.
+pub(crate) async fn success(
+    response: reqwest::Response,
+) -> Result<reqwest::Response, EnforceError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    Err(EnforceError::Refused {
+        status,
+        message: answer_text(response).await,
+    })
+}
+
 /// The start of an HTTP answer's body, for error messages (never the whole of it).
 pub(crate) async fn answer_text(response: reqwest::Response) -> String {
     response

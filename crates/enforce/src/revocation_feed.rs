@@ -188,7 +188,7 @@ impl RevocationFeed {
             .first()
             .map(|p| p.id.as_str())
             .unwrap_or("-");
-        let mut response = self
+        let response = self
             .http
             .get(format!("{base}/enforcement/v1/revocations?after={after}"))
             .header("accept", "text/event-stream")
@@ -198,13 +198,7 @@ impl RevocationFeed {
             .send()
             .await
             .map_err(|e| crate::source::unreachable(base, &e))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            return Err(EnforceError::Refused {
-                status,
-                message: crate::answer_text(response).await,
-            });
-        }
+        let mut response = crate::success(response).await?;
         self.set_state(true, None);
         set.confirm();
         let mut parser = SseParser::default();
@@ -288,13 +282,7 @@ impl RevocationFeed {
             .send()
             .await
             .map_err(|e| crate::source::unreachable(base, &e))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            return Err(EnforceError::Refused {
-                status,
-                message: crate::answer_text(response).await,
-            });
-        }
+        crate::success(response).await?;
         self.acknowledged.fetch_max(epoch, Ordering::SeqCst);
         Ok(())
     }

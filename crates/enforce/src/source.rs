@@ -217,13 +217,7 @@ impl BundleSource {
             slot.last_error = None;
             return Ok(false);
         }
-        if !status.is_success() {
-            let text = crate::answer_text(response).await;
-            return Err(EnforceError::Refused {
-                status: status.as_u16(),
-                message: text,
-            });
-        }
+        let response = crate::success(response).await?;
         let new_etag = response
             .headers()
             .get("etag")

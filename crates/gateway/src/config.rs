@@ -236,16 +236,7 @@ impl GatewayConfig {
                     format!("environment variable `{var}` is not set"),
                 )
             })?,
-            (None, Some(p)) => {
-                let p = base.join(p);
-                std::fs::read_to_string(&p)
-                    .map_err(|e| GatewayError::Io {
-                        what: format!("control_plane.credential_file `{}`", p.display()),
-                        message: e.to_string(),
-                    })?
-                    .trim()
-                    .to_owned()
-            }
+            (None, Some(p)) => read_secret("control_plane.credential_file", &base.join(p))?,
             _ => {
                 return Err(invalid(
                     "control_plane",
@@ -417,6 +408,18 @@ impl GatewayConfig {
     }
 }
 
+/// A secret kept in a file (trailing newline dropped); the error names the field and the
+/// path, never the content.
+fn read_secret(field: &str, path: &Path) -> Result<String, GatewayError> {
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| GatewayError::Io {
+            what: format!("{field} `{}`", path.display()),
+            message: e.to_string(),
+        })?
+        .trim()
+        .to_owned())
+}
+
 /// `[auth] rabbitmq_management_*`: the URL, the user and one password source, or none.
 fn management(a: &AuthFile, base: &Path) -> Result<Option<ManagementConfig>, GatewayError> {
     let password_set = a.rabbitmq_management_password_env.is_some()
@@ -445,17 +448,7 @@ fn management(a: &AuthFile, base: &Path) -> Result<Option<ManagementConfig>, Gat
                     )
                 })?,
                 (None, Some(p)) => {
-                    let p = base.join(p);
-                    std::fs::read_to_string(&p)
-                        .map_err(|e| GatewayError::Io {
-                            what: format!(
-                                "auth.rabbitmq_management_password_file `{}`",
-                                p.display()
-                            ),
-                            message: e.to_string(),
-                        })?
-                        .trim()
-                        .to_owned()
+                    read_secret("auth.rabbitmq_management_password_file", &base.join(p))?
                 }
                 _ => {
                     return Err(invalid(

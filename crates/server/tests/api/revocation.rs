@@ -123,15 +123,7 @@ pub(crate) async fn token_id(env: &Env, key: &SigningKey) -> String {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    let token = body["access_token"].as_str().unwrap();
-    let payload = token.split('.').nth(1).unwrap();
-    use base64::Engine as _;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = super::tokens::claims_of(body["access_token"].as_str().unwrap());
     claims["jti"].as_str().unwrap().to_owned()
 }
 

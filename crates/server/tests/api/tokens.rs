@@ -577,7 +577,7 @@ fn client_assertion(base: &str, id: &str, key: &SigningKey) -> String {
     .unwrap()
 }
 
-fn claims_of(token: &str) -> Value {
+pub(crate) fn claims_of(token: &str) -> Value {
     serde_json::from_slice(
         &base64::Engine::decode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
