@@ -49,6 +49,8 @@ pub struct AppState {
     pub tokens: Arc<tokens::TokenService>,
     /// Revocations in epoch order, their streams and the points' reports.
     hub: Arc<revocation::Hub>,
+    /// The last posture report, reused for a minute while nothing changes.
+    posture: Arc<posture::PostureCache>,
     inner: Arc<Settings>,
 }
 
@@ -108,6 +110,7 @@ impl AppState {
                 config.heartbeat,
                 config.point_liveness,
             )),
+            posture: Arc::default(),
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,

@@ -252,8 +252,47 @@ pub(crate) async fn posture(
     ))
 }
 
-/// The posture of the identities in `scope` (`None`: every plane).
+/// How long a computed report is reused while the registry has not changed: usage
+/// (allowed decisions, tokens) may be this much behind; every admin change recomputes.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+type CacheKey = (Option<Vec<PlaneId>>, u64, u64, usize, i64);
+
+/// The last report computed, keyed by its parameters and the admin change it saw.
+#[derive(Default)]
+pub(crate) struct PostureCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, CacheKey, std::sync::Arc<PostureReport>)>>,
+}
+
+/// The posture of the identities in `scope` (`None`: every plane), reused from the cache
+/// when computed with the same parameters within [`CACHE_TTL`] and no admin change since.
+/// Concurrent callers wait for one computation.
 pub(crate) async fn report(
+    s: &AppState,
+    scope: Option<Vec<PlaneId>>,
+    window_days: u64,
+    stale_days: u64,
+    max_analysed: usize,
+) -> Result<PostureReport, ApiError> {
+    let change = s.store.latest_change_seq().await?;
+    let key: CacheKey = (scope.clone(), window_days, stale_days, max_analysed, change);
+    let mut last = s.posture.last.lock().await;
+    if let Some((at, k, r)) = last.as_ref()
+        && *k == key
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(r.as_ref().clone());
+    }
+    let report = compute(s, scope, window_days, stale_days, max_analysed).await?;
+    *last = Some((
+        std::time::Instant::now(),
+        key,
+        std::sync::Arc::new(report.clone()),
+    ));
+    Ok(report)
+}
+
+async fn compute(
     s: &AppState,
     scope: Option<Vec<PlaneId>>,
     window_days: u64,
