@@ -181,6 +181,14 @@ async fn revocation_reaches_every_layer_and_no_cached_allow_survives() {
     assert_eq!(nginx, StatusCode::UNAUTHORIZED);
     assert!(!envoy);
     assert_eq!(gw.source.revocations().epoch(), 2);
+    // The feed notes its acknowledgement when the control plane answers the report,
+    // which can be a moment after the verification saw it recorded.
+    for _ in 0..100 {
+        if gw.feed.status().acknowledged_epoch == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(gw.feed.status().acknowledged_epoch, 2);
     // The control plane lists the points as current.
     let (_, points) = cp
