@@ -1333,7 +1333,7 @@ fn replicas(url: String) {
     let a = Server::start(&backing, &tmp.path().join("token-a2"));
     let out = revoke(&a, "spiffe://acme.example/ns/orders/sa/orders-api", false);
     assert!(out.status.success(), "{}", text(&out).1);
-    let out = a.cli(&admin, &["revoke", "verify", "3"]);
+    let out = a.cli(&admin, &["revoke", "verify", "3", "--timeout", "2"]);
     assert!(
         !out.status.success(),
         "the point cannot have applied it yet"
