@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use steward_token::SigningKey;
 
 use super::Env;
-use super::tokens::{AUDIENCE, BEARER, CLIENT, assertion, post_form, register_client};
+use super::tokens::{CLIENT, register_client};
 
 /// An open revocation stream and the events parsed from it so far.
 pub(crate) struct Stream {
@@ -111,19 +111,7 @@ async fn revoke(env: &Env, body: Value) -> (StatusCode, Value) {
 }
 
 pub(crate) async fn token_id(env: &Env, key: &SigningKey) -> String {
-    let a = assertion(&env.base, key, |_| {});
-    let (st, _, body) = post_form(
-        env,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", BEARER),
-            ("client_assertion", &a),
-            ("audience", AUDIENCE),
-        ],
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    let claims = super::tokens::claims_of(body["access_token"].as_str().unwrap());
+    let claims = super::tokens::claims_of(&super::tokens::client_token(env, key).await);
     claims["jti"].as_str().unwrap().to_owned()
 }
 

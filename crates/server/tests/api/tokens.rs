@@ -1247,8 +1247,13 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
 async fn body_token(env: &Env) -> String {
     let key = SigningKey::generate().unwrap().0;
     register_client_in(env, &key).await;
-    let a = assertion(&env.base, &key, |_| {});
-    let (_, _, body) = post_form(
+    client_token(env, &key).await
+}
+
+/// A token for `CLIENT` (registered with `key`) through client credentials.
+pub(crate) async fn client_token(env: &Env, key: &SigningKey) -> String {
+    let a = assertion(&env.base, key, |_| {});
+    let (st, _, body) = post_form(
         env,
         &[
             ("grant_type", "client_credentials"),
@@ -1258,6 +1263,7 @@ async fn body_token(env: &Env) -> String {
         ],
     )
     .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
 }
 
