@@ -301,17 +301,21 @@ async fn compute(
 ) -> Result<PostureReport, ApiError> {
     let now = OffsetDateTime::now_utc();
     let since = rfc3339(now - time::Duration::days(window_days.max(stale_days) as i64));
-    let state = s.store.load_state().await?;
+    let settings = PlaneSettings::load(s).await?;
+    let exceptions = s
+        .store
+        .policy_bundle(None)
+        .await?
+        .map(|(_, b)| b.exceptions)
+        .unwrap_or_default();
     let records: Vec<IdentityRecord> = s
         .store
         .identities(&IdentityFilter {
+            planes: scope,
             limit: i64::MAX,
             ..Default::default()
         })
-        .await?
-        .into_iter()
-        .filter(|r| scope.as_ref().is_none_or(|p| p.contains(&r.identity.plane)))
-        .collect();
+        .await?;
     let removed: HashMap<String, String> = s
         .store
         .owners()
@@ -433,7 +437,7 @@ async fn compute(
                 unused,
             },
         };
-        let settings = effective_settings(&state.planes, &state.root_settings, &i.plane);
+        let settings = settings.of(&i.plane);
         findings.extend(identity_findings(
             &item,
             removed.get(&i.owner),
@@ -450,7 +454,7 @@ async fn compute(
         inventory.push(item);
     }
     let visible_ids: HashSet<&str> = inventory.iter().map(|i| i.spiffe_id.as_str()).collect();
-    for e in state.exceptions.values() {
+    for e in exceptions.values() {
         let left = e.expires_at - now;
         if e.is_active(now)
             && left.whole_days() < EXCEPTION_NOTICE_DAYS
@@ -508,6 +512,32 @@ async fn compute(
         findings,
         inventory,
     })
+}
+
+/// Each plane's inherited settings, from the planes alone (not the whole registry).
+pub(crate) struct PlaneSettings {
+    root: steward_model::Settings,
+    planes: BTreeMap<PlaneId, steward_model::Plane>,
+}
+
+impl PlaneSettings {
+    pub(crate) async fn load(s: &AppState) -> Result<Self, ApiError> {
+        let mut root = steward_model::Settings::default();
+        let mut planes = BTreeMap::new();
+        for p in s.store.planes().await? {
+            if p.id.is_root() {
+                root = p.settings;
+            } else {
+                planes.insert(p.id.clone(), p);
+            }
+        }
+        Ok(Self { root, planes })
+    }
+
+    /// The effective settings of `plane` (tighten-only inheritance).
+    pub(crate) fn of(&self, plane: &PlaneId) -> steward_model::Settings {
+        effective_settings(&self.planes, &self.root, plane)
+    }
 }
 
 fn finding(

@@ -8,7 +8,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use steward_model::{LifecycleState, PlaneId, RevocationKind, Role, effective_settings};
+use steward_model::{LifecycleState, PlaneId, RevocationKind, Role};
 use steward_store::{Campaign, IdentityFilter, NewItem, ReviewItem};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -109,13 +109,14 @@ pub(crate) async fn start(
         Some(p) => Some(s.store.plane_subtree(p).await?),
         None => None,
     };
-    let state = s.store.load_state().await?;
+    let settings = crate::posture::PlaneSettings::load(&s).await?;
     let last: std::collections::HashMap<String, String> =
         s.store.last_reviews().await?.into_iter().collect();
     let now = OffsetDateTime::now_utc();
     let identities = s
         .store
         .identities(&IdentityFilter {
+            planes: scope,
             limit: i64::MAX,
             ..Default::default()
         })
@@ -124,13 +125,11 @@ pub(crate) async fn start(
         .into_iter()
         .map(|r| r.identity)
         .filter(|i| i.state != LifecycleState::Decommissioned)
-        .filter(|i| scope.as_ref().is_none_or(|p| p.contains(&i.plane)))
         .filter(|i| {
             if req.all {
                 return true;
             }
-            let cadence = effective_settings(&state.planes, &state.root_settings, &i.plane)
-                .review_cadence_days;
+            let cadence = settings.of(&i.plane).review_cadence_days;
             cadence.is_some_and(|days| {
                 let cutoff = fmt(now - time::Duration::days(days as i64));
                 last.get(i.spiffe_id.as_str()).is_none_or(|at| *at < cutoff)
