@@ -174,8 +174,8 @@ pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
                             .client_secret_age_days
                             .map(|d| format!(", secret {d} d"))
                             .unwrap_or_default(),
-                        if i.credentials.tokens_issued > 0 {
-                            format!(", {} token(s)", i.credentials.tokens_issued)
+                        if i.credentials.active_tokens > 0 {
+                            format!(", {} active token(s)", i.credentials.active_tokens)
                         } else {
                             String::new()
                         }

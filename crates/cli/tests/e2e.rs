@@ -1652,7 +1652,9 @@ async fn console_in_headless_chromium() {
     b.text_with("#identity", evil).await;
     b.text_with("#labels", "onerror").await;
     b.text_with("#permissions", "payments.").await;
-    b.text_with("#last-used", "Last used").await;
+    b.text_with("#last-used", "active tokens").await;
+    b.text_with("#environments", "Environment").await;
+    b.text_with("#client-keys", "Key").await;
     // Nothing injected ran.
     assert_eq!(b.script("return window.__pwned === undefined;").await, true);
     // Findings, policy versions, trace, the review queue.

@@ -185,7 +185,15 @@ async function identity(id) {
     for (const key of intended) if (!ent.effective.some((p) => p.capability + ":" + p.action === key)) rows.push([key, "yes", "no", used.has(key) ? "yes" : "no"]);
     nodes.push(el("h2", { text: "Permissions: intended / effective / used" }),
       table(["Permission", "Intended", "Effective", "Used (window)"], rows, "permissions"));
-    if (item) nodes.push(el("p", { id: "last-used", text: "Last used: " + (item.last_used || "never") + " · tokens issued in the window: " + item.credentials.tokens_issued }));
+    if (item) {
+      nodes.push(el("p", { id: "last-used", text: "Last used: " + (item.last_used || "never") + " · active tokens: " + item.credentials.active_tokens + " · tokens issued: " + item.credentials.tokens_issued }));
+      nodes.push(el("h2", { text: "Environments used (window)" }),
+        table(["Environment", "Allowed", "Denied", "Tokens", "Last"],
+          item.environments_used.map((e) => [e.environment + (e.environment === rec.environment ? "" : " (not its own)"), String(e.allowed), String(e.denied), String(e.tokens), e.last]), "environments"),
+        el("h2", { text: "Client keys used (window)" }),
+        table(["Key", "Tokens", "First", "Last"],
+          item.client_keys_used.map((k) => [k.key, String(k.tokens), k.first, k.last]), "client-keys"));
+    }
   } catch (e) {
     nodes.push(el("p", { class: "error", text: "Permissions: " + e.message }));
   }

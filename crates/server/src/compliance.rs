@@ -396,15 +396,30 @@ fn owasp(f: &Facts) -> Framework {
             judged(
                 "NHI8:2025",
                 "Environment Isolation",
-                "Tokens carry their environment and are refused in another; central guardrails forbid cross-environment access.",
-                vec![f.event("access decisions", "access.decision")],
-                Vec::new(),
+                "Tokens carry their environment and are refused in another; central guardrails forbid cross-environment access; use of an identity outside its environment is a finding.",
+                vec![
+                    f.event("access decisions", "access.decision"),
+                    fact(
+                        "cross-environment findings",
+                        f.findings(&["cross_environment"]),
+                    ),
+                ],
+                open(f, &["cross_environment"], "cross-environment use"),
                 f.events("access.decision") > 0,
             ),
-            gap(
+            judged(
                 "NHI9:2025",
                 "NHI Reuse",
-                "not detected yet: Steward does not yet report one identity or credential used by several workloads",
+                "Usage is rolled up per identity, environment and client key: one identity used across environments, or several client keys obtaining its tokens side by side for over a day, is a finding.",
+                vec![
+                    f.event("credentials issued", "credential.issued"),
+                    fact(
+                        "reuse findings",
+                        f.findings(&["cross_environment", "shared_identity"]),
+                    ),
+                ],
+                open(f, &["cross_environment", "shared_identity"], "reuse"),
+                f.events("credential.issued") > 0,
             ),
             gap(
                 "NHI10:2025",

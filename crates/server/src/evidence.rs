@@ -207,12 +207,39 @@ pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<
             let Ok(cutoff) = cutoff.format(&time::format_description::well_known::Rfc3339) else {
                 continue;
             };
+            // Usage totals must have seen the events before they go.
+            if let Err(e) = store.roll_up_usage(i64::MAX).await {
+                tracing::error!(error = %e, "usage roll-up failed; retention waits for it");
+                continue;
+            }
             match store.prune_evidence(&cutoff, &signer).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(pruned = n, %cutoff, "evidence retention pruned old events; a signed checkpoint marks the new start")
                 }
                 Err(e) => tracing::error!(error = %e, "evidence retention failed"),
+            }
+        }
+    })
+}
+
+/// How often the usage roll-up folds new evidence in (posture also catches up itself).
+const ROLL_UP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds new evidence into the usage totals every [`ROLL_UP_EVERY`], so a posture run
+/// reads aggregates that are at most a few seconds behind.
+pub fn spawn_usage_roll_up(store: Store) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ROLL_UP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.roll_up_usage(i64::MAX).await {
+                Ok(r) if r.events > 0 => {
+                    tracing::debug!(events = r.events, through = r.through_seq, "usage roll-up")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "usage roll-up failed; retried in 5 s"),
             }
         }
     })

@@ -97,6 +97,7 @@ impl AppState {
             config.evidence_overflow,
         );
         let _checkpoints = evidence::spawn_checkpoints(store.clone(), config.checkpoint_interval);
+        let _usage = evidence::spawn_usage_roll_up(store.clone());
         if let Some(keep) = config.evidence_retention {
             let _retention = evidence::spawn_retention(store.clone(), keep);
         }

@@ -32,6 +32,9 @@ pub(crate) const DEFAULT_MAX_ANALYSED: usize = 100;
 const RENEWALS_FLAGGED: i64 = 3;
 /// Exceptions expiring within this many days are reported.
 const EXCEPTION_NOTICE_DAYS: i64 = 7;
+/// Two client keys of one identity both obtaining tokens for longer than this are
+/// reported as shared: a key rotation overlaps for minutes or hours, not days.
+const SHARED_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,6 +68,11 @@ pub enum FindingKind {
     /// An exception granted again and again for the same identity and capability: a
     /// standing privilege in disguise.
     ExceptionRenewed,
+    /// Used in an environment other than the one it is registered for.
+    CrossEnvironment,
+    /// Several client keys obtaining tokens for one identity at the same time, for days:
+    /// several workloads share it.
+    SharedIdentity,
 }
 
 impl FindingKind {
@@ -85,6 +93,8 @@ impl FindingKind {
                 "NHI1:2025 Improper Offboarding",
                 "NHI5:2025 Overprivileged NHI",
             ],
+            Self::CrossEnvironment => &["NHI8:2025 Environment Isolation", "NHI9:2025 NHI Reuse"],
+            Self::SharedIdentity => &["NHI9:2025 NHI Reuse"],
         }
     }
 }
@@ -114,10 +124,33 @@ pub struct CredentialSummary {
     pub tls_certificates: usize,
     /// Age in days of its static client secret, if it has one.
     pub client_secret_age_days: Option<i64>,
-    /// Tokens issued to it within the window (those within the longest token lifetime
-    /// may still be valid).
+    /// Tokens issued to it and not yet expired (revoked ones included).
+    pub active_tokens: i64,
+    /// Tokens issued to it since first recorded, counted for the grant types and client
+    /// keys it used within the window.
     pub tokens_issued: i64,
     pub last_token_issued: Option<String>,
+}
+
+/// An environment an identity was used in within the window: decisions made there and
+/// tokens issued for it (counted since first recorded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentUse {
+    pub environment: String,
+    pub allowed: i64,
+    pub denied: i64,
+    pub tokens: i64,
+    pub last: String,
+}
+
+/// A client key an identity obtained tokens with, used within the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientKeyUse {
+    /// The key id (`kid` of the client assertion).
+    pub key: String,
+    pub tokens: i64,
+    pub first: String,
+    pub last: String,
 }
 
 /// Intended vs effective vs used permissions (`capability:action`).
@@ -148,6 +181,10 @@ pub struct InventoryItem {
     /// When it was last attested in an access review.
     pub last_reviewed: Option<String>,
     pub permissions: PermissionSummary,
+    /// Environments it was used in within the window.
+    pub environments_used: Vec<EnvironmentUse>,
+    /// Client keys it obtained tokens with within the window.
+    pub client_keys_used: Vec<ClientKeyUse>,
 }
 
 /// Counts for the overview.
@@ -211,6 +248,52 @@ struct Used {
     last: Option<String>,
     tokens: i64,
     last_token: Option<String>,
+    environments: BTreeMap<String, EnvironmentUse>,
+    keys: BTreeMap<String, ClientKeyUse>,
+}
+
+impl Used {
+    /// Folds one usage aggregate in; `window_start` bounds what counts as used now.
+    fn add(&mut self, t: &steward_store::UsageTotal, window_start: &str) {
+        let in_window = t.last.as_str() >= window_start;
+        let decision = t.kind == "access.decision";
+        let allowed = t.outcome.as_deref() == Some("allow");
+        if decision {
+            if allowed {
+                if in_window && let (Some(c), Some(a)) = (&t.capability, &t.action) {
+                    self.permissions.insert(format!("{c}:{a}"));
+                }
+                newer(&mut self.last, &t.last);
+            }
+        } else {
+            self.tokens += t.count;
+            newer(&mut self.last_token, &t.last);
+            newer(&mut self.last, &t.last);
+            if in_window && let Some(k) = &t.credential {
+                let u = self.keys.entry(k.clone()).or_insert_with(|| ClientKeyUse {
+                    key: k.clone(),
+                    first: t.first.clone(),
+                    last: t.last.clone(),
+                    ..Default::default()
+                });
+                u.tokens += t.count;
+                u.first = u.first.clone().min(t.first.clone());
+                u.last = u.last.clone().max(t.last.clone());
+            }
+        }
+        if in_window && let Some(env) = &t.environment {
+            let u = self.environments.entry(env.clone()).or_default();
+            u.environment = env.clone();
+            match (decision, allowed) {
+                (true, true) => u.allowed += t.count,
+                (true, false) => u.denied += t.count,
+                (false, _) => u.tokens += t.count,
+            }
+            if u.last < t.last {
+                u.last = t.last.clone();
+            }
+        }
+    }
 }
 
 fn newer(a: &mut Option<String>, b: &str) {
@@ -331,22 +414,25 @@ async fn compute(
         .map(|c| (c.spiffe_id, c.created_at))
         .collect();
     let reviewed: HashMap<String, String> = s.store.last_reviews().await?.into_iter().collect();
+    // Usage: the roll-up of the evidence log, brought up to date first (the background
+    // task keeps it within seconds, so this is usually a no-op).
+    s.store.roll_up_usage(i64::MAX).await?;
     let mut used: HashMap<String, Used> = HashMap::new();
     let window_start = rfc3339(now - time::Duration::days(window_days as i64));
-    for row in s.store.usage_since(&since).await? {
-        let u = used.entry(row.principal.clone()).or_default();
-        if row.kind == "access.decision" {
-            if row.last >= window_start
-                && let (Some(c), Some(a)) = (&row.capability, &row.action)
-            {
-                u.permissions.insert(format!("{c}:{a}"));
-            }
-        } else {
-            u.tokens += row.count;
-            newer(&mut u.last_token, &row.last);
-        }
-        newer(&mut u.last, &row.last);
+    for t in s.store.usage_totals_since(&since).await? {
+        used.entry(t.principal.clone())
+            .or_default()
+            .add(&t, &window_start);
     }
+    let longest_token = time::Duration::seconds(
+        (s.tokens.config.max_ttl_secs + s.tokens.config.clock_skew_secs) as i64,
+    );
+    let active: HashMap<String, i64> = s
+        .store
+        .active_tokens(&rfc3339(now - longest_token), &rfc3339(now))
+        .await?
+        .into_iter()
+        .collect();
     // Effective permissions, off the runtime, for at most `max_analysed` identities.
     let engine = s.engine().ok();
     // The most sensitive first: restricted, then confidential, … (then by SPIFFE ID).
@@ -402,6 +488,7 @@ async fn compute(
             registered_keys: i.credentials.public_keys.len(),
             tls_certificates: i.credentials.tls_certificates.len(),
             client_secret_age_days: secret_age,
+            active_tokens: active.get(&id).copied().unwrap_or(0),
             tokens_issued: u.tokens,
             last_token_issued: u.last_token.clone(),
         };
@@ -436,6 +523,8 @@ async fn compute(
                 used: u.permissions.iter().cloned().collect(),
                 unused,
             },
+            environments_used: u.environments.into_values().collect(),
+            client_keys_used: u.keys.into_values().collect(),
         };
         let settings = settings.of(&i.plane);
         findings.extend(identity_findings(
@@ -603,12 +692,12 @@ fn identity_findings(
             ),
             json!({"owner": item.owner, "owner_removed_at": owner_removed_at, "credentials_held": holds, "state": item.state}),
         ));
-    } else if !live && (holds > 0 || c.tokens_issued > 0) {
+    } else if !live && (holds > 0 || c.active_tokens > 0) {
         out.push(mk(
             FindingKind::Orphaned,
             Severity::High,
             "decommissioned but still holds credentials; remove its keys and secrets".into(),
-            json!({"registered_keys": c.registered_keys, "tls_certificates": c.tls_certificates, "client_secret_age_days": c.client_secret_age_days, "tokens_issued_in_window": c.tokens_issued}),
+            json!({"registered_keys": c.registered_keys, "tls_certificates": c.tls_certificates, "client_secret_age_days": c.client_secret_age_days, "active_tokens": c.active_tokens}),
         ));
     }
     if item.state == LifecycleState::Active
@@ -635,6 +724,39 @@ fn identity_findings(
             json!({"unused": item.permissions.unused, "used": item.permissions.used, "intended": item.permissions.intended, "window_days": window_days}),
         ));
     }
+    let elsewhere: Vec<&EnvironmentUse> = item
+        .environments_used
+        .iter()
+        .filter(|e| !item.environment.is_empty() && e.environment != item.environment)
+        .collect();
+    if live && !elsewhere.is_empty() {
+        let succeeded = elsewhere.iter().any(|e| e.allowed + e.tokens > 0);
+        let names: Vec<&str> = elsewhere.iter().map(|e| e.environment.as_str()).collect();
+        out.push(mk(
+            FindingKind::CrossEnvironment,
+            if succeeded { Severity::High } else { Severity::Medium },
+            format!(
+                "registered for `{}` but {} in {} within the last {window_days} days; give each environment its own identity",
+                item.environment,
+                if succeeded { "used" } else { "tried (and refused)" },
+                names.join(", ")
+            ),
+            json!({"registered_environment": item.environment, "environments": elsewhere, "window_days": window_days}),
+        ));
+    }
+    if live && let Some((a, b, overlap)) = shared_keys(&item.client_keys_used) {
+        out.push(mk(
+            FindingKind::SharedIdentity,
+            Severity::Medium,
+            format!(
+                "client keys `{}` and `{}` both obtained tokens for {} h at the same time: several workloads appear to share this identity; give each its own",
+                a.key,
+                b.key,
+                overlap.whole_hours()
+            ),
+            json!({"keys": [a, b], "overlap_hours": overlap.whole_hours(), "window_days": window_days}),
+        ));
+    }
     if let Some(age) = c.client_secret_age_days
         && live
     {
@@ -654,6 +776,25 @@ fn identity_findings(
         }
     }
     out
+}
+
+/// The pair of client keys whose periods of use overlap the longest, if longer than
+/// [`SHARED_OVERLAP`].
+fn shared_keys(keys: &[ClientKeyUse]) -> Option<(&ClientKeyUse, &ClientKeyUse, time::Duration)> {
+    let period = |k: &ClientKeyUse| Some((parse(&k.first)?, parse(&k.last)?));
+    let mut best = None;
+    for (i, a) in keys.iter().enumerate() {
+        for b in keys.iter().skip(i + 1) {
+            let (Some((a0, a1)), Some((b0, b1))) = (period(a), period(b)) else {
+                continue;
+            };
+            let overlap = a1.min(b1) - a0.max(b0);
+            if overlap > SHARED_OVERLAP && best.as_ref().is_none_or(|(_, _, o)| overlap > *o) {
+                best = Some((a, b, overlap));
+            }
+        }
+    }
+    best
 }
 
 /// An active identity registered before the cadence's cutoff and not attested since.
@@ -720,7 +861,156 @@ mod tests {
             last_used: last_used.map(str::to_owned),
             last_reviewed: None,
             permissions: PermissionSummary::default(),
+            environments_used: Vec::new(),
+            client_keys_used: Vec::new(),
         }
+    }
+
+    fn total(
+        kind: &str,
+        outcome: Option<&str>,
+        env: &str,
+        key: Option<&str>,
+        n: i64,
+        first: &str,
+        last: &str,
+    ) -> steward_store::UsageTotal {
+        steward_store::UsageTotal {
+            principal: "spiffe://acme.example/x".into(),
+            kind: kind.into(),
+            capability: (kind == "access.decision").then(|| "payments.charges".into()),
+            action: Some(
+                if kind == "access.decision" {
+                    "read"
+                } else {
+                    "client_credentials"
+                }
+                .into(),
+            ),
+            outcome: outcome.map(str::to_owned),
+            environment: Some(env.into()),
+            credential: key.map(str::to_owned),
+            count: n,
+            first: first.into(),
+            last: last.into(),
+        }
+    }
+
+    /// NHI8/NHI9: use in another environment, refused or not, and client keys used side
+    /// by side for days are findings; a key rotation's short overlap is not.
+    #[test]
+    fn other_environments_and_shared_keys() {
+        let window = "2026-10-29T00:00:00Z";
+        let mut u = Used::default();
+        for t in [
+            total(
+                "access.decision",
+                Some("allow"),
+                "prod",
+                None,
+                40,
+                "2026-11-01T00:00:00Z",
+                "2026-11-27T00:00:00Z",
+            ),
+            total(
+                "access.decision",
+                Some("deny"),
+                "staging",
+                None,
+                3,
+                "2026-11-02T00:00:00Z",
+                "2026-11-03T00:00:00Z",
+            ),
+            // Outside the window: not counted.
+            total(
+                "access.decision",
+                Some("allow"),
+                "dev",
+                None,
+                9,
+                "2026-09-01T00:00:00Z",
+                "2026-09-02T00:00:00Z",
+            ),
+            // k1 rotated to k2 with a two-hour overlap.
+            total(
+                "credential.issued",
+                None,
+                "prod",
+                Some("k1"),
+                30,
+                "2026-11-01T00:00:00Z",
+                "2026-11-10T02:00:00Z",
+            ),
+            total(
+                "credential.issued",
+                None,
+                "prod",
+                Some("k2"),
+                30,
+                "2026-11-10T00:00:00Z",
+                "2026-11-27T00:00:00Z",
+            ),
+        ] {
+            u.add(&t, window);
+        }
+        assert_eq!(u.permissions.len(), 1);
+        assert_eq!(u.tokens, 60);
+        assert_eq!(u.last.as_deref(), Some("2026-11-27T00:00:00Z"));
+        let mut i = item(
+            LifecycleState::Active,
+            "2026-01-01T00:00:00Z",
+            u.last.as_deref(),
+        );
+        i.environments_used = u.environments.clone().into_values().collect();
+        i.client_keys_used = u.keys.clone().into_values().collect();
+        assert_eq!(
+            i.environments_used
+                .iter()
+                .map(|e| (e.environment.as_str(), e.allowed, e.denied, e.tokens))
+                .collect::<Vec<_>>(),
+            [("prod", 40, 0, 60), ("staging", 0, 3, 0)]
+        );
+        let f = run(&i, None);
+        assert_eq!(kinds(&f), [FindingKind::CrossEnvironment]);
+        assert_eq!(f[0].severity, Severity::Medium, "only refused attempts");
+        assert!(f[0].owasp.iter().any(|o| o.starts_with("NHI8")));
+
+        // A third key used alongside k2 for a week: shared; an allowed decision in
+        // staging makes the environment finding high.
+        for t in [
+            total(
+                "credential.issued",
+                None,
+                "prod",
+                Some("k3"),
+                5,
+                "2026-11-15T00:00:00Z",
+                "2026-11-22T00:00:00Z",
+            ),
+            total(
+                "access.decision",
+                Some("allow"),
+                "staging",
+                None,
+                1,
+                "2026-11-05T00:00:00Z",
+                "2026-11-05T00:00:00Z",
+            ),
+        ] {
+            u.add(&t, window);
+        }
+        i.environments_used = u.environments.into_values().collect();
+        i.client_keys_used = u.keys.into_values().collect();
+        let f = run(&i, None);
+        assert_eq!(
+            kinds(&f),
+            [FindingKind::CrossEnvironment, FindingKind::SharedIdentity]
+        );
+        assert_eq!(f[0].severity, Severity::High);
+        assert_eq!(f[1].evidence["overlap_hours"], 7 * 24);
+        assert_eq!(f[1].evidence["keys"][0]["key"], "k2");
+        assert_eq!(f[1].evidence["keys"][1]["key"], "k3");
+        assert_eq!(f[1].owasp, ["NHI9:2025 NHI Reuse"]);
     }
 
     fn kinds(f: &[Finding]) -> Vec<FindingKind> {

@@ -174,6 +174,11 @@ impl Store {
                     "reviews",
                     include_str!("../migrations/sqlite/0009_reviews.sql"),
                 ),
+                (
+                    10,
+                    "usage",
+                    include_str!("../migrations/sqlite/0010_usage.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -220,6 +225,11 @@ impl Store {
                     9,
                     "reviews",
                     include_str!("../migrations/postgres/0009_reviews.sql"),
+                ),
+                (
+                    10,
+                    "usage",
+                    include_str!("../migrations/postgres/0010_usage.sql"),
                 ),
             ],
         };

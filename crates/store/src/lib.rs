@@ -34,7 +34,7 @@ pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 pub use reviews::{Campaign, NewItem, ReviewItem};
 pub use revocations::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
-pub use usage::UsageRow;
+pub use usage::{RollUp, UsageTotal};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.
 pub fn now_rfc3339() -> String {

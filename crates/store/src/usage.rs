@@ -1,49 +1,183 @@
-//! What identities actually did, aggregated from the evidence log: the "used" side of
-//! posture (R13, R23) — allowed decisions per capability and action, and credentials
-//! issued — in one grouped scan of a time window (the `evidence_time` index).
+//! What identities actually did: the "used" side of posture (R13, R23, R24). The
+//! evidence log is folded, as it grows, into `usage_totals` — one row per identity ×
+//! kind × capability × action × outcome × environment × credential with a count and the
+//! first and last time — so a posture run reads aggregates, not millions of events.
+//! [`Store::roll_up_usage`] advances the fold by evidence `seq`; it is idempotent and
+//! exclusive (one replica at a time), and the fold can be rebuilt from the log.
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
-/// One group of an identity's evidence in the window.
+/// One aggregate of an identity's evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRow {
+pub struct UsageTotal {
     pub principal: String,
-    /// `access.decision` (allowed) or `credential.issued|exchanged|federated`.
+    /// `access.decision` or `credential.issued|exchanged|federated`.
     pub kind: String,
+    /// The capability decided (decisions only).
     pub capability: Option<String>,
+    /// The action decided, or the grant type of a credential event.
     pub action: Option<String>,
+    /// `allow` or `deny` (`None` when the event had none).
+    pub outcome: Option<String>,
+    /// The environment the decision was made in, or the issued token's environment.
+    pub environment: Option<String>,
+    /// The client key (JWT `kid`) a credential was obtained with (credential events).
+    pub credential: Option<String>,
     pub count: i64,
-    /// The newest event's time (RFC 3339).
+    /// The oldest and newest event's time (RFC 3339).
+    pub first: String,
     pub last: String,
 }
 
+/// How far a [`Store::roll_up_usage`] call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollUp {
+    /// Evidence folded in by this call.
+    pub events: i64,
+    /// The last evidence `seq` folded in.
+    pub through_seq: i64,
+    /// The newest evidence `seq` when the call started: caught up when equal.
+    pub head_seq: i64,
+}
+
+/// Evidence sequence numbers folded per transaction: bounds how long the roll-up holds
+/// the write lock (SQLite has one writer) to tens of milliseconds.
+const ROLL_UP_STEP: i64 = 20_000;
+
+const KINDS: &str =
+    "('access.decision', 'credential.issued', 'credential.exchanged', 'credential.federated')";
+
+/// A text field of the event's JSON body, in the backend's dialect.
+fn json_text(backend: Backend, path: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract(body, '$.{path}')"),
+        Backend::Postgres => format!("(body::jsonb #>> '{{{}}}')", path.replace('.', ",")),
+    }
+}
+
+fn roll_up_sql(backend: Backend) -> String {
+    let (least, greatest) = match backend {
+        Backend::Sqlite => ("min", "max"),
+        Backend::Postgres => ("LEAST", "GREATEST"),
+    };
+    let json = |path: &str| json_text(backend, path);
+    format!(
+        "INSERT INTO usage_totals (principal, kind, capability, action, outcome, environment, credential, n, first_time, last_time) \
+         SELECT principal, kind, COALESCE(capability, ''), COALESCE(action, ''), COALESCE(outcome, ''), \
+         COALESCE(CASE WHEN kind = 'access.decision' THEN {env_decision} ELSE {env_token} END, ''), \
+         CASE WHEN kind = 'access.decision' THEN '' ELSE COALESCE({client_key}, '') END, \
+         COUNT(*), MIN(time), MAX(time) FROM evidence \
+         WHERE seq > $1 AND seq <= $2 AND principal IS NOT NULL AND kind IN {KINDS} \
+         GROUP BY 1, 2, 3, 4, 5, 6, 7 \
+         ON CONFLICT (principal, kind, capability, action, outcome, environment, credential) DO UPDATE SET \
+         n = usage_totals.n + excluded.n, \
+         first_time = {least}(usage_totals.first_time, excluded.first_time), \
+         last_time = {greatest}(usage_totals.last_time, excluded.last_time)",
+        env_decision = json("details.request.context.environment"),
+        env_token = json("details.environment"),
+        client_key = json("details.client_key"),
+    )
+}
+
+fn some(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
 impl Store {
-    /// Allowed decisions and issued credentials since `since` (RFC 3339), grouped by
-    /// principal, kind, capability and action.
-    pub async fn usage_since(&self, since: &str) -> Result<Vec<UsageRow>, StoreError> {
+    /// Folds up to `max_events` evidence sequence numbers past the last roll-up into
+    /// `usage_totals` (in steps of [`ROLL_UP_STEP`], one transaction each). Safe to call
+    /// from every replica at once: each step locks the roll-up's position first.
+    pub async fn roll_up_usage(&self, max_events: i64) -> Result<RollUp, StoreError> {
+        let sql = roll_up_sql(self.backend);
+        let lock = match self.backend {
+            Backend::Sqlite => "SELECT through_seq FROM usage_rollup WHERE id = 1",
+            Backend::Postgres => "SELECT through_seq FROM usage_rollup WHERE id = 1 FOR UPDATE",
+        };
+        let head_seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM evidence")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("s")?;
+        let mut done = 0;
+        loop {
+            let mut tx = self.begin_light().await?;
+            let through: i64 = sqlx::query(lock)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("through_seq")?;
+            let upto = head_seq.min(through + ROLL_UP_STEP.min(max_events - done));
+            if upto <= through {
+                tx.rollback().await?;
+                return Ok(RollUp {
+                    events: done,
+                    through_seq: through,
+                    head_seq,
+                });
+            }
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(through)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE usage_rollup SET through_seq = $1 WHERE id = 1")
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            done += upto - through;
+        }
+    }
+
+    /// Every usage aggregate whose newest event is at or after `since` (RFC 3339), as far
+    /// as the roll-up has got (call [`Store::roll_up_usage`] first for the latest).
+    pub async fn usage_totals_since(&self, since: &str) -> Result<Vec<UsageTotal>, StoreError> {
         let rows = sqlx::query(
-            "SELECT principal, kind, capability, action, COUNT(*) AS n, MAX(time) AS last FROM evidence \
-             WHERE time >= $1 AND principal IS NOT NULL \
-             AND ((kind = 'access.decision' AND outcome = 'allow') \
-                  OR kind IN ('credential.issued', 'credential.exchanged', 'credential.federated')) \
-             GROUP BY principal, kind, capability, action",
+            "SELECT principal, kind, capability, action, outcome, environment, credential, n, first_time, last_time \
+             FROM usage_totals WHERE last_time >= $1",
         )
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(UsageRow {
+                Ok(UsageTotal {
                     principal: r.try_get("principal")?,
                     kind: r.try_get("kind")?,
-                    capability: r.try_get("capability")?,
-                    action: r.try_get("action")?,
+                    capability: some(r.try_get("capability")?),
+                    action: some(r.try_get("action")?),
+                    outcome: some(r.try_get("outcome")?),
+                    environment: some(r.try_get("environment")?),
+                    credential: some(r.try_get("credential")?),
                     count: r.try_get("n")?,
-                    last: r.try_get("last")?,
+                    first: r.try_get("first_time")?,
+                    last: r.try_get("last_time")?,
                 })
             })
+            .collect()
+    }
+
+    /// Tokens still valid at `now` per principal, from the credentials issued since
+    /// `since` (RFC 3339; the longest token lifetime ago is enough): the "active tokens"
+    /// of the inventory. Revoked tokens are still counted here.
+    pub async fn active_tokens(
+        &self,
+        since: &str,
+        now: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let expires = json_text(self.backend, "details.expires_at");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT principal, COUNT(*) AS n FROM evidence \
+             WHERE time >= $1 AND principal IS NOT NULL \
+             AND kind IN ('credential.issued', 'credential.exchanged', 'credential.federated') \
+             AND {expires} > $2 GROUP BY principal"
+        )))
+        .bind(since)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("principal")?, r.try_get("n")?)))
             .collect()
     }
 

@@ -97,6 +97,7 @@ suite!(
     signing_keys_rotate_and_credentials_persist,
     revocations_are_gapless_append_only_and_acted_on,
     point_reports_upsert_and_never_go_back,
+    usage_roll_up_folds_evidence_once,
 );
 
 async fn apply_is_recorded_and_idempotent(s: Store) {
@@ -1090,4 +1091,198 @@ async fn futures_join<T: Send + 'static>(
         out.push(h.await.unwrap());
     }
     out
+}
+
+fn usage_event(
+    kind: steward_audit::EventKind,
+    n: usize,
+    principal: &str,
+    time: &str,
+    details: serde_json::Value,
+) -> steward_audit::Event {
+    let mut e = steward_audit::Event::new(kind, format!("use-{principal}-{n}"), time);
+    e.principal = Some(principal.to_owned());
+    e.details = details;
+    e
+}
+
+/// The usage roll-up (R23, R24) folds each evidence event into `usage_totals` exactly
+/// once — incrementally, in bounded steps, from concurrent callers — with the environment
+/// and the client key read from the event body; other kinds are skipped.
+async fn usage_roll_up_folds_evidence_once(s: Store) {
+    use serde_json::json;
+    use steward_audit::{EventKind, Outcome};
+    let a = "spiffe://acme.example/payments/api";
+    let mut events = Vec::new();
+    for n in 0..5 {
+        let mut e = usage_event(
+            EventKind::AccessDecision,
+            n,
+            a,
+            &format!("2026-11-0{}T10:00:00Z", n + 1),
+            json!({"request": {"context": {"environment": "prod"}}}),
+        );
+        e.action = Some("read".into());
+        e.destination.capability = Some("payments.charges".into());
+        e.decision.outcome = Some(Outcome::Allow);
+        events.push(e);
+    }
+    for n in 5..7 {
+        let mut e = usage_event(
+            EventKind::AccessDecision,
+            n,
+            a,
+            "2026-11-10T10:00:00Z",
+            json!({"request": {"context": {"environment": "staging"}}}),
+        );
+        e.action = Some("read".into());
+        e.destination.capability = Some("payments.charges".into());
+        e.decision.outcome = Some(Outcome::Deny);
+        events.push(e);
+    }
+    for (n, key, expires) in [
+        (7, "k1", "2026-11-01T11:00:00Z"),
+        (8, "k1", "2999-01-01T00:00:00Z"),
+        (9, "k2", "2999-01-01T00:00:00Z"),
+    ] {
+        let mut e = usage_event(
+            EventKind::CredentialIssued,
+            n,
+            a,
+            &format!("2026-11-0{}T10:00:00Z", n - 6),
+            json!({"client_key": key, "environment": "prod", "expires_at": expires}),
+        );
+        e.action = Some("client_credentials".into());
+        events.push(e);
+    }
+    events.push(usage_event(
+        EventKind::AdminAction,
+        10,
+        a,
+        "2026-11-05T10:00:00Z",
+        json!({}),
+    ));
+    s.append_evidence(&events).await.unwrap();
+
+    // One step of at most 4 events, then the rest.
+    let r = s.roll_up_usage(4).await.unwrap();
+    assert_eq!((r.events, r.through_seq, r.head_seq), (4, 4, 11));
+    let r = s.roll_up_usage(i64::MAX).await.unwrap();
+    assert_eq!((r.events, r.through_seq), (7, 11));
+    assert_eq!(s.roll_up_usage(i64::MAX).await.unwrap().events, 0);
+
+    let mut totals = s.usage_totals_since("2026-01-01T00:00:00Z").await.unwrap();
+    totals.sort_by(|x, y| {
+        (&x.kind, &x.outcome, &x.credential).cmp(&(&y.kind, &y.outcome, &y.credential))
+    });
+    let view: Vec<_> = totals
+        .iter()
+        .map(|t| {
+            (
+                t.kind.as_str(),
+                t.outcome.as_deref(),
+                t.environment.as_deref(),
+                t.credential.as_deref(),
+                t.count,
+                t.first.as_str(),
+                t.last.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            (
+                "access.decision",
+                Some("allow"),
+                Some("prod"),
+                None,
+                5,
+                "2026-11-01T10:00:00Z",
+                "2026-11-05T10:00:00Z"
+            ),
+            (
+                "access.decision",
+                Some("deny"),
+                Some("staging"),
+                None,
+                2,
+                "2026-11-10T10:00:00Z",
+                "2026-11-10T10:00:00Z"
+            ),
+            (
+                "credential.issued",
+                None,
+                Some("prod"),
+                Some("k1"),
+                2,
+                "2026-11-01T10:00:00Z",
+                "2026-11-02T10:00:00Z"
+            ),
+            (
+                "credential.issued",
+                None,
+                Some("prod"),
+                Some("k2"),
+                1,
+                "2026-11-03T10:00:00Z",
+                "2026-11-03T10:00:00Z"
+            ),
+        ]
+    );
+    assert_eq!(totals[0].capability.as_deref(), Some("payments.charges"));
+    assert_eq!(totals[0].action.as_deref(), Some("read"));
+    // Only aggregates used since the given time.
+    assert_eq!(
+        s.usage_totals_since("2026-11-06T00:00:00Z")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Later events extend the same aggregates; concurrent callers fold each event once.
+    let more: Vec<_> = (100..400)
+        .map(|n| {
+            let mut e = usage_event(
+                EventKind::AccessDecision,
+                n,
+                a,
+                "2026-11-20T10:00:00Z",
+                json!({"request": {"context": {"environment": "prod"}}}),
+            );
+            e.action = Some("read".into());
+            e.destination.capability = Some("payments.charges".into());
+            e.decision.outcome = Some(Outcome::Allow);
+            e
+        })
+        .collect();
+    s.append_evidence(&more).await.unwrap();
+    let folded = futures_join(
+        (0..4)
+            .map(|_| {
+                let s = s.clone();
+                async move { s.roll_up_usage(i64::MAX).await.unwrap().events }
+            })
+            .collect(),
+    )
+    .await;
+    assert_eq!(folded.iter().sum::<i64>(), 300, "{folded:?}");
+    let allowed = s.usage_totals_since("2026-11-20T00:00:00Z").await.unwrap();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(
+        (
+            allowed[0].count,
+            allowed[0].first.as_str(),
+            allowed[0].last.as_str()
+        ),
+        (305, "2026-11-01T10:00:00Z", "2026-11-20T10:00:00Z")
+    );
+
+    // Tokens still valid: the two that expire in 2999.
+    let active = s
+        .active_tokens("2026-01-01T00:00:00Z", "2026-11-28T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(active, [(a.to_owned(), 2)]);
 }

@@ -1,0 +1,23 @@
+-- Usage roll-up (R13, R23, R24): what each identity did, aggregated from the evidence
+-- log as it grows, so posture reads one row per identity × capability × action ×
+-- outcome × environment × credential instead of every event. `usage_rollup` holds the
+-- last evidence seq folded in; both tables are derived and could be rebuilt from the log.
+CREATE TABLE usage_totals (
+    principal TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    first_time TEXT NOT NULL,
+    last_time TEXT NOT NULL,
+    PRIMARY KEY (principal, kind, capability, action, outcome, environment, credential)
+) WITHOUT ROWID;
+CREATE INDEX usage_totals_last ON usage_totals (last_time);
+CREATE TABLE usage_rollup (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL
+);
+INSERT INTO usage_rollup (id, through_seq) VALUES (1, 0);
