@@ -130,6 +130,9 @@ enum Bench {
         /// Depths of the effective-permission analysis to time (`max_analysed`).
         #[arg(long, value_delimiter = ',', default_values_t = [0, 100])]
         analysed: Vec<usize>,
+        /// Also time rebuilding the usage roll-up from the whole log.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Evidence append with group commit vs one transaction per event, and verify time.
     Evidence {
@@ -344,6 +347,13 @@ async fn evidence_run(
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The control plane's own logs when asked for (`RUST_LOG=steward_server=info`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().command {
         Bench::Policy {
             planes,
@@ -396,7 +406,8 @@ async fn main() -> Result<()> {
             identities,
             events,
             analysed,
-        } => posture::run(identities, events, analysed).await?,
+            rebuild,
+        } => posture::run(identities, events, analysed, rebuild).await?,
         Bench::Revocation {
             points,
             revocations,

@@ -54,7 +54,12 @@ async fn timed(
     Ok((ms, body))
 }
 
-pub async fn run(identities: usize, events: usize, analysed: Vec<usize>) -> Result<()> {
+pub async fn run(
+    identities: usize,
+    events: usize,
+    analysed: Vec<usize>,
+    rebuild: bool,
+) -> Result<()> {
     let t = Instant::now();
     let files = steward_testkit::scaled_repo(identities, 2_000, 1);
     let desired =
@@ -88,6 +93,28 @@ pub async fn run(identities: usize, events: usize, analysed: Vec<usize>) -> Resu
         "{events} events appended in {:.0} s",
         t.elapsed().as_secs_f64()
     );
+    // The server's background task folded events into the usage totals while they were
+    // appended; what is left is the lag a posture run would otherwise catch up itself.
+    let t = Instant::now();
+    let rolled = store.roll_up_usage(i64::MAX).await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "usage roll-up after the append: {} events left to fold, folded in {secs:.1} s ({:.0} events/s); through seq {}",
+        rolled.events,
+        rolled.events as f64 / secs.max(1e-9),
+        rolled.through_seq
+    );
+    if rebuild {
+        store.reset_usage().await?;
+        let t = Instant::now();
+        let rolled = store.roll_up_usage(i64::MAX).await?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "usage roll-up rebuilt from the whole log: {} events in {secs:.1} s ({:.0} events/s)",
+            rolled.events,
+            rolled.events as f64 / secs.max(1e-9)
+        );
+    }
     store.close().await;
 
     let http = reqwest::Client::new();

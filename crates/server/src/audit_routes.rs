@@ -370,6 +370,7 @@ pub(crate) async fn timeline(
     let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::internal())?;
+    s.store.roll_up_usage(i64::MAX).await?;
     Ok(axum::Json(
         s.store
             .decisions_per_hour(&since)

@@ -571,6 +571,8 @@ pub(crate) async fn compliance(
 }
 
 pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
+    // The counts come from the evidence roll-up: bring it up to date first.
+    s.store.roll_up_usage(i64::MAX).await?;
     let facts = Facts {
         counts: s.store.counts().await?,
         kinds: s

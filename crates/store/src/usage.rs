@@ -1,7 +1,9 @@
 //! What identities actually did: the "used" side of posture (R13, R23, R24). The
 //! evidence log is folded, as it grows, into `usage_totals` — one row per identity ×
 //! kind × capability × action × outcome × environment × credential with a count and the
-//! first and last time — so a posture run reads aggregates, not millions of events.
+//! first and last time — and into `evidence_hourly` (events per hour, kind and outcome),
+//! so posture, the console's timeline and the compliance report read aggregates, not
+//! millions of events.
 //! [`Store::roll_up_usage`] advances the fold by evidence `seq`; it is idempotent and
 //! exclusive (one replica at a time), and the fold can be rebuilt from the log.
 
@@ -13,7 +15,7 @@ use crate::{Backend, Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageTotal {
     pub principal: String,
-    /// `access.decision` or `credential.issued|exchanged|federated`.
+    /// `access.decision`, `credential.issued|exchanged|federated` or `exception.granted`.
     pub kind: String,
     /// The capability decided (decisions only).
     pub capability: Option<String>,
@@ -46,8 +48,7 @@ pub struct RollUp {
 /// the write lock (SQLite has one writer) to tens of milliseconds.
 const ROLL_UP_STEP: i64 = 20_000;
 
-const KINDS: &str =
-    "('access.decision', 'credential.issued', 'credential.exchanged', 'credential.federated')";
+const KINDS: &str = "('access.decision', 'credential.issued', 'credential.exchanged', 'credential.federated', 'exception.granted')";
 
 /// A text field of the event's JSON body, in the backend's dialect.
 fn json_text(backend: Backend, path: &str) -> String {
@@ -66,8 +67,8 @@ fn roll_up_sql(backend: Backend) -> String {
     format!(
         "INSERT INTO usage_totals (principal, kind, capability, action, outcome, environment, credential, n, first_time, last_time) \
          SELECT principal, kind, COALESCE(capability, ''), COALESCE(action, ''), COALESCE(outcome, ''), \
-         COALESCE(CASE WHEN kind = 'access.decision' THEN {env_decision} ELSE {env_token} END, ''), \
-         CASE WHEN kind = 'access.decision' THEN '' ELSE COALESCE({client_key}, '') END, \
+         COALESCE(CASE WHEN kind = 'access.decision' THEN {env_decision} WHEN kind LIKE 'credential.%' THEN {env_token} END, ''), \
+         CASE WHEN kind LIKE 'credential.%' THEN COALESCE({client_key}, '') ELSE '' END, \
          COUNT(*), MIN(time), MAX(time) FROM evidence \
          WHERE seq > $1 AND seq <= $2 AND principal IS NOT NULL AND kind IN {KINDS} \
          GROUP BY 1, 2, 3, 4, 5, 6, 7 \
@@ -81,6 +82,20 @@ fn roll_up_sql(backend: Backend) -> String {
     )
 }
 
+fn hourly_sql(backend: Backend) -> String {
+    let greatest = match backend {
+        Backend::Sqlite => "max",
+        Backend::Postgres => "GREATEST",
+    };
+    format!(
+        "INSERT INTO evidence_hourly (hour, kind, outcome, n, last_seq) \
+         SELECT substr(time, 1, 13), kind, COALESCE(outcome, ''), COUNT(*), MAX(seq) FROM evidence \
+         WHERE seq > $1 AND seq <= $2 GROUP BY 1, 2, 3 \
+         ON CONFLICT (hour, kind, outcome) DO UPDATE SET n = evidence_hourly.n + excluded.n, \
+         last_seq = {greatest}(evidence_hourly.last_seq, excluded.last_seq)"
+    )
+}
+
 fn some(v: String) -> Option<String> {
     (!v.is_empty()).then_some(v)
 }
@@ -90,7 +105,7 @@ impl Store {
     /// `usage_totals` (in steps of [`ROLL_UP_STEP`], one transaction each). Safe to call
     /// from every replica at once: each step locks the roll-up's position first.
     pub async fn roll_up_usage(&self, max_events: i64) -> Result<RollUp, StoreError> {
-        let sql = roll_up_sql(self.backend);
+        let (sql, hourly) = (roll_up_sql(self.backend), hourly_sql(self.backend));
         let lock = match self.backend {
             Backend::Sqlite => "SELECT through_seq FROM usage_rollup WHERE id = 1",
             Backend::Postgres => "SELECT through_seq FROM usage_rollup WHERE id = 1 FOR UPDATE",
@@ -115,11 +130,13 @@ impl Store {
                     head_seq,
                 });
             }
-            sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(through)
-                .bind(upto)
-                .execute(&mut *tx)
-                .await?;
+            for statement in [&sql, &hourly] {
+                sqlx::query(AssertSqlSafe(statement.as_str()))
+                    .bind(through)
+                    .bind(upto)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("UPDATE usage_rollup SET through_seq = $1 WHERE id = 1")
                 .bind(upto)
                 .execute(&mut *tx)
@@ -127,6 +144,23 @@ impl Store {
             tx.commit().await?;
             done += upto - through;
         }
+    }
+
+    /// Forgets the usage totals so the next roll-up rebuilds them from the evidence log
+    /// (after retention, from what the log still holds).
+    pub async fn reset_usage(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_light().await?;
+        sqlx::query("UPDATE usage_rollup SET through_seq = 0 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM usage_totals")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM evidence_hourly")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every usage aggregate whose newest event is at or after `since` (RFC 3339), as far
@@ -166,26 +200,34 @@ impl Store {
         now: &str,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let expires = json_text(self.backend, "details.expires_at");
+        // No GROUP BY: grouping by principal would lead SQLite's planner to walk the
+        // whole log through the principal index instead of the recent end of the time
+        // index.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT principal, COUNT(*) AS n FROM evidence \
-             WHERE time >= $1 AND principal IS NOT NULL \
+            "SELECT principal FROM evidence WHERE time >= $1 \
              AND kind IN ('credential.issued', 'credential.exchanged', 'credential.federated') \
-             AND {expires} > $2 GROUP BY principal"
+             AND {expires} > $2"
         )))
         .bind(since)
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("principal")?, r.try_get("n")?)))
-            .collect()
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for r in &rows {
+            if let Some(p) = r.try_get::<Option<String>, _>("principal")? {
+                *counts.entry(p).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
     }
 
-    /// Events per kind, with the sequence number of the newest: what the compliance report
-    /// cites.
+    /// Events per kind since the log began, with the sequence number of the newest: what
+    /// the compliance report cites. From the hourly roll-up (call
+    /// [`Store::roll_up_usage`] first for the latest).
     pub async fn evidence_kinds(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, COUNT(*) AS n, MAX(seq) AS last FROM evidence GROUP BY kind ORDER BY kind",
+            "SELECT kind, CAST(SUM(n) AS BIGINT) AS n, MAX(last_seq) AS last FROM evidence_hourly \
+             GROUP BY kind ORDER BY kind",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -194,18 +236,19 @@ impl Store {
             .collect()
     }
 
-    /// Access decisions per hour since `since` (RFC 3339): (hour `YYYY-MM-DDTHH`,
-    /// allowed, denied). For the console's chart.
+    /// Access decisions per hour since `since` (RFC 3339; its whole hour counts):
+    /// (hour `YYYY-MM-DDTHH`, allowed, denied). For the console's chart; from the hourly
+    /// roll-up.
     pub async fn decisions_per_hour(
         &self,
         since: &str,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT substr(time, 1, 13) AS hour, \
-             SUM(CASE WHEN outcome = 'allow' THEN 1 ELSE 0 END) AS allowed, \
-             SUM(CASE WHEN outcome = 'allow' THEN 0 ELSE 1 END) AS denied \
-             FROM evidence WHERE kind = 'access.decision' AND time >= $1 \
-             GROUP BY substr(time, 1, 13) ORDER BY hour",
+            "SELECT hour, \
+             CAST(SUM(CASE WHEN outcome = 'allow' THEN n ELSE 0 END) AS BIGINT) AS allowed, \
+             CAST(SUM(CASE WHEN outcome = 'allow' THEN 0 ELSE n END) AS BIGINT) AS denied \
+             FROM evidence_hourly WHERE kind = 'access.decision' AND hour >= substr($1, 1, 13) \
+             GROUP BY hour ORDER BY hour",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -222,12 +265,12 @@ impl Store {
     }
 
     /// How often an exception was granted (published or changed) per principal and
-    /// capability, newest grant time included: renewals show as several grants.
+    /// capability, newest grant time included: renewals show as several grants. Read from
+    /// the usage roll-up.
     pub async fn exception_grants(&self) -> Result<Vec<(String, String, i64, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT principal, capability, COUNT(*) AS n, MAX(time) AS last FROM evidence \
-             WHERE kind = 'exception.granted' AND principal IS NOT NULL AND capability IS NOT NULL \
-             GROUP BY principal, capability",
+            "SELECT principal, capability, CAST(SUM(n) AS BIGINT) AS n, MAX(last_time) AS last FROM usage_totals \
+             WHERE kind = 'exception.granted' AND capability <> '' GROUP BY principal, capability",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -1279,6 +1279,25 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
         (305, "2026-11-01T10:00:00Z", "2026-11-20T10:00:00Z")
     );
 
+    // Hourly counts and counts per kind come from the same steps.
+    let hours = s.decisions_per_hour("2026-11-10T10:30:00Z").await.unwrap();
+    assert_eq!(
+        hours,
+        [
+            ("2026-11-10T10".to_owned(), 0, 2),
+            ("2026-11-20T10".to_owned(), 300, 0)
+        ]
+    );
+    let kinds = s.evidence_kinds().await.unwrap();
+    assert_eq!(
+        kinds,
+        [
+            ("access.decision".to_owned(), 307, 311),
+            ("admin.action".to_owned(), 1, 11),
+            ("credential.issued".to_owned(), 3, 10),
+        ]
+    );
+
     // Tokens still valid: the two that expire in 2999.
     let active = s
         .active_tokens("2026-01-01T00:00:00Z", "2026-11-28T00:00:00Z")

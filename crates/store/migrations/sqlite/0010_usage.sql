@@ -15,7 +15,17 @@ CREATE TABLE usage_totals (
     last_time TEXT NOT NULL,
     PRIMARY KEY (principal, kind, capability, action, outcome, environment, credential)
 ) WITHOUT ROWID;
-CREATE INDEX usage_totals_last ON usage_totals (last_time);
+-- Events per hour, kind and outcome, folded in the same steps: the console's decision
+-- timeline and the compliance report's counts without scanning the log. Counts are
+-- since the log began (retention does not subtract).
+CREATE TABLE evidence_hourly (
+    hour TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (hour, kind, outcome)
+);
 CREATE TABLE usage_rollup (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     through_seq INTEGER NOT NULL
