@@ -139,7 +139,7 @@ pub async fn run(
     }
     let id = steward_testkit::scaled_identity(42);
     let seg: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    let pages: [(&str, String); 8] = [
+    let pages: [(&str, String); 9] = [
         ("overview: status", "/admin/v1/status".into()),
         ("overview: points", "/admin/v1/enforcement/points".into()),
         (
@@ -154,6 +154,10 @@ pub async fn run(
         (
             "identity: entitlements",
             format!("/admin/v1/identities/{seg}/entitlements"),
+        ),
+        (
+            "identity: usage and findings",
+            format!("/admin/v1/posture?max_analysed=0&identity={seg}"),
         ),
         (
             "identity: recent decisions",

@@ -174,7 +174,7 @@ async function identity(id) {
         (creds.tls_certificates || []).length, creds.token_ttl_secs || "default"]])];
   try {
     const ent = await api("/admin/v1/identities/" + encodeURIComponent(id) + "/entitlements");
-    const posture = await api("/admin/v1/posture?plane=" + encodeURIComponent(rec.plane));
+    const posture = await api("/admin/v1/posture?max_analysed=0&identity=" + encodeURIComponent(rec.spiffe_id));
     const item = posture.inventory.find((i) => i.spiffe_id === rec.spiffe_id);
     const used = new Set(item ? item.permissions.used : []);
     const intended = new Set((ent.intended || []).map((p) => p[0] + ":" + p[1]));

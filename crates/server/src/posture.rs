@@ -219,6 +219,8 @@ pub(crate) struct PostureQuery {
     window_days: Option<u64>,
     stale_days: Option<u64>,
     plane: Option<String>,
+    /// One identity's posture only (its inventory entry and findings).
+    identity: Option<String>,
     max_analysed: Option<usize>,
 }
 
@@ -306,8 +308,8 @@ fn newer(a: &mut Option<String>, b: &str) {
     }
 }
 
-/// `GET /admin/v1/posture?window_days=&stale_days=&plane=&max_analysed=`: any admin role;
-/// a plane admin sees its planes only.
+/// `GET /admin/v1/posture?window_days=&stale_days=&plane=&identity=&max_analysed=`: any
+/// admin role; a plane admin sees its planes only.
 pub(crate) async fn posture(
     caller: Caller,
     State(s): State<AppState>,
@@ -322,6 +324,30 @@ pub(crate) async fn posture(
         ));
     }
     let visible = caller.visible_planes(&s.store).await?;
+    if let Some(id) = &q.identity {
+        // One identity: read straight from the store (cheap), not through the cache of
+        // the last full report.
+        let record = s
+            .store
+            .identity(id)
+            .await?
+            .filter(|r| {
+                visible
+                    .as_ref()
+                    .is_none_or(|v| v.contains(&r.identity.plane))
+            })
+            .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+        return Ok(axum::Json(
+            compute(
+                &s,
+                Subjects::One(Box::new(record)),
+                window_days,
+                stale_days,
+                max_analysed,
+            )
+            .await?,
+        ));
+    }
     let scope: Option<Vec<PlaneId>> = match (&q.plane, visible) {
         (None, v) => v,
         (Some(p), v) => {
@@ -338,21 +364,31 @@ pub(crate) async fn posture(
     ))
 }
 
-/// How long a computed report is reused while the registry has not changed: usage
-/// (allowed decisions, tokens) may be this much behind; every admin change recomputes.
+/// How long a computed report is answered as current while the registry has not changed.
+/// After that it is still answered at once while a fresh one is computed in the
+/// background (usage may be this much behind); every admin change recomputes first.
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 type CacheKey = (Option<Vec<PlaneId>>, u64, u64, usize, i64);
 
+struct Cached {
+    at: std::time::Instant,
+    key: CacheKey,
+    report: std::sync::Arc<PostureReport>,
+}
+
 /// The last report computed, keyed by its parameters and the admin change it saw.
 #[derive(Default)]
 pub(crate) struct PostureCache {
-    last: tokio::sync::Mutex<Option<(std::time::Instant, CacheKey, std::sync::Arc<PostureReport>)>>,
+    last: tokio::sync::Mutex<Option<Cached>>,
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
-/// The posture of the identities in `scope` (`None`: every plane), reused from the cache
-/// when computed with the same parameters within [`CACHE_TTL`] and no admin change since.
-/// Concurrent callers wait for one computation.
+/// The posture of the identities in `scope` (`None`: every plane). Reused from the cache
+/// when computed with the same parameters and no admin change since: as is within
+/// [`CACHE_TTL`], and after that answered at once while a background task recomputes it
+/// (so the console's overview stays fast at 100,000 identities). Concurrent callers
+/// wait for one computation.
 pub(crate) async fn report(
     s: &AppState,
     scope: Option<Vec<PlaneId>>,
@@ -360,27 +396,60 @@ pub(crate) async fn report(
     stale_days: u64,
     max_analysed: usize,
 ) -> Result<PostureReport, ApiError> {
+    use std::sync::atomic::Ordering;
     let change = s.store.latest_change_seq().await?;
     let key: CacheKey = (scope.clone(), window_days, stale_days, max_analysed, change);
     let mut last = s.posture.last.lock().await;
-    if let Some((at, k, r)) = last.as_ref()
-        && *k == key
-        && at.elapsed() < CACHE_TTL
+    if let Some(c) = last.as_ref()
+        && c.key == key
     {
-        return Ok(r.as_ref().clone());
+        if c.at.elapsed() >= CACHE_TTL && !s.posture.refreshing.swap(true, Ordering::AcqRel) {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let subjects = Subjects::Planes(scope);
+                match compute(&s, subjects, window_days, stale_days, max_analysed).await {
+                    Ok(r) => {
+                        *s.posture.last.lock().await = Some(Cached {
+                            at: std::time::Instant::now(),
+                            key,
+                            report: std::sync::Arc::new(r),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e.message, "posture refresh failed; the previous report is still answered")
+                    }
+                }
+                s.posture.refreshing.store(false, Ordering::Release);
+            });
+        }
+        return Ok(c.report.as_ref().clone());
     }
-    let report = compute(s, scope, window_days, stale_days, max_analysed).await?;
-    *last = Some((
-        std::time::Instant::now(),
+    let report = compute(
+        s,
+        Subjects::Planes(scope),
+        window_days,
+        stale_days,
+        max_analysed,
+    )
+    .await?;
+    *last = Some(Cached {
+        at: std::time::Instant::now(),
         key,
-        std::sync::Arc::new(report.clone()),
-    ));
+        report: std::sync::Arc::new(report.clone()),
+    });
     Ok(report)
+}
+
+/// Whose posture a report covers.
+enum Subjects {
+    /// Every identity of these planes (`None`: all).
+    Planes(Option<Vec<PlaneId>>),
+    One(Box<IdentityRecord>),
 }
 
 async fn compute(
     s: &AppState,
-    scope: Option<Vec<PlaneId>>,
+    subjects: Subjects,
     window_days: u64,
     stale_days: u64,
     max_analysed: usize,
@@ -395,14 +464,22 @@ async fn compute(
         .await?
         .map(|(_, b)| b.exceptions)
         .unwrap_or_default();
-    let records: Vec<IdentityRecord> = s
-        .store
-        .identities(&IdentityFilter {
-            planes: scope,
-            limit: i64::MAX,
-            ..Default::default()
-        })
-        .await?;
+    let (records, only): (Vec<IdentityRecord>, Option<String>) = match subjects {
+        Subjects::Planes(scope) => (
+            s.store
+                .identities(&IdentityFilter {
+                    planes: scope,
+                    limit: i64::MAX,
+                    ..Default::default()
+                })
+                .await?,
+            None,
+        ),
+        Subjects::One(r) => {
+            let id = r.identity.spiffe_id.to_string();
+            (vec![*r], Some(id))
+        }
+    };
     let removed: HashMap<String, String> = s
         .store
         .owners()
@@ -424,7 +501,7 @@ async fn compute(
     s.store.roll_up_usage(i64::MAX).await?;
     let mut used: HashMap<String, Used> = HashMap::new();
     let window_start = rfc3339(now - time::Duration::days(window_days as i64));
-    for t in s.store.usage_totals_since(&since).await? {
+    for t in s.store.usage_totals_since(&since, only.as_deref()).await? {
         used.entry(t.principal.clone())
             .or_default()
             .add(&t, &window_start);

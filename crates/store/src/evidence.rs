@@ -44,7 +44,7 @@ pub struct EvidenceFilter {
 
 /// Rows per multi-row evidence INSERT.
 const EVIDENCE_BATCH: usize = 400;
-const EVIDENCE_COLUMNS: &str = "seq, time, kind, plane, principal, action, capability, outcome, correlation_id, body, prev_hash, hash";
+const EVIDENCE_COLUMNS: &str = "seq, time, kind, plane, principal, action, capability, outcome, correlation_id, body, prev_hash, hash, environment";
 /// Records read per round trip while verifying.
 const VERIFY_PAGE: i64 = 20_000;
 
@@ -59,7 +59,7 @@ pub(crate) async fn append_in_tx(
     let mut seqs = Vec::with_capacity(events.len());
     let head_sql = format!("INSERT INTO evidence ({EVIDENCE_COLUMNS})");
     for chunk in events.chunks(EVIDENCE_BATCH) {
-        let sql = multi_insert(backend, &head_sql, 12, chunk.len());
+        let sql = multi_insert(backend, &head_sql, 13, chunk.len());
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for e in chunk {
             let body = e
@@ -85,11 +85,31 @@ pub(crate) async fn append_in_tx(
                 .bind(e.correlation_id.clone())
                 .bind(r.body)
                 .bind(r.prev_hash)
-                .bind(r.hash);
+                .bind(r.hash)
+                .bind(environment(e));
         }
         q.execute(&mut *conn).await?;
     }
     Ok(seqs)
+}
+
+/// The environment column of an event: where a decision was made (its request's
+/// context) or what environment a token was issued for; `""` when such an event names
+/// none (so the usage roll-up need not look in the body), `None` for other kinds.
+fn environment(e: &Event) -> Option<String> {
+    use steward_audit::EventKind as K;
+    let path = match e.kind {
+        K::AccessDecision => "/request/context/environment",
+        K::CredentialIssued | K::CredentialExchanged | K::CredentialFederated => "/environment",
+        _ => return None,
+    };
+    Some(
+        e.details
+            .pointer(path)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 async fn insert_checkpoint(

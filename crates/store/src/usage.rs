@@ -67,7 +67,7 @@ fn roll_up_sql(backend: Backend) -> String {
     format!(
         "INSERT INTO usage_totals (principal, kind, capability, action, outcome, environment, credential, n, first_time, last_time) \
          SELECT principal, kind, COALESCE(capability, ''), COALESCE(action, ''), COALESCE(outcome, ''), \
-         COALESCE(CASE WHEN kind = 'access.decision' THEN {env_decision} WHEN kind LIKE 'credential.%' THEN {env_token} END, ''), \
+         COALESCE(environment, CASE WHEN kind = 'access.decision' THEN {env_decision} WHEN kind LIKE 'credential.%' THEN {env_token} END, ''), \
          CASE WHEN kind LIKE 'credential.%' THEN COALESCE({client_key}, '') ELSE '' END, \
          COUNT(*), MIN(time), MAX(time) FROM evidence \
          WHERE seq > $1 AND seq <= $2 AND principal IS NOT NULL AND kind IN {KINDS} \
@@ -163,16 +163,27 @@ impl Store {
         Ok(())
     }
 
-    /// Every usage aggregate whose newest event is at or after `since` (RFC 3339), as far
-    /// as the roll-up has got (call [`Store::roll_up_usage`] first for the latest).
-    pub async fn usage_totals_since(&self, since: &str) -> Result<Vec<UsageTotal>, StoreError> {
-        let rows = sqlx::query(
+    /// Every usage aggregate whose newest event is at or after `since` (RFC 3339) — of
+    /// one principal when given —, as far as the roll-up has got (call
+    /// [`Store::roll_up_usage`] first for the latest).
+    pub async fn usage_totals_since(
+        &self,
+        since: &str,
+        principal: Option<&str>,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
+        let mut sql = String::from(
             "SELECT principal, kind, capability, action, outcome, environment, credential, n, first_time, last_time \
              FROM usage_totals WHERE last_time >= $1",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        if principal.is_some() {
+            // The key's first column: a seek, not a scan.
+            sql.push_str(" AND principal = $2");
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(since);
+        if let Some(p) = principal {
+            q = q.bind(p);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(UsageTotal {

@@ -1171,7 +1171,10 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
     assert_eq!((r.events, r.through_seq), (7, 11));
     assert_eq!(s.roll_up_usage(i64::MAX).await.unwrap().events, 0);
 
-    let mut totals = s.usage_totals_since("2026-01-01T00:00:00Z").await.unwrap();
+    let mut totals = s
+        .usage_totals_since("2026-01-01T00:00:00Z", None)
+        .await
+        .unwrap();
     totals.sort_by(|x, y| {
         (&x.kind, &x.outcome, &x.credential).cmp(&(&y.kind, &y.outcome, &y.credential))
     });
@@ -1234,12 +1237,24 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
     assert_eq!(totals[0].action.as_deref(), Some("read"));
     // Only aggregates used since the given time.
     assert_eq!(
-        s.usage_totals_since("2026-11-06T00:00:00Z")
+        s.usage_totals_since("2026-11-06T00:00:00Z", None)
             .await
             .unwrap()
             .len(),
         1
     );
+    // Of one principal.
+    let of = |p: &'static str| {
+        let s = s.clone();
+        async move {
+            s.usage_totals_since("2026-01-01T00:00:00Z", Some(p))
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(of(a).await, 4);
+    assert_eq!(of("spiffe://acme.example/none").await, 0);
 
     // Later events extend the same aggregates; concurrent callers fold each event once.
     let more: Vec<_> = (100..400)
@@ -1268,7 +1283,10 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
     )
     .await;
     assert_eq!(folded.iter().sum::<i64>(), 300, "{folded:?}");
-    let allowed = s.usage_totals_since("2026-11-20T00:00:00Z").await.unwrap();
+    let allowed = s
+        .usage_totals_since("2026-11-20T00:00:00Z", None)
+        .await
+        .unwrap();
     assert_eq!(allowed.len(), 1);
     assert_eq!(
         (
@@ -1296,6 +1314,23 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
             ("admin.action".to_owned(), 1, 11),
             ("credential.issued".to_owned(), 3, 10),
         ]
+    );
+
+    // An event appended before the environment column existed: read from its body.
+    s.execute_unchecked_for_tests(
+        r#"INSERT INTO evidence (seq, time, kind, principal, capability, action, outcome, body, prev_hash, hash) VALUES (312, '2026-11-21T10:00:00Z', 'access.decision', 'spiffe://acme.example/old', 'payments.charges', 'read', 'allow', '{"details":{"request":{"context":{"environment":"dev"}}}}', 'x', 'y')"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.roll_up_usage(i64::MAX).await.unwrap().events, 1);
+    let old = s
+        .usage_totals_since("2026-11-21T00:00:00Z", None)
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(
+        (old[0].principal.as_str(), old[0].environment.as_deref()),
+        ("spiffe://acme.example/old", Some("dev"))
     );
 
     // Tokens still valid: the two that expire in 2999.

@@ -233,6 +233,42 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // One identity's posture; outside the caller's planes it does not exist.
+    let (st, one) = env
+        .call(
+            Method::GET,
+            &format!(
+                "/admin/v1/posture?max_analysed=0&identity={}",
+                segment(CLIENT)
+            ),
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{one}");
+    assert_eq!(one["inventory"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        one["inventory"][0]["permissions"]["used"],
+        item["permissions"]["used"]
+    );
+    assert!(one["inventory"][0]["permissions"]["effective"].is_null());
+    assert!(
+        one["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "cross_environment")
+    );
+    let partner = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+    let (st, _) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/posture?identity={}", segment(partner)),
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     for bad in [
         "window_days=0",
         "stale_days=9999",

@@ -2,6 +2,10 @@
 -- log as it grows, so posture reads one row per identity × capability × action ×
 -- outcome × environment × credential instead of every event. `usage_rollup` holds the
 -- last evidence seq folded in; both tables are derived and could be rebuilt from the log.
+-- The environment a decision was made in (or a token issued for), copied out of the
+-- body at append like the other search columns, so the roll-up reads no JSON for it.
+-- NULL on events appended before this migration (the roll-up then reads the body).
+ALTER TABLE evidence ADD COLUMN environment TEXT;
 CREATE TABLE usage_totals (
     principal TEXT NOT NULL,
     kind TEXT NOT NULL,
