@@ -19,6 +19,8 @@ CREATE TABLE usage_totals (
     last_time TEXT NOT NULL,
     PRIMARY KEY (principal, kind, capability, action, outcome, environment, credential)
 );
+-- Rare kinds (exception grants) are read without scanning every identity's usage.
+CREATE INDEX usage_totals_kind ON usage_totals (kind);
 -- Events per hour, kind and outcome, folded in the same steps: the console's decision
 -- timeline and the compliance report's counts without scanning the log. Counts are
 -- since the log began (retention does not subtract).
