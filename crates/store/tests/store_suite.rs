@@ -1106,6 +1106,27 @@ fn usage_event(
     e
 }
 
+/// A decision on reading `payments.charges` made in `environment`.
+fn charge_read(
+    n: usize,
+    principal: &str,
+    time: &str,
+    environment: &str,
+    outcome: steward_audit::Outcome,
+) -> steward_audit::Event {
+    let mut e = usage_event(
+        steward_audit::EventKind::AccessDecision,
+        n,
+        principal,
+        time,
+        serde_json::json!({"request": {"context": {"environment": environment}}}),
+    );
+    e.action = Some("read".into());
+    e.destination.capability = Some("payments.charges".into());
+    e.decision.outcome = Some(outcome);
+    e
+}
+
 /// The usage roll-up (R23, R24) folds each evidence event into `usage_totals` exactly
 /// once — incrementally, in bounded steps, from concurrent callers — with the environment
 /// and the client key read from the event body; other kinds are skipped.
@@ -1115,30 +1136,17 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
     let a = "spiffe://acme.example/payments/api";
     let mut events = Vec::new();
     for n in 0..5 {
-        let mut e = usage_event(
-            EventKind::AccessDecision,
-            n,
-            a,
-            &format!("2026-11-0{}T10:00:00Z", n + 1),
-            json!({"request": {"context": {"environment": "prod"}}}),
-        );
-        e.action = Some("read".into());
-        e.destination.capability = Some("payments.charges".into());
-        e.decision.outcome = Some(Outcome::Allow);
-        events.push(e);
+        let time = format!("2026-11-0{}T10:00:00Z", n + 1);
+        events.push(charge_read(n, a, &time, "prod", Outcome::Allow));
     }
     for n in 5..7 {
-        let mut e = usage_event(
-            EventKind::AccessDecision,
+        events.push(charge_read(
             n,
             a,
             "2026-11-10T10:00:00Z",
-            json!({"request": {"context": {"environment": "staging"}}}),
-        );
-        e.action = Some("read".into());
-        e.destination.capability = Some("payments.charges".into());
-        e.decision.outcome = Some(Outcome::Deny);
-        events.push(e);
+            "staging",
+            Outcome::Deny,
+        ));
     }
     for (n, key, expires) in [
         (7, "k1", "2026-11-01T11:00:00Z"),
@@ -1258,19 +1266,7 @@ async fn usage_roll_up_folds_evidence_once(s: Store) {
 
     // Later events extend the same aggregates; concurrent callers fold each event once.
     let more: Vec<_> = (100..400)
-        .map(|n| {
-            let mut e = usage_event(
-                EventKind::AccessDecision,
-                n,
-                a,
-                "2026-11-20T10:00:00Z",
-                json!({"request": {"context": {"environment": "prod"}}}),
-            );
-            e.action = Some("read".into());
-            e.destination.capability = Some("payments.charges".into());
-            e.decision.outcome = Some(Outcome::Allow);
-            e
-        })
+        .map(|n| charge_read(n, a, "2026-11-20T10:00:00Z", "prod", Outcome::Allow))
         .collect();
     s.append_evidence(&more).await.unwrap();
     let folded = futures_join(

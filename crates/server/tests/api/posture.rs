@@ -15,9 +15,9 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     let key = SigningKey::generate().unwrap().0;
     register_client(&env, &key).await;
     let _ = token_id(&env, &key).await;
-    // One allowed decision: that permission is used.
-    let (st, d) = env
-        .call(
+    // Reading a charge from `environment` through the AuthZEN API: the decision.
+    let read_charge = |environment: &'static str| {
+        env.call(
             Method::POST,
             "/access/v1/evaluation",
             Some(&env.admin),
@@ -25,26 +25,16 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
                 "subject": {"type": "workload", "id": CLIENT},
                 "resource": {"type": "http", "id": "/v1/charges/ch_1", "properties": {"method": "GET"}},
                 "action": {"name": "access"},
-                "context": {"environment": "prod"},
+                "context": {"environment": environment},
             })),
         )
-        .await;
+    };
+    // One allowed decision: that permission is used.
+    let (st, d) = read_charge("prod").await;
     assert_eq!(st, StatusCode::OK, "{d}");
     assert_eq!(d["decision"], true, "{d}");
     // The same prod identity tried from staging (refused by the environment guardrail).
-    let (st, d) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
-            Some(&env.admin),
-            Some(json!({
-                "subject": {"type": "workload", "id": CLIENT},
-                "resource": {"type": "http", "id": "/v1/charges/ch_1", "properties": {"method": "GET"}},
-                "action": {"name": "access"},
-                "context": {"environment": "staging"},
-            })),
-        )
-        .await;
+    let (st, d) = read_charge("staging").await;
     assert_eq!(st, StatusCode::OK, "{d}");
     assert_eq!(d["decision"], false, "{d}");
     // A static secret, and an owner who left.
