@@ -234,6 +234,14 @@ async fn apply_run(
     Ok(())
 }
 
+/// splitmix64's finaliser: a fixed, well-spread bijection of `n`.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn sample_event(n: usize) -> steward_audit::Event {
     use steward_audit::{Event, EventKind, Outcome};
     let mut e = Event::new(
@@ -241,9 +249,11 @@ fn sample_event(n: usize) -> steward_audit::Event {
         format!("bench-{n}"),
         steward_store::now_rfc3339(),
     );
+    // 10,000 identities in no particular order, as a busy control plane sees them.
     e.principal = Some(format!(
-        "spiffe://acme.example/plane-{}/prod/workload-{n}",
-        n % 20
+        "spiffe://acme.example/plane-{}/prod/workload-{}",
+        n % 20,
+        mix(n as u64) % 10_000
     ));
     e.plane = Some(format!("plane-{}", n % 20));
     e.action = Some("invoke".into());
@@ -255,7 +265,8 @@ fn sample_event(n: usize) -> steward_audit::Event {
         Outcome::Allow
     });
     e.decision.policies = vec![format!("plane-{}.permit-{}", n % 20, n % 5)];
-    e.correlation_id = Some(format!("{:032x}", n));
+    // W3C trace ids are random: index inserts land all over the correlation index.
+    e.correlation_id = Some(format!("{:016x}{:016x}", mix(n as u64), mix(!(n as u64))));
     e.enforcement_point = Some("gateway-1".into());
     e.policy_version = Some(7);
     e
@@ -549,7 +560,7 @@ async fn policy_bench(
     let requests = world.requests(decisions, 42);
     let (mut med, mut p99, mut rate) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
-        let (l, outcomes) = policy::in_process(&engine, &requests);
+        let (l, outcomes) = policy::in_process(&engine, &requests, false);
         eprintln!(
             "run {run}/{runs} in-process: median {:.2} us, p99 {:.2} us, {:.0} decisions/s on one thread, {} of {} allowed",
             l.median_us,
@@ -571,6 +582,14 @@ async fn policy_bench(
         median(rate)
     );
 
+    let repeated: Vec<f64> = (0..runs)
+        .map(|_| policy::in_process(&engine, &requests, true).0.median_us)
+        .collect();
+    println!(
+        "in-process decision repeated within its second (decision cache): median {:.2} us",
+        median(repeated)
+    );
+
     let by_address: Vec<f64> = (0..runs)
         .map(|_| policy::in_process_by_address(&engine, &requests).median_us)
         .collect();
@@ -586,7 +605,7 @@ async fn policy_bench(
             .unwrap_or_default();
         let (mut rmed, mut ratio) = (Vec::new(), Vec::new());
         for run in 1..=runs {
-            let (steward, s_out) = policy::in_process(&engine, subset);
+            let (steward, s_out) = policy::in_process(&engine, subset, false);
             let (rego, r_out) = policy::rego(&world, subset)?;
             let disagree = s_out.iter().zip(&r_out).filter(|(a, b)| a != b).count();
             anyhow::ensure!(

@@ -61,7 +61,7 @@ pub fn permissions_on(
     ACTIONS
         .into_iter()
         .filter_map(|action| {
-            let d = engine.decide(&AccessRequest {
+            let d = engine.decide_uncached(&AccessRequest {
                 principal: principal.to_owned(),
                 target: Target::Capability(capability.to_owned()),
                 action: Some(action),
@@ -136,7 +136,7 @@ pub fn run_tests(
     tests
         .iter()
         .map(|t| {
-            let decision = engine.decide(&AccessRequest {
+            let decision = engine.decide_uncached(&AccessRequest {
                 principal: t.principal.clone(),
                 target: Target::Capability(t.capability.clone()),
                 action: t.action,
@@ -206,7 +206,7 @@ pub fn replay(candidate: &Engine, recorded: &[RecordedDecision]) -> Vec<Flip> {
     recorded
         .iter()
         .filter_map(|r| {
-            let d = candidate.decide(&r.request);
+            let d = candidate.decide_uncached(&r.request);
             (d.allowed != r.allowed).then(|| Flip {
                 event_id: r.event_id.clone(),
                 time: crate::engine::rfc3339(r.request.at),

@@ -3,7 +3,7 @@
 //! plane, and let active exceptions lift exceptionable forbids. Every doubt is a deny:
 //! unknown principal, unmapped address, malformed context, or any policy evaluation error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use cedar_policy::{Authorizer, Context, Request, RestrictedExpression};
@@ -16,6 +16,7 @@ use steward_model::{
 };
 
 use crate::PolicyError;
+use crate::cache::DecisionCache;
 use crate::compile::{Compiled, Effect, Layer, PlaneTree, compile};
 use crate::entities::Registry;
 use crate::schema::Types;
@@ -150,6 +151,9 @@ pub struct Engine {
     index: CapabilityIndex,
     /// (principal, capability) → exceptions, active or not (expiry is checked per request).
     exceptions: HashMap<(String, String), Vec<PolicyException>>,
+    /// Principals named by any exception: their decisions are never cached.
+    excepted: HashSet<String>,
+    cache: DecisionCache,
     version: i64,
 }
 
@@ -178,12 +182,15 @@ impl Engine {
                 .or_default()
                 .push(e.clone());
         }
+        let excepted = exceptions.keys().map(|(p, _)| p.clone()).collect();
         Ok(Self {
             registry,
             types,
             authorizer: Authorizer::new(),
             index: CapabilityIndex::new(input.capabilities.values()),
             exceptions,
+            excepted,
+            cache: DecisionCache::default(),
             version: input.version,
             compiled,
         })
@@ -283,7 +290,27 @@ impl Engine {
     }
 
     /// Decides one request. Never fails: every problem is a deny with the reason.
+    ///
+    /// The same request again within the same second is answered from this engine's
+    /// decision cache (exact; see the `cache` module); use [`Engine::decide_uncached`] for
+    /// work that never repeats a request (analysis, replay).
     pub fn decide(&self, req: &AccessRequest) -> Decision {
+        let second = req.at.unix_timestamp();
+        let Some(key) = crate::cache::key(req) else {
+            return self.decide_uncached(req);
+        };
+        if let Some(d) = self.cache.get(&key, second) {
+            return d;
+        }
+        let d = self.decide_uncached(req);
+        if d.errors.is_empty() && !self.excepted.contains(&req.principal) {
+            self.cache.put(key, second, &d);
+        }
+        d
+    }
+
+    /// Decides one request by evaluating the policies, without the decision cache.
+    pub fn decide_uncached(&self, req: &AccessRequest) -> Decision {
         let mut d = Decision {
             allowed: false,
             capability: None,
@@ -606,8 +633,7 @@ mod tests {
 
     /// The per-plane, per-action, per-capability slices decide exactly as the whole policy
     /// set would, for every identity, capability and action of the example repository.
-    #[test]
-    fn indexed_policy_sets_agree_with_the_whole_set() {
+    fn example_engine(at: time::OffsetDateTime) -> Engine {
         let root =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/governance");
         let files = steward_governance::read_dir(&root).unwrap();
@@ -616,8 +642,64 @@ mod tests {
             &steward_model::TrustDomain::new("acme.example").unwrap(),
         )
         .unwrap();
+        Engine::from_desired(&desired, at).unwrap()
+    }
+
+    /// A request repeated within its second is answered from the cache with exactly the
+    /// decision evaluation gives; another second, an earlier time or a principal an
+    /// exception names is evaluated again.
+    #[test]
+    fn repeated_requests_are_answered_from_the_cache_exactly() {
+        let at = time::macros::datetime!(2026-12-01 10:00:00.250 UTC);
+        let engine = example_engine(at);
+        let request = |principal: &str, capability: &str, at| {
+            let mut context = serde_json::Map::new();
+            context.insert("environment".into(), "prod".into());
+            AccessRequest {
+                principal: principal.into(),
+                target: Target::Capability(capability.into()),
+                action: Some(Action::Read),
+                context,
+                at,
+            }
+        };
+        let orders = "spiffe://acme.example/ns/orders/sa/orders-api";
+        let exporter = "spiffe://acme.example/legacy/billing-exporter";
+        let r = request(orders, "payments.read", at);
+        let first = engine.decide(&r);
+        assert_eq!(engine.cache.len(), 1);
+        let later_in_second = request(
+            orders,
+            "payments.read",
+            at + time::Duration::milliseconds(700),
+        );
+        assert_eq!(engine.decide(&later_in_second), first);
+        assert_eq!(engine.decide(&r), engine.decide_uncached(&r));
+        assert_eq!(engine.cache.len(), 1);
+        // The context is part of the key.
+        let mut staging = r.clone();
+        staging
+            .context
+            .insert("environment".into(), "staging".into());
+        assert_eq!(engine.decide(&staging), engine.decide_uncached(&staging));
+        assert_eq!(engine.cache.len(), 2);
+        // The next second starts afresh; an earlier second is evaluated, not cached.
+        let next = request(orders, "payments.read", at + time::Duration::seconds(1));
+        assert_eq!(engine.decide(&next), engine.decide_uncached(&next));
+        let earlier = request(orders, "payments.read", at - time::Duration::seconds(5));
+        assert_eq!(engine.decide(&earlier), engine.decide_uncached(&earlier));
+        assert!(engine.cache.len() <= 2, "{}", engine.cache.len());
+        // Decisions an exception can touch are never cached (expiry is sub-second).
+        let before = engine.cache.len();
+        let excepted = request(exporter, "billing.export", at);
+        assert!(engine.decide(&excepted).allowed);
+        assert_eq!(engine.cache.len(), before);
+    }
+
+    #[test]
+    fn indexed_policy_sets_agree_with_the_whole_set() {
         let at = time::macros::datetime!(2026-12-01 00:00 UTC);
-        let engine = Engine::from_desired(&desired, at).unwrap();
+        let engine = example_engine(at);
         let mut compared = 0;
         let principals: Vec<String> = engine
             .registry

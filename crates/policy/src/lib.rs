@@ -10,6 +10,7 @@
 //! No I/O: the server and the CLI feed it what the store or the repository holds.
 
 pub mod analysis;
+mod cache;
 mod compile;
 mod diff;
 mod engine;

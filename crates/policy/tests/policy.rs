@@ -685,6 +685,9 @@ mod never_panics {
                 at: NOW,
             };
             let d = engine().decide(&req);
+            // The cached answer (this request again) is exactly the evaluated one.
+            prop_assert_eq!(&engine().decide(&req), &d);
+            prop_assert_eq!(&engine().decide_uncached(&req), &d);
             if d.allowed {
                 prop_assert!(engine().knows(&principal));
                 prop_assert!(req.context.get("environment").is_some_and(Value::is_string));
