@@ -179,6 +179,11 @@ impl Store {
                     "usage",
                     include_str!("../migrations/sqlite/0010_usage.sql"),
                 ),
+                (
+                    11,
+                    "evidence_blocks",
+                    include_str!("../migrations/sqlite/0011_evidence_blocks.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -230,6 +235,11 @@ impl Store {
                     10,
                     "usage",
                     include_str!("../migrations/postgres/0010_usage.sql"),
+                ),
+                (
+                    11,
+                    "evidence_blocks",
+                    include_str!("../migrations/postgres/0011_evidence_blocks.sql"),
                 ),
             ],
         };

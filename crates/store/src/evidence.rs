@@ -45,6 +45,12 @@ pub struct EvidenceFilter {
 /// Rows per multi-row evidence INSERT.
 const EVIDENCE_BATCH: usize = 400;
 const EVIDENCE_COLUMNS: &str = "seq, time, kind, plane, principal, action, capability, outcome, correlation_id, body, prev_hash, hash, environment";
+/// Sequence numbers per block of the principal and correlation indexes: new entries go to
+/// the current block's region of each index, so appends stay sequential (migration 0011
+/// uses the same number).
+pub const EVIDENCE_BLOCK: i64 = 4096;
+/// Most blocks one search query probes.
+const MAX_BLOCKS_PER_QUERY: i64 = 256;
 /// Records read per round trip while verifying.
 const VERIFY_PAGE: i64 = 20_000;
 
@@ -91,6 +97,45 @@ pub(crate) async fn append_in_tx(
         q.execute(&mut *conn).await?;
     }
     Ok(seqs)
+}
+
+/// The SQL and string binds of one search query (the caller binds `after_seq` and
+/// `limit` last), over the blocks `from..=to` when given.
+fn search_sql(filter: &EvidenceFilter, blocks: Option<(i64, i64)>) -> (String, Vec<String>) {
+    let mut sql = String::from("SELECT seq, prev_hash, hash, body FROM evidence WHERE 1 = 1");
+    if let Some((from, to)) = blocks {
+        // Literal block numbers (integers computed here), one index probe each.
+        let list: Vec<String> = (from..=to).map(|b| b.to_string()).collect();
+        sql.push_str(&format!(
+            " AND (seq / {EVIDENCE_BLOCK}) IN ({})",
+            list.join(", ")
+        ));
+    }
+    let mut binds: Vec<String> = Vec::new();
+    for (column, op, value) in [
+        ("principal", "=", &filter.principal),
+        ("plane", "=", &filter.plane),
+        ("kind", "=", &filter.kind),
+        ("action", "=", &filter.action),
+        ("capability", "=", &filter.capability),
+        ("outcome", "=", &filter.outcome),
+        ("correlation_id", "=", &filter.correlation_id),
+        ("time", ">=", &filter.since),
+        ("time", "<", &filter.until),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+        }
+    }
+    let n = binds.len();
+    sql.push_str(&format!(
+        " AND seq > ${} ORDER BY seq {} LIMIT ${}",
+        n + 1,
+        if filter.newest_first { "DESC" } else { "ASC" },
+        n + 2
+    ));
+    (sql, binds)
 }
 
 /// The environment column of an event: where a decision was made (its request's
@@ -196,35 +241,95 @@ impl Store {
     }
 
     /// Events matching `filter`.
+    ///
+    /// A search by principal or correlation id walks the log's blocks (see
+    /// [`EVIDENCE_BLOCK`]) in the requested order, a few blocks at first and twice as many
+    /// each time up to [`MAX_BLOCKS_PER_QUERY`], until `limit` events are found: a busy
+    /// identity is answered from its newest block, a rare one with a few dozen probes.
     pub async fn evidence_search(
         &self,
         filter: &EvidenceFilter,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut sql = String::from("SELECT seq, prev_hash, hash, body FROM evidence WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        for (column, op, value) in [
-            ("principal", "=", &filter.principal),
-            ("plane", "=", &filter.plane),
-            ("kind", "=", &filter.kind),
-            ("action", "=", &filter.action),
-            ("capability", "=", &filter.capability),
-            ("outcome", "=", &filter.outcome),
-            ("correlation_id", "=", &filter.correlation_id),
-            ("time", ">=", &filter.since),
-            ("time", "<", &filter.until),
-        ] {
-            if let Some(v) = value {
-                binds.push(v.clone());
-                sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+        if filter.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        if filter.principal.is_none() && filter.correlation_id.is_none() {
+            return self.search_blocks(filter, None).await;
+        }
+        let Some((first, last)) = self.search_bounds(filter).await? else {
+            return Ok(Vec::new());
+        };
+        let (lo, hi) = (first / EVIDENCE_BLOCK, last / EVIDENCE_BLOCK);
+        let mut found = Vec::new();
+        let mut width = 1;
+        let mut next = if filter.newest_first { hi } else { lo };
+        while lo <= next && next <= hi {
+            let (from, to) = if filter.newest_first {
+                ((next - width + 1).max(lo), next)
+            } else {
+                (next, (next + width - 1).min(hi))
+            };
+            let page = EvidenceFilter {
+                limit: filter.limit - found.len() as i64,
+                ..filter.clone()
+            };
+            found.extend(self.search_blocks(&page, Some((from, to))).await?);
+            if found.len() as i64 >= filter.limit {
+                break;
+            }
+            next = if filter.newest_first {
+                from - 1
+            } else {
+                to + 1
+            };
+            width = (width * 2).min(MAX_BLOCKS_PER_QUERY);
+        }
+        Ok(found)
+    }
+
+    /// The lowest and highest seq a search can match (its `after_seq`, `since` and
+    /// `until`, through the time index), or `None` when nothing can.
+    async fn search_bounds(
+        &self,
+        filter: &EvidenceFilter,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut first = filter.after_seq.unwrap_or(0).saturating_add(1);
+        if let Some(since) = &filter.since {
+            let row = sqlx::query("SELECT MIN(seq) AS s FROM evidence WHERE time >= $1")
+                .bind(since.clone())
+                .fetch_one(&self.pool)
+                .await?;
+            match row.try_get::<Option<i64>, _>("s")? {
+                Some(s) => first = first.max(s),
+                None => return Ok(None),
             }
         }
-        let n = binds.len();
-        sql.push_str(&format!(
-            " AND seq > ${} ORDER BY seq {} LIMIT ${}",
-            n + 1,
-            if filter.newest_first { "DESC" } else { "ASC" },
-            n + 2
-        ));
+        let row = match &filter.until {
+            Some(until) => {
+                sqlx::query("SELECT MAX(seq) AS s FROM evidence WHERE time < $1")
+                    .bind(until.clone())
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT MAX(seq) AS s FROM evidence")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(match row.try_get::<Option<i64>, _>("s")? {
+            Some(last) if last >= first => Some((first, last)),
+            _ => None,
+        })
+    }
+
+    /// One query of a search, over the blocks `from..=to` when given.
+    async fn search_blocks(
+        &self,
+        filter: &EvidenceFilter,
+        blocks: Option<(i64, i64)>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (sql, binds) = search_sql(filter, blocks);
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in binds {
             q = q.bind(b);
@@ -244,6 +349,35 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The database's plan for one block query of a search; for tests that check the
+    /// block indexes are used.
+    #[doc(hidden)]
+    pub async fn search_plan_for_tests(
+        &self,
+        filter: &EvidenceFilter,
+        blocks: (i64, i64),
+    ) -> Result<String, StoreError> {
+        let (sql, binds) = search_sql(filter, Some(blocks));
+        let (explain, column) = match self.backend {
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
+            Backend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
+        };
+        let mut q = sqlx::query(AssertSqlSafe(format!("{explain}{sql}")));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .bind(filter.after_seq.unwrap_or(0))
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let lines: Result<Vec<String>, _> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(column))
+            .collect();
+        Ok(lines?.join("\n"))
     }
 
     /// Every checkpoint, oldest first.
