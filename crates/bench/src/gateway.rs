@@ -173,8 +173,12 @@ async fn ext_authz_load(
                 let t = Instant::now();
                 let answer = client.check(request.clone()).await?.into_inner();
                 us.push(t.elapsed().as_secs_f64() * 1e6);
-                if answer.status.map(|s| s.code) != Some(0) {
-                    bail!("ext_authz denied an allowed request under load");
+                if let Some(status) = answer.status.filter(|s| s.code != 0) {
+                    bail!(
+                        "ext_authz denied an allowed request under load: code {} {}",
+                        status.code,
+                        status.message
+                    );
                 }
             }
             Ok(us)
@@ -185,6 +189,25 @@ async fn ext_authz_load(
         all.extend(t.await??);
     }
     Ok(crate::policy::summarise(all, started.elapsed(), 0))
+}
+
+/// Reports how far the control plane's evidence ingestion fell behind during a phase,
+/// then lets it catch up so each phase starts from an empty queue.
+async fn settle(log: &steward_enforce::DecisionLog, phase: &str) {
+    let stats = log.stats();
+    let started = Instant::now();
+    let left = log.flush(Duration::from_secs(120)).await;
+    eprintln!(
+        "  after {phase}: {} decision records were waiting to be chained ({} shipped so far); caught up in {:.1} s{}",
+        stats.waiting,
+        stats.shipped,
+        started.elapsed().as_secs_f64(),
+        if left > 0 {
+            format!(", {left} still waiting")
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn header(name: &str, value: &str) -> [String; 2] {
@@ -301,6 +324,7 @@ audience = "{AUDIENCE}"
         let g = blocking(bearer.to_vec(), gateway_url.clone())
             .await??
             .context("wrk")?;
+        settle(&gw.log, "gateway").await;
         // Added latency without queueing: one connection, one request at a time.
         let d1 = blocking_with(Vec::new(), format!("http://{up}{PATH}"), 1)
             .await??
@@ -308,6 +332,7 @@ audience = "{AUDIENCE}"
         let g1 = blocking_with(bearer.to_vec(), gateway_url.clone(), 1)
             .await??
             .context("wrk")?;
+        settle(&gw.log, "gateway, one connection").await;
         eprintln!(
             "run {run}/{runs}, one connection: direct p50 {:.0} µs p99 {:.0} µs | gateway p50 {:.0} µs p99 {:.0} µs",
             d1.median_us, d1.p99_us, g1.median_us, g1.p99_us
@@ -324,6 +349,7 @@ audience = "{AUDIENCE}"
         let e = blocking(ep_args, format!("{auth}/nginx/auth"))
             .await??
             .context("wrk")?;
+        settle(&gw.log, "nginx auth_request").await;
         let r = {
             let (auth, body) = (auth.clone(), topic_body.clone());
             tokio::task::spawn_blocking(move || {
@@ -340,7 +366,9 @@ audience = "{AUDIENCE}"
             .await??
             .context("wrk")?
         };
+        settle(&gw.log, "rabbitmq topic").await;
         let x = ext_authz_load(ext_addr, &web, connections, duration).await?;
+        settle(&gw.log, "ext_authz").await;
         eprintln!(
             "run {run}/{runs}: direct {:.0}/s p50 {:.0} µs p99 {:.0} µs | gateway {:.0}/s p50 {:.0} µs p99 {:.0} µs | nginx proxy {} | nginx auth_request {:.0}/s p99 {:.0} µs | rabbitmq topic {:.0}/s p99 {:.0} µs | ext_authz {:.0}/s p99 {:.0} µs",
             d.per_sec,

@@ -116,6 +116,12 @@ impl DecisionLog {
     }
 }
 
+/// The body of `POST /enforcement/v1/decisions`.
+#[derive(serde::Serialize)]
+struct Batch<'a> {
+    records: &'a [Event],
+}
+
 async fn ship(
     mut rx: mpsc::Receiver<Event>,
     url: String,
@@ -133,13 +139,26 @@ async fn ship(
                 _ => break,
             }
         }
-        let body = json!({ "records": batch });
+        // Encoded once, straight from the events (no intermediate JSON tree), and resent
+        // as is on retries.
+        let body = match serde_json::to_vec(&Batch { records: &batch }) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) => {
+                counters
+                    .refused
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters.waiting.fetch_sub(batch.len(), Ordering::Relaxed);
+                tracing::error!(error = %e, records = batch.len(), "DECISION RECORDS CANNOT BE ENCODED; they are not in the evidence log");
+                continue;
+            }
+        };
         let mut backoff = Duration::from_millis(100);
         loop {
             let sent = http
                 .post(&url)
                 .bearer_auth(&credential)
-                .json(&body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
                 .timeout(Duration::from_secs(10))
                 .send()
                 .await;
@@ -194,7 +213,7 @@ pub fn decision_event(
     let now = time::OffsetDateTime::now_utc();
     let mut e = Event::new(
         EventKind::AccessDecision,
-        uuid::Uuid::now_v7().to_string(),
+        crate::trace::event_id(now),
         now.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     );

@@ -47,6 +47,17 @@ fn next_u64() -> u64 {
     })
 }
 
+/// A UUIDv7 for a decision record: time-ordered like `Uuid::now_v7`, with its random bits
+/// from the per-thread generator instead of a system call per record.
+pub(crate) fn event_id(now: time::OffsetDateTime) -> String {
+    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    let (a, b) = (next_u64().to_le_bytes(), next_u64().to_le_bytes());
+    let random = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1]];
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
 /// `bytes` random bytes as lowercase hex, never all zero.
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
@@ -175,6 +186,21 @@ mod tests {
             .join()
             .unwrap();
         assert!(!seen.contains(&other));
+    }
+
+    #[test]
+    fn event_ids_are_unique_time_ordered_uuid_v7() {
+        let now = time::OffsetDateTime::now_utc();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = uuid::Uuid::parse_str(&event_id(now)).unwrap();
+            assert_eq!(id.get_version_num(), 7);
+            let (secs, _) = id.get_timestamp().unwrap().to_unix();
+            assert_eq!(secs as i64, now.unix_timestamp());
+            assert!(seen.insert(id));
+        }
+        let later = event_id(now + time::Duration::milliseconds(5));
+        assert!(seen.iter().all(|id| id.to_string() < later));
     }
 
     proptest::proptest! {
