@@ -16,8 +16,8 @@ use crate::engine::{AccessRequest, Decision};
 
 /// Shards, so concurrent deciders rarely wait on one another.
 const SHARDS: usize = 8;
-/// Entries per shard and second; beyond it new decisions are not kept (memory stays
-/// bounded under a flood of distinct requests).
+/// Entries per shard; a full shard starts over, so memory stays bounded under a flood of
+/// distinct requests and the requests that keep coming back are soon cached again.
 const PER_SHARD: usize = 1_024;
 
 #[derive(Default)]
@@ -62,16 +62,16 @@ impl DecisionCache {
     }
 
     /// Keeps a decision made for a request of `second`. Requests of an earlier second than
-    /// the shard's are not kept; a later one starts the shard afresh.
+    /// the shard's are not kept; a later one, or a full shard, starts the shard afresh.
     pub(crate) fn put(&self, key: String, second: i64, decision: &Decision) {
         let Some(Ok(mut shard)) = self.shards.get(shard_of(&key)).map(Mutex::lock) else {
             return;
         };
-        if second > shard.second {
+        if second > shard.second || (second == shard.second && shard.entries.len() >= PER_SHARD) {
             shard.second = second;
             shard.entries.clear();
         }
-        if second == shard.second && shard.entries.len() < PER_SHARD {
+        if second == shard.second {
             shard.entries.insert(key, decision.clone());
         }
     }

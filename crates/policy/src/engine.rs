@@ -694,6 +694,15 @@ mod tests {
         let excepted = request(exporter, "billing.export", at);
         assert!(engine.decide(&excepted).allowed);
         assert_eq!(engine.cache.len(), before);
+        // A flood of distinct requests keeps the cache bounded, and the latest are kept.
+        for n in 0..20_000 {
+            let mut r = request(orders, "payments.read", at);
+            r.context.insert("n".into(), n.into());
+            engine.decide(&r);
+            assert_eq!(engine.decide(&r), engine.decide_uncached(&r));
+        }
+        assert!(engine.cache.len() <= 8 * 1_024, "{}", engine.cache.len());
+        assert!(engine.cache.len() > 1_024, "{}", engine.cache.len());
     }
 
     #[test]
