@@ -168,11 +168,16 @@ async fn ext_authz_load(
         let mut client = AuthorizationClient::connect(format!("http://{addr}")).await?;
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
-            let mut us = Vec::new();
+            let (mut us, mut refused) = (Vec::new(), 0u64);
             while started.elapsed() < duration {
                 let t = Instant::now();
                 let answer = client.check(request.clone()).await?.into_inner();
                 us.push(t.elapsed().as_secs_f64() * 1e6);
+                // UNAVAILABLE: failed closed (decision log full), counted like wrk's 503s.
+                if answer.status.as_ref().is_some_and(|s| s.code == 14) {
+                    refused += 1;
+                    continue;
+                }
                 if let Some(status) = answer.status.filter(|s| s.code != 0) {
                     bail!(
                         "ext_authz denied an allowed request under load: code {} {}",
@@ -181,14 +186,34 @@ async fn ext_authz_load(
                     );
                 }
             }
-            Ok(us)
+            Ok((us, refused))
         }));
     }
-    let mut all = Vec::new();
+    let (mut all, mut refused) = (Vec::new(), 0);
     for t in tasks {
-        all.extend(t.await??);
+        let (us, r) = t.await??;
+        all.extend(us);
+        refused += r;
     }
-    Ok(crate::policy::summarise(all, started.elapsed(), 0))
+    let mut l = crate::policy::summarise(all, started.elapsed(), 0);
+    let answered = l.per_sec;
+    let total = answered * started.elapsed().as_secs_f64();
+    if total > 0.0 {
+        l.per_sec = answered * (total - refused as f64).max(0.0) / total;
+    }
+    l.refused = refused;
+    Ok(l)
+}
+
+/// `, N refused …` when a phase had refusals: the decision log filled because the
+/// co-located control plane chained records slower than the point decided, and the point
+/// failed closed (503) rather than decide unrecorded.
+fn refused_note(refused: u64) -> String {
+    if refused == 0 {
+        String::new()
+    } else {
+        format!(" ({refused} answered 503 over all runs: the decision log was full)")
+    }
 }
 
 /// Reports how far the control plane's evidence ingestion fell behind during a phase,
@@ -313,7 +338,7 @@ audience = "{AUDIENCE}"
         Runs::default(),
     );
     let blocking_with = |args: Vec<String>, url: String, c: usize| {
-        tokio::task::spawn_blocking(move || wrk_run(&args, &url, c, duration))
+        tokio::task::spawn_blocking(move || wrk_run(&args, &url, c, duration, true))
     };
     let blocking = |args: Vec<String>, url: String| blocking_with(args, url, connections);
     let (mut direct1, mut through1) = (Runs::default(), Runs::default());
@@ -361,6 +386,7 @@ audience = "{AUDIENCE}"
                     &[body],
                     connections,
                     duration,
+                    true,
                 )
             })
             .await??
@@ -399,6 +425,7 @@ audience = "{AUDIENCE}"
     }
     let stats = gw.log.stats();
     gw.shutdown(Duration::from_secs(10)).await;
+    let gateway_refused = through.refused() + through1.refused();
     let (d_rps, d_p50, d_p99) = direct.medians();
     let (g_rps, g_p50, g_p99) = through.medians();
     println!(
@@ -408,7 +435,8 @@ audience = "{AUDIENCE}"
         "  direct to upstream:        {d_rps:>8.0} req/s  p50 {d_p50:>6.0} µs  p99 {d_p99:>6.0} µs"
     );
     println!(
-        "  through steward gateway:   {g_rps:>8.0} req/s  p50 {g_p50:>6.0} µs  p99 {g_p99:>6.0} µs"
+        "  through steward gateway:   {g_rps:>8.0} req/s  p50 {g_p50:>6.0} µs  p99 {g_p99:>6.0} µs{}",
+        refused_note(gateway_refused)
     );
     let (_, d1_p50, d1_p99) = direct1.medians();
     let (g1_rps, g1_p50, g1_p99) = through1.medians();
@@ -441,8 +469,12 @@ audience = "{AUDIENCE}"
         ("RabbitMQ topic endpoint", rabbit),
         ("Envoy ext_authz Check (gRPC)", envoy),
     ] {
+        let refused = figures.refused();
         let (rps, p50, p99) = figures.medians();
-        println!("  {name:<30} {rps:>8.0} decisions/s  p50 {p50:>6.0} µs  p99 {p99:>6.0} µs");
+        println!(
+            "  {name:<30} {rps:>8.0} decisions/s  p50 {p50:>6.0} µs  p99 {p99:>6.0} µs{}",
+            refused_note(refused)
+        );
     }
     println!(
         "  decision records shipped to the control plane: {} (refused {}, waiting {})",

@@ -170,6 +170,7 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
                 &bodies,
                 connections,
                 Duration::from_secs(seconds),
+                false,
             )
         })
         .await??
