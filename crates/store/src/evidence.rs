@@ -323,22 +323,32 @@ impl Store {
         })
     }
 
+    /// Runs the search query of `filter` (over the blocks `from..=to` when given), after
+    /// `prefix` (`""`, or an `EXPLAIN`).
+    async fn run_search(
+        &self,
+        prefix: &str,
+        filter: &EvidenceFilter,
+        blocks: Option<(i64, i64)>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let (sql, binds) = search_sql(filter, blocks);
+        let mut q = sqlx::query(AssertSqlSafe(format!("{prefix}{sql}")));
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.bind(filter.after_seq.unwrap_or(0))
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// One query of a search, over the blocks `from..=to` when given.
     async fn search_blocks(
         &self,
         filter: &EvidenceFilter,
         blocks: Option<(i64, i64)>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let (sql, binds) = search_sql(filter, blocks);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q
-            .bind(filter.after_seq.unwrap_or(0))
-            .bind(filter.limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.run_search("", filter, blocks).await?;
         rows.iter()
             .map(|row| {
                 let r = record(row)?;
@@ -359,20 +369,11 @@ impl Store {
         filter: &EvidenceFilter,
         blocks: (i64, i64),
     ) -> Result<String, StoreError> {
-        let (sql, binds) = search_sql(filter, Some(blocks));
         let (explain, column) = match self.backend {
             Backend::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
             Backend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
         };
-        let mut q = sqlx::query(AssertSqlSafe(format!("{explain}{sql}")));
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q
-            .bind(filter.after_seq.unwrap_or(0))
-            .bind(filter.limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.run_search(explain, filter, Some(blocks)).await?;
         let lines: Result<Vec<String>, _> = rows
             .iter()
             .map(|r| r.try_get::<String, _>(column))
