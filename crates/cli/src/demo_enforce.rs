@@ -256,6 +256,7 @@ rabbitmq_audience = "{BROKER}"
         admin.base(),
         ingestor.token.clone(),
         1000,
+        steward_enforce::DEFAULT_SHIP_INTERVAL,
         reqwest::Client::new(),
     );
     let consumer = Consumer::new(

@@ -535,6 +535,13 @@ fn gateway_check_explains_bad_configuration() {
             ),
             "control_plane.report_secs",
         ),
+        (
+            good.replace(
+                "credential_file = \"credential\"",
+                "credential_file = \"credential\"\nship_interval_ms = 5000",
+            ),
+            "control_plane.ship_interval_ms",
+        ),
     ] {
         std::fs::write(&file, &bad).unwrap();
         let out = steward()

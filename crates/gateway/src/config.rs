@@ -49,6 +49,7 @@ struct ControlPlaneFile {
     refresh_secs: Option<u64>,
     max_staleness_secs: Option<u64>,
     decision_queue: Option<usize>,
+    ship_interval_ms: Option<u64>,
     report_secs: Option<u64>,
     stream_idle_secs: Option<u64>,
 }
@@ -172,6 +173,8 @@ pub struct GatewayConfig {
     pub refresh: Duration,
     pub max_staleness: Duration,
     pub decision_queue: usize,
+    /// How long decision records are gathered into one batch for the control plane.
+    pub ship_interval: Duration,
     /// How often the points report their bundle and revocation epoch (heartbeat).
     pub report: Duration,
     /// A revocation stream silent this long is reopened.
@@ -390,9 +393,22 @@ impl GatewayConfig {
             cp.stream_idle_secs,
             DEFAULT_STREAM_IDLE_SECS,
         )?;
+        let ship_interval = match cp.ship_interval_ms {
+            None => steward_enforce::DEFAULT_SHIP_INTERVAL,
+            Some(ms) if ms <= 1_000 => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(invalid(
+                    "control_plane.ship_interval_ms",
+                    format!(
+                        "{ms} ms is more than 1000: decision records would wait too long to reach the evidence log"
+                    ),
+                ));
+            }
+        };
         Ok(Self {
             report,
             stream_idle,
+            ship_interval,
             name: file.name,
             environment: file.environment,
             control_plane: cp.url.trim_end_matches('/').to_owned(),

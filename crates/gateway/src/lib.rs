@@ -118,6 +118,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         &config.control_plane,
         config.credential.clone(),
         config.decision_queue,
+        config.ship_interval,
         http.clone(),
     );
     let point = EnforcementPoint::new(

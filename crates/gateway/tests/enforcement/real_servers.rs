@@ -751,7 +751,13 @@ async fn api_to_event_is_traced(
         http_client.clone(),
     );
     source.refresh().await.unwrap();
-    let log = steward_enforce::DecisionLog::ship_to(&cp.base, ingestor, 1000, http_client);
+    let log = steward_enforce::DecisionLog::ship_to(
+        &cp.base,
+        ingestor,
+        1000,
+        steward_enforce::DEFAULT_SHIP_INTERVAL,
+        http_client,
+    );
     let point = steward_enforce::EnforcementPoint::new(
         "consumer",
         "refund-worker",
