@@ -5,10 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Context, Request, RestrictedExpression};
+use cedar_policy_core::ast::{Context as CoreContext, Value as CedarValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use smol_str::SmolStr;
 use steward_governance::{Desired, PolicyBundle};
 use steward_model::{
     Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
@@ -527,44 +530,39 @@ impl Engine {
                 Some(_) => Err(format!("context.{key} must be a list of strings")),
             }
         };
-        let set = |v: Vec<String>| {
-            RestrictedExpression::new_set(v.into_iter().map(RestrictedExpression::new_string))
-        };
+        let set = |v: Vec<String>| CedarValue::set(v.into_iter().map(CedarValue::from), None);
         let environment = string("environment")?.ok_or("context.environment is required: the environment the request is served in (for example prod)")?;
         let data_class = match string("data_class")? {
             None => default_class,
             Some(s) => Classification::parse(&s).ok_or_else(|| format!("context.data_class `{s}` is not one of public, internal, confidential, restricted"))?,
         };
-        let mut pairs = vec![
+        // Built as Cedar's values directly: `Context::from_pairs` would evaluate each
+        // attribute as an expression again (a tenth of a decision).
+        let mut pairs: BTreeMap<SmolStr, CedarValue> = [
+            ("environment", CedarValue::from(environment)),
             (
-                "environment".to_owned(),
-                RestrictedExpression::new_string(environment),
+                "data_class",
+                CedarValue::from(SmolStr::new_static(data_class.as_str())),
             ),
+            ("time", datetime(req.at)?),
+            ("delegation_chain", set(strings("delegation_chain")?)),
+            ("task_scope", set(strings("task_scope")?)),
             (
-                "data_class".to_owned(),
-                RestrictedExpression::new_string(data_class.as_str().to_owned()),
-            ),
-            ("time".to_owned(), datetime(req.at)),
-            (
-                "delegation_chain".to_owned(),
-                set(strings("delegation_chain")?),
-            ),
-            ("task_scope".to_owned(), set(strings("task_scope")?)),
-            (
-                "exceptions".to_owned(),
+                "exceptions",
                 set(active.iter().map(|e| e.id.clone()).collect()),
             ),
-        ];
+        ]
+        .into_iter()
+        .map(|(k, v)| (SmolStr::new_static(k), v))
+        .collect();
         for (name, attr) in &self.compiled.context_attributes {
             let value = match (attr.kind, c.get(name)) {
                 (_, None | Some(Value::Null)) => continue,
-                (ContextType::String, Some(Value::String(s))) => {
-                    RestrictedExpression::new_string(s.clone())
-                }
+                (ContextType::String, Some(Value::String(s))) => CedarValue::from(s.as_str()),
                 (ContextType::Long, Some(Value::Number(n))) if n.is_i64() => {
-                    RestrictedExpression::new_long(n.as_i64().unwrap_or_default())
+                    CedarValue::from(n.as_i64().unwrap_or_default())
                 }
-                (ContextType::Bool, Some(Value::Bool(b))) => RestrictedExpression::new_bool(*b),
+                (ContextType::Bool, Some(Value::Bool(b))) => CedarValue::from(*b),
                 (ContextType::StringSet, Some(_)) => set(strings(name)?),
                 (kind, Some(_)) => {
                     return Err(format!(
@@ -572,9 +570,13 @@ impl Engine {
                     ));
                 }
             };
-            pairs.push((name.clone(), value));
+            if pairs.insert(SmolStr::new(name), value).is_some() {
+                return Err(format!(
+                    "invalid request context: the declared attribute `{name}` repeats a built-in one"
+                ));
+            }
         }
-        Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))
+        Ok(Context::from(CoreContext::Value(Arc::new(pairs))))
     }
 }
 
@@ -589,26 +591,37 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// `datetime("…")` for a request time. Building it parses the extension's name with
-/// Cedar's grammar each time, so each thread keeps the one for the current second.
-fn datetime(t: time::OffsetDateTime) -> RestrictedExpression {
+/// The value of `datetime("…")` for a request time. Making it parses the extension's name
+/// with Cedar's grammar and calls the extension, so each thread keeps the one for the
+/// current second.
+fn datetime(t: time::OffsetDateTime) -> Result<CedarValue, String> {
     thread_local! {
-        static CURRENT: std::cell::RefCell<Option<(i64, RestrictedExpression)>> =
+        static CURRENT: std::cell::RefCell<Option<(i64, CedarValue)>> =
             const { std::cell::RefCell::new(None) };
     }
     let second = t.unix_timestamp();
+    let make = || -> Result<CedarValue, String> {
+        let expr = RestrictedExpression::new_datetime(cedar_datetime(t));
+        let ctx = Context::from_pairs([("time".to_owned(), expr)])
+            .map_err(|e| format!("cannot represent the request time: {e}"))?;
+        match ctx.as_ref() {
+            CoreContext::Value(map) => map.get("time").cloned(),
+            CoreContext::RestrictedResidual(_) => None,
+        }
+        .ok_or_else(|| "cannot represent the request time".to_owned())
+    };
     CURRENT.with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
-            return RestrictedExpression::new_datetime(cedar_datetime(t));
+            return make();
         };
-        if let Some((s, e)) = slot.as_ref()
+        if let Some((s, v)) = slot.as_ref()
             && *s == second
         {
-            return e.clone();
+            return Ok(v.clone());
         }
-        let e = RestrictedExpression::new_datetime(cedar_datetime(t));
-        *slot = Some((second, e.clone()));
-        e
+        let v = make()?;
+        *slot = Some((second, v.clone()));
+        Ok(v)
     })
 }
 
@@ -735,10 +748,13 @@ mod tests {
                         let entry = engine.registry.capabilities.get(capability).unwrap();
                         let classification = &entry.classification;
                         let who = engine.registry.identities.get(principal.as_str()).unwrap();
-                        let entities = engine
-                            .registry
-                            .entities(&engine.types, principal, who, entry)
-                            .unwrap();
+                        // The reference entities come through Cedar's public API.
+                        let entities = crate::entities::reference::entities(
+                            &engine.types,
+                            principal,
+                            who,
+                            entry,
+                        );
                         let active = engine.active_exceptions(principal, capability, at);
                         let ctx = engine.context(&req, *classification, &active).unwrap();
                         let request = Request::new(
