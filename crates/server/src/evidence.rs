@@ -134,9 +134,31 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
             .iter_mut()
             .flat_map(|s| std::mem::take(&mut s.events))
             .collect();
+        // Canonical JSON for a batch of up to 2,000 events is milliseconds of CPU: made on
+        // a blocking thread, so a tokio worker that serves requests is never held by it.
+        let (events, mut bodies) = match tokio::task::spawn_blocking(move || {
+            let bodies = steward_store::canonical_bodies(&events);
+            (events, bodies)
+        })
+        .await
+        {
+            Ok((events, Ok(bodies))) => (events, Some(bodies)),
+            Ok((events, Err(e))) => {
+                tracing::error!(error = %e, "cannot encode evidence events");
+                (events, None)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "EVIDENCE WRITER STOPPED: the evidence encoding task failed; producers now fail closed");
+                return;
+            }
+        };
         let mut backoff = Duration::from_millis(50);
         let seqs = loop {
-            match store.append_evidence(&events).await {
+            let appended = match bodies.take() {
+                Some(b) => store.append_evidence_prepared(&events, b).await,
+                None => store.append_evidence(&events).await,
+            };
+            match appended {
                 Ok(seqs) => break seqs,
                 Err(e) => {
                     tracing::error!(error = %e, events = events.len(), retry_in_ms = backoff.as_millis() as u64, "cannot append evidence; keeping the batch and retrying");

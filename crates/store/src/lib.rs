@@ -28,7 +28,7 @@ pub use apply::Applied;
 pub use db::{Backend, Notifications, SQLITE_FILE, Store, redact_url};
 pub use egress::EgressSecretRow;
 pub use error::StoreError;
-pub use evidence::{EVIDENCE_BLOCK, EvidenceFilter, StoredEvent};
+pub use evidence::{EVIDENCE_BLOCK, EvidenceFilter, StoredEvent, canonical_bodies};
 pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
