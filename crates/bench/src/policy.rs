@@ -521,7 +521,21 @@ pub fn wrk_load(
     connections: usize,
     duration: Duration,
 ) -> Result<Option<Latency>> {
-    let bodies: Vec<String> = requests
+    wrk_post(
+        base,
+        "/access/v1/evaluation",
+        "application/json",
+        Some(token),
+        &authzen_bodies(requests),
+        connections,
+        duration,
+        false,
+    )
+}
+
+/// The AuthZEN evaluation bodies of the request mix.
+pub fn authzen_bodies(requests: &[(String, String, Action, String)]) -> Vec<String> {
+    requests
         .iter()
         .map(|(p, c, a, e)| {
             json!({
@@ -532,16 +546,45 @@ pub fn wrk_load(
             })
             .to_string()
         })
+        .collect()
+}
+
+/// The same mix at a fixed rate (open loop; see the `paced` module): the latency at a
+/// stated throughput rather than at saturation.
+pub fn paced_load(
+    base: &str,
+    token: &str,
+    requests: &[(String, String, Action, String)],
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+) -> Result<crate::paced::Paced> {
+    let authority = base
+        .strip_prefix("http://")
+        .context("the server's base URL is not http://")?;
+    let addr: std::net::SocketAddr = authority
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("`{authority}` is not an address"))?;
+    let bodies = authzen_bodies(requests)
+        .iter()
+        .map(|b| {
+            crate::paced::post(
+                authority,
+                "/access/v1/evaluation",
+                Some(token),
+                "application/json",
+                b,
+            )
+        })
         .collect();
-    wrk_post(
-        base,
-        "/access/v1/evaluation",
-        "application/json",
-        Some(token),
-        &bodies,
+    crate::paced::run(
+        addr,
+        bodies,
+        b"{\"decision\":true",
         connections,
+        rate,
         duration,
-        false,
     )
 }
 
