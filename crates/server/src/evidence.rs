@@ -116,18 +116,43 @@ impl EvidenceWriter {
     }
 }
 
+/// How long the writer lets a small batch of unawaited decision records grow before
+/// committing it. Nobody waits for those, and every commit rewrites the pages at the end
+/// of the log and of each index: at 20,000 decisions/s, commits of a few dozen events
+/// spent more on rewriting those pages than on the events (measured: 5-8 % more AuthZEN
+/// decisions/s with the linger). Other kinds are committed at once: a token's issuance,
+/// for one, must be findable by a revocation made right after.
+pub const LINGER: Duration = Duration::from_millis(4);
+/// Batches at least this large are committed at once.
+const LINGER_BELOW: usize = 256;
+
 async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut count = batch.iter().map(|s| s.events.len()).sum::<usize>();
-        while count < MAX_BATCH_EVENTS {
-            match rx.try_recv() {
-                Ok(s) => {
-                    count += s.events.len();
-                    batch.push(s);
+        let drain = |batch: &mut Vec<Submission>,
+                     count: &mut usize,
+                     rx: &mut mpsc::Receiver<Submission>| {
+            while *count < MAX_BATCH_EVENTS {
+                match rx.try_recv() {
+                    Ok(s) => {
+                        *count += s.events.len();
+                        batch.push(s);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+        };
+        drain(&mut batch, &mut count, &mut rx);
+        let only_decisions = batch.iter().all(|s| {
+            s.ack.is_none()
+                && s.events
+                    .iter()
+                    .all(|e| e.kind == steward_audit::EventKind::AccessDecision)
+        });
+        if count < LINGER_BELOW && only_decisions {
+            tokio::time::sleep(LINGER).await;
+            drain(&mut batch, &mut count, &mut rx);
         }
         let sizes: Vec<usize> = batch.iter().map(|s| s.events.len()).collect();
         let events: Vec<Event> = batch
