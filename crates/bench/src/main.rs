@@ -745,13 +745,18 @@ async fn policy_bench(
                     l.per_sec, l.median_us, l.p99_us, l.p999_us, l.max_us, l.allowed
                 );
                 if !l.slow_windows.is_empty() {
-                    let shown: Vec<String> = l
-                        .slow_windows
+                    // The slowest dozen, in time order: enough to see a period or a trend.
+                    let mut slowest = l.slow_windows.clone();
+                    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    slowest.truncate(12);
+                    slowest.sort_by_key(|w| w.0);
+                    let shown: Vec<String> = slowest
                         .iter()
                         .map(|(at, us)| format!("{:.1}s {:.1}ms", *at as f64 / 1e3, us / 1e3))
                         .collect();
                     eprintln!(
-                        "  100 ms windows with an answer over 5 ms: {}",
+                        "  {} of the 100 ms windows had an answer over 5 ms; the slowest: {}",
+                        l.slow_windows.len(),
                         shown.join(", ")
                     );
                 }
