@@ -134,8 +134,9 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM stops the workers too; killing the master alone left them running (and
+        // spending CPU) through the rest of the benchmark.
+        steward_testkit::terminate(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -126,24 +126,26 @@ pub const LINGER: Duration = Duration::from_millis(4);
 /// Batches at least this large are committed at once.
 const LINGER_BELOW: usize = 256;
 
+/// Moves waiting submissions into `batch` until it holds [`MAX_BATCH_EVENTS`]; returns
+/// the events it holds.
+fn drain(rx: &mut mpsc::Receiver<Submission>, batch: &mut Vec<Submission>) -> usize {
+    let mut count = batch.iter().map(|s| s.events.len()).sum::<usize>();
+    while count < MAX_BATCH_EVENTS {
+        match rx.try_recv() {
+            Ok(s) => {
+                count += s.events.len();
+                batch.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    count
+}
+
 async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let mut count = batch.iter().map(|s| s.events.len()).sum::<usize>();
-        let drain = |batch: &mut Vec<Submission>,
-                     count: &mut usize,
-                     rx: &mut mpsc::Receiver<Submission>| {
-            while *count < MAX_BATCH_EVENTS {
-                match rx.try_recv() {
-                    Ok(s) => {
-                        *count += s.events.len();
-                        batch.push(s);
-                    }
-                    Err(_) => break,
-                }
-            }
-        };
-        drain(&mut batch, &mut count, &mut rx);
+        let count = drain(&mut rx, &mut batch);
         let only_decisions = batch.iter().all(|s| {
             s.ack.is_none()
                 && s.events
@@ -152,7 +154,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
         });
         if count < LINGER_BELOW && only_decisions {
             tokio::time::sleep(LINGER).await;
-            drain(&mut batch, &mut count, &mut rx);
+            drain(&mut rx, &mut batch);
         }
         let sizes: Vec<usize> = batch.iter().map(|s| s.events.len()).collect();
         let events: Vec<Event> = batch

@@ -238,13 +238,8 @@ impl Store {
     /// Appends a batch of events in one transaction (one commit for the whole batch:
     /// group commit). Returns their sequence numbers once durable.
     pub async fn append_evidence(&self, events: &[Event]) -> Result<Vec<i64>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.begin_write().await?;
-        let seqs = append_in_tx(self.backend, &mut tx, events).await?;
-        tx.commit().await?;
-        Ok(seqs)
+        let bodies = canonical_bodies(events)?;
+        self.append_evidence_prepared(events, bodies).await
     }
 
     /// [`Store::append_evidence`] with each event's canonical body already made by

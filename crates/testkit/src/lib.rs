@@ -44,6 +44,33 @@ pub fn in_ci() -> bool {
         .unwrap_or(false)
 }
 
+/// Stops a server started by a test or a benchmark the way its own tooling would:
+/// `SIGTERM`, then `SIGKILL` if it has not exited within `grace`. Servers that fork workers
+/// (nginx) or run a VM under a wrapper script (RabbitMQ) stop them on `SIGTERM`; a `SIGKILL`
+/// of the parent alone leaves them running, holding ports and CPU for whatever runs next.
+pub fn terminate(child: &mut std::process::Child, grace: std::time::Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if signalled {
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A URL to a brand-new, empty PostgreSQL database for one test, or `None` (after a loud
 /// message) when no server is configured outside CI.
 pub async fn postgres_url(test: &str) -> Option<String> {

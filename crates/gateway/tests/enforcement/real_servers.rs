@@ -94,13 +94,13 @@ async fn wait_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port}");
 }
 
-/// Kills the child when dropped (a failing test must not leave servers behind).
+/// Stops the child when dropped (a failing test must not leave servers behind): SIGTERM,
+/// so nginx's workers and RabbitMQ's VM stop with it, then SIGKILL after 5 s.
 struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        steward_testkit::terminate(&mut self.0, Duration::from_secs(5));
     }
 }
 
