@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use steward_governance::SourceFile;
 use steward_store::{IdentityFilter, Store};
-use steward_testkit::{ServerProcess, example_repo, postgres_url, scaled_repo};
+use steward_testkit::{Reaped, ServerProcess, example_repo, postgres_url, scaled_repo};
 
 fn steward() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_steward"));
@@ -1359,16 +1359,6 @@ fn replicas(url: String) {
         .map(|r| r["epoch"].as_i64().unwrap())
         .collect();
     assert_eq!(epochs, [1, 2, 3]);
-}
-
-/// A child process killed (and reaped) when dropped, also when a test fails.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A minimal W3C WebDriver client (chromedriver), enough to sign in, navigate, read text

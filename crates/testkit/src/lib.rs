@@ -71,6 +71,16 @@ pub fn terminate(child: &mut std::process::Child, grace: std::time::Duration) {
     let _ = child.wait();
 }
 
+/// A server child stopped with [`terminate`] (5 s grace) when dropped, also when a test
+/// fails: tests must not leave servers behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        terminate(&mut self.0, std::time::Duration::from_secs(5));
+    }
+}
+
 /// A URL to a brand-new, empty PostgreSQL database for one test, or `None` (after a loud
 /// message) when no server is configured outside CI.
 pub async fn postgres_url(test: &str) -> Option<String> {

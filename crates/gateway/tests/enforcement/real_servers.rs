@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::Duration;
+use steward_testkit::Reaped;
 
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -92,16 +94,6 @@ async fn wait_port(port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing listens on 127.0.0.1:{port}");
-}
-
-/// Stops the child when dropped (a failing test must not leave servers behind): SIGTERM,
-/// so nginx's workers and RabbitMQ's VM stop with it, then SIGKILL after 5 s.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        steward_testkit::terminate(&mut self.0, Duration::from_secs(5));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
