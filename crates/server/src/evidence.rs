@@ -41,6 +41,17 @@ struct Submission {
     ack: Option<oneshot::Sender<Vec<i64>>>,
 }
 
+impl Submission {
+    /// Decision records nobody waits for: the only submissions a batch may linger for.
+    fn may_linger(&self) -> bool {
+        self.ack.is_none()
+            && self
+                .events
+                .iter()
+                .all(|e| e.kind == steward_audit::EventKind::AccessDecision)
+    }
+}
+
 /// Handle for producers; cheap to clone.
 #[derive(Clone)]
 pub struct EvidenceWriter {
@@ -48,6 +59,8 @@ pub struct EvidenceWriter {
     capacity: usize,
     policy: OverflowPolicy,
     lost: Arc<AtomicU64>,
+    /// Wakes a lingering writer: something that must not wait was queued.
+    urgent: Arc<tokio::sync::Notify>,
 }
 
 /// Most events appended in one transaction.
@@ -61,22 +74,40 @@ impl EvidenceWriter {
         policy: OverflowPolicy,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let handle = tokio::spawn(run(store, rx));
+        let urgent = Arc::new(tokio::sync::Notify::new());
+        let handle = tokio::spawn(run(store, rx, urgent.clone()));
         (
             Self {
                 queue: tx,
                 capacity,
                 policy,
                 lost: Arc::new(AtomicU64::new(0)),
+                urgent,
             },
             handle,
         )
     }
 
+    /// Queues a submission; one that may not linger cuts a lingering batch short.
+    fn send(&self, s: Submission) -> Result<(), mpsc::error::TrySendError<Submission>> {
+        let urgent = !s.may_linger();
+        self.queue.try_send(s)?;
+        if urgent {
+            self.urgent.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until everything queued before this call is durable (or has failed for
+    /// good): for a reader that must see an event another request just queued.
+    pub async fn flush(&self) -> Result<(), EvidenceError> {
+        self.record(Vec::new()).await.map(|_| ())
+    }
+
     /// Appends `events` and waits until they are durable; returns their sequence numbers.
     pub async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, EvidenceError> {
         let (ack, done) = oneshot::channel();
-        match self.queue.try_send(Submission {
+        match self.send(Submission {
             events,
             ack: Some(ack),
         }) {
@@ -92,7 +123,7 @@ impl EvidenceWriter {
     /// queue, follows the overflow policy.
     pub fn submit(&self, events: Vec<Event>) -> Result<(), EvidenceError> {
         let n = events.len() as u64;
-        match self.queue.try_send(Submission { events, ack: None }) {
+        match self.send(Submission { events, ack: None }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EvidenceError::Stopped),
             Err(mpsc::error::TrySendError::Full(_)) => match self.policy {
@@ -120,8 +151,8 @@ impl EvidenceWriter {
 /// committing it. Nobody waits for those, and every commit rewrites the pages at the end
 /// of the log and of each index: at 20,000 decisions/s, commits of a few dozen events
 /// spent more on rewriting those pages than on the events (measured: 5-8 % more AuthZEN
-/// decisions/s with the linger). Other kinds are committed at once: a token's issuance,
-/// for one, must be findable by a revocation made right after.
+/// decisions/s with the linger). Anything else queued meanwhile — a waited-for
+/// submission, a token's issuance — ends the linger: those are committed at once.
 pub const LINGER: Duration = Duration::from_millis(4);
 /// Batches at least this large are committed at once.
 const LINGER_BELOW: usize = 256;
@@ -142,18 +173,15 @@ fn drain(rx: &mut mpsc::Receiver<Submission>, batch: &mut Vec<Submission>) -> us
     count
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Submission>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Submission>, urgent: Arc<tokio::sync::Notify>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let count = drain(&mut rx, &mut batch);
-        let only_decisions = batch.iter().all(|s| {
-            s.ack.is_none()
-                && s.events
-                    .iter()
-                    .all(|e| e.kind == steward_audit::EventKind::AccessDecision)
-        });
-        if count < LINGER_BELOW && only_decisions {
-            tokio::time::sleep(LINGER).await;
+        if count < LINGER_BELOW && batch.iter().all(Submission::may_linger) {
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                () = urgent.notified() => {}
+            }
             drain(&mut rx, &mut batch);
         }
         let sizes: Vec<usize> = batch.iter().map(|s| s.events.len()).collect();
@@ -364,5 +392,29 @@ mod tests {
             assert_eq!(store.evidence_head().await.unwrap().seq, 1 + 4 + 1);
             assert!(store.verify_evidence().await.unwrap().ok());
         }
+    }
+
+    /// What was queued without waiting — lingering decision records and a token's
+    /// issuance — is durable once `flush` returns, and in the order it was queued.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn flush_makes_everything_queued_before_it_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        let (writer, _task) = EvidenceWriter::spawn(store.clone(), 64, OverflowPolicy::FailClosed);
+        for n in 0..3 {
+            writer.submit(vec![event(n)]).unwrap();
+        }
+        let mut issued = event(3);
+        issued.kind = EventKind::CredentialIssued;
+        writer.submit(vec![issued]).unwrap();
+        writer.flush().await.unwrap();
+        let head = store.evidence_head().await.unwrap();
+        assert_eq!(head.seq, 4);
+        let records = store.evidence_records(0, 10).await.unwrap();
+        let kinds: Vec<bool> = records
+            .iter()
+            .map(|r| r.body.contains("credential.issued"))
+            .collect();
+        assert_eq!(kinds, [false, false, false, true]);
     }
 }

@@ -366,7 +366,12 @@ async fn token_expiry(s: &AppState, jti: &str, now: i64, window: i64) -> Result<
         ))
     })?;
     let since = rfc3339(now - window);
-    let issued = s.store.issued_token(jti, &since).await?;
+    let mut issued = s.store.issued_token(jti, &since).await?;
+    if issued.is_none() && s.evidence.flush().await.is_ok() {
+        // The issuance may still have been queued for the log (tokens are handed out
+        // without waiting for the disk); everything queued before the flush is durable now.
+        issued = s.store.issued_token(jti, &since).await?;
+    }
     let event = issued.ok_or_else(|| {
         ApiError::not_found(format!(
             "no token `{jti}` was issued in the last {window}s (the longest token lifetime): it does not exist or has already expired"
