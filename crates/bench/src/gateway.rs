@@ -76,7 +76,9 @@ fn uuid_like() -> String {
 
 /// nginx as a plain reverse proxy to `upstream` (no authorization): the peer.
 struct Nginx {
-    child: std::process::Child,
+    /// Stopped with SIGTERM when dropped, so its workers stop too (killing the master
+    /// alone left them running, and spending CPU, through the rest of the benchmark).
+    _child: steward_testkit::Reaped,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -121,7 +123,7 @@ http {{
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(Self {
-                    child,
+                    _child: steward_testkit::Reaped(child),
                     port,
                     _dir: dir,
                 });
@@ -129,14 +131,6 @@ http {{
             std::thread::sleep(Duration::from_millis(25));
         }
         bail!("nginx did not start")
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM stops the workers too; killing the master alone left them running (and
-        // spending CPU) through the rest of the benchmark.
-        steward_testkit::terminate(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -737,7 +737,7 @@ async fn policy_bench(
                 )?;
                 anyhow::ensure!(
                     l.refused == 0,
-                    "{} decisions were refused under the fixed-paced_rate load",
+                    "{} decisions were refused under the fixed-rate load",
                     l.refused
                 );
                 eprintln!(

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
 use std::time::Duration;
-use steward_testkit::Reaped;
 
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -19,6 +17,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use reqwest::StatusCode;
 use serde_json::Value;
+use steward_testkit::Reaped;
 
 use super::*;
 
