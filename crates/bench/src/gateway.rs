@@ -239,8 +239,20 @@ pub async fn run(
     connections: usize,
     runs: usize,
     nginx: Option<PathBuf>,
+    pin: bool,
 ) -> Result<()> {
-    let server = crate::InProcessServer::example()?;
+    let server = if pin {
+        let (request_path, control_plane) = crate::pin::split()?;
+        // Everything running now (the tokio workers that will serve the gateway and the
+        // upstream, and later spawn wrk and nginx) goes to the request path's core first.
+        crate::pin::whole_process(&request_path)?;
+        eprintln!(
+            "pinned: load tool, upstream, gateway and nginx on CPU {request_path}; control plane on CPU {control_plane}"
+        );
+        crate::InProcessServer::example_on(Some(control_plane))?
+    } else {
+        crate::InProcessServer::example()?
+    };
     let http = reqwest::Client::new();
     let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
     let resp = http

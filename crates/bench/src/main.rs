@@ -14,6 +14,7 @@ use steward_testkit::ServerProcess as Server;
 
 mod gateway;
 mod paced;
+mod pin;
 mod policy;
 mod posture;
 mod revocation;
@@ -122,6 +123,13 @@ enum Bench {
         /// The nginx binary for the plain-proxy peer.
         #[arg(long, default_value = "/usr/sbin/nginx")]
         nginx: PathBuf,
+        /// Give the control plane its own core(s) and run the load tool, the upstream,
+        /// the gateway and nginx on CPU 0, as when the control plane is on other hosts:
+        /// its ingestion of decision records then no longer shares the request path's
+        /// core. Direct and proxied runs compare on the same single core. Needs Linux,
+        /// `taskset` and 2 CPUs.
+        #[arg(long)]
+        pin: bool,
     },
     /// Revocation: time from the revoke API call to the last acknowledgement, with many
     /// enforcement points connected over loopback.
@@ -434,7 +442,8 @@ async fn main() -> Result<()> {
             connections,
             runs,
             nginx,
-        } => gateway::run(seconds, connections, runs, Some(nginx)).await?,
+            pin,
+        } => gateway::run(seconds, connections, runs, Some(nginx), pin).await?,
         Bench::Posture {
             identities,
             events,
@@ -789,6 +798,16 @@ struct InProcessServer {
 
 impl InProcessServer {
     fn start(desired: steward_governance::Desired, trust_domain: &str) -> Result<Self> {
+        Self::start_on(desired, trust_domain, None)
+    }
+
+    /// [`InProcessServer::start`], its threads pinned to `cpus` (a `taskset` list) when
+    /// given.
+    fn start_on(
+        desired: steward_governance::Desired,
+        trust_domain: &str,
+        cpus: Option<String>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut file = steward_server::config::FileConfig::default();
         file.evidence.queue_capacity = Some(65_536);
@@ -801,8 +820,14 @@ impl InProcessServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || -> Result<()> {
+            if let Some(cpus) = cpus {
+                // Before the runtime exists: its workers, blocking threads and SQLite's
+                // connection threads inherit this affinity.
+                pin::current_thread(&cpus)?;
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .thread_name("steward-cp")
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
@@ -838,12 +863,17 @@ impl InProcessServer {
 
     /// A server holding the bundled example repository (trust domain `acme.example`).
     fn example() -> Result<Self> {
+        Self::example_on(None)
+    }
+
+    /// [`InProcessServer::example`] pinned to `cpus` when given.
+    fn example_on(cpus: Option<String>) -> Result<Self> {
         let desired = steward_governance::parse(
             &steward_governance::read_dir(&steward_testkit::example_repo())?,
             &steward_model::TrustDomain::new("acme.example")?,
         )
         .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
-        Self::start(desired, "acme.example")
+        Self::start_on(desired, "acme.example", cpus)
     }
 
     /// Where its embedded store lives.

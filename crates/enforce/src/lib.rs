@@ -48,6 +48,8 @@ pub enum EnforceError {
         "the decision log is full ({0} records waiting); denying rather than deciding unrecorded"
     )]
     LogFull(usize),
+    #[error("a decision record cannot be encoded ({0}); denying rather than deciding unrecorded")]
+    RecordEncode(String),
 }
 
 /// The answer itself when it is a success, else the control plane's refusal with the start
