@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use steward_testkit::ServerProcess as Server;
 
+mod floor;
 mod gateway;
 mod paced;
 mod pin;
@@ -344,13 +345,27 @@ async fn streamed_rate(store: &steward_store::Store, events: usize) -> Result<f6
     Ok((events + 1) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// What one evidence run measured.
+struct EvidenceRun {
+    /// Events/s with every producer awaiting its own ack.
+    grouped: f64,
+    /// Events/s of one producer streaming.
+    streamed: f64,
+    /// Events/s with one transaction per event.
+    baseline: f64,
+    /// Microseconds of the usage roll-up per event folded.
+    roll_up_us: f64,
+    /// Seconds to verify the whole log.
+    verify_s: f64,
+}
+
 async fn evidence_run(
     events: usize,
     producers: usize,
     batch: usize,
     baseline_events: usize,
     verify_events: usize,
-) -> Result<(f64, f64, f64, f64)> {
+) -> Result<EvidenceRun> {
     let dir = tempfile::tempdir()?;
     let store = steward_store::Store::open_data_dir(dir.path()).await?;
     // Baseline: one transaction (one durable commit) per event.
@@ -361,6 +376,10 @@ async fn evidence_run(
     let baseline = baseline_events as f64 / t.elapsed().as_secs_f64();
     let grouped = group_commit_rate(&store, events, producers, batch).await?;
     let streamed = streamed_rate(&store, events).await?;
+    // The usage roll-up folds everything appended so far, as the server does every 5 s.
+    let t = Instant::now();
+    let folded = store.roll_up_usage(i64::MAX).await?;
+    let roll_up_us = t.elapsed().as_secs_f64() * 1e6 / folded.events.max(1) as f64;
     // Fill up to `verify_events` quickly, then verify everything.
     let mut have = store.evidence_head().await?.seq as usize;
     while have < verify_events {
@@ -375,7 +394,13 @@ async fn evidence_run(
     if !report.ok() || report.events as usize != have {
         bail!("verify failed: {:?}", report.problems);
     }
-    Ok((grouped, streamed, baseline, verify_s))
+    Ok(EvidenceRun {
+        grouped,
+        streamed,
+        baseline,
+        roll_up_us,
+        verify_s,
+    })
 }
 
 #[tokio::main]
@@ -463,19 +488,24 @@ async fn main() -> Result<()> {
             verify_events,
             runs,
         } => {
-            let (mut g, mut st, mut b, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut all = Vec::new();
             for run in 1..=runs {
-                let (grouped, streamed, baseline, verify_s) =
+                let r =
                     evidence_run(events, producers, batch, baseline_events, verify_events).await?;
                 eprintln!(
-                    "run {run}/{runs}: streamed {streamed:.0} events/s, per-event acks {grouped:.0} events/s, unbatched {baseline:.0} events/s, verify {verify_events} in {verify_s:.2} s"
+                    "run {run}/{runs}: streamed {:.0} events/s, per-event acks {:.0} events/s, unbatched {:.0} events/s, usage roll-up {:.2} us/event, verify {verify_events} in {:.2} s",
+                    r.streamed, r.grouped, r.baseline, r.roll_up_us, r.verify_s
                 );
-                g.push(grouped);
-                st.push(streamed);
-                b.push(baseline);
-                v.push(verify_s);
+                all.push(r);
             }
-            let (g, st, b, v) = (median(g), median(st), median(b), median(v));
+            let med = |f: fn(&EvidenceRun) -> f64| median(all.iter().map(f).collect());
+            let (g, st, b, u, v) = (
+                med(|r| r.grouped),
+                med(|r| r.streamed),
+                med(|r| r.baseline),
+                med(|r| r.roll_up_us),
+                med(|r| r.verify_s),
+            );
             println!(
                 "evidence benchmark (SQLite, synchronous=FULL, every acknowledged event durable), medians of {runs}:"
             );
@@ -491,6 +521,9 @@ async fn main() -> Result<()> {
                 "  unbatched insert loop, one transaction per event:  {b:.0} events/s  (streamed group commit = {:.0}x, per-event acks = {:.0}x)",
                 st / b,
                 g / b
+            );
+            println!(
+                "  usage roll-up (posture's aggregates, folded every 5 s): {u:.2} us per event folded"
             );
             println!(
                 "  audit verify of {verify_events} events: {v:.2} s  (target < 10 s: {:.2}x of the budget)",
@@ -735,7 +768,28 @@ async fn policy_bench(
                 .get(..http_mix.min(requests.len()))
                 .unwrap_or_default();
             let mut paced = Vec::new();
+            let mut floors = Vec::new();
+            let floor = floor::Floor::start()?;
             for run in 1..=runs {
+                let backlog = server.settle().await?;
+                eprintln!(
+                    "  the evidence backlog of the previous phase was written in {:.2} s",
+                    backlog.as_secs_f64()
+                );
+                // The floor first, alternating with Steward in one sitting.
+                let f = policy::paced_load(
+                    &floor.base,
+                    &token,
+                    mix,
+                    paced_connections,
+                    paced_rate,
+                    Duration::from_secs(http_seconds),
+                )?;
+                eprintln!(
+                    "run {run}/{runs} floor (a server that answers without deciding) at a fixed {paced_rate:.0}/s: median {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+                    f.median_us, f.p99_us, f.p999_us, f.max_us
+                );
+                floors.push(f);
                 let l = policy::paced_load(
                     &base,
                     &token,
@@ -773,6 +827,14 @@ async fn policy_bench(
             }
             let med = |f: fn(&paced::Paced) -> f64| median(paced.iter().map(f).collect());
             let (done, p50, p99) = (med(|l| l.per_sec), med(|l| l.median_us), med(|l| l.p99_us));
+            let floor_p99 = median(floors.iter().map(|l| l.p99_us).collect());
+            let floor_p50 = median(floors.iter().map(|l| l.median_us).collect());
+            println!(
+                "floor at the same fixed rate (same load, a server that does no work): median {floor_p50:.0} us, p99 {:.2} ms; Steward adds p50 {:+.0} us, p99 {:+.2} ms",
+                floor_p99 / 1000.0,
+                p50 - floor_p50,
+                (p99 - floor_p99) / 1000.0
+            );
             println!(
                 "AuthZEN over loopback HTTP at a fixed {paced_rate:.0} decisions/s offered, cycling through {http_mix} distinct requests: {done:.0}/s completed ({:.2}x the 20,000/s target), median {p50:.0} us, p99 {:.2} ms ({:.2}x the 2 ms target)",
                 done / 20_000.0,
@@ -793,6 +855,12 @@ struct InProcessServer {
     token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Result<()>>,
+    /// Its evidence writer and runtime, to wait for the evidence backlog of one phase
+    /// to be written before the next phase starts.
+    evidence: (
+        steward_server::evidence::EvidenceWriter,
+        tokio::runtime::Handle,
+    ),
     _dir: tempfile::TempDir,
 }
 
@@ -843,7 +911,11 @@ impl InProcessServer {
                 let mut config = config;
                 config.tokens.listening_on(addr);
                 let state = steward_server::AppState::new(store, &config).await?;
-                let _ = ready_tx.send((format!("http://{addr}"), token));
+                let _ = ready_tx.send((
+                    format!("http://{addr}"),
+                    token,
+                    (state.evidence.clone(), tokio::runtime::Handle::current()),
+                ));
                 steward_server::serve(listener, state, async {
                     let _ = stop_rx.await;
                 })
@@ -851,12 +923,13 @@ impl InProcessServer {
                 Ok(())
             })
         });
-        let (base, token) = ready_rx.recv().context("the server did not start")?;
+        let (base, token, evidence) = ready_rx.recv().context("the server did not start")?;
         Ok(Self {
             base,
             token,
             stop,
             thread,
+            evidence,
             _dir: dir,
         })
     }
@@ -874,6 +947,20 @@ impl InProcessServer {
         )
         .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
         Self::start_on(desired, "acme.example", cpus)
+    }
+
+    /// Waits until every evidence event queued so far is written: a saturating phase
+    /// leaves a backlog whose writing would otherwise be charged to the next phase.
+    /// Returns how long that took.
+    async fn settle(&self) -> Result<Duration> {
+        let started = Instant::now();
+        let writer = self.evidence.0.clone();
+        self.evidence
+            .1
+            .spawn(async move { writer.flush().await })
+            .await
+            .context("the evidence flush task")??;
+        Ok(started.elapsed())
     }
 
     /// Where its embedded store lives.
