@@ -302,21 +302,42 @@ pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<
 
 /// How often the usage roll-up folds new evidence in (posture also catches up itself).
 const ROLL_UP_EVERY: Duration = Duration::from_secs(5);
+/// Events the periodic roll-up folds per transaction. At 20,000 decisions/s, 5 s of
+/// evidence folded at once was a burst of a few hundred milliseconds on one of two cores,
+/// and every request due meanwhile queued behind it (the AuthZEN p99's 5-second
+/// clusters). Steps of 2,000 cost the same per event (measured on SQLite: 3.7 µs with
+/// 1,000 distinct aggregates, as with 20,000) and last a few milliseconds each.
+const ROLL_UP_STEP: i64 = 2_000;
 
 /// Folds new evidence into the usage totals every [`ROLL_UP_EVERY`], so a posture run
-/// reads aggregates that are at most a few seconds behind.
+/// reads aggregates that are at most a few seconds behind: in steps of
+/// [`ROLL_UP_STEP`], each followed by a pause as long as it took, so the roll-up takes at
+/// most about half of one core while requests are being served.
 pub fn spawn_usage_roll_up(store: Store) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(ROLL_UP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.roll_up_usage(i64::MAX).await {
-                Ok(r) if r.events > 0 => {
-                    tracing::debug!(events = r.events, through = r.through_seq, "usage roll-up")
+            let mut folded = 0;
+            loop {
+                let started = tokio::time::Instant::now();
+                match store.roll_up_usage(ROLL_UP_STEP).await {
+                    Ok(r) => {
+                        folded += r.events;
+                        if r.events == 0 || r.through_seq >= r.head_seq {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "usage roll-up failed; retried in 5 s");
+                        break;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "usage roll-up failed; retried in 5 s"),
+                tokio::time::sleep(started.elapsed()).await;
+            }
+            if folded > 0 {
+                tracing::debug!(events = folded, "usage roll-up");
             }
         }
     })
@@ -392,6 +413,41 @@ mod tests {
             assert_eq!(store.evidence_head().await.unwrap().seq, 1 + 4 + 1);
             assert!(store.verify_evidence().await.unwrap().ok());
         }
+    }
+
+    /// The periodic roll-up folds a backlog larger than one step in several steps, until
+    /// it has caught up with the log: all within its first tick (the next is 5 s later).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_periodic_roll_up_folds_a_backlog_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        let events: Vec<Event> = (0..2 * ROLL_UP_STEP as usize + 500).map(event).collect();
+        store.append_evidence(&events).await.unwrap();
+        let task = spawn_usage_roll_up(store.clone());
+        let deadline = tokio::time::Instant::now() + ROLL_UP_EVERY - Duration::from_secs(1);
+        loop {
+            // Folding nothing reports where the roll-up stands.
+            let r = store.roll_up_usage(0).await.unwrap();
+            if r.through_seq == events.len() as i64 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the roll-up stopped at {} of {}",
+                r.through_seq,
+                r.head_seq
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        let totals = store
+            .usage_totals_since("2000-01-01T00:00:00Z", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            totals.iter().map(|t| t.count).sum::<i64>(),
+            events.len() as i64
+        );
     }
 
     /// What was queued without waiting — lingering decision records and a token's
