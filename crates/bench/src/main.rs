@@ -770,6 +770,16 @@ async fn policy_bench(
             let mut paced = Vec::new();
             let mut floors = Vec::new();
             let floor = floor::Floor::start()?;
+            let paced_at = |base: &str| {
+                policy::paced_load(
+                    base,
+                    &token,
+                    mix,
+                    paced_connections,
+                    paced_rate,
+                    Duration::from_secs(http_seconds),
+                )
+            };
             for run in 1..=runs {
                 let backlog = server.settle().await?;
                 eprintln!(
@@ -777,27 +787,13 @@ async fn policy_bench(
                     backlog.as_secs_f64()
                 );
                 // The floor first, alternating with Steward in one sitting.
-                let f = policy::paced_load(
-                    &floor.base,
-                    &token,
-                    mix,
-                    paced_connections,
-                    paced_rate,
-                    Duration::from_secs(http_seconds),
-                )?;
+                let f = paced_at(&floor.base)?;
                 eprintln!(
                     "run {run}/{runs} floor (a server that answers without deciding) at a fixed {paced_rate:.0}/s: median {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
                     f.median_us, f.p99_us, f.p999_us, f.max_us
                 );
                 floors.push(f);
-                let l = policy::paced_load(
-                    &base,
-                    &token,
-                    mix,
-                    paced_connections,
-                    paced_rate,
-                    Duration::from_secs(http_seconds),
-                )?;
+                let l = paced_at(&base)?;
                 anyhow::ensure!(
                     l.refused == 0,
                     "{} decisions were refused under the fixed-rate load",
@@ -825,10 +821,16 @@ async fn policy_bench(
                 }
                 paced.push(l);
             }
-            let med = |f: fn(&paced::Paced) -> f64| median(paced.iter().map(f).collect());
-            let (done, p50, p99) = (med(|l| l.per_sec), med(|l| l.median_us), med(|l| l.p99_us));
-            let floor_p99 = median(floors.iter().map(|l| l.p99_us).collect());
-            let floor_p50 = median(floors.iter().map(|l| l.median_us).collect());
+            let med = |runs: &[paced::Paced], f: fn(&paced::Paced) -> f64| {
+                median(runs.iter().map(f).collect())
+            };
+            let (done, p50, p99) = (
+                med(&paced, |l| l.per_sec),
+                med(&paced, |l| l.median_us),
+                med(&paced, |l| l.p99_us),
+            );
+            let (floor_p50, floor_p99) =
+                (med(&floors, |l| l.median_us), med(&floors, |l| l.p99_us));
             println!(
                 "floor at the same fixed rate (same load, a server that does no work): median {floor_p50:.0} us, p99 {:.2} ms; Steward adds p50 {:+.0} us, p99 {:+.2} ms",
                 floor_p99 / 1000.0,
