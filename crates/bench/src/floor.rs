@@ -22,8 +22,8 @@ impl Floor {
         let thread = std::thread::Builder::new()
             .name("floor".into())
             .spawn(move || {
-                let ready = ready_tx.clone();
-                let served = (move || -> Result<()> {
+                let ready = &ready_tx;
+                let served = (|| -> Result<()> {
                     let rt = tokio::runtime::Builder::new_multi_thread()
                         .worker_threads(2)
                         .thread_name("floor")

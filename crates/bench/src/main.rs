@@ -523,7 +523,7 @@ async fn main() -> Result<()> {
                 g / b
             );
             println!(
-                "  usage roll-up (posture's aggregates, folded every 5 s): {u:.2} us per event folded"
+                "  usage roll-up (posture's aggregates), all at once: {u:.2} us per event folded"
             );
             println!(
                 "  audit verify of {verify_events} events: {v:.2} s  (target < 10 s: {:.2}x of the budget)",
@@ -857,12 +857,10 @@ struct InProcessServer {
     token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Result<()>>,
-    /// Its evidence writer and runtime, to wait for the evidence backlog of one phase
-    /// to be written before the next phase starts.
-    evidence: (
-        steward_server::evidence::EvidenceWriter,
-        tokio::runtime::Handle,
-    ),
+    /// Its evidence writer, to wait for the evidence backlog of one phase to be written
+    /// before the next phase starts, and the runtime it runs on.
+    evidence: steward_server::evidence::EvidenceWriter,
+    runtime: tokio::runtime::Handle,
     _dir: tempfile::TempDir,
 }
 
@@ -916,7 +914,8 @@ impl InProcessServer {
                 let _ = ready_tx.send((
                     format!("http://{addr}"),
                     token,
-                    (state.evidence.clone(), tokio::runtime::Handle::current()),
+                    state.evidence.clone(),
+                    tokio::runtime::Handle::current(),
                 ));
                 steward_server::serve(listener, state, async {
                     let _ = stop_rx.await;
@@ -925,13 +924,15 @@ impl InProcessServer {
                 Ok(())
             })
         });
-        let (base, token, evidence) = ready_rx.recv().context("the server did not start")?;
+        let (base, token, evidence, runtime) =
+            ready_rx.recv().context("the server did not start")?;
         Ok(Self {
             base,
             token,
             stop,
             thread,
             evidence,
+            runtime,
             _dir: dir,
         })
     }
@@ -956,9 +957,8 @@ impl InProcessServer {
     /// Returns how long that took.
     async fn settle(&self) -> Result<Duration> {
         let started = Instant::now();
-        let writer = self.evidence.0.clone();
-        self.evidence
-            .1
+        let writer = self.evidence.clone();
+        self.runtime
             .spawn(async move { writer.flush().await })
             .await
             .context("the evidence flush task")??;
