@@ -57,6 +57,11 @@ impl Store {
 
     /// Connects to `sqlite://…` or `postgres://…` and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_through(url, i64::MAX).await
+    }
+
+    /// [`Store::connect`], migrating only up to version `last`.
+    async fn connect_through(url: &str, last: i64) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -95,7 +100,7 @@ impl Store {
             backend,
             url: url.into(),
         };
-        store.migrate().await?;
+        store.migrate_through(last).await?;
         Ok(store)
     }
 
@@ -126,7 +131,9 @@ impl Store {
         )
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Applies the pending migrations up to and including version `last` (all of them
+    /// in service; tests stop early to build a database as an older release left it).
+    async fn migrate_through(&self, last: i64) -> Result<(), StoreError> {
         let scripts: &[(i64, &str, &'static str)] = match self.backend {
             Backend::Sqlite => &[
                 (
@@ -183,6 +190,11 @@ impl Store {
                     11,
                     "evidence_blocks",
                     include_str!("../migrations/sqlite/0011_evidence_blocks.sql"),
+                ),
+                (
+                    12,
+                    "evidence_rowid",
+                    include_str!("../migrations/sqlite/0012_evidence_rowid.sql"),
                 ),
             ],
             Backend::Postgres => &[
@@ -241,10 +253,21 @@ impl Store {
                     "evidence_blocks",
                     include_str!("../migrations/postgres/0011_evidence_blocks.sql"),
                 ),
+                (
+                    12,
+                    "evidence_rowid",
+                    include_str!("../migrations/postgres/0012_evidence_rowid.sql"),
+                ),
             ],
         };
+        let applied = self.applied_migration().await;
+        for (version, name, _) in scripts.iter().filter(|(v, ..)| *v > applied && *v <= last) {
+            // Some rebuild a table (12 copies the evidence log): say what is running.
+            tracing::info!(version, name, "bringing the database schema up to date");
+        }
         let migrations = scripts
             .iter()
+            .filter(|(v, ..)| *v <= last)
             .map(|(version, name, sql)| {
                 Migration::new(
                     *version,
@@ -259,6 +282,16 @@ impl Store {
             .run(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The newest migration applied to this database; 0 on a new one.
+    async fn applied_migration(&self) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get("v"))
+            .unwrap_or(0)
     }
 
     /// Starts a write transaction that holds the database's write lock from its first
@@ -316,7 +349,78 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{Store, redact_url};
+
+    fn decision(n: usize, correlation: Option<&str>) -> steward_audit::Event {
+        let mut e = steward_audit::Event::new(
+            steward_audit::EventKind::AccessDecision,
+            format!("d-{n}"),
+            format!("2026-11-29T00:00:{:02}Z", n % 60),
+        );
+        e.principal = Some(format!("spiffe://acme.example/w{}", n % 3));
+        e.correlation_id = correlation.map(str::to_owned);
+        e
+    }
+
+    /// A database an older release left (evidence keyed by `seq BIGINT`) keeps its chain,
+    /// its searches and its append-only guard across the rebuild around the rowid.
+    #[tokio::test]
+    async fn the_evidence_rebuild_keeps_an_old_log_intact() {
+        use crate::EvidenceFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        let old = Store::connect_through(&url, 11).await.unwrap();
+        let events: Vec<_> = (1..=5_000)
+            .map(|n| decision(n, (n % 1_000 == 0).then_some("trace-a")))
+            .collect();
+        old.append_evidence(&events).await.unwrap();
+        let head = old.evidence_head().await.unwrap();
+        old.close().await;
+
+        let new = Store::connect(&url).await.unwrap();
+        let ddl: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'evidence'")
+                .fetch_one(&new.pool)
+                .await
+                .unwrap();
+        assert!(ddl.contains("seq INTEGER PRIMARY KEY"), "{ddl}");
+        assert_eq!(new.evidence_head().await.unwrap(), head);
+        let report = new.verify_evidence().await.unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.events, 5_000);
+        let traced = new
+            .evidence_search(&EvidenceFilter {
+                correlation_id: Some("trace-a".into()),
+                limit: 100,
+                ..EvidenceFilter::default()
+            })
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = traced.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1_000, 2_000, 3_000, 4_000, 5_000]);
+        let plan = new
+            .search_plan_for_tests(
+                &EvidenceFilter {
+                    correlation_id: Some("trace-a".into()),
+                    limit: 100,
+                    ..EvidenceFilter::default()
+                },
+                (0, 1),
+            )
+            .await
+            .unwrap();
+        assert!(plan.contains("evidence_correlation_block"), "{plan}");
+        let refused = new
+            .execute_unchecked_for_tests("DELETE FROM evidence WHERE seq = 7")
+            .await;
+        assert!(
+            refused.is_err(),
+            "the append-only guard must survive the rebuild"
+        );
+        // Appends continue the same chain.
+        new.append_evidence(&[decision(5_001, None)]).await.unwrap();
+        assert!(new.verify_evidence().await.unwrap().ok());
+    }
 
     #[test]
     fn redacts_passwords() {
