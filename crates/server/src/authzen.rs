@@ -140,7 +140,8 @@ pub(crate) async fn evaluation(
         &item,
         &EvaluationItem::default(),
         request_id.as_deref(),
-    );
+    )
+    .await;
     with_request_id(axum::Json(answer), request_id)
 }
 
@@ -190,7 +191,7 @@ pub(crate) async fn evaluations(
     let semantic = req.options.evaluations_semantic;
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
-        let answer = decide(&s, &caller, item, &req.defaults, request_id.as_deref());
+        let answer = decide(&s, &caller, item, &req.defaults, request_id.as_deref()).await;
         let decision = answer.decision;
         out.push(answer);
         match (semantic, decision) {
@@ -359,7 +360,7 @@ fn to_request(
     })
 }
 
-fn decide(
+async fn decide(
     s: &AppState,
     caller: &Decider,
     item: &EvaluationItem,
@@ -408,7 +409,11 @@ fn decide(
         request_id,
     );
     let event_id = event.id.clone();
-    if let Err(e) = s.evidence.submit(vec![event]) {
+    if let Err(e) = s
+        .evidence
+        .submit_within(vec![event], crate::evidence::DECISION_GRACE)
+        .await
+    {
         tracing::error!(error = %e, "a decision could not be queued for the evidence log; denied");
         decision.allowed = false;
         decision.reasons.push(format!(

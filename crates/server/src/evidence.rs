@@ -63,6 +63,13 @@ pub struct EvidenceWriter {
     urgent: Arc<tokio::sync::Notify>,
 }
 
+/// How long a decision record may wait for room in a full evidence queue before the
+/// overflow policy applies: long enough to ride out a checkpoint or a slow disk flush
+/// (the queue itself holds well under a second at tens of thousands of decisions a
+/// second), short enough that a store that is really down turns into fail-closed
+/// answers quickly.
+pub const DECISION_GRACE: Duration = Duration::from_millis(250);
+
 /// Most events appended in one transaction.
 pub const MAX_BATCH_EVENTS: usize = 2_000;
 
@@ -126,18 +133,52 @@ impl EvidenceWriter {
         match self.send(Submission { events, ack: None }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(EvidenceError::Stopped),
-            Err(mpsc::error::TrySendError::Full(_)) => match self.policy {
-                OverflowPolicy::FailClosed => Err(EvidenceError::Overloaded(self.capacity)),
-                OverflowPolicy::ReportLoss => {
-                    let total = self.lost.fetch_add(n, Ordering::Relaxed) + n;
-                    tracing::error!(
-                        lost = n,
-                        total_lost = total,
-                        "EVIDENCE LOST: the evidence queue is full; events were dropped as configured (overflow = report-loss)"
-                    );
-                    Ok(())
-                }
-            },
+            Err(mpsc::error::TrySendError::Full(_)) => self.overflow(n),
+        }
+    }
+
+    /// [`EvidenceWriter::submit`], but on a full queue first waits up to `grace` for
+    /// room: a burst the writer absorbs within that costs the producer latency instead of
+    /// a refusal (for a decision, a fail-closed deny of a request policy allows). Past
+    /// `grace` the overflow policy applies as in `submit`.
+    pub async fn submit_within(
+        &self,
+        events: Vec<Event>,
+        grace: Duration,
+    ) -> Result<(), EvidenceError> {
+        let submission = Submission { events, ack: None };
+        let urgent = !submission.may_linger();
+        let submission = match self.queue.try_send(submission) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EvidenceError::Stopped),
+            Err(mpsc::error::TrySendError::Full(s)) => Some(s),
+        };
+        if let Some(s) = submission {
+            match tokio::time::timeout(grace, self.queue.reserve()).await {
+                Ok(Ok(permit)) => permit.send(s),
+                Ok(Err(_)) => return Err(EvidenceError::Stopped),
+                Err(_) => return self.overflow(s.events.len() as u64),
+            }
+        }
+        if urgent {
+            self.urgent.notify_one();
+        }
+        Ok(())
+    }
+
+    /// What a full queue means for `n` events under the configured policy.
+    fn overflow(&self, n: u64) -> Result<(), EvidenceError> {
+        match self.policy {
+            OverflowPolicy::FailClosed => Err(EvidenceError::Overloaded(self.capacity)),
+            OverflowPolicy::ReportLoss => {
+                let total = self.lost.fetch_add(n, Ordering::Relaxed) + n;
+                tracing::error!(
+                    lost = n,
+                    total_lost = total,
+                    "EVIDENCE LOST: the evidence queue is full; events were dropped as configured (overflow = report-loss)"
+                );
+                Ok(())
+            }
         }
     }
 
@@ -413,6 +454,61 @@ mod tests {
             assert_eq!(store.evidence_head().await.unwrap().seq, 1 + 4 + 1);
             assert!(store.verify_evidence().await.unwrap().ok());
         }
+    }
+
+    /// A decision record that finds the queue full waits for room up to its grace: a
+    /// stall shorter than that costs latency, not a refusal; a longer one is refused.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_queue_makes_submissions_wait_up_to_their_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(steward_store::SQLITE_FILE).display()
+        );
+        let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+        blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
+        let (writer, _task) = EvidenceWriter::spawn(store.clone(), 4, OverflowPolicy::FailClosed);
+        // The writer takes one submission and blocks on the lock; four more fill the queue.
+        for n in 0..5 {
+            writer
+                .submit_within(vec![event(n)], Duration::from_millis(10))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A short grace runs out while the lock is held: refused, fail closed.
+        let refused = writer
+            .submit_within(vec![event(5)], Duration::from_millis(50))
+            .await;
+        assert!(
+            matches!(refused, Err(EvidenceError::Overloaded(4))),
+            "{refused:?}"
+        );
+        // Six producers with a long grace wait; the lock goes away after 300 ms.
+        let waiting: Vec<_> = (6..12)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .submit_within(vec![event(n)], Duration::from_secs(10))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            waiting.iter().all(|w| !w.is_finished()),
+            "they wait for room"
+        );
+        blocker.execute("COMMIT").await.unwrap();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        writer.flush().await.unwrap();
+        assert_eq!(store.evidence_head().await.unwrap().seq, 5 + 6);
+        assert!(store.verify_evidence().await.unwrap().ok());
     }
 
     /// The periodic roll-up folds a backlog larger than one step in several steps, until
