@@ -781,10 +781,11 @@ async fn policy_bench(
                 )
             };
             for run in 1..=runs {
-                let backlog = server.settle().await?;
+                let (written, folded) = server.settle().await?;
                 eprintln!(
-                    "  the evidence backlog of the previous phase was written in {:.2} s",
-                    backlog.as_secs_f64()
+                    "  the evidence backlog of the previous phase was written in {:.2} s and folded into the usage totals in {:.2} s",
+                    written.as_secs_f64(),
+                    folded.as_secs_f64()
                 );
                 // The floor first, alternating with Steward in one sitting.
                 let f = paced_at(&floor.base)?;
@@ -857,9 +858,11 @@ struct InProcessServer {
     token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Result<()>>,
-    /// Its evidence writer, to wait for the evidence backlog of one phase to be written
-    /// before the next phase starts, and the runtime it runs on.
+    /// Its evidence writer and store, to wait for the evidence backlog of one phase to
+    /// be written and folded into the usage totals before the next phase starts, and the
+    /// runtime they run on.
     evidence: steward_server::evidence::EvidenceWriter,
+    store: steward_store::Store,
     runtime: tokio::runtime::Handle,
     _dir: tempfile::TempDir,
 }
@@ -915,6 +918,7 @@ impl InProcessServer {
                     format!("http://{addr}"),
                     token,
                     state.evidence.clone(),
+                    state.store.clone(),
                     tokio::runtime::Handle::current(),
                 ));
                 steward_server::serve(listener, state, async {
@@ -924,7 +928,7 @@ impl InProcessServer {
                 Ok(())
             })
         });
-        let (base, token, evidence, runtime) =
+        let (base, token, evidence, store, runtime) =
             ready_rx.recv().context("the server did not start")?;
         Ok(Self {
             base,
@@ -932,6 +936,7 @@ impl InProcessServer {
             stop,
             thread,
             evidence,
+            store,
             runtime,
             _dir: dir,
         })
@@ -952,17 +957,31 @@ impl InProcessServer {
         Self::start_on(desired, "acme.example", cpus)
     }
 
-    /// Waits until every evidence event queued so far is written: a saturating phase
-    /// leaves a backlog whose writing would otherwise be charged to the next phase.
-    /// Returns how long that took.
-    async fn settle(&self) -> Result<Duration> {
+    /// Waits until every evidence event queued so far is written and folded into the
+    /// usage totals: a saturating phase leaves a backlog whose writing, and then the
+    /// background roll-up's folding, would otherwise be charged to the next phase (the
+    /// floor's included). Returns how long each took.
+    async fn settle(&self) -> Result<(Duration, Duration)> {
         let started = Instant::now();
         let writer = self.evidence.clone();
         self.runtime
             .spawn(async move { writer.flush().await })
             .await
             .context("the evidence flush task")??;
-        Ok(started.elapsed())
+        let written = started.elapsed();
+        let store = self.store.clone();
+        self.runtime
+            .spawn(async move {
+                loop {
+                    let r = store.roll_up_usage(100_000).await?;
+                    if r.through_seq >= r.head_seq {
+                        return Ok::<_, steward_store::StoreError>(());
+                    }
+                }
+            })
+            .await
+            .context("the usage roll-up task")??;
+        Ok((written, started.elapsed() - written))
     }
 
     /// Where its embedded store lives.
