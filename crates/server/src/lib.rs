@@ -152,6 +152,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
+    use axum::serve::ListenerExt;
+    // No Nagle: revocation streams write small chunks (an event, a heartbeat) that must
+    // leave at once, not wait for the peer's delayed ACK of the previous one; answers are
+    // whole writes either way. A socket that refuses the option still serves.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;
