@@ -140,6 +140,7 @@ pub(crate) async fn evaluation(
         &item,
         &EvaluationItem::default(),
         request_id.as_deref(),
+        grace_until(),
     )
     .await;
     with_request_id(axum::Json(answer), request_id)
@@ -190,8 +191,18 @@ pub(crate) async fn evaluations(
     let request_id = request_id(&headers);
     let semantic = req.options.evaluations_semantic;
     let mut out = Vec::with_capacity(items.len());
+    // One grace for the whole batch: a full queue must not hold it once per item.
+    let until = grace_until();
     for item in &items {
-        let answer = decide(&s, &caller, item, &req.defaults, request_id.as_deref()).await;
+        let answer = decide(
+            &s,
+            &caller,
+            item,
+            &req.defaults,
+            request_id.as_deref(),
+            until,
+        )
+        .await;
         let decision = answer.decision;
         out.push(answer);
         match (semantic, decision) {
@@ -360,12 +371,18 @@ fn to_request(
     })
 }
 
+/// Until when a request's decision records may wait for room in a full evidence queue.
+fn grace_until() -> tokio::time::Instant {
+    tokio::time::Instant::now() + crate::evidence::DECISION_GRACE
+}
+
 async fn decide(
     s: &AppState,
     caller: &Decider,
     item: &EvaluationItem,
     defaults: &EvaluationItem,
     request_id: Option<&str>,
+    grace_until: tokio::time::Instant,
 ) -> EvaluationResponse {
     let request = to_request(item, defaults);
     let mut decision = match (&request, s.engine()) {
@@ -411,7 +428,10 @@ async fn decide(
     let event_id = event.id.clone();
     if let Err(e) = s
         .evidence
-        .submit_within(vec![event], crate::evidence::DECISION_GRACE)
+        .submit_within(
+            vec![event],
+            grace_until.saturating_duration_since(tokio::time::Instant::now()),
+        )
         .await
     {
         tracing::error!(error = %e, "a decision could not be queued for the evidence log; denied");

@@ -30,10 +30,15 @@ struct Env {
 const TEST_MAX_BODY: usize = 8 * 1024;
 
 async fn start(database_url: Option<String>) -> Env {
+    start_with(database_url, "").await
+}
+
+/// [`start`] with more configuration (TOML appended to the test's own).
+async fn start_with(database_url: Option<String>, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut file = FileConfig::parse(
         "test",
-        &format!("[limits]\nmax_body_bytes = {TEST_MAX_BODY}\n"),
+        &format!("[limits]\nmax_body_bytes = {TEST_MAX_BODY}\n{extra}"),
     )
     .unwrap();
     file.trust_domain = Some("acme.example".into());
@@ -139,6 +144,119 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+/// When the evidence log cannot take decision records (here: another process holds
+/// SQLite's write lock and the writer's small queue fills), AuthZEN answers deny with the
+/// reason, after waiting at most one grace per request, a batch included; once the store
+/// is back, decisions are allowed again and every accepted record is chained.
+#[tokio::test]
+async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
+    use sqlx::{Connection, Executor};
+    let env = start_with(None, "[evidence]\nqueue_capacity = 2\n").await;
+    env.apply_example().await;
+    let allowed = evaluation(
+        ORDERS_API,
+        json!({"type": "capability", "id": "payments.charge"}),
+        "invoke",
+        json!({"environment": "prod"}),
+    );
+    let ask = |body: Value| {
+        let env = &env;
+        async move {
+            let started = std::time::Instant::now();
+            let (st, resp) = env
+                .call(
+                    Method::POST,
+                    "/access/v1/evaluation",
+                    Some(&env.admin),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{resp}");
+            (resp, started.elapsed())
+        }
+    };
+    assert_eq!(ask(allowed.clone()).await.0["decision"], true);
+
+    sqlx::any::install_default_drivers();
+    let url = format!(
+        "sqlite://{}",
+        env._dir.path().join(steward_store::SQLITE_FILE).display()
+    );
+    let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+    blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
+    // The writer takes what is queued and waits for the lock; then the queue fills.
+    let mut denied = None;
+    for _ in 0..50 {
+        let (resp, took) = ask(allowed.clone()).await;
+        if resp["decision"] == false {
+            denied = Some((resp, took));
+            break;
+        }
+    }
+    let (resp, took) = denied.expect("a full evidence queue must turn decisions into denies");
+    let reasons = resp["context"]["reasons"].to_string();
+    assert!(
+        reasons.contains("the evidence log cannot take the decision record"),
+        "{reasons}"
+    );
+    assert!(
+        took >= steward_server::evidence::DECISION_GRACE,
+        "the record waited for room first ({took:?})"
+    );
+
+    // A batch of 50 waits for one grace in all, not one per evaluation.
+    let started = std::time::Instant::now();
+    let (st, batch) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluations",
+            Some(&env.admin),
+            Some(json!({
+                "subject": allowed["subject"],
+                "action": allowed["action"],
+                "context": allowed["context"],
+                "evaluations": vec![json!({"resource": allowed["resource"]}); 50],
+            })),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(st, StatusCode::OK, "{batch}");
+    let decisions: Vec<&Value> = batch["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["decision"])
+        .collect();
+    assert_eq!(decisions, vec![&json!(false); 50]);
+    assert!(
+        took < steward_server::evidence::DECISION_GRACE * 8,
+        "50 evaluations shared one grace ({took:?})"
+    );
+
+    blocker.execute("COMMIT").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if ask(allowed.clone()).await.0["decision"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "decisions are allowed again once the store is back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (st, report) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/verify",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
 }
 
 macro_rules! both_backends {

@@ -260,10 +260,13 @@ impl Store {
                 ),
             ],
         };
+        // Upgrading a database an older release left: some steps rebuild a table (12
+        // copies the evidence log), so say what is running. A new database is quiet.
         let applied = self.applied_migration().await;
-        for (version, name, _) in scripts.iter().filter(|(v, ..)| *v > applied && *v <= last) {
-            // Some rebuild a table (12 copies the evidence log): say what is running.
-            tracing::info!(version, name, "bringing the database schema up to date");
+        if applied > 0 {
+            for (version, name, _) in scripts.iter().filter(|(v, ..)| *v > applied && *v <= last) {
+                tracing::info!(version, name, "bringing the database schema up to date");
+            }
         }
         let migrations = scripts
             .iter()
