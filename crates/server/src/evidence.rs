@@ -146,19 +146,16 @@ impl EvidenceWriter {
         events: Vec<Event>,
         grace: Duration,
     ) -> Result<(), EvidenceError> {
-        let submission = Submission { events, ack: None };
-        let urgent = !submission.may_linger();
-        let submission = match self.queue.try_send(submission) {
-            Ok(()) => None,
+        let s = match self.send(Submission { events, ack: None }) {
+            Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(EvidenceError::Stopped),
-            Err(mpsc::error::TrySendError::Full(s)) => Some(s),
+            Err(mpsc::error::TrySendError::Full(s)) => s,
         };
-        if let Some(s) = submission {
-            match tokio::time::timeout(grace, self.queue.reserve()).await {
-                Ok(Ok(permit)) => permit.send(s),
-                Ok(Err(_)) => return Err(EvidenceError::Stopped),
-                Err(_) => return self.overflow(s.events.len() as u64),
-            }
+        let urgent = !s.may_linger();
+        match tokio::time::timeout(grace, self.queue.reserve()).await {
+            Ok(Ok(permit)) => permit.send(s),
+            Ok(Err(_)) => return Err(EvidenceError::Stopped),
+            Err(_) => return self.overflow(s.events.len() as u64),
         }
         if urgent {
             self.urgent.notify_one();
@@ -400,23 +397,28 @@ mod tests {
         e
     }
 
+    /// A new store, and a connection (as from another process) holding its write lock
+    /// until the test commits it.
+    async fn store_locked_by_another_writer() -> (tempfile::TempDir, Store, sqlx::AnyConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(steward_store::SQLITE_FILE).display()
+        );
+        let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+        blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
+        (dir, store, blocker)
+    }
+
     /// While the store cannot take writes, the writer holds its batch, the queue fills to
     /// its bound, and then producers are refused (fail closed) or their events are counted
     /// as lost (report loss). When the store comes back everything accepted is written.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_blocked_store_fills_the_bounded_queue_then_applies_the_policy() {
         for policy in [OverflowPolicy::FailClosed, OverflowPolicy::ReportLoss] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open_data_dir(dir.path()).await.unwrap();
-            // Another process holds the database's write lock.
-            sqlx::any::install_default_drivers();
-            let url = format!(
-                "sqlite://{}",
-                dir.path().join(steward_store::SQLITE_FILE).display()
-            );
-            let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
-            blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
-
+            let (_dir, store, mut blocker) = store_locked_by_another_writer().await;
             let (writer, _task) = EvidenceWriter::spawn(store.clone(), 4, policy);
             let first = tokio::spawn({
                 let writer = writer.clone();
@@ -460,15 +462,7 @@ mod tests {
     /// stall shorter than that costs latency, not a refusal; a longer one is refused.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_full_queue_makes_submissions_wait_up_to_their_grace() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_data_dir(dir.path()).await.unwrap();
-        sqlx::any::install_default_drivers();
-        let url = format!(
-            "sqlite://{}",
-            dir.path().join(steward_store::SQLITE_FILE).display()
-        );
-        let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
-        blocker.execute("BEGIN EXCLUSIVE").await.unwrap();
+        let (_dir, store, mut blocker) = store_locked_by_another_writer().await;
         let (writer, _task) = EvidenceWriter::spawn(store.clone(), 4, OverflowPolicy::FailClosed);
         // The writer takes one submission and blocks on the lock; four more fill the queue.
         for n in 0..5 {
