@@ -373,7 +373,7 @@ fn to_request(
 
 /// Until when a request's decision records may wait for room in a full evidence queue.
 fn grace_until() -> tokio::time::Instant {
-    tokio::time::Instant::now() + crate::evidence::DECISION_GRACE
+    tokio::time::Instant::now() + crate::evidence::RECORD_GRACE
 }
 
 async fn decide(

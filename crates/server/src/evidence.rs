@@ -63,12 +63,13 @@ pub struct EvidenceWriter {
     urgent: Arc<tokio::sync::Notify>,
 }
 
-/// How long a decision record may wait for room in a full evidence queue before the
-/// overflow policy applies: long enough to ride out a checkpoint or a slow disk flush
+/// How long a record nobody waits for (a decision, a revocation acknowledgement) may wait
+/// for room in a full evidence queue before the overflow policy applies: long enough to
+/// ride out a checkpoint or a slow disk flush
 /// (the queue itself holds well under a second at tens of thousands of decisions a
 /// second), short enough that a store that is really down turns into fail-closed
 /// answers quickly.
-pub const DECISION_GRACE: Duration = Duration::from_millis(250);
+pub const RECORD_GRACE: Duration = Duration::from_millis(250);
 
 /// Most events appended in one transaction.
 pub const MAX_BATCH_EVENTS: usize = 2_000;

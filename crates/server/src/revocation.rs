@@ -662,7 +662,15 @@ pub(crate) async fn report(
         ));
     }
     if flagged.is_none() {
-        acknowledged_evidence(&s, &actor.name, &body);
+        let events = acknowledged_evidence(&s, &actor.name, &body);
+        if !events.is_empty()
+            && let Err(e) = s
+                .evidence
+                .submit_within(events, crate::evidence::RECORD_GRACE)
+                .await
+        {
+            tracing::error!(error = %e, "revocation acknowledgements not recorded as evidence");
+        }
     }
     Ok(axum::Json(ReportAnswer {
         epoch: latest,
@@ -671,9 +679,9 @@ pub(crate) async fn report(
 }
 
 /// One `revocation.acknowledged` event per point whose applied epoch moved forward.
-fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) {
+fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) -> Vec<Event> {
     let Ok(mut known) = s.hub.acknowledged.lock() else {
-        return;
+        return Vec::new();
     };
     let now = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp());
     let mut events = Vec::new();
@@ -698,12 +706,7 @@ fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) {
         });
         events.push(e);
     }
-    drop(known);
-    if !events.is_empty()
-        && let Err(e) = s.evidence.submit(events)
-    {
-        tracing::error!(error = %e, "revocation acknowledgements not recorded as evidence");
-    }
+    events
 }
 
 async fn statuses(s: &AppState) -> Result<PointsResponse, ApiError> {

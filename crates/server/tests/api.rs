@@ -202,7 +202,7 @@ async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
         "{reasons}"
     );
     assert!(
-        took >= steward_server::evidence::DECISION_GRACE,
+        took >= steward_server::evidence::RECORD_GRACE,
         "the record waited for room first ({took:?})"
     );
 
@@ -231,7 +231,7 @@ async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
         .collect();
     assert_eq!(decisions, vec![&json!(false); 50]);
     assert!(
-        took < steward_server::evidence::DECISION_GRACE * 8,
+        took < steward_server::evidence::RECORD_GRACE * 8,
         "50 evaluations shared one grace ({took:?})"
     );
 
