@@ -70,7 +70,7 @@ pub(crate) struct Hub {
     /// Woken after every committed batch of reports.
     acked: Notify,
     /// The epoch each point last acknowledged here (for `revocation.acknowledged` events).
-    acknowledged: Mutex<HashMap<String, i64>>,
+    acknowledged: AckedEpochs,
 }
 
 impl Hub {
@@ -87,7 +87,7 @@ impl Hub {
             reports,
             report_rx: Mutex::new(Some(rx)),
             acked: Notify::new(),
-            acknowledged: Mutex::new(HashMap::new()),
+            acknowledged: AckedEpochs::default(),
         }
     }
 
@@ -662,14 +662,18 @@ pub(crate) async fn report(
         ));
     }
     if flagged.is_none() {
-        let events = acknowledged_evidence(&s, &actor.name, &body);
+        let (events, moved) = acknowledged_evidence(&s, &actor.name, &body);
         if !events.is_empty()
             && let Err(e) = s
                 .evidence
                 .submit_within(events, crate::evidence::RECORD_GRACE)
                 .await
         {
-            tracing::error!(error = %e, "revocation acknowledgements not recorded as evidence");
+            // Forgotten again, so the point's next report (its heartbeat) records them.
+            for (id, before) in moved {
+                s.hub.acknowledged.restore(&id, body.epoch, before);
+            }
+            tracing::error!(error = %e, "revocation acknowledgements not recorded as evidence; they will be recorded on the point's next report");
         }
     }
     Ok(axum::Json(ReportAnswer {
@@ -678,19 +682,49 @@ pub(crate) async fn report(
     }))
 }
 
-/// One `revocation.acknowledged` event per point whose applied epoch moved forward.
-fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) -> Vec<Event> {
-    let Ok(mut known) = s.hub.acknowledged.lock() else {
-        return Vec::new();
-    };
+/// The epoch each point last acknowledged, as far as the evidence log knows: an
+/// acknowledgement is recorded once, when a point's epoch moves forward, and
+/// [`AckedEpochs::restore`] takes a move back when its record could not be queued.
+#[derive(Default)]
+struct AckedEpochs(Mutex<HashMap<String, i64>>);
+
+impl AckedEpochs {
+    /// Moves `point` to `epoch`; the epoch it had before when that is a move forward.
+    fn advance(&self, point: &str, epoch: i64) -> Option<i64> {
+        let mut known = self.0.lock().ok()?;
+        let before = known.get(point).copied().unwrap_or(0);
+        if epoch <= before {
+            return None;
+        }
+        known.insert(point.to_owned(), epoch);
+        Some(before)
+    }
+
+    /// Undoes `advance(point, epoch)` unless a later report has moved `point` on since.
+    fn restore(&self, point: &str, epoch: i64, before: i64) {
+        if let Ok(mut known) = self.0.lock()
+            && known.get(point) == Some(&epoch)
+        {
+            known.insert(point.to_owned(), before);
+        }
+    }
+}
+
+/// One `revocation.acknowledged` event per point whose applied epoch moved forward, and
+/// the (point, previous epoch) of each move.
+fn acknowledged_evidence(
+    s: &AppState,
+    credential: &str,
+    body: &ReportBody,
+) -> (Vec<Event>, Vec<(String, i64)>) {
     let now = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp());
     let mut events = Vec::new();
+    let mut moved = Vec::new();
     for p in &body.points {
-        let before = known.get(&p.id).copied().unwrap_or(0);
-        if body.epoch <= before {
+        let Some(before) = s.hub.acknowledged.advance(&p.id, body.epoch) else {
             continue;
-        }
-        known.insert(p.id.clone(), body.epoch);
+        };
+        moved.push((p.id.clone(), before));
         let mut e = Event::new(
             EventKind::RevocationAcknowledged,
             uuid::Uuid::now_v7().to_string(),
@@ -706,7 +740,7 @@ fn acknowledged_evidence(s: &AppState, credential: &str, body: &ReportBody) -> V
         });
         events.push(e);
     }
-    events
+    (events, moved)
 }
 
 async fn statuses(s: &AppState) -> Result<PointsResponse, ApiError> {
@@ -812,5 +846,36 @@ pub(crate) async fn verification(
             _ = acked => {}
             _ = tokio::time::sleep(Duration::from_millis(25)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckedEpochs;
+
+    /// An acknowledgement is recorded once per move forward; a move taken back (its
+    /// record could not be queued) is recorded on the next report, unless a newer epoch
+    /// was acknowledged meanwhile.
+    #[test]
+    fn a_restored_acknowledgement_is_recorded_again() {
+        let acked = AckedEpochs::default();
+        assert_eq!(acked.advance("gw", 3), Some(0));
+        assert_eq!(
+            acked.advance("gw", 3),
+            None,
+            "the same epoch again is no news"
+        );
+        assert_eq!(acked.advance("gw", 2), None, "an older epoch is no news");
+        acked.restore("gw", 3, 0);
+        assert_eq!(
+            acked.advance("gw", 3),
+            Some(0),
+            "recorded on the next report"
+        );
+
+        assert_eq!(acked.advance("gw", 5), Some(3));
+        acked.restore("gw", 3, 0);
+        assert_eq!(acked.advance("gw", 5), None, "a newer move is kept");
+        assert_eq!(acked.advance("other", 1), Some(0), "points are independent");
     }
 }
