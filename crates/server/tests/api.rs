@@ -1212,6 +1212,33 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             .await;
         assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
     }
+    // Not UTF-8 (RFC 8259 §8.1), even in a member the request would ignore (found by the
+    // `authzen_request` fuzz target: serde_json does not check strings it skips).
+    let mut raw = serde_json::to_vec(&evaluation(
+        ORDERS_API,
+        json!({"type": "capability", "id": "orders.read"}),
+        "read",
+        json!({"environment": "prod"}),
+    ))
+    .unwrap();
+    raw.pop();
+    raw.extend_from_slice(b",\"note\":\"\xdd\"}");
+    let answer = env
+        .http
+        .post(format!("{}/access/v1/evaluation", env.base))
+        .bearer_auth(&env.admin)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let st = answer.status();
+    let resp: Value = answer.json().await.unwrap();
+    assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        resp["message"].as_str().unwrap().contains("not UTF-8"),
+        "{resp}"
+    );
     let (st, resp) = env
         .call(
             Method::POST,
