@@ -34,10 +34,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 e.valid_up_to()
             )));
         }
-        match axum::Json::<T>::from_bytes(&body) {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        axum::Json::<T>::from_bytes(&body)
+            .map(|axum::Json(v)| Json(v))
+            .map_err(|r: JsonRejection| {
+                ApiError::bad_request(format!("malformed JSON body: {}", r.body_text()))
+            })
     }
 }
 
@@ -69,13 +70,6 @@ fn bytes_rejection(b: BytesRejection) -> ApiError {
         )
     } else {
         ApiError::bad_request(format!("cannot read the body: {}", b.body_text()))
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> ApiError {
-    match r {
-        JsonRejection::BytesRejection(b) => bytes_rejection(b),
-        other => ApiError::bad_request(format!("malformed JSON body: {}", other.body_text())),
     }
 }
 
