@@ -400,7 +400,11 @@ pub fn in_process_by_address(
     for (principal, capability, _, env) in requests {
         let mut context = serde_json::Map::new();
         context.insert("environment".into(), Value::String(env.clone()));
-        let path = format!("/{}/item-7", capability.replace('.', "/"));
+        let Ok(path) =
+            steward_policy::HttpPath::parse(&format!("/{}/item-7", capability.replace('.', "/")))
+        else {
+            continue;
+        };
         let t = Instant::now();
         let d = engine.decide_uncached(&AccessRequest {
             principal: principal.clone(),

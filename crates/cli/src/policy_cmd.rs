@@ -137,6 +137,8 @@ fn target(a: &AuthorizeArgs) -> Result<Target> {
             (Some(c), ..) => Target::Capability(c.clone()),
             (_, Some(h), ..) => {
                 let (method, path) = split2(h, ' ', "--http takes \"METHOD /path\"")?;
+                // Decided as every enforcement point decides it: on the normal form.
+                let (path, _query) = steward_policy::HttpPath::from_target(&path)?;
                 Target::Address(OwnedAddress::Http { method, path })
             }
             (_, _, Some(g), ..) => {

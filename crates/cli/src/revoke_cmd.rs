@@ -200,10 +200,14 @@ fn verdict_code(v: &Verification) -> ExitCode {
 
 fn revoked_text(r: &RevokeResponse) -> String {
     let rev = &r.revocation;
-    format!(
+    let mut out = format!(
         "Revoked {} `{}` at epoch {} ({}).\n",
         rev.kind, rev.target, rev.epoch, rev.reason
-    )
+    );
+    if let Some(note) = &r.note {
+        out.push_str(&format!("Note: {note}\n"));
+    }
+    out
 }
 
 fn point_row(p: &PointStatus, state: &str) -> Vec<String> {

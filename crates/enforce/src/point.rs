@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use steward_model::Action;
-use steward_policy::{AccessRequest, Decision, Target};
+use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 use steward_token::{Claims, Expectations, Proof};
 
 use crate::bundle::Enforcer;
@@ -22,6 +22,9 @@ pub enum Outcome {
     Forbidden,
     /// No current bundle, or the decision could not be recorded (HTTP 503): fail closed.
     Unavailable,
+    /// The request cannot be decided unambiguously, e.g. a path servers read differently
+    /// (HTTP 400).
+    Malformed,
 }
 
 impl Outcome {
@@ -32,6 +35,7 @@ impl Outcome {
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
             Self::Unavailable => 503,
+            Self::Malformed => 400,
         }
     }
 }
@@ -45,8 +49,9 @@ pub struct Seen<'a> {
     pub proof: Proof<'a>,
     /// The audience tokens must carry at this point.
     pub audience: &'a str,
-    /// What is being accessed: usually a transport address.
-    pub target: Target,
+    /// What is being accessed (usually a transport address), or why what the request
+    /// names could not be read unambiguously.
+    pub target: Result<Target, Unreadable>,
     /// The action, when the target is a capability or the point knows better than the
     /// mapping (e.g. a broker's `configure`).
     pub action: Option<Action>,
@@ -54,6 +59,52 @@ pub struct Seen<'a> {
     pub correlation_id: Option<&'a str>,
     /// Extra request context (declared `request_context` attributes).
     pub context: Map<String, Value>,
+}
+
+/// A request target a point could not turn into a [`Target`]: refused (400) and recorded
+/// with what was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// What the request named, escaped and shortened for the record.
+    pub address: String,
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// An HTTP request whose path [`steward_model::HttpPath`] refused.
+    pub fn http(method: &str, raw_path: &str, error: &steward_model::ModelError) -> Self {
+        let mut shown: String = raw_path
+            .chars()
+            .take(200)
+            .flat_map(char::escape_debug)
+            .collect();
+        if raw_path.chars().nth(200).is_some() {
+            shown.push('…');
+        }
+        let method: String = method
+            .chars()
+            .take(16)
+            .flat_map(char::escape_debug)
+            .collect();
+        Self {
+            address: format!("http {method} {shown}"),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// What an HTTP request is decided as at every layer: its method and its path in normal
+/// form ([`steward_model::HttpPath`]), the query (after `?`) set aside; or why the path
+/// cannot be decided unambiguously. `request_target` is the path as received, with or
+/// without its query.
+pub fn http_address(method: &str, request_target: &str) -> Result<OwnedAddress, Unreadable> {
+    match steward_model::HttpPath::from_target(request_target) {
+        Ok((path, _query)) => Ok(OwnedAddress::Http {
+            method: method.to_owned(),
+            path,
+        }),
+        Err(e) => Err(Unreadable::http(method, request_target, &e)),
+    }
 }
 
 /// The answer of a check.
@@ -248,6 +299,19 @@ impl EnforcementPoint {
             }
         };
         let version = enforcer.policy_version();
+        if let Err(unreadable) = &seen.target {
+            // Who sent it, when the token says so: a probe is worth attributing.
+            let claims = seen.token.and_then(|t| {
+                enforcer
+                    .validator()
+                    .validate(t, &self.expectations(seen))
+                    .ok()
+            });
+            let mut d = empty_decision(version);
+            d.reasons.push(unreadable.reason.clone());
+            let principal = claims.as_ref().map(|c| c.sub.clone());
+            return self.finish(Outcome::Malformed, principal, claims, d, None, seen);
+        }
         let Some(token) = seen.token else {
             return self.refuse(
                 Outcome::Unauthenticated,
@@ -256,14 +320,10 @@ impl EnforcementPoint {
                 seen,
             );
         };
-        let now = time::OffsetDateTime::now_utc();
-        let expect = Expectations {
-            audience: seen.audience,
-            environment: Some(&self.environment),
-            now: now.unix_timestamp(),
-            proof: seen.proof,
-        };
-        let claims = match enforcer.validator().validate(token, &expect) {
+        let claims = match enforcer
+            .validator()
+            .validate(token, &self.expectations(seen))
+        {
             Ok(c) => c,
             Err(e) => {
                 return self.refuse(
@@ -278,6 +338,15 @@ impl EnforcementPoint {
         self.decide(&enforcer, claims.sub.clone(), Some(claims), context, seen)
     }
 
+    fn expectations<'s>(&'s self, seen: &Seen<'s>) -> Expectations<'s> {
+        Expectations {
+            audience: seen.audience,
+            environment: Some(&self.environment),
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            proof: seen.proof,
+        }
+    }
+
     /// Decides for an identity proven some other way than a bearer token (a message
     /// signature checked with its registered key, or the process itself), and records it.
     pub fn check_principal(&self, principal: &str, seen: &Seen<'_>) -> Verdict {
@@ -287,6 +356,18 @@ impl EnforcementPoint {
                 return self.refuse(Outcome::Unavailable, 0, why, seen);
             }
         };
+        if let Err(unreadable) = &seen.target {
+            let mut d = empty_decision(enforcer.policy_version());
+            d.reasons.push(unreadable.reason.clone());
+            return self.finish(
+                Outcome::Malformed,
+                Some(principal.to_owned()),
+                None,
+                d,
+                None,
+                seen,
+            );
+        }
         let mut context = seen.context.clone();
         context.insert("environment".into(), self.environment.clone().into());
         self.decide(&enforcer, principal.to_owned(), None, context, seen)
@@ -300,9 +381,16 @@ impl EnforcementPoint {
         context: Map<String, Value>,
         seen: &Seen<'_>,
     ) -> Verdict {
+        let Ok(target) = &seen.target else {
+            // Callers refuse unreadable targets first; deny if one ever gets here.
+            let mut d = empty_decision(enforcer.policy_version());
+            d.reasons
+                .push("the request target could not be read".into());
+            return self.finish(Outcome::Malformed, Some(principal), claims, d, None, seen);
+        };
         let request = AccessRequest {
             principal,
-            target: seen.target.clone(),
+            target: target.clone(),
             action: seen.action,
             context,
             at: time::OffsetDateTime::now_utc(),
@@ -357,7 +445,7 @@ impl EnforcementPoint {
     ) -> Verdict {
         if decision.capability.is_none() && request.is_none() {
             // Record where the refused request was going, even without a decision.
-            if let Target::Capability(c) = &seen.target {
+            if let Ok(Target::Capability(c)) = &seen.target {
                 decision.capability = Some(c.clone());
             }
         }
@@ -372,10 +460,12 @@ impl EnforcementPoint {
             &self.name,
             seen.correlation_id,
         );
-        if request.is_none()
-            && let Target::Address(a) = &seen.target
-        {
-            event.destination.address = Some(a.to_string());
+        if request.is_none() {
+            event.destination.address = match &seen.target {
+                Ok(Target::Address(a)) => Some(a.to_string()),
+                Ok(Target::Capability(_)) => None,
+                Err(unreadable) => Some(unreadable.address.clone()),
+            };
         }
         event.token_id = claims.as_ref().map(|c| c.jti.clone());
         let event_id = event.id.clone();

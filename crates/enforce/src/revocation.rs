@@ -6,8 +6,8 @@
 //! outlives a revocation the point has applied. Revocations apply strictly in epoch
 //! order; a gap is refused, so an acknowledged epoch means every revocation up to it.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -153,9 +153,7 @@ impl RevocationSet {
     /// Applies the next revocation. One at or below the epoch is a repeat (ignored); one
     /// beyond the next epoch means some were missed.
     pub fn apply(&self, r: Revocation) -> Result<bool, EpochGap> {
-        let Ok(mut index) = self.index.write() else {
-            return Ok(false);
-        };
+        let mut index = self.index.write();
         if r.epoch <= index.epoch {
             return Ok(false);
         }
@@ -173,21 +171,20 @@ impl RevocationSet {
 
     /// Replaces everything with a snapshot: the revocations in force at `epoch`.
     pub fn replace(&self, epoch: i64, entries: Vec<Revocation>) {
-        if let Ok(mut index) = self.index.write() {
-            *index = Index::rebuild(epoch, entries);
-            self.any.store(!index.entries.is_empty(), Ordering::SeqCst);
-            self.epoch.store(index.epoch, Ordering::SeqCst);
-        }
+        let mut index = self.index.write();
+        *index = Index::rebuild(epoch, entries);
+        self.any.store(!index.entries.is_empty(), Ordering::SeqCst);
+        self.epoch.store(index.epoch, Ordering::SeqCst);
     }
 
     /// Forgets revocations whose tokens have all expired by `now` (seconds since the
     /// Unix epoch); the epoch stays.
     pub fn prune(&self, now: i64) {
-        if let Ok(mut index) = self.index.write()
-            && index
-                .entries
-                .iter()
-                .any(|r| r.until.is_some_and(|u| u <= now))
+        let mut index = self.index.write();
+        if index
+            .entries
+            .iter()
+            .any(|r| r.until.is_some_and(|u| u <= now))
         {
             let epoch = index.epoch;
             let kept: Vec<Revocation> = index
@@ -202,24 +199,19 @@ impl RevocationSet {
 
     /// The revocations in force, in epoch order.
     pub fn entries(&self) -> Vec<Revocation> {
-        self.index
-            .read()
-            .map(|i| i.entries.clone())
-            .unwrap_or_default()
+        self.index.read().entries.clone()
     }
 
     /// Why federation from issuer `id` is refused, if it is revoked.
     pub fn issuer_revoked(&self, id: &str) -> Option<String> {
-        let index = self.index.read().ok()?;
+        let index = self.index.read();
         index.get(index.issuers.get(id)).map(Revocation::describe)
     }
 
     /// The control plane confirmed the set is current (a heartbeat or a revocation).
     pub fn confirm(&self) {
         self.fed.store(true, Ordering::SeqCst);
-        if let Ok(mut c) = self.confirmed.write() {
-            *c = Some(Instant::now());
-        }
+        *self.confirmed.write() = Some(Instant::now());
     }
 
     /// Whether this set may be relied on: always when no feed keeps it (the control plane
@@ -228,11 +220,7 @@ impl RevocationSet {
         if !self.fed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let age = self
-            .confirmed
-            .read()
-            .ok()
-            .and_then(|c| c.map(|c| c.elapsed()));
+        let age = self.confirmed.read().map(|c| c.elapsed());
         match age {
             Some(age) if age <= max_staleness => Ok(()),
             Some(age) => Err(format!(
@@ -256,7 +244,7 @@ impl RevocationCheck for RevocationSet {
         if !self.any.load(Ordering::Relaxed) {
             return None;
         }
-        let index = self.index.read().ok()?;
+        let index = self.index.read();
         index.covering(kid, claims).map(Revocation::describe)
     }
 }
@@ -350,6 +338,40 @@ mod tests {
             set.revoked("k", &claims("spiffe://example.org/a", "j", 900))
                 .is_none()
         );
+    }
+
+    /// A thread that panics while holding the set's locks must not leave it answering
+    /// "not revoked" (std's poisoned locks made every read here skip): the revocation
+    /// stays in force, later ones still apply, and a stale feed still refuses.
+    #[test]
+    fn a_panic_while_holding_the_locks_keeps_revocations_in_force() {
+        let set = std::sync::Arc::new(RevocationSet::default());
+        set.apply(rev(1, RevocationKind::Token, "j1", None))
+            .unwrap();
+        set.expect_feed();
+        set.confirm();
+        for lock in ["index", "confirmed"] {
+            let held = set.clone();
+            let crashed = std::thread::spawn(move || {
+                let _index = (lock == "index").then(|| held.index.write());
+                let _confirmed = (lock == "confirmed").then(|| held.confirmed.write());
+                panic!("a bug while holding the {lock} lock");
+            })
+            .join();
+            assert!(crashed.is_err());
+        }
+        let c = claims("spiffe://example.org/a", "j1", 900);
+        assert!(
+            set.revoked("k", &c).is_some(),
+            "still revoked after the panic"
+        );
+        set.apply(rev(2, RevocationKind::Token, "j2", None))
+            .unwrap();
+        assert!(
+            set.revoked("k", &claims("spiffe://example.org/a", "j2", 900))
+                .is_some()
+        );
+        assert!(set.fresh(Duration::ZERO).is_err());
     }
 
     #[test]

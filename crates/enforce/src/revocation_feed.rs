@@ -10,10 +10,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use steward_model::Revocation;
 
 use crate::EnforceError;
@@ -115,11 +116,7 @@ impl RevocationFeed {
     }
 
     pub fn status(&self) -> FeedStatus {
-        let (connected, last_error) = self
-            .state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or((false, None));
+        let (connected, last_error) = self.state.lock().clone();
         FeedStatus {
             connected,
             epoch: self.source.revocations().epoch(),
@@ -169,11 +166,10 @@ impl RevocationFeed {
     }
 
     fn set_state(&self, connected: bool, error: Option<String>) {
-        if let Ok(mut s) = self.state.lock() {
-            s.0 = connected;
-            if error.is_some() || connected {
-                s.1 = error;
-            }
+        let mut s = self.state.lock();
+        s.0 = connected;
+        if error.is_some() || connected {
+            s.1 = error;
         }
     }
 

@@ -2,7 +2,9 @@
 //! signature against keys already trusted, compile it, swap it in; and refuse to decide
 //! with a bundle that has not been confirmed for longer than the configured staleness.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use steward_token::{Jwk, PublicKey};
@@ -87,10 +89,7 @@ impl BundleSource {
 
     /// The enforcer to decide with, or why every request must be refused now.
     pub fn current(&self) -> Result<Arc<Enforcer>, String> {
-        let slot = self
-            .slot
-            .read()
-            .map_err(|_| "the policy bundle is unavailable".to_owned())?;
+        let slot = self.slot.read();
         let (Some(enforcer), Some(contact)) = (&slot.enforcer, slot.last_contact) else {
             return Err(match &slot.last_error {
                 Some(e) => format!("no policy bundle has been loaded yet ({e}); denying"),
@@ -114,59 +113,43 @@ impl BundleSource {
     }
 
     pub fn status(&self) -> SourceStatus {
-        match self.slot.read() {
-            Ok(slot) => SourceStatus {
-                policy_version: slot.enforcer.as_ref().map(|e| e.policy_version()),
-                issued_at: slot.enforcer.as_ref().map(|e| e.issued_at()),
-                seconds_since_contact: slot.last_contact.map(|c| c.elapsed().as_secs()),
-                stale: slot
-                    .last_contact
-                    .is_none_or(|c| c.elapsed() > self.config.max_staleness)
-                    || self.revocations.fresh(self.config.max_staleness).is_err(),
-                last_error: slot.last_error.clone(),
-                revocation_epoch: self.revocations.epoch(),
-            },
-            Err(_) => SourceStatus {
-                policy_version: None,
-                issued_at: None,
-                seconds_since_contact: None,
-                stale: true,
-                last_error: Some("the bundle slot is poisoned".into()),
-                revocation_epoch: self.revocations.epoch(),
-            },
+        let slot = self.slot.read();
+        SourceStatus {
+            policy_version: slot.enforcer.as_ref().map(|e| e.policy_version()),
+            issued_at: slot.enforcer.as_ref().map(|e| e.issued_at()),
+            seconds_since_contact: slot.last_contact.map(|c| c.elapsed().as_secs()),
+            stale: slot
+                .last_contact
+                .is_none_or(|c| c.elapsed() > self.config.max_staleness)
+                || self.revocations.fresh(self.config.max_staleness).is_err(),
+            last_error: slot.last_error.clone(),
+            revocation_epoch: self.revocations.epoch(),
         }
     }
 
     /// Verifies, compiles and installs a bundle (the text of a JWS), if it is not older
     /// than the one in force.
     pub fn install(&self, text: &str) -> Result<i64, EnforceError> {
-        let trusted = self
-            .slot
-            .read()
-            .map(|s| s.trusted.clone())
-            .unwrap_or_default();
+        let trusted = self.slot.read().trusted.clone();
         let bundle = Bundle::verify(text, &trusted)?;
-        let held = self
-            .slot
-            .read()
-            .ok()
-            .and_then(|s| s.enforcer.as_ref().map(|e| e.issued_at()));
-        if let Some(held) = held
-            && bundle.issued_at < held
-        {
-            return Err(EnforceError::Rollback {
+        let held = || self.slot.read().enforcer.as_ref().map(|e| e.issued_at());
+        let rollback = |held: Option<i64>| match held {
+            Some(held) if bundle.issued_at < held => Err(EnforceError::Rollback {
                 issued_at: bundle.issued_at,
                 held,
-            });
-        }
+            }),
+            _ => Ok(()),
+        };
+        rollback(held())?;
         let enforcer = bundle.enforcer(self.revocations.clone())?;
         let version = enforcer.policy_version();
-        if let Ok(mut slot) = self.slot.write() {
-            slot.trusted = enforcer.keys().to_vec();
-            slot.enforcer = Some(Arc::new(enforcer));
-            slot.last_contact = Some(Instant::now());
-            slot.last_error = None;
-        }
+        let mut slot = self.slot.write();
+        // Checked again under the write lock: another install may have won meanwhile.
+        rollback(slot.enforcer.as_ref().map(|e| e.issued_at()))?;
+        slot.trusted = enforcer.keys().to_vec();
+        slot.enforcer = Some(Arc::new(enforcer));
+        slot.last_contact = Some(Instant::now());
+        slot.last_error = None;
         Ok(version)
     }
 
@@ -174,30 +157,24 @@ impl BundleSource {
     /// installed, `Ok(false)` when the one in force is current.
     pub async fn refresh(self: &Arc<Self>) -> Result<bool, EnforceError> {
         let result = self.fetch().await;
-        if let (Err(e), Ok(mut slot)) = (&result, self.slot.write()) {
-            slot.last_error = Some(e.to_string());
+        if let Err(e) = &result {
+            self.slot.write().last_error = Some(e.to_string());
         }
         result
     }
 
     async fn fetch(self: &Arc<Self>) -> Result<bool, EnforceError> {
         let base = self.config.url.trim_end_matches('/');
-        let needs_anchor = self
-            .slot
-            .read()
-            .map(|s| s.trusted.is_empty())
-            .unwrap_or(true);
+        let needs_anchor = self.slot.read().trusted.is_empty();
         if needs_anchor {
             let keys = self.fetch_jwks(base).await?;
             tracing::warn!(
                 keys = ?keys.iter().map(PublicKey::kid).collect::<Vec<_>>(),
                 "no bundle signing keys configured (control_plane.trusted_keys_file): trusting the control plane's JWKS on first use"
             );
-            if let Ok(mut slot) = self.slot.write() {
-                slot.trusted = keys;
-            }
+            self.slot.write().trusted = keys;
         }
-        let etag = self.slot.read().ok().and_then(|s| s.etag.clone());
+        let etag = self.slot.read().etag.clone();
         let mut request = self
             .http
             .get(format!("{base}/enforcement/v1/bundle"))
@@ -209,13 +186,13 @@ impl BundleSource {
         }
         let response = request.send().await.map_err(|e| unreachable(base, &e))?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_MODIFIED
-            && let Ok(mut slot) = self.slot.write()
-            && slot.enforcer.is_some()
-        {
-            slot.last_contact = Some(Instant::now());
-            slot.last_error = None;
-            return Ok(false);
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            let mut slot = self.slot.write();
+            if slot.enforcer.is_some() {
+                slot.last_contact = Some(Instant::now());
+                slot.last_error = None;
+                return Ok(false);
+            }
         }
         let response = crate::success(response).await?;
         let new_etag = response
@@ -228,9 +205,7 @@ impl BundleSource {
         let version = tokio::task::spawn_blocking(move || me.install(&text))
             .await
             .map_err(|e| EnforceError::Compile(e.to_string()))??;
-        if let Ok(mut slot) = self.slot.write() {
-            slot.etag = new_etag;
-        }
+        self.slot.write().etag = new_etag;
         tracing::info!(policy_version = version, "policy bundle installed");
         Ok(true)
     }

@@ -8,17 +8,18 @@
 //!   token is the AMQP password and its SPIFFE ID the username.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, http_address};
 use steward_model::Action;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
@@ -102,8 +103,8 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         return StatusCode::NOT_FOUND.into_response();
     };
     let (Some(method), Some(uri)) = (
-        header_text(&headers, "x-original-method"),
-        header_text(&headers, "x-original-uri"),
+        headers.get("x-original-method"),
+        headers.get("x-original-uri"),
     ) else {
         tracing::error!(
             "nginx did not send X-Original-Method and X-Original-URI: the auth_request location is misconfigured (see docs/enforcement.md); refusing"
@@ -114,16 +115,26 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         )
             .into_response();
     };
-    let path = uri.split(['?', '#']).next().unwrap_or(uri).to_owned();
     let trace = TraceContext::continue_or_start(header_text(&headers, "traceparent"));
     let mut seen = Seen {
         token: None,
         proof: Proof::None,
         audience,
-        target: Target::Address(OwnedAddress::Http {
-            method: method.to_owned(),
-            path,
-        }),
+        target: match (method.to_str(), uri.to_str()) {
+            (Ok(method), Ok(uri)) => http_address(method, uri).map(Target::Address),
+            // Bytes a header may carry but a request line may not: nothing to decide on.
+            _ => Err(Unreadable {
+                address: format!(
+                    "http {} {}",
+                    String::from_utf8_lossy(method.as_bytes()).escape_debug(),
+                    String::from_utf8_lossy(uri.as_bytes()).escape_debug()
+                )
+                .chars()
+                .take(300)
+                .collect(),
+                reason: "the original method or URI holds bytes that are not visible ASCII".into(),
+            }),
+        },
         action: None,
         correlation_id: Some(&trace.trace_id),
         context: Default::default(),
@@ -135,7 +146,13 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         }
         Err(why) => s.nginx.refuse_credential(&seen, why),
     };
-    http_answer(&verdict, &trace)
+    let mut answer = http_answer(&verdict, &trace);
+    if verdict.outcome == Outcome::Malformed {
+        // nginx passes on only 401 and 403 from an auth subrequest (anything else becomes
+        // a 500), so an unreadable request is forbidden; the body says why.
+        *answer.status_mut() = StatusCode::FORBIDDEN;
+    }
+    answer
 }
 
 /// The HTTP answer of a verdict for a gateway asking on a request's behalf: 200 with the
@@ -214,7 +231,7 @@ impl AuthEndpoints {
     /// The token of a logged-in broker user, if its session is still live.
     fn session(&self, username: &str) -> Option<String> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let sessions = self.sessions.lock().ok()?;
+        let sessions = self.sessions.lock();
         sessions
             .get(username)
             .filter(|(_, exp)| *exp > now)
@@ -234,9 +251,7 @@ impl AuthEndpoints {
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             proof: Proof::None,
         };
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return Vec::new();
-        };
+        let mut sessions = self.sessions.lock();
         let mut revoked = Vec::new();
         sessions.retain(
             |user, (token, _)| match enforcer.validator().validate(token, &expect) {
@@ -251,9 +266,7 @@ impl AuthEndpoints {
     }
 
     fn remember(&self, username: &str, token: &str, exp: i64) {
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return;
-        };
+        let mut sessions = self.sessions.lock();
         if sessions.len() >= MAX_SESSIONS {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             sessions.retain(|_, (_, e)| *e > now);
@@ -277,7 +290,7 @@ impl AuthEndpoints {
             token: Some(token),
             proof: Proof::None,
             audience: self.config.rabbitmq_audience.as_deref().unwrap_or_default(),
-            target,
+            target: Ok(target),
             action,
             correlation_id: None,
             context: Default::default(),

@@ -5,9 +5,9 @@
 //! model are decided one by one (`tools_from_body`), with the token's task scope.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -65,7 +65,7 @@ impl EgressSecrets {
             .json()
             .await
             .map_err(|e| format!("egress secret `{id}`: {e}"))?;
-        let mut values = self.values.write().map_err(|_| "poisoned".to_owned())?;
+        let mut values = self.values.write();
         let rotated = values
             .get(id)
             .is_some_and(|(_, created, _)| *created != released.created_at);
@@ -81,7 +81,7 @@ impl EgressSecrets {
 
     /// The value to inject, unless it was not confirmed for longer than the staleness.
     pub fn get(&self, id: &str) -> Result<String, String> {
-        let values = self.values.read().map_err(|_| "poisoned".to_owned())?;
+        let values = self.values.read();
         match values.get(id) {
             Some((v, _, at)) if at.elapsed() <= self.max_staleness => Ok(v.clone()),
             Some(_) => Err(format!(

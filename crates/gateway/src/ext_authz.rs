@@ -14,7 +14,7 @@ use envoy_types::ext_authz::v3::{
 };
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, http_address};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 
@@ -47,20 +47,23 @@ impl ExtAuthz {
         let (method, path) = http
             .map(|h| (h.method.as_str(), h.path.as_str()))
             .unwrap_or(("", ""));
-        let path = path.split(['?', '#']).next().unwrap_or(path);
         let grpc = headers
             .get("content-type")
             .is_some_and(|c| c.starts_with("application/grpc"));
-        let target = match (grpc, path.trim_start_matches('/').split_once('/')) {
-            (true, Some((service, method))) => Target::Address(OwnedAddress::Grpc {
-                service: service.to_owned(),
-                method: method.to_owned(),
-            }),
-            _ => Target::Address(OwnedAddress::Http {
-                method: method.to_owned(),
-                path: path.to_owned(),
-            }),
-        };
+        // Envoy passes the request target undecoded (path and query): decided, like at
+        // every layer, on its normal form.
+        let target = http_address(method, path).map(|address| match address {
+            OwnedAddress::Http { method, path } if grpc => {
+                match path.as_str().trim_start_matches('/').split_once('/') {
+                    Some((service, method)) => Target::Address(OwnedAddress::Grpc {
+                        service: service.to_owned(),
+                        method: method.to_owned(),
+                    }),
+                    None => Target::Address(OwnedAddress::Http { method, path }),
+                }
+            }
+            other => Target::Address(other),
+        });
         let mut seen = Seen {
             token: None,
             proof: Proof::None,
@@ -124,6 +127,10 @@ impl ExtAuthz {
                 tonic::Status::permission_denied(verdict.reason()),
                 HttpStatusCode::Forbidden,
             ),
+            Outcome::Malformed => (
+                tonic::Status::invalid_argument(verdict.reason()),
+                HttpStatusCode::BadRequest,
+            ),
             Outcome::Unavailable | Outcome::Allow => (
                 tonic::Status::unavailable(verdict.reason()),
                 HttpStatusCode::ServiceUnavailable,
@@ -145,6 +152,7 @@ impl ExtAuthz {
                 "error": match verdict.outcome {
                     Outcome::Unauthenticated => "unauthenticated",
                     Outcome::Forbidden => "forbidden",
+                    Outcome::Malformed => "bad_request",
                     _ => "enforcement_unavailable",
                 },
                 "reason": verdict.reason(),

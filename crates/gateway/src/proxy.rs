@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, http_address};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
@@ -157,6 +157,7 @@ impl Proxy {
         let (status, code) = match verdict.outcome {
             Outcome::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Outcome::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Outcome::Malformed => (StatusCode::BAD_REQUEST, "bad_request"),
             Outcome::Unavailable | Outcome::Allow => {
                 (StatusCode::SERVICE_UNAVAILABLE, "enforcement_unavailable")
             }
@@ -188,13 +189,21 @@ impl Proxy {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
-        let method = req.method().as_str().to_owned();
-        let path = req.uri().path().to_owned();
+        let address = http_address(req.method().as_str(), req.uri().path());
+        // What is forwarded is the path decided on, never the raw one: the upstream must
+        // not serve another resource than the one policy allowed.
+        let forward_path = match &address {
+            Ok(OwnedAddress::Http { path, .. }) => Some(match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            }),
+            _ => None,
+        };
         let mut seen = Seen {
             token: None,
             proof: Proof::None,
             audience: &self.config.audience,
-            target: Target::Address(OwnedAddress::Http { method, path }),
+            target: address.map(Target::Address),
             action: None,
             correlation_id: Some(&trace.trace_id),
             context: Default::default(),
@@ -247,14 +256,10 @@ impl Proxy {
         let mut req = Request::from_parts(parts, body);
         // Forward: the upstream sees the verified identity, never the client's credential
         // or identity headers it made up.
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
-        let uri: Uri = match format!("{}{path_and_query}", self.config.upstream).parse() {
-            Ok(u) => u,
-            Err(_) => {
+        let forwarded = forward_path.map(|p| format!("{}{p}", self.config.upstream).parse::<Uri>());
+        let uri: Uri = match forwarded {
+            Some(Ok(u)) => u,
+            _ => {
                 return json_response(
                     StatusCode::BAD_REQUEST,
                     json!({"error": "bad_request", "reason": "the request target cannot be forwarded"}),
@@ -399,7 +404,7 @@ impl Proxy {
                 token,
                 proof: Proof::None,
                 audience: &self.config.audience,
-                target: Target::Address(OwnedAddress::Tool { name: tool.clone() }),
+                target: Ok(Target::Address(OwnedAddress::Tool { name: tool.clone() })),
                 action: None,
                 correlation_id: Some(&trace.trace_id),
                 context: context.clone(),

@@ -598,6 +598,233 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Sends one HTTP/1.1 request exactly as written (HTTP clients resolve `..` and
+/// `%2e%2e` before sending, which is what an attacker does not do); returns the status
+/// and the body.
+pub async fn raw_request(
+    addr: SocketAddr,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut text = format!("{request_line} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    s.write_all(text.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the answer did not end")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // Chunk sizes in hex, each followed by its data.
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// How every layer must treat a hostile path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// Decided as (and at the proxy forwarded as) this normal form, then allowed.
+    Allowed(&'static str),
+    /// Decided as this normal form, which policy refuses.
+    Forbidden(&'static str),
+    /// Refused as ambiguous: 400 (403 through nginx, which passes on only 401/403).
+    Refused,
+}
+
+/// Paths an attacker sends to reach what their token does not allow. CALLER may read
+/// `/v1/charges/**`, not `/v1/orders/**`.
+const HOSTILE: &[(&str, Expect)] = &[
+    (
+        "/v1/charges/../orders/42",
+        Expect::Forbidden("/v1/orders/42"),
+    ),
+    (
+        "/v1/charges/ch_1/../../orders/42",
+        Expect::Forbidden("/v1/orders/42"),
+    ),
+    ("/v1/./orders/42", Expect::Forbidden("/v1/orders/42")),
+    (
+        "/v1/orders/../charges/ch_1",
+        Expect::Allowed("/v1/charges/ch_1"),
+    ),
+    ("/v1/%63harges/ch_1", Expect::Allowed("/v1/charges/ch_1")),
+    ("/v1/charges/./ch_1", Expect::Allowed("/v1/charges/ch_1")),
+    ("/v1/charges/%2e%2e/orders/42", Expect::Refused),
+    ("/v1/charges/%2E%2E/orders/42", Expect::Refused),
+    ("/v1/charges/.%2e/orders/42", Expect::Refused),
+    ("/v1/charges/ch_1%2f..%2f..%2forders%2f42", Expect::Refused),
+    ("/v1/charges/%252e%252e/orders/42", Expect::Refused),
+    ("/v1/charges/..%5c..%5corders/42", Expect::Refused),
+    ("/v1/charges/ch_1;x=1/../../orders/42", Expect::Refused),
+    ("/v1/charges/..;/orders/42", Expect::Refused),
+    ("/v1//charges/ch_1", Expect::Refused),
+    ("/v1/charges/%00", Expect::Refused),
+    ("/v1/charges/%ff", Expect::Refused),
+    ("/../v1/charges/ch_1", Expect::Refused),
+    ("/v1/charges/%zz", Expect::Refused),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() {
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    let token = cp.token(CALLER, AUDIENCE).await;
+    let bearer = format!("Bearer {token}");
+    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", gw.ext_authz.unwrap()),
+    )
+    .await
+    .unwrap();
+    for (n, (path, expect)) in HOSTILE.iter().enumerate() {
+        let trace = format!("{:032x}", 0xdead_0000_u64 + n as u64);
+        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+        // 1. the gateway proxy, sent byte for byte
+        let (status, body) = raw_request(
+            gw.proxies[0],
+            &format!("GET {path}"),
+            &[("authorization", &bearer), ("traceparent", &traceparent)],
+        )
+        .await;
+        // 2. nginx auth_request, with the raw `$request_uri`
+        let (nginx, nginx_body) = raw_request(
+            gw.auth.unwrap(),
+            "GET /nginx/auth",
+            &[
+                ("authorization", &bearer),
+                ("x-original-method", "GET"),
+                ("x-original-uri", &format!("{path}?q=1")),
+            ],
+        )
+        .await;
+        // 3. Envoy ext_authz: the request target undecoded, as Envoy passes it
+        let answer = grpc
+            .check(real_servers::check_request("GET", path, Some(&token), None))
+            .await
+            .unwrap()
+            .into_inner();
+        let envoy_http = match &answer.http_response {
+            Some(envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::DeniedResponse(d)) => d.status.as_ref().unwrap().code,
+            _ => 200,
+        };
+        // 4. AuthZEN for the same identity
+        let (st, authzen) = cp
+            .call(
+                Method::POST,
+                "/access/v1/evaluation",
+                Some(json!({
+                    "subject": {"type": "workload", "id": CALLER},
+                    "resource": {"type": "http", "id": path, "properties": {"method": "GET"}},
+                    "action": {"name": "access"},
+                    "context": {"environment": "prod"},
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{authzen}");
+        let label = format!("{path} ({expect:?})");
+        match expect {
+            Expect::Allowed(normal) => {
+                assert_eq!(status, 200, "proxy {label}: {body}");
+                let seen: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(
+                    seen["uri"], *normal,
+                    "the upstream gets the path decided on: {label}"
+                );
+                assert_eq!(nginx, 200, "nginx {label}: {nginx_body}");
+                assert_eq!(answer.status.as_ref().unwrap().code, 0, "ext_authz {label}");
+                assert_eq!(authzen["decision"], true, "authzen {label}: {authzen}");
+            }
+            Expect::Forbidden(normal) => {
+                assert_eq!(status, 403, "proxy {label}: {body}");
+                assert_eq!(nginx, 403, "nginx {label}: {nginx_body}");
+                assert_eq!(
+                    answer.status.as_ref().unwrap().code,
+                    7,
+                    "ext_authz {label}: {answer:?}"
+                );
+                assert_eq!(envoy_http, 403, "ext_authz {label}");
+                assert_eq!(authzen["decision"], false, "authzen {label}: {authzen}");
+                // Recorded as a deny of the path the upstream would have served.
+                let events = cp.decisions_for(&trace, 1).await;
+                assert_eq!(events.len(), 1, "{label}: {events:?}");
+                assert_eq!(events[0]["decision"]["outcome"], "deny", "{label}");
+                assert_eq!(
+                    events[0]["destination"]["address"],
+                    format!("http GET {normal}"),
+                    "{label}"
+                );
+            }
+            Expect::Refused => {
+                assert_eq!(status, 400, "proxy {label}: {body}");
+                assert_eq!(nginx, 403, "nginx {label}: {nginx_body}");
+                assert_eq!(
+                    answer.status.as_ref().unwrap().code,
+                    3,
+                    "ext_authz INVALID_ARGUMENT {label}: {answer:?}"
+                );
+                assert_eq!(envoy_http, 400, "ext_authz {label}");
+                assert_eq!(authzen["decision"], false, "authzen {label}: {authzen}");
+                let reasons = authzen["context"]["reasons"].to_string();
+                assert!(
+                    reasons.contains("refused HTTP path"),
+                    "authzen {label}: {reasons}"
+                );
+                let body: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(body["error"], "bad_request", "{label}");
+                assert!(
+                    body["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("refused HTTP path"),
+                    "{label}: {body}"
+                );
+                // Recorded too: who tried, what, and why it was refused.
+                let events = cp.decisions_for(&trace, 1).await;
+                assert_eq!(events.len(), 1, "{label}: {events:?}");
+                assert_eq!(events[0]["decision"]["outcome"], "deny", "{label}");
+                assert_eq!(events[0]["principal"], CALLER, "{label}");
+                assert!(
+                    events[0]["decision"]["reasons"][0]
+                        .as_str()
+                        .unwrap()
+                        .contains("refused HTTP path"),
+                    "{label}: {}",
+                    events[0]
+                );
+            }
+        }
+    }
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_and_faults_fail_closed() {
     let mut cp = ControlPlane::start().await;

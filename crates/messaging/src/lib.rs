@@ -188,11 +188,11 @@ impl Consumer {
             token: None,
             proof: Proof::None,
             audience: "",
-            target: Target::Address(OwnedAddress::Amqp {
+            target: Ok(Target::Address(OwnedAddress::Amqp {
                 vhost: delivery.destination.vhost.clone(),
                 exchange: delivery.destination.exchange.clone(),
                 routing_key: delivery.destination.routing_key.clone(),
-            }),
+            })),
             action: None,
             correlation_id: Some(&trace.trace_id),
             context: Default::default(),
@@ -206,9 +206,9 @@ impl Consumer {
             return Err(published.into());
         }
         let consume = Seen {
-            target: Target::Address(OwnedAddress::Queue {
+            target: Ok(Target::Address(OwnedAddress::Queue {
                 name: delivery.queue.to_owned(),
-            }),
+            })),
             ..publish
         };
         let consumed = self.point.check_principal(&self.spiffe_id, &consume);

@@ -130,6 +130,18 @@ impl TransportMapping {
                         h.path
                     ));
                 }
+                // Requests are decided on their normal form, so a pattern in any other
+                // form would never match what it seems to name.
+                match crate::HttpPath::parse(&h.path) {
+                    Ok(p) if p.as_str() == h.path => {}
+                    Ok(p) => {
+                        return bad(format!(
+                            "HTTP path `{}` is not in normal form: write it as `{p}`, the path requests are decided on",
+                            h.path
+                        ));
+                    }
+                    Err(e) => return bad(format!("HTTP path pattern: {e}")),
+                }
             }
             Self::Grpc(g) => {
                 if g.service.is_empty() || !g.service.contains('.') || g.service.contains('/') {
@@ -215,6 +227,11 @@ mod tests {
         assert!(http("FETCH", "/x").validate().is_err());
         assert!(http("GET", "v1").validate().is_err());
         assert!(http("GET", "/a/**/b").validate().is_err());
+        // Patterns must be in the normal form requests are decided on.
+        assert!(http("GET", "/v1/../admin/*").validate().is_err());
+        assert!(http("GET", "/v1/%61dmin").validate().is_err());
+        assert!(http("GET", "/v1//admin").validate().is_err());
+        assert!(http("GET", "/v1/a%20b/*").validate().is_ok());
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum ModelError {
         value: String,
         reason: &'static str,
     },
+    /// An HTTP path that cannot be decided unambiguously (see `HttpPath`).
+    #[error("refused HTTP path `{value}`: {reason}")]
+    HttpPath { value: String, reason: &'static str },
     /// A transport mapping that cannot match anything sensible.
     #[error("invalid transport mapping: {0}")]
     Mapping(String),

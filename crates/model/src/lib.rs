@@ -7,6 +7,7 @@
 
 mod capability;
 mod error;
+mod http_path;
 mod identity;
 mod issuer;
 mod lookup;
@@ -20,6 +21,7 @@ mod spiffe;
 
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
 pub use error::ModelError;
+pub use http_path::{HttpPath, MAX_PATH_BYTES};
 pub use identity::{
     Classification, ClientKey, Credentials, Entitlement, Identity, IdentityKind, LifecycleState,
     MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,

@@ -15,7 +15,7 @@ use smol_str::SmolStr;
 use steward_governance::{Desired, PolicyBundle};
 use steward_model::{
     Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
-    Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
+    HttpPath, Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
 };
 
 use crate::PolicyError;
@@ -30,7 +30,8 @@ use crate::schema::Types;
 pub enum OwnedAddress {
     Http {
         method: String,
-        path: String,
+        /// Normalised: what the upstream serves (see [`steward_model::HttpPath`]).
+        path: HttpPath,
     },
     Grpc {
         service: String,
@@ -52,7 +53,10 @@ pub enum OwnedAddress {
 impl OwnedAddress {
     pub fn as_address(&self) -> Address<'_> {
         match self {
-            Self::Http { method, path } => Address::Http { method, path },
+            Self::Http { method, path } => Address::Http {
+                method,
+                path: path.as_str(),
+            },
             Self::Grpc { service, method } => Address::Grpc { service, method },
             Self::Amqp {
                 vhost,

@@ -23,3 +23,4 @@ pub use compile::{Compiled, Effect, Layer, PolicyMeta, check, compile};
 pub use diff::bundle_diff;
 pub use engine::{AccessRequest, Decision, Engine, EngineInput, OwnedAddress, Target};
 pub use error::PolicyError;
+pub use steward_model::HttpPath;

@@ -171,6 +171,10 @@ pub struct RevokeRequest {
 pub struct RevokeResponse {
     pub revocation: steward_model::Revocation,
     pub live_points: usize,
+    /// What the operator should know about it (e.g. a token with no issuance record,
+    /// revoked for the longest token lifetime anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// An enforcement point as the control plane sees it (R19).

@@ -142,12 +142,12 @@ const CREDENTIAL_CACHE_MAX: usize = 10_000;
 /// point's every request does not cost a store round trip.
 #[derive(Default)]
 pub(crate) struct CredentialCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (Actor, std::time::Instant)>>,
+    entries: parking_lot::Mutex<std::collections::HashMap<String, (Actor, std::time::Instant)>>,
 }
 
 impl CredentialCache {
     fn get(&self, token_hash: &str) -> Option<Actor> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.lock();
         entries
             .get(token_hash)
             .filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL)
@@ -155,22 +155,19 @@ impl CredentialCache {
     }
 
     fn put(&self, token_hash: String, actor: Actor) {
-        if let Ok(mut entries) = self.entries.lock() {
+        let mut entries = self.entries.lock();
+        if entries.len() >= CREDENTIAL_CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
             if entries.len() >= CREDENTIAL_CACHE_MAX {
-                entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
-                if entries.len() >= CREDENTIAL_CACHE_MAX {
-                    entries.clear();
-                }
+                entries.clear();
             }
-            entries.insert(token_hash, (actor, std::time::Instant::now()));
         }
+        entries.insert(token_hash, (actor, std::time::Instant::now()));
     }
 
     /// Forgets every verified credential (after a revocation).
     pub(crate) fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
+        self.entries.lock().clear();
     }
 }
 

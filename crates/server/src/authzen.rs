@@ -307,13 +307,13 @@ fn to_request(
                 ));
             }
         },
-        "http" => (
-            Target::Address(OwnedAddress::Http {
-                method: need("method")?,
-                path: prop("path").unwrap_or_else(|| resource.id.clone()),
-            }),
-            address_action()?,
-        ),
+        "http" => {
+            // Decided on the path's normal form, as every enforcement point decides it.
+            let raw = prop("path").unwrap_or_else(|| resource.id.clone());
+            let address = steward_enforce::http_address(&need("method")?, &raw)
+                .map_err(|unreadable| (parsed, unreadable.reason))?;
+            (Target::Address(address), address_action()?)
+        }
         "grpc" => {
             let full = resource.id.trim_start_matches('/');
             let (service, method) = match (prop("service"), prop("method")) {

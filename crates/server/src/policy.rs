@@ -7,9 +7,10 @@
 //! decision. Until a policy is loaded, or if the stored one cannot be compiled, every
 //! decision is a deny that says why.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use steward_policy::analysis::{EntitlementReport, entitlements};
 use steward_policy::{Engine, EngineInput};
@@ -42,10 +43,7 @@ impl PolicySlot {
 impl AppState {
     /// The engine deciding requests now, or the reason every request is denied.
     pub fn engine(&self) -> Result<Arc<Engine>, String> {
-        match self.policy.engine.read() {
-            Ok(guard) => guard.clone(),
-            Err(_) => Err("the policy engine is unavailable".into()),
-        }
+        self.policy.engine.read().clone()
     }
 
     /// Rebuilds the engine from the store. A policy that no longer compiles leaves the
@@ -89,9 +87,7 @@ impl AppState {
                 ))
             }
         };
-        if let Ok(mut slot) = self.policy.engine.write() {
-            *slot = next;
-        }
+        *self.policy.engine.write() = next;
         self.policy
             .bundles
             .generation

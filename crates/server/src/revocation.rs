@@ -22,14 +22,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use steward_audit::{Event, EventKind};
 use steward_enforce::PointIdentity;
@@ -105,21 +106,21 @@ impl Hub {
         let start = usize::try_from(after.max(0)).unwrap_or(usize::MAX);
         self.log
             .read()
-            .map(|log| log.iter().skip(start).take(max).cloned().collect())
-            .unwrap_or_default()
+            .iter()
+            .skip(start)
+            .take(max)
+            .cloned()
+            .collect()
     }
 
     /// The revocations points must still hold at `now` (the snapshot for a new point).
     fn in_force(&self, now: i64) -> Vec<Revocation> {
         self.log
             .read()
-            .map(|log| {
-                log.iter()
-                    .filter(|r| r.until.is_none_or(|u| u > now))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.until.is_none_or(|u| u > now))
+            .cloned()
+            .collect()
     }
 }
 
@@ -130,14 +131,12 @@ pub(crate) async fn catch_up(s: &AppState) -> Result<Vec<Revocation>, StoreError
     let _one = hub.catching_up.lock().await;
     let mut fresh = Vec::new();
     loop {
-        let last = hub.log.read().map(|l| l.len() as i64).unwrap_or(0);
+        let last = hub.log.read().len() as i64;
         let batch = s.store.revocations_after(last, CATCH_UP_PAGE).await?;
         if batch.is_empty() {
             break;
         }
-        let Ok(mut log) = hub.log.write() else {
-            break;
-        };
+        let mut log = hub.log.write();
         for r in batch {
             if r.epoch != log.len() as i64 + 1 {
                 tracing::error!(
@@ -162,7 +161,7 @@ pub(crate) async fn catch_up(s: &AppState) -> Result<Vec<Revocation>, StoreError
 
 /// Starts this replica's hub tasks: the catch-up loop and the report writer.
 pub(crate) fn spawn(s: AppState) {
-    let rx = s.hub.report_rx.lock().ok().and_then(|mut r| r.take());
+    let rx = s.hub.report_rx.lock().take();
     if let Some(rx) = rx {
         tokio::spawn(write_reports(s.clone(), rx));
     }
@@ -292,7 +291,8 @@ pub(crate) async fn revoke(
             "`decommission` only applies to an identity",
         ));
     }
-    let revocation = revoke_now(&s, req.kind, target, reason, req.decommission, &caller.0).await?;
+    let (revocation, note) =
+        revoke_now(&s, req.kind, target, reason, req.decommission, &caller.0).await?;
     let points = statuses(&s).await?;
     let live_points = points.points.iter().filter(|p| p.live).count();
     Ok((
@@ -300,12 +300,14 @@ pub(crate) async fn revoke(
         axum::Json(RevokeResponse {
             revocation,
             live_points,
+            note,
         }),
     ))
 }
 
 /// Revokes `target` (already checked for length and control characters), pushes it, and
-/// brings this replica's engine and keys up to date. Also used by access reviews.
+/// brings this replica's engine and keys up to date. Also used by access reviews. Returns
+/// the revocation and a note for the operator, if any.
 pub(crate) async fn revoke_now(
     s: &AppState,
     kind: RevocationKind,
@@ -313,13 +315,25 @@ pub(crate) async fn revoke_now(
     reason: &str,
     decommission: bool,
     actor: &steward_store::Actor,
-) -> Result<Revocation, ApiError> {
+) -> Result<(Revocation, Option<String>), ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let skew = s.tokens.config.clock_skew_secs as i64;
     // Every token a revocation of tokens-so-far covers has expired by then.
     let window = s.tokens.config.max_ttl_secs as i64 + skew;
+    let mut note = None;
     let until = match kind {
-        RevocationKind::Token => Some(token_expiry(s, target, now, window).await? + skew),
+        RevocationKind::Token => match token_expiry(s, target, now, window).await? {
+            Some(exp) => Some(exp + skew),
+            None => {
+                // No issuance record: maybe a typo, maybe a token whose record was lost.
+                // A revoked jti costs nothing, an unrevoked live one everything.
+                tracing::warn!(jti = %target, "revoking a token with no issuance record, for the longest token lifetime");
+                note = Some(format!(
+                    "no issuance of token `{target}` is recorded in the last {window}s; it is revoked anyway, for the longest token lifetime"
+                ));
+                Some(now + window)
+            }
+        },
         RevocationKind::Identity => {
             SpiffeId::parse(target.to_owned())
                 .map_err(|e| ApiError::bad_request(format!("`target`: {e}")))?;
@@ -353,18 +367,18 @@ pub(crate) async fn revoke_now(
         }
         RevocationKind::Token | RevocationKind::Issuer => {}
     }
-    Ok(revocation)
+    Ok((revocation, note))
 }
 
-/// When token `jti` expires, from the evidence of its issuance; a token not issued
-/// within the longest lifetime has expired (or never existed): nothing to revoke.
-async fn token_expiry(s: &AppState, jti: &str, now: i64, window: i64) -> Result<i64, ApiError> {
-    uuid::Uuid::parse_str(jti).map_err(|_| {
-        ApiError::bad_request(format!(
-            "`{}` is not a token id: Steward token ids (`jti`) are UUIDs",
-            jti.chars().take(64).collect::<String>()
-        ))
-    })?;
+/// When token `jti` expires, from the evidence of its issuance, or `None` when no
+/// issuance within the longest lifetime is recorded. One recorded as already expired is
+/// refused: nothing to revoke.
+async fn token_expiry(
+    s: &AppState,
+    jti: &str,
+    now: i64,
+    window: i64,
+) -> Result<Option<i64>, ApiError> {
     let since = rfc3339(now - window);
     let mut issued = s.store.issued_token(jti, &since).await?;
     if issued.is_none() && s.evidence.flush().await.is_ok() {
@@ -372,11 +386,9 @@ async fn token_expiry(s: &AppState, jti: &str, now: i64, window: i64) -> Result<
         // without waiting for the disk); everything queued before the flush is durable now.
         issued = s.store.issued_token(jti, &since).await?;
     }
-    let event = issued.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no token `{jti}` was issued in the last {window}s (the longest token lifetime): it does not exist or has already expired"
-        ))
-    })?;
+    let Some(event) = issued else {
+        return Ok(None);
+    };
     let exp = event
         .details
         .get("expires_at")
@@ -393,7 +405,7 @@ async fn token_expiry(s: &AppState, jti: &str, now: i64, window: i64) -> Result<
             format!("token `{jti}` has already expired; nothing to revoke"),
         ));
     }
-    Ok(exp)
+    Ok(Some(exp))
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -691,7 +703,7 @@ struct AckedEpochs(Mutex<HashMap<String, i64>>);
 impl AckedEpochs {
     /// Moves `point` to `epoch`; the epoch it had before when that is a move forward.
     fn advance(&self, point: &str, epoch: i64) -> Option<i64> {
-        let mut known = self.0.lock().ok()?;
+        let mut known = self.0.lock();
         let before = known.get(point).copied().unwrap_or(0);
         if epoch <= before {
             return None;
@@ -702,9 +714,8 @@ impl AckedEpochs {
 
     /// Undoes `advance(point, epoch)` unless a later report has moved `point` on since.
     fn restore(&self, point: &str, epoch: i64, before: i64) {
-        if let Ok(mut known) = self.0.lock()
-            && known.get(point) == Some(&epoch)
-        {
+        let mut known = self.0.lock();
+        if known.get(point) == Some(&epoch) {
             known.insert(point.to_owned(), before);
         }
     }

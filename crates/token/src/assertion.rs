@@ -3,8 +3,8 @@
 //! endpoint as `aud`, used once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::TokenError;
@@ -177,10 +177,7 @@ impl ReplayCache {
                 "the {what} was made before the control plane started; make a fresh one"
             )));
         }
-        let mut seen = self
-            .seen
-            .lock()
-            .map_err(|_| TokenError::Replay("replay cache unavailable".into()))?;
+        let mut seen = self.seen.lock();
         let key = format!("{what}\u{0}{who}\u{0}{jti}");
         // Live through `until + skew` inclusive: the freshness checks accept up to there.
         if seen.get(&key).is_some_and(|&until| until + skew >= now) {

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::TokenError;
 use crate::claims::Claims;
@@ -309,14 +311,14 @@ impl Cache {
         token: &str,
         keys: &HashMap<String, PublicKey>,
     ) -> Option<(Arc<str>, Arc<Claims>)> {
-        let shard = self.shard(hash)?.lock().ok()?;
+        let shard = self.shard(hash)?.lock();
         let e = shard.get(&hash)?;
         (&*e.token == token && keys.contains_key(&*e.kid))
             .then(|| (e.kid.clone(), e.claims.clone()))
     }
 
     fn put(&self, hash: u64, token: &str, kid: Arc<str>, claims: Arc<Claims>, now: i64) {
-        let Some(Ok(mut shard)) = self.shard(hash).map(|m| m.lock()) else {
+        let Some(mut shard) = self.shard(hash).map(|m| m.lock()) else {
             return;
         };
         if shard.len() >= self.per_shard {

@@ -206,6 +206,25 @@ http {{
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Paths that climb out of what the token allows, sent byte for byte: real nginx
+    // hands Steward its raw `$request_uri`, which is decided on its normal form.
+    let bearer = format!("Bearer {caller}");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for (path, want) in super::HOSTILE {
+        let (status, body) =
+            super::raw_request(addr, &format!("GET {path}"), &[("authorization", &bearer)]).await;
+        match want {
+            super::Expect::Allowed(_) => assert_eq!(status, 200, "{path}: {body}"),
+            // nginx itself refuses some of these (400) before asking; never an allow.
+            super::Expect::Forbidden(_) | super::Expect::Refused => {
+                assert!(matches!(status, 400 | 403), "{path}: {status} {body}");
+                assert!(
+                    !body.contains("\"uri\""),
+                    "{path} reached the upstream: {body}"
+                );
+            }
+        }
+    }
     gw.shutdown(Duration::from_secs(2)).await;
 }
 

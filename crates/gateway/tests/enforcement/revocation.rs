@@ -4,10 +4,11 @@
 //! staleness limit makes every point fail closed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -232,7 +233,7 @@ impl Relay {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
-                conns2.lock().unwrap().push(task);
+                conns2.lock().push(task);
             }
         });
         Self {
@@ -244,7 +245,7 @@ impl Relay {
 
     fn down(&self) {
         self.up.store(false, Ordering::SeqCst);
-        for c in self.connections.lock().unwrap().drain(..) {
+        for c in self.connections.lock().drain(..) {
             c.abort();
         }
     }

@@ -159,7 +159,13 @@ pub async fn token(
     };
     match result {
         Ok(issued) => {
-            if let Err(e) = s.evidence.submit(vec![issued_event(&attempt, &issued)]) {
+            // The client gets the token only once its record is durable: a crash after the
+            // answer must not leave a token nobody can find (and revoke by what it was).
+            if let Err(e) = s
+                .evidence
+                .record(vec![issued_event(&attempt, &issued)])
+                .await
+            {
                 tracing::error!(error = %e, "token not issued: its evidence could not be recorded");
                 return OAuthError::unavailable(
                     "the evidence log cannot take the record of this token; try again shortly",

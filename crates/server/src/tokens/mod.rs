@@ -13,9 +13,10 @@ mod jit;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use steward_governance::State;
 use steward_model::{IdentityKind, LifecycleState, effective_settings};
 use steward_store::{Actor, SigningKeyRow, Store, now_rfc3339};
@@ -236,7 +237,7 @@ pub struct TokenService {
     replay: ReplayCache,
     jwks: federation::JwksCache,
     /// (client, workflow) pairs that got a JIT credential since start: a new one renews.
-    jit_issued: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    jit_issued: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
     /// Every revocation in force, consulted by the validator of subject tokens and by
     /// federation; kept current by the revocation hub.
     revocations: Arc<steward_enforce::RevocationSet>,
@@ -271,31 +272,32 @@ impl TokenService {
         self.kek.seal(label, secret)
     }
 
+    /// The key-encryption key, for other keys sealed at rest (the evidence checkpoint key).
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
     /// Opens what [`TokenService::seal`] sealed under the same `label`.
     pub fn open(&self, label: &str, sealed: &str) -> Result<Vec<u8>, steward_token::TokenError> {
         self.kek.open(label, sealed)
     }
 
     pub fn ring(&self) -> Option<Arc<KeyRing>> {
-        self.ring.read().ok().map(|r| r.clone())
+        Some(self.ring.read().clone())
     }
 
     pub fn directory(&self) -> Arc<Directory> {
-        self.directory.read().map(|d| d.clone()).unwrap_or_default()
+        self.directory.read().clone()
     }
 
     pub fn set_directory(&self, d: Directory) {
-        if let Ok(mut slot) = self.directory.write() {
-            *slot = Arc::new(d);
-        }
+        *self.directory.write() = Arc::new(d);
     }
 
     /// Rereads the keys from the store.
     pub async fn refresh(&self, store: &Store) -> Result<(), StartError> {
         let ring = load_ring(store, &self.kek, &self.config, &self.revocations).await?;
-        if let Ok(mut slot) = self.ring.write() {
-            *slot = Arc::new(ring);
-        }
+        *self.ring.write() = Arc::new(ring);
         Ok(())
     }
 
@@ -315,10 +317,10 @@ impl TokenService {
 
     /// Records a JIT credential for `client` in `workflow`; whether it renews an earlier one.
     pub fn note_jit(&self, client: &str, workflow: &str) -> bool {
-        self.jit_issued
+        !self
+            .jit_issued
             .lock()
-            .map(|mut seen| !seen.insert((client.to_owned(), workflow.to_owned())))
-            .unwrap_or(false)
+            .insert((client.to_owned(), workflow.to_owned()))
     }
 
     /// Keys fetched from trusted issuers' `jwks_uri`.
