@@ -42,11 +42,14 @@ pub enum EventKind {
     ReviewAttested,
     #[serde(rename = "admin.action")]
     AdminAction,
+    /// Retention deleted the oldest events; the signed prune is in `details`.
+    #[serde(rename = "evidence.pruned")]
+    EvidencePruned,
 }
 
 impl EventKind {
     /// Every kind, for documentation and input validation.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         Self::ConfigApplied,
         Self::IdentityLifecycle,
         Self::CredentialIssued,
@@ -61,6 +64,7 @@ impl EventKind {
         Self::ExceptionExpired,
         Self::ReviewAttested,
         Self::AdminAction,
+        Self::EvidencePruned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +83,7 @@ impl EventKind {
             Self::ExceptionExpired => "exception.expired",
             Self::ReviewAttested => "review.attested",
             Self::AdminAction => "admin.action",
+            Self::EvidencePruned => "evidence.pruned",
         }
     }
 

@@ -13,7 +13,10 @@ mod ocsf;
 mod verify;
 
 pub use chain::{ChainHead, GENESIS_HASH, Record, link};
-pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier};
+pub use checkpoint::{
+    CHECKPOINTS_FORMAT, Checkpoint, CheckpointKey, CheckpointSigner, CheckpointVerifier,
+    CheckpointsExport, Prune,
+};
 pub use error::AuditError;
 pub use event::{Decision, Destination, Event, EventKind, Outcome, SCHEMA};
 pub use ocsf::{OCSF_VERSION, to_ocsf};

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `access.decision` | API Activity (6003) |
 //! | `credential.*` | Authentication (3002) |
-//! | `config.applied`, `identity.lifecycle`, `admin.action`, `exception.*`, `review.attested` | Entity Management (3004) |
+//! | `config.applied`, `identity.lifecycle`, `admin.action`, `exception.*`, `review.attested`, `evidence.pruned` | Entity Management (3004) |
 //! | `revocation.*` | Account Change (3001) |
 //!
 //! The Steward event itself travels in `unmapped.steward`, so nothing is lost.
@@ -27,7 +27,7 @@ fn class(kind: EventKind) -> (u32, u32, &'static str) {
         }
         RevocationIssued | RevocationAcknowledged => (3, 3001, "Account Change"),
         ConfigApplied | IdentityLifecycle | AdminAction | ExceptionGranted | ExceptionUsed
-        | ExceptionExpired | ReviewAttested => (3, 3004, "Entity Management"),
+        | ExceptionExpired | ReviewAttested | EvidencePruned => (3, 3004, "Entity Management"),
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::chain::{GENESIS_HASH, link};
-use crate::{Checkpoint, CheckpointVerifier, Record};
+use crate::{Checkpoint, CheckpointVerifier, Prune, Record};
 
 /// One thing wrong with the log, in terms an auditor can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +27,8 @@ pub enum Problem {
     Truncated { tree_size: i64, log_size: i64 },
     /// A checkpoint's signature is not valid for any known key.
     BadSignature { tree_size: i64 },
-    /// The log claims its first events were pruned by retention, but no valid signed
-    /// checkpoint vouches for the point it starts from.
+    /// The log claims its first events were pruned by retention, but the prune record
+    /// carries no valid signature by a checkpoint key: the history was deleted, not pruned.
     UnvouchedPrune { pruned_through: i64 },
 }
 
@@ -70,7 +70,7 @@ impl std::fmt::Display for Problem {
             ),
             Self::UnvouchedPrune { pruned_through } => write!(
                 f,
-                "events 1..{pruned_through} are recorded as pruned, but no signed checkpoint vouches for where the log now starts"
+                "events 1..{pruned_through} are recorded as pruned, but the prune record is not signed by a checkpoint key: they were deleted, not pruned by retention"
             ),
         }
     }
@@ -95,7 +95,10 @@ impl VerifyReport {
 /// Incremental verifier: feed records in `seq` order (in as many batches as you like),
 /// then call [`Verifier::finish`].
 pub struct Verifier {
-    checkpoints: BTreeMap<i64, Checkpoint>,
+    /// The head hash each valid checkpoint pins, by size: several when checkpoints from
+    /// different copies (the database's, one kept elsewhere) are checked together.
+    checkpoints: BTreeMap<i64, Vec<String>>,
+    signatures: CheckpointVerifier,
     report: VerifyReport,
     /// Hash and seq of the last record seen, and the hash of the one before it.
     last: Option<(i64, String)>,
@@ -113,7 +116,7 @@ impl Verifier {
             head_hash: GENESIS_HASH.to_owned(),
             ..Default::default()
         };
-        let mut map = BTreeMap::new();
+        let mut map: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for cp in checkpoints {
             if !signatures.verify(&cp) {
                 report.problems.push(Problem::BadSignature {
@@ -121,10 +124,14 @@ impl Verifier {
                 });
                 continue;
             }
-            map.insert(cp.tree_size, cp);
+            let pinned = map.entry(cp.tree_size).or_default();
+            if !pinned.contains(&cp.head_hash) {
+                pinned.push(cp.head_hash);
+            }
         }
         Self {
             checkpoints: map,
+            signatures,
             report,
             last: None,
             before_last: GENESIS_HASH.to_owned(),
@@ -133,17 +140,16 @@ impl Verifier {
     }
 
     /// Starts the chain after a retention prune: events `1..=pruned_through` are gone on
-    /// purpose, and the next record must link to `head_hash`. A valid signed checkpoint at
-    /// exactly that size and hash must vouch for it, or the start is reported.
-    pub fn starting_after(mut self, pruned_through: i64, head_hash: &str) -> Self {
-        let vouched = self
-            .checkpoints
-            .get(&pruned_through)
-            .is_some_and(|cp| cp.head_hash == head_hash);
-        if !vouched {
-            self.problem(Problem::UnvouchedPrune { pruned_through });
+    /// purpose, and the next record must link to `head_hash`. The prune must be signed by
+    /// a checkpoint key, or the start is reported: anyone who can write the database can
+    /// add a prune row, not sign one.
+    pub fn starting_after(mut self, prune: &Prune) -> Self {
+        if !self.signatures.verify_prune(prune) {
+            self.problem(Problem::UnvouchedPrune {
+                pruned_through: prune.pruned_through,
+            });
         }
-        self.last = Some((pruned_through, head_hash.to_owned()));
+        self.last = Some((prune.pruned_through, prune.head_hash.clone()));
         self
     }
 
@@ -178,11 +184,12 @@ impl Verifier {
             self.problem(Problem::BrokenLink { seq: r.seq });
         }
         // Checkpoints pin the hash at their size, whatever the records claim.
-        if let Some(cp) = self.checkpoints.get(&r.seq)
-            && cp.head_hash != r.hash
+        if self
+            .checkpoints
+            .get(&r.seq)
+            .is_some_and(|pinned| pinned.iter().any(|h| *h != r.hash))
         {
-            let tree_size = cp.tree_size;
-            self.problem(Problem::CheckpointMismatch { tree_size });
+            self.problem(Problem::CheckpointMismatch { tree_size: r.seq });
         }
         self.before_last = prev_hash;
         self.last = Some((r.seq, r.hash.clone()));
@@ -293,27 +300,44 @@ mod tests {
     }
 
     #[test]
-    fn a_vouched_prune_point_starts_the_chain() {
+    fn a_signed_prune_starts_the_chain() {
         let (signer, _) = CheckpointSigner::generate().unwrap();
         let records = log(100);
         let cps = vec![signer.sign(40, &records[39].hash, "t")];
         let verifier = |cps: Vec<Checkpoint>| {
             Verifier::new(cps, CheckpointVerifier::new([signer.public_key().as_str()]))
         };
-        let mut v = verifier(cps.clone()).starting_after(40, &records[39].hash);
+        let prune = signer.sign_prune(40, &records[39].hash, "cutoff", "t");
+        let mut v = verifier(cps.clone()).starting_after(&prune);
         records[40..].iter().for_each(|r| v.push(r));
         let report = v.finish();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.events, 60);
-        // A prune point without a matching signed checkpoint is reported.
-        let mut v = verifier(vec![]).starting_after(40, &records[39].hash);
+        // A prune nobody signed is reported even where an old checkpoint sits at exactly
+        // its size: that checkpoint says the log once ended there, not that it was pruned.
+        let mut forged = prune.clone();
+        forged.signature = cps[0].signature.clone();
+        let mut v = verifier(cps.clone()).starting_after(&forged);
+        records[40..].iter().for_each(|r| v.push(r));
+        assert_eq!(
+            v.finish().problems,
+            vec![Problem::UnvouchedPrune { pruned_through: 40 }]
+        );
+        // One signed by another key too.
+        let (other, _) = CheckpointSigner::generate().unwrap();
+        let mut v = verifier(cps.clone()).starting_after(&other.sign_prune(
+            40,
+            &records[39].hash,
+            "c",
+            "t",
+        ));
         records[40..].iter().for_each(|r| v.push(r));
         assert_eq!(
             v.finish().problems,
             vec![Problem::UnvouchedPrune { pruned_through: 40 }]
         );
         // Deleting more than was pruned is still a removal.
-        let mut v = verifier(cps).starting_after(40, &records[39].hash);
+        let mut v = verifier(cps).starting_after(&prune);
         records[45..].iter().for_each(|r| v.push(r));
         assert_eq!(
             v.finish().problems,

@@ -212,7 +212,32 @@ impl EvidenceQuery {
 pub enum AuditCommand {
     /// Verify the whole hash chain and every signed checkpoint; names the first event
     /// altered, removed or inserted. Exits 1 when anything is wrong.
+    ///
+    /// With `--offline FILE`, verifies a chain export (`audit export --format chain`)
+    /// without the server, trusting only the checkpoint keys given with `--key` and the
+    /// checkpoints kept elsewhere (`--checkpoints`): a copy held apart detects a rewrite
+    /// of the whole database, re-signed checkpoints included.
     Verify {
+        /// A chain export to verify here instead of asking the server.
+        #[arg(long, value_name = "FILE")]
+        offline: Option<PathBuf>,
+        /// The checkpoint public key you kept (base64, or a file holding it); repeat for
+        /// several. Only with `--offline`.
+        #[arg(long = "key", value_name = "PUB", requires = "offline")]
+        keys: Vec<String>,
+        /// Checkpoints kept elsewhere (`audit checkpoints --export` output); repeat for
+        /// several. Only with `--offline`.
+        #[arg(long = "checkpoints", value_name = "FILE", requires = "offline")]
+        checkpoints: Vec<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The checkpoint keys, signed checkpoints and signed retention prunes. With
+    /// `--export`, the JSON document to keep somewhere the database's owner cannot
+    /// rewrite (with the public key), for `audit verify --offline`.
+    Checkpoints {
+        #[arg(long)]
+        export: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -242,11 +267,12 @@ pub enum AuditCommand {
     },
     /// Every matching event as JSON Lines: the stored event plus seq and hash (`jsonl`), or
     /// one OCSF 1.1 object per line (`ocsf`: API Activity, Authentication, Entity
-    /// Management, Account Change).
+    /// Management, Account Change), or the whole log as hashed (`chain`: the checkpoints
+    /// document, then every record), which `audit verify --offline` checks.
     Export {
         #[command(flatten)]
         query: EvidenceQuery,
-        /// jsonl or ocsf.
+        /// jsonl, ocsf or chain.
         #[arg(long, default_value = "jsonl")]
         format: String,
         #[command(flatten)]
@@ -910,7 +936,81 @@ async fn page_events(
 
 async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { remote } => {
+        AuditCommand::Verify {
+            offline: Some(file),
+            keys,
+            checkpoints,
+            remote,
+        } => {
+            let keys = keys
+                .iter()
+                .map(|k| crate::audit_offline::read_key(k))
+                .collect::<Result<Vec<_>>>()?;
+            let report = crate::audit_offline::verify_offline(&file, &keys, &checkpoints)?;
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if report.ok() {
+                println!(
+                    "Evidence export intact: {} events, {} signed checkpoints, head {} (checked against {} pinned key(s)).",
+                    report.events,
+                    report.checkpoints,
+                    report.head_hash,
+                    keys.len()
+                );
+            } else {
+                println!(
+                    "EVIDENCE EXPORT TAMPERED ({} events, {} checkpoints checked):",
+                    report.events, report.checkpoints
+                );
+                for p in &report.problems {
+                    println!("  {p}");
+                }
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Checkpoints { export, remote } => {
+            let doc: steward_audit::CheckpointsExport =
+                connect(&remote)?.get("/admin/v1/audit/checkpoints").await?;
+            if export || remote.json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = String::from("Checkpoint keys (keep the public key somewhere else):\n");
+            for k in &doc.keys {
+                out.push_str(&format!(
+                    "  {}  created {}  public key {}\n",
+                    k.key_id, k.created_at, k.public_key
+                ));
+            }
+            match doc.checkpoints.last() {
+                Some(cp) => out.push_str(&format!(
+                    "{} signed checkpoints; the latest covers {} events (head {}) at {}.\n",
+                    doc.checkpoints.len(),
+                    cp.tree_size,
+                    cp.head_hash,
+                    cp.time
+                )),
+                None => out.push_str("No signed checkpoint yet.\n"),
+            }
+            for p in &doc.prunes {
+                let signed = if p.signature.is_empty() {
+                    "NOT SIGNED"
+                } else {
+                    "signed"
+                };
+                out.push_str(&format!(
+                    "Retention pruned events 1..{} (older than {}) at {}, {signed}.\n",
+                    p.pruned_through, p.cutoff, p.time
+                ));
+            }
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { remote, .. } => {
             let answer: serde_json::Value = connect(&remote)?.get("/admin/v1/audit/verify").await?;
             let ok = answer
                 .get("ok")
@@ -998,7 +1098,21 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             let ocsf = match format.as_str() {
                 "jsonl" => false,
                 "ocsf" => true,
-                other => bail!("--format `{other}` is not one of jsonl, ocsf"),
+                "chain" => {
+                    if !query.to_query().is_empty() {
+                        bail!(
+                            "--format chain exports the whole log (a part of it cannot be verified); drop the filters"
+                        );
+                    }
+                    let client = connect(&remote)?;
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    let n = crate::audit_offline::export_chain(&client, &mut out).await?;
+                    out.flush()?;
+                    eprintln!("exported {n} records and the checkpoints vouching for them");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                other => bail!("--format `{other}` is not one of jsonl, ocsf, chain"),
             };
             let client = connect(&remote)?;
             let stdout = std::io::stdout();

@@ -1,6 +1,7 @@
 //! The `steward` command line: `serve` runs the control plane; every other command is a
 //! client of its admin API (so the CLI can do nothing the API does not allow).
 
+mod audit_offline;
 pub mod client;
 mod commands;
 mod demo;

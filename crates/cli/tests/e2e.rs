@@ -422,6 +422,77 @@ fn cli_workflow(backing: Backing) {
     let out = server.cli(&token, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["config_version"], 1);
+
+    // A copy of the log verifies away from the server, against the key kept apart.
+    let kept = tmp.path().join("kept.json");
+    let log = tmp.path().join("log.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let doc = loop {
+        // The restarted server signs a checkpoint of the head at once.
+        let out = server.cli(&token, &["audit", "checkpoints", "--export"]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if !doc["checkpoints"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            std::fs::write(&kept, &out.stdout).unwrap();
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!doc["checkpoints"].as_array().unwrap().is_empty(), "{doc}");
+    let public = doc["keys"][0]["public_key"].as_str().unwrap().to_owned();
+    let out = server.cli(&token, &["audit", "checkpoints"]);
+    assert!(text(&out).0.contains(&public), "{:?}", text(&out));
+    let out = server.cli(&token, &["audit", "export", "--format", "chain"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::fs::write(&log, &out.stdout).unwrap();
+    drop(server);
+    let offline = |file: &Path, key: &str| {
+        steward()
+            .args(["audit", "verify", "--offline"])
+            .arg(file)
+            .args(["--key", key, "--checkpoints"])
+            .arg(&kept)
+            .output()
+            .unwrap()
+    };
+    let out = offline(&log, &public);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("Evidence export intact"),
+        "{:?}",
+        text(&out)
+    );
+    // An edited record, or another key, and the copy no longer verifies.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut record: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    record["body"] = record["body"]
+        .as_str()
+        .unwrap()
+        .replacen("\"id\":\"", "\"id\":\"x", 1)
+        .into();
+    let mut edited = lines.clone();
+    edited[2] = record.to_string();
+    let tampered = tmp.path().join("tampered.jsonl");
+    std::fs::write(&tampered, edited.join("\n")).unwrap();
+    let out = offline(&tampered, &public);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("event 2 was altered"),
+        "{:?}",
+        text(&out)
+    );
+    let (other, _) = steward_audit::CheckpointSigner::generate().unwrap();
+    let out = offline(&log, &other.public_key());
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("no valid signature"),
+        "{:?}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -820,10 +891,73 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ingestor = created["token"].as_str().unwrap().to_owned();
     let url = server.url().to_owned();
+    // A workload that asks for tokens meanwhile: every token it receives must have its
+    // issuance on record after the crash (or nobody could find and revoke it by what it
+    // was issued as).
+    let repo = example_repo();
+    let out = server.cli(&admin, &["apply", repo.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (key, _) = steward_token::SigningKey::generate().unwrap();
+    let workload = "spiffe://acme.example/ns/payments/sa/crash-witness";
     let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let jwk = key.public_key().jwk();
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/admin/v1/identities"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({
+                "spiffe_id": workload, "plane": "payments", "owner": "payments-team",
+                "environment": "prod", "kind": "service", "classification": "internal",
+                "credentials": {"token_ttl_secs": 600, "public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "{}", resp.text().await.unwrap());
+    });
+    let key = std::sync::Arc::new(key);
     // Writers post small batches as fast as they can until the server dies under them.
-    let acked = rt.block_on(async {
+    let (acked, tokens) = rt.block_on(async {
         let http = reqwest::Client::new();
+        let mut issuers = Vec::new();
+        for _ in 0..2 {
+            let (http, url, key) = (http.clone(), url.clone(), key.clone());
+            issuers.push(tokio::spawn(async move {
+                let mut jtis = Vec::new();
+                loop {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let assertion = steward_token::jws::encode(
+                        &key,
+                        "JWT",
+                        &serde_json::json!({"iss": workload, "sub": workload, "aud": format!("{url}/oauth2/token"), "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string()}),
+                    )
+                    .unwrap();
+                    let form = format!(
+                        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}&audience=spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Fpayments-api"
+                    );
+                    let resp = http
+                        .post(format!("{url}/oauth2/token"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(form)
+                        .send()
+                        .await;
+                    let Ok(resp) = resp else { break };
+                    if resp.status() != reqwest::StatusCode::OK {
+                        break;
+                    }
+                    let Ok(body) = resp.json::<serde_json::Value>().await else { break };
+                    let token = body["access_token"].as_str().unwrap();
+                    let payload = token.split('.').nth(1).unwrap();
+                    use base64::Engine;
+                    let claims: serde_json::Value = serde_json::from_slice(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+                    )
+                    .unwrap();
+                    jtis.push(claims["jti"].as_str().unwrap().to_owned());
+                }
+                jtis
+            }));
+        }
         let mut tasks = Vec::new();
         for w in 0..4 {
             let (http, url, ingestor) = (http.clone(), url.clone(), ingestor.clone());
@@ -851,8 +985,17 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
         for t in tasks {
             all.extend(t.await.unwrap());
         }
-        all
+        let mut tokens = Vec::new();
+        for t in issuers {
+            tokens.extend(t.await.unwrap());
+        }
+        (all, tokens)
     });
+    assert!(
+        tokens.len() > 10,
+        "only {} tokens were issued before the kill",
+        tokens.len()
+    );
     assert!(
         acked.len() > 100,
         "only {} events were acknowledged before the kill",
@@ -867,7 +1010,10 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
         text(&out).0
     );
     drop(server);
-    let stored: std::collections::HashSet<String> = rt.block_on(async {
+    let (stored, issued): (
+        std::collections::HashSet<String>,
+        std::collections::HashSet<String>,
+    ) = rt.block_on(async {
         let store = match &backing.database_url {
             Some(u) => Store::connect(u).await.unwrap(),
             None => Store::open_data_dir(&backing.data_dir).await.unwrap(),
@@ -879,8 +1025,21 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
             })
             .await
             .unwrap();
-        events.into_iter().map(|e| e.event.id).collect()
+        let issued = events
+            .iter()
+            .filter(|e| e.event.kind == steward_audit::EventKind::CredentialIssued)
+            .filter_map(|e| e.event.token_id.clone())
+            .collect();
+        (events.into_iter().map(|e| e.event.id).collect(), issued)
     });
+    let unrecorded: Vec<&String> = tokens.iter().filter(|j| !issued.contains(*j)).collect();
+    assert!(
+        unrecorded.is_empty(),
+        "{} of {} tokens the client received have no `credential.issued` event, e.g. {:?}",
+        unrecorded.len(),
+        tokens.len(),
+        unrecorded.first()
+    );
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         lost.is_empty(),
@@ -889,8 +1048,9 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
         lost.first()
     );
     eprintln!(
-        "{} acknowledged events, all present after kill -9",
-        acked.len()
+        "{} acknowledged events and {} issued tokens, all on record after kill -9",
+        acked.len(),
+        tokens.len()
     );
 }
 

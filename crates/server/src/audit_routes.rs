@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
-use steward_audit::{Event, EventKind, SCHEMA, VerifyReport};
+use steward_audit::{
+    CHECKPOINTS_FORMAT, CheckpointsExport, Event, EventKind, Record, SCHEMA, VerifyReport,
+};
 use steward_governance::Diagnostic;
 use steward_model::Role;
 use steward_store::{EvidenceFilter, StoredEvent};
@@ -144,6 +146,58 @@ pub(crate) async fn verify(
         report,
         explanations,
     }))
+}
+
+/// `GET /admin/v1/audit/checkpoints`: the checkpoint keys' public halves, every signed
+/// checkpoint and every signed retention prune — what to keep elsewhere so that a copy
+/// of the log can be verified without trusting this database.
+pub(crate) async fn checkpoints(
+    caller: Caller,
+    State(s): State<AppState>,
+) -> Result<axum::Json<CheckpointsExport>, ApiError> {
+    require_reader(&caller)?;
+    Ok(axum::Json(CheckpointsExport {
+        format: CHECKPOINTS_FORMAT.to_owned(),
+        keys: s.store.checkpoint_keys().await?,
+        checkpoints: s.store.checkpoints().await?,
+        prunes: s.store.prunes().await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Most records one page of the chain carries.
+const MAX_CHAIN_PAGE: i64 = 10_000;
+
+/// `GET /admin/v1/audit/chain`: records exactly as hashed (`seq`, `prev_hash`, `hash`,
+/// the canonical `body`), after `after`, for an export that verifies offline.
+pub(crate) async fn chain(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<ChainQuery>,
+) -> Result<axum::Json<Vec<Record>>, ApiError> {
+    require_reader(&caller)?;
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::bad_request(format!(
+            "`after` must be 0 or more, not {after}"
+        )));
+    }
+    let limit = match q.limit {
+        None => 1_000,
+        Some(n) if (1..=MAX_CHAIN_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "`limit` must be between 1 and {MAX_CHAIN_PAGE}, not {n}"
+            )));
+        }
+    };
+    Ok(axum::Json(s.store.evidence_records(after, limit).await?))
 }
 
 #[derive(Serialize, Deserialize)]

@@ -276,8 +276,12 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Submission>, urgent: Arc<tokio
 }
 
 /// The checkpoint key, or `None` after logging why `feature` is disabled.
-async fn load_signer(store: &Store, feature: &str) -> Option<steward_audit::CheckpointSigner> {
-    match store.checkpoint_signer().await {
+async fn load_signer(
+    store: &Store,
+    kek: &steward_token::Kek,
+    feature: &str,
+) -> Option<steward_audit::CheckpointSigner> {
+    match store.checkpoint_signer(kek).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "no checkpoint key: evidence {feature} disabled");
@@ -287,9 +291,13 @@ async fn load_signer(store: &Store, feature: &str) -> Option<steward_audit::Chec
 }
 
 /// Signs a checkpoint of the head every `interval` while the head moves.
-pub fn spawn_checkpoints(store: Store, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_checkpoints(
+    store: Store,
+    tokens: Arc<crate::tokens::TokenService>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(signer) = load_signer(&store, "checkpoints").await else {
+        let Some(signer) = load_signer(&store, tokens.kek(), "checkpoints").await else {
             return;
         };
         let mut tick = tokio::time::interval(interval);
@@ -311,9 +319,13 @@ pub fn spawn_checkpoints(store: Store, interval: Duration) -> tokio::task::JoinH
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Prunes evidence older than `keep`, at start and then hourly.
-pub fn spawn_retention(store: Store, keep: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_retention(
+    store: Store,
+    tokens: Arc<crate::tokens::TokenService>,
+    keep: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(signer) = load_signer(&store, "retention").await else {
+        let Some(signer) = load_signer(&store, tokens.kek(), "retention").await else {
             return;
         };
         let mut tick = tokio::time::interval(RETENTION_EVERY);

@@ -96,10 +96,11 @@ impl AppState {
             config.evidence_queue_capacity,
             config.evidence_overflow,
         );
-        let _checkpoints = evidence::spawn_checkpoints(store.clone(), config.checkpoint_interval);
+        let _checkpoints =
+            evidence::spawn_checkpoints(store.clone(), tokens.clone(), config.checkpoint_interval);
         let _usage = evidence::spawn_usage_roll_up(store.clone());
         if let Some(keep) = config.evidence_retention {
-            let _retention = evidence::spawn_retention(store.clone(), keep);
+            let _retention = evidence::spawn_retention(store.clone(), tokens.clone(), keep);
         }
         Self {
             store,

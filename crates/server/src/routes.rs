@@ -93,6 +93,11 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
         .route("/admin/v1/audit/verify", get(crate::audit_routes::verify))
         .route("/admin/v1/audit/stats", get(crate::audit_routes::stats))
         .route(
+            "/admin/v1/audit/checkpoints",
+            get(crate::audit_routes::checkpoints),
+        )
+        .route("/admin/v1/audit/chain", get(crate::audit_routes::chain))
+        .route(
             "/admin/v1/audit/timeline",
             get(crate::audit_routes::timeline),
         )

@@ -37,6 +37,52 @@ impl Notifications {
     }
 }
 
+/// Creates `dir` (mode `0700`) and `file` in it (mode `0600`), or tightens them when they
+/// exist with more permissions, saying so.
+fn private_files(dir: &Path, file: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file)?;
+        for (path, want) in [(dir, 0o700), (file, 0o600)] {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & !want != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    now = format!("{want:o}"),
+                    "tightened the permissions of Steward's data: it holds the evidence log and sealed keys"
+                );
+            }
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)?;
+        let _ = file;
+    }
+    Ok(())
+}
+
 /// How long a SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 /// Connections per pool; SQLite serialises writers anyway.
@@ -46,12 +92,16 @@ pub const SQLITE_FILE: &str = "steward.db";
 
 impl Store {
     /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
+    ///
+    /// The directory is made (or tightened to) `0700` and the database file `0600`:
+    /// the evidence log, admin credential hashes and sealed keys are nobody else's to
+    /// read. SQLite gives its `-wal` and `-shm` files the database file's mode.
     pub async fn open_data_dir(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        let file = data_dir.join(SQLITE_FILE);
+        private_files(data_dir, &file).map_err(|source| StoreError::DataDir {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let file = data_dir.join(SQLITE_FILE);
         Self::connect(&format!("sqlite://{}?mode=rwc", file.display())).await
     }
 
@@ -196,6 +246,11 @@ impl Store {
                     "evidence_rowid",
                     include_str!("../migrations/sqlite/0012_evidence_rowid.sql"),
                 ),
+                (
+                    13,
+                    "signed_prunes",
+                    include_str!("../migrations/sqlite/0013_signed_prunes.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -257,6 +312,11 @@ impl Store {
                     12,
                     "evidence_rowid",
                     include_str!("../migrations/postgres/0012_evidence_rowid.sql"),
+                ),
+                (
+                    13,
+                    "signed_prunes",
+                    include_str!("../migrations/postgres/0013_signed_prunes.sql"),
                 ),
             ],
         };
@@ -330,6 +390,17 @@ impl Store {
     #[doc(hidden)]
     pub async fn execute_unchecked_for_tests(&self, sql: &'static str) -> Result<u64, StoreError> {
         Ok(self.pool.execute(sql).await?.rows_affected())
+    }
+
+    /// The first column of every row of raw SQL, as text; only for tests that look at what
+    /// is stored (a key sealed at rest).
+    #[doc(hidden)]
+    pub async fn fetch_text_for_tests(&self, sql: &'static str) -> Result<Vec<String>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Closes every connection (tests and shutdown).
@@ -423,6 +494,35 @@ mod tests {
         // Appends continue the same chain.
         new.append_evidence(&[decision(5_001, None)]).await.unwrap();
         assert!(new.verify_evidence().await.unwrap().ok());
+    }
+
+    /// The data directory and the database files are the server user's alone, also
+    /// when an earlier release (or an operator) left them readable by others.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn data_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("fresh");
+        let store = Store::open_data_dir(&fresh).await.unwrap();
+        store.append_evidence(&[decision(1, None)]).await.unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        for name in ["steward.db", "steward.db-wal", "steward.db-shm"] {
+            let path = fresh.join(name);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{name}");
+            }
+        }
+        store.close().await;
+        // Loose permissions left by an older release are tightened on open.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db = fresh.join("steward.db");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open_data_dir(&fresh).await.unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert!(store.verify_evidence().await.unwrap().ok());
     }
 
     #[test]

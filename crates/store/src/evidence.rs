@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
 use steward_audit::{
-    ChainHead, Checkpoint, CheckpointSigner, CheckpointVerifier, Event, Record, Verifier,
-    VerifyReport,
+    ChainHead, Checkpoint, CheckpointKey, CheckpointSigner, CheckpointVerifier, Event, EventKind,
+    Prune, Record, Verifier, VerifyReport,
 };
+use steward_token::Kek;
 
 use crate::rows::{from_json, multi_insert};
 use crate::{Backend, Store, StoreError, now_rfc3339};
@@ -21,6 +22,12 @@ pub struct StoredEvent {
     pub hash: String,
     #[serde(flatten)]
     pub event: Event,
+}
+
+/// What a checkpoint key is sealed to (the associated data): a sealed key moved onto
+/// another row does not open.
+fn checkpoint_key_label(key_id: &str) -> String {
+    format!("checkpoint:{key_id}")
 }
 
 /// Search filters; unset fields match everything. Times are RFC 3339.
@@ -450,22 +457,51 @@ impl Store {
         Ok(Some(cp))
     }
 
-    /// The checkpoint key, created on first use and shared by every replica.
-    pub async fn checkpoint_signer(&self) -> Result<CheckpointSigner, StoreError> {
+    /// The checkpoint key, created on first use and shared by every replica. Its private
+    /// half is stored sealed under the key-encryption key, like the token signing keys:
+    /// whoever can read the database cannot re-sign a rewritten history with it. A key
+    /// stored in plaintext by an older release is sealed in place on first use.
+    pub async fn checkpoint_signer(&self, kek: &Kek) -> Result<CheckpointSigner, StoreError> {
         let key_err = |e: steward_audit::AuditError| StoreError::Rejected(e.to_string());
         if let Some(row) =
-            sqlx::query("SELECT private_pkcs8 FROM audit_keys ORDER BY created_at DESC LIMIT 1")
+            sqlx::query("SELECT id, private_pkcs8 FROM audit_keys ORDER BY created_at DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?
         {
+            let id: String = row.try_get("id")?;
             let text: String = row.try_get("private_pkcs8")?;
-            let der = B64.decode(text).map_err(|e| StoreError::Corrupt {
-                what: "checkpoint key",
-                detail: e.to_string(),
+            let label = checkpoint_key_label(&id);
+            if !kek.is_sealed(&text) {
+                let der = B64.decode(&text).map_err(|e| StoreError::Corrupt {
+                    what: "checkpoint key",
+                    detail: e.to_string(),
+                })?;
+                let signer = CheckpointSigner::from_pkcs8(&der).map_err(key_err)?;
+                let sealed = kek
+                    .seal(&label, &der)
+                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
+                sqlx::query(
+                    "UPDATE audit_keys SET private_pkcs8 = $1 WHERE id = $2 AND private_pkcs8 = $3",
+                )
+                .bind(sealed)
+                .bind(&id)
+                .bind(&text)
+                .execute(&self.pool)
+                .await?;
+                tracing::warn!(key_id = %id, "the evidence checkpoint key was stored in plaintext by an older release; it is now sealed under the key-encryption key");
+                return Ok(signer);
+            }
+            let der = kek.open(&label, &text).map_err(|e| {
+                StoreError::Rejected(format!(
+                    "the evidence checkpoint key `{id}` does not open: {e}"
+                ))
             })?;
             return CheckpointSigner::from_pkcs8(&der).map_err(key_err);
         }
         let (signer, pkcs8) = CheckpointSigner::generate().map_err(key_err)?;
+        let sealed = kek
+            .seal(&checkpoint_key_label(signer.key_id()), &pkcs8)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         // Another replica may have won the race: keep the first key.
         let existing = sqlx::query("SELECT private_pkcs8 FROM audit_keys LIMIT 1")
@@ -475,7 +511,7 @@ impl Store {
             sqlx::query("INSERT INTO audit_keys (id, public_key, private_pkcs8, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(signer.key_id())
                 .bind(signer.public_key())
-                .bind(B64.encode(pkcs8))
+                .bind(sealed)
                 .bind(now_rfc3339())
                 .execute(&mut *tx)
                 .await?;
@@ -483,7 +519,25 @@ impl Store {
             return Ok(signer);
         }
         tx.commit().await?;
-        Box::pin(self.checkpoint_signer()).await
+        Box::pin(self.checkpoint_signer(kek)).await
+    }
+
+    /// The checkpoint keys' public halves with their ids and creation times, oldest
+    /// first: what an operator keeps elsewhere to verify an exported log offline.
+    pub async fn checkpoint_keys(&self) -> Result<Vec<CheckpointKey>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, public_key, created_at FROM audit_keys ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointKey {
+                    key_id: r.try_get("id")?,
+                    public_key: r.try_get("public_key")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Public halves of every checkpoint key, base64.
@@ -494,16 +548,37 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("public_key")?)).collect()
     }
 
-    /// The latest retention prune: (events pruned through, hash of the last pruned event).
-    pub async fn latest_prune(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT pruned_through, head_hash FROM evidence_prunes ORDER BY pruned_through DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        row.map(|r| Ok((r.try_get("pruned_through")?, r.try_get("head_hash")?)))
-            .transpose()
+    /// The latest retention prune, as signed (a row without a signature, from an older
+    /// release or written by hand, comes back with an empty one and fails verification).
+    pub async fn latest_prune(&self) -> Result<Option<Prune>, StoreError> {
+        Ok(self.prunes().await?.pop())
+    }
+
+    /// Every retention prune, oldest first.
+    pub async fn prunes(&self) -> Result<Vec<Prune>, StoreError> {
+        let rows = sqlx::query("SELECT pruned_through, head_hash, cutoff, time, key_id, signature FROM evidence_prunes ORDER BY pruned_through").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Prune {
+                    pruned_through: r.try_get("pruned_through")?,
+                    head_hash: r.try_get("head_hash")?,
+                    cutoff: r.try_get("cutoff")?,
+                    time: r.try_get("time")?,
+                    key_id: r
+                        .try_get::<Option<String>, _>("key_id")?
+                        .unwrap_or_default(),
+                    signature: r
+                        .try_get::<Option<String>, _>("signature")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// Retention: deletes the oldest events whose time is before `cutoff` (RFC 3339), as
-    /// one contiguous prefix of the chain. A checkpoint signed at the new start and a prune
-    /// record make the shortened chain verifiable. Returns how many events went.
+    /// one contiguous prefix of the chain. A prune signed by the checkpoint key (stored,
+    /// and chained as an `evidence.pruned` event) and a checkpoint at the new start make
+    /// the shortened chain verifiable. Returns how many events went.
     pub async fn prune_evidence(
         &self,
         cutoff: &str,
@@ -546,13 +621,26 @@ impl Store {
         if exists.is_none() {
             insert_checkpoint(&mut tx, &signer.sign(through, &hash, &now)).await?;
         }
-        sqlx::query("INSERT INTO evidence_prunes (pruned_through, head_hash, time, cutoff) VALUES ($1, $2, $3, $4)")
+        let prune = signer.sign_prune(through, &hash, cutoff, &now);
+        sqlx::query("INSERT INTO evidence_prunes (pruned_through, head_hash, time, cutoff, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(through)
             .bind(&hash)
             .bind(&now)
             .bind(cutoff)
+            .bind(&prune.key_id)
+            .bind(&prune.signature)
             .execute(&mut *tx)
             .await?;
+        let mut event = Event::new(
+            EventKind::EvidencePruned,
+            uuid::Uuid::now_v7().to_string(),
+            now.clone(),
+        );
+        event.action = Some("evidence.prune".into());
+        event.principal = Some("steward".into());
+        event.details =
+            serde_json::to_value(&prune).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        append_in_tx(self.backend, &mut tx, &[event]).await?;
         let deleted = sqlx::query("DELETE FROM evidence WHERE seq <= $1")
             .bind(through)
             .execute(&mut *tx)
@@ -570,9 +658,9 @@ impl Store {
             CheckpointVerifier::new(keys.iter().map(String::as_str)),
         );
         let mut after = 0;
-        if let Some((through, hash)) = self.latest_prune().await? {
-            verifier = verifier.starting_after(through, &hash);
-            after = through;
+        if let Some(prune) = self.latest_prune().await? {
+            verifier = verifier.starting_after(&prune);
+            after = prune.pruned_through;
         }
         loop {
             let page = self.evidence_records(after, VERIFY_PAGE).await?;

@@ -95,6 +95,8 @@ suite!(
     verify_names_inserted_event,
     checkpoints_pin_history,
     retention_prunes_a_verifiable_prefix,
+    a_forged_prune_is_refused,
+    checkpoint_key_is_sealed_at_rest,
     signing_keys_rotate_and_credentials_persist,
     revocations_are_gapless_append_only_and_acted_on,
     point_reports_upsert_and_never_go_back,
@@ -895,9 +897,9 @@ async fn verify_names_inserted_event(s: Store) {
 
 async fn checkpoints_pin_history(s: Store) {
     seeded(&s, 50).await;
-    let signer = s.checkpoint_signer().await.unwrap();
+    let signer = s.checkpoint_signer(&kek()).await.unwrap();
     assert_eq!(
-        s.checkpoint_signer().await.unwrap().key_id(),
+        s.checkpoint_signer(&kek()).await.unwrap().key_id(),
         signer.key_id(),
         "the key is created once"
     );
@@ -930,7 +932,7 @@ async fn checkpoints_pin_history(s: Store) {
 
 async fn retention_prunes_a_verifiable_prefix(s: Store) {
     seeded(&s, 100).await; // times 10:00:00 .. 10:01:39, one per second
-    let signer = s.checkpoint_signer().await.unwrap();
+    let signer = s.checkpoint_signer(&kek()).await.unwrap();
     let err = s
         .execute_unchecked_for_tests("DELETE FROM evidence WHERE seq = 1")
         .await
@@ -951,8 +953,25 @@ async fn retention_prunes_a_verifiable_prefix(s: Store) {
     );
     let report = s.verify_evidence().await.unwrap();
     assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.events, 70);
-    assert_eq!(s.latest_prune().await.unwrap().unwrap().0, 30);
+    assert_eq!(report.events, 71, "70 kept and the prune's own event");
+    let prune = s.latest_prune().await.unwrap().unwrap();
+    assert_eq!(prune.pruned_through, 30);
+    assert!(!prune.signature.is_empty());
+    // The prune is itself in the chain, with its signature.
+    let pruned = s
+        .evidence_search(&steward_store::EvidenceFilter {
+            kind: Some("evidence.pruned".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0].event.details["pruned_through"], 30);
+    assert_eq!(
+        pruned[0].event.details["signature"],
+        prune.signature.as_str()
+    );
     // Only the recorded prefix may go; the rest stays append-only.
     let err = s
         .execute_unchecked_for_tests("DELETE FROM evidence WHERE seq = 31")
@@ -976,7 +995,87 @@ async fn retention_prunes_a_verifiable_prefix(s: Store) {
     );
     let report = s.verify_evidence().await.unwrap();
     assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.events, 41);
+    assert_eq!(
+        report.events, 43,
+        "40 kept, the late one and both prune events"
+    );
+}
+
+/// The key-encryption key the store's tests seal the checkpoint key with.
+fn kek() -> steward_token::Kek {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| steward_token::Kek::generate_base64().unwrap());
+    steward_token::Kek::from_base64(text).unwrap()
+}
+
+/// Whoever can write the database can add a prune row and delete the events before it;
+/// a checkpoint at that very size (the periodic ones are everywhere) used to vouch for
+/// it. Only a prune signed by the checkpoint key starts the chain.
+async fn a_forged_prune_is_refused(s: Store) {
+    seeded(&s, 50).await;
+    let signer = s.checkpoint_signer(&kek()).await.unwrap();
+    s.checkpoint_now(&signer).await.unwrap().unwrap();
+    let more: Vec<_> = (50..100)
+        .map(|i| decision(i, "spiffe://acme.example/a", "trace-a"))
+        .collect();
+    s.append_evidence(&more).await.unwrap();
+    assert!(s.verify_evidence().await.unwrap().ok());
+    let hash = s.evidence_records(49, 1).await.unwrap().remove(0).hash;
+    let sql = format!(
+        "INSERT INTO evidence_prunes (pruned_through, head_hash, time, cutoff) VALUES (50, '{hash}', '2026-11-23T11:00:00Z', '2026-11-23T10:00:50Z')"
+    );
+    s.execute_unchecked_for_tests(Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
+    s.execute_unchecked_for_tests("DELETE FROM evidence WHERE seq <= 50")
+        .await
+        .unwrap();
+    let report = s.verify_evidence().await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![steward_audit::Problem::UnvouchedPrune { pruned_through: 50 }]
+    );
+    assert!(report.problems[0].to_string().contains("not signed"));
+}
+
+/// The checkpoint key is sealed under the key-encryption key, like the token signing
+/// keys: reading the database is not enough to re-sign a rewritten history. A key an
+/// older release stored in plaintext is sealed on first use.
+async fn checkpoint_key_is_sealed_at_rest(s: Store) {
+    let (legacy, pkcs8) = steward_audit::CheckpointSigner::generate().unwrap();
+    use base64::Engine;
+    let plain = base64::engine::general_purpose::STANDARD.encode(&pkcs8);
+    let sql = format!(
+        "INSERT INTO audit_keys (id, public_key, private_pkcs8, created_at) VALUES ('{}', '{}', '{plain}', '2026-01-01T00:00:00Z')",
+        legacy.key_id(),
+        legacy.public_key()
+    );
+    s.execute_unchecked_for_tests(Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
+    let signer = s.checkpoint_signer(&kek()).await.unwrap();
+    assert_eq!(signer.key_id(), legacy.key_id(), "the same key, now sealed");
+    let stored = s
+        .fetch_text_for_tests("SELECT private_pkcs8 FROM audit_keys")
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].starts_with("v1."), "{}", stored[0]);
+    assert!(!stored[0].contains(&plain));
+    // It opens again with the same key-encryption key, and with no other.
+    assert_eq!(
+        s.checkpoint_signer(&kek()).await.unwrap().key_id(),
+        legacy.key_id()
+    );
+    let other =
+        steward_token::Kek::from_base64(&steward_token::Kek::generate_base64().unwrap()).unwrap();
+    let err = s.checkpoint_signer(&other).await.err().unwrap().to_string();
+    assert!(err.contains("does not open"), "{err}");
+    assert_eq!(
+        s.checkpoint_keys().await.unwrap().len(),
+        1,
+        "no second key was made"
+    );
 }
 
 fn key_row(kid: &str) -> steward_store::SigningKeyRow {

@@ -280,6 +280,12 @@ impl Kek {
         Ok(format!("{SEALED_V1}{}", B64URL.encode(out)))
     }
 
+    /// Whether `text` is in the sealed format (as opposed to a key an older release
+    /// stored in plaintext).
+    pub fn is_sealed(&self, text: &str) -> bool {
+        text.starts_with(SEALED_V1)
+    }
+
     /// Decrypts what [`Kek::seal`] produced for `kid`.
     pub fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, TokenError> {
         let wrong = || {
