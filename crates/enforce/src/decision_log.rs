@@ -46,6 +46,9 @@ struct Counters {
     shipped: AtomicU64,
     refused: AtomicU64,
     waiting: AtomicUsize,
+    /// Why the control plane refused the last batch, until one is taken again: while
+    /// set, what this point allows could not be recorded.
+    refusing: parking_lot::Mutex<Option<String>>,
 }
 
 /// The queue of decision records of one enforcement point.
@@ -110,6 +113,14 @@ impl DecisionLog {
                 Err(EnforceError::LogFull(self.capacity))
             }
         }
+    }
+
+    /// Why the control plane is refusing this point's records (its credential revoked,
+    /// a record it will not take), or `None` while it takes them. A point must not allow
+    /// while it is refusing: the allow would not reach the evidence log. Records of
+    /// refusals are still shipped, and the first one taken clears this.
+    pub fn refusing(&self) -> Option<String> {
+        self.counters.refusing.lock().clone()
     }
 
     pub fn stats(&self) -> LogStats {
@@ -192,6 +203,11 @@ async fn ship(
                     counters
                         .shipped
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if counters.refusing.lock().take().is_some() {
+                        tracing::warn!(
+                            "the control plane takes decision records again; allowing again"
+                        );
+                    }
                     break;
                 }
                 Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
@@ -200,6 +216,10 @@ async fn ship(
                     counters
                         .refused
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    *counters.refusing.lock() = Some(format!(
+                        "the control plane refuses this point's decision records ({status}: {}); denying rather than allowing unrecorded",
+                        text.chars().take(200).collect::<String>()
+                    ));
                     tracing::error!(
                         status,
                         records = batch.len(),

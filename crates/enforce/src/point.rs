@@ -443,6 +443,15 @@ impl EnforcementPoint {
         request: Option<&AccessRequest>,
         seen: &Seen<'_>,
     ) -> Verdict {
+        if outcome == Outcome::Allow
+            && let Some(why) = self.log.refusing()
+        {
+            // Its record would be refused like the last ones: an allow nobody could see.
+            // The deny is recorded and shipped; the first one taken clears this.
+            outcome = Outcome::Unavailable;
+            decision.allowed = false;
+            decision.reasons.push(why);
+        }
         if decision.capability.is_none() && request.is_none() {
             // Record where the refused request was going, even without a decision.
             if let Ok(Target::Capability(c)) = &seen.target {

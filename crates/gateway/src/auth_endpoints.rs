@@ -77,7 +77,8 @@ impl AuthEndpoints {
 /// log's counters, for operators and drift checks.
 async fn status(State(s): State<Arc<AuthEndpoints>>) -> Response {
     let source = s.nginx.source().status();
-    let code = if source.stale {
+    let refusing = s.nginx.log().refusing();
+    let code = if source.stale || refusing.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -89,6 +90,7 @@ async fn status(State(s): State<Arc<AuthEndpoints>>) -> Response {
             "environment": s.nginx.environment(),
             "bundle": source,
             "decisions": s.nginx.log().stats(),
+            "records_refused": refusing,
         })),
     )
         .into_response()

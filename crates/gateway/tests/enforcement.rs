@@ -825,6 +825,73 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A point whose decision records the control plane refuses (its credential revoked)
+/// stops allowing at once instead of allowing unrecorded until its bundle goes stale,
+/// and says so on `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_whose_records_are_refused_stops_allowing() {
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "max_staleness_secs = 600").await;
+    let proxy = format!("http://{}/v1/charges/ch_1", gw.proxies[0]);
+    let status_url = format!("http://{}/status", gw.auth.unwrap());
+    let http = reqwest::Client::new();
+    let token = cp.token(CALLER, AUDIENCE).await;
+    let resp = http.get(&proxy).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The gateway's own credential is revoked.
+    let (_, list) = cp.call(Method::GET, "/admin/v1/credentials", None).await;
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gateway-test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, body) = cp
+        .call(Method::DELETE, &format!("/admin/v1/credentials/{id}"), None)
+        .await;
+    assert!(st.is_success(), "{body}");
+    let revoked_at = std::time::Instant::now();
+    let mut first_refusal = None;
+    let mut allowed_after_refusal = 0;
+    while revoked_at.elapsed() < Duration::from_secs(5) {
+        let resp = http.get(&proxy).bearer_auth(&token).send().await.unwrap();
+        match (resp.status(), first_refusal) {
+            (StatusCode::SERVICE_UNAVAILABLE, None) => {
+                let body: Value = resp.json().await.unwrap();
+                assert!(
+                    body["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("refuses this point's decision records"),
+                    "{body}"
+                );
+                first_refusal = Some(revoked_at.elapsed());
+            }
+            (StatusCode::OK, Some(_)) => allowed_after_refusal += 1,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = first_refusal.expect("the gateway kept allowing for 5 s with its records refused");
+    assert!(first < Duration::from_secs(2), "{first:?}");
+    assert_eq!(
+        allowed_after_refusal, 0,
+        "an allow after the refusal went unrecorded"
+    );
+    let resp = http.get(&status_url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let status: Value = resp.json().await.unwrap();
+    assert!(
+        status["records_refused"].as_str().unwrap().contains("401"),
+        "{status}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_and_faults_fail_closed() {
     let mut cp = ControlPlane::start().await;

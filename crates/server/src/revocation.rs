@@ -379,13 +379,13 @@ async fn token_expiry(
     now: i64,
     window: i64,
 ) -> Result<Option<i64>, ApiError> {
-    let since = rfc3339(now - window);
-    let mut issued = s.store.issued_token(jti, &since).await?;
-    if issued.is_none() && s.evidence.flush().await.is_ok() {
-        // The issuance may still have been queued for the log (tokens are handed out
-        // without waiting for the disk); everything queued before the flush is durable now.
-        issued = s.store.issued_token(jti, &since).await?;
+    // Steward issues UUIDs; anything else (a foreign jti) has no issuance record here,
+    // and only a UUID may reach the store's lookup (it cannot carry `LIKE` wildcards).
+    if uuid::Uuid::parse_str(jti).is_err() {
+        return Ok(None);
     }
+    let since = rfc3339(now - window);
+    let issued = s.store.issued_token(jti, &since).await?;
     let Some(event) = issued else {
         return Ok(None);
     };
@@ -632,6 +632,7 @@ pub(crate) async fn report(
             "`epoch` and `bundle_version` must be 0 or more",
         ));
     }
+    speaks_only_for_its_own_points(&s, &actor, &body).await?;
     let mut latest = s.hub.latest();
     if body.epoch > latest {
         // Another replica may have committed it a moment ago.
@@ -655,6 +656,7 @@ pub(crate) async fn report(
             name: p.name.clone(),
             environment: p.environment.clone(),
             credential: actor.name.clone(),
+            credential_id: actor.credential_id.clone(),
             bundle_version: body.bundle_version,
             epoch: body.epoch,
             flagged: flagged.clone(),
@@ -692,6 +694,85 @@ pub(crate) async fn report(
         epoch: latest,
         flagged,
     }))
+}
+
+/// A report may speak only for the points its credential registered: a point is bound to
+/// the credential that first reported it, and one bound to another live credential is
+/// refused (403) and the attempt recorded, so one gateway's credential cannot acknowledge
+/// revocations for a point that is down. A point whose credential was revoked is taken
+/// over by the next credential that reports it (recorded too).
+async fn speaks_only_for_its_own_points(
+    s: &AppState,
+    actor: &steward_store::Actor,
+    body: &ReportBody,
+) -> Result<(), ApiError> {
+    let mut foreign = Vec::new();
+    let mut taken_over = Vec::new();
+    for p in &body.points {
+        match s.store.point_owner(&p.id).await? {
+            Some(owner) if owner.credential_id == actor.credential_id => {}
+            Some(owner) => {
+                let label = format!("{} ({})", owner.credential, owner.credential_id);
+                if owner.live {
+                    foreign.push((p.id.clone(), label));
+                } else {
+                    taken_over.push((p.id.clone(), label));
+                }
+            }
+            None => {}
+        }
+    }
+    if foreign.is_empty() && taken_over.is_empty() {
+        return Ok(());
+    }
+    let now = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp());
+    let event = |action: &str, points: &[(String, String)]| {
+        let mut e = Event::new(
+            EventKind::AdminAction,
+            uuid::Uuid::now_v7().to_string(),
+            now.clone(),
+        );
+        e.action = Some(action.to_owned());
+        e.principal = Some(actor.label());
+        e.actor_chain = vec![actor.label()];
+        e.details = serde_json::json!({
+            "points": points.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "bound_to": points.iter().map(|(_, c)| c).collect::<Vec<_>>(),
+            "epoch": body.epoch,
+        });
+        e
+    };
+    if let Some((id, owner)) = foreign.first() {
+        let mut e = event("enforcement.report_refused", &foreign);
+        e.decision.outcome = Some(steward_audit::Outcome::Deny);
+        e.decision.reasons =
+            vec!["a report may speak only for the points its own credential registered".into()];
+        // Recorded before answering: the attempt is evidence whether or not it recurs.
+        s.evidence.record(vec![e]).await.map_err(|err| {
+            tracing::error!(error = %err, "a refused point report could not be recorded");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the report could not be recorded; retry",
+            )
+        })?;
+        tracing::warn!(credential = %actor.label(), point = %id, bound_to = %owner, "refused a report for a point of another credential");
+        return Err(ApiError::forbidden(format!(
+            "point `{id}` reports through credential {owner}; a report may speak only for the points its own credential registered (revoke that credential to move the point to this one)"
+        )));
+    }
+    s.evidence
+        .record(vec![event("enforcement.point_taken_over", &taken_over)])
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the report could not be recorded; retry",
+            )
+        })?;
+    tracing::info!(credential = %actor.label(), points = ?taken_over, "points of a revoked credential now report through this one");
+    Ok(())
 }
 
 /// The epoch each point last acknowledged, as far as the evidence log knows: an

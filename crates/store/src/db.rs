@@ -251,6 +251,11 @@ impl Store {
                     "signed_prunes",
                     include_str!("../migrations/sqlite/0013_signed_prunes.sql"),
                 ),
+                (
+                    14,
+                    "point_credentials",
+                    include_str!("../migrations/sqlite/0014_point_credentials.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -317,6 +322,11 @@ impl Store {
                     13,
                     "signed_prunes",
                     include_str!("../migrations/postgres/0013_signed_prunes.sql"),
+                ),
+                (
+                    14,
+                    "point_credentials",
+                    include_str!("../migrations/postgres/0014_point_credentials.sql"),
                 ),
             ],
         };

@@ -33,7 +33,9 @@ pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
 pub use policy::PolicyVersion;
 pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
 pub use reviews::{Campaign, NewItem, ReviewItem};
-pub use revocations::{CHANGE_CHANNEL, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest};
+pub use revocations::{
+    CHANGE_CHANNEL, PointOwner, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest,
+};
 pub use usage::{RollUp, UsageTotal};
 
 /// The current time as RFC 3339 text, the stored form of every timestamp.

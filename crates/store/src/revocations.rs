@@ -41,13 +41,27 @@ pub struct PointReport {
     pub kind: String,
     pub name: String,
     pub environment: Option<String>,
-    /// The admin credential (ingestor) it reported with.
+    /// The admin credential (ingestor) it reported with: its name, and its id (what the
+    /// point is bound to).
     pub credential: String,
+    pub credential_id: String,
     pub bundle_version: i64,
-    /// The revocation epoch it has applied.
+    /// The revocation epoch it has applied. Ignored when `flagged`: a report claiming
+    /// an epoch never issued must not count as having applied later ones.
     pub epoch: i64,
-    /// Why this report is suspicious (an epoch never issued), if it is.
+    /// Why this report is suspicious (an epoch never issued), if it is. A later report
+    /// that is not clears it.
     pub flagged: Option<String>,
+}
+
+/// Which credential an enforcement point is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointOwner {
+    pub credential_id: String,
+    /// The credential's name, as shown to operators.
+    pub credential: String,
+    /// Whether that credential is still valid (a revoked one's points may be taken over).
+    pub live: bool,
 }
 
 /// An enforcement point as last reported.
@@ -238,8 +252,31 @@ impl Store {
         )
     }
 
+    /// The credential point `id` is bound to, if it was reported before with one.
+    pub async fn point_owner(&self, id: &str) -> Result<Option<PointOwner>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.credential_id, p.credential, c.revoked_at FROM enforcement_points p \
+             LEFT JOIN admin_credentials c ON c.id = p.credential_id \
+             WHERE p.id = $1 AND p.credential_id IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PointOwner {
+                credential_id: r.try_get("credential_id")?,
+                credential: r.try_get("credential")?,
+                live: r.try_get::<Option<String>, _>("revoked_at")?.is_none(),
+            })
+        })
+        .transpose()
+    }
+
     /// Records enforcement points' reports in one transaction (acknowledgements arrive in
-    /// bursts: one commit for the burst). A report never moves a point's epoch back.
+    /// bursts: one commit for the burst). A report never moves a point's epoch back, a
+    /// flagged one does not move it at all, and a report through another credential than
+    /// the live one the point is bound to changes nothing (callers refuse those first;
+    /// this closes the race of two first reports).
     pub async fn record_point_reports(&self, reports: &[PointReport]) -> Result<(), StoreError> {
         if reports.is_empty() {
             return Ok(());
@@ -249,13 +286,17 @@ impl Store {
         let mut tx = self.begin_light().await?;
         for p in reports {
             sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO enforcement_points ({POINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) \
+                "INSERT INTO enforcement_points ({POINT_COLUMNS}, credential_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) \
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, \
                  environment = excluded.environment, credential = excluded.credential, \
+                 credential_id = excluded.credential_id, \
                  bundle_version = excluded.bundle_version, \
                  epoch = CASE WHEN excluded.epoch > enforcement_points.epoch THEN excluded.epoch ELSE enforcement_points.epoch END, \
                  last_seen = excluded.last_seen, last_seen_unix = excluded.last_seen_unix, \
-                 flagged = COALESCE(excluded.flagged, enforcement_points.flagged)"
+                 flagged = excluded.flagged \
+                 WHERE enforcement_points.credential_id IS NULL \
+                    OR enforcement_points.credential_id = excluded.credential_id \
+                    OR enforcement_points.credential_id IN (SELECT id FROM admin_credentials WHERE revoked_at IS NOT NULL)"
             )))
             .bind(&p.id)
             .bind(&p.kind)
@@ -263,10 +304,11 @@ impl Store {
             .bind(p.environment.clone())
             .bind(&p.credential)
             .bind(p.bundle_version)
-            .bind(p.epoch)
+            .bind(if p.flagged.is_some() { 0 } else { p.epoch })
             .bind(&now)
             .bind(unix)
             .bind(p.flagged.clone())
+            .bind(&p.credential_id)
             .execute(&mut *tx)
             .await?;
         }

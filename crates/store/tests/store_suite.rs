@@ -1283,6 +1283,7 @@ async fn point_reports_upsert_and_never_go_back(s: Store) {
         name: "edge".into(),
         environment: Some("prod".into()),
         credential: "edge-gateway".into(),
+        credential_id: "cred-edge".into(),
         bundle_version: epoch,
         epoch,
         flagged: flagged.map(str::to_owned),
@@ -1299,16 +1300,36 @@ async fn point_reports_upsert_and_never_go_back(s: Store) {
         points[0].bundle_version, 4,
         "the bundle is what was last reported"
     );
-    s.record_point_reports(&[report(6, Some("epoch 6 was never issued"))])
+    // A report claiming an epoch never issued is flagged and does not move the epoch
+    // (or it would count as having applied revocations to come); the point's next
+    // consistent report clears the flag.
+    s.record_point_reports(&[report(99, Some("epoch 99 was never issued"))])
         .await
         .unwrap();
+    let p = &s.enforcement_points().await.unwrap()[0];
+    assert_eq!(p.flagged.as_deref(), Some("epoch 99 was never issued"));
+    assert_eq!(p.epoch, 5, "a flagged report does not move the epoch");
     s.record_point_reports(&[report(6, None)]).await.unwrap();
     let p = &s.enforcement_points().await.unwrap()[0];
+    assert_eq!(p.flagged, None, "a consistent report clears the flag");
+    assert_eq!(p.epoch, 6);
+    // The point is bound to its credential: a report through another changes nothing
+    // (the API refuses it first; this is the race of two first reports).
     assert_eq!(
-        p.flagged.as_deref(),
-        Some("epoch 6 was never issued"),
-        "a flag stays"
+        s.point_owner("gateway:edge")
+            .await
+            .unwrap()
+            .unwrap()
+            .credential_id,
+        "cred-edge"
     );
+    let mut other = report(7, None);
+    other.credential_id = "cred-other".into();
+    other.credential = "other".into();
+    s.record_point_reports(&[other]).await.unwrap();
+    let p = &s.enforcement_points().await.unwrap()[0];
+    assert_eq!((p.epoch, p.credential.as_str()), (6, "edge-gateway"));
+    assert!(s.point_owner("gateway:nobody").await.unwrap().is_none());
 }
 
 /// Runs futures concurrently on the current runtime.

@@ -355,6 +355,60 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     assert_eq!(lagging, ["gateway:edge", "gateway:liar"], "{v}");
+    // A flag is cleared by the point's next consistent report, and the impossible epoch
+    // never counted: the point acknowledges epoch 2 only when it says so.
+    let (st, answer) = report(&env, &cred, "gateway:liar", 1).await;
+    assert_eq!(st, StatusCode::OK, "{answer}");
+    assert!(answer.get("flagged").is_none(), "{answer}");
+    let (_, points) = env
+        .call(
+            Method::GET,
+            "/admin/v1/enforcement/points",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let liar = points["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "gateway:liar")
+        .unwrap();
+    assert!(liar["flagged"].is_null(), "{liar}");
+    assert_eq!(liar["epoch"], 1, "{liar}");
+    // Another ingestor cannot speak for a point bound to this one's credential: the
+    // report is refused and recorded, and verification still waits for the real point.
+    let impostor = ingestor(&env).await;
+    let (st, answer) = report(&env, &impostor, "gateway:edge", 2).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("its own credential"),
+        "{answer}"
+    );
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/admin/v1/revocations/2/verification",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(v["complete"], false, "{v}");
+    let (_, refused) = env
+        .call(
+            Method::GET,
+            "/admin/v1/audit/events?kind=admin.action&action=enforcement.report_refused",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    let refused = refused.as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["details"]["points"][0], "gateway:edge");
+    assert_eq!(refused[0]["decision"]["outcome"], "deny");
     let (st, _) = env
         .call(
             Method::GET,
