@@ -63,6 +63,7 @@ struct ProxyFile {
     header_read_timeout_secs: Option<u64>,
     upstream_timeout_secs: Option<u64>,
     max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
     /// `ingress` (default) or `egress`.
     mode: Option<String>,
     egress_secret: Option<String>,
@@ -77,6 +78,9 @@ struct ProxyFile {
 #[serde(deny_unknown_fields)]
 struct AuthFile {
     listen: String,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
     nginx_audience: Option<String>,
     rabbitmq_audience: Option<String>,
     rabbitmq_management_url: Option<String>,
@@ -103,6 +107,8 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
     /// Egress mode: the secret to inject.
     pub egress: Option<EgressConfig>,
     /// Decide every tool an AI API request body offers the model.
@@ -131,6 +137,8 @@ pub const DEFAULT_MAX_INSPECTED_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub listen: SocketAddr,
+    /// Head and body deadlines and the connection cap of the listener.
+    pub limits: steward_listen::Limits,
     pub nginx_audience: Option<String>,
     pub rabbitmq_audience: Option<String>,
     /// The broker's management API, to close a revoked identity's open connections.
@@ -205,6 +213,14 @@ fn positive(field: &str, v: Option<u64>, default: u64) -> Result<Duration, Gatew
         Some(0) => Err(invalid(field, "must be greater than 0")),
         Some(v) => Ok(Duration::from_secs(v)),
         None => Ok(Duration::from_secs(default)),
+    }
+}
+
+fn positive_count(field: &str, v: Option<usize>, default: usize) -> Result<usize, GatewayError> {
+    match v {
+        Some(0) => Err(invalid(field, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
     }
 }
 
@@ -330,6 +346,11 @@ impl GatewayConfig {
                     Some(n) => n,
                     None => DEFAULT_MAX_HEADER_BYTES,
                 },
+                max_connections: positive_count(
+                    &field("max_connections"),
+                    p.max_connections,
+                    steward_listen::DEFAULT_MAX_CONNECTIONS,
+                )?,
                 egress,
                 tools_from_body: p.tools_from_body.unwrap_or(false),
                 max_inspected_body_bytes: p
@@ -342,6 +363,24 @@ impl GatewayConfig {
             None => None,
             Some(a) => Some(AuthConfig {
                 listen: addr("auth.listen", &a.listen)?,
+                limits: steward_listen::Limits {
+                    header_read: positive(
+                        "auth.header_read_timeout_secs",
+                        a.header_read_timeout_secs,
+                        steward_listen::DEFAULT_HEADER_READ_SECS,
+                    )?,
+                    body_read: positive(
+                        "auth.body_read_timeout_secs",
+                        a.body_read_timeout_secs,
+                        steward_listen::DEFAULT_BODY_READ_SECS,
+                    )?,
+                    max_connections: positive_count(
+                        "auth.max_connections",
+                        a.max_connections,
+                        steward_listen::DEFAULT_MAX_CONNECTIONS,
+                    )?,
+                    drain: Duration::from_secs(steward_listen::DEFAULT_DRAIN_SECS),
+                },
                 nginx_audience: a.nginx_audience.clone(),
                 rabbitmq_audience: a.rabbitmq_audience.clone(),
                 rabbitmq_management: management(a, base)?,

@@ -188,11 +188,9 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         }
         let router = endpoints.router();
         let shutdown = stopped(stop_rx.clone());
+        let limits = a.limits;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = steward_listen::serve(listener, router, limits, shutdown).await {
                 tracing::error!(error = %e, "the decision endpoints stopped");
             }
         }));

@@ -15,7 +15,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, http_address};
@@ -430,51 +430,29 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let limits = steward_listen::Limits {
+        header_read: proxy.config.header_read_timeout,
+        // Bodies stream to the upstream, bounded by `upstream_timeout`.
+        body_read: proxy.config.upstream_timeout,
+        max_connections: proxy.config.max_connections,
+        drain,
+    };
+    let mut builder = steward_listen::http_builder(&limits);
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(proxy.config.header_read_timeout)
         .max_buf_size(proxy.config.max_header_bytes.max(8192));
     builder
         .http2()
-        .timer(TokioTimer::new())
         .max_header_list_size(proxy.config.max_header_bytes as u32);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => {
-            tracing::warn!("requests still open after the drain time; closing them");
-        }
+    let served = steward_listen::serve_with(listener, &limits, builder, shutdown, |peer| {
+        let proxy = proxy.clone();
+        hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+        })
+    })
+    .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, point = %proxy.point.name(), "the proxy listener stopped");
     }
 }

@@ -896,7 +896,14 @@ async fn a_point_whose_records_are_refused_stops_allowing() {
 async fn bad_credentials_and_faults_fail_closed() {
     let mut cp = ControlPlane::start().await;
     let upstream = echo_upstream().await;
-    let gw = gateway(&cp, upstream, "max_staleness_secs = 3").await;
+    let gw = gateway_at(
+        &cp,
+        &cp.base,
+        upstream,
+        "max_staleness_secs = 3",
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1",
+    )
+    .await;
     let proxy = format!("http://{}", gw.proxies[0]);
     let http = reqwest::Client::new();
     let good = cp.token(CALLER, AUDIENCE).await;
@@ -980,6 +987,28 @@ async fn bad_credentials_and_faults_fail_closed() {
         assert!(
             text.is_empty() || text.starts_with("HTTP/1.1 408"),
             "{text}"
+        );
+        // The decision endpoints' listener too, and one that sends nothing at all.
+        let mut partial = tokio::net::TcpStream::connect(gw.auth.unwrap())
+            .await
+            .unwrap();
+        partial
+            .write_all(b"GET /nginx/auth HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let mut silent = tokio::net::TcpStream::connect(gw.auth.unwrap())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        for s in [&mut partial, &mut silent] {
+            let mut buf = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+            assert!(read.is_ok(), "a slow connection to [auth] was not closed");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
     // Still fine with a good token, over HTTP/1.1 and HTTP/2 (h2c prior knowledge).

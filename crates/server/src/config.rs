@@ -276,6 +276,14 @@ pub struct EnforcementFile {
 pub struct LimitsFile {
     pub max_body_bytes: Option<usize>,
     pub max_apply_bytes: Option<usize>,
+    /// Seconds a request head may take to arrive (and an idle connection may wait for its
+    /// next request); a slower client is disconnected (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request body may take to arrive after its head (default 60; raise it for
+    /// large `steward apply` uploads over slow links).
+    pub body_read_timeout_secs: Option<u64>,
+    /// Connections served at once; more wait in the accept queue (default 4096).
+    pub max_connections: Option<usize>,
 }
 
 /// Validated runtime configuration.
@@ -287,6 +295,8 @@ pub struct ServerConfig {
     pub trust_domain: TrustDomain,
     pub max_body_bytes: usize,
     pub max_apply_bytes: usize,
+    /// How long a client may take and how many may connect at once.
+    pub listen_limits: steward_listen::Limits,
     pub evidence_queue_capacity: usize,
     pub evidence_overflow: crate::evidence::OverflowPolicy,
     pub checkpoint_interval: std::time::Duration,
@@ -437,6 +447,24 @@ impl FileConfig {
                 self.limits.max_apply_bytes,
                 DEFAULT_MAX_APPLY_BYTES,
             )?,
+            listen_limits: steward_listen::Limits {
+                header_read: std::time::Duration::from_secs(positive(
+                    "limits.header_read_timeout_secs",
+                    self.limits.header_read_timeout_secs.map(|v| v as usize),
+                    steward_listen::DEFAULT_HEADER_READ_SECS as usize,
+                )? as u64),
+                body_read: std::time::Duration::from_secs(positive(
+                    "limits.body_read_timeout_secs",
+                    self.limits.body_read_timeout_secs.map(|v| v as usize),
+                    steward_listen::DEFAULT_BODY_READ_SECS as usize,
+                )? as u64),
+                max_connections: positive(
+                    "limits.max_connections",
+                    self.limits.max_connections,
+                    steward_listen::DEFAULT_MAX_CONNECTIONS,
+                )?,
+                drain: std::time::Duration::from_secs(steward_listen::DEFAULT_DRAIN_SECS),
+            },
             evidence_queue_capacity: positive(
                 "evidence.queue_capacity",
                 self.evidence.queue_capacity,

@@ -61,6 +61,7 @@ struct Settings {
     ingest_refused: std::sync::atomic::AtomicU64,
     max_body_bytes: usize,
     max_apply_bytes: usize,
+    listen_limits: steward_listen::Limits,
 }
 
 impl AppState {
@@ -119,6 +120,7 @@ impl AppState {
                 ingest_refused: std::sync::atomic::AtomicU64::new(0),
                 max_body_bytes: config.max_body_bytes,
                 max_apply_bytes: config.max_apply_bytes,
+                listen_limits: config.listen_limits,
             }),
         }
     }
@@ -153,18 +155,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
-    use axum::serve::ListenerExt;
-    // No Nagle: revocation streams write small chunks (an event, a heartbeat) that must
-    // leave at once, not wait for the peer's delayed ACK of the previous one; answers are
-    // whole writes either way. A socket that refuses the option still serves.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Revocation streams never end on their own; end them so the drain can finish.
-            hub.close();
-        })
-        .await
+    let limits = state.inner.listen_limits;
+    // Connections are capped, heads and bodies have deadlines, sockets send at once (no
+    // Nagle: revocation streams write small chunks that must not wait for the peer's
+    // delayed ACK): see `steward_listen`.
+    steward_listen::serve(listener, router(state), limits, async move {
+        shutdown.await;
+        // Revocation streams never end on their own; end them so the drain can finish.
+        hub.close();
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use base64::Engine;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -140,24 +140,42 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let streams = state.clone();
-    let router = crate::router(state);
+    let limits = state.inner.listen_limits;
+    let router = steward_listen::with_body_deadline(crate::router(state), limits.body_read);
+    let builder = steward_listen::http_builder(&limits);
+    // The connection cap of the plain listener: a slot is taken before accepting.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
             () = &mut shutdown => {
                 streams.close_streams();
                 return Ok(());
             }
         };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => {
+                streams.close_streams();
+                return Ok(());
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, router, builder) = (acceptor.clone(), router.clone(), builder.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(limits.header_read, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -181,10 +199,7 @@ pub async fn serve_tls(
                 req
             });
             let service = hyper_util::service::TowerToHyperService::new(service);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -146,6 +146,108 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
     );
 }
 
+/// Slow and silent clients cannot hold the control plane's listener: a partial head, a
+/// connection that sends nothing and a body that trickles in are cut at their deadlines,
+/// and a crowd of them (more than the connection cap) delays a normal request only until
+/// they are cut.
+#[tokio::test]
+async fn slow_clients_are_cut_and_cannot_hold_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = start_with(
+        None,
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_connections = 16\n",
+    )
+    .await;
+    let addr: std::net::SocketAddr = env.base.trim_start_matches("http://").parse().unwrap();
+    async fn answer_within(s: &mut tokio::net::TcpStream, secs: u64) -> Option<String> {
+        let mut buf = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(secs),
+            s.read_to_end(&mut buf),
+        )
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&buf).into_owned())
+    }
+    let started = std::time::Instant::now();
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(b"GET /admin/v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        answer_within(&mut partial, 5).await.is_some(),
+        "a partial head was not cut"
+    );
+    assert!(
+        answer_within(&mut silent, 5).await.is_some(),
+        "a silent connection was not cut"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // A body sent a byte at a time is cut at its deadline, with the reason.
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(
+            format!(
+                "POST /admin/v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{",
+                env.admin
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        if trickle.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 2048];
+        if let Ok(Ok(n)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            trickle.read(&mut buf),
+        )
+        .await
+        {
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if n == 0 || answer.contains("did not arrive") {
+                break;
+            }
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(answer.contains("did not arrive within 1s"), "{answer:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Forty slow clients, more than the cap of 16: a normal request still gets through
+    // once they are cut.
+    let mut crowd = Vec::new();
+    for _ in 0..40 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+        crowd.push(s);
+    }
+    let started = std::time::Instant::now();
+    let (st, _) = env
+        .call(Method::GET, "/admin/v1/status", Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(crowd);
+}
+
 /// When the evidence log cannot take decision records (here: another process holds
 /// SQLite's write lock and the writer's small queue fills), AuthZEN answers deny with the
 /// reason, after waiting at most one grace per request, a batch included; once the store
