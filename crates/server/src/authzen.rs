@@ -23,6 +23,12 @@ use crate::extract::Json;
 
 /// Most evaluations one batch may carry.
 pub const MAX_EVALUATIONS: usize = 1_000;
+/// Longest identifier accepted (a subject's or resource's `id` and `type`, an action's
+/// `name`): a SPIFFE ID's own limit. Every decision is recorded with its request, so
+/// what a caller sends bounds what the append-only log keeps.
+pub const MAX_IDENTIFIER_BYTES: usize = 2_048;
+/// Largest `context`, and largest `properties` of each object, of one evaluation, as JSON.
+pub const MAX_CONTEXT_BYTES: usize = 4_096;
 
 /// An AuthZEN subject, resource or action object; unknown members are ignored, as the
 /// specification lets PDPs do.
@@ -103,17 +109,11 @@ pub struct EvaluationsResponse {
     pub evaluations: Vec<EvaluationResponse>,
 }
 
-pub(crate) async fn configuration(headers: HeaderMap) -> axum::Json<Value> {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
-    let base = format!("{scheme}://{host}");
+/// `GET /.well-known/authzen-configuration`: built from the configured issuer, as the
+/// OpenID discovery document is, never from the request's `Host` or
+/// `X-Forwarded-Proto` (a client must not choose where a PEP is told to send requests).
+pub(crate) async fn configuration(State(s): State<AppState>) -> axum::Json<Value> {
+    let base = s.tokens.config.issuer.trim_end_matches('/');
     axum::Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
@@ -133,6 +133,9 @@ pub(crate) async fn evaluation(
         action: Some(req.action),
         context: req.context,
     };
+    if let Err(e) = bounded(&item, "") {
+        return e.into_response();
+    }
     let request_id = request_id(&headers);
     let answer = decide(
         &s,
@@ -158,11 +161,15 @@ pub(crate) async fn evaluations(
             req.evaluations.len()
         )));
     }
+    bounded(&req.defaults, "")?;
     let items = if req.evaluations.is_empty() {
         vec![EvaluationItem::default()]
     } else {
         req.evaluations
     };
+    for (i, item) in items.iter().enumerate() {
+        bounded(item, &format!("evaluations[{i}]."))?;
+    }
     for (i, item) in items.iter().enumerate() {
         let missing: Vec<&str> = [
             (
@@ -215,6 +222,46 @@ pub(crate) async fn evaluations(
         axum::Json(EvaluationsResponse { evaluations: out }),
         request_id,
     ))
+}
+
+/// Refuses (400) an item whose identifiers or context exceed their limits, naming the
+/// field: the decision record of a request has a small fixed size.
+fn bounded(item: &EvaluationItem, at: &str) -> Result<(), ApiError> {
+    let id = |field: &str, v: &str| {
+        if v.len() > MAX_IDENTIFIER_BYTES {
+            Err(ApiError::bad_request(format!(
+                "`{at}{field}` is {} bytes; at most {MAX_IDENTIFIER_BYTES} are accepted",
+                v.len()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let json = |field: &str, v: &Map<String, Value>| {
+        let size = serde_json::to_string(v).map(|t| t.len()).unwrap_or(usize::MAX);
+        if size > MAX_CONTEXT_BYTES {
+            Err(ApiError::bad_request(format!(
+                "`{at}{field}` is {size} bytes of JSON; at most {MAX_CONTEXT_BYTES} are accepted"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    for (name, entity) in [("subject", &item.subject), ("resource", &item.resource)] {
+        if let Some(e) = entity {
+            id(&format!("{name}.id"), &e.id)?;
+            id(&format!("{name}.type"), &e.kind)?;
+            json(&format!("{name}.properties"), &e.properties)?;
+        }
+    }
+    if let Some(a) = &item.action {
+        id("action.name", &a.name)?;
+        json("action.properties", &a.properties)?;
+    }
+    if let Some(c) = &item.context {
+        json("context", c)?;
+    }
+    Ok(())
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {

@@ -1370,6 +1370,47 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
         st == StatusCode::BAD_REQUEST || st == StatusCode::PAYLOAD_TOO_LARGE,
         "{st}"
     );
+    // Over-long identifiers and contexts are refused, so no request can make its decision
+    // record large (each is kept, append-only).
+    let long = "x".repeat(steward_server::authzen::MAX_IDENTIFIER_BYTES + 1);
+    let bulky: serde_json::Map<String, Value> = (0..60)
+        .map(|i| (format!("k{i}"), Value::from("v".repeat(90))))
+        .chain([("environment".to_owned(), Value::from("prod"))])
+        .collect();
+    for (path, body, field) in [
+        (
+            "/access/v1/evaluation",
+            evaluation(
+                &format!("spiffe://acme.example/{long}"),
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                json!({"environment": "prod"}),
+            ),
+            "`subject.id`",
+        ),
+        (
+            "/access/v1/evaluation",
+            evaluation(
+                ORDERS_API,
+                json!({"type": "capability", "id": "orders.read"}),
+                "read",
+                Value::Object(bulky.clone()),
+            ),
+            "`context`",
+        ),
+        (
+            "/access/v1/evaluations",
+            json!({"subject": {"type": "workload", "id": ORDERS_API}, "evaluations": [
+                {"resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}},
+                {"resource": {"type": "capability", "id": long}, "action": {"name": "read"}},
+            ]}),
+            "`evaluations[1].resource.id`",
+        ),
+    ] {
+        let (st, resp) = env.call(Method::POST, path, Some(&env.admin), Some(body)).await;
+        assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(resp["message"].as_str().unwrap().contains(field), "{resp}");
+    }
     // Unknown types, principals, capabilities and bad context: deny with a reason.
     let cases = [
         (
@@ -1450,20 +1491,26 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             "{why}: {resp}"
         );
     }
-    let (st, meta) = env
-        .call(
-            Method::GET,
-            "/.well-known/authzen-configuration",
-            None,
-            None,
-        )
+    // The PDP metadata comes from the configured issuer, whatever Host a client sends.
+    let meta: Value = env
+        .http
+        .get(format!("{}/.well-known/authzen-configuration", env.base))
+        .header("host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, oidc) = env
+        .call(Method::GET, "/.well-known/openid-configuration", None, None)
         .await;
-    assert_eq!(st, StatusCode::OK);
-    assert!(
-        meta["access_evaluations_endpoint"]
-            .as_str()
-            .unwrap()
-            .ends_with("/access/v1/evaluations")
+    assert_eq!(meta["policy_decision_point"], oidc["issuer"], "{meta}");
+    assert!(!meta.to_string().contains("evil.example"), "{meta}");
+    assert_eq!(
+        meta["access_evaluations_endpoint"],
+        format!("{}/access/v1/evaluations", oidc["issuer"].as_str().unwrap())
     );
 }
 
