@@ -238,7 +238,9 @@ fn bounded(item: &EvaluationItem, at: &str) -> Result<(), ApiError> {
         }
     };
     let json = |field: &str, v: &Map<String, Value>| {
-        let size = serde_json::to_string(v).map(|t| t.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_string(v)
+            .map(|t| t.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_CONTEXT_BYTES {
             Err(ApiError::bad_request(format!(
                 "`{at}{field}` is {size} bytes of JSON; at most {MAX_CONTEXT_BYTES} are accepted"

@@ -305,6 +305,13 @@ pub(crate) async fn revoke(
     ))
 }
 
+/// When a revocation of "everything issued so far" can be forgotten: every token the
+/// control plane signed before now has expired by then (the longest lifetime plus skew).
+pub(crate) fn revocation_until(s: &AppState) -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    now + s.tokens.config.max_ttl_secs as i64 + s.tokens.config.clock_skew_secs as i64
+}
+
 /// Revokes `target` (already checked for length and control characters), pushes it, and
 /// brings this replica's engine and keys up to date. Also used by access reviews. Returns
 /// the revocation and a note for the operator, if any.

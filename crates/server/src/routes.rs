@@ -256,9 +256,16 @@ async fn apply(
     let parsed = started.elapsed();
     let applied = s
         .store
-        .apply(&desired, req.expected_version, &caller.0)
+        .apply_revoking_until(
+            &desired,
+            req.expected_version,
+            &caller.0,
+            Some(crate::revocation::revocation_until(&s)),
+        )
         .await?;
     if applied.changed {
+        // Identities removed from the repository were revoked in the apply: push them.
+        crate::revocation::catch_up(&s).await?;
         s.reload_policy().await?;
     }
     tracing::info!(
@@ -506,7 +513,28 @@ async fn lifecycle(
     }
     // As for reads: a plane admin learns nothing of identities outside its planes.
     // (With `require_writer` above, this is the whole plane check: no second subtree load.)
-    visible_identity(&s, &caller, &id).await?;
+    let current = visible_identity(&s, &caller, &id).await?;
+    if req.state == LifecycleState::Decommissioned
+        && current.identity.state != LifecycleState::Decommissioned
+    {
+        // Decommissioning revokes in the same transaction (its outstanding tokens die at
+        // every point), pushes the epoch and reloads: the revocation path, one-way.
+        crate::revocation::revoke_now(
+            &s,
+            steward_model::RevocationKind::Identity,
+            &id,
+            &req.reason,
+            true,
+            &caller.0,
+        )
+        .await?;
+        let record = s
+            .store
+            .identity(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
+        return Ok(axum::Json(record));
+    }
     let record = s
         .store
         .set_identity_state(&id, req.state, &req.reason, &caller.0)

@@ -1407,7 +1407,9 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             "`evaluations[1].resource.id`",
         ),
     ] {
-        let (st, resp) = env.call(Method::POST, path, Some(&env.admin), Some(body)).await;
+        let (st, resp) = env
+            .call(Method::POST, path, Some(&env.admin), Some(body))
+            .await;
         assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
         assert!(resp["message"].as_str().unwrap().contains(field), "{resp}");
     }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
 use steward_governance::{Desired, ObjectKind, Op, Plan, plan};
-use steward_model::{Identity, LifecycleState};
+use steward_model::{Identity, LifecycleState, RevocationKind};
 
 use crate::admin::{Actor, record_change};
 use crate::registry::{insert_identities, load_state};
@@ -32,11 +32,27 @@ impl Store {
     /// Makes the registry match `desired` atomically: the plan is computed and applied
     /// inside one write transaction together with the new version row and the admin
     /// change record. With `expected_version`, refuses if another apply came first.
+    /// An identity removed from the repository is decommissioned and revoked (its tokens
+    /// die everywhere) in the same transaction; see [`Store::apply_revoking_until`].
     pub async fn apply(
         &self,
         desired: &Desired,
         expected_version: Option<i64>,
         actor: &Actor,
+    ) -> Result<Applied, StoreError> {
+        self.apply_revoking_until(desired, expected_version, actor, None)
+            .await
+    }
+
+    /// [`Store::apply`], with the revocations of decommissioned identities kept in force
+    /// until `revocation_until` (Unix seconds: when every token issued before now has
+    /// expired) instead of for ever.
+    pub async fn apply_revoking_until(
+        &self,
+        desired: &Desired,
+        expected_version: Option<i64>,
+        actor: &Actor,
+        revocation_until: Option<i64>,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM config_versions")
@@ -146,11 +162,25 @@ impl Store {
                     _,
                 ) => {}
                 (ObjectKind::Identity, Op::Decommission) => {
-                    sqlx::query("UPDATE identities SET state = 'decommissioned', updated_at = $1 WHERE spiffe_id = $2")
-                        .bind(&now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    // Decommissioning revokes: its keys stop, and its outstanding tokens
+                    // die at every point once the epoch is pushed.
+                    crate::revocations::revoke_in_tx(
+                        self.backend,
+                        &mut tx,
+                        &crate::RevokeRequest {
+                            kind: RevocationKind::Identity,
+                            target: id.to_owned(),
+                            reason: format!(
+                                "removed from the governance repository (configuration version {})",
+                                current_version + 1
+                            ),
+                            revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                            until: revocation_until,
+                            decommission: true,
+                        },
+                        actor,
+                    )
+                    .await?;
                 }
                 (ObjectKind::Identity, op) => {
                     let Some(want) = desired.identities.get(id) else {

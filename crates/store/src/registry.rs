@@ -311,7 +311,35 @@ impl Store {
         actor: &Actor,
     ) -> Result<IdentityRecord, StoreError> {
         let mut tx = self.begin_write().await?;
-        change_state_in_tx(self.backend, &mut tx, spiffe_id, to, reason, actor).await?;
+        let already = sqlx::query("SELECT state FROM identities WHERE spiffe_id = $1")
+            .bind(spiffe_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("state"))
+            .transpose()?;
+        if to == LifecycleState::Decommissioned
+            && already.as_deref() != Some(LifecycleState::Decommissioned.as_str())
+        {
+            // Decommissioning revokes, in the same transaction (for ever: this caller
+            // does not know the longest token lifetime; the control plane's own route
+            // revokes through `revoke` with one).
+            crate::revocations::revoke_in_tx(
+                self.backend,
+                &mut tx,
+                &crate::RevokeRequest {
+                    kind: steward_model::RevocationKind::Identity,
+                    target: spiffe_id.to_owned(),
+                    reason: reason.to_owned(),
+                    revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                    until: None,
+                    decommission: true,
+                },
+                actor,
+            )
+            .await?;
+        } else {
+            change_state_in_tx(self.backend, &mut tx, spiffe_id, to, reason, actor).await?;
+        }
         tx.commit().await?;
         self.identity(spiffe_id)
             .await?

@@ -128,99 +128,7 @@ impl Store {
         actor: &Actor,
     ) -> Result<Revocation, StoreError> {
         let mut tx = self.begin_write().await?;
-        let already = sqlx::query("SELECT epoch FROM revocations WHERE kind = $1 AND target = $2")
-            .bind(req.kind.as_str())
-            .bind(&req.target)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get::<i64, _>("epoch"))
-            .transpose()?;
-        // An identity or a plane may be revoked again (after reinstating it): the new
-        // revocation covers the tokens issued since. Anything else is revoked once.
-        let repeatable = matches!(req.kind, RevocationKind::Identity | RevocationKind::Plane);
-        if let (Some(epoch), false) = (already, repeatable) {
-            return Err(StoreError::Rejected(format!(
-                "{} `{}` was already revoked at epoch {epoch}",
-                req.kind, req.target
-            )));
-        }
-        let planes = match req.kind {
-            RevocationKind::Token => Vec::new(),
-            RevocationKind::Identity => {
-                let to = if req.decommission {
-                    LifecycleState::Decommissioned
-                } else {
-                    LifecycleState::Suspended
-                };
-                change_state_in_tx(self.backend, &mut tx, &req.target, to, &req.reason, actor)
-                    .await?;
-                Vec::new()
-            }
-            RevocationKind::Issuer => {
-                require_row(
-                    &mut tx,
-                    "SELECT id FROM issuers WHERE id = $1",
-                    "trusted issuer",
-                    &req.target,
-                )
-                .await?;
-                Vec::new()
-            }
-            RevocationKind::Key => {
-                retire_key(&mut tx, &req.target).await?;
-                Vec::new()
-            }
-            RevocationKind::Plane => {
-                let planes = subtree(&mut tx, &req.target).await?;
-                suspend_planes(self.backend, &mut tx, &planes, &req.reason, actor).await?;
-                planes
-            }
-        };
-        let epoch: i64 = sqlx::query("SELECT COALESCE(MAX(epoch), 0) + 1 AS next FROM revocations")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("next")?;
-        let r = Revocation {
-            epoch,
-            kind: req.kind,
-            target: req.target.clone(),
-            revoked_at: req.revoked_at,
-            until: req.until,
-            planes,
-            reason: req.reason.clone(),
-            actor: actor.label(),
-        };
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO revocations ({REVOCATION_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )))
-        .bind(r.epoch)
-        .bind(r.kind.as_str())
-        .bind(&r.target)
-        .bind(r.revoked_at)
-        .bind(r.until)
-        .bind(crate::rows::json(&r.planes))
-        .bind(&r.reason)
-        .bind(&r.actor)
-        .bind(now_rfc3339())
-        .execute(&mut *tx)
-        .await?;
-        record_change(
-            self.backend,
-            &mut tx,
-            actor,
-            &format!("revocation.{}", r.kind),
-            &r.target,
-            None,
-            Some(crate::rows::json(&r)),
-        )
-        .await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(REVOCATION_CHANNEL)
-                .bind(r.epoch.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let r = revoke_in_tx(self.backend, &mut tx, req, actor).await?;
         tx.commit().await?;
         Ok(r)
     }
@@ -433,4 +341,109 @@ async fn suspend_planes(
         }
     }
     Ok(())
+}
+
+/// A revocation inside the caller's write transaction (the next epoch is `MAX + 1` under
+/// its write lock): its side effects, the append-only row, its change record and evidence,
+/// and on PostgreSQL the notification. Also how a decommission revokes in the transaction
+/// that decommissions.
+pub(crate) async fn revoke_in_tx(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    req: &RevokeRequest,
+    actor: &Actor,
+) -> Result<Revocation, StoreError> {
+    let already = sqlx::query("SELECT epoch FROM revocations WHERE kind = $1 AND target = $2")
+        .bind(req.kind.as_str())
+        .bind(&req.target)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<i64, _>("epoch"))
+        .transpose()?;
+    // An identity or a plane may be revoked again (after reinstating it): the new
+    // revocation covers the tokens issued since. Anything else is revoked once.
+    let repeatable = matches!(req.kind, RevocationKind::Identity | RevocationKind::Plane);
+    if let (Some(epoch), false) = (already, repeatable) {
+        return Err(StoreError::Rejected(format!(
+            "{} `{}` was already revoked at epoch {epoch}",
+            req.kind, req.target
+        )));
+    }
+    let planes = match req.kind {
+        RevocationKind::Token => Vec::new(),
+        RevocationKind::Identity => {
+            let to = if req.decommission {
+                LifecycleState::Decommissioned
+            } else {
+                LifecycleState::Suspended
+            };
+            change_state_in_tx(backend, &mut *conn, &req.target, to, &req.reason, actor).await?;
+            Vec::new()
+        }
+        RevocationKind::Issuer => {
+            require_row(
+                &mut *conn,
+                "SELECT id FROM issuers WHERE id = $1",
+                "trusted issuer",
+                &req.target,
+            )
+            .await?;
+            Vec::new()
+        }
+        RevocationKind::Key => {
+            retire_key(&mut *conn, &req.target).await?;
+            Vec::new()
+        }
+        RevocationKind::Plane => {
+            let planes = subtree(&mut *conn, &req.target).await?;
+            suspend_planes(backend, &mut *conn, &planes, &req.reason, actor).await?;
+            planes
+        }
+    };
+    let epoch: i64 = sqlx::query("SELECT COALESCE(MAX(epoch), 0) + 1 AS next FROM revocations")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("next")?;
+    let r = Revocation {
+        epoch,
+        kind: req.kind,
+        target: req.target.clone(),
+        revoked_at: req.revoked_at,
+        until: req.until,
+        planes,
+        reason: req.reason.clone(),
+        actor: actor.label(),
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO revocations ({REVOCATION_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )))
+    .bind(r.epoch)
+    .bind(r.kind.as_str())
+    .bind(&r.target)
+    .bind(r.revoked_at)
+    .bind(r.until)
+    .bind(crate::rows::json(&r.planes))
+    .bind(&r.reason)
+    .bind(&r.actor)
+    .bind(now_rfc3339())
+    .execute(&mut *conn)
+    .await?;
+    record_change(
+        backend,
+        &mut *conn,
+        actor,
+        &format!("revocation.{}", r.kind),
+        &r.target,
+        None,
+        Some(crate::rows::json(&r)),
+    )
+    .await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(REVOCATION_CHANNEL)
+            .bind(r.epoch.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(r)
 }

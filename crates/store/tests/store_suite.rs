@@ -175,6 +175,38 @@ async fn apply_updates_and_decommissions(s: Store) {
             .filter(|r| r.identity.state == LifecycleState::Active)
             .all(|r| r.identity.description == "generation 2")
     );
+    // Decommissioning revoked each of them in the apply's transaction: their outstanding
+    // tokens die at every point once the epochs are pushed.
+    let revoked = s.revocations_after(0, 100).await.unwrap();
+    assert_eq!(revoked.len(), 10, "{revoked:?}");
+    for r in &revoked {
+        assert_eq!(r.kind, steward_model::RevocationKind::Identity);
+        let id = all
+            .iter()
+            .find(|i| i.identity.spiffe_id.as_str() == r.target)
+            .unwrap();
+        assert_eq!(id.identity.state, LifecycleState::Decommissioned);
+        assert!(
+            r.reason.contains("removed from the governance repository"),
+            "{r:?}"
+        );
+    }
+    // A decommission through the lifecycle revokes too, once.
+    let active = all
+        .iter()
+        .find(|r| r.identity.state == LifecycleState::Active)
+        .unwrap()
+        .identity
+        .spiffe_id
+        .to_string();
+    for _ in 0..2 {
+        s.set_identity_state(&active, LifecycleState::Decommissioned, "retired", &admin())
+            .await
+            .unwrap();
+    }
+    let revoked = s.revocations_after(10, 100).await.unwrap();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].target, active);
 }
 
 async fn version_conflicts_are_refused(s: Store) {

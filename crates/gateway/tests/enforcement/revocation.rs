@@ -333,3 +333,60 @@ async fn a_cut_stream_catches_up_and_a_silent_control_plane_fails_closed() {
     assert_eq!(proxy, StatusCode::OK, "{body}");
     gw.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Decommissioning an identity revokes it in the same transaction: the epoch is pushed,
+/// every point acknowledges it, and the identity's outstanding token is refused at every
+/// layer with the revocation as the reason (not merely a policy deny).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommissioning_revokes_outstanding_tokens_everywhere() {
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    registered(&cp, &POINTS).await;
+    let token = cp.token(CALLER, AUDIENCE).await;
+    let (proxy, body, nginx, envoy) = every_layer(&gw, &token).await;
+    assert_eq!(
+        (proxy, nginx, envoy),
+        (StatusCode::OK, StatusCode::OK, true),
+        "{body}"
+    );
+    let (st, record) = cp
+        .call(
+            Method::POST,
+            &format!(
+                "/admin/v1/identities/{}/lifecycle",
+                super::urlencode(CALLER)
+            ),
+            Some(json!({"state": "decommissioned", "reason": "service retired"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{record}");
+    assert_eq!(record["state"], "decommissioned");
+    let (_, list) = cp.call(Method::GET, "/admin/v1/revocations", None).await;
+    let revocation = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == CALLER)
+        .cloned()
+        .unwrap_or_else(|| panic!("no revocation for the decommissioned identity: {list}"));
+    assert_eq!(revocation["kind"], "identity");
+    let epoch = revocation["epoch"].as_i64().unwrap();
+    let (_, v) = cp
+        .call(
+            Method::GET,
+            &format!("/admin/v1/revocations/{epoch}/verification?wait_secs=10"),
+            None,
+        )
+        .await;
+    assert_eq!(v["complete"], true, "{v}");
+    let (proxy, body, nginx, envoy) = every_layer(&gw, &token).await;
+    assert_eq!(proxy, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    assert_eq!(nginx, StatusCode::UNAUTHORIZED);
+    assert!(!envoy);
+    gw.shutdown(Duration::from_secs(2)).await;
+}
