@@ -34,8 +34,9 @@ pub enum EventKind {
     RevocationAcknowledged,
     #[serde(rename = "exception.granted")]
     ExceptionGranted,
-    #[serde(rename = "exception.used")]
-    ExceptionUsed,
+    /// A time-bound exception reached its expiry (recorded once, by the control plane).
+    /// Its use needs no event of its own: a decision it lifted a guardrail for says so
+    /// (`access.decision` with `decision.exception`).
     #[serde(rename = "exception.expired")]
     ExceptionExpired,
     #[serde(rename = "review.attested")]
@@ -49,7 +50,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for documentation and input validation.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 14] = [
         Self::ConfigApplied,
         Self::IdentityLifecycle,
         Self::CredentialIssued,
@@ -60,7 +61,6 @@ impl EventKind {
         Self::RevocationIssued,
         Self::RevocationAcknowledged,
         Self::ExceptionGranted,
-        Self::ExceptionUsed,
         Self::ExceptionExpired,
         Self::ReviewAttested,
         Self::AdminAction,
@@ -79,7 +79,6 @@ impl EventKind {
             Self::RevocationIssued => "revocation.issued",
             Self::RevocationAcknowledged => "revocation.acknowledged",
             Self::ExceptionGranted => "exception.granted",
-            Self::ExceptionUsed => "exception.used",
             Self::ExceptionExpired => "exception.expired",
             Self::ReviewAttested => "review.attested",
             Self::AdminAction => "admin.action",
@@ -212,6 +211,39 @@ impl Event {
         }
     }
 
+    /// Whether the event carries `field`, as a plane's `required_audit_fields` names it:
+    /// an event field (`trace_id` is the correlation id, `decision` the outcome,
+    /// `capability` and `address` the destination's, `actor` the actor chain), else a key
+    /// of `details` or of the recorded request's context (`details.request.context`),
+    /// e.g. `data_region`.
+    pub fn carries(&self, field: &str) -> bool {
+        let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        match field {
+            "trace_id" | "correlation_id" => present(&self.correlation_id),
+            "principal" => present(&self.principal),
+            "plane" => present(&self.plane),
+            "action" => present(&self.action),
+            "decision" | "outcome" => self.decision.outcome.is_some(),
+            "policy" | "policies" => !self.decision.policies.is_empty(),
+            "policy_version" => self.policy_version.is_some(),
+            "capability" => present(&self.destination.capability),
+            "address" => present(&self.destination.address),
+            "token_id" => present(&self.token_id),
+            "enforcement_point" => present(&self.enforcement_point),
+            "actor" | "actor_chain" => !self.actor_chain.is_empty(),
+            other => {
+                let found = |v: Option<&serde_json::Value>| v.is_some_and(|v| !v.is_null());
+                found(self.details.get(other))
+                    || found(
+                        self.details
+                            .get("request")
+                            .and_then(|r| r.get("context"))
+                            .and_then(|c| c.get(other)),
+                    )
+            }
+        }
+    }
+
     /// The canonical JSON the chain hashes and the store keeps verbatim.
     pub fn canonical_json(&self) -> Result<String, crate::AuditError> {
         serde_json::to_string(self).map_err(|e| crate::AuditError::Encode(e.to_string()))
@@ -221,6 +253,28 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carries_names_fields_as_settings_do() {
+        let mut e = Event::new(EventKind::AccessDecision, "e1", "2026-11-23T00:00:00Z");
+        e.principal = Some("spiffe://acme.example/a".into());
+        e.decision.outcome = Some(Outcome::Allow);
+        e.details = serde_json::json!({"request": {"context": {"data_region": "eu-west-1"}}});
+        for f in ["principal", "decision", "data_region"] {
+            assert!(e.carries(f), "{f}");
+        }
+        for f in [
+            "trace_id",
+            "policy_version",
+            "capability",
+            "plane",
+            "ticket",
+        ] {
+            assert!(!e.carries(f), "{f}");
+        }
+        e.correlation_id = Some(String::new());
+        assert!(!e.carries("trace_id"), "empty is absent");
+    }
 
     #[test]
     fn kinds_round_trip_through_text_and_json() {

@@ -26,8 +26,8 @@ fn class(kind: EventKind) -> (u32, u32, &'static str) {
             (3, 3002, "Authentication")
         }
         RevocationIssued | RevocationAcknowledged => (3, 3001, "Account Change"),
-        ConfigApplied | IdentityLifecycle | AdminAction | ExceptionGranted | ExceptionUsed
-        | ExceptionExpired | ReviewAttested | EvidencePruned => (3, 3004, "Entity Management"),
+        ConfigApplied | IdentityLifecycle | AdminAction | ExceptionGranted | ExceptionExpired
+        | ReviewAttested | EvidencePruned => (3, 3004, "Entity Management"),
     }
 }
 

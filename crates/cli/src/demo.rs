@@ -275,7 +275,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             },
         )
         .await?;
-    println!("{} → {}", r.identity.spiffe_id, r.identity.state);
+    println!(
+        "{} → {}, and revoked (its outstanding tokens stop at every enforcement point)",
+        r.identity.spiffe_id, r.identity.state
+    );
     show_refusal(
         "reactivating a decommissioned identity",
         pa.post::<_, IdentityRecord>(

@@ -196,6 +196,9 @@ fn token_context(
     if let Some(task) = &claims.task_scope {
         context.insert("task_scope".into(), task.clone().into());
     }
+    if let Some(tier) = &claims.model_tier {
+        context.insert("model_tier".into(), tier.clone().into());
+    }
     context
 }
 
@@ -493,5 +496,31 @@ impl EnforcementPoint {
             decision,
             event_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a token says about its holder reaches the policy context: the delegation
+    /// chain, the task scope and the model tier.
+    #[test]
+    fn the_token_fills_the_request_context() {
+        let claims: Claims = serde_json::from_value(serde_json::json!({
+            "iss": "https://steward.example", "sub": "spiffe://acme.example/agents/a",
+            "aud": "x", "exp": 2, "iat": 1, "nbf": 1, "jti": "j",
+            "act": {"sub": "spiffe://acme.example/agents/b"},
+            "task_scope": "refund-backlog", "model_tier": "frontier",
+        }))
+        .unwrap();
+        let context = token_context(&claims, "prod", &Map::new());
+        assert_eq!(context["environment"], "prod");
+        assert_eq!(context["model_tier"], "frontier");
+        assert_eq!(context["task_scope"], "refund-backlog");
+        assert_eq!(
+            context["delegation_chain"],
+            serde_json::json!(["spiffe://acme.example/agents/b"])
+        );
     }
 }

@@ -512,13 +512,14 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
 
 /// Names the request carries whatever the repository says; a declared attribute must not
 /// shadow them and must be a Cedar identifier.
-pub const RESERVED_CONTEXT: [&str; 6] = [
+pub const RESERVED_CONTEXT: [&str; 7] = [
     "environment",
     "data_class",
     "time",
     "delegation_chain",
     "task_scope",
     "exceptions",
+    "model_tier",
 ];
 
 fn context_name_problem(name: &str) -> Option<String> {

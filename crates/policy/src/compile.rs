@@ -96,6 +96,11 @@ impl Sets {
 
 impl Compiled {
     /// Every compiled policy, by id.
+    /// The exceptions of the bundle, active or expired.
+    pub fn exceptions(&self) -> &[PolicyException] {
+        &self.exceptions
+    }
+
     pub fn policies(&self) -> &BTreeMap<String, PolicyMeta> {
         &self.meta
     }

@@ -109,7 +109,8 @@ pub struct AccessRequest {
     /// `None`: the action the address's mapping implies (required for a capability).
     pub action: Option<Action>,
     /// The caller's context: `environment` (required), `data_class`, `delegation_chain`,
-    /// `task_scope` and the repository's declared attributes. Others are ignored.
+    /// `task_scope`, `model_tier` and the repository's declared attributes. Others are
+    /// ignored.
     pub context: serde_json::Map<String, Value>,
     /// When the decision is made: now, or the recorded time when replaying.
     #[serde(with = "time::serde::rfc3339")]
@@ -162,6 +163,8 @@ pub struct Engine {
     excepted: HashSet<String>,
     cache: DecisionCache,
     version: i64,
+    /// Each plane's effective `required_audit_fields` (the root's under `root`).
+    audit_fields: HashMap<String, Vec<String>>,
 }
 
 impl Engine {
@@ -190,7 +193,27 @@ impl Engine {
                 .push(e.clone());
         }
         let excepted = exceptions.keys().map(|(p, _)| p.clone()).collect();
+        let mut audit_fields: HashMap<String, Vec<String>> = input
+            .planes
+            .keys()
+            .map(|p| {
+                let fields =
+                    steward_model::effective_settings(input.planes, input.root_settings, p)
+                        .required_audit_fields
+                        .unwrap_or_default();
+                (p.to_string(), fields)
+            })
+            .collect();
+        audit_fields.insert(
+            PlaneId::root().to_string(),
+            input
+                .root_settings
+                .required_audit_fields
+                .clone()
+                .unwrap_or_default(),
+        );
         Ok(Self {
+            audit_fields,
             registry,
             types,
             authorizer: Authorizer::new(),
@@ -264,6 +287,21 @@ impl Engine {
             .identities
             .get(spiffe_id)
             .map(|i| &*i.environment)
+    }
+
+    /// The plane of a registered identity.
+    pub fn plane_of(&self, spiffe_id: &str) -> Option<&str> {
+        self.registry.identities.get(spiffe_id).map(|i| &*i.plane)
+    }
+
+    /// The fields every evidence record about `plane` must carry (its effective
+    /// `required_audit_fields`; the root's for an unknown plane).
+    pub fn required_audit_fields(&self, plane: Option<&str>) -> &[String] {
+        plane
+            .and_then(|p| self.audit_fields.get(p))
+            .or_else(|| self.audit_fields.get(steward_model::ROOT_PLANE))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// The registered lifecycle state of an identity.
@@ -559,6 +597,9 @@ impl Engine {
         .into_iter()
         .map(|(k, v)| (SmolStr::new_static(k), v))
         .collect();
+        if let Some(tier) = string("model_tier")? {
+            pairs.insert(SmolStr::new_static("model_tier"), CedarValue::from(tier));
+        }
         for (name, attr) in &self.compiled.context_attributes {
             let value = match (attr.kind, c.get(name)) {
                 (_, None | Some(Value::Null)) => continue,

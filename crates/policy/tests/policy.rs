@@ -110,6 +110,50 @@ fn a_failing_policy_test_says_what_it_got() {
     assert_eq!((bad.file.as_str(), bad.line), ("tests/extra.yaml", 2));
 }
 
+/// An agent's model tier (from its federated token) is in the request context, so a
+/// guardrail can refuse a tier; a request without one takes the `has` branch.
+#[test]
+fn the_model_tier_reaches_policy() {
+    let files = with_file(
+        "policies/model-tiers.cedar",
+        "@id(\"GR-tier\")\nforbid (principal, action, resource) when { context has model_tier && context.model_tier == \"experimental\" };\n",
+    );
+    let engine = Engine::from_desired(&desired(&files), NOW).unwrap();
+    for (tier, allowed) in [
+        (None, true),
+        (Some("frontier"), true),
+        (Some("experimental"), false),
+    ] {
+        let mut context = json!({"environment": "prod"});
+        if let Some(t) = tier {
+            context["model_tier"] = json!(t);
+        }
+        let d = engine.decide(&request(ORDERS_API, "orders.read", Action::Read, context));
+        assert_eq!(d.allowed, allowed, "{tier:?}: {d:?}");
+        if !allowed {
+            assert_eq!(d.policies, ["GR-tier"]);
+        }
+    }
+    let d = engine.decide(&request(
+        ORDERS_API,
+        "orders.read",
+        Action::Read,
+        json!({"environment": "prod", "model_tier": 3}),
+    ));
+    assert!(!d.allowed);
+    assert!(
+        d.reasons[0].contains("context.model_tier must be a string"),
+        "{d:?}"
+    );
+    // A repository cannot declare its own `model_tier`: it is the token's.
+    let declared = with_file(
+        "request-context.yaml",
+        "request_context:\n  - name: model_tier\n    type: string\n",
+    );
+    let err = parse(&declared, &TrustDomain::new("acme.example").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("model_tier"), "{err}");
+}
+
 #[test]
 fn a_plane_permit_never_overrides_a_central_forbid() {
     // The commerce plane explicitly grants the partner gateway orders.read; served outside

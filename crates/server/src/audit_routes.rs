@@ -237,6 +237,57 @@ pub struct IngestAnswer {
     pub accepted: usize,
     /// Sequence numbers the records were chained at.
     pub seqs: Vec<i64>,
+    /// Records chained without a field their plane's `required_audit_fields` asks for
+    /// (each is also marked in its `details.missing_audit_fields`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<FlaggedRecord>,
+}
+
+/// A record that lacks required audit fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlaggedRecord {
+    /// Its index in the request's `records`.
+    pub index: usize,
+    pub missing: Vec<String>,
+}
+
+/// Marks the records that lack a field their plane's `required_audit_fields` asks for
+/// (the plane is the record's own, else its principal's): they are kept — refusing would
+/// lose the decision — but carry `details.missing_audit_fields`, and are returned.
+fn flag_missing_audit_fields(s: &AppState, events: &mut [Event]) -> Vec<FlaggedRecord> {
+    let Ok(engine) = s.engine() else {
+        return Vec::new();
+    };
+    let mut flagged = Vec::new();
+    for (index, e) in events.iter_mut().enumerate() {
+        let plane = e.plane.clone().or_else(|| {
+            e.principal
+                .as_deref()
+                .and_then(|p| engine.plane_of(p))
+                .map(str::to_owned)
+        });
+        let missing: Vec<String> = engine
+            .required_audit_fields(plane.as_deref())
+            .iter()
+            .filter(|f| !e.carries(f))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        match &mut e.details {
+            serde_json::Value::Object(d) => {
+                d.insert("missing_audit_fields".into(), missing.clone().into());
+            }
+            details @ serde_json::Value::Null => {
+                *details = serde_json::json!({ "missing_audit_fields": missing });
+            }
+            // A record with other details keeps them as sent; the answer still names it.
+            _ => {}
+        }
+        flagged.push(FlaggedRecord { index, missing });
+    }
+    flagged
 }
 
 /// How far from the control plane's clock a record's time may be.
@@ -380,6 +431,10 @@ async fn take_records(
             diagnostics: problems,
         });
     }
+    let flagged = flag_missing_audit_fields(s, &mut events);
+    if !flagged.is_empty() {
+        tracing::warn!(source = %credential, flagged = flagged.len(), "ingested records lack fields their plane's required_audit_fields asks for; chained and marked");
+    }
     let seqs = s.evidence.record(events).await.map_err(|e| match e {
         EvidenceError::Overloaded(_) | EvidenceError::Stopped => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -392,6 +447,7 @@ async fn take_records(
         axum::Json(IngestAnswer {
             accepted: seqs.len(),
             seqs,
+            flagged,
         }),
     ))
 }

@@ -11,7 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use steward_model::Role;
+use steward_audit::EventKind;
+use steward_model::{IdentityKind, Role};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -77,26 +78,58 @@ struct Facts {
     counts: steward_store::RegistryCounts,
     kinds: BTreeMap<String, (i64, i64)>,
     checkpoints: usize,
+    /// The size the newest signed checkpoint vouches for.
+    newest_checkpoint: Option<i64>,
     revocation_epoch: i64,
     points: Vec<steward_store::PointRow>,
     campaigns: usize,
     posture: PostureReport,
     policy_versions: usize,
     egress_secrets: usize,
+    /// Decisions on AI tool addresses among the newest decisions: (count, newest seq).
+    tool_decisions: (i64, Option<i64>),
 }
 
 impl Facts {
-    fn events(&self, kind: &str) -> i64 {
-        self.kinds.get(kind).map_or(0, |k| k.0)
+    fn events(&self, kind: EventKind) -> i64 {
+        self.kinds.get(kind.as_str()).map_or(0, |k| k.0)
     }
 
-    fn event(&self, label: &str, kind: &str) -> Evidence {
-        let (n, last) = self.kinds.get(kind).copied().unwrap_or((0, 0));
+    /// The events of `kind` as evidence: how many, and the newest one's sequence number
+    /// to look up (`steward audit search`).
+    fn event(&self, label: &str, kind: EventKind) -> Evidence {
+        let (n, last) = self.kinds.get(kind.as_str()).copied().unwrap_or((0, 0));
         Evidence {
             label: label.into(),
             value: n.to_string(),
-            event_kind: Some(kind.into()),
+            event_kind: Some(kind.as_str().into()),
             latest_seq: (n > 0).then_some(last),
+        }
+    }
+
+    /// The signed checkpoints, citing the newest one's size (the last event it vouches for).
+    fn checkpoint_evidence(&self) -> Evidence {
+        Evidence {
+            label: "signed checkpoints (the newest vouches for the log up to this event)".into(),
+            value: self.checkpoints.to_string(),
+            event_kind: None,
+            latest_seq: self.newest_checkpoint,
+        }
+    }
+
+    /// Whether the control was exercised: an event of one of `kinds` is in the log.
+    fn exercised_by(&self, kinds: &[EventKind]) -> Exercised {
+        if kinds.iter().any(|k| self.events(*k) > 0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "not exercised: no {} event in the evidence log yet",
+                kinds
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
         }
     }
 
@@ -105,6 +138,15 @@ impl Facts {
             .iter()
             .map(|k| self.posture.summary.by_kind.get(*k).copied().unwrap_or(0))
             .sum()
+    }
+
+    /// Identities of `kind` that are not decommissioned.
+    fn of_kind(&self, kind: IdentityKind) -> i64 {
+        self.counts
+            .identities_by_kind
+            .get(kind.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     fn identities(&self) -> i64 {
@@ -121,19 +163,23 @@ fn fact(label: &str, value: impl ToString) -> Evidence {
     }
 }
 
-/// A control that is evidenced unless `open` findings exist (then partial, named) or
-/// `exercised` is false (then partial: in place, not yet used).
+/// `Ok` when the evidence shows a control in use; else what is missing ("not exercised").
+type Exercised = Result<(), String>;
+
+/// A control that is evidenced unless `open` findings exist (then partial, named) or the
+/// events that would show it in use are absent (then partial, "not exercised"): a count
+/// of registered things is never evidence that a control works.
 fn judged(
     id: &str,
     title: &str,
     how: &str,
     evidence: Vec<Evidence>,
     open: Vec<String>,
-    exercised: bool,
+    exercised: Exercised,
 ) -> Control {
     let mut gaps = open;
-    if !exercised {
-        gaps.push("in place but not exercised yet: no evidence of it being used".into());
+    if let Err(missing) = exercised {
+        gaps.push(missing);
     }
     Control {
         id: id.into(),
@@ -169,6 +215,38 @@ fn open(f: &Facts, kinds: &[&str], what: &str) -> Vec<String> {
     }
 }
 
+/// The log's integrity is shown by a signed checkpoint, not by its size.
+fn signed_checkpoints(f: &Facts) -> Exercised {
+    if f.checkpoints > 0 {
+        Ok(())
+    } else {
+        Err("not exercised: no signed checkpoint yet".into())
+    }
+}
+
+/// Tool calls are shown authorised only by decisions on tool addresses, not by agents
+/// existing.
+fn tool_calls_decided(f: &Facts) -> Exercised {
+    if f.tool_decisions.0 > 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "not exercised: no decision on an AI tool among the newest {TOOL_SCAN} decisions"
+        ))
+    }
+}
+
+/// An agent control needs agents to apply to, and the events showing it in use.
+fn agents_and(f: &Facts, agents: i64, kinds: &[EventKind]) -> Exercised {
+    if agents == 0 {
+        return Err("not exercised: no agent identity is registered".into());
+    }
+    f.exercised_by(kinds)
+}
+
+/// Decisions searched for tool calls (newest first): bounds the report's cost on a long log.
+const TOOL_SCAN: i64 = 100_000;
+
 fn nist_csf(f: &Facts) -> Framework {
     let orphans = f.counts.orphaned_identities;
     let stale_points = f.points.iter().filter(|p| p.flagged.is_some()).count();
@@ -184,13 +262,15 @@ fn nist_csf(f: &Facts) -> Framework {
                     fact("identities", f.identities()),
                     fact("owners", f.counts.owners),
                     fact("identities whose owner was removed", orphans),
+                    f.event("applied configuration versions", EventKind::ConfigApplied),
+                    f.event("admin changes under a role", EventKind::AdminAction),
                 ],
                 if orphans > 0 {
                     vec![format!("{orphans} identities have no current owner")]
                 } else {
                     Vec::new()
                 },
-                f.identities() > 0,
+                f.exercised_by(&[EventKind::ConfigApplied, EventKind::AdminAction]),
             ),
             judged(
                 "ID.AM-02",
@@ -199,21 +279,24 @@ fn nist_csf(f: &Facts) -> Framework {
                 vec![
                     fact("identities by state", format!("{:?}", f.counts.identities)),
                     fact("configuration version", f.counts.config_version),
-                    f.event("applied configuration versions", "config.applied"),
+                    f.event("applied configuration versions", EventKind::ConfigApplied),
                 ],
                 Vec::new(),
-                f.identities() > 0,
+                f.exercised_by(&[EventKind::ConfigApplied]),
             ),
             judged(
                 "PR.AA-01",
                 "Identities and credentials for authorized users, services, and hardware are managed by the organization",
                 "Short-lived tokens issued against registered keys; static secrets flagged and aged; signing keys rotated with an overlap window.",
                 vec![
-                    f.event("tokens issued", "credential.issued"),
-                    f.event("tokens delegated (token exchange)", "credential.exchanged"),
+                    f.event("tokens issued", EventKind::CredentialIssued),
+                    f.event(
+                        "tokens delegated (token exchange)",
+                        EventKind::CredentialExchanged,
+                    ),
                     f.event(
                         "tokens federated from trusted issuers",
-                        "credential.federated",
+                        EventKind::CredentialFederated,
                     ),
                 ],
                 open(
@@ -221,18 +304,18 @@ fn nist_csf(f: &Facts) -> Framework {
                     &["static_secret", "rotation_overdue"],
                     "static or overdue secret",
                 ),
-                f.events("credential.issued") > 0,
+                f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             judged(
                 "PR.AA-03",
                 "Users, services, and hardware are authenticated",
                 "private_key_jwt, mutual TLS or DPoP at the token endpoint; every enforcement point validates the token (signature, audience, environment, binding, revocation).",
                 vec![
-                    f.event("refused credential requests", "credential.refused"),
-                    f.event("access decisions", "access.decision"),
+                    f.event("refused credential requests", EventKind::CredentialRefused),
+                    f.event("access decisions", EventKind::AccessDecision),
                 ],
                 Vec::new(),
-                f.events("access.decision") > 0,
+                f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(
                 "PR.AA-05",
@@ -240,8 +323,8 @@ fn nist_csf(f: &Facts) -> Framework {
                 "Layered Cedar policy (central guardrails, plane policy, time-bound exceptions), versioned; enforced identically at every layer; access reviews attest keep/reduce/revoke.",
                 vec![
                     fact("policy versions", f.policy_versions),
-                    f.event("access decisions", "access.decision"),
-                    f.event("review attestations", "review.attested"),
+                    f.event("access decisions", EventKind::AccessDecision),
+                    f.event("review attestations", EventKind::ReviewAttested),
                     fact("review campaigns", f.campaigns),
                 ],
                 open(
@@ -249,7 +332,7 @@ fn nist_csf(f: &Facts) -> Framework {
                     &["over_privileged", "unreviewed"],
                     "over-privilege or review",
                 ),
-                f.events("review.attested") > 0,
+                f.exercised_by(&[EventKind::ReviewAttested]),
             ),
             judged(
                 "PR.PS-04",
@@ -260,14 +343,10 @@ fn nist_csf(f: &Facts) -> Framework {
                         "evidence events",
                         f.kinds.values().map(|k| k.0).sum::<i64>(),
                     ),
-                    fact("signed checkpoints", f.checkpoints),
+                    f.checkpoint_evidence(),
                 ],
-                if f.checkpoints == 0 {
-                    vec!["no signed checkpoint yet".into()]
-                } else {
-                    Vec::new()
-                },
-                true,
+                Vec::new(),
+                signed_checkpoints(f),
             ),
             judged(
                 "DE.CM-09",
@@ -276,28 +355,33 @@ fn nist_csf(f: &Facts) -> Framework {
                 vec![
                     fact("enforcement points", f.points.len()),
                     fact("points flagged", stale_points),
+                    f.event("access decisions", EventKind::AccessDecision),
                 ],
                 if stale_points > 0 {
                     vec![format!("{stale_points} enforcement point(s) flagged")]
                 } else {
                     Vec::new()
                 },
-                !f.points.is_empty(),
+                if f.points.is_empty() {
+                    Err("not exercised: no enforcement point has reported".into())
+                } else {
+                    f.exercised_by(&[EventKind::AccessDecision])
+                },
             ),
             judged(
                 "RS.MI-01",
                 "Incidents are contained",
                 "Central revocation of tokens, identities, issuers, keys and planes, pushed to every enforcement point and verified by acknowledgement.",
                 vec![
-                    f.event("revocations", "revocation.issued"),
+                    f.event("revocations", EventKind::RevocationIssued),
                     f.event(
                         "acknowledgements by enforcement points",
-                        "revocation.acknowledged",
+                        EventKind::RevocationAcknowledged,
                     ),
                     fact("revocation epoch", f.revocation_epoch),
                 ],
                 Vec::new(),
-                f.events("revocation.acknowledged") > 0,
+                f.exercised_by(&[EventKind::RevocationAcknowledged]),
             ),
         ],
     }
@@ -317,10 +401,10 @@ fn owasp(f: &Facts) -> Framework {
                         "orphaned / stale / unreviewed findings",
                         f.findings(&["orphaned", "stale", "unreviewed"]),
                     ),
-                    f.event("lifecycle changes", "identity.lifecycle"),
+                    f.event("lifecycle changes", EventKind::IdentityLifecycle),
                 ],
                 open(f, &["orphaned", "stale", "unreviewed"], "offboarding"),
-                true,
+                f.exercised_by(&[EventKind::IdentityLifecycle, EventKind::RevocationIssued]),
             ),
             judged(
                 "NHI2:2025",
@@ -328,32 +412,37 @@ fn owasp(f: &Facts) -> Framework {
                 "Third-party API keys stay sealed in the control plane and are injected by the egress gateway; workloads hold short-lived tokens; a leaked token is revoked centrally.",
                 vec![
                     fact("egress secrets held sealed", f.egress_secrets),
-                    f.event("revocations", "revocation.issued"),
+                    f.event("short-lived tokens issued", EventKind::CredentialIssued),
+                    f.event("revocations", EventKind::RevocationIssued),
                 ],
                 open(f, &["rotation_overdue"], "overdue secret"),
-                true,
+                f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             judged(
                 "NHI3:2025",
                 "Vulnerable Third-Party NHI",
                 "Partner identities are registered with owners, planes and least-privilege policy; external issuers are trusted only within declared subject patterns.",
                 vec![
-                    fact(
-                        "partner identities",
-                        f.counts.identities.get("partner").copied().unwrap_or(0),
-                    ),
+                    fact("partner identities", f.of_kind(IdentityKind::Partner)),
                     fact("trusted issuers", f.counts.issuers),
+                    f.event(
+                        "tokens federated from trusted issuers",
+                        EventKind::CredentialFederated,
+                    ),
                 ],
                 Vec::new(),
-                true,
+                f.exercised_by(&[EventKind::CredentialFederated]),
             ),
             judged(
                 "NHI4:2025",
                 "Insecure Authentication",
                 "Asymmetric client authentication (private_key_jwt, mTLS), sender-bound tokens (DPoP), static secrets flagged on every use.",
-                vec![f.event("refused credential requests", "credential.refused")],
+                vec![
+                    f.event("tokens issued", EventKind::CredentialIssued),
+                    f.event("refused credential requests", EventKind::CredentialRefused),
+                ],
                 open(f, &["static_secret"], "static secret"),
-                true,
+                f.exercised_by(&[EventKind::CredentialIssued, EventKind::CredentialRefused]),
             ),
             judged(
                 "NHI5:2025",
@@ -361,65 +450,68 @@ fn owasp(f: &Facts) -> Framework {
                 "Effective vs intended vs used permissions; over-privilege findings; access reviews.",
                 vec![
                     fact("over-privilege findings", f.findings(&["over_privileged"])),
-                    f.event("review attestations", "review.attested"),
+                    f.event("review attestations", EventKind::ReviewAttested),
                 ],
                 open(
                     f,
                     &["over_privileged", "exception_near_expiry"],
                     "over-privilege",
                 ),
-                true,
+                f.exercised_by(&[EventKind::ReviewAttested]),
             ),
             judged(
                 "NHI6:2025",
                 "Insecure Cloud Deployment Configurations",
                 "CI/CD and Kubernetes workloads federate their platform tokens instead of holding static cloud credentials.",
-                vec![f.event("federated tokens", "credential.federated")],
+                vec![f.event("federated tokens", EventKind::CredentialFederated)],
                 Vec::new(),
-                f.events("credential.federated") > 0,
+                f.exercised_by(&[EventKind::CredentialFederated]),
             ),
             judged(
                 "NHI7:2025",
                 "Long-Lived Secrets",
                 "Token lifetimes capped centrally and per plane; static secrets aged against max_credential_age_days.",
-                vec![fact(
-                    "static-secret findings",
-                    f.findings(&["static_secret", "rotation_overdue"]),
-                )],
+                vec![
+                    fact(
+                        "static-secret findings",
+                        f.findings(&["static_secret", "rotation_overdue"]),
+                    ),
+                    f.event("short-lived tokens issued", EventKind::CredentialIssued),
+                ],
                 open(
                     f,
                     &["static_secret", "rotation_overdue"],
                     "long-lived secret",
                 ),
-                true,
+                f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             judged(
                 "NHI8:2025",
                 "Environment Isolation",
                 "Tokens carry their environment and are refused in another; central guardrails forbid cross-environment access; use of an identity outside its environment is a finding.",
                 vec![
-                    f.event("access decisions", "access.decision"),
+                    f.event("access decisions", EventKind::AccessDecision),
                     fact(
                         "cross-environment findings",
                         f.findings(&["cross_environment"]),
                     ),
                 ],
                 open(f, &["cross_environment"], "cross-environment use"),
-                f.events("access.decision") > 0,
+                f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(
                 "NHI9:2025",
                 "NHI Reuse",
                 "Usage is rolled up per identity, environment and client key: one identity used across environments, or several client keys obtaining its tokens side by side for over a day, is a finding.",
                 vec![
-                    f.event("credentials issued", "credential.issued"),
+                    f.event("credentials issued", EventKind::CredentialIssued),
                     fact(
                         "reuse findings",
                         f.findings(&["cross_environment", "shared_identity"]),
                     ),
                 ],
                 open(f, &["cross_environment", "shared_identity"], "reuse"),
-                f.events("credential.issued") > 0,
+                f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             gap(
                 "NHI10:2025",
@@ -431,7 +523,7 @@ fn owasp(f: &Facts) -> Framework {
 }
 
 fn maestro(f: &Facts) -> Framework {
-    let agents = f.counts.identities.get("agent").copied().unwrap_or(0);
+    let agents = f.of_kind(IdentityKind::Agent);
     Framework {
         id: "csa-maestro".into(),
         name: "CSA MAESTRO (agentic AI threat modelling), by layer".into(),
@@ -442,26 +534,31 @@ fn maestro(f: &Facts) -> Framework {
                 "The egress gateway decides every tool an agent offers a model against the catalog before the provider is called.",
                 vec![
                     fact("agent identities", agents),
-                    f.event("access decisions", "access.decision"),
+                    Evidence {
+                        label: "tool-call decisions (newest decisions)".into(),
+                        value: f.tool_decisions.0.to_string(),
+                        event_kind: Some(EventKind::AccessDecision.as_str().into()),
+                        latest_seq: f.tool_decisions.1,
+                    },
                 ],
                 Vec::new(),
-                agents > 0,
+                tool_calls_decided(f),
             ),
             judged(
                 "L5",
                 "Evaluation and Observability: agent actions are traceable",
                 "Every decision carries the request's trace id; `steward audit trace` follows it across layers.",
-                vec![f.event("access decisions", "access.decision")],
+                vec![f.event("access decisions", EventKind::AccessDecision)],
                 Vec::new(),
-                f.events("access.decision") > 0,
+                f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(
                 "L6",
                 "Security and Compliance: tamper-evident evidence",
                 "Hash-chained evidence with signed checkpoints; this report.",
-                vec![fact("signed checkpoints", f.checkpoints)],
+                vec![f.checkpoint_evidence()],
                 Vec::new(),
-                f.checkpoints > 0,
+                signed_checkpoints(f),
             ),
             judged(
                 "L7",
@@ -469,18 +566,18 @@ fn maestro(f: &Facts) -> Framework {
                 "Agents have registered identities with owners; delegation narrows per hop (act chain); a compromised agent is revoked everywhere.",
                 vec![
                     fact("agent identities", agents),
-                    f.event("delegated tokens", "credential.exchanged"),
-                    f.event("revocations", "revocation.issued"),
+                    f.event("delegated tokens", EventKind::CredentialExchanged),
+                    f.event("revocations", EventKind::RevocationIssued),
                 ],
                 Vec::new(),
-                agents > 0,
+                agents_and(f, agents, &[EventKind::CredentialExchanged]),
             ),
         ],
     }
 }
 
 fn ai_rmf(f: &Facts) -> Framework {
-    let agents = f.counts.identities.get("agent").copied().unwrap_or(0);
+    let agents = f.of_kind(IdentityKind::Agent);
     Framework {
         id: "nist-ai-rmf-1.0".into(),
         name: "NIST AI Risk Management Framework 1.0, by function".into(),
@@ -492,9 +589,10 @@ fn ai_rmf(f: &Facts) -> Framework {
                 vec![
                     fact("agent identities", agents),
                     fact("policy versions", f.policy_versions),
+                    f.event("applied configuration versions", EventKind::ConfigApplied),
                 ],
                 Vec::new(),
-                agents > 0,
+                agents_and(f, agents, &[EventKind::ConfigApplied]),
             ),
             judged(
                 "MAP",
@@ -502,29 +600,29 @@ fn ai_rmf(f: &Facts) -> Framework {
                 "Agents are in the inventory with model tier and task scope from federation.",
                 vec![
                     fact("agent identities", agents),
-                    f.event("federated tokens", "credential.federated"),
+                    f.event("federated tokens", EventKind::CredentialFederated),
                 ],
                 Vec::new(),
-                agents > 0,
+                agents_and(f, agents, &[EventKind::CredentialFederated]),
             ),
             judged(
                 "MEASURE",
                 "Agent behaviour is monitored",
                 "Every agent decision (tool calls included) is in the evidence log; over-privilege is measured against use.",
-                vec![f.event("access decisions", "access.decision")],
+                vec![f.event("access decisions", EventKind::AccessDecision)],
                 open(f, &["over_privileged"], "over-privilege"),
-                f.events("access.decision") > 0,
+                f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(
                 "MANAGE",
                 "Risks are responded to",
                 "Agents are revoked centrally with verified propagation; access reviews remove what is not needed.",
                 vec![
-                    f.event("revocations", "revocation.issued"),
-                    f.event("review attestations", "review.attested"),
+                    f.event("revocations", EventKind::RevocationIssued),
+                    f.event("review attestations", EventKind::ReviewAttested),
                 ],
                 Vec::new(),
-                f.events("revocation.issued") > 0,
+                f.exercised_by(&[EventKind::RevocationIssued]),
             ),
         ],
     }
@@ -573,6 +671,7 @@ pub(crate) async fn compliance(
 pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
     // The counts come from the evidence roll-up: bring it up to date first.
     s.store.roll_up_usage(i64::MAX).await?;
+    let checkpoints = s.store.checkpoints().await?;
     let facts = Facts {
         counts: s.store.counts().await?,
         kinds: s
@@ -582,7 +681,8 @@ pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
             .into_iter()
             .map(|(k, n, last)| (k, (n, last)))
             .collect(),
-        checkpoints: s.store.checkpoints().await?.len(),
+        checkpoints: checkpoints.len(),
+        newest_checkpoint: checkpoints.last().map(|c| c.tree_size),
         revocation_epoch: s.store.revocation_epoch().await?,
         points: s.store.enforcement_points().await?,
         campaigns: s.store.campaigns().await?.len(),
@@ -596,6 +696,7 @@ pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
         .await?,
         policy_versions: s.store.policy_versions(1_000).await?.len(),
         egress_secrets: s.store.egress_secrets().await?.len(),
+        tool_decisions: s.store.recent_tool_decisions(TOOL_SCAN).await?,
     };
     let frameworks = vec![
         nist_csf(&facts),

@@ -351,6 +351,54 @@ pub fn spawn_retention(
     })
 }
 
+/// How often expired exceptions are looked for.
+const EXCEPTION_EXPIRY_EVERY: Duration = Duration::from_secs(30);
+
+/// Records each exception of the policy in force once it has expired (`exception.expired`,
+/// once across replicas): an auditor sees when a time-bound exception stopped, without
+/// reading the policy's history.
+pub fn spawn_exception_expiry(s: crate::AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Recorded (id, expiry) pairs, so each costs the store one write, not one a tick.
+        let mut recorded = std::collections::HashSet::new();
+        let mut tick = tokio::time::interval(EXCEPTION_EXPIRY_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            record_expired_exceptions(&s, &mut recorded).await;
+        }
+    })
+}
+
+/// One pass of [`spawn_exception_expiry`]; returns how many expiries it recorded.
+pub(crate) async fn record_expired_exceptions(
+    s: &crate::AppState,
+    recorded: &mut std::collections::HashSet<(String, time::OffsetDateTime)>,
+) -> usize {
+    let Ok(engine) = s.engine() else { return 0 };
+    let now = time::OffsetDateTime::now_utc();
+    let mut n = 0;
+    for e in engine.compiled().exceptions() {
+        let key = (e.id.clone(), e.expires_at);
+        if e.is_active(now) || recorded.contains(&key) {
+            continue;
+        }
+        match s.store.record_exception_expiry(e, engine.version()).await {
+            Ok(new) => {
+                if new {
+                    tracing::info!(exception = %e.id, principal = %e.principal, "exception expired; recorded");
+                    n += 1;
+                }
+                recorded.insert(key);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, exception = %e.id, "cannot record an exception's expiry; retrying");
+            }
+        }
+    }
+    n
+}
+
 /// How often the usage roll-up folds new evidence in (posture also catches up itself).
 const ROLL_UP_EVERY: Duration = Duration::from_secs(5);
 /// Events the periodic roll-up folds per transaction. At 20,000 decisions/s, 5 s of

@@ -81,6 +81,7 @@ impl AppState {
             tracing::error!(error = %e, "the revocations could not be loaded; they are retried every second");
         }
         revocation::spawn(state.clone());
+        let _expiries = evidence::spawn_exception_expiry(state.clone());
         if let Err(e) = state.reload_policy().await {
             tracing::error!(error = %e.message, "the policy engine could not be loaded; every decision is denied");
         }

@@ -187,6 +187,35 @@ pub(crate) async fn start(
     Ok((StatusCode::CREATED, axum::Json(campaign)))
 }
 
+/// Whether a caller who sees `visible` planes (`None`: all) may see `campaign`: a plane
+/// admin sees the campaigns started for one of its planes, nothing else. The one rule
+/// for listing, showing and attesting.
+fn campaign_visible(visible: Option<&[PlaneId]>, campaign: &Campaign) -> bool {
+    match visible {
+        None => true,
+        Some(planes) => campaign
+            .plane
+            .as_deref()
+            .is_some_and(|p| planes.iter().any(|v| v.as_str() == p)),
+    }
+}
+
+/// The campaign `id`, or 404 also when the caller may not see it (a plane admin learns
+/// nothing of other planes' campaigns).
+async fn visible_campaign(
+    s: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Campaign, Option<Vec<PlaneId>>), ApiError> {
+    let missing = || ApiError::not_found(format!("review campaign `{id}` does not exist"));
+    let campaign = s.store.campaign(id).await?.ok_or_else(missing)?;
+    let visible = caller.visible_planes(&s.store).await?;
+    if !campaign_visible(visible.as_deref(), &campaign) {
+        return Err(missing());
+    }
+    Ok((campaign, visible))
+}
+
 /// `GET /admin/v1/reviews`: campaigns with their progress (a plane admin: those of its
 /// planes).
 pub(crate) async fn list(
@@ -195,17 +224,11 @@ pub(crate) async fn list(
 ) -> Result<axum::Json<Vec<Campaign>>, ApiError> {
     let visible = caller.visible_planes(&s.store).await?;
     let all = s.store.campaigns().await?;
-    Ok(axum::Json(match visible {
-        None => all,
-        Some(planes) => all
-            .into_iter()
-            .filter(|c| {
-                c.plane
-                    .as_deref()
-                    .is_some_and(|p| planes.iter().any(|v| v.as_str() == p))
-            })
+    Ok(axum::Json(
+        all.into_iter()
+            .filter(|c| campaign_visible(visible.as_deref(), c))
             .collect(),
-    }))
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,12 +248,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Result<axum::Json<CampaignView>, ApiError> {
-    let campaign = s
-        .store
-        .campaign(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("review campaign `{id}` does not exist")))?;
-    let visible = caller.visible_planes(&s.store).await?;
+    let (campaign, visible) = visible_campaign(&s, &caller, &id).await?;
     let items = s
         .store
         .review_items(&id)
@@ -266,6 +284,7 @@ pub(crate) async fn decide(
             "give a `note` of 1 to 1,000 characters on one line: it goes into the evidence log",
         ));
     }
+    visible_campaign(&s, &caller, &id).await?;
     let items = s.store.review_items(&id).await?;
     let item = items
         .iter()

@@ -958,6 +958,28 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     let (st, body) = env.call(Method::POST, "/admin/v1/audit/ingest", ing, Some(json!({ "records": [foreign_decision("f-1", &now), foreign_decision("f-2", &now)] }))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["accepted"], 2);
+    // The principal's plane (payments) requires `policy_version` and `plane` besides the
+    // central fields: the records lack both, and are chained flagged, not lost.
+    assert_eq!(body["flagged"][0]["index"], 0, "{body}");
+    assert_eq!(
+        body["flagged"][0]["missing"],
+        json!(["policy_version", "plane"]),
+        "{body}"
+    );
+    assert_eq!(body["flagged"].as_array().unwrap().len(), 2, "{body}");
+    let mut complete = foreign_decision("f-9", &now);
+    complete["plane"] = json!("payments");
+    complete["policy_version"] = json!(1);
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/audit/ingest",
+            ing,
+            Some(json!({ "records": [complete] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert!(body.get("flagged").is_none(), "{body}");
     let (_, found) = env
         .call(
             Method::GET,
@@ -967,12 +989,17 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         )
         .await;
     let found = found.as_array().unwrap();
-    assert_eq!(found.len(), 2);
+    assert_eq!(found.len(), 3);
     assert_eq!(
         found[0]["source"], "ingest:foreign-pdp",
         "provenance comes from the credential"
     );
     assert_eq!(found[0]["enforcement_point"], "foreign-pdp");
+    assert_eq!(
+        found[0]["details"]["missing_audit_fields"],
+        json!(["policy_version", "plane"]),
+        "the chained record says what it lacks"
+    );
 
     // Bad records: the whole batch is refused, counted, never chained.
     let (_, before) = env

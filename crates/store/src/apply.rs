@@ -315,6 +315,60 @@ async fn update_identity(
     Ok(())
 }
 
+impl Store {
+    /// Records that exception `e` expired: its `exception.expired` event, once whichever
+    /// replica asks first (the `exception_expiries` row is inserted in the same
+    /// transaction). Returns whether this call recorded it.
+    pub async fn record_exception_expiry(
+        &self,
+        e: &steward_model::PolicyException,
+        policy_version: i64,
+    ) -> Result<bool, StoreError> {
+        let expires_at = e
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let known =
+            sqlx::query("SELECT 1 AS x FROM exception_expiries WHERE id = $1 AND expires_at = $2")
+                .bind(&e.id)
+                .bind(&expires_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO exception_expiries (id, expires_at, recorded_at) VALUES ($1, $2, $3)",
+        )
+        .bind(&e.id)
+        .bind(&expires_at)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let mut ev = steward_audit::Event::new(
+            steward_audit::EventKind::ExceptionExpired,
+            uuid::Uuid::now_v7().to_string(),
+            now,
+        );
+        ev.principal = Some(e.principal.to_string());
+        ev.destination.capability = Some(e.capability.to_string());
+        ev.decision.exception = Some(e.id.clone());
+        ev.policy_version = Some(policy_version);
+        ev.details = serde_json::json!({
+            "exception": e.id,
+            "lifts": e.lifts,
+            "expires_at": expires_at,
+            "owner": e.owner,
+            "ticket": e.ticket,
+        });
+        crate::evidence::append_in_tx(self.backend, &mut tx, &[ev]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 /// `exception.granted`: who published which exception, lifting what, until when.
 fn exception_event(
     e: &steward_model::PolicyException,

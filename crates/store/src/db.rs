@@ -256,6 +256,11 @@ impl Store {
                     "point_credentials",
                     include_str!("../migrations/sqlite/0014_point_credentials.sql"),
                 ),
+                (
+                    15,
+                    "exception_expiries",
+                    include_str!("../migrations/sqlite/0015_exception_expiries.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -327,6 +332,11 @@ impl Store {
                     14,
                     "point_credentials",
                     include_str!("../migrations/postgres/0014_point_credentials.sql"),
+                ),
+                (
+                    15,
+                    "exception_expiries",
+                    include_str!("../migrations/postgres/0015_exception_expiries.sql"),
                 ),
             ],
         };

@@ -65,7 +65,11 @@ pub struct RegistryCounts {
     pub config_version: i64,
     pub planes: i64,
     pub owners: i64,
+    /// Identities by lifecycle state.
     pub identities: BTreeMap<String, i64>,
+    /// Identities not decommissioned, by kind (`service`, `agent`, `partner` …).
+    #[serde(default)]
+    pub identities_by_kind: BTreeMap<String, i64>,
     pub orphaned_identities: i64,
     pub capabilities: i64,
     pub issuers: i64,
@@ -430,6 +434,16 @@ impl Store {
             counts
                 .identities
                 .insert(row.try_get("state")?, row.try_get("n")?);
+        }
+        for row in sqlx::query(
+            "SELECT kind, COUNT(*) AS n FROM identities WHERE state <> 'decommissioned' GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            counts
+                .identities_by_kind
+                .insert(row.try_get("kind")?, row.try_get("n")?);
         }
         Ok(counts)
     }

@@ -260,6 +260,21 @@ impl Store {
             .collect()
     }
 
+    /// Decisions on AI tool addresses (`destination.address` `tool …`) among the newest
+    /// `scan` access decisions: how many, and the newest one's sequence number. Bounded
+    /// to the newest decisions so a long log costs the compliance report a fixed scan.
+    pub async fn recent_tool_decisions(&self, scan: i64) -> Result<(i64, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MAX(seq) AS s FROM \
+             (SELECT seq, body FROM evidence WHERE kind = 'access.decision' ORDER BY seq DESC LIMIT $1) recent \
+             WHERE body LIKE '%\"address\":\"tool %'",
+        )
+        .bind(scan)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("s")?))
+    }
+
     /// Access decisions per hour since `since` (RFC 3339; its whole hour counts):
     /// (hour `YYYY-MM-DDTHH`, allowed, denied). For the console's chart; from the hourly
     /// roll-up.

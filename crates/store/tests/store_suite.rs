@@ -97,6 +97,7 @@ suite!(
     retention_prunes_a_verifiable_prefix,
     a_forged_prune_is_refused,
     checkpoint_key_is_sealed_at_rest,
+    an_exception_expiry_is_recorded_once,
     signing_keys_rotate_and_credentials_persist,
     revocations_are_gapless_append_only_and_acted_on,
     point_reports_upsert_and_never_go_back,
@@ -1031,6 +1032,49 @@ async fn retention_prunes_a_verifiable_prefix(s: Store) {
         report.events, 43,
         "40 kept, the late one and both prune events"
     );
+}
+
+/// An exception's expiry is chained once, however often (and by however many replicas)
+/// it is noticed; a renewed exception (a later expiry) is a new one.
+async fn an_exception_expiry_is_recorded_once(s: Store) {
+    let mut e: steward_model::PolicyException = serde_json::from_value(serde_json::json!({
+        "id": "ex-1", "owner": "team", "reason": "r", "ticket": "T-1",
+        "principal": "spiffe://acme.example/a", "capability": "payments.refund",
+        "lifts": ["GR-3"], "expires_at": "2026-11-30T00:00:00Z",
+    }))
+    .unwrap();
+    let (a, b) = tokio::join!(
+        s.record_exception_expiry(&e, 3),
+        s.record_exception_expiry(&e, 3)
+    );
+    assert_eq!(
+        [a.unwrap(), b.unwrap()].iter().filter(|x| **x).count(),
+        1,
+        "recorded exactly once"
+    );
+    assert!(!s.record_exception_expiry(&e, 3).await.unwrap());
+    e.expires_at = time::macros::datetime!(2026-12-30 00:00 UTC);
+    assert!(s.record_exception_expiry(&e, 4).await.unwrap());
+    let events = s
+        .evidence_search(&steward_store::EvidenceFilter {
+            kind: Some("exception.expired".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].event.decision.exception.as_deref(), Some("ex-1"));
+    assert_eq!(
+        events[0].event.principal.as_deref(),
+        Some("spiffe://acme.example/a")
+    );
+    assert_eq!(
+        events[0].event.details["expires_at"],
+        "2026-11-30T00:00:00Z"
+    );
+    assert_eq!(events[1].event.policy_version, Some(4));
+    assert!(s.verify_evidence().await.unwrap().ok());
 }
 
 /// The key-encryption key the store's tests seal the checkpoint key with.

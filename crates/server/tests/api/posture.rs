@@ -494,6 +494,54 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // Another plane's campaign: hidden from the list, and by id it is as if it did not
+    // exist (a plane admin learns nothing of other planes), to read or to attest.
+    let (st, commerce) = env
+        .call(
+            Method::POST,
+            "/admin/v1/reviews",
+            Some(&env.admin),
+            Some(json!({"plane": "commerce", "all": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{commerce}");
+    let other = commerce["id"].as_str().unwrap();
+    let (_, listed) = env
+        .call(Method::GET, "/admin/v1/reviews", Some(&payments), None)
+        .await;
+    assert!(
+        listed.as_array().unwrap().iter().all(|c| c["id"] != other),
+        "{listed}"
+    );
+    let (st, body) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/reviews/{other}"),
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.to_string().contains("commerce"), "{body}");
+    let (st, _) = env
+        .call(
+            Method::POST,
+            &format!("/admin/v1/reviews/{other}/decisions"),
+            Some(&payments),
+            Some(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Its own plane's campaign it reads.
+    let (st, _) = env
+        .call(
+            Method::GET,
+            &format!("/admin/v1/reviews/{id}"),
+            Some(&payments),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
 }
 
 /// The compliance report maps each framework's controls to evidence, shows gaps, and
@@ -559,6 +607,73 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
     // Reuse is detected, but no credential was issued yet: not exercised.
     let reuse = control(1, "NHI9:2025");
     assert_eq!(reuse["status"], "partial", "{reuse}");
+    // Agents exist, but no tool call was ever decided: "tool calls are authorised" is not
+    // evidenced by agents existing.
+    let tools = control(2, "L3");
+    assert_eq!(tools["status"], "partial", "{tools}");
+    assert!(
+        tools["gaps"][0].as_str().unwrap().contains("not exercised"),
+        "{tools}"
+    );
+    // Every control that says "evidenced" cites an event that happened.
+    for fw in report["frameworks"].as_array().unwrap() {
+        for c in fw["controls"].as_array().unwrap() {
+            if c["status"] == "evidenced" {
+                assert!(
+                    c["evidence"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["latest_seq"].as_i64().is_some_and(|s| s > 0)),
+                    "{c}"
+                );
+            }
+        }
+    }
+    // One decision on a tool, and the control cites it.
+    let (st, d) = env
+        .call(
+            Method::POST,
+            "/access/v1/evaluation",
+            Some(&env.admin),
+            Some(json!({
+                "subject": {"type": "workload", "id": "spiffe://acme.example/agents/prod/support-assistant"},
+                "resource": {"type": "tool", "id": "lookup_order"},
+                "action": {"name": "access"},
+                "context": {"environment": "prod"},
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let seq_after = {
+        let mut found = None;
+        for _ in 0..50 {
+            let (_, report) = env
+                .call(Method::GET, "/admin/v1/compliance", Some(&env.admin), None)
+                .await;
+            let l3 = report["frameworks"][2]["controls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == "L3")
+                .cloned()
+                .unwrap();
+            if l3["status"] == "evidenced" {
+                found = l3["evidence"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find_map(|e| e["latest_seq"].as_i64());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        found
+    };
+    assert!(
+        seq_after.is_some_and(|s| s > 0),
+        "the tool decision is cited"
+    );
     // What Steward does not detect is a gap, said plainly.
     let human = control(1, "NHI10:2025");
     assert_eq!(human["status"], "gap");
