@@ -100,6 +100,26 @@ async fn report(env: &Env, credential: &str, id: &str, epoch: i64) -> (StatusCod
     (st, response.json().await.unwrap_or(Value::Null))
 }
 
+/// One point as `GET /admin/v1/enforcement/points` lists it (the list's epoch must be 2).
+async fn point_status(env: &Env, id: &str) -> Value {
+    let (_, points) = env
+        .call(
+            Method::GET,
+            "/admin/v1/enforcement/points",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(points["epoch"], 2, "{points}");
+    points["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no point `{id}`: {points}"))
+}
+
 async fn revoke(env: &Env, body: Value) -> (StatusCode, Value) {
     env.call(
         Method::POST,
@@ -315,26 +335,8 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
         answer["flagged"].as_str().unwrap().contains("epoch 99"),
         "{answer}"
     );
-    let (_, points) = env
-        .call(
-            Method::GET,
-            "/admin/v1/enforcement/points",
-            Some(&env.admin),
-            None,
-        )
-        .await;
-    assert_eq!(points["epoch"], 2);
-    let by_id = |id: &str| {
-        points["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == id)
-            .cloned()
-            .unwrap()
-    };
-    assert!(by_id("gateway:liar")["flagged"].is_string());
-    let edge = by_id("gateway:edge");
+    assert!(point_status(&env, "gateway:liar").await["flagged"].is_string());
+    let edge = point_status(&env, "gateway:edge").await;
     assert_eq!(edge["live"], true);
     assert_eq!(edge["epoch"], 1);
     assert_eq!(edge["behind_epoch"], true);
@@ -360,20 +362,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     let (st, answer) = report(&env, &cred, "gateway:liar", 1).await;
     assert_eq!(st, StatusCode::OK, "{answer}");
     assert!(answer.get("flagged").is_none(), "{answer}");
-    let (_, points) = env
-        .call(
-            Method::GET,
-            "/admin/v1/enforcement/points",
-            Some(&env.admin),
-            None,
-        )
-        .await;
-    let liar = points["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "gateway:liar")
-        .unwrap();
+    let liar = point_status(&env, "gateway:liar").await;
     assert!(liar["flagged"].is_null(), "{liar}");
     assert_eq!(liar["epoch"], 1, "{liar}");
     // Another ingestor cannot speak for a point bound to this one's credential: the
