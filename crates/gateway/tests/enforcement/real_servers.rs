@@ -118,7 +118,7 @@ events {{}}
 http {{
   access_log {d}/access.log; client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;
   fastcgi_temp_path {d}/tmp/fcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;
-  upstream steward_auth {{ server {auth}; keepalive 8; }}
+  upstream steward_auth {{ server {auth}; keepalive 8; keepalive_timeout 5s; }}
   upstream app {{ server {upstream}; keepalive 8; }}
   server {{
     listen 127.0.0.1:{port};
