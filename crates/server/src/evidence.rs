@@ -525,13 +525,27 @@ mod tests {
     async fn a_full_queue_makes_submissions_wait_up_to_their_grace() {
         let (_dir, store, mut blocker) = store_locked_by_another_writer().await;
         let (writer, _task) = EvidenceWriter::spawn(store.clone(), 4, OverflowPolicy::FailClosed);
-        // The writer takes one submission and blocks on the lock; four more fill the queue.
-        for n in 0..5 {
+        // The writer takes one submission and blocks on the lock (waited for here: on a
+        // busy host it may take a while to get to it); four more fill the queue.
+        writer
+            .submit_within(vec![event(0)], Duration::from_millis(10))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while writer.queue.capacity() < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer never took it"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Past its linger (a batch of decision records waits LINGER to grow): blocked.
+        tokio::time::sleep(LINGER * 25).await;
+        for n in 1..5 {
             writer
                 .submit_within(vec![event(n)], Duration::from_millis(10))
                 .await
                 .unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A short grace runs out while the lock is held: refused, fail closed.
         let refused = writer
