@@ -94,6 +94,9 @@ struct AuthFile {
 struct ExtAuthzFile {
     listen: String,
     audience: String,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// A reverse proxy in front of one upstream.
@@ -168,6 +171,8 @@ impl std::fmt::Debug for ManagementConfig {
 pub struct ExtAuthzConfig {
     pub listen: SocketAddr,
     pub audience: String,
+    /// First-byte and request deadlines and the connection cap of the gRPC listener.
+    pub limits: steward_listen::Limits,
 }
 
 /// A resolved gateway configuration.
@@ -222,6 +227,34 @@ fn positive_count(field: &str, v: Option<usize>, default: usize) -> Result<usize
         Some(v) => Ok(v),
         None => Ok(default),
     }
+}
+
+/// The `[section]`'s listener limits (`header_read_timeout_secs`,
+/// `body_read_timeout_secs`, `max_connections`), defaults for those unset.
+fn listener_limits(
+    section: &str,
+    header_read: Option<u64>,
+    body_read: Option<u64>,
+    max_connections: Option<usize>,
+) -> Result<steward_listen::Limits, GatewayError> {
+    Ok(steward_listen::Limits {
+        header_read: positive(
+            &format!("{section}.header_read_timeout_secs"),
+            header_read,
+            steward_listen::DEFAULT_HEADER_READ_SECS,
+        )?,
+        body_read: positive(
+            &format!("{section}.body_read_timeout_secs"),
+            body_read,
+            steward_listen::DEFAULT_BODY_READ_SECS,
+        )?,
+        max_connections: positive_count(
+            &format!("{section}.max_connections"),
+            max_connections,
+            steward_listen::DEFAULT_MAX_CONNECTIONS,
+        )?,
+        drain: Duration::from_secs(steward_listen::DEFAULT_DRAIN_SECS),
+    })
 }
 
 impl GatewayConfig {
@@ -363,24 +396,12 @@ impl GatewayConfig {
             None => None,
             Some(a) => Some(AuthConfig {
                 listen: addr("auth.listen", &a.listen)?,
-                limits: steward_listen::Limits {
-                    header_read: positive(
-                        "auth.header_read_timeout_secs",
-                        a.header_read_timeout_secs,
-                        steward_listen::DEFAULT_HEADER_READ_SECS,
-                    )?,
-                    body_read: positive(
-                        "auth.body_read_timeout_secs",
-                        a.body_read_timeout_secs,
-                        steward_listen::DEFAULT_BODY_READ_SECS,
-                    )?,
-                    max_connections: positive_count(
-                        "auth.max_connections",
-                        a.max_connections,
-                        steward_listen::DEFAULT_MAX_CONNECTIONS,
-                    )?,
-                    drain: Duration::from_secs(steward_listen::DEFAULT_DRAIN_SECS),
-                },
+                limits: listener_limits(
+                    "auth",
+                    a.header_read_timeout_secs,
+                    a.body_read_timeout_secs,
+                    a.max_connections,
+                )?,
                 nginx_audience: a.nginx_audience.clone(),
                 rabbitmq_audience: a.rabbitmq_audience.clone(),
                 rabbitmq_management: management(a, base)?,
@@ -391,6 +412,12 @@ impl GatewayConfig {
             Some(e) => Some(ExtAuthzConfig {
                 listen: addr("ext_authz.listen", &e.listen)?,
                 audience: e.audience.clone(),
+                limits: listener_limits(
+                    "ext_authz",
+                    e.header_read_timeout_secs,
+                    e.body_read_timeout_secs,
+                    e.max_connections,
+                )?,
             }),
         };
         if proxies.is_empty() && auth.is_none() && ext_authz.is_none() {

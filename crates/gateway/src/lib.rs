@@ -203,14 +203,14 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
             ext_authz::ExtAuthz::new(e.audience.clone(), &point),
         );
         let shutdown = stopped(stop_rx.clone());
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Served like every other listener (connection cap, first-byte deadline, request
+        // bodies bounded), over HTTP/2 with prior knowledge as gRPC clients speak it.
+        let router = tonic::service::Routes::new(service)
+            .prepare()
+            .into_axum_router();
+        let limits = e.limits;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-            {
+            if let Err(e) = steward_listen::serve(listener, router, limits, shutdown).await {
                 tracing::error!(error = %e, "the ext_authz service stopped");
             }
         }));

@@ -58,7 +58,9 @@ pub struct ControlPlane {
 impl ControlPlane {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = FileConfig::parse("test", "").unwrap();
+        // Heartbeats every second: the tests run gateways with staleness limits of a
+        // few seconds, and a feed confirmed only every 5 s would go stale between them.
+        let mut file = FileConfig::parse("test", "[enforcement]\nheartbeat_secs = 1\n").unwrap();
         file.trust_domain = Some("acme.example".into());
         let config = file
             .resolve(Overrides {
@@ -333,6 +335,7 @@ rabbitmq_audience = "{BROKER_AUDIENCE}"
 [ext_authz]
 listen = "127.0.0.1:0"
 audience = "{AUDIENCE}"
+header_read_timeout_secs = 1
 "#,
         closed = closed_port(),
     );
@@ -988,7 +991,8 @@ async fn bad_credentials_and_faults_fail_closed() {
             text.is_empty() || text.starts_with("HTTP/1.1 408"),
             "{text}"
         );
-        // The decision endpoints' listener too, and one that sends nothing at all.
+        // The decision endpoints' listener too, and one that sends nothing at all, there
+        // and to ext_authz.
         let mut partial = tokio::net::TcpStream::connect(gw.auth.unwrap())
             .await
             .unwrap();
@@ -999,8 +1003,11 @@ async fn bad_credentials_and_faults_fail_closed() {
         let mut silent = tokio::net::TcpStream::connect(gw.auth.unwrap())
             .await
             .unwrap();
+        let mut silent_grpc = tokio::net::TcpStream::connect(gw.ext_authz.unwrap())
+            .await
+            .unwrap();
         let started = std::time::Instant::now();
-        for s in [&mut partial, &mut silent] {
+        for s in [&mut partial, &mut silent, &mut silent_grpc] {
             let mut buf = Vec::new();
             let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
             assert!(read.is_ok(), "a slow connection to [auth] was not closed");
@@ -1013,7 +1020,12 @@ async fn bad_credentials_and_faults_fail_closed() {
     }
     // Still fine with a good token, over HTTP/1.1 and HTTP/2 (h2c prior knowledge).
     let resp = http.get(&path).bearer_auth(&good).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap()
+    );
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
