@@ -26,6 +26,12 @@ use crate::EnforceError;
 /// Most records per shipped batch (the control plane's limit).
 const BATCH: usize = 1_000;
 
+/// Largest decision record, encoded, the control plane takes (its ingest refuses a batch
+/// holding a larger one). A record that would be larger is shipped without its
+/// `details` (the request replays need) rather than refused: one oversized request must
+/// not make the control plane refuse the whole batch, and the point deny everything.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
 /// How long the shipper waits for more records before posting a batch. Short batches keep
 /// the control plane's ingestion in small, even steps (a 20 ms window made bursts that,
 /// on a shared host, showed in the point's p99); a busy fleet may want longer ones.
@@ -102,9 +108,23 @@ impl DecisionLog {
 
     /// Encodes and queues one record, or refuses when it cannot be encoded, the queue is
     /// full or the shipper stopped.
-    pub fn submit(&self, event: Event) -> Result<(), EnforceError> {
-        let record = serde_json::value::to_raw_value(&event)
-            .map_err(|e| EnforceError::RecordEncode(e.to_string()))?;
+    pub fn submit(&self, mut event: Event) -> Result<(), EnforceError> {
+        let encode = |e: &Event| {
+            serde_json::value::to_raw_value(e)
+                .map_err(|e| EnforceError::RecordEncode(e.to_string()))
+        };
+        let mut record = encode(&event)?;
+        if record.get().len() > MAX_RECORD_BYTES {
+            let size = record.get().len();
+            event.details = json!({ "truncated": format!("the record was {size} bytes; its request was left out") });
+            record = encode(&event)?;
+            if record.get().len() > MAX_RECORD_BYTES {
+                return Err(EnforceError::RecordEncode(format!(
+                    "the decision record is {} bytes even without its request; at most {MAX_RECORD_BYTES} are kept",
+                    record.get().len()
+                )));
+            }
+        }
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(record) {
             Ok(()) => Ok(()),

@@ -21,7 +21,9 @@ mod source;
 pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
-pub use decision_log::{DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, decision_event};
+pub use decision_log::{
+    DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, MAX_RECORD_BYTES, decision_event,
+};
 pub use point::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, http_address};
 pub use revocation::{EpochGap, RevocationSet};
 pub use revocation_feed::{FeedConfig, FeedStatus, PointIdentity, RevocationFeed, RevocationHook};

@@ -119,6 +119,9 @@ pub struct AiRequest {
     pub tools: Vec<String>,
 }
 
+/// Longest model or tool name taken from a body: each is recorded with its decision.
+pub const MAX_AI_NAME_BYTES: usize = 256;
+
 /// Reads the model and the tool names of an AI API request body: OpenAI chat
 /// (`tools[].function.name`), OpenAI responses and Anthropic (`tools[].name`). A body
 /// that is not a JSON object is an error (it cannot be decided).
@@ -130,6 +133,11 @@ pub fn ai_request(body: &[u8]) -> Result<AiRequest, String> {
         .as_object()
         .ok_or("the request body is not a JSON object")?;
     let model = obj.get("model").and_then(Value::as_str).map(str::to_owned);
+    if model.as_ref().is_some_and(|m| m.len() > MAX_AI_NAME_BYTES) {
+        return Err(format!(
+            "`model` is longer than the {MAX_AI_NAME_BYTES} bytes a model name may have"
+        ));
+    }
     let mut tools = Vec::new();
     if let Some(list) = obj.get("tools") {
         let list = list.as_array().ok_or("`tools` is not a list")?;
@@ -140,6 +148,11 @@ pub fn ai_request(body: &[u8]) -> Result<AiRequest, String> {
                 .or_else(|| t.get("name"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("tools[{i}] names no tool (`function.name` or `name`)"))?;
+            if name.len() > MAX_AI_NAME_BYTES {
+                return Err(format!(
+                    "tools[{i}] has a name longer than the {MAX_AI_NAME_BYTES} bytes a tool name may have"
+                ));
+            }
             tools.push(name.to_owned());
         }
     }

@@ -228,18 +228,28 @@ impl Proxy {
         // Tool-call decisions: every tool the request offers the model must be allowed.
         let (parts, body) = req.into_parts();
         let body: Body = if self.config.tools_from_body {
-            let bytes = match Limited::new(body, self.config.max_inspected_body_bytes)
-                .collect()
-                .await
-            {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => {
+            // Read whole before deciding, but no longer than the upstream would wait: a body
+            // trickled in a byte at a time must not hold the request (and its slot) open.
+            let collected = tokio::time::timeout(
+                self.config.upstream_timeout,
+                Limited::new(body, self.config.max_inspected_body_bytes).collect(),
+            )
+            .await;
+            let bytes = match collected {
+                Err(_) => {
+                    return json_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        json!({"error": "body_timeout", "reason": format!("the request body did not arrive within {}s (upstream_timeout_secs)", self.config.upstream_timeout.as_secs()), "trace_id": trace.trace_id}),
+                    );
+                }
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => {
                     return json_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         json!({"error": "body_too_large", "reason": format!("the request body is larger than the {} bytes inspected for tool decisions (max_inspected_body_bytes)", self.config.max_inspected_body_bytes), "trace_id": trace.trace_id}),
                     );
                 }
-                Err(_) => {
+                Ok(Err(_)) => {
                     return json_response(
                         StatusCode::BAD_REQUEST,
                         json!({"error": "bad_request", "reason": "the request body could not be read", "trace_id": trace.trace_id}),

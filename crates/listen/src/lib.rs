@@ -101,7 +101,8 @@ pub async fn serve(
 
 /// The accept loop of [`serve`] for any hyper service (`service` makes one per
 /// connection, given the peer): the connection cap, the deadline for a connection's first
-/// byte, `builder`'s head deadline and the drain. Bodies are the service's to bound.
+/// byte, `builder`'s head deadline, the idle cut and the drain. Bodies are the service's
+/// to bound.
 pub async fn serve_with<S, B>(
     listener: TcpListener,
     limits: &Limits,
@@ -114,15 +115,17 @@ where
             hyper::Request<hyper::body::Incoming>,
             Response = hyper::Response<B>,
         > + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    B: http_body::Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     // Said once per time the cap is reached, not once per waiting client.
     let mut warned = false;
@@ -165,36 +168,182 @@ where
         // No Nagle: streamed answers (server-sent events) write small chunks that must
         // leave at once. A socket that refuses the option still serves.
         let _ = tcp.set_nodelay(true);
-        let service = service(peer);
+        let activity = Arc::new(Activity::default());
+        let service = Tracked {
+            inner: service(peer),
+            activity: activity.clone(),
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let first_byte = limits.header_read;
+        let mut stopping = stopping.clone();
+        let idle = limits.header_read;
+        let drain = limits.drain;
         tokio::spawn(async move {
             let _slot = slot;
             // hyper's head deadline starts with the first byte: a connection that sends
             // nothing at all would hold its slot for ever.
             let mut first = [0u8; 1];
             if !matches!(
-                tokio::time::timeout(first_byte, tcp.peek(&mut first)).await,
+                tokio::time::timeout(idle, tcp.peek(&mut first)).await,
                 Ok(Ok(1..))
             ) {
                 tracing::debug!(%peer, "connection sent nothing in time; closed");
                 return;
             }
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::pin!(conn);
+            // Once asked to close, a connection gets this long to finish (a peer that
+            // never answers HTTP/2's GOAWAY and PING would otherwise keep it); then it is
+            // dropped.
+            let mut closing: Option<tokio::time::Instant> = None;
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+            let check = (idle / 4).max(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    ended = conn.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stopping.changed(), if closing.is_none() => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(tokio::time::Instant::now() + drain);
+                    }
+                    // An HTTP/2 connection has no head deadline between its requests: one
+                    // with none in flight for the idle limit is closed (HTTP/1.1's idle
+                    // wait is hyper's head deadline already).
+                    () = tokio::time::sleep(check), if closing.is_none() => {
+                        if activity.idle_for() > idle {
+                            tracing::debug!(%peer, "idle connection closed");
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(tokio::time::Instant::now() + idle);
+                        }
+                    }
+                    () = tokio::time::sleep_until(closing.unwrap_or(far)), if closing.is_some() => {
+                        tracing::debug!(%peer, "connection did not close in time; dropped");
+                        break;
+                    }
+                }
             }
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.drain) => {
-            tracing::warn!("requests still open after the drain time; closing them");
-        }
+    let _ = stop.send(true);
+    // Every connection holds a slot: all of them back means every connection ended.
+    let drained = tokio::time::timeout(limits.drain, slots.acquire_many(max as u32)).await;
+    if drained.is_err() {
+        tracing::warn!("requests still open after the drain time; closing them");
     }
     Ok(())
+}
+
+/// What a connection is doing: its requests in flight (until their answer's body is
+/// done) and when the last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    since: tokio::time::Instant,
+    /// Milliseconds from `since` to the last request's end (or the connection's start).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: Default::default(),
+            since: tokio::time::Instant::now(),
+            last: Default::default(),
+        }
+    }
+}
+
+impl Activity {
+    fn idle_for(&self) -> Duration {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Acquire));
+        self.since.elapsed().saturating_sub(last)
+    }
+}
+
+/// Counts a request in flight until its answer's body is done (or dropped).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let at = u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last.fetch_max(at, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's service, counting its requests in flight.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        >,
+    S::Future: Send + 'static,
+    B: http_body::Body + Unpin,
+{
+    type Response = hyper::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = InFlight::new(self.activity.clone());
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// An answer's body that keeps its request counted until it is done.
+struct TrackedBody<B> {
+    body: B,
+    _guard: InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Why a body was cut.
@@ -366,6 +515,30 @@ mod tests {
             .await
             .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// An HTTP/2 connection that opened and then sits with no request in flight is closed
+    /// at the idle limit (hyper's head deadline covers only HTTP/1.1).
+    #[tokio::test]
+    async fn an_idle_http2_connection_is_closed() {
+        let (addr, _stop) = start(limits()).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The client preface and an empty SETTINGS frame, then silence.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(
+            closed_within(&mut s, Duration::from_secs(6))
+                .await
+                .is_some(),
+            "an idle HTTP/2 connection was kept"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "{:?}",

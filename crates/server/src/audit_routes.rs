@@ -20,8 +20,9 @@ use crate::extract::{Json, Query};
 
 /// Most records one ingest request may carry.
 pub const MAX_INGEST_RECORDS: usize = 1_000;
-/// Largest size of one ingested record, as sent.
-pub const MAX_INGEST_RECORD_BYTES: usize = 16 * 1024;
+/// Largest size of one ingested record, as sent: what enforcement points keep their
+/// records under.
+pub const MAX_INGEST_RECORD_BYTES: usize = steward_enforce::MAX_RECORD_BYTES;
 /// Largest ingest request body: a full batch of the largest records, plus framing.
 pub const MAX_INGEST_BODY_BYTES: usize = MAX_INGEST_RECORDS * MAX_INGEST_RECORD_BYTES + 64 * 1024;
 const MAX_EVENTS_PAGE: i64 = 1_000;
@@ -139,7 +140,7 @@ pub(crate) async fn verify(
     State(s): State<AppState>,
 ) -> Result<axum::Json<VerifyAnswer>, ApiError> {
     require_reader(&caller)?;
-    let report = s.store.verify_evidence().await?;
+    let report = s.store.verify_evidence_trusting(s.tokens.kek()).await?;
     let explanations = report.problems.iter().map(ToString::to_string).collect();
     Ok(axum::Json(VerifyAnswer {
         ok: report.ok(),
@@ -156,9 +157,18 @@ pub(crate) async fn checkpoints(
     State(s): State<AppState>,
 ) -> Result<axum::Json<CheckpointsExport>, ApiError> {
     require_reader(&caller)?;
+    // Only the keys the key-encryption key vouches for: the one to keep elsewhere.
+    let trusted = s.store.trusted_checkpoint_keys(s.tokens.kek()).await?;
+    let keys = s
+        .store
+        .checkpoint_keys()
+        .await?
+        .into_iter()
+        .filter(|k| trusted.contains(&k.public_key))
+        .collect();
     Ok(axum::Json(CheckpointsExport {
         format: CHECKPOINTS_FORMAT.to_owned(),
-        keys: s.store.checkpoint_keys().await?,
+        keys,
         checkpoints: s.store.checkpoints().await?,
         prunes: s.store.prunes().await?,
     }))
@@ -252,20 +262,21 @@ pub struct FlaggedRecord {
 }
 
 /// Marks the records that lack a field their plane's `required_audit_fields` asks for
-/// (the plane is the record's own, else its principal's): they are kept — refusing would
-/// lose the decision — but carry `details.missing_audit_fields`, and are returned.
+/// (the plane is the principal's registered one — a record cannot choose a laxer plane —
+/// else the record's own): they are kept — refusing would lose the decision — but carry
+/// `details.missing_audit_fields`, and are returned.
 fn flag_missing_audit_fields(s: &AppState, events: &mut [Event]) -> Vec<FlaggedRecord> {
     let Ok(engine) = s.engine() else {
         return Vec::new();
     };
     let mut flagged = Vec::new();
     for (index, e) in events.iter_mut().enumerate() {
-        let plane = e.plane.clone().or_else(|| {
-            e.principal
-                .as_deref()
-                .and_then(|p| engine.plane_of(p))
-                .map(str::to_owned)
-        });
+        let plane = e
+            .principal
+            .as_deref()
+            .and_then(|p| engine.plane_of(p))
+            .map(str::to_owned)
+            .or_else(|| e.plane.clone());
         let missing: Vec<String> = engine
             .required_audit_fields(plane.as_deref())
             .iter()
@@ -279,11 +290,15 @@ fn flag_missing_audit_fields(s: &AppState, events: &mut [Event]) -> Vec<FlaggedR
             serde_json::Value::Object(d) => {
                 d.insert("missing_audit_fields".into(), missing.clone().into());
             }
-            details @ serde_json::Value::Null => {
-                *details = serde_json::json!({ "missing_audit_fields": missing });
+            details => {
+                // Details that are not an object are kept whole, beside the mark.
+                let sent = std::mem::take(details);
+                *details = if sent.is_null() {
+                    serde_json::json!({ "missing_audit_fields": missing })
+                } else {
+                    serde_json::json!({ "sent": sent, "missing_audit_fields": missing })
+                };
             }
-            // A record with other details keeps them as sent; the answer still names it.
-            _ => {}
         }
         flagged.push(FlaggedRecord { index, missing });
     }

@@ -113,18 +113,25 @@ impl EvidenceWriter {
     }
 
     /// Appends `events` and waits until they are durable; returns their sequence numbers.
+    /// A full queue is waited on for up to [`RECORD_GRACE`] (a burst of decision records
+    /// must not turn a token's issuance into a refusal), then refused.
     pub async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, EvidenceError> {
         let (ack, done) = oneshot::channel();
-        match self.send(Submission {
+        let s = match self.send(Submission {
             events,
             ack: Some(ack),
         }) {
-            Ok(()) => done.await.map_err(|_| EvidenceError::Stopped),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Err(EvidenceError::Overloaded(self.capacity))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(EvidenceError::Stopped),
+            Ok(()) => return done.await.map_err(|_| EvidenceError::Stopped),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EvidenceError::Stopped),
+            Err(mpsc::error::TrySendError::Full(s)) => s,
+        };
+        match tokio::time::timeout(RECORD_GRACE, self.queue.reserve()).await {
+            Ok(Ok(permit)) => permit.send(s),
+            Ok(Err(_)) => return Err(EvidenceError::Stopped),
+            Err(_) => return Err(EvidenceError::Overloaded(self.capacity)),
         }
+        self.urgent.notify_one();
+        done.await.map_err(|_| EvidenceError::Stopped)
     }
 
     /// Queues `events` without waiting (decision logging off the request path). On a full

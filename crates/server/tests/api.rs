@@ -980,6 +980,26 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert!(body.get("flagged").is_none(), "{body}");
+    // A record cannot pick a laxer plane than its principal's: the root's fields would
+    // not ask for a capability, payments' do.
+    let mut lax = foreign_decision("f-10", &now);
+    lax["plane"] = json!("root");
+    lax["destination"] = json!({"address": "http POST /v1/refunds/42"});
+    lax["details"] = json!("a note");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/audit/ingest",
+            ing,
+            Some(json!({ "records": [lax] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["flagged"][0]["missing"],
+        json!(["policy_version", "capability"]),
+        "{body}"
+    );
     let (_, found) = env
         .call(
             Method::GET,
@@ -989,7 +1009,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         )
         .await;
     let found = found.as_array().unwrap();
-    assert_eq!(found.len(), 3);
+    assert_eq!(found.len(), 4);
     assert_eq!(
         found[0]["source"], "ingest:foreign-pdp",
         "provenance comes from the credential"

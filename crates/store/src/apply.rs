@@ -195,7 +195,30 @@ impl Store {
                     if op == Op::Create {
                         new_identities.push(identity);
                     } else {
+                        let decommissioned = identity.state == LifecycleState::Decommissioned
+                            && current_state != Some(LifecycleState::Decommissioned);
                         update_identity(&mut tx, &identity, &now).await?;
+                        if decommissioned {
+                            // Pinned to `decommissioned` in the repository: revoked as
+                            // when it is removed from it.
+                            crate::revocations::revoke_in_tx(
+                                self.backend,
+                                &mut tx,
+                                &crate::RevokeRequest {
+                                    kind: RevocationKind::Identity,
+                                    target: id.to_owned(),
+                                    reason: format!(
+                                        "decommissioned in the governance repository (configuration version {})",
+                                        current_version + 1
+                                    ),
+                                    revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                                    until: revocation_until,
+                                    decommission: true,
+                                },
+                                actor,
+                            )
+                            .await?;
+                        }
                     }
                 }
             }

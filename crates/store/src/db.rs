@@ -456,6 +456,30 @@ mod tests {
         e
     }
 
+    /// Points registered before points were bound to credentials are bound on upgrade to
+    /// the one live credential of the name they reported with, so no other credential
+    /// can claim them; an ambiguous name leaves them to their next report.
+    #[tokio::test]
+    async fn points_of_an_older_release_are_bound_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        let old = Store::connect_through(&url, 13).await.unwrap();
+        for sql in [
+            "INSERT INTO admin_credentials (id, name, role, token_hash, created_at, created_by) VALUES ('c-edge', 'edge', 'ingestor', 'h1', 't', 'x')",
+            "INSERT INTO admin_credentials (id, name, role, token_hash, created_at, created_by) VALUES ('c-a', 'twin', 'ingestor', 'h2', 't', 'x')",
+            "INSERT INTO admin_credentials (id, name, role, token_hash, created_at, created_by) VALUES ('c-b', 'twin', 'ingestor', 'h3', 't', 'x')",
+            "INSERT INTO enforcement_points (id, kind, name, credential, bundle_version, epoch, registered_at, last_seen, last_seen_unix) VALUES ('gateway:edge', 'gateway', 'edge', 'edge', 1, 0, 't', 't', 0)",
+            "INSERT INTO enforcement_points (id, kind, name, credential, bundle_version, epoch, registered_at, last_seen, last_seen_unix) VALUES ('gateway:twin', 'gateway', 'twin', 'twin', 1, 0, 't', 't', 0)",
+        ] {
+            old.execute_unchecked_for_tests(sql).await.unwrap();
+        }
+        old.close().await;
+        let new = Store::connect(&url).await.unwrap();
+        let owner = new.point_owner("gateway:edge").await.unwrap().unwrap();
+        assert_eq!((owner.credential_id.as_str(), owner.live), ("c-edge", true));
+        assert!(new.point_owner("gateway:twin").await.unwrap().is_none());
+    }
+
     /// A database an older release left (evidence keyed by `seq BIGINT`) keeps its chain,
     /// its searches and its append-only guard across the rebuild around the rowid.
     #[tokio::test]

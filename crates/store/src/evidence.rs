@@ -459,44 +459,39 @@ impl Store {
 
     /// The checkpoint key, created on first use and shared by every replica. Its private
     /// half is stored sealed under the key-encryption key, like the token signing keys:
-    /// whoever can read the database cannot re-sign a rewritten history with it. A key
-    /// stored in plaintext by an older release is sealed in place on first use.
+    /// whoever can read the database cannot re-sign a rewritten history with it.
+    ///
+    /// A key an older release stored in plaintext is sealed in place on first use, and
+    /// the sealing is chained as an `admin.action` event — but only while no sealed key
+    /// exists: once one does, a plaintext row (which anyone able to write the database
+    /// could add) is never used.
     pub async fn checkpoint_signer(&self, kek: &Kek) -> Result<CheckpointSigner, StoreError> {
         let key_err = |e: steward_audit::AuditError| StoreError::Rejected(e.to_string());
-        if let Some(row) =
-            sqlx::query("SELECT id, private_pkcs8 FROM audit_keys ORDER BY created_at DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?
-        {
-            let id: String = row.try_get("id")?;
-            let text: String = row.try_get("private_pkcs8")?;
-            let label = checkpoint_key_label(&id);
-            if !kek.is_sealed(&text) {
-                let der = B64.decode(&text).map_err(|e| StoreError::Corrupt {
-                    what: "checkpoint key",
-                    detail: e.to_string(),
-                })?;
-                let signer = CheckpointSigner::from_pkcs8(&der).map_err(key_err)?;
-                let sealed = kek
-                    .seal(&label, &der)
-                    .map_err(|e| StoreError::Rejected(e.to_string()))?;
-                sqlx::query(
-                    "UPDATE audit_keys SET private_pkcs8 = $1 WHERE id = $2 AND private_pkcs8 = $3",
-                )
-                .bind(sealed)
-                .bind(&id)
-                .bind(&text)
-                .execute(&self.pool)
-                .await?;
-                tracing::warn!(key_id = %id, "the evidence checkpoint key was stored in plaintext by an older release; it is now sealed under the key-encryption key");
-                return Ok(signer);
+        let rows = sqlx::query("SELECT id, private_pkcs8 FROM audit_keys ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            keys.push((
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("private_pkcs8")?,
+            ));
+        }
+        if let Some((id, sealed)) = keys.iter().find(|(_, text)| kek.is_sealed(text)) {
+            if keys.iter().any(|(_, text)| !kek.is_sealed(text)) {
+                tracing::warn!(
+                    "a checkpoint key stored in plaintext sits beside the sealed one; it is not used or trusted"
+                );
             }
-            let der = kek.open(&label, &text).map_err(|e| {
+            let der = kek.open(&checkpoint_key_label(id), sealed).map_err(|e| {
                 StoreError::Rejected(format!(
                     "the evidence checkpoint key `{id}` does not open: {e}"
                 ))
             })?;
             return CheckpointSigner::from_pkcs8(&der).map_err(key_err);
+        }
+        if let Some((id, text)) = keys.first() {
+            return self.seal_legacy_checkpoint_key(kek, id, text).await;
         }
         let (signer, pkcs8) = CheckpointSigner::generate().map_err(key_err)?;
         let sealed = kek
@@ -520,6 +515,83 @@ impl Store {
         }
         tx.commit().await?;
         Box::pin(self.checkpoint_signer(kek)).await
+    }
+
+    /// Seals a checkpoint key an older release stored in plaintext, and chains that it
+    /// did (the upgrade is on record, and an auditor sees if it ever happens again).
+    async fn seal_legacy_checkpoint_key(
+        &self,
+        kek: &Kek,
+        id: &str,
+        text: &str,
+    ) -> Result<CheckpointSigner, StoreError> {
+        let der = B64.decode(text).map_err(|e| StoreError::Corrupt {
+            what: "checkpoint key",
+            detail: e.to_string(),
+        })?;
+        let signer =
+            CheckpointSigner::from_pkcs8(&der).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let sealed = kek
+            .seal(&checkpoint_key_label(id), &der)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE audit_keys SET private_pkcs8 = $1, public_key = $2 WHERE id = $3 AND private_pkcs8 = $4",
+        )
+        .bind(sealed)
+        .bind(signer.public_key())
+        .bind(id)
+        .bind(text)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            let mut e = Event::new(
+                EventKind::AdminAction,
+                uuid::Uuid::now_v7().to_string(),
+                now_rfc3339(),
+            );
+            e.action = Some("checkpoint_key.seal".into());
+            e.principal = Some("steward (system)".into());
+            e.details = serde_json::json!({
+                "key_id": id,
+                "public_key": signer.public_key(),
+                "reason": "a checkpoint key stored in plaintext by an older release, now sealed under the key-encryption key",
+            });
+            append_in_tx(self.backend, &mut tx, &[e]).await?;
+        }
+        tx.commit().await?;
+        tracing::warn!(key_id = %id, "the evidence checkpoint key was stored in plaintext by an older release; it is now sealed under the key-encryption key");
+        Ok(signer)
+    }
+
+    /// The public halves of the checkpoint keys the key-encryption key vouches for: rows
+    /// whose sealed private half opens and matches their public half. A key added by
+    /// someone who can write the database but not read the key-encryption key is not
+    /// among them.
+    pub async fn trusted_checkpoint_keys(&self, kek: &Kek) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id, public_key, private_pkcs8 FROM audit_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut trusted = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let public: String = r.try_get("public_key")?;
+            let sealed: String = r.try_get("private_pkcs8")?;
+            let opened = kek
+                .open(&checkpoint_key_label(&id), &sealed)
+                .ok()
+                .and_then(|der| CheckpointSigner::from_pkcs8(&der).ok());
+            match opened {
+                Some(signer) if signer.public_key() == public && signer.key_id() == id => {
+                    trusted.push(public)
+                }
+                _ => {
+                    tracing::warn!(key_id = %id, "a checkpoint key the key-encryption key does not vouch for is not trusted")
+                }
+            }
+        }
+        Ok(trusted)
     }
 
     /// The checkpoint keys' public halves with their ids and creation times, oldest
@@ -650,9 +722,21 @@ impl Store {
         Ok(deleted as i64)
     }
 
-    /// Verifies the whole chain and every checkpoint, streaming the log in pages.
+    /// Verifies the whole chain and every checkpoint, streaming the log in pages, with
+    /// every checkpoint key the database holds (see [`Store::verify_evidence_trusting`]).
     pub async fn verify_evidence(&self) -> Result<VerifyReport, StoreError> {
         let keys = self.checkpoint_public_keys().await?;
+        self.verify_evidence_with(keys).await
+    }
+
+    /// [`Store::verify_evidence`] trusting only the checkpoint keys the key-encryption
+    /// key vouches for ([`Store::trusted_checkpoint_keys`]): what the control plane does.
+    pub async fn verify_evidence_trusting(&self, kek: &Kek) -> Result<VerifyReport, StoreError> {
+        let keys = self.trusted_checkpoint_keys(kek).await?;
+        self.verify_evidence_with(keys).await
+    }
+
+    async fn verify_evidence_with(&self, keys: Vec<String>) -> Result<VerifyReport, StoreError> {
         let mut verifier = Verifier::new(
             self.checkpoints().await?,
             CheckpointVerifier::new(keys.iter().map(String::as_str)),

@@ -192,10 +192,30 @@ async fn apply_updates_and_decommissions(s: Store) {
             "{r:?}"
         );
     }
+    // Pinning an identity to `decommissioned` in the repository revokes it as well.
+    let mut v3 = v2.clone();
+    let pinned = v3
+        .identities
+        .values_mut()
+        .find(|d| d.state.is_none())
+        .unwrap();
+    pinned.state = Some(LifecycleState::Decommissioned);
+    let pinned = pinned.spiffe_id.to_string();
+    s.apply(&v3, Some(2), &admin()).await.unwrap();
+    let revoked = s.revocations_after(10, 100).await.unwrap();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].target, pinned);
+    assert!(
+        revoked[0]
+            .reason
+            .contains("decommissioned in the governance repository")
+    );
     // A decommission through the lifecycle revokes too, once.
     let active = all
         .iter()
-        .find(|r| r.identity.state == LifecycleState::Active)
+        .find(|r| {
+            r.identity.state == LifecycleState::Active && r.identity.spiffe_id.as_str() != pinned
+        })
         .unwrap()
         .identity
         .spiffe_id
@@ -205,7 +225,7 @@ async fn apply_updates_and_decommissions(s: Store) {
             .await
             .unwrap();
     }
-    let revoked = s.revocations_after(10, 100).await.unwrap();
+    let revoked = s.revocations_after(11, 100).await.unwrap();
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0].target, active);
 }
@@ -1151,6 +1171,58 @@ async fn checkpoint_key_is_sealed_at_rest(s: Store) {
         s.checkpoint_keys().await.unwrap().len(),
         1,
         "no second key was made"
+    );
+    // The upgrade is on record.
+    let sealed_events = s
+        .evidence_search(&steward_store::EvidenceFilter {
+            action: Some("checkpoint_key.seal".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sealed_events.len(), 1);
+    // Someone who can write the database adds a plaintext key of their own, newer than
+    // the sealed one: it is neither used to sign nor trusted to verify.
+    let (forger, forged_pkcs8) = steward_audit::CheckpointSigner::generate().unwrap();
+    let sql = format!(
+        "INSERT INTO audit_keys (id, public_key, private_pkcs8, created_at) VALUES ('{}', '{}', '{}', '2099-01-01T00:00:00Z')",
+        forger.key_id(),
+        forger.public_key(),
+        base64::engine::general_purpose::STANDARD.encode(&forged_pkcs8)
+    );
+    s.execute_unchecked_for_tests(Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.checkpoint_signer(&kek()).await.unwrap().key_id(),
+        legacy.key_id()
+    );
+    assert_eq!(
+        s.trusted_checkpoint_keys(&kek()).await.unwrap(),
+        vec![legacy.public_key()]
+    );
+    let three: Vec<_> = (0..3)
+        .map(|i| decision(i, "spiffe://acme.example/a", "trace-a"))
+        .collect();
+    s.append_evidence(&three).await.unwrap();
+    let head = s.evidence_records(0, 100).await.unwrap().pop().unwrap();
+    let forged = forger.sign(head.seq, &head.hash, "2026-11-23T10:00:00Z");
+    let sql = format!(
+        "INSERT INTO evidence_checkpoints (tree_size, head_hash, time, key_id, signature) VALUES ({}, '{}', '{}', '{}', '{}')",
+        forged.tree_size, forged.head_hash, forged.time, forged.key_id, forged.signature
+    );
+    s.execute_unchecked_for_tests(Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
+    let report = s.verify_evidence_trusting(&kek()).await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, steward_audit::Problem::BadSignature { .. })),
+        "{:?}",
+        report.problems
     );
 }
 
