@@ -24,7 +24,10 @@ pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
 pub use decision_log::{
     DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, MAX_RECORD_BYTES, decision_event,
 };
-pub use point::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, http_address};
+pub use point::{
+    EnforcementPoint, METHOD_OVERRIDE_HEADERS, Outcome, Seen, Unreadable, Verdict, http_address,
+    http_address_checked,
+};
 pub use revocation::{EpochGap, RevocationSet};
 pub use revocation_feed::{FeedConfig, FeedStatus, PointIdentity, RevocationFeed, RevocationHook};
 pub use source::{BundleSource, SourceConfig, SourceStatus};

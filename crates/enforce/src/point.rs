@@ -107,6 +107,44 @@ pub fn http_address(method: &str, request_target: &str) -> Result<OwnedAddress, 
     }
 }
 
+/// Headers some frameworks read to serve another method than the request's own. A request
+/// is decided on its method; one carrying any of these is refused as unreadable, since
+/// the upstream might serve the overriding method instead.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// [`http_address`], refusing a request that carries a method-override header (the first
+/// of [`METHOD_OVERRIDE_HEADERS`] `has` finds).
+pub fn http_address_checked(
+    method: &str,
+    request_target: &str,
+    has: impl Fn(&str) -> bool,
+) -> Result<OwnedAddress, Unreadable> {
+    if let Some(h) = METHOD_OVERRIDE_HEADERS.iter().find(|h| has(h)) {
+        let mut shown: String = request_target
+            .chars()
+            .take(200)
+            .flat_map(char::escape_debug)
+            .collect();
+        if request_target.chars().nth(200).is_some() {
+            shown.push('…');
+        }
+        return Err(Unreadable {
+            address: format!(
+                "http {} {shown}",
+                method.chars().take(16).collect::<String>()
+            ),
+            reason: format!(
+                "a `{h}` header: the upstream may serve another method than the one decided; send the method itself"
+            ),
+        });
+    }
+    http_address(method, request_target)
+}
+
 /// The answer of a check.
 #[derive(Debug, Clone)]
 pub struct Verdict {

@@ -14,7 +14,7 @@ use envoy_types::ext_authz::v3::{
 };
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, http_address};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, http_address_checked};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 
@@ -52,18 +52,21 @@ impl ExtAuthz {
             .is_some_and(|c| c.starts_with("application/grpc"));
         // Envoy passes the request target undecoded (path and query): decided, like at
         // every layer, on its normal form.
-        let target = http_address(method, path).map(|address| match address {
-            OwnedAddress::Http { method, path } if grpc => {
-                match path.as_str().trim_start_matches('/').split_once('/') {
-                    Some((service, method)) => Target::Address(OwnedAddress::Grpc {
-                        service: service.to_owned(),
-                        method: method.to_owned(),
-                    }),
-                    None => Target::Address(OwnedAddress::Http { method, path }),
+        let target =
+            http_address_checked(method, path, |h| headers.contains_key(h)).map(|address| {
+                match address {
+                    OwnedAddress::Http { method, path } if grpc => {
+                        match path.as_str().trim_start_matches('/').split_once('/') {
+                            Some((service, method)) => Target::Address(OwnedAddress::Grpc {
+                                service: service.to_owned(),
+                                method: method.to_owned(),
+                            }),
+                            None => Target::Address(OwnedAddress::Http { method, path }),
+                        }
+                    }
+                    other => Target::Address(other),
                 }
-            }
-            other => Target::Address(other),
-        });
+            });
         let mut seen = Seen {
             token: None,
             proof: Proof::None,

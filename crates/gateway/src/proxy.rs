@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, http_address};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, http_address_checked};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
@@ -189,7 +189,9 @@ impl Proxy {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
-        let address = http_address(req.method().as_str(), req.uri().path());
+        let address = http_address_checked(req.method().as_str(), req.uri().path(), |h| {
+            req.headers().contains_key(h)
+        });
         // What is forwarded is the path decided on, never the raw one: the upstream must
         // not serve another resource than the one policy allowed.
         let forward_path = match &address {

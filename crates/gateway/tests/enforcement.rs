@@ -825,6 +825,44 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
             }
         }
     }
+    // A method override: decided on GET, an upstream honouring it would serve DELETE.
+    for header in steward_enforce::METHOD_OVERRIDE_HEADERS {
+        let (status, body) = raw_request(
+            gw.proxies[0],
+            "GET /v1/charges/ch_1",
+            &[("authorization", &bearer), (header, "DELETE")],
+        )
+        .await;
+        assert_eq!(status, 400, "{header}: {body}");
+        assert!(body.contains(header), "{body}");
+        let (nginx, _) = raw_request(
+            gw.auth.unwrap(),
+            "GET /nginx/auth",
+            &[
+                ("authorization", &bearer),
+                ("x-original-method", "GET"),
+                ("x-original-uri", "/v1/charges/ch_1"),
+                (header, "DELETE"),
+            ],
+        )
+        .await;
+        assert_eq!(nginx, 403, "{header}");
+        let answer = grpc
+            .check(real_servers::check_request(
+                "GET",
+                "/v1/charges/ch_1",
+                Some(&token),
+                Some((header, "DELETE")),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.status.as_ref().unwrap().code,
+            3,
+            "{header}: {answer:?}"
+        );
+    }
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
