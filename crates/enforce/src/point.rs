@@ -73,6 +73,12 @@ pub struct Unreadable {
 impl Unreadable {
     /// An HTTP request whose path [`steward_model::HttpPath`] refused.
     pub fn http(method: &str, raw_path: &str, error: &steward_model::ModelError) -> Self {
+        Self::http_because(method, raw_path, error.to_string())
+    }
+
+    /// An HTTP request refused for `reason`, recorded as what it named: escaped (no raw
+    /// control bytes in the record) and shortened.
+    fn http_because(method: &str, raw_path: &str, reason: String) -> Self {
         let mut shown: String = raw_path
             .chars()
             .take(200)
@@ -88,7 +94,7 @@ impl Unreadable {
             .collect();
         Self {
             address: format!("http {method} {shown}"),
-            reason: error.to_string(),
+            reason,
         }
     }
 }
@@ -124,23 +130,13 @@ pub fn http_address_checked(
     has: impl Fn(&str) -> bool,
 ) -> Result<OwnedAddress, Unreadable> {
     if let Some(h) = METHOD_OVERRIDE_HEADERS.iter().find(|h| has(h)) {
-        let mut shown: String = request_target
-            .chars()
-            .take(200)
-            .flat_map(char::escape_debug)
-            .collect();
-        if request_target.chars().nth(200).is_some() {
-            shown.push('…');
-        }
-        return Err(Unreadable {
-            address: format!(
-                "http {} {shown}",
-                method.chars().take(16).collect::<String>()
-            ),
-            reason: format!(
+        return Err(Unreadable::http_because(
+            method,
+            request_target,
+            format!(
                 "a `{h}` header: the upstream may serve another method than the one decided; send the method itself"
             ),
-        });
+        ));
     }
     http_address(method, request_target)
 }

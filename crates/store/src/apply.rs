@@ -164,23 +164,12 @@ impl Store {
                 (ObjectKind::Identity, Op::Decommission) => {
                     // Decommissioning revokes: its keys stop, and its outstanding tokens
                     // die at every point once the epoch is pushed.
-                    crate::revocations::revoke_in_tx(
-                        self.backend,
-                        &mut tx,
-                        &crate::RevokeRequest {
-                            kind: RevocationKind::Identity,
-                            target: id.to_owned(),
-                            reason: format!(
-                                "removed from the governance repository (configuration version {})",
-                                current_version + 1
-                            ),
-                            revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-                            until: revocation_until,
-                            decommission: true,
-                        },
-                        actor,
-                    )
-                    .await?;
+                    let reason = format!(
+                        "removed from the governance repository (configuration version {})",
+                        current_version + 1
+                    );
+                    decommission_in_tx(self.backend, &mut tx, id, reason, revocation_until, actor)
+                        .await?;
                 }
                 (ObjectKind::Identity, op) => {
                     let Some(want) = desired.identities.get(id) else {
@@ -201,20 +190,16 @@ impl Store {
                         if decommissioned {
                             // Pinned to `decommissioned` in the repository: revoked as
                             // when it is removed from it.
-                            crate::revocations::revoke_in_tx(
+                            let reason = format!(
+                                "decommissioned in the governance repository (configuration version {})",
+                                current_version + 1
+                            );
+                            decommission_in_tx(
                                 self.backend,
                                 &mut tx,
-                                &crate::RevokeRequest {
-                                    kind: RevocationKind::Identity,
-                                    target: id.to_owned(),
-                                    reason: format!(
-                                        "decommissioned in the governance repository (configuration version {})",
-                                        current_version + 1
-                                    ),
-                                    revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-                                    until: revocation_until,
-                                    decommission: true,
-                                },
+                                id,
+                                reason,
+                                revocation_until,
                                 actor,
                             )
                             .await?;
@@ -390,6 +375,33 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Decommissions identity `id` through an identity revocation in the apply's transaction,
+/// in force until `until` (for ever when `None`).
+async fn decommission_in_tx(
+    backend: crate::Backend,
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    reason: String,
+    until: Option<i64>,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    crate::revocations::revoke_in_tx(
+        backend,
+        conn,
+        &crate::RevokeRequest {
+            kind: RevocationKind::Identity,
+            target: id.to_owned(),
+            reason,
+            revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            until,
+            decommission: true,
+        },
+        actor,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `exception.granted`: who published which exception, lifting what, until when.
