@@ -28,6 +28,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
+        check_server_url(base)?;
         let http = reqwest::Client::builder()
             .build()
             .context("cannot build the HTTP client")?;
@@ -72,9 +73,18 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the control plane at {}: is `steward serve` running?",
+        let resp = req.send().await.map_err(|e| {
+            // Say what the usual mistake is: TLS spoken to a plain-HTTP server.
+            let chain = format!("{:#}", anyhow::Error::from(e));
+            let hint = if self.base.starts_with("https://")
+                && (chain.contains("InvalidContentType") || chain.contains("corrupt message"))
+            {
+                " The server answered in plain HTTP: use an http:// URL (or give `steward serve` a [tls] section)."
+            } else {
+                " Is `steward serve` running there (STEWARD_SERVER or --server)?"
+            };
+            anyhow!(
+                "cannot reach the control plane at {}: {chain}.{hint}",
                 self.base
             )
         })?;
@@ -144,4 +154,18 @@ impl Client {
 /// The server error behind an anyhow error, if that is what it is.
 pub fn server_error(e: &anyhow::Error) -> Option<&ServerError> {
     e.downcast_ref::<ServerError>()
+}
+
+/// Refuses a server address that is not an `http://` or `https://` URL with a host,
+/// saying what to write (reqwest's own words for it are "relative URL without a base").
+fn check_server_url(base: &str) -> Result<()> {
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(anyhow!(
+            "the control plane address `{base}` is not a URL: write it with its scheme, e.g. http://127.0.0.1:8470 (STEWARD_SERVER or --server)"
+        )),
+    }
 }

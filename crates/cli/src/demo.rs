@@ -81,7 +81,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         "Bootstrap central-admin credential created (shown once, only its hash stored): {}…",
         token.get(..16).unwrap_or("")
     );
-    let admin = Client::new(&format!("http://{addr}"), Some(token))?;
+    let admin = Client::new(&format!("http://{addr}"), Some(token.clone()))?;
 
     step(
         2,
@@ -426,8 +426,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
 
     if args.keep_running {
+        // A throwaway server's credential: shown whole, so the console can be signed in
+        // to and the CLI pointed at it.
         println!(
-            "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop). Admin credential: export STEWARD_TOKEN=<printed by `steward serve` in real use>."
+            "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop; its data goes with it).\nSign in to http://{addr}/console/ with this demo admin credential, or point the CLI at it:\n  export STEWARD_SERVER=http://{addr}\n  export STEWARD_TOKEN={token}"
         );
         let _ = tokio::signal::ctrl_c().await;
     }

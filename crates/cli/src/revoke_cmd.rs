@@ -184,7 +184,9 @@ async fn verify(client: &Client, epoch: i64, timeout: u64) -> Result<Verificatio
                 "/admin/v1/revocations/{epoch}/verification?wait_secs={left}"
             ))
             .await?;
-        if v.complete || Instant::now() >= deadline {
+        // With no live point the server answers at once: waiting longer shows nothing.
+        let none_live = v.acknowledged.is_empty() && v.lagging.is_empty();
+        if v.complete || none_live || Instant::now() >= deadline {
             return Ok(v);
         }
     }
@@ -235,7 +237,12 @@ pub(crate) fn verification_text(v: &Verification) -> String {
         )
     };
     let live = v.acknowledged.len() + v.lagging.len();
-    if v.complete {
+    if live == 0 {
+        out.push_str(&format!(
+            "NOT verified: no enforcement point is live, so nothing shows epoch {} in force anywhere. Start one (`steward gateway`) or check `steward status`; points catch up on every revocation when they connect.\n",
+            v.epoch
+        ));
+    } else if v.complete {
         out.push_str(&format!(
             "Verified: all {live} live enforcement point(s) applied epoch {} ({} ms of waiting).\n",
             v.epoch, v.waited_ms

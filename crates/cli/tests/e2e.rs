@@ -648,6 +648,33 @@ fn validate_and_config_check_explain_bad_input() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
+    // The example under the default trust domain: one line says which domain it is
+    // written for and how to serve it.
+    let out = steward()
+        .arg("validate")
+        .arg(example_repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("the repository is written for `acme.example`")
+            && stderr.contains("--trust-domain acme.example"),
+        "{stderr}"
+    );
+    // A control-plane address without its scheme says what to write.
+    let out = steward()
+        .args(["identity", "list"])
+        .env("STEWARD_SERVER", "127.0.0.1:8470")
+        .env("STEWARD_TOKEN", "stw_x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("is not a URL") && text(&out).1.contains("http://"),
+        "{}",
+        text(&out).1
+    );
 
     let cfg = tmp.path().join("steward.toml");
     std::fs::write(

@@ -782,6 +782,29 @@ fn check_references(
         }
     }
 
+    // A repository written for another trust domain fails on every identity: say once
+    // which domain it is written for, and how to serve it.
+    let outside: Vec<&str> = identity_docs
+        .iter()
+        .filter(|d| !d.spiffe_id.is_in(trust_domain))
+        .map(|d| d.spiffe_id.trust_domain())
+        .collect();
+    if !identity_docs.is_empty() && outside.len() == identity_docs.len() {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in &outside {
+            *counts.entry(d).or_default() += 1;
+        }
+        if let Some((theirs, _)) = counts.iter().max_by_key(|(_, n)| **n) {
+            diags.push(Diagnostic {
+                file: "(repository)".into(),
+                line: 0,
+                message: format!(
+                    "every identity is outside the trust domain `{trust_domain}`: the repository is written for `{theirs}`. Serve that trust domain (`steward serve --trust-domain {theirs}`, or `trust_domain` in steward.toml, before the first apply), or pass `--trust-domain {theirs}` to offline commands"
+                ),
+            });
+        }
+    }
+
     for doc in identity_docs {
         let id = doc.spiffe_id.to_string();
         let mut problems = Vec::new();

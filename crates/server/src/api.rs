@@ -215,7 +215,9 @@ pub struct PointsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {
     pub epoch: i64,
-    /// Every live point acknowledged the epoch (or a later one).
+    /// At least one point is live and every live point acknowledged the epoch (or a
+    /// later one). With no live point it is `false` at once: nothing shows the revocation
+    /// in force.
     pub complete: bool,
     pub acknowledged: Vec<PointStatus>,
     /// Live points that have not acknowledged it yet (or whose acknowledgement is flagged).

@@ -935,8 +935,12 @@ pub(crate) async fn verification(
                 v.lagging.push(p);
             }
         }
-        v.complete = v.lagging.is_empty();
-        if v.complete || Instant::now() >= deadline {
+        // Verified means every live point applied it — and that there is one: with no
+        // point live, nothing has shown the revocation in force anywhere (and there is
+        // nothing to wait for).
+        let none_live = v.acknowledged.is_empty() && v.lagging.is_empty();
+        v.complete = v.lagging.is_empty() && !none_live;
+        if v.complete || none_live || Instant::now() >= deadline {
             v.waited_ms = started.elapsed().as_millis() as u64;
             return Ok(axum::Json(v));
         }

@@ -383,7 +383,10 @@ use tokens::{
 
 #[path = "api/revocation.rs"]
 mod revocation;
-use revocation::revocations_are_pushed_acknowledged_and_verified;
+use revocation::{
+    revocations_are_pushed_acknowledged_and_verified,
+    verification_without_a_live_point_is_refused_at_once,
+};
 #[path = "api/posture.rs"]
 mod posture;
 use posture::{
@@ -393,6 +396,7 @@ use posture::{
 
 both_backends!(
     revocations_are_pushed_acknowledged_and_verified,
+    verification_without_a_live_point_is_refused_at_once,
     posture_reports_inventory_and_findings,
     access_reviews_attest_and_revoke,
     compliance_report_maps_controls_to_evidence,

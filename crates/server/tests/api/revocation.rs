@@ -135,6 +135,38 @@ pub(crate) async fn token_id(env: &Env, key: &SigningKey) -> String {
     claims["jti"].as_str().unwrap().to_owned()
 }
 
+/// With no enforcement point live, a revocation is not verified — nothing shows it in
+/// force — and the server says so at once instead of waiting out the timeout.
+pub(crate) async fn verification_without_a_live_point_is_refused_at_once(env: Env) {
+    let key = SigningKey::generate().unwrap().0;
+    register_client(&env, &key).await;
+    let jti = token_id(&env, &key).await;
+    let (st, body) = revoke(
+        &env,
+        json!({"kind": "token", "target": jti, "reason": "no point is running yet"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["live_points"], 0);
+    let started = std::time::Instant::now();
+    let (st, v) = env
+        .call(
+            Method::GET,
+            "/admin/v1/revocations/1/verification?wait_secs=20",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["complete"], false, "{v}");
+    assert_eq!(v["acknowledged"], json!([]), "{v}");
+    assert_eq!(v["lagging"], json!([]), "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered without waiting: {v}"
+    );
+}
+
 pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     let key = SigningKey::generate().unwrap().0;
     register_client(&env, &key).await;
