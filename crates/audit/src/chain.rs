@@ -23,21 +23,7 @@ pub fn link(prev_hash: &str, body: &str) -> String {
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
     h.update(body.as_bytes());
-    hex(&h.finalize())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(
-            DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
-        ));
-        s.push(char::from(
-            DIGITS.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'),
-        ));
-    }
-    s
+    hex::encode(h.finalize())
 }
 
 /// The end of the chain: where the next record attaches.

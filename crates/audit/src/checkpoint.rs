@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::AuditError;
-use crate::chain::hex;
 
 /// A signed statement "the log had `tree_size` records ending in `head_hash`".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +151,10 @@ impl CheckpointSigner {
 }
 
 fn key_id(public: &[u8]) -> String {
-    hex(&Sha256::digest(public)).chars().take(16).collect()
+    hex::encode(Sha256::digest(public))
+        .chars()
+        .take(16)
+        .collect()
 }
 
 /// Checks checkpoint signatures against known public keys.

@@ -71,7 +71,7 @@ async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
 fn uuid_like() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// nginx as a plain reverse proxy to `upstream` (no authorization): the peer.

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use steward_governance::PolicyBundle;
+use steward_model::PolicyBundle;
 use steward_model::{Capability, CapabilityId, Identity, Plane, PlaneId, Settings};
 use steward_policy::{Engine, EngineInput};
 use steward_token::{Jwk, PublicKey, SigningKey, Validator, jws};
@@ -130,7 +130,7 @@ impl Bundle {
                 .credentials
                 .public_keys
                 .iter()
-                .filter_map(|k| steward_governance::client_public_key(k).ok())
+                .filter_map(|k| steward_token::client_public_key(k).ok())
                 .collect();
             if !keys.is_empty() {
                 registered_keys.insert(identity.spiffe_id.to_string(), keys);

@@ -1,25 +1,4 @@
-use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// One problem in a governance repository, located in the file that caused it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Diagnostic {
-    /// Path relative to the repository root, `/`-separated.
-    pub file: String,
-    /// 1-based line; 0 when the problem concerns the file as a whole.
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        }
-    }
-}
+use steward_model::Diagnostic;
 
 /// Why a governance repository could not be read or accepted.
 #[derive(Debug, thiserror::Error)]

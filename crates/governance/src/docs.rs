@@ -12,7 +12,7 @@ use steward_model::{
     LifecycleState, OwnerKind, PlaneId, Settings, SpiffeId, TransportMapping,
 };
 
-use crate::parse::Expectation;
+use steward_model::Expectation;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

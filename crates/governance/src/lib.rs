@@ -15,13 +15,15 @@ mod parse;
 mod plan;
 mod source;
 
-pub use diagnostic::{Diagnostic, GovernanceError};
-pub use parse::{
-    Desired, DesiredIdentity, Expectation, PolicyBundle, PolicyFile, PolicyTest, RESERVED_CONTEXT,
-    client_public_key, credential_problems, parse,
-};
+pub use diagnostic::GovernanceError;
+pub use parse::{RESERVED_CONTEXT, credential_problems, parse};
 pub use plan::{
-    Change, FieldChange, MAX_LISTED_CHANGES, ObjectKind, Op, Plan, PlanSummary, State,
-    StoredIdentity, plan,
+    Change, FieldChange, MAX_LISTED_CHANGES, Op, Plan, PlanSummary, State, StoredIdentity, plan,
 };
 pub use source::{MAX_FILE_BYTES, MAX_FILES, SourceFile, read_dir};
+/// What [`parse`] produces: plain data kept in `steward-model`, so what only reads a
+/// configuration does not link this parser.
+pub use steward_model::{
+    Desired, DesiredIdentity, Diagnostic, Expectation, ObjectKind, PolicyBundle, PolicyFile,
+    PolicyTest,
+};

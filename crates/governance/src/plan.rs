@@ -9,43 +9,10 @@ use steward_model::{
     PolicyException, Settings, SpiffeId, TrustedIssuer,
 };
 
-use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile};
+use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, ObjectKind, PolicyFile};
 
 /// Most changes a plan lists in full; the rest are counted in the summary.
 pub const MAX_LISTED_CHANGES: usize = 2_000;
-
-/// The kinds of object a governance repository declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ObjectKind {
-    Settings,
-    Plane,
-    Owner,
-    Capability,
-    Issuer,
-    Policy,
-    ContextAttribute,
-    Exception,
-    Workflow,
-    Identity,
-}
-
-impl fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Settings => "settings",
-            Self::Plane => "plane",
-            Self::Owner => "owner",
-            Self::Capability => "capability",
-            Self::Issuer => "issuer",
-            Self::Policy => "policy",
-            Self::ContextAttribute => "request_context attribute",
-            Self::Exception => "exception",
-            Self::Workflow => "workflow",
-            Self::Identity => "identity",
-        })
-    }
-}
 
 /// What a change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! and the CLI, so a value that exists here has already passed its syntactic checks.
 
 mod capability;
+mod desired;
 mod error;
 mod http_path;
 mod identity;
@@ -20,6 +21,10 @@ mod settings;
 mod spiffe;
 
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
+pub use desired::{
+    Desired, DesiredIdentity, Diagnostic, Expectation, ObjectKind, PolicyBundle, PolicyFile,
+    PolicyTest,
+};
 pub use error::ModelError;
 pub use http_path::{HttpPath, MAX_PATH_BYTES};
 pub use identity::{

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use steward_governance::{Expectation, PolicyTest};
 use steward_model::{Action, Entitlement};
+use steward_model::{Expectation, PolicyTest};
 
 use crate::schema::ACTIONS;
 use crate::{AccessRequest, Decision, Engine, Target};

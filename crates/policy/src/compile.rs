@@ -12,11 +12,11 @@ use cedar_policy::{
     ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
-use steward_governance::{Desired, Diagnostic, ObjectKind, PolicyBundle, PolicyFile};
 use steward_model::{
     Action, Capability, CapabilityId, ContextAttribute, DEFAULT_MAX_EXCEPTION_DAYS, Plane, PlaneId,
     PolicyException, Settings,
 };
+use steward_model::{Desired, Diagnostic, ObjectKind, PolicyBundle, PolicyFile};
 
 use crate::PolicyError;
 use crate::schema::{self, ACTIONS, CAPABILITY_TYPE, PLANE_TYPE};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use steward_governance::PolicyBundle;
+use steward_model::PolicyBundle;
 
 /// Largest line-pair table diffed exactly; bigger files are reported as replaced.
 const MAX_CELLS: usize = 4_000_000;
@@ -178,8 +178,8 @@ fn lines_diff(a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use steward_governance::PolicyFile;
     use steward_model::PlaneId;
+    use steward_model::PolicyFile;
 
     fn bundle(files: &[(&str, &str)]) -> PolicyBundle {
         let mut b = PolicyBundle::default();

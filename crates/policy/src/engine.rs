@@ -12,11 +12,11 @@ use cedar_policy_core::ast::{Context as CoreContext, Value as CedarValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smol_str::SmolStr;
-use steward_governance::{Desired, PolicyBundle};
 use steward_model::{
     Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
     HttpPath, Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
 };
+use steward_model::{Desired, PolicyBundle};
 
 use crate::PolicyError;
 use crate::cache::DecisionCache;

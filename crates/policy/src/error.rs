@@ -1,4 +1,4 @@
-use steward_governance::Diagnostic;
+use steward_model::Diagnostic;
 
 /// Why a policy could not be compiled or an engine built.
 #[derive(Debug, thiserror::Error)]

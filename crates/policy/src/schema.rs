@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid, Schema};
-use steward_governance::Diagnostic;
+use steward_model::Diagnostic;
 use steward_model::{Action, ContextAttribute, ContextType};
 
 use crate::PolicyError;

@@ -32,7 +32,7 @@ pub fn mint() -> Result<Minted, getrandom::Error> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id)?;
     getrandom::fill(&mut secret)?;
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = hex::encode(id);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
     let token = format!("{PREFIX}{id}_{secret}");
     let hash = hash_token(&token);
@@ -50,10 +50,7 @@ pub fn mint_secret() -> Result<String, getrandom::Error> {
 }
 
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -76,14 +76,7 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
             ApiError::internal()
         })?;
     let digest = Sha256::digest(text.as_bytes());
-    let etag = format!(
-        "\"{}\"",
-        digest
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()));
     let signed = Arc::new(SignedBundle {
         generation,
         key_sequence: ring.sequence,

@@ -17,6 +17,21 @@ use crate::TokenError;
 
 /// The one signature algorithm Steward issues and accepts.
 pub const ALG: &str = "ES256";
+/// The verifier for a client key registered on an identity (in the repository or through
+/// the API): the one conversion the token service, the parser and every gateway share.
+pub fn client_public_key(k: &steward_model::ClientKey) -> Result<PublicKey, TokenError> {
+    Jwk {
+        kty: k.kty.clone(),
+        crv: k.crv.clone(),
+        x: k.x.clone(),
+        y: k.y.clone(),
+        kid: Some(k.kid.clone()),
+        alg: k.alg.clone(),
+        use_: None,
+    }
+    .to_public_key()
+}
+
 /// Length of a P-256 coordinate.
 const COORD: usize = 32;
 

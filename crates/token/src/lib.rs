@@ -19,7 +19,7 @@ pub use claims::{Actor, Audience, Claims, Confirmation};
 pub use dpop::{DpopRequest, verify_dpop};
 pub use error::TokenError;
 pub use foreign::{ForeignKeySet, ForeignRules, validate_foreign};
-pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey};
+pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey, client_public_key};
 pub use validate::{Expectations, NoRevocation, Proof, RevocationCheck, Validator};
 
 /// A JWKS document (RFC 7517 §5) for `keys`.

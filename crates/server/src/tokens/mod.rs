@@ -164,7 +164,7 @@ impl Directory {
                 .credentials
                 .public_keys
                 .iter()
-                .filter_map(|k| match steward_governance::client_public_key(k) {
+                .filter_map(|k| match steward_token::client_public_key(k) {
                     Ok(k) => Some(k),
                     Err(e) => {
                         tracing::warn!(identity = %i.spiffe_id, kid = %k.kid, error = %e, "registered key ignored");
