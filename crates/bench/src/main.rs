@@ -270,7 +270,7 @@ fn sample_event(n: usize) -> steward_audit::Event {
     let mut e = Event::new(
         EventKind::AccessDecision,
         format!("bench-{n}"),
-        steward_store::now_rfc3339(),
+        steward_model::timestamp::now(),
     );
     // 10,000 identities in no particular order, as a busy control plane sees them.
     e.principal = Some(format!(

@@ -13,9 +13,7 @@ use steward_audit::{Event, EventKind, Outcome};
 
 fn event(n: usize, identities: usize, capabilities: usize, now: time::OffsetDateTime) -> Event {
     let age = time::Duration::seconds((n as i64 * 7919) % (29 * 86_400));
-    let at = (now - age)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let at = steward_model::timestamp::format(now - age);
     let mut e = Event::new(EventKind::AccessDecision, format!("pb-{n}"), at);
     let i = (n * 31) % identities;
     e.principal = Some(steward_testkit::scaled_identity(i));

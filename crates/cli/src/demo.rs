@@ -364,7 +364,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         )
         .await?;
     let foreign = serde_json::json!({ "records": [{
-        "schema": steward_audit::SCHEMA, "id": "edge-0001", "time": steward_store::now_rfc3339(),
+        "schema": steward_audit::SCHEMA, "id": "edge-0001", "time": steward_model::timestamp::now(),
         "kind": "access.decision", "principal": "spiffe://acme.example/ns/payments/sa/payments-api",
         "action": "invoke", "destination": { "capability": "payments.refund", "address": "http POST /v1/refunds/42" },
         "decision": { "outcome": "deny", "reasons": ["refund above the agent cap"] },

@@ -109,10 +109,7 @@ pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Ve
     )
     .await?;
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
-    let expires_at = expires
-        .replace_nanosecond(0)
-        .unwrap_or(expires)
-        .format(&time::format_description::well_known::Rfc3339)?;
+    let expires_at = steward_model::timestamp::format(expires);
     let mut with_exception = files.to_vec();
     with_exception.push(SourceFile {
         path: "exceptions-incident.yaml".into(),

@@ -992,7 +992,7 @@ fn acknowledged_evidence_survives_kill9(backing: Backing) {
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for b in 0.. {
-                    let now = steward_store::now_rfc3339();
+                    let now = steward_model::timestamp::now();
                     let ids: Vec<String> = (0..10).map(|i| format!("w{w}-b{b}-{i}")).collect();
                     let records: Vec<_> = ids
                         .iter()

@@ -279,8 +279,7 @@ pub fn decision_event(
     let mut e = Event::new(
         EventKind::AccessDecision,
         crate::trace::event_id(now),
-        now.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        steward_model::timestamp::format(now),
     );
     e.plane = d.plane.clone();
     e.principal = principal;

@@ -259,8 +259,8 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                     ),
                 );
             }
-            match time::OffsetDateTime::parse(&e.expires_at, &time::format_description::well_known::Rfc3339) {
-                Ok(expires_at) => {
+            match steward_model::timestamp::parse(&e.expires_at) {
+                Some(expires_at) => {
                     desired.exceptions.insert(
                         e.id.clone(),
                         PolicyException {
@@ -275,7 +275,7 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                         },
                     );
                 }
-                Err(_) => cx.err(line, format!("exception `{}`: `expires_at` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{}`", e.id, e.expires_at)),
+                None => cx.err(line, format!("exception `{}`: `expires_at` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{}`", e.id, e.expires_at)),
             }
         }
         for w in doc.workflows {
@@ -308,12 +308,10 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
             let nth = names_seen.entry(t.name.clone()).or_insert(0);
             let line = index.line_of("name", &t.name, *nth);
             *nth += 1;
-            let at = match t.at.as_deref().map(|a| {
-                time::OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339)
-            }) {
+            let at = match t.at.as_deref().map(steward_model::timestamp::parse) {
                 None => None,
-                Some(Ok(at)) => Some(at),
-                Some(Err(_)) => {
+                Some(Some(at)) => Some(at),
+                Some(None) => {
                     cx.err(
                         line,
                         format!("policy test `{}`: `at` must be an RFC 3339 time", t.name),

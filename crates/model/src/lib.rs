@@ -19,6 +19,7 @@ mod revocation;
 mod role;
 mod settings;
 mod spiffe;
+pub mod timestamp;
 
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
 pub use desired::{

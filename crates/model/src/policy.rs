@@ -71,9 +71,7 @@ impl fmt::Display for PolicyException {
             self.id,
             self.principal,
             self.capability,
-            self.expires_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
+            crate::timestamp::format(self.expires_at)
         )
     }
 }

@@ -209,7 +209,7 @@ pub fn replay(candidate: &Engine, recorded: &[RecordedDecision]) -> Vec<Flip> {
             let d = candidate.decide_uncached(&r.request);
             (d.allowed != r.allowed).then(|| Flip {
                 event_id: r.event_id.clone(),
-                time: crate::engine::rfc3339(r.request.at),
+                time: steward_model::timestamp::format(r.request.at),
                 principal: r.request.principal.clone(),
                 capability: d.capability.clone(),
                 action: d.action,

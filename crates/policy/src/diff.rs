@@ -48,7 +48,7 @@ pub fn bundle_diff(old: &PolicyBundle, new: &PolicyBundle) -> String {
                     e.lifts.join(", "),
                     e.principal,
                     e.capability,
-                    crate::engine::rfc3339(e.expires_at),
+                    steward_model::timestamp::format(e.expires_at),
                     e.owner,
                     e.ticket
                 )

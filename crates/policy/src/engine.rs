@@ -507,7 +507,7 @@ impl Engine {
                             e.id,
                             e.ticket,
                             e.owner,
-                            rfc3339(e.expires_at)
+                            steward_model::timestamp::format(e.expires_at)
                         ));
                     }
                     d.exceptions.push(e.id.clone());
@@ -629,11 +629,6 @@ fn deny(mut d: Decision, reason: impl Into<String>) -> Decision {
     d.allowed = false;
     d.reasons.push(reason.into());
     d
-}
-
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// The value of `datetime("…")` for a request time. Making it parses the extension's name

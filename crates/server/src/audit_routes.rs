@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
+use steward_model::timestamp;
 
 use steward_audit::{
     CHECKPOINTS_FORMAT, CheckpointsExport, Event, EventKind, Record, SCHEMA, VerifyReport,
@@ -53,17 +54,17 @@ pub(crate) struct EventsQuery {
     order: Option<String>,
 }
 
-fn rfc3339(field: &str, v: &Option<String>) -> Result<(), ApiError> {
-    if let Some(t) = v {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
-            |_| {
-                ApiError::bad_request(format!(
-                    "`{field}` `{t}` is not an RFC 3339 time like 2026-11-23T10:00:00Z"
-                ))
-            },
-        )?;
-    }
-    Ok(())
+/// A time bound from a query, rewritten in the stored form so the store can compare it
+/// with stored times as text.
+fn time_bound(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    v.map(|t| {
+        timestamp::normalize(&t).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`{field}` `{t}` is not an RFC 3339 time like 2026-11-23T10:00:00Z"
+            ))
+        })
+    })
+    .transpose()
 }
 
 pub(crate) async fn events(
@@ -98,8 +99,8 @@ pub(crate) async fn events(
             "`decision` must be `allow` or `deny`, not `{d}`"
         )));
     }
-    rfc3339("since", &q.since)?;
-    rfc3339("until", &q.until)?;
+    let since = time_bound("since", q.since)?;
+    let until = time_bound("until", q.until)?;
     let newest_first = match q.order.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -117,8 +118,8 @@ pub(crate) async fn events(
         capability: q.capability,
         outcome: q.decision,
         correlation_id: q.correlation_id,
-        since: q.since,
-        until: q.until,
+        since,
+        until,
         after_seq: q.after,
         newest_first,
         limit,
@@ -347,8 +348,8 @@ fn check_record(
     if e.decision.outcome.is_none() {
         return Err("`decision.outcome` (`allow` or `deny`) is required".into());
     }
-    let at = time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("`time` `{}` is not an RFC 3339 time", e.time))?;
+    let at = timestamp::parse(&e.time)
+        .ok_or_else(|| format!("`time` `{}` is not an RFC 3339 time", e.time))?;
     let (drift, allowed) = if at > now {
         (at - now, window.future)
     } else {
@@ -363,6 +364,8 @@ fn check_record(
             allowed.as_secs()
         ));
     }
+    // Kept in the stored form, so searches by time find it like any other event.
+    e.time = timestamp::format(at);
     // Provenance is the credential's, never the record's own claim.
     e.source = format!("{kind}:{source}");
     if e.enforcement_point.is_none() {
@@ -495,9 +498,7 @@ pub(crate) async fn timeline(
             "`hours` must be between 1 and 744 (31 days)",
         ));
     }
-    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|_| ApiError::internal())?;
+    let since = timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::hours(hours));
     s.store.roll_up_usage(i64::MAX).await?;
     Ok(axum::Json(
         s.store

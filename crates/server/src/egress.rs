@@ -129,7 +129,7 @@ pub(crate) async fn release(
     let mut event = steward_audit::Event::new(
         steward_audit::EventKind::AdminAction,
         uuid::Uuid::now_v7().to_string(),
-        steward_store::now_rfc3339(),
+        steward_model::timestamp::now(),
     );
     event.action = Some("egress_secret.release".into());
     event.principal = Some(actor.label());

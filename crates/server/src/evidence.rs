@@ -338,10 +338,7 @@ pub fn spawn_retention(
         let mut tick = tokio::time::interval(RETENTION_EVERY);
         loop {
             tick.tick().await;
-            let cutoff = time::OffsetDateTime::now_utc() - keep;
-            let Ok(cutoff) = cutoff.format(&time::format_description::well_known::Rfc3339) else {
-                continue;
-            };
+            let cutoff = steward_model::timestamp::format(time::OffsetDateTime::now_utc() - keep);
             // Usage totals must have seen the events before they go.
             if let Err(e) = store.roll_up_usage(i64::MAX).await {
                 tracing::error!(error = %e, "usage roll-up failed; retention waits for it");

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use steward_model::timestamp;
 use steward_model::{IdentityKind, LifecycleState, PlaneId, effective_settings};
 use steward_store::{IdentityFilter, IdentityRecord};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -234,15 +234,6 @@ fn days(field: &str, v: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
-
-fn parse(t: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(t, &Rfc3339).ok()
-}
-
 /// What the evidence says one identity did in the window.
 #[derive(Default)]
 struct Used {
@@ -456,7 +447,7 @@ async fn compute(
 ) -> Result<PostureReport, ApiError> {
     let now = OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
-    let since = rfc3339(now - time::Duration::days(window_days.max(stale_days) as i64));
+    let since = timestamp::format(now - time::Duration::days(window_days.max(stale_days) as i64));
     let settings = PlaneSettings::load(s).await?;
     let exceptions = s
         .store
@@ -500,7 +491,7 @@ async fn compute(
     // task keeps it within seconds, so this is usually a no-op).
     s.store.roll_up_usage(i64::MAX).await?;
     let mut used: HashMap<String, Used> = HashMap::new();
-    let window_start = rfc3339(now - time::Duration::days(window_days as i64));
+    let window_start = timestamp::format(now - time::Duration::days(window_days as i64));
     for t in s.store.usage_totals_since(&since, only.as_deref()).await? {
         used.entry(t.principal.clone())
             .or_default()
@@ -511,7 +502,10 @@ async fn compute(
     );
     let active: HashMap<String, i64> = s
         .store
-        .active_tokens(&rfc3339(now - longest_token), &rfc3339(now))
+        .active_tokens(
+            &timestamp::format(now - longest_token),
+            &timestamp::format(now),
+        )
         .await?
         .into_iter()
         .collect();
@@ -582,14 +576,14 @@ async fn compute(
     let analysed = started.elapsed();
     let mut inventory = Vec::with_capacity(records.len());
     let mut findings = Vec::new();
-    let stale_cutoff = rfc3339(now - time::Duration::days(stale_days as i64));
+    let stale_cutoff = timestamp::format(now - time::Duration::days(stale_days as i64));
     for r in &records {
         let i = &r.identity;
         let id = i.spiffe_id.to_string();
         let u = used.remove(&id).unwrap_or_default();
         let secret_age = secrets
             .get(&id)
-            .and_then(|t| parse(t))
+            .and_then(|t| timestamp::parse(t))
             .map(|t| (now - t).whole_days());
         let credentials = CredentialSummary {
             registered_keys: i.credentials.public_keys.len(),
@@ -644,7 +638,7 @@ async fn compute(
             i.classification,
         ));
         if let Some(cadence) = settings.review_cadence_days {
-            let cutoff = rfc3339(now - time::Duration::days(cadence as i64));
+            let cutoff = timestamp::format(now - time::Duration::days(cadence as i64));
             findings.extend(unreviewed(&item, cadence, &cutoff));
         }
         inventory.push(item);
@@ -675,7 +669,7 @@ async fn compute(
                     e.capability,
                     left.whole_hours()
                 ),
-                json!({"expires_at": rfc3339(e.expires_at), "ticket": e.ticket, "reason": e.reason, "principal": e.principal, "capability": e.capability}),
+                json!({"expires_at": timestamp::format(e.expires_at), "ticket": e.ticket, "reason": e.reason, "principal": e.principal, "capability": e.capability}),
             ));
         }
     }
@@ -711,7 +705,7 @@ async fn compute(
     );
     let summary = summarise(&inventory, &findings, effective.len());
     Ok(PostureReport {
-        generated_at: rfc3339(now),
+        generated_at: timestamp::format(now),
         window_days,
         stale_days,
         summary,
@@ -898,7 +892,7 @@ fn identity_findings(
 /// The pair of client keys whose periods of use overlap the longest, if longer than
 /// [`SHARED_OVERLAP`].
 fn shared_keys(keys: &[ClientKeyUse]) -> Option<(&ClientKeyUse, &ClientKeyUse, time::Duration)> {
-    let period = |k: &ClientKeyUse| Some((parse(&k.first)?, parse(&k.last)?));
+    let period = |k: &ClientKeyUse| Some((timestamp::parse(&k.first)?, timestamp::parse(&k.last)?));
     let mut best = None;
     for (i, a) in keys.iter().enumerate() {
         for b in keys.iter().skip(i + 1) {

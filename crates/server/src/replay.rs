@@ -45,11 +45,7 @@ pub(crate) async fn dry_run(
         .store
         .evidence_search(&EvidenceFilter {
             kind: Some("access.decision".into()),
-            since: Some(
-                since
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-            ),
+            since: Some(steward_model::timestamp::format(since)),
             newest_first: true,
             limit: MAX_REPLAY,
             ..Default::default()

@@ -8,10 +8,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use steward_model::timestamp;
 use steward_model::{LifecycleState, PlaneId, RevocationKind, Role};
 use steward_store::{Campaign, IdentityFilter, NewItem, ReviewItem};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -52,11 +52,6 @@ pub(crate) struct DecisionRequest {
 pub struct CampaignView {
     pub campaign: Campaign,
     pub items: Vec<ReviewItem>,
-}
-
-fn fmt(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 /// `POST /admin/v1/reviews`: starts a campaign.
@@ -131,7 +126,7 @@ pub(crate) async fn start(
             }
             let cadence = settings.of(&i.plane).review_cadence_days;
             cadence.is_some_and(|days| {
-                let cutoff = fmt(now - time::Duration::days(days as i64));
+                let cutoff = timestamp::format(now - time::Duration::days(days as i64));
                 last.get(i.spiffe_id.as_str()).is_none_or(|at| *at < cutoff)
             })
         })
@@ -172,7 +167,7 @@ pub(crate) async fn start(
     .await
     .map_err(|_| ApiError::internal())?;
     let id = format!("rev-{}", &uuid::Uuid::now_v7().simple().to_string()[..12]);
-    let due_at = fmt(now + time::Duration::days(due_days as i64));
+    let due_at = timestamp::format(now + time::Duration::days(due_days as i64));
     let campaign = s
         .store
         .create_campaign(

@@ -391,7 +391,7 @@ async fn token_expiry(
     if uuid::Uuid::parse_str(jti).is_err() {
         return Ok(None);
     }
-    let since = rfc3339(now - window);
+    let since = steward_model::timestamp::from_unix(now - window);
     let issued = s.store.issued_token(jti, &since).await?;
     let Some(event) = issued else {
         return Ok(None);
@@ -400,10 +400,7 @@ async fn token_expiry(
         .details
         .get("expires_at")
         .and_then(serde_json::Value::as_str)
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(|t| t.unix_timestamp())
+        .and_then(steward_model::timestamp::to_unix)
         .unwrap_or(now + window);
     if exp <= now {
         return Err(ApiError::new(
@@ -413,16 +410,6 @@ async fn token_expiry(
         ));
     }
     Ok(Some(exp))
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 #[derive(Deserialize)]
@@ -732,7 +719,7 @@ async fn speaks_only_for_its_own_points(
     if foreign.is_empty() && taken_over.is_empty() {
         return Ok(());
     }
-    let now = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp());
+    let now = steward_model::timestamp::now();
     let event = |action: &str, points: &[(String, String)]| {
         let mut e = Event::new(
             EventKind::AdminAction,
@@ -816,7 +803,7 @@ fn acknowledged_evidence(
     credential: &str,
     body: &ReportBody,
 ) -> (Vec<Event>, Vec<(String, i64)>) {
-    let now = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp());
+    let now = steward_model::timestamp::now();
     let mut events = Vec::new();
     let mut moved = Vec::new();
     for p in &body.points {

@@ -958,7 +958,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         .await;
     assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
 
-    let now = steward_store::now_rfc3339();
+    let now = steward_model::timestamp::now();
     let (st, body) = env.call(Method::POST, "/admin/v1/audit/ingest", ing, Some(json!({ "records": [foreign_decision("f-1", &now), foreign_decision("f-2", &now)] }))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["accepted"], 2);

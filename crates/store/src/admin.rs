@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use steward_model::{AdminRole, PlaneId, Role};
 
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// Who is making a change, as recorded in the admin change log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub(crate) async fn record_change(
     before: Option<String>,
     after: Option<String>,
 ) -> Result<(), StoreError> {
-    let at = now_rfc3339();
+    let at = steward_model::timestamp::now();
     sqlx::query("INSERT INTO admin_changes (at, actor, role, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&at)
         .bind(actor.label())
@@ -205,7 +205,7 @@ impl Store {
             .bind(new.role.kind().as_str())
             .bind(new.role.plane().map(|p| p.to_string()))
             .bind(&new.token_hash)
-            .bind(now_rfc3339())
+            .bind(steward_model::timestamp::now())
             .bind(actor.label())
             .execute(&mut *tx)
             .await?;
@@ -255,7 +255,7 @@ impl Store {
         let res = sqlx::query(
             "UPDATE admin_credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
-        .bind(now_rfc3339())
+        .bind(steward_model::timestamp::now())
         .bind(id)
         .execute(&mut *tx)
         .await?;

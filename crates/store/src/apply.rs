@@ -9,7 +9,7 @@ use steward_model::{Identity, LifecycleState, RevocationKind};
 use crate::admin::{Actor, record_change};
 use crate::registry::{insert_identities, load_state};
 use crate::rows::json;
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// The outcome of an apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ impl Store {
                 plan,
             });
         }
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let mut new_identities: Vec<Identity> = Vec::new();
         for change in &plan.changes {
             let id = change.id.as_str();
@@ -332,11 +332,8 @@ impl Store {
         e: &steward_model::PolicyException,
         policy_version: i64,
     ) -> Result<bool, StoreError> {
-        let expires_at = e
-            .expires_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let now = now_rfc3339();
+        let expires_at = steward_model::timestamp::format(e.expires_at);
+        let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
         let known =
             sqlx::query("SELECT 1 AS x FROM exception_expiries WHERE id = $1 AND expires_at = $2")
@@ -424,7 +421,7 @@ fn exception_event(
     ev.details = serde_json::json!({
         "exception": e.id,
         "lifts": e.lifts,
-        "expires_at": e.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "expires_at": steward_model::timestamp::format(e.expires_at),
         "owner": e.owner,
         "ticket": e.ticket,
         "reason": e.reason,

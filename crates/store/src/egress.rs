@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use crate::admin::record_change;
-use crate::{Actor, Store, StoreError, now_rfc3339};
+use crate::{Actor, Store, StoreError};
 
 /// One egress secret as stored (sealed).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,7 +58,7 @@ impl Store {
         description: &str,
         actor: &Actor,
     ) -> Result<String, StoreError> {
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
         let replaced = sqlx::query("DELETE FROM egress_secrets WHERE id = $1")
             .bind(id)

@@ -13,7 +13,7 @@ use steward_audit::{
 use steward_token::Kek;
 
 use crate::rows::{from_json, multi_insert};
-use crate::{Backend, Store, StoreError, now_rfc3339};
+use crate::{Backend, Store, StoreError};
 
 /// An event as stored: its place in the chain and the event itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -451,7 +451,7 @@ impl Store {
         if exists.is_some() {
             return Ok(None);
         }
-        let cp = signer.sign(head.seq, &head.hash, &now_rfc3339());
+        let cp = signer.sign(head.seq, &head.hash, &steward_model::timestamp::now());
         insert_checkpoint(&mut tx, &cp).await?;
         tx.commit().await?;
         Ok(Some(cp))
@@ -507,7 +507,7 @@ impl Store {
                 .bind(signer.key_id())
                 .bind(signer.public_key())
                 .bind(sealed)
-                .bind(now_rfc3339())
+                .bind(steward_model::timestamp::now())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -549,7 +549,7 @@ impl Store {
             let mut e = Event::new(
                 EventKind::AdminAction,
                 uuid::Uuid::now_v7().to_string(),
-                now_rfc3339(),
+                steward_model::timestamp::now(),
             );
             e.action = Some("checkpoint_key.seal".into());
             e.principal = Some("steward (system)".into());
@@ -685,7 +685,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get("hash")?;
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let exists = sqlx::query("SELECT head_hash FROM evidence_checkpoints WHERE tree_size = $1")
             .bind(through)
             .fetch_optional(&mut *tx)

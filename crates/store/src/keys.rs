@@ -6,7 +6,7 @@
 use sqlx::Row;
 
 use crate::admin::{Actor, record_change};
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// One signing key row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl Store {
         publish_until: &str,
         actor: &Actor,
     ) -> Result<Option<String>, StoreError> {
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
         let old: Option<String> =
             sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
@@ -168,7 +168,7 @@ impl Store {
         secret_hash: &str,
         actor: &Actor,
     ) -> Result<String, StoreError> {
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
         let replaced = sqlx::query("DELETE FROM client_secrets WHERE spiffe_id = $1")
             .bind(spiffe_id)

@@ -37,10 +37,3 @@ pub use revocations::{
     CHANGE_CHANNEL, PointOwner, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest,
 };
 pub use usage::{RollUp, UsageTotal};
-
-/// The current time as RFC 3339 text, the stored form of every timestamp.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
-}

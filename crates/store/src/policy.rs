@@ -9,7 +9,7 @@ use steward_governance::PolicyBundle;
 
 use crate::admin::{Actor, record_change};
 use crate::rows::{from_json, json};
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// One published policy version (without its body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +181,7 @@ async fn insert_version(
     let v = PolicyVersion {
         version: latest + 1,
         config_version,
-        created_at: now_rfc3339(),
+        created_at: steward_model::timestamp::now(),
         created_by: format!("{} ({})", actor.name, actor.credential_id),
         reason: reason.to_owned(),
         digest: bundle.digest(),

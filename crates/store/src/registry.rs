@@ -11,7 +11,7 @@ use steward_model::{
 
 use crate::admin::{Actor, record_change};
 use crate::rows::{IDENTITY_COLUMNS, from_json, identity, identity_record, json};
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// An identity with its registry bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +278,7 @@ impl Store {
                 id: new.spiffe_id.to_string(),
             });
         }
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         insert_identities(
             self.backend,
             &mut tx,
@@ -380,7 +380,7 @@ impl Store {
             Some(_) => {}
         }
         sqlx::query("UPDATE owners SET removed_at = $1 WHERE id = $2")
-            .bind(now_rfc3339())
+            .bind(steward_model::timestamp::now())
             .bind(owner)
             .execute(&mut *tx)
             .await?;
@@ -478,7 +478,7 @@ pub(crate) async fn change_state_in_tx(
     if before.state != to {
         sqlx::query("UPDATE identities SET state = $1, updated_at = $2 WHERE spiffe_id = $3")
             .bind(to.as_str())
-            .bind(now_rfc3339())
+            .bind(steward_model::timestamp::now())
             .bind(spiffe_id)
             .execute(&mut *conn)
             .await?;

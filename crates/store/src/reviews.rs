@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::admin::Actor;
 use crate::rows::{from_json, json};
-use crate::{Store, StoreError, now_rfc3339};
+use crate::{Store, StoreError};
 
 /// A campaign and its progress.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -77,7 +77,7 @@ impl Store {
         items: &[NewItem],
         actor: &Actor,
     ) -> Result<Campaign, StoreError> {
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO review_campaigns (id, name, plane, created_at, created_by, due_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
@@ -215,7 +215,7 @@ impl Store {
                 before.decided_by.as_deref().unwrap_or("?")
             )));
         }
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         sqlx::query("UPDATE review_items SET decision = $1, reduce = $2, note = $3, decided_by = $4, decided_at = $5 WHERE campaign_id = $6 AND spiffe_id = $7")
             .bind(decision)
             .bind((!reduce.is_empty()).then(|| json(&reduce)))

@@ -12,7 +12,7 @@ use steward_model::{LifecycleState, PlaneId, Revocation, RevocationKind};
 
 use crate::admin::{Actor, record_change};
 use crate::registry::change_state_in_tx;
-use crate::{Backend, Store, StoreError, now_rfc3339};
+use crate::{Backend, Store, StoreError};
 
 /// The PostgreSQL notification channel a committed revocation is announced on.
 pub const REVOCATION_CHANNEL: &str = "steward_revocations";
@@ -189,7 +189,7 @@ impl Store {
         if reports.is_empty() {
             return Ok(());
         }
-        let now = now_rfc3339();
+        let now = steward_model::timestamp::now();
         let unix = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut tx = self.begin_light().await?;
         for p in reports {
@@ -286,7 +286,7 @@ async fn retire_key(conn: &mut sqlx::AnyConnection, kid: &str) -> Result<(), Sto
         )));
     }
     sqlx::query("UPDATE signing_keys SET publish_until = $1 WHERE kid = $2")
-        .bind(now_rfc3339())
+        .bind(steward_model::timestamp::now())
         .bind(kid)
         .execute(&mut *conn)
         .await?;
@@ -425,7 +425,7 @@ pub(crate) async fn revoke_in_tx(
     .bind(crate::rows::json(&r.planes))
     .bind(&r.reason)
     .bind(&r.actor)
-    .bind(now_rfc3339())
+    .bind(steward_model::timestamp::now())
     .execute(&mut *conn)
     .await?;
     record_change(

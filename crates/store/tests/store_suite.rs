@@ -1091,7 +1091,7 @@ async fn an_exception_expiry_is_recorded_once(s: Store) {
     );
     assert_eq!(
         events[0].event.details["expires_at"],
-        "2026-11-30T00:00:00Z"
+        "2026-11-30T00:00:00.000Z"
     );
     assert_eq!(events[1].event.policy_version, Some(4));
     assert!(s.verify_evidence().await.unwrap().ok());

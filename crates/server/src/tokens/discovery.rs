@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{KeyRing, now_unix, parse_time, rfc3339};
+use super::{KeyRing, now_unix};
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -101,7 +101,10 @@ pub async fn keys_list(
     let keys: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let until = r.publish_until.as_deref().and_then(parse_time);
+            let until = r
+                .publish_until
+                .as_deref()
+                .and_then(steward_model::timestamp::to_unix);
             let state = match (&r.retired_at, until) {
                 (None, _) => "signing",
                 (Some(_), Some(u)) if u > now => "verifying",
@@ -136,6 +139,6 @@ pub async fn keys_rotate(
         "kid": kid,
         "previous": previous,
         "previous_verifies_until": previous.as_ref().map(|_| until),
-        "checked_at": rfc3339(now_unix()),
+        "checked_at": steward_model::timestamp::from_unix(now_unix()),
     })))
 }

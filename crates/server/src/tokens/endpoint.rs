@@ -18,7 +18,7 @@ use steward_token::{
     decode_client_assertion, jws, verify_dpop,
 };
 
-use super::{TokenService, now_unix, rfc3339};
+use super::{TokenService, now_unix};
 use crate::AppState;
 
 /// `grant_type` values.
@@ -719,7 +719,11 @@ fn clip(s: &str) -> String {
 }
 
 fn event(kind: EventKind, attempt: &Attempt) -> Event {
-    let mut e = Event::new(kind, uuid::Uuid::now_v7().to_string(), rfc3339(now_unix()));
+    let mut e = Event::new(
+        kind,
+        uuid::Uuid::now_v7().to_string(),
+        steward_model::timestamp::from_unix(now_unix()),
+    );
     e.principal = attempt.principal.clone();
     e.plane = attempt.plane.clone();
     e.action = attempt.grant_type.as_deref().map(clip);
@@ -742,7 +746,7 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         "audience": issued.claims.aud,
         "scope": issued.claims.scope,
         "environment": issued.claims.environment,
-        "expires_at": rfc3339(issued.claims.exp),
+        "expires_at": steward_model::timestamp::from_unix(issued.claims.exp),
         "ttl_secs": issued.ttl,
         "signing_kid": issued.kid,
         "binding": issued.claims.cnf.as_ref().map(|c| json!({"dpop_jkt": c.jkt, "x5t#S256": c.x5t_s256})),

@@ -136,12 +136,7 @@ async fn approver_approval(
         let listed = approvers
             .iter()
             .any(|name| a.approved_by.starts_with(&format!("{name} (")));
-        listed
-            && time::OffsetDateTime::parse(
-                &a.expires_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .is_ok_and(|until| until > now)
+        listed && steward_model::timestamp::parse(&a.expires_at).is_some_and(|until| until > now)
     });
     match active {
         Some(a) => Ok(format!(
@@ -240,8 +235,8 @@ pub async fn approve_route(
         workflow: id,
         requester: req.requester,
         approved_by: caller.0.label(),
-        approved_at: super::rfc3339(now),
-        expires_at: super::rfc3339(now + secs as i64),
+        approved_at: steward_model::timestamp::from_unix(now),
+        expires_at: steward_model::timestamp::from_unix(now + secs as i64),
         note: req.note,
     };
     s.store.approve_jit(&approval, &caller.0).await?;

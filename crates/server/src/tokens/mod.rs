@@ -19,7 +19,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use steward_governance::State;
 use steward_model::{IdentityKind, LifecycleState, effective_settings};
-use steward_store::{Actor, SigningKeyRow, Store, now_rfc3339};
+use steward_store::{Actor, SigningKeyRow, Store};
 use steward_token::{Kek, PublicKey, ReplayCache, SigningKey, Validator};
 
 use crate::config::{KekSource, TokenConfig};
@@ -152,7 +152,7 @@ impl Directory {
             let i = &stored.identity;
             let secret = by_id.remove(i.spiffe_id.as_str()).map(|s| ClientSecret {
                 hash: s.secret_hash.clone(),
-                created: parse_time(&s.created_at).unwrap_or(0),
+                created: steward_model::timestamp::to_unix(&s.created_at).unwrap_or(0),
             });
             if i.credentials.public_keys.is_empty()
                 && secret.is_none()
@@ -309,7 +309,8 @@ impl TokenService {
         actor: &Actor,
     ) -> Result<(String, Option<String>, String), StartError> {
         let row = new_key_row(&self.kek)?;
-        let until = rfc3339(now_unix() + self.config.key_overlap_secs as i64);
+        let until =
+            steward_model::timestamp::from_unix(now_unix() + self.config.key_overlap_secs as i64);
         let old = store.rotate_signing_key(&row, &until, actor).await?;
         self.refresh(store).await?;
         Ok((row.kid, old, until))
@@ -356,22 +357,6 @@ pub(crate) fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-pub(crate) fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn parse_time(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
 fn new_key_row(kek: &Kek) -> Result<SigningKeyRow, StartError> {
     let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Keys(e.to_string()))?;
     let sealed = kek
@@ -384,7 +369,7 @@ fn new_key_row(kek: &Kek) -> Result<SigningKeyRow, StartError> {
         alg: steward_token::ALG.to_owned(),
         public_jwk,
         sealed_private: sealed,
-        created_at: now_rfc3339(),
+        created_at: steward_model::timestamp::now(),
         retired_at: None,
         publish_until: None,
     })
@@ -425,7 +410,11 @@ async fn load_ring(
     // lists it, so every enforcement point updated since trusts a bundle it signs.
     let mut oldest: Option<(i64, &SigningKeyRow)> = None;
     for r in rows.iter().filter(|r| r.retired_at.is_some()) {
-        let Some(until) = r.publish_until.as_deref().and_then(parse_time) else {
+        let Some(until) = r
+            .publish_until
+            .as_deref()
+            .and_then(steward_model::timestamp::to_unix)
+        else {
             continue;
         };
         if until <= now {
