@@ -89,7 +89,7 @@ pub(crate) async fn run(a: PostureArgs) -> Result<ExitCode> {
     })
 }
 
-fn counts(m: &std::collections::BTreeMap<String, usize>) -> String {
+fn counts<K: std::fmt::Display>(m: &std::collections::BTreeMap<K, usize>) -> String {
     if m.is_empty() {
         return "none".into();
     }

@@ -218,12 +218,7 @@ fn token_context(
 ) -> Map<String, Value> {
     let mut context = extra.clone();
     context.insert("environment".into(), environment.into());
-    let mut chain = Vec::new();
-    let mut cursor = claims.act.as_ref();
-    while let Some(actor) = cursor {
-        chain.push(Value::from(actor.sub.clone()));
-        cursor = actor.act.as_deref();
-    }
+    let chain: Vec<Value> = claims.actors().map(Value::from).collect();
     if !chain.is_empty() {
         context.insert("delegation_chain".into(), Value::Array(chain));
     }

@@ -84,9 +84,7 @@ impl Index {
             plane: claims.plane.as_deref(),
             federated_by: claims.federated_by.as_deref(),
         };
-        let actors = || {
-            std::iter::successors(claims.act.as_ref(), |a| a.act.as_deref()).map(|a| a.sub.as_str())
-        };
+        let actors = || claims.actors();
         let candidates = [
             self.get(self.tokens.get(&claims.jti)),
             self.get(self.keys.get(kid)),

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::posture::{DEFAULT_MAX_ANALYSED, DEFAULT_WINDOW_DAYS, PostureReport};
+use crate::posture::{DEFAULT_MAX_ANALYSED, DEFAULT_WINDOW_DAYS, FindingKind, PostureReport};
 
 /// How well a control is supported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,10 +133,10 @@ impl Facts {
         }
     }
 
-    fn findings(&self, kinds: &[&str]) -> usize {
+    fn findings(&self, kinds: &[FindingKind]) -> usize {
         kinds
             .iter()
-            .map(|k| self.posture.summary.by_kind.get(*k).copied().unwrap_or(0))
+            .map(|k| self.posture.summary.by_kind.get(k).copied().unwrap_or(0))
             .sum()
     }
 
@@ -206,7 +206,7 @@ fn gap(id: &str, title: &str, why: &str) -> Control {
     }
 }
 
-fn open(f: &Facts, kinds: &[&str], what: &str) -> Vec<String> {
+fn open(f: &Facts, kinds: &[FindingKind], what: &str) -> Vec<String> {
     let n = f.findings(kinds);
     if n == 0 {
         Vec::new()
@@ -301,7 +301,7 @@ fn nist_csf(f: &Facts) -> Framework {
                 ],
                 open(
                     f,
-                    &["static_secret", "rotation_overdue"],
+                    &[FindingKind::StaticSecret, FindingKind::RotationOverdue],
                     "static or overdue secret",
                 ),
                 f.exercised_by(&[EventKind::CredentialIssued]),
@@ -329,7 +329,7 @@ fn nist_csf(f: &Facts) -> Framework {
                 ],
                 open(
                     f,
-                    &["over_privileged", "unreviewed"],
+                    &[FindingKind::OverPrivileged, FindingKind::Unreviewed],
                     "over-privilege or review",
                 ),
                 f.exercised_by(&[EventKind::ReviewAttested]),
@@ -399,11 +399,23 @@ fn owasp(f: &Facts) -> Framework {
                 vec![
                     fact(
                         "orphaned / stale / unreviewed findings",
-                        f.findings(&["orphaned", "stale", "unreviewed"]),
+                        f.findings(&[
+                            FindingKind::Orphaned,
+                            FindingKind::Stale,
+                            FindingKind::Unreviewed,
+                        ]),
                     ),
                     f.event("lifecycle changes", EventKind::IdentityLifecycle),
                 ],
-                open(f, &["orphaned", "stale", "unreviewed"], "offboarding"),
+                open(
+                    f,
+                    &[
+                        FindingKind::Orphaned,
+                        FindingKind::Stale,
+                        FindingKind::Unreviewed,
+                    ],
+                    "offboarding",
+                ),
                 f.exercised_by(&[EventKind::IdentityLifecycle, EventKind::RevocationIssued]),
             ),
             judged(
@@ -415,7 +427,7 @@ fn owasp(f: &Facts) -> Framework {
                     f.event("short-lived tokens issued", EventKind::CredentialIssued),
                     f.event("revocations", EventKind::RevocationIssued),
                 ],
-                open(f, &["rotation_overdue"], "overdue secret"),
+                open(f, &[FindingKind::RotationOverdue], "overdue secret"),
                 f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             judged(
@@ -441,7 +453,7 @@ fn owasp(f: &Facts) -> Framework {
                     f.event("tokens issued", EventKind::CredentialIssued),
                     f.event("refused credential requests", EventKind::CredentialRefused),
                 ],
-                open(f, &["static_secret"], "static secret"),
+                open(f, &[FindingKind::StaticSecret], "static secret"),
                 f.exercised_by(&[EventKind::CredentialIssued, EventKind::CredentialRefused]),
             ),
             judged(
@@ -449,12 +461,18 @@ fn owasp(f: &Facts) -> Framework {
                 "Overprivileged NHI",
                 "Effective vs intended vs used permissions; over-privilege findings; access reviews.",
                 vec![
-                    fact("over-privilege findings", f.findings(&["over_privileged"])),
+                    fact(
+                        "over-privilege findings",
+                        f.findings(&[FindingKind::OverPrivileged]),
+                    ),
                     f.event("review attestations", EventKind::ReviewAttested),
                 ],
                 open(
                     f,
-                    &["over_privileged", "exception_near_expiry"],
+                    &[
+                        FindingKind::OverPrivileged,
+                        FindingKind::ExceptionNearExpiry,
+                    ],
                     "over-privilege",
                 ),
                 f.exercised_by(&[EventKind::ReviewAttested]),
@@ -474,13 +492,13 @@ fn owasp(f: &Facts) -> Framework {
                 vec![
                     fact(
                         "static-secret findings",
-                        f.findings(&["static_secret", "rotation_overdue"]),
+                        f.findings(&[FindingKind::StaticSecret, FindingKind::RotationOverdue]),
                     ),
                     f.event("short-lived tokens issued", EventKind::CredentialIssued),
                 ],
                 open(
                     f,
-                    &["static_secret", "rotation_overdue"],
+                    &[FindingKind::StaticSecret, FindingKind::RotationOverdue],
                     "long-lived secret",
                 ),
                 f.exercised_by(&[EventKind::CredentialIssued]),
@@ -493,10 +511,10 @@ fn owasp(f: &Facts) -> Framework {
                     f.event("access decisions", EventKind::AccessDecision),
                     fact(
                         "cross-environment findings",
-                        f.findings(&["cross_environment"]),
+                        f.findings(&[FindingKind::CrossEnvironment]),
                     ),
                 ],
-                open(f, &["cross_environment"], "cross-environment use"),
+                open(f, &[FindingKind::CrossEnvironment], "cross-environment use"),
                 f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(
@@ -507,10 +525,14 @@ fn owasp(f: &Facts) -> Framework {
                     f.event("credentials issued", EventKind::CredentialIssued),
                     fact(
                         "reuse findings",
-                        f.findings(&["cross_environment", "shared_identity"]),
+                        f.findings(&[FindingKind::CrossEnvironment, FindingKind::SharedIdentity]),
                     ),
                 ],
-                open(f, &["cross_environment", "shared_identity"], "reuse"),
+                open(
+                    f,
+                    &[FindingKind::CrossEnvironment, FindingKind::SharedIdentity],
+                    "reuse",
+                ),
                 f.exercised_by(&[EventKind::CredentialIssued]),
             ),
             gap(
@@ -610,7 +632,7 @@ fn ai_rmf(f: &Facts) -> Framework {
                 "Agent behaviour is monitored",
                 "Every agent decision (tool calls included) is in the evidence log; over-privilege is measured against use.",
                 vec![f.event("access decisions", EventKind::AccessDecision)],
-                open(f, &["over_privileged"], "over-privilege"),
+                open(f, &[FindingKind::OverPrivileged], "over-privilege"),
                 f.exercised_by(&[EventKind::AccessDecision]),
             ),
             judged(

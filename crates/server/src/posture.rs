@@ -46,6 +46,24 @@ pub enum Severity {
     Low,
 }
 
+impl Severity {
+    /// The name the API and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What kind of finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,8 +211,8 @@ pub struct PostureSummary {
     pub identities: usize,
     pub by_state: BTreeMap<String, usize>,
     pub findings: usize,
-    pub by_severity: BTreeMap<String, usize>,
-    pub by_kind: BTreeMap<String, usize>,
+    pub by_severity: BTreeMap<Severity, usize>,
+    pub by_kind: BTreeMap<FindingKind, usize>,
     pub by_owasp: BTreeMap<String, usize>,
     /// Identities whose effective permissions were computed.
     pub analysed: usize,
@@ -940,13 +958,8 @@ fn summarise(inventory: &[InventoryItem], findings: &[Finding], analysed: usize)
         }
     }
     for f in findings {
-        let severity = serde_json::to_value(f.severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *s.by_severity.entry(severity).or_default() += 1;
-        let kind = f.id.split(':').next().unwrap_or_default().to_owned();
-        *s.by_kind.entry(kind).or_default() += 1;
+        *s.by_severity.entry(f.severity).or_default() += 1;
+        *s.by_kind.entry(f.kind).or_default() += 1;
         for o in &f.owasp {
             *s.by_owasp.entry(o.clone()).or_default() += 1;
         }

@@ -3,8 +3,15 @@
 
 use sqlx::Row;
 
-use crate::admin::record_change;
+use crate::secrets::SecretSlot;
 use crate::{Actor, Store, StoreError};
+
+const EGRESS_SECRET: SecretSlot = SecretSlot {
+    table: "egress_secrets",
+    key: "id",
+    set_action: "egress_secret.set",
+    remove_action: "egress_secret.delete",
+};
 
 /// One egress secret as stored (sealed).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,59 +65,24 @@ impl Store {
         description: &str,
         actor: &Actor,
     ) -> Result<String, StoreError> {
-        let now = steward_model::timestamp::now();
-        let mut tx = self.begin_write().await?;
-        let replaced = sqlx::query("DELETE FROM egress_secrets WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(
-            "INSERT INTO egress_secrets (id, sealed, description, created_at, created_by) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(sealed)
-        .bind(description)
-        .bind(&now)
-        .bind(&actor.credential_id)
-        .execute(&mut *tx)
-        .await?;
-        record_change(
-            self.backend,
-            &mut tx,
-            actor,
-            "egress_secret.set",
+        let mut described = serde_json::Map::new();
+        described.insert("description".into(), description.into());
+        self.replace_secret(
+            &EGRESS_SECRET,
             id,
-            (replaced > 0).then(|| serde_json::json!({"replaced": true}).to_string()),
-            Some(serde_json::json!({"created_at": now, "description": description}).to_string()),
+            &[
+                ("sealed", sealed),
+                ("description", description),
+                ("created_by", &actor.credential_id),
+            ],
+            described,
+            actor,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(now)
+        .await
     }
 
     /// Deletes an egress secret. Returns whether there was one.
     pub async fn delete_egress_secret(&self, id: &str, actor: &Actor) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let gone = sqlx::query("DELETE FROM egress_secrets WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        if gone {
-            record_change(
-                self.backend,
-                &mut tx,
-                actor,
-                "egress_secret.delete",
-                id,
-                None,
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(gone)
+        self.remove_secret(&EGRESS_SECRET, id, actor).await
     }
 }

@@ -6,7 +6,15 @@
 use sqlx::Row;
 
 use crate::admin::{Actor, record_change};
+use crate::secrets::SecretSlot;
 use crate::{Store, StoreError};
+
+const CLIENT_SECRET: SecretSlot = SecretSlot {
+    table: "client_secrets",
+    key: "spiffe_id",
+    set_action: "client_secret.create",
+    remove_action: "client_secret.revoke",
+};
 
 /// One signing key row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,33 +176,14 @@ impl Store {
         secret_hash: &str,
         actor: &Actor,
     ) -> Result<String, StoreError> {
-        let now = steward_model::timestamp::now();
-        let mut tx = self.begin_write().await?;
-        let replaced = sqlx::query("DELETE FROM client_secrets WHERE spiffe_id = $1")
-            .bind(spiffe_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(
-            "INSERT INTO client_secrets (spiffe_id, secret_hash, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(spiffe_id)
-        .bind(secret_hash)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        record_change(
-            self.backend,
-            &mut tx,
-            actor,
-            "client_secret.create",
+        self.replace_secret(
+            &CLIENT_SECRET,
             spiffe_id,
-            (replaced > 0).then(|| serde_json::json!({"replaced": true}).to_string()),
-            Some(serde_json::json!({"created_at": now}).to_string()),
+            &[("secret_hash", secret_hash)],
+            serde_json::Map::new(),
+            actor,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(now)
+        .await
     }
 
     /// Removes the identity's client secret. Returns whether there was one.
@@ -203,27 +192,7 @@ impl Store {
         spiffe_id: &str,
         actor: &Actor,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let gone = sqlx::query("DELETE FROM client_secrets WHERE spiffe_id = $1")
-            .bind(spiffe_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        if gone {
-            record_change(
-                self.backend,
-                &mut tx,
-                actor,
-                "client_secret.revoke",
-                spiffe_id,
-                None,
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(gone)
+        self.remove_secret(&CLIENT_SECRET, spiffe_id, actor).await
     }
 }
 

@@ -21,6 +21,7 @@ mod registry;
 mod reviews;
 mod revocations;
 mod rows;
+mod secrets;
 mod usage;
 
 pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};

@@ -37,9 +37,14 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// This actor and, behind it, each one it acted for: the one walk of a chain.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |a| a.act.as_deref())
+    }
+
     /// Hops in the chain, this one included.
     pub fn depth(&self) -> usize {
-        1 + self.act.as_ref().map_or(0, |a| a.depth())
+        self.chain().count()
     }
 }
 
@@ -90,6 +95,17 @@ pub struct Claims {
     /// the issuer revokes the tokens it vouched for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated_by: Option<String>,
+}
+
+impl Claims {
+    /// The delegation chain's subjects (`act`), the most recent actor first; empty when
+    /// the token was not obtained by delegation.
+    pub fn actors(&self) -> impl Iterator<Item = &str> {
+        self.act
+            .iter()
+            .flat_map(Actor::chain)
+            .map(|a| a.sub.as_str())
+    }
 }
 
 impl Claims {

@@ -130,11 +130,7 @@ pub fn delegate(
     let mut context = serde_json::Map::new();
     context.insert("environment".into(), client.environment.clone().into());
     let mut chain = vec![client_id.to_owned()];
-    let mut cursor = subject.act.as_ref();
-    while let Some(a) = cursor {
-        chain.push(a.sub.clone());
-        cursor = a.act.as_deref();
-    }
+    chain.extend(subject.actors().map(str::to_owned));
     context.insert(
         "delegation_chain".into(),
         serde_json::Value::from(chain.clone()),
