@@ -455,18 +455,8 @@ pub(crate) fn emit<T: Serialize>(
 fn validate(dir: &Path, trust_domain: &str) -> Result<ExitCode> {
     let td = TrustDomain::new(trust_domain)?;
     let files = files(dir)?;
-    match steward_governance::parse(&files, &td) {
+    match steward_governance::load(&files, &td, time::OffsetDateTime::now_utc()) {
         Ok(d) => {
-            if let Err(e) = steward_policy::check(&d, time::OffsetDateTime::now_utc()) {
-                match e {
-                    steward_policy::PolicyError::Invalid(diags) => {
-                        eprintln!("{}: {} policy problem(s):", dir.display(), diags.len());
-                        eprint!("{}", output::diagnostics(&diags));
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    other => return Err(other.into()),
-                }
-            }
             println!(
                 "{}: valid — {} planes, {} owners, {} identities, {} capabilities, {} issuers, {} policy files.",
                 dir.display(),
@@ -481,6 +471,11 @@ fn validate(dir: &Path, trust_domain: &str) -> Result<ExitCode> {
         }
         Err(GovernanceError::Invalid(diags)) => {
             eprintln!("{}: {} problem(s):", dir.display(), diags.len());
+            eprint!("{}", output::diagnostics(&diags));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(GovernanceError::Policy(steward_policy::PolicyError::Invalid(diags))) => {
+            eprintln!("{}: {} policy problem(s):", dir.display(), diags.len());
             eprint!("{}", output::diagnostics(&diags));
             Ok(ExitCode::FAILURE)
         }

@@ -15,6 +15,10 @@ pub enum GovernanceError {
     /// The repository exceeds a named limit.
     #[error("the governance repository is too large: {0}")]
     TooLarge(String),
+    /// The repository parses, but its policy would not be published: it breaks the
+    /// layering rules or Cedar validation (`PolicyError::Invalid`, with files and lines).
+    #[error(transparent)]
+    Policy(#[from] steward_policy::PolicyError),
 }
 
 fn render(diags: &[Diagnostic]) -> String {

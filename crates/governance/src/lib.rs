@@ -10,12 +10,14 @@
 
 mod diagnostic;
 mod docs;
+mod load;
 mod locate;
 mod parse;
 mod plan;
 mod source;
 
 pub use diagnostic::GovernanceError;
+pub use load::load;
 pub use parse::{RESERVED_CONTEXT, credential_problems, parse};
 pub use plan::{
     Change, FieldChange, MAX_LISTED_CHANGES, Op, Plan, PlanSummary, State, StoredIdentity, plan,

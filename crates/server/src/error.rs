@@ -96,6 +96,7 @@ impl From<GovernanceError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
             }
             GovernanceError::Io { .. } => Self::bad_request(e.to_string()),
+            GovernanceError::Policy(p) => p.into(),
         }
     }
 }

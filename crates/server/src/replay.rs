@@ -1,6 +1,7 @@
-//! The dry-run of a plan (R14): the access decisions recorded in the last N days,
-//! replayed against the candidate policy and registry at the time each was made, listing
-//! those that would flip. Also where a plan refuses a policy that would not publish.
+//! The dry-run of a plan: the access decisions recorded in the last N days, replayed
+//! against the candidate policy and registry at the time each was made, listing those
+//! that would flip. The candidate comes loaded (`steward_governance::load`), so its
+//! policy already passed the publish checks.
 
 use serde::{Deserialize, Serialize};
 use steward_governance::Desired;
@@ -36,7 +37,6 @@ pub(crate) async fn dry_run(
     days: Option<u32>,
 ) -> Result<Replay, ApiError> {
     let days = days.unwrap_or(DEFAULT_DAYS);
-    let desired = crate::routes::check_policy(desired).await?;
     if days == 0 {
         return Ok(Replay::default());
     }

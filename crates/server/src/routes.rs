@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 
-use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile, parse};
+use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile};
 use steward_model::{Identity, LifecycleState, PlaneId, Role, validate_environment};
 use steward_store::{IdentityFilter, IdentityRecord, NewCredential};
 
@@ -195,20 +195,12 @@ async fn status(
     Ok(axum::Json(s.store.counts().await?))
 }
 
-/// Parses uploaded files off the async runtime (a large repository takes a while).
-async fn parse_files(s: &AppState, files: Vec<SourceFile>) -> Result<Desired, ApiError> {
+/// Loads uploaded files off the async runtime (a large repository takes a while): parsed,
+/// and refused if its policy breaks the layering rules or fails Cedar validation.
+async fn load_files(s: &AppState, files: Vec<SourceFile>) -> Result<Desired, ApiError> {
     let td = s.trust_domain().clone();
-    tokio::task::spawn_blocking(move || parse(&files, &td))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(ApiError::from)
-}
-
-/// Refuses a repository whose policy breaks the layering rules or fails Cedar validation
-/// (R10), off the async runtime.
-pub(crate) async fn check_policy(desired: Desired) -> Result<Desired, ApiError> {
     tokio::task::spawn_blocking(move || {
-        steward_policy::check(&desired, time::OffsetDateTime::now_utc()).map(|_| desired)
+        steward_governance::load(&files, &td, time::OffsetDateTime::now_utc())
     })
     .await
     .map_err(|_| ApiError::internal())?
@@ -225,7 +217,7 @@ async fn plan(
             "planning the whole governance repository needs the central-admin or auditor role",
         ));
     }
-    let desired = parse_files(&s, req.files).await?;
+    let desired = load_files(&s, req.files).await?;
     let (version, plan) = s.store.plan(&desired).await?;
     let current = s
         .store
@@ -251,8 +243,7 @@ async fn apply(
 ) -> ApiResult<ApplyResponse> {
     caller.require_central("applying the governance repository")?;
     let started = std::time::Instant::now();
-    let desired = parse_files(&s, req.files).await?;
-    let desired = check_policy(desired).await?;
+    let desired = load_files(&s, req.files).await?;
     let parsed = started.elapsed();
     let applied = s
         .store
