@@ -1,6 +1,6 @@
 //! Steward's evidence log, minus the storage: the one event model every part of Steward
-//! writes (R20), the hash chain that makes it tamper-evident, signed checkpoints, and the
-//! verifier that names the first event altered, removed or inserted (R21).
+//! writes, the hash chain that makes it tamper-evident, signed checkpoints, and the
+//! verifier that names the first event altered, removed or inserted.
 //!
 //! Storage lives in `steward-store`; this crate does no I/O so the same verifier runs in
 //! the server, in `steward audit verify`, and in tests that tamper with records.

@@ -1326,8 +1326,8 @@ fn wait_registered(server: &Server, token: &str, point: &str) {
     panic!("{point} never registered");
 }
 
-/// Two `steward serve` processes on one PostgreSQL database behave as one control plane
-/// (R28): a revocation made on one reaches an enforcement point connected to the other,
+/// Two `steward serve` processes on one PostgreSQL database behave as one control
+/// plane: a revocation made on one reaches an enforcement point connected to the other,
 /// `--verify` on either sees the acknowledgement, policy follows across replicas, applies
 /// are serialized, and killing a replica — right after a revocation, or while a point
 /// depends on it — loses nothing.

@@ -1,4 +1,4 @@
-//! The enforcement core (R15, R16, R22): what every enforcement point — `steward gateway`,
+//! The enforcement core: what every enforcement point — `steward gateway`,
 //! the Envoy ext_authz service, the nginx `auth_request` and RabbitMQ endpoints — does
 //! with a request, so the same request gets the same decision at every layer.
 //!

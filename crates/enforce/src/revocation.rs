@@ -1,4 +1,4 @@
-//! The revocation state an enforcement point applies (R18): every revocation up to its
+//! The revocation state an enforcement point applies: every revocation up to its
 //! epoch, indexed so that checking a token costs a few hash lookups.
 //!
 //! The set is the [`RevocationCheck`] of every validator built from a bundle at this point,

@@ -1,4 +1,4 @@
-//! Cutting off a revoked identity's open broker connections (R18).
+//! Cutting off a revoked identity's open broker connections.
 //!
 //! RabbitMQ caches the HTTP backend's answers per channel, so a revoked identity keeps
 //! publishing and consuming on channels it already opened. When revocations are applied,

@@ -1,4 +1,4 @@
-//! Egress credential brokering (R17): the gateway in front of a third-party API that only
+//! Egress credential brokering: the gateway in front of a third-party API that only
 //! takes a static key. After the workload's own token and the policy allow the call, the
 //! gateway injects the real key — fetched from the control plane, where it is kept sealed
 //! — so the key never reaches the workload. For AI APIs the tools a request offers the

@@ -22,9 +22,9 @@ pub enum Op {
     Update,
     /// Removed from the registry (planes, capabilities, issuers, policies).
     Delete,
-    /// Owners are never deleted, only marked removed, so orphans stay visible (R2).
+    /// Owners are never deleted, only marked removed, so orphans stay visible.
     Remove,
-    /// Identities leave the repository by being decommissioned, never deleted (R2).
+    /// Identities leave the repository by being decommissioned, never deleted.
     Decommission,
 }
 

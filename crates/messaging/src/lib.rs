@@ -1,4 +1,4 @@
-//! API to event (R16, R22): who published a message, provably, and which request it came
+//! API to event: who published a message, provably, and which request it came
 //! from, so `steward audit trace` follows one request from the gateway through the broker
 //! to every consumer.
 //!

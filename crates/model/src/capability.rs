@@ -1,4 +1,4 @@
-//! Business capabilities and the transport addresses that map onto them (R9).
+//! Business capabilities and the transport addresses that map onto them.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::{Action, CapabilityId, ModelError, PlaneId, SpiffeId};
 
-/// What sort of workload an identity stands for (R1).
+/// What sort of workload an identity stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IdentityKind {
@@ -29,7 +29,7 @@ pub enum Classification {
     Restricted,
 }
 
-/// Lifecycle of an identity. Decommissioned is terminal (R2).
+/// Lifecycle of an identity. Decommissioned is terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LifecycleState {
@@ -112,7 +112,7 @@ pub enum OwnerKind {
 
 enum_str!(OwnerKind { Team => "team", Person => "person" });
 
-/// An accountable owner: every identity has one (R2).
+/// An accountable owner: every identity has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub id: String,
@@ -121,7 +121,7 @@ pub struct Owner {
     pub kind: OwnerKind,
 }
 
-/// Something an identity's owner says it needs, the "intended" side of R13.
+/// Something an identity's owner says it needs, the "intended" side of the intended / effective / used comparison.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entitlement {
@@ -160,7 +160,7 @@ pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
     out
 }
 
-/// A non-human identity (R1).
+/// A non-human identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub spiffe_id: SpiffeId,
@@ -196,7 +196,7 @@ pub struct ClientKey {
     pub created: Option<String>,
 }
 
-/// An identity's credential settings (R3, R4).
+/// An identity's credential settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::PlaneId;
 
 /// A trusted external issuer (Kubernetes, CI OIDC, another SPIFFE trust domain, a cloud
-/// IdP) with its explicit trust boundary (R5). The token service gives these meaning; the
+/// IdP) with its explicit trust boundary. The token service gives these meaning; the
 /// registry keeps them as declared so that plans and evidence show exactly what is trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustedIssuer {

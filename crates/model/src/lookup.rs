@@ -1,4 +1,4 @@
-//! The one transport-address → capability lookup every enforcement point calls (R9).
+//! The one transport-address → capability lookup every enforcement point calls.
 //!
 //! A gateway sees `POST /v1/refunds/42`, a mesh sees `payments.v1.Refunds/Create`, a broker
 //! sees `exchange=payments rk=refund.created`, an AI egress sees the tool `refund_payment`;

@@ -1,5 +1,5 @@
 //! Policy-related objects a governance repository declares besides the Cedar text:
-//! request-context attributes the policies may read, and time-bound exceptions (R11).
+//! request-context attributes the policies may read, and time-bound exceptions.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -76,7 +76,7 @@ impl fmt::Display for PolicyException {
     }
 }
 
-/// A named workflow that may obtain just-in-time credentials (R8): who may ask, for which
+/// A named workflow that may obtain just-in-time credentials: who may ask, for which
 /// capabilities, for how long at most. Each credential is approved by policy at the moment
 /// it is asked for (the request carries `task_scope` = the workflow id), so a renewal works
 /// only while policy still allows it.

@@ -1,4 +1,4 @@
-//! Central revocation (R18): what was revoked, in which order, and how an enforcement point
+//! Central revocation: what was revoked, in which order, and how an enforcement point
 //! decides whether a token falls under it.
 //!
 //! Revocations are numbered by a gapless, monotonically increasing **epoch**: a point that

@@ -1,4 +1,4 @@
-//! Admin roles (R27): who may do what through the admin API and console.
+//! Admin roles: who may do what through the admin API and console.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Guardrail settings a plane declares. Every field is optional: an unset field inherits
-/// from the parent plane. A plane may tighten an inherited value, never loosen it (R10);
+/// from the parent plane. A plane may tighten an inherited value, never loosen it;
 /// the check lives where the whole plane tree is known (the governance crate).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,7 +16,7 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_cadence_days: Option<u64>,
     /// Longest an exception may run, from the moment it is published to its expiry, in
-    /// days (R11). Unset everywhere: [`DEFAULT_MAX_EXCEPTION_DAYS`].
+    /// days. Unset everywhere: [`DEFAULT_MAX_EXCEPTION_DAYS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_exception_days: Option<u64>,
     /// Evidence fields every decision record must carry; a child may only add to them.

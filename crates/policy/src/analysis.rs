@@ -1,4 +1,4 @@
-//! Analyses on top of the engine (R13, R14): effective permissions against the intended
+//! Analyses on top of the engine: effective permissions against the intended
 //! entitlements an owner declared, policy unit tests, and the replay of recorded decisions
 //! against a candidate policy. All of them are computed by asking the engine, never by
 //! reading the policy text.

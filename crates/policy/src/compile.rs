@@ -1,5 +1,5 @@
 //! From a repository's policy bundle to per-plane Cedar policy sets, refusing whatever
-//! breaks the layering rules (R10): central guardrails are `forbid`s; a plane policy only
+//! breaks the layering rules: central guardrails are `forbid`s; a plane policy only
 //! concerns capabilities of its own plane (or the planes below it); every policy has an
 //! `@id` and passes strict Cedar validation against the schema; an exception lifts only
 //! guardrails annotated `@exceptionable("true")` and expires within the central maximum.

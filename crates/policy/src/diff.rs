@@ -1,4 +1,4 @@
-//! A readable difference between two policy versions (R14): per file, the lines removed
+//! A readable difference between two policy versions: per file, the lines removed
 //! (`-`) and added (`+`), plus changed exceptions and request-context attributes.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! Deciding access requests (R9, R11, R12): resolve the target to a capability, build the
+//! Deciding access requests: resolve the target to a capability, build the
 //! Cedar request with the standard context, evaluate the policies of the capability's
 //! plane, and let active exceptions lift exceptionable forbids. Every doubt is a deny:
 //! unknown principal, unmapped address, malformed context, or any policy evaluation error.

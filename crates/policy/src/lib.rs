@@ -1,4 +1,4 @@
-//! Steward's layered policy model on Cedar (R9–R14).
+//! Steward's layered policy model on Cedar.
 //!
 //! One schema for every channel ([`schema`]); a compiler that turns a repository's
 //! `.cedar` files into per-plane policy sets and refuses what breaks the layering rules

@@ -1,4 +1,4 @@
-//! The Cedar schema every policy is validated against (R9).
+//! The Cedar schema every policy is validated against.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -152,7 +152,7 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// `POST /admin/v1/revocations`: what to revoke and why (R18).
+/// `POST /admin/v1/revocations`: what to revoke and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -177,7 +177,7 @@ pub struct RevokeResponse {
     pub note: Option<String>,
 }
 
-/// An enforcement point as the control plane sees it (R19).
+/// An enforcement point as the control plane sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PointStatus {
     pub id: String,

@@ -1,4 +1,4 @@
-//! The OpenID AuthZEN Authorization API 1.0 (R12, R15): `POST /access/v1/evaluation`,
+//! The OpenID AuthZEN Authorization API 1.0: `POST /access/v1/evaluation`,
 //! `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`.
 //!
 //! Subjects are workloads (`type: workload`, `id`: SPIFFE ID). Resources are capabilities

@@ -1,4 +1,4 @@
-//! Compliance evidence (R26): NIST CSF 2.0, the OWASP Non-Human Identities Top 10 (2025),
+//! Compliance evidence: NIST CSF 2.0, the OWASP Non-Human Identities Top 10 (2025),
 //! CSA MAESTRO and the NIST AI RMF, control by control, mapped to the concrete evidence
 //! Steward holds — counts, evidence event kinds with the sequence number of the newest
 //! event (look it up with `steward audit search`), findings, review results — and the

@@ -58,7 +58,7 @@ pub struct TlsFile {
     pub key_file: PathBuf,
 }
 
-/// The token service (R3, R4).
+/// The token service.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokensFile {
@@ -259,7 +259,7 @@ pub struct EvidenceFile {
     pub retention_days: Option<u64>,
 }
 
-/// `[enforcement]`: how the control plane keeps its enforcement points current (R18, R19).
+/// `[enforcement]`: how the control plane keeps its enforcement points current.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnforcementFile {

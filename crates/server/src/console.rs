@@ -1,4 +1,4 @@
-//! The web console (R27): a single page served by `steward serve` at `/console/`. The page
+//! The web console: a single page served by `steward serve` at `/console/`. The page
 //! and its script are static and hold no data; everything shown comes from the admin API
 //! with the admin credential the user signs in with (kept in the tab's session storage),
 //! so the console can do exactly what that credential's role allows and no more.

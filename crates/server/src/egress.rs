@@ -1,4 +1,4 @@
-//! Egress secrets (R17): third-party API keys kept sealed in the control plane and
+//! Egress secrets: third-party API keys kept sealed in the control plane and
 //! released only to enforcement points, which inject them into egress requests so the
 //! workloads behind never hold them.
 

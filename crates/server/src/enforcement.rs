@@ -1,4 +1,4 @@
-//! What the control plane serves its enforcement points (R15, R16): the signed policy
+//! What the control plane serves its enforcement points: the signed policy
 //! bundle (`GET /enforcement/v1/bundle`) and the intake of their decision records
 //! (`POST /enforcement/v1/decisions`).
 //!

@@ -1,4 +1,4 @@
-//! Steward's control plane: the admin API (R27) over the store.
+//! Steward's control plane: the admin API over the store.
 //!
 //! Every route except `/healthz` requires an admin credential; every change is made
 //! through the store, which writes the admin change log in the same transaction.
@@ -57,7 +57,7 @@ pub struct AppState {
 struct Settings {
     trust_domain: TrustDomain,
     ingest_max_skew: std::time::Duration,
-    /// Ingested records refused since start (R21: counted, never chained).
+    /// Ingested records refused since start (counted, never chained).
     ingest_refused: std::sync::atomic::AtomicU64,
     max_body_bytes: usize,
     max_apply_bytes: usize,

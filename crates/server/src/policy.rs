@@ -1,5 +1,5 @@
 //! The policy engine in force, and the admin routes about policy: versions, diff,
-//! rollback and an identity's entitlements (R13, R14).
+//! rollback and an identity's entitlements.
 //!
 //! The engine is immutable; every change to what it decides over (apply, lifecycle
 //! change, new identity, rollback) builds a new one off the async runtime and swaps it in

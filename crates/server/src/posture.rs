@@ -1,5 +1,5 @@
-//! Posture (R23, R24): the inventory of non-human identities — owner, plane, credentials
-//! outstanding, last use, intended vs effective vs used permissions (R13) — and the
+//! Posture: the inventory of non-human identities — owner, plane, credentials
+//! outstanding, last use, intended vs effective vs used permissions — and the
 //! findings that follow from it, each with its severity, the evidence behind it, the
 //! owner to act and its place in the OWASP Non-Human Identities Top 10 (2025).
 //!

@@ -1,4 +1,4 @@
-//! Access reviews (R25): campaigns on the planes' `review_cadence_days`. Each owner sees
+//! Access reviews: campaigns on the planes' `review_cadence_days`. Each owner sees
 //! their identities' effective permissions as of the campaign's start and attests keep,
 //! reduce (naming the permissions to remove from policy) or revoke — which really
 //! revokes: the identity is suspended and the revocation pushed to every enforcement

@@ -1,4 +1,4 @@
-//! Revoke once, verify everywhere (R18, R19, R28).
+//! Revoke once, verify everywhere.
 //!
 //! - `POST /admin/v1/revocations` revokes a token, an identity, a trusted issuer, a
 //!   signing key or a plane in one store transaction (with its evidence event) and pushes

@@ -1,4 +1,4 @@
-//! Admin credentials and the append-only admin change log (R27).
+//! Admin credentials and the append-only admin change log.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -102,7 +102,7 @@ pub(crate) async fn record_change(
     Ok(())
 }
 
-/// The evidence event for an admin change (R20): lifecycle changes are about the
+/// The evidence event for an admin change: lifecycle changes are about the
 /// identity, applies about the configuration, everything else about the admin.
 fn admin_event(
     actor: &Actor,

@@ -236,7 +236,7 @@ impl Store {
             Some(after.to_string()),
         )
         .await?;
-        // Each exception granted or changed by this apply is evidence of its own (R11),
+        // Each exception granted or changed by this apply is evidence of its own,
         // after the apply's own event.
         let granted: Vec<steward_audit::Event> = plan
             .changes

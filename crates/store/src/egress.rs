@@ -1,4 +1,4 @@
-//! Egress secrets: third-party API keys the gateway injects (R17), sealed by the caller
+//! Egress secrets: third-party API keys the gateway injects, sealed by the caller
 //! under the key-encryption key; the store never sees them in clear.
 
 use sqlx::Row;

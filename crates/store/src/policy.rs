@@ -1,4 +1,4 @@
-//! Policy versions (R14): each distinct policy bundle an apply or a rollback publishes,
+//! Policy versions: each distinct policy bundle an apply or a rollback publishes,
 //! append-only, so versions can be listed, diffed and rolled back, and each decision can
 //! name the version that made it.
 

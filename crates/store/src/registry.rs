@@ -20,7 +20,7 @@ pub struct IdentityRecord {
     pub identity: Identity,
     /// Managed by the governance repository (`false`: created through the API).
     pub managed: bool,
-    /// Its owner was removed: an orphan finding (R2).
+    /// Its owner was removed: an orphan finding.
     pub orphaned: bool,
     pub created_at: String,
     pub updated_at: String,
@@ -306,7 +306,7 @@ impl Store {
             })
     }
 
-    /// Moves an identity along its lifecycle; decommissioning is one-way (R2).
+    /// Moves an identity along its lifecycle; decommissioning is one-way.
     pub async fn set_identity_state(
         &self,
         spiffe_id: &str,
@@ -353,7 +353,7 @@ impl Store {
             })
     }
 
-    /// Marks an owner removed. Its identities stay, flagged as orphans (R2); the
+    /// Marks an owner removed. Its identities stay, flagged as orphans; the
     /// returned list names them so the caller can reassign or decommission.
     pub async fn remove_owner(
         &self,

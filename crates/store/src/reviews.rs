@@ -1,4 +1,4 @@
-//! Access review campaigns (R25): a campaign lists identities with the effective
+//! Access review campaigns: a campaign lists identities with the effective
 //! permissions they had when it started; each is attested keep, reduce or revoke. Every
 //! attestation is a change-log entry and a `review.attested` evidence event, in the same
 //! transaction.

@@ -1,4 +1,4 @@
-//! Central revocations (R18) and the enforcement points' reports (R19).
+//! Central revocations and the enforcement points' reports.
 //!
 //! A revocation is one write transaction: its side effects (suspending the identity or the
 //! plane's identities, retiring the key), the next epoch (allocated under the write lock,

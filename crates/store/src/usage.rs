@@ -1,4 +1,4 @@
-//! What identities actually did: the "used" side of posture (R13, R23, R24). The
+//! What identities actually did: the "used" side of posture. The
 //! evidence log is folded, as it grows, into `usage_totals` — one row per identity ×
 //! kind × capability × action × outcome × environment × credential with a count and the
 //! first and last time — and into `evidence_hourly` (events per hour, kind and outcome),

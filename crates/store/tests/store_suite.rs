@@ -1526,7 +1526,7 @@ fn charge_read(
     e
 }
 
-/// The usage roll-up (R23, R24) folds each evidence event into `usage_totals` exactly
+/// The usage roll-up folds each evidence event into `usage_totals` exactly
 /// once — incrementally, in bounded steps, from concurrent callers — with the environment
 /// and the client key read from the event body; other kinds are skipped.
 async fn usage_roll_up_folds_evidence_once(s: Store) {

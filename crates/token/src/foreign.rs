@@ -1,4 +1,4 @@
-//! Tokens from trusted external issuers (R5): Kubernetes service-account tokens, CI OIDC
+//! Tokens from trusted external issuers: Kubernetes service-account tokens, CI OIDC
 //! tokens, JWT-SVIDs of other trust domains. Validated against the issuer's declared keys
 //! (ES256 or RS256) and trust boundary — exact `iss`, the audience Steward requires, an
 //! allowed subject pattern — and mapped onto a registered identity by explicit templates.

@@ -1,4 +1,4 @@
-//! Steward's credentials (R3, R4, R7): the control plane's ES256 keys and their sealing,
+//! Steward's credentials: the control plane's ES256 keys and their sealing,
 //! JWS compact tokens with JWT-SVID claims, client assertions, and [`Validator`] — the one
 //! validation path every enforcement point calls. Pure: time is passed in, keys are handed
 //! over by the caller, nothing is read from disk or network.

@@ -1,4 +1,4 @@
-//! Revoke once, verify everywhere (R18, R19): a revocation reaches every point of a
+//! Revoke once, verify everywhere: a revocation reaches every point of a
 //! gateway over the push stream, is acknowledged, and no cached allow survives it; a
 //! dropped stream catches up without gaps; a control plane out of reach past the
 //! staleness limit makes every point fail closed.

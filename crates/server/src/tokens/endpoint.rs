@@ -755,7 +755,7 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         .client_auth
         .is_some_and(|m| m.starts_with("client_secret"))
     {
-        // R4: every use of a static secret is flagged.
+        // Every use of a static secret is flagged.
         e.decision.reasons = vec![
             "legacy static client secret used (identity kind legacy-key); move it to private_key_jwt".into(),
         ];

@@ -1,4 +1,4 @@
-//! Per-hop delegation (R6): `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`
+//! Per-hop delegation: `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`
 //! (RFC 8693) with a Steward token as the subject token. The authenticated client is the
 //! actor: the subject token must have been issued to it (its `aud`), and the new token is
 //! for the next hop only, limited to a subset of the subject token's scope, recording the

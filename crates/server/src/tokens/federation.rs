@@ -1,4 +1,4 @@
-//! Federation (R5): `token-exchange` with a token from a trusted external issuer
+//! Federation: `token-exchange` with a token from a trusted external issuer
 //! (Kubernetes service-account token, CI OIDC token, another trust domain's JWT-SVID) as
 //! the subject token and no client authentication — the external token is the credential.
 //! It must match one declared issuer's trust boundary exactly; its claims are mapped by the

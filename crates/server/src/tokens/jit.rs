@@ -1,4 +1,4 @@
-//! Just-in-time credentials (R8): `client_credentials` with `workflow=<id>` names a
+//! Just-in-time credentials: `client_credentials` with `workflow=<id>` names a
 //! workflow declared in the governance repository. The client must be one of its
 //! requesters; the credential must be approved — by policy (some action allowed, now, on
 //! every capability of the scope with `task_scope` = the workflow id in the request

@@ -1,4 +1,4 @@
-//! The token service (R3, R4): the control plane's signing keys (sealed at rest under the
+//! The token service: the control plane's signing keys (sealed at rest under the
 //! key-encryption key, rotated with an overlap window), the directory of clients and their
 //! registered keys, and the OAuth token endpoint with discovery documents.
 //!

@@ -1,4 +1,4 @@
-//! Posture and access reviews (R23–R25) over the admin API: the inventory, findings
+//! Posture and access reviews over the admin API: the inventory, findings
 //! with their OWASP NHI mapping, review campaigns and attestations (revoke revokes).
 
 use reqwest::{Method, StatusCode};
@@ -9,7 +9,7 @@ use super::Env;
 use super::revocation::token_id;
 use super::tokens::{CLIENT, register_client, segment};
 
-/// Posture (R23, R24): the inventory says what each identity holds and used; findings
+/// Posture: the inventory says what each identity holds and used; findings
 /// name the owner to act and the OWASP NHI risk; plane admins see their planes only.
 pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     let key = SigningKey::generate().unwrap().0;

@@ -1,4 +1,4 @@
-//! Revocation over the admin and enforcement APIs (R18, R19): revoke, push, acknowledge,
+//! Revocation over the admin and enforcement APIs: revoke, push, acknowledge,
 //! verify, drift, and the bad input around them.
 
 use std::time::Duration;
