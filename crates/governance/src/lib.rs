@@ -10,6 +10,7 @@
 
 mod diagnostic;
 mod docs;
+mod identity_check;
 mod load;
 mod locate;
 mod parse;
@@ -17,6 +18,7 @@ mod plan;
 mod source;
 
 pub use diagnostic::GovernanceError;
+pub use identity_check::{IdentityRegistry, identity_problems};
 pub use load::load;
 pub use parse::{RESERVED_CONTEXT, credential_problems, parse};
 pub use plan::{

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use steward_model::{
     CapabilityId, Owner, Plane, PlaneId, PolicyException, Settings, TransportMapping, TrustDomain,
-    TrustedIssuer, label_problems, validate_environment, validate_slug,
+    TrustedIssuer, validate_environment, validate_slug,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
+use crate::identity_check::{IdentityRegistry, identity_problems};
 use crate::locate::LineIndex;
 use crate::{
     Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile, PolicyTest, SourceFile,
@@ -655,52 +656,30 @@ fn check_references(
         }
     }
 
+    let registry = RepositoryRegistry {
+        trust_domain,
+        desired,
+        effective: &effective,
+    };
+    let mut checked = Vec::with_capacity(identity_docs.len());
     for doc in identity_docs {
-        let id = doc.spiffe_id.to_string();
-        let mut problems = Vec::new();
-        if !doc.spiffe_id.is_in(trust_domain) {
-            problems.push(format!("is outside the trust domain `{trust_domain}`"));
-        }
-        if !plane_known(&doc.plane) {
-            problems.push(format!("plane `{}` is not declared", doc.plane));
-        }
-        if !desired.owners.contains_key(&doc.owner) {
-            problems.push(format!(
-                "owner `{}` is not declared (every identity needs an accountable owner)",
-                doc.owner
-            ));
-        }
-        if let Err(e) = validate_environment(&doc.environment) {
-            problems.push(e.to_string());
-        } else if let Some(envs) = effective
-            .get(&doc.plane)
-            .and_then(|s| s.environments.as_ref())
-            && !envs.contains(&doc.environment)
-        {
-            problems.push(format!(
-                "environment `{}` is not allowed in plane `{}` (allowed: {})",
-                doc.environment,
-                doc.plane,
-                envs.join(", ")
-            ));
-        }
-        problems.extend(label_problems(&doc.labels));
-        for e in &doc.intended {
-            if !desired.capabilities.contains_key(&e.capability) {
-                problems.push(format!(
-                    "intended capability `{}` is not declared",
-                    e.capability
-                ));
-            }
-            if e.actions.is_empty() {
-                problems.push(format!(
-                    "intended capability `{}` lists no actions",
-                    e.capability
-                ));
-            }
-        }
-        problems.extend(credential_problems(&doc.credentials));
-        for p in problems {
+        let mut intended = doc.intended;
+        intended.sort();
+        let identity = DesiredIdentity {
+            spiffe_id: doc.spiffe_id,
+            plane: doc.plane,
+            owner: doc.owner,
+            environment: doc.environment,
+            kind: doc.kind,
+            classification: doc.classification,
+            description: doc.description,
+            labels: doc.labels,
+            state: doc.state,
+            intended,
+            credentials: doc.credentials,
+        };
+        let id = identity.spiffe_id.to_string();
+        for p in identity_problems(&identity, &registry) {
             at(
                 diags,
                 desired,
@@ -709,24 +688,38 @@ fn check_references(
                 format!("identity `{id}`: {p}"),
             );
         }
-        let mut intended = doc.intended;
-        intended.sort();
-        desired.identities.insert(
-            doc.spiffe_id.clone(),
-            DesiredIdentity {
-                spiffe_id: doc.spiffe_id,
-                plane: doc.plane,
-                owner: doc.owner,
-                environment: doc.environment,
-                kind: doc.kind,
-                classification: doc.classification,
-                description: doc.description,
-                labels: doc.labels,
-                state: doc.state,
-                intended,
-                credentials: doc.credentials,
-            },
-        );
+        checked.push(identity);
+    }
+    for identity in checked {
+        desired
+            .identities
+            .insert(identity.spiffe_id.clone(), identity);
+    }
+}
+
+/// The registry a repository declares, for [`identity_problems`].
+struct RepositoryRegistry<'a> {
+    trust_domain: &'a TrustDomain,
+    desired: &'a Desired,
+    /// Effective settings of the planes that resolved (not those on a cycle).
+    effective: &'a BTreeMap<PlaneId, Settings>,
+}
+
+impl IdentityRegistry for RepositoryRegistry<'_> {
+    fn trust_domain(&self) -> &TrustDomain {
+        self.trust_domain
+    }
+    fn plane_declared(&self, plane: &PlaneId) -> bool {
+        plane.is_root() || self.desired.planes.contains_key(plane)
+    }
+    fn owner_declared(&self, owner: &str) -> bool {
+        self.desired.owners.contains_key(owner)
+    }
+    fn capability_declared(&self, capability: &CapabilityId) -> bool {
+        self.desired.capabilities.contains_key(capability)
+    }
+    fn allowed_environments(&self, plane: &PlaneId) -> Option<Vec<String>> {
+        self.effective.get(plane)?.environments.clone()
     }
 }
 

@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 
 use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile};
-use steward_model::{Identity, LifecycleState, PlaneId, Role, validate_environment};
+use steward_model::{LifecycleState, PlaneId, Role};
 use steward_store::{IdentityFilter, IdentityRecord, NewCredential};
 
 use crate::AppState;
@@ -412,67 +412,7 @@ async fn create_identity(
     caller
         .require_plane(&s.store, &req.plane, "registering an identity")
         .await?;
-    if !req.spiffe_id.is_in(s.trust_domain()) {
-        return Err(ApiError::bad_request(format!(
-            "`{}` is outside the trust domain `{}`",
-            req.spiffe_id,
-            s.trust_domain()
-        )));
-    }
-    validate_environment(&req.environment).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let Some(problem) = steward_model::label_problems(&req.labels)
-        .into_iter()
-        .next()
-    {
-        return Err(ApiError::bad_request(format!("`labels`: {problem}")));
-    }
-    if !req.intended.is_empty() {
-        let known = s.store.capabilities().await?;
-        for e in &req.intended {
-            if !known.iter().any(|c| c.id == e.capability) {
-                return Err(ApiError::bad_request(format!(
-                    "`intended`: capability `{}` is not declared",
-                    e.capability
-                )));
-            }
-            if e.actions.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "`intended`: capability `{}` lists no actions",
-                    e.capability
-                )));
-            }
-        }
-    }
-    if let Some(problem) = steward_governance::credential_problems(&req.credentials)
-        .into_iter()
-        .next()
-    {
-        return Err(ApiError::bad_request(format!("`credentials`: {problem}")));
-    }
-    let planes = s.store.planes().await?;
-    // The environments the plane allows, inherited down the plane tree.
-    let mut allowed = None;
-    let mut cursor = Some(req.plane.clone());
-    while let Some(p) = cursor {
-        let Some(plane) = planes.iter().find(|x| x.id == p) else {
-            break;
-        };
-        if allowed.is_none() {
-            allowed = plane.settings.environments.clone();
-        }
-        cursor = plane.parent.clone();
-    }
-    if let Some(envs) = allowed
-        && !envs.contains(&req.environment)
-    {
-        return Err(ApiError::bad_request(format!(
-            "environment `{}` is not allowed in plane `{}` (allowed: {})",
-            req.environment,
-            req.plane,
-            envs.join(", ")
-        )));
-    }
-    let identity = Identity {
+    let candidate = steward_governance::DesiredIdentity {
         spiffe_id: req.spiffe_id,
         plane: req.plane,
         owner: req.owner,
@@ -481,13 +421,86 @@ async fn create_identity(
         classification: req.classification,
         description: req.description,
         labels: req.labels,
-        state: LifecycleState::Active,
+        state: None,
         intended: req.intended,
         credentials: req.credentials,
     };
+    let registry = StoreRegistry::load(&s).await?;
+    let problems = steward_governance::identity_problems(&candidate, &registry);
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "identity `{}`: {}",
+            candidate.spiffe_id,
+            problems.join("; ")
+        )));
+    }
+    let identity = candidate.to_identity(LifecycleState::Active);
     let record = s.store.create_identity(&identity, &caller.0).await?;
     s.reload_policy().await?;
     Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+/// The registry as the store holds it, for the identity check an API registration
+/// shares with the repository path. (The store re-checks the owner and plane inside its
+/// write transaction: one may be removed between this check and the insert.)
+struct StoreRegistry {
+    trust_domain: steward_model::TrustDomain,
+    planes: std::collections::BTreeMap<PlaneId, steward_model::Plane>,
+    root_settings: steward_model::Settings,
+    owners: std::collections::BTreeSet<String>,
+    capabilities: std::collections::BTreeSet<steward_model::CapabilityId>,
+}
+
+impl StoreRegistry {
+    async fn load(s: &AppState) -> Result<Self, ApiError> {
+        let mut planes = std::collections::BTreeMap::new();
+        let mut root_settings = steward_model::Settings::default();
+        for p in s.store.planes().await? {
+            if p.id.is_root() {
+                root_settings = p.settings;
+            } else {
+                planes.insert(p.id.clone(), p);
+            }
+        }
+        Ok(Self {
+            trust_domain: s.trust_domain().clone(),
+            planes,
+            root_settings,
+            owners: s
+                .store
+                .owners()
+                .await?
+                .into_iter()
+                .filter(|o| o.removed_at.is_none())
+                .map(|o| o.owner.id)
+                .collect(),
+            capabilities: s
+                .store
+                .capabilities()
+                .await?
+                .into_iter()
+                .map(|c| c.id)
+                .collect(),
+        })
+    }
+}
+
+impl steward_governance::IdentityRegistry for StoreRegistry {
+    fn trust_domain(&self) -> &steward_model::TrustDomain {
+        &self.trust_domain
+    }
+    fn plane_declared(&self, plane: &PlaneId) -> bool {
+        plane.is_root() || self.planes.contains_key(plane)
+    }
+    fn owner_declared(&self, owner: &str) -> bool {
+        self.owners.contains(owner)
+    }
+    fn capability_declared(&self, capability: &steward_model::CapabilityId) -> bool {
+        self.capabilities.contains(capability)
+    }
+    fn allowed_environments(&self, plane: &PlaneId) -> Option<Vec<String>> {
+        steward_model::effective_settings(&self.planes, &self.root_settings, plane).environments
+    }
 }
 
 async fn lifecycle(

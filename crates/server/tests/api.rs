@@ -411,6 +411,7 @@ both_backends!(
     bad_input_gets_json_errors,
     invalid_repository_is_refused_with_locations,
     plane_admin_stays_in_its_planes,
+    identity_checks_agree_between_repository_and_api,
     auditor_reads_but_never_writes,
     changes_are_recorded_with_before_and_after,
     evidence_endpoints_search_verify_and_ingest,
@@ -709,6 +710,72 @@ async fn invalid_repository_is_refused_with_locations(env: Env) {
         )
         .await;
     assert_error(st, &body, StatusCode::CONFLICT, "version_conflict");
+}
+
+/// One corpus of bad identities through both doors: each is refused by
+/// `POST /admin/v1/identities` and by the repository parser with the same problems.
+async fn identity_checks_agree_between_repository_and_api(env: Env) {
+    env.apply_example().await;
+    let base = |path: &str| identity_body(path, "payments", "prod");
+    let with = |path: &str, field: &str, value: Value| {
+        let mut b = base(path);
+        b[field] = value;
+        b
+    };
+    let cases = [
+        with("c/td", "spiffe_id", json!("spiffe://evil.example/c/td")),
+        with("c/plane", "plane", json!("nowhere")),
+        with("c/owner", "owner", json!("ghost-team")),
+        with("c/env", "environment", json!("Prod!")),
+        json!({"spiffe_id": "spiffe://acme.example/c/env-plane", "plane": "payments-eu", "owner": "payments-team", "environment": "dev", "kind": "service"}),
+        with("c/label", "labels", json!({"bad key": "x"})),
+        with(
+            "c/intended",
+            "intended",
+            json!([{"capability": "no.such", "actions": ["read"]}, {"capability": "orders.read", "actions": []}]),
+        ),
+        with(
+            "c/key",
+            "credentials",
+            json!({"public_keys": [{"kid": "k1", "kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}]}),
+        ),
+        json!({"spiffe_id": "spiffe://acme.example/c/many", "plane": "nowhere", "owner": "ghost-team", "environment": "prod", "kind": "service", "labels": {"": "x"}}),
+    ];
+    let td = steward_model::TrustDomain::new("acme.example").unwrap();
+    for case in cases {
+        let id = case["spiffe_id"].as_str().unwrap().to_owned();
+        // The repository door: the example plus this identity (YAML reads JSON).
+        let mut files = read_dir(&example_repo()).unwrap();
+        files.push(steward_governance::SourceFile {
+            path: "identities/zz-case.yaml".into(),
+            content: format!("identities:\n  - {case}\n"),
+        });
+        let diags = match steward_governance::parse(&files, &td) {
+            Err(steward_governance::GovernanceError::Invalid(d)) => d,
+            other => panic!("{id}: the repository accepted it: {other:?}"),
+        };
+        let prefix = format!("identity `{id}`: ");
+        let from_repo: Vec<&str> = diags
+            .iter()
+            .filter_map(|d| d.message.strip_prefix(&prefix))
+            .collect();
+        assert!(!from_repo.is_empty(), "{id}: {diags:?}");
+        // The API door.
+        let (st, body) = env
+            .call(
+                Method::POST,
+                "/admin/v1/identities",
+                Some(&env.admin),
+                Some(case.clone()),
+            )
+            .await;
+        assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(
+            body["message"].as_str().unwrap(),
+            format!("{prefix}{}", from_repo.join("; ")),
+            "{id}"
+        );
+    }
 }
 
 fn identity_body(path: &str, plane: &str, env_name: &str) -> Value {

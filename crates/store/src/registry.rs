@@ -243,6 +243,9 @@ impl Store {
                 "an identity cannot be created decommissioned".into(),
             ));
         }
+        // The identity was checked before it got here (`governance::identity_problems`);
+        // these re-checks are integrity guards inside the write transaction, against an
+        // owner or plane removed in between.
         let owner = sqlx::query("SELECT removed_at FROM owners WHERE id = $1")
             .bind(&new.owner)
             .fetch_optional(&mut *tx)
