@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use steward_model::{
-    CapabilityId, Owner, Plane, PlaneId, PolicyException, Settings, TransportMapping, TrustDomain,
-    TrustedIssuer, validate_environment, validate_slug,
+    CapabilityId, Owner, Plane, PlaneId, PlaneTree, PolicyException, Settings, TransportMapping,
+    TrustDomain, TrustedIssuer, validate_environment, validate_slug,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
@@ -450,12 +450,14 @@ fn check_references(
 ) {
     use crate::ObjectKind as K;
 
-    // Plane tree: parents exist, no cycles, settings only tighten.
+    // Plane tree: parents exist, no cycles, settings only tighten. Only planes whose
+    // ancestry reaches the root get effective settings (and are checked against them).
+    let tree = PlaneTree::new(&desired.planes);
     let mut effective: BTreeMap<PlaneId, Settings> = BTreeMap::new();
     effective.insert(PlaneId::root(), desired.root_settings.clone());
     for plane in desired.planes.values() {
-        let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
-        if !parent.is_root() && !desired.planes.contains_key(&parent) {
+        let parent = tree.parent(&plane.id).unwrap_or_else(PlaneId::root);
+        if !tree.contains(&parent) {
             at(
                 diags,
                 desired,
@@ -466,40 +468,7 @@ fn check_references(
                     plane.id
                 ),
             );
-        }
-    }
-    // Resolve effective settings top-down; planes on a cycle never resolve.
-    let mut pending: Vec<&Plane> = desired.planes.values().collect();
-    loop {
-        let before = pending.len();
-        pending.retain(|plane| {
-            let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
-            match effective.get(&parent).cloned() {
-                Some(parent_settings) => {
-                    for l in plane.settings.loosenings(&parent_settings) {
-                        let (file, line) = desired.locate(K::Plane, plane.id.as_str());
-                        diags.push(Diagnostic {
-                            file,
-                            line,
-                            message: format!(
-                                "plane `{}` loosens inherited setting `{}`: inherited {}, declared {} (a plane may only tighten)",
-                                plane.id, l.setting, l.inherited, l.declared
-                            ),
-                        });
-                    }
-                    effective.insert(plane.id.clone(), plane.settings.inherit(&parent_settings));
-                    false
-                }
-                None => true,
-            }
-        });
-        if pending.is_empty() || pending.len() == before {
-            break;
-        }
-    }
-    for plane in pending {
-        let parent = plane.parent.clone().unwrap_or_else(PlaneId::root);
-        if parent.is_root() || desired.planes.contains_key(&parent) {
+        } else if tree.on_cycle(&plane.id) {
             at(
                 diags,
                 desired,
@@ -508,6 +477,23 @@ fn check_references(
                 format!("plane `{}` is part of a parent cycle", plane.id),
             );
         }
+        if !tree.reaches_root(&plane.id) {
+            continue;
+        }
+        let inherited = tree.effective_settings(&desired.root_settings, &parent);
+        for l in plane.settings.loosenings(&inherited) {
+            at(
+                diags,
+                desired,
+                K::Plane,
+                plane.id.as_str(),
+                format!(
+                    "plane `{}` loosens inherited setting `{}`: inherited {}, declared {} (a plane may only tighten)",
+                    plane.id, l.setting, l.inherited, l.declared
+                ),
+            );
+        }
+        effective.insert(plane.id.clone(), plane.settings.inherit(&inherited));
     }
 
     let plane_known = |p: &PlaneId| p.is_root() || desired.planes.contains_key(p);

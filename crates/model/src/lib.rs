@@ -35,7 +35,7 @@ pub use identity::{
 pub use issuer::TrustedIssuer;
 pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
-pub use plane::{Plane, effective_settings};
+pub use plane::{Plane, PlaneTree};
 pub use policy::{ContextAttribute, ContextType, PolicyException, Workflow};
 pub use revocation::{Revocation, RevocationKind, TokenFacts};
 pub use role::{AdminRole, Role};

@@ -16,7 +16,7 @@ use steward_model::{
     Action, Capability, CapabilityId, ContextAttribute, DEFAULT_MAX_EXCEPTION_DAYS, Plane, PlaneId,
     PolicyException, Settings,
 };
-use steward_model::{Desired, Diagnostic, ObjectKind, PolicyBundle, PolicyFile};
+use steward_model::{Desired, Diagnostic, ObjectKind, PlaneTree, PolicyBundle, PolicyFile};
 
 use crate::PolicyError;
 use crate::schema::{self, ACTIONS, CAPABILITY_TYPE, PLANE_TYPE};
@@ -291,8 +291,8 @@ pub fn compile(
         .map(|(plane, p)| Scoped::new(plane, p))
         .collect();
     let mut by_plane = HashMap::new();
-    for plane in tree.all() {
-        let scope = tree.ancestors_and_self(&plane);
+    for plane in tree.ids() {
+        let scope = tree.ancestors(&plane);
         let reaches = |s: &&Scoped| s.plane.is_root() || scope.contains(&s.plane);
         let per_action = ACTIONS
             .iter()
@@ -321,7 +321,7 @@ pub fn compile(
         else {
             continue;
         };
-        let scope = tree.ancestors_and_self(&cap.plane);
+        let scope = tree.ancestors(&cap.plane);
         let specific: Vec<&Scoped> = scoped
             .iter()
             .filter(|s| s.capability.as_deref() == Some(named.as_str()))
@@ -525,7 +525,7 @@ fn confine(
                     "names capability `{id}`, which is not in the catalog"
                 ));
             };
-            if !tree.ancestors_and_self(&cap.plane).contains(plane) {
+            if !tree.ancestors(&cap.plane).contains(plane) {
                 return Err(format!(
                     "its resources are outside its plane: capability `{id}` belongs to plane `{}`; a plane's policies may only govern its own capabilities (the owning plane grants access to others)",
                     cap.plane
@@ -534,7 +534,7 @@ fn confine(
             Ok(())
         } else if ty == PLANE_TYPE {
             let other = PlaneId::new(id).map_err(|e| e.to_string())?;
-            if !tree.ancestors_and_self(&other).contains(plane) {
+            if !tree.ancestors(&other).contains(plane) {
                 return Err(format!(
                     "its resources are outside its plane: plane `{id}` is not `{plane}` or below it"
                 ));
@@ -582,44 +582,4 @@ fn confine(
     }
     Policy::from_json(Some(policy.id().clone()), json)
         .map_err(|e| format!("cannot be confined to its plane: {e}"))
-}
-
-/// The plane tree, for scope checks.
-pub(crate) struct PlaneTree {
-    parents: BTreeMap<PlaneId, Option<PlaneId>>,
-}
-
-impl PlaneTree {
-    pub(crate) fn new(planes: &BTreeMap<PlaneId, Plane>) -> Self {
-        let mut parents: BTreeMap<PlaneId, Option<PlaneId>> = planes
-            .values()
-            .map(|p| {
-                (
-                    p.id.clone(),
-                    Some(p.parent.clone().unwrap_or_else(PlaneId::root)),
-                )
-            })
-            .collect();
-        parents.insert(PlaneId::root(), None);
-        Self { parents }
-    }
-
-    pub(crate) fn all(&self) -> impl Iterator<Item = PlaneId> + '_ {
-        self.parents.keys().cloned()
-    }
-
-    /// The plane and every plane above it up to the root (bounded, so a corrupt tree with a
-    /// cycle cannot loop).
-    pub(crate) fn ancestors_and_self(&self, plane: &PlaneId) -> Vec<PlaneId> {
-        let mut out = vec![plane.clone()];
-        let mut at = plane.clone();
-        while let Some(Some(parent)) = self.parents.get(&at) {
-            if out.contains(parent) || out.len() > self.parents.len() {
-                break;
-            }
-            out.push(parent.clone());
-            at = parent.clone();
-        }
-        out
-    }
 }

@@ -16,11 +16,11 @@ use steward_model::{
     Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
     HttpPath, Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
 };
-use steward_model::{Desired, PolicyBundle};
+use steward_model::{Desired, PlaneTree, PolicyBundle};
 
 use crate::PolicyError;
 use crate::cache::DecisionCache;
-use crate::compile::{Compiled, Effect, Layer, PlaneTree, compile};
+use crate::compile::{Compiled, Effect, Layer, compile};
 use crate::entities::Registry;
 use crate::schema::Types;
 
@@ -181,7 +181,7 @@ impl Engine {
         let tree = PlaneTree::new(input.planes);
         let registry = Registry::build(
             &types,
-            |p| tree.ancestors_and_self(p),
+            |p| tree.ancestors(p),
             input.identities,
             input.capabilities.values(),
         )?;
@@ -197,10 +197,10 @@ impl Engine {
             .planes
             .keys()
             .map(|p| {
-                let fields =
-                    steward_model::effective_settings(input.planes, input.root_settings, p)
-                        .required_audit_fields
-                        .unwrap_or_default();
+                let fields = tree
+                    .effective_settings(input.root_settings, p)
+                    .required_audit_fields
+                    .unwrap_or_default();
                 (p.to_string(), fields)
             })
             .collect();

@@ -16,7 +16,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use steward_model::timestamp;
-use steward_model::{IdentityKind, LifecycleState, PlaneId, effective_settings};
+use steward_model::{IdentityKind, LifecycleState, PlaneId, PlaneTree};
 use steward_store::{IdentityFilter, IdentityRecord};
 use time::OffsetDateTime;
 
@@ -754,7 +754,7 @@ impl PlaneSettings {
 
     /// The effective settings of `plane` (tighten-only inheritance).
     pub(crate) fn of(&self, plane: &PlaneId) -> steward_model::Settings {
-        effective_settings(&self.planes, &self.root, plane)
+        PlaneTree::new(&self.planes).effective_settings(&self.root, plane)
     }
 }
 

@@ -499,7 +499,9 @@ impl steward_governance::IdentityRegistry for StoreRegistry {
         self.capabilities.contains(capability)
     }
     fn allowed_environments(&self, plane: &PlaneId) -> Option<Vec<String>> {
-        steward_model::effective_settings(&self.planes, &self.root_settings, plane).environments
+        steward_model::PlaneTree::new(&self.planes)
+            .effective_settings(&self.root_settings, plane)
+            .environments
     }
 }
 

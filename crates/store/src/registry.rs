@@ -124,18 +124,9 @@ impl Store {
 
     /// `plane` and every plane beneath it.
     pub async fn plane_subtree(&self, plane: &PlaneId) -> Result<Vec<PlaneId>, StoreError> {
-        let planes = self.planes().await?;
-        let mut out = vec![plane.clone()];
-        let mut i = 0;
-        while let Some(current) = out.get(i).cloned() {
-            for p in &planes {
-                if p.parent.as_ref() == Some(&current) && !out.contains(&p.id) {
-                    out.push(p.id.clone());
-                }
-            }
-            i += 1;
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await?;
+        let planes = load_planes(&mut conn).await?;
+        Ok(steward_model::PlaneTree::new(&planes).subtree(plane))
     }
 
     /// Owners, including removed ones.

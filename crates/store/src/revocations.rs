@@ -303,19 +303,11 @@ async fn subtree(conn: &mut sqlx::AnyConnection, plane: &str) -> Result<Vec<Stri
             id: plane.to_owned(),
         });
     }
-    let mut out = vec![id.to_string()];
-    let mut i = 0;
-    while let Some(current) = out.get(i).cloned() {
-        for p in planes.values() {
-            if p.parent.as_ref().is_some_and(|q| q.as_str() == current)
-                && !out.contains(&p.id.to_string())
-            {
-                out.push(p.id.to_string());
-            }
-        }
-        i += 1;
-    }
-    Ok(out)
+    Ok(steward_model::PlaneTree::new(&planes)
+        .subtree(&id)
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 /// Suspends every active identity of `planes`, each with its lifecycle change record.

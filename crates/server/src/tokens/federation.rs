@@ -51,22 +51,12 @@ pub fn issuers(state: &State) -> HashMap<String, Vec<Arc<Issuer>>> {
 }
 
 fn issuer(state: &State, i: &TrustedIssuer) -> Issuer {
-    let mut planes = HashSet::from([i.plane.to_string()]);
-    // Planes beneath the issuer's: grow the set until no plane is added.
-    loop {
-        let before = planes.len();
-        for p in state.planes.values() {
-            if p.parent
-                .as_ref()
-                .is_some_and(|parent| planes.contains(parent.as_str()))
-            {
-                planes.insert(p.id.to_string());
-            }
-        }
-        if planes.len() == before {
-            break;
-        }
-    }
+    // The issuer's plane and the planes beneath it.
+    let mut planes: HashSet<String> = steward_model::PlaneTree::new(&state.planes)
+        .subtree(&i.plane)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if i.plane.as_str() == steward_model::ROOT_PLANE {
         planes.extend(state.planes.keys().map(|p| p.to_string()));
     }

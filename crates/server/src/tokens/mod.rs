@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use steward_governance::State;
-use steward_model::{IdentityKind, LifecycleState, effective_settings};
+use steward_model::{IdentityKind, LifecycleState, PlaneTree};
 use steward_store::{Actor, SigningKeyRow, Store};
 use steward_token::{Kek, PublicKey, ReplayCache, SigningKey, Validator};
 
@@ -148,6 +148,7 @@ impl Directory {
         let mut by_id: HashMap<&str, &steward_store::ClientSecretRow> =
             secrets.iter().map(|s| (s.spiffe_id.as_str(), s)).collect();
         let mut clients = HashMap::new();
+        let tree = PlaneTree::new(&state.planes);
         for stored in state.identities.values() {
             let i = &stored.identity;
             let secret = by_id.remove(i.spiffe_id.as_str()).map(|s| ClientSecret {
@@ -172,7 +173,7 @@ impl Directory {
                     }
                 })
                 .collect();
-            let settings = effective_settings(&state.planes, &state.root_settings, &i.plane);
+            let settings = tree.effective_settings(&state.root_settings, &i.plane);
             clients.insert(
                 i.spiffe_id.to_string(),
                 Client {
@@ -193,7 +194,7 @@ impl Directory {
             .planes
             .keys()
             .map(|p| {
-                let s = effective_settings(&state.planes, &state.root_settings, p);
+                let s = tree.effective_settings(&state.root_settings, p);
                 (p.to_string(), s.max_token_ttl_secs)
             })
             .collect();
