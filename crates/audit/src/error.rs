@@ -1,5 +1,6 @@
 /// What went wrong with evidence or its keys.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditError {
     /// The checkpoint key could not be created or read.
     #[error("checkpoint signing key: {0}")]

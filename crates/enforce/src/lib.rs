@@ -34,6 +34,7 @@ pub use source::{BundleSource, SourceConfig, SourceStatus};
 
 /// Why a bundle, a fetch or a decision record failed. Messages never carry a token or key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnforceError {
     #[error("the policy bundle's signature does not verify: {0}")]
     Signature(String),

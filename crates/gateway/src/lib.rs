@@ -28,6 +28,7 @@ pub use config::GatewayConfig;
 
 /// Why the gateway cannot start. Messages never carry the credential.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GatewayError {
     #[error("configuration: `{field}`: {message}")]
     Config { field: String, message: String },

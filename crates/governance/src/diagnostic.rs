@@ -2,6 +2,7 @@ use steward_model::Diagnostic;
 
 /// Why a governance repository could not be read or accepted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GovernanceError {
     /// The repository has problems; nothing was applied.
     #[error("the governance repository has {} problem(s):\n{}", .0.len(), render(.0))]

@@ -35,6 +35,7 @@ const MAX_STATEMENT_BYTES: usize = 4 * 1024;
 
 /// Why a message could not be signed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessagingError {
     #[error("cannot sign the publisher statement: {0}")]
     Sign(String),

@@ -1,5 +1,6 @@
 /// What was wrong with a value, phrased for the person who wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A SPIFFE ID that does not follow the SPIFFE ID specification.
     #[error("invalid SPIFFE ID `{value}`: {reason}")]

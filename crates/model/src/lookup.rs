@@ -22,7 +22,7 @@ pub enum Address<'a> {
         method: &'a str,
     },
     /// A publish to an exchange with a routing key.
-    AmqpPublish {
+    Amqp {
         vhost: &'a str,
         exchange: &'a str,
         routing_key: &'a str,
@@ -118,7 +118,7 @@ impl CapabilityIndex {
                 c
             }
             Address::Grpc { service, .. } => bucket(&self.grpc, service).to_vec(),
-            Address::AmqpPublish {
+            Address::Amqp {
                 vhost, exchange, ..
             } => self
                 .amqp
@@ -185,7 +185,7 @@ fn specificity(m: &TransportMapping, a: &Address<'_>) -> Option<(usize, isize)> 
             .then_some((1 + usize::from(g.method != "*"), 0)),
         (
             TransportMapping::Amqp(q),
-            Address::AmqpPublish {
+            Address::Amqp {
                 vhost,
                 exchange,
                 routing_key,
@@ -347,7 +347,7 @@ mod tests {
             Some("payments.refund".into())
         );
         assert_eq!(
-            resolve(Address::AmqpPublish {
+            resolve(Address::Amqp {
                 vhost: "/",
                 exchange: "payments",
                 routing_key: "refund.created"
@@ -403,7 +403,7 @@ mod tests {
             None
         );
         assert_eq!(
-            resolve(Address::AmqpPublish {
+            resolve(Address::Amqp {
                 vhost: "/",
                 exchange: "payments",
                 routing_key: "refund.created.eu"
@@ -411,7 +411,7 @@ mod tests {
             None
         );
         assert_eq!(
-            resolve(Address::AmqpPublish {
+            resolve(Address::Amqp {
                 vhost: "other",
                 exchange: "payments",
                 routing_key: "refund.created"
@@ -419,7 +419,7 @@ mod tests {
             None
         );
         assert_eq!(
-            resolve(Address::AmqpPublish {
+            resolve(Address::Amqp {
                 vhost: "/",
                 exchange: "ledger",
                 routing_key: "a.b.c"
@@ -464,8 +464,8 @@ mod tests {
             let idx = index();
             for a in [
                 Address::Http { method: &method, path: &path },
-                Address::AmqpPublish { vhost: "/", exchange: "ledger", routing_key: &rk },
-                Address::AmqpPublish { vhost: "/", exchange: "payments", routing_key: &rk },
+                Address::Amqp { vhost: "/", exchange: "ledger", routing_key: &rk },
+                Address::Amqp { vhost: "/", exchange: "payments", routing_key: &rk },
                 Address::Grpc { service: &svc, method: "Create" },
                 Address::Tool { name: &name },
                 Address::Queue { name: &name },
@@ -478,7 +478,7 @@ mod tests {
         fn lookup_never_panics(method in "[A-Z*]{0,7}", path in "[/a-z0-9*]{0,40}", rk in "[a-z.*#]{0,30}") {
             let idx = index();
             let _ = idx.lookup(&Address::Http { method: &method, path: &path });
-            let _ = idx.lookup(&Address::AmqpPublish { vhost: "/", exchange: "ledger", routing_key: &rk });
+            let _ = idx.lookup(&Address::Amqp { vhost: "/", exchange: "ledger", routing_key: &rk });
             let _ = match_segments(&rk, &rk, '.', "*", "#");
         }
     }

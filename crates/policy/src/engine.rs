@@ -62,7 +62,7 @@ impl OwnedAddress {
                 vhost,
                 exchange,
                 routing_key,
-            } => Address::AmqpPublish {
+            } => Address::Amqp {
                 vhost,
                 exchange,
                 routing_key,

@@ -63,8 +63,7 @@ pub async fn bootstrap(store: &Store) -> Result<Option<String>, StoreError> {
     if store.has_credentials().await? {
         return Ok(None);
     }
-    let minted =
-        mint().map_err(|e| StoreError::Rejected(format!("no randomness available: {e}")))?;
+    let minted = mint().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
     let new = NewCredential {
         id: minted.id,
         name: "bootstrap".into(),

@@ -316,6 +316,7 @@ pub const DEFAULT_POINT_LIVENESS_SECS: u64 = 30;
 
 /// What was wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config file `{path}`: {source}")]
     Read {

@@ -95,8 +95,9 @@ impl From<GovernanceError> for ApiError {
             GovernanceError::TooLarge(m) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
             }
-            GovernanceError::Io { .. } => Self::bad_request(e.to_string()),
             GovernanceError::Policy(p) => p.into(),
+            // Unreadable uploads, and whatever a later release adds: the message says it.
+            _ => Self::bad_request(e.to_string()),
         }
     }
 }
@@ -131,7 +132,17 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
-            StoreError::Rejected(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", m),
+            StoreError::Lifecycle(_)
+            | StoreError::CreatedDecommissioned
+            | StoreError::InvalidName(_)
+            | StoreError::OwnerMissing { .. }
+            | StoreError::OwnerRemoved { .. }
+            | StoreError::OwnerAlreadyRemoved { .. }
+            | StoreError::CurrentSigningKey { .. }
+            | StoreError::AlreadyRevoked { .. }
+            | StoreError::AlreadyAttested { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", e.to_string())
+            }
             StoreError::Governance(g) => g.into(),
             other => {
                 // Logged here, where it is handled; the client gets no internals.

@@ -29,6 +29,7 @@ pub enum OverflowPolicy {
 
 /// Why an event was not recorded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EvidenceError {
     #[error("the evidence queue is full ({0} events waiting): the store is down or too slow")]
     Overloaded(usize),

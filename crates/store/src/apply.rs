@@ -7,7 +7,7 @@ use steward_governance::{Desired, ObjectKind, Op, Plan, plan};
 use steward_model::{Identity, LifecycleState, RevocationKind};
 
 use crate::admin::{Actor, record_change};
-use crate::registry::{insert_identities, load_state};
+use crate::registry::{ManagedBy, insert_identities, load_state};
 use crate::rows::json;
 use crate::{Store, StoreError};
 
@@ -208,7 +208,14 @@ impl Store {
                 }
             }
         }
-        insert_identities(self.backend, &mut tx, &new_identities, true, &now).await?;
+        insert_identities(
+            self.backend,
+            &mut tx,
+            &new_identities,
+            ManagedBy::Repository,
+            &now,
+        )
+        .await?;
 
         let version = current_version + 1;
         let summary = serde_json::to_value(&plan.summary).unwrap_or_default();

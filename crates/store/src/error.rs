@@ -1,5 +1,6 @@
 /// Why a store operation failed. Messages name the object and what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
@@ -24,9 +25,52 @@ pub enum StoreError {
     /// The object exists already.
     #[error("{kind} `{id}` already exists")]
     AlreadyExists { kind: &'static str, id: String },
-    /// The change breaks a rule of the registry (missing owner, one-way lifecycle …).
+    /// A lifecycle change the one-way lifecycle forbids.
     #[error("{0}")]
-    Rejected(String),
+    Lifecycle(steward_model::ModelError),
+    /// An identity may not be created already decommissioned.
+    #[error("an identity cannot be created decommissioned")]
+    CreatedDecommissioned,
+    /// A name that is not a valid identifier of its kind.
+    #[error("{0}")]
+    InvalidName(steward_model::ModelError),
+    /// An identity names an owner the registry does not hold.
+    #[error("owner `{owner}` does not exist: every identity needs an accountable owner")]
+    OwnerMissing { owner: String },
+    /// An identity names an owner that was removed.
+    #[error("owner `{owner}` has been removed: choose a current owner")]
+    OwnerRemoved { owner: String },
+    /// The owner to remove was removed before.
+    #[error("owner `{owner}` was already removed")]
+    OwnerAlreadyRemoved { owner: String },
+    /// The current signing key cannot be revoked: tokens would stop being issued.
+    #[error("`{kid}` is the current signing key; run `steward keys rotate` first, then revoke it")]
+    CurrentSigningKey { kid: String },
+    /// What is revoked once (a token, a key, a client) was revoked before.
+    #[error("{kind} `{target}` was already revoked at epoch {epoch}")]
+    AlreadyRevoked {
+        kind: steward_model::RevocationKind,
+        target: String,
+        epoch: i64,
+    },
+    /// A review item is attested once.
+    #[error("`{spiffe_id}` was already attested `{decision}` in campaign `{campaign}` by {by}")]
+    AlreadyAttested {
+        spiffe_id: String,
+        campaign: String,
+        decision: String,
+        by: String,
+    },
+    /// The evidence checkpoint key could not be made, opened or sealed (a wrong KEK, or
+    /// a damaged stored key).
+    #[error("the evidence checkpoint key `{id}`: {detail}")]
+    CheckpointKey { id: String, detail: String },
+    /// An evidence event could not be put in its canonical form.
+    #[error("cannot encode evidence: {0}")]
+    Encode(String),
+    /// No randomness for a new secret: the operating system's source failed.
+    #[error("no randomness available for a new secret: {0}")]
+    NoRandomness(String),
     /// The governance repository does not fit the current state.
     #[error(transparent)]
     Governance(#[from] steward_governance::GovernanceError),

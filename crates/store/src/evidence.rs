@@ -80,7 +80,7 @@ pub fn canonical_bodies(events: &[Event]) -> Result<Vec<String>, StoreError> {
         .iter()
         .map(|e| {
             e.canonical_json()
-                .map_err(|err| StoreError::Rejected(err.to_string()))
+                .map_err(|err| StoreError::Encode(err.to_string()))
         })
         .collect()
 }
@@ -93,7 +93,7 @@ async fn append_prepared_in_tx(
     bodies: Vec<String>,
 ) -> Result<Vec<i64>, StoreError> {
     if bodies.len() != events.len() {
-        return Err(StoreError::Rejected(format!(
+        return Err(StoreError::Encode(format!(
             "{} evidence events came with {} bodies",
             events.len(),
             bodies.len()
@@ -466,7 +466,10 @@ impl Store {
     /// exists: once one does, a plaintext row (which anyone able to write the database
     /// could add) is never used.
     pub async fn checkpoint_signer(&self, kek: &Kek) -> Result<CheckpointSigner, StoreError> {
-        let key_err = |e: steward_audit::AuditError| StoreError::Rejected(e.to_string());
+        let key_err = |id: &str, e: &dyn std::fmt::Display| StoreError::CheckpointKey {
+            id: id.to_owned(),
+            detail: e.to_string(),
+        };
         let rows = sqlx::query("SELECT id, private_pkcs8 FROM audit_keys ORDER BY created_at DESC")
             .fetch_all(&self.pool)
             .await?;
@@ -483,20 +486,18 @@ impl Store {
                     "a checkpoint key stored in plaintext sits beside the sealed one; it is not used or trusted"
                 );
             }
-            let der = kek.open(&checkpoint_key_label(id), sealed).map_err(|e| {
-                StoreError::Rejected(format!(
-                    "the evidence checkpoint key `{id}` does not open: {e}"
-                ))
-            })?;
-            return CheckpointSigner::from_pkcs8(&der).map_err(key_err);
+            let der = kek
+                .open(&checkpoint_key_label(id), sealed)
+                .map_err(|e| key_err(id, &format!("does not open: {e}")))?;
+            return CheckpointSigner::from_pkcs8(&der).map_err(|e| key_err(id, &e));
         }
         if let Some((id, text)) = keys.first() {
             return self.seal_legacy_checkpoint_key(kek, id, text).await;
         }
-        let (signer, pkcs8) = CheckpointSigner::generate().map_err(key_err)?;
+        let (signer, pkcs8) = CheckpointSigner::generate().map_err(|e| key_err("(new)", &e))?;
         let sealed = kek
             .seal(&checkpoint_key_label(signer.key_id()), &pkcs8)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            .map_err(|e| key_err(signer.key_id(), &e))?;
         let mut tx = self.begin_write().await?;
         // Another replica may have won the race: keep the first key.
         let existing = sqlx::query("SELECT private_pkcs8 FROM audit_keys LIMIT 1")
@@ -529,11 +530,14 @@ impl Store {
             what: "checkpoint key",
             detail: e.to_string(),
         })?;
-        let signer =
-            CheckpointSigner::from_pkcs8(&der).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let key_err = |detail: String| StoreError::CheckpointKey {
+            id: id.to_owned(),
+            detail,
+        };
+        let signer = CheckpointSigner::from_pkcs8(&der).map_err(|e| key_err(e.to_string()))?;
         let sealed = kek
             .seal(&checkpoint_key_label(id), &der)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            .map_err(|e| key_err(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE audit_keys SET private_pkcs8 = $1, public_key = $2 WHERE id = $3 AND private_pkcs8 = $4",
@@ -711,7 +715,7 @@ impl Store {
         event.action = Some("evidence.prune".into());
         event.principal = Some("steward".into());
         event.details =
-            serde_json::to_value(&prune).map_err(|e| StoreError::Rejected(e.to_string()))?;
+            serde_json::to_value(&prune).map_err(|e| StoreError::Encode(e.to_string()))?;
         append_in_tx(self.backend, &mut tx, &[event]).await?;
         let deleted = sqlx::query("DELETE FROM evidence WHERE seq <= $1")
             .bind(through)

@@ -230,9 +230,7 @@ impl Store {
     ) -> Result<IdentityRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         if new.state == LifecycleState::Decommissioned {
-            return Err(StoreError::Rejected(
-                "an identity cannot be created decommissioned".into(),
-            ));
+            return Err(StoreError::CreatedDecommissioned);
         }
         // The identity was checked before it got here (`governance::identity_problems`);
         // these re-checks are integrity guards inside the write transaction, against an
@@ -243,16 +241,14 @@ impl Store {
             .await?;
         match owner {
             None => {
-                return Err(StoreError::Rejected(format!(
-                    "owner `{}` does not exist: every identity needs an accountable owner",
-                    new.owner
-                )));
+                return Err(StoreError::OwnerMissing {
+                    owner: new.owner.clone(),
+                });
             }
             Some(row) if row.try_get::<Option<String>, _>("removed_at")?.is_some() => {
-                return Err(StoreError::Rejected(format!(
-                    "owner `{}` has been removed: choose a current owner",
-                    new.owner
-                )));
+                return Err(StoreError::OwnerRemoved {
+                    owner: new.owner.clone(),
+                });
             }
             Some(_) => {}
         }
@@ -277,7 +273,7 @@ impl Store {
             self.backend,
             &mut tx,
             std::slice::from_ref(new),
-            false,
+            ManagedBy::Api,
             &now,
         )
         .await?;
@@ -367,9 +363,9 @@ impl Store {
                 });
             }
             Some(r) if r.try_get::<Option<String>, _>("removed_at")?.is_some() => {
-                return Err(StoreError::Rejected(format!(
-                    "owner `{owner}` was already removed"
-                )));
+                return Err(StoreError::OwnerAlreadyRemoved {
+                    owner: owner.to_owned(),
+                });
             }
             Some(_) => {}
         }
@@ -468,7 +464,7 @@ pub(crate) async fn change_state_in_tx(
     before
         .state
         .check_transition(to)
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        .map_err(StoreError::Lifecycle)?;
     if before.state != to {
         sqlx::query("UPDATE identities SET state = $1, updated_at = $2 WHERE spiffe_id = $3")
             .bind(to.as_str())
@@ -640,11 +636,21 @@ pub(crate) async fn load_state(conn: &mut sqlx::AnyConnection) -> Result<State, 
 /// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's bind limits.
 const INSERT_BATCH: usize = 500;
 
+/// Who manages an identity's registration: decides whether the next apply may change or
+/// decommission it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManagedBy {
+    /// Declared in the governance repository.
+    Repository,
+    /// Registered through the API; the repository leaves it alone.
+    Api,
+}
+
 pub(crate) async fn insert_identities(
     backend: crate::Backend,
     conn: &mut sqlx::AnyConnection,
     identities: &[Identity],
-    managed: bool,
+    managed: ManagedBy,
     now: &str,
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO identities ({IDENTITY_COLUMNS})");
@@ -669,7 +675,7 @@ pub(crate) async fn insert_identities(
                 .bind(i.state.as_str())
                 .bind(json(&i.intended))
                 .bind(json(&i.credentials))
-                .bind(i64::from(managed))
+                .bind(i64::from(managed == ManagedBy::Repository))
                 .bind(now.to_owned())
                 .bind(now.to_owned());
         }

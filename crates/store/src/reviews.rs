@@ -210,10 +210,12 @@ impl Store {
             })?;
         let before = item(&found)?;
         if let Some(d) = &before.decision {
-            return Err(StoreError::Rejected(format!(
-                "`{spiffe_id}` was already attested `{d}` in campaign `{campaign}` by {}",
-                before.decided_by.as_deref().unwrap_or("?")
-            )));
+            return Err(StoreError::AlreadyAttested {
+                spiffe_id: spiffe_id.to_owned(),
+                campaign: campaign.to_owned(),
+                decision: d.to_string(),
+                by: before.decided_by.clone().unwrap_or_else(|| "?".into()),
+            });
         }
         let now = steward_model::timestamp::now();
         sqlx::query("UPDATE review_items SET decision = $1, reduce = $2, note = $3, decided_by = $4, decided_at = $5 WHERE campaign_id = $6 AND spiffe_id = $7")

@@ -281,9 +281,9 @@ async fn retire_key(conn: &mut sqlx::AnyConnection, kid: &str) -> Result<(), Sto
         })?;
     let retired: Option<String> = row.try_get("retired_at")?;
     if retired.is_none() {
-        return Err(StoreError::Rejected(format!(
-            "`{kid}` is the current signing key; run `steward keys rotate` first, then revoke it"
-        )));
+        return Err(StoreError::CurrentSigningKey {
+            kid: kid.to_owned(),
+        });
     }
     sqlx::query("UPDATE signing_keys SET publish_until = $1 WHERE kid = $2")
         .bind(steward_model::timestamp::now())
@@ -295,7 +295,7 @@ async fn retire_key(conn: &mut sqlx::AnyConnection, kid: &str) -> Result<(), Sto
 
 /// `plane` and every plane below it, read inside the transaction.
 async fn subtree(conn: &mut sqlx::AnyConnection, plane: &str) -> Result<Vec<String>, StoreError> {
-    let id = PlaneId::new(plane.to_owned()).map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let id = PlaneId::new(plane.to_owned()).map_err(StoreError::InvalidName)?;
     let planes = crate::registry::load_planes(conn).await?;
     if !id.is_root() && !planes.contains_key(&id) {
         return Err(StoreError::NotFound {
@@ -356,10 +356,11 @@ pub(crate) async fn revoke_in_tx(
     // revocation covers the tokens issued since. Anything else is revoked once.
     let repeatable = matches!(req.kind, RevocationKind::Identity | RevocationKind::Plane);
     if let (Some(epoch), false) = (already, repeatable) {
-        return Err(StoreError::Rejected(format!(
-            "{} `{}` was already revoked at epoch {epoch}",
-            req.kind, req.target
-        )));
+        return Err(StoreError::AlreadyRevoked {
+            kind: req.kind,
+            target: req.target.clone(),
+            epoch,
+        });
     }
     let planes = match req.kind {
         RevocationKind::Token => Vec::new(),

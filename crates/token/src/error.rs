@@ -1,6 +1,7 @@
 /// Why a token, an assertion or a key was refused. Messages name what was wrong and never
 /// carry the token itself or any key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Not a JWS compact serialization, or its parts do not decode.
     #[error("malformed token: {0}")]

@@ -54,6 +54,7 @@ const REPLAY_CAPACITY: usize = 1_000_000;
 /// Why the token service could not start. The control plane refuses to start rather than
 /// serve without a usable key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     #[error("key-encryption key: {0}")]
     Kek(String),
