@@ -13,6 +13,7 @@ mod docs;
 mod identity_check;
 mod load;
 mod locate;
+mod lower;
 mod parse;
 mod plan;
 mod source;

@@ -3,24 +3,22 @@
 use std::collections::BTreeMap;
 
 use steward_model::{
-    CapabilityId, Owner, Plane, PlaneId, PlaneTree, PolicyException, Settings, TransportMapping,
-    TrustDomain, TrustedIssuer, validate_environment, validate_slug,
+    CapabilityId, PlaneId, PlaneTree, Settings, TransportMapping, TrustDomain, validate_environment,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
 use crate::identity_check::{IdentityRegistry, identity_problems};
-use crate::locate::LineIndex;
-use crate::{
-    Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile, PolicyTest, SourceFile,
-};
+use crate::lower::Lowering;
+use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile, SourceFile};
 
-struct Ctx<'a> {
-    diags: Vec<Diagnostic>,
-    file: &'a SourceFile,
+/// One file's diagnostics as they are found.
+pub(crate) struct Ctx<'a> {
+    pub diags: Vec<Diagnostic>,
+    pub file: &'a SourceFile,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, line: usize, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, line: usize, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             file: self.file.path.clone(),
             line,
@@ -61,290 +59,20 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
                 }
             }
         };
-        let index = LineIndex::new(&file.content);
-        // How often each (kind, id) was seen in this file, to place duplicates.
-        let mut seen_counts: BTreeMap<(crate::ObjectKind, String), usize> = BTreeMap::new();
-        let mut remember = |cx: &mut Ctx<'_>,
-                            desired: &mut Desired,
-                            kind: crate::ObjectKind,
-                            key: &str,
-                            id: &str|
-         -> bool {
-            let n = seen_counts.entry((kind, id.to_owned())).or_insert(0);
-            let line = index.line_of(key, id, *n);
-            *n += 1;
-            if let Some((f, l)) = desired.locations.get(&(kind, id.to_owned())) {
-                let at = format!("{f}:{l}");
-                cx.err(
-                    line,
-                    format!("{kind} `{id}` is declared twice (first at {at})"),
-                );
-                return false;
-            }
-            desired
-                .locations
-                .insert((kind, id.to_owned()), (cx.file.path.clone(), line));
-            true
-        };
-        use crate::ObjectKind as K;
-
+        let mut lower = Lowering::new(cx, &file.content);
         if let Some(settings) = doc.settings {
-            let line = index.settings_line();
-            if let Some((f, l)) = &root_settings_at {
-                cx.err(
-                    line,
-                    format!("central `settings` are declared twice (first at {f}:{l})"),
-                );
-            } else {
-                check_settings(&mut cx, line, "central settings", &settings);
-                root_settings_at = Some((file.path.clone(), line));
-                desired.root_settings = settings;
-            }
+            lower.settings(&mut desired, &mut root_settings_at, settings);
         }
-        for p in doc.planes {
-            if !remember(&mut cx, &mut desired, K::Plane, "id", p.id.as_str()) {
-                continue;
-            }
-            let line = desired.locate(K::Plane, p.id.as_str()).1;
-            if p.id.is_root() {
-                cx.err(line, "the root plane is implicit: put central settings under the top-level `settings` key");
-                continue;
-            }
-            check_settings(&mut cx, line, &format!("plane `{}`", p.id), &p.settings);
-            let name = p.name.unwrap_or_else(|| p.id.to_string());
-            desired.planes.insert(
-                p.id.clone(),
-                Plane {
-                    id: p.id,
-                    parent: Some(p.parent),
-                    name,
-                    description: p.description,
-                    settings: p.settings,
-                },
-            );
-        }
-        for o in doc.owners {
-            if !remember(&mut cx, &mut desired, K::Owner, "id", &o.id) {
-                continue;
-            }
-            let line = desired.locate(K::Owner, &o.id).1;
-            if let Err(e) = validate_slug("owner id", &o.id) {
-                cx.err(line, e.to_string());
-            }
-            if !o.email.contains('@') {
-                cx.err(
-                    line,
-                    format!(
-                        "owner `{}`: email `{}` is not an email address",
-                        o.id, o.email
-                    ),
-                );
-            }
-            if o.name.trim().is_empty() {
-                cx.err(line, format!("owner `{}`: name must not be empty", o.id));
-            }
-            desired.owners.insert(
-                o.id.clone(),
-                Owner {
-                    id: o.id,
-                    name: o.name,
-                    email: o.email,
-                    kind: o.kind,
-                },
-            );
-        }
-        for c in doc.capabilities {
-            if !remember(&mut cx, &mut desired, K::Capability, "id", c.id.as_str()) {
-                continue;
-            }
-            let line = desired.locate(K::Capability, c.id.as_str()).1;
-            for m in &c.mappings {
-                if let Err(e) = m.validate() {
-                    cx.err(line, format!("capability `{}`: {e}", c.id));
-                }
-            }
-            desired.capabilities.insert(c.id.clone(), c.into());
-        }
-        for i in doc.issuers {
-            if !remember(&mut cx, &mut desired, K::Issuer, "id", &i.id) {
-                continue;
-            }
-            let line = desired.locate(K::Issuer, &i.id).1;
-            if let Err(e) = validate_slug("issuer id", &i.id) {
-                cx.err(line, e.to_string());
-            }
-            if !(i.issuer.starts_with("https://")
-                || i.issuer.starts_with("http://")
-                || i.issuer.starts_with("spiffe://"))
-            {
-                cx.err(line, format!("issuer `{}`: `issuer` must be the exact `iss` URL (https://…) or a SPIFFE trust domain (spiffe://…)", i.id));
-            }
-            match (&i.jwks_uri, &i.jwks) {
-                (Some(_), Some(_)) => cx.err(
-                    line,
-                    format!(
-                        "issuer `{}`: give either `jwks_uri` or inline `jwks`, not both",
-                        i.id
-                    ),
-                ),
-                (None, None) => cx.err(
-                    line,
-                    format!(
-                        "issuer `{}`: keys are required: give `jwks_uri` or inline `jwks`",
-                        i.id
-                    ),
-                ),
-                _ => {}
-            }
-            if i.audience.trim().is_empty() {
-                cx.err(
-                    line,
-                    format!("issuer `{}`: `audience` must not be empty", i.id),
-                );
-            }
-            for problem in issuer_problems(&i.jwks_uri, &i.jwks, &i.claim_mapping) {
-                cx.err(line, format!("issuer `{}`: {problem}", i.id));
-            }
-            if i.allowed_subjects.is_empty() {
-                cx.err(
-                    line,
-                    format!(
-                        "issuer `{}`: `allowed_subjects` must list at least one subject pattern",
-                        i.id
-                    ),
-                );
-            }
-            desired.issuers.insert(
-                i.id.clone(),
-                TrustedIssuer {
-                    id: i.id,
-                    plane: i.plane,
-                    issuer: i.issuer,
-                    jwks_uri: i.jwks_uri,
-                    jwks: i.jwks,
-                    allowed_subjects: i.allowed_subjects,
-                    audience: i.audience,
-                    claim_mapping: serde_json::Value::Object(i.claim_mapping.into_iter().collect()),
-                },
-            );
-        }
-        for a in doc.request_context {
-            if !remember(&mut cx, &mut desired, K::ContextAttribute, "name", &a.name) {
-                continue;
-            }
-            let line = desired.locate(K::ContextAttribute, &a.name).1;
-            if let Some(problem) = context_name_problem(&a.name) {
-                cx.err(line, format!("request_context `{}`: {problem}", a.name));
-            }
-            desired.context_attributes.insert(a.name.clone(), a);
-        }
-        for e in doc.exceptions {
-            if !remember(&mut cx, &mut desired, K::Exception, "id", &e.id) {
-                continue;
-            }
-            let line = desired.locate(K::Exception, &e.id).1;
-            if let Err(err) = validate_slug("exception id", &e.id) {
-                cx.err(line, err.to_string());
-            }
-            for (key, value) in [("reason", &e.reason), ("ticket", &e.ticket)] {
-                if value.trim().is_empty() {
-                    cx.err(line, format!("exception `{}`: `{key}` must not be empty: an auditor must be able to see why it was granted", e.id));
-                }
-            }
-            if e.lifts.is_empty() {
-                cx.err(
-                    line,
-                    format!(
-                        "exception `{}`: `lifts` must name at least one exceptionable guardrail id",
-                        e.id
-                    ),
-                );
-            }
-            match steward_model::timestamp::parse(&e.expires_at) {
-                Some(expires_at) => {
-                    desired.exceptions.insert(
-                        e.id.clone(),
-                        PolicyException {
-                            id: e.id,
-                            owner: e.owner,
-                            reason: e.reason,
-                            ticket: e.ticket,
-                            principal: e.principal,
-                            capability: e.capability,
-                            lifts: e.lifts,
-                            expires_at,
-                        },
-                    );
-                }
-                None => cx.err(line, format!("exception `{}`: `expires_at` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not `{}`", e.id, e.expires_at)),
-            }
-        }
-        for w in doc.workflows {
-            if !remember(&mut cx, &mut desired, K::Workflow, "id", &w.id) {
-                continue;
-            }
-            let line = desired.locate(K::Workflow, &w.id).1;
-            if let Err(err) = validate_slug("workflow id", &w.id) {
-                cx.err(line, err.to_string());
-            }
-            if w.requesters.is_empty() || w.scope.is_empty() {
-                cx.err(
-                    line,
-                    format!(
-                        "workflow `{}`: `requesters` and `scope` must each list at least one entry",
-                        w.id
-                    ),
-                );
-            }
-            if w.max_ttl_secs == 0 {
-                cx.err(
-                    line,
-                    format!("workflow `{}`: `max_ttl_secs` must be at least 1", w.id),
-                );
-            }
-            desired.workflows.insert(w.id.clone(), w);
-        }
-        let mut names_seen: BTreeMap<String, usize> = BTreeMap::new();
-        for t in doc.policy_tests {
-            let nth = names_seen.entry(t.name.clone()).or_insert(0);
-            let line = index.line_of("name", &t.name, *nth);
-            *nth += 1;
-            let at = match t.at.as_deref().map(steward_model::timestamp::parse) {
-                None => None,
-                Some(Some(at)) => Some(at),
-                Some(None) => {
-                    cx.err(
-                        line,
-                        format!("policy test `{}`: `at` must be an RFC 3339 time", t.name),
-                    );
-                    continue;
-                }
-            };
-            desired.policy_tests.push(PolicyTest {
-                name: t.name,
-                file: file.path.clone(),
-                line,
-                principal: t.principal,
-                capability: t.capability,
-                action: t.action,
-                context: t.context,
-                at,
-                expect: t.expect,
-                decided_by: t.decided_by,
-            });
-        }
-        for doc in doc.identities {
-            if remember(
-                &mut cx,
-                &mut desired,
-                K::Identity,
-                "spiffe_id",
-                doc.spiffe_id.as_str(),
-            ) {
-                identity_docs.push(doc);
-            }
-        }
-        diags.append(&mut cx.diags);
+        lower.planes(&mut desired, doc.planes);
+        lower.owners(&mut desired, doc.owners);
+        lower.capabilities(&mut desired, doc.capabilities);
+        lower.issuers(&mut desired, doc.issuers);
+        lower.request_context(&mut desired, doc.request_context);
+        lower.exceptions(&mut desired, doc.exceptions);
+        lower.workflows(&mut desired, doc.workflows);
+        lower.policy_tests(&mut desired, doc.policy_tests);
+        lower.identities(&mut desired, doc.identities, &mut identity_docs);
+        diags.append(&mut lower.cx.diags);
     }
 
     // Cross-references are checked only once every file parses: a capability lost to a
@@ -373,7 +101,7 @@ pub const RESERVED_CONTEXT: [&str; 7] = [
     "model_tier",
 ];
 
-fn context_name_problem(name: &str) -> Option<String> {
+pub(crate) fn context_name_problem(name: &str) -> Option<String> {
     let mut chars = name.chars();
     let ident = chars
         .next()
@@ -400,7 +128,7 @@ fn yaml_message(raw: &str) -> String {
         .replace("missing field", "missing required key")
 }
 
-fn check_settings(cx: &mut Ctx<'_>, line: usize, whose: &str, s: &Settings) {
+pub(crate) fn check_settings(cx: &mut Ctx<'_>, line: usize, whose: &str, s: &Settings) {
     if s.max_token_ttl_secs == Some(0) {
         cx.err(
             line,
@@ -774,7 +502,7 @@ pub fn credential_problems(c: &steward_model::Credentials) -> Vec<String> {
 /// Keys and claim mapping of a trusted issuer: inline keys must parse (EC P-256 or RSA
 /// ≥ 2048), a key URL must be https (plain http only on loopback, for tests), and the
 /// mapping must say which identity a token maps to, using only known keys.
-fn issuer_problems(
+pub(crate) fn issuer_problems(
     jwks_uri: &Option<String>,
     jwks: &Option<serde_json::Value>,
     mapping: &BTreeMap<String, serde_json::Value>,
