@@ -49,8 +49,89 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         Some(r) => r,
         None => example_repo()?,
     };
-    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let cp = start().await?;
+    let admin = &cp.admin;
+    let (files, page) = governance(admin, &repo).await?;
+    let au = delegation(admin, &page, &files).await?;
+    change_log(admin, &au).await?;
 
+    step(
+        9,
+        "Decide: guardrails, plane policies and the AuthZEN decision API",
+    );
+    crate::demo_policy::decisions(admin).await?;
+
+    step(10, "A time-bound exception that expires during the demo");
+    let files = crate::demo_policy::exception(admin, &files).await?;
+
+    step(
+        11,
+        "Analysis: effective vs intended, a plan's dry-run, policy versions",
+    );
+    crate::demo_policy::analysis(admin, &files).await?;
+
+    step(
+        12,
+        "Tokens: a workload's own key, one delegated hop, a federated CI token, a JIT credential",
+    );
+    crate::demo_tokens::tokens(admin).await?;
+    crate::demo_tokens::delegation(admin, &files).await?;
+
+    step(
+        13,
+        "Enforcement: one decision at the gateway, the broker and the consumer, traced end to end",
+    );
+    let running = crate::demo_enforce::enforcement(admin, &au).await?;
+
+    step(
+        14,
+        "Revocation: revoke a workload mid-traffic; every point acknowledges; the next request is denied",
+    );
+    crate::demo_enforce::revocation(admin, running).await?;
+
+    evidence(admin, &au).await?;
+    posture(&au, cp.addr).await?;
+
+    if args.keep_running {
+        // A throwaway server's credential: shown whole, so the console can be signed in
+        // to and the CLI pointed at it.
+        println!(
+            "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop; its data goes with it).\nSign in to http://{addr}/console/ with this demo admin credential, or point the CLI at it:\n  export STEWARD_SERVER=http://{addr}\n  export STEWARD_TOKEN={token}",
+            addr = cp.addr,
+            token = cp.token
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    cp.stop().await?;
+    println!("\nDemo finished: the control plane stopped and its temporary data was removed.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's throwaway control plane: a server task on a temporary embedded store.
+struct ControlPlane {
+    addr: std::net::SocketAddr,
+    /// The bootstrap central-admin credential.
+    token: String,
+    admin: Client,
+    store: Store,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Removed (with the data) when the demo ends.
+    _data: tempfile::TempDir,
+}
+
+impl ControlPlane {
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.server.await.context("the server task failed")??;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Step 1.
+async fn start() -> Result<ControlPlane> {
+    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
     step(1, "Start a control plane on a temporary embedded store");
     let mut file = FileConfig::default();
     file.evidence.checkpoint_interval_secs = Some(1);
@@ -69,7 +150,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut config = config;
     config.tokens.listening_on(addr);
     let state = AppState::new(store.clone(), &config).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(steward_server::serve(listener, state, async {
         let _ = stop_rx.await;
     }));
@@ -82,12 +163,28 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         token.get(..16).unwrap_or("")
     );
     let admin = Client::new(&format!("http://{addr}"), Some(token.clone()))?;
+    Ok(ControlPlane {
+        addr,
+        token,
+        admin,
+        store,
+        stop,
+        server,
+        _data: data,
+    })
+}
 
+/// Steps 2–5: plan, apply, the registry, a refused repository. Returns the repository's
+/// files and the registry's first page.
+async fn governance(
+    admin: &Client,
+    repo: &Path,
+) -> Result<(Vec<steward_governance::SourceFile>, Page<IdentityRecord>)> {
     step(
         2,
         &format!("Plan the governance repository {}", repo.display()),
     );
-    let files = steward_governance::read_dir(&repo)?;
+    let files = steward_governance::read_dir(repo)?;
     println!("{} files read.", files.len());
     let plan: PlanResponse = admin
         .post(
@@ -167,7 +264,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     let counts: RegistryCounts = admin.get("/admin/v1/status").await?;
     println!("Configuration version is still {}.", counts.config_version);
+    Ok((files, page))
+}
 
+/// Steps 6–7: delegated administration and the lifecycle. Returns the auditor's client.
+async fn delegation(
+    admin: &Client,
+    page: &Page<IdentityRecord>,
+    files: &[steward_governance::SourceFile],
+) -> Result<Client> {
     step(
         6,
         "Delegated administration: a plane admin acts only inside its plane",
@@ -245,7 +350,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         pa.post::<_, ApplyResponse>(
             "/admin/v1/config/apply",
             &ApplyRequest {
-                files: files.clone(),
+                files: files.to_vec(),
                 expected_version: None,
             },
         )
@@ -308,7 +413,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             println!("  {i}");
         }
     }
+    Ok(au)
+}
 
+/// Step 8.
+async fn change_log(admin: &Client, au: &Client) -> Result<()> {
     step(
         8,
         "Status and the admin change log (who changed what, when)",
@@ -318,41 +427,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let changes: Vec<AdminChange> = au.get("/admin/v1/changes?limit=1000").await?;
     println!();
     print!("{}", crate::commands::changes_text(&changes));
+    Ok(())
+}
 
-    step(
-        9,
-        "Decide: guardrails, plane policies and the AuthZEN decision API",
-    );
-    crate::demo_policy::decisions(&admin).await?;
-
-    step(10, "A time-bound exception that expires during the demo");
-    let files = crate::demo_policy::exception(&admin, &files).await?;
-
-    step(
-        11,
-        "Analysis: effective vs intended, a plan's dry-run, policy versions",
-    );
-    crate::demo_policy::analysis(&admin, &files).await?;
-
-    step(
-        12,
-        "Tokens: a workload's own key, one delegated hop, a federated CI token, a JIT credential",
-    );
-    crate::demo_tokens::tokens(&admin).await?;
-    crate::demo_tokens::delegation(&admin, &files).await?;
-
-    step(
-        13,
-        "Enforcement: one decision at the gateway, the broker and the consumer, traced end to end",
-    );
-    let running = crate::demo_enforce::enforcement(&admin, &au).await?;
-
-    step(
-        14,
-        "Revocation: revoke a workload mid-traffic; every point acknowledges; the next request is denied",
-    );
-    crate::demo_enforce::revocation(&admin, running).await?;
-
+/// Step 15: a foreign record ingested, the chain's tail, the auditor's verification.
+async fn evidence(admin: &Client, au: &Client) -> Result<()> {
     step(
         15,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
@@ -413,7 +492,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             .get(..16)
             .unwrap_or("")
     );
+    Ok(())
+}
 
+/// Step 16.
+async fn posture(au: &Client, addr: std::net::SocketAddr) -> Result<()> {
     step(
         16,
         "Posture: inventory and findings, mapped to the OWASP NHI Top 10",
@@ -424,20 +507,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     println!(
         "\nThe web console shows all of this: http://{addr}/console/ (sign in with an admin credential; run `steward demo --keep-running` to browse it)."
     );
-
-    if args.keep_running {
-        // A throwaway server's credential: shown whole, so the console can be signed in
-        // to and the CLI pointed at it.
-        println!(
-            "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop; its data goes with it).\nSign in to http://{addr}/console/ with this demo admin credential, or point the CLI at it:\n  export STEWARD_SERVER=http://{addr}\n  export STEWARD_TOKEN={token}"
-        );
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    let _ = stop_tx.send(());
-    server.await.context("the server task failed")??;
-    store.close().await;
-    println!("\nDemo finished: the control plane stopped and its temporary data was removed.");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn lifecycle_path(r: &IdentityRecord) -> String {
