@@ -465,70 +465,142 @@ async fn compute(
 ) -> Result<PostureReport, ApiError> {
     let now = OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
-    let since = timestamp::format(now - time::Duration::days(window_days.max(stale_days) as i64));
-    let settings = PlaneSettings::load(s).await?;
-    let exceptions = s
-        .store
-        .policy_bundle(None)
-        .await?
-        .map(|(_, b)| b.exceptions)
-        .unwrap_or_default();
-    let (records, only): (Vec<IdentityRecord>, Option<String>) = match subjects {
-        Subjects::Planes(scope) => (
-            s.store
-                .identities(&IdentityFilter {
-                    planes: scope,
-                    limit: i64::MAX,
-                    ..Default::default()
-                })
-                .await?,
-            None,
-        ),
-        Subjects::One(r) => {
-            let id = r.identity.spiffe_id.to_string();
-            (vec![*r], Some(id))
-        }
-    };
-    let removed: HashMap<String, String> = s
-        .store
-        .owners()
-        .await?
-        .into_iter()
-        .filter_map(|o| o.removed_at.map(|at| (o.owner.id.clone(), at)))
-        .collect();
-    let secrets: HashMap<String, String> = s
-        .store
-        .client_secrets()
-        .await?
-        .into_iter()
-        .map(|c| (c.spiffe_id, c.created_at))
-        .collect();
-    let reviewed: HashMap<String, String> = s.store.last_reviews().await?.into_iter().collect();
-    let registry_read = started.elapsed();
-    // Usage: the roll-up of the evidence log, brought up to date first (the background
-    // task keeps it within seconds, so this is usually a no-op).
-    s.store.roll_up_usage(i64::MAX).await?;
-    let mut used: HashMap<String, Used> = HashMap::new();
-    let window_start = timestamp::format(now - time::Duration::days(window_days as i64));
-    for t in s.store.usage_totals_since(&since, only.as_deref()).await? {
-        used.entry(t.principal.clone())
-            .or_default()
-            .add(&t, &window_start);
-    }
-    let longest_token = time::Duration::seconds(
-        (s.tokens.config.max_ttl_secs + s.tokens.config.clock_skew_secs) as i64,
+    let inputs = PostureInputs::load(s, subjects, window_days, stale_days, now).await?;
+    let read = started.elapsed();
+    let effective = effective_permissions(s, &inputs.records, max_analysed, now).await?;
+    let analysed = started.elapsed();
+    let (inventory, findings) = assess(inputs, &effective, now, window_days, stale_days);
+    tracing::info!(
+        identities = inventory.len(),
+        findings = findings.len(),
+        analysed = effective.len(),
+        read_ms = read.as_millis() as u64,
+        analysis_ms = (analysed - read).as_millis() as u64,
+        findings_ms = (started.elapsed() - analysed).as_millis() as u64,
+        "posture computed"
     );
-    let active: HashMap<String, i64> = s
-        .store
-        .active_tokens(
-            &timestamp::format(now - longest_token),
-            &timestamp::format(now),
-        )
-        .await?
-        .into_iter()
-        .collect();
-    let usage_read = started.elapsed();
-    // Effective permissions, off the runtime, for at most `max_analysed` identities.
+    let summary = summarise(&inventory, &findings, effective.len());
+    Ok(PostureReport {
+        generated_at: timestamp::format(now),
+        window_days,
+        stale_days,
+        summary,
+        findings,
+        inventory,
+    })
+}
+
+/// Everything posture reads from the store, read once.
+struct PostureInputs {
+    settings: PlaneSettings,
+    exceptions: BTreeMap<String, steward_model::PolicyException>,
+    records: Vec<IdentityRecord>,
+    /// Removed owners and when.
+    removed: HashMap<String, String>,
+    /// Client secrets' creation times, by identity.
+    secrets: HashMap<String, String>,
+    /// Each identity's last review attestation.
+    reviewed: HashMap<String, String>,
+    used: HashMap<String, Used>,
+    /// Unexpired tokens, by identity.
+    active: HashMap<String, i64>,
+    /// (principal, capability, grants, last granted) of exceptions granted again and again.
+    exception_grants: Vec<(String, String, i64, String)>,
+}
+
+impl PostureInputs {
+    async fn load(
+        s: &AppState,
+        subjects: Subjects,
+        window_days: u64,
+        stale_days: u64,
+        now: OffsetDateTime,
+    ) -> Result<Self, ApiError> {
+        let since =
+            timestamp::format(now - time::Duration::days(window_days.max(stale_days) as i64));
+        let settings = PlaneSettings::load(s).await?;
+        let exceptions = s
+            .store
+            .policy_bundle(None)
+            .await?
+            .map(|(_, b)| b.exceptions)
+            .unwrap_or_default();
+        let (records, only): (Vec<IdentityRecord>, Option<String>) = match subjects {
+            Subjects::Planes(scope) => (
+                s.store
+                    .identities(&IdentityFilter {
+                        planes: scope,
+                        limit: i64::MAX,
+                        ..Default::default()
+                    })
+                    .await?,
+                None,
+            ),
+            Subjects::One(r) => {
+                let id = r.identity.spiffe_id.to_string();
+                (vec![*r], Some(id))
+            }
+        };
+        let removed: HashMap<String, String> = s
+            .store
+            .owners()
+            .await?
+            .into_iter()
+            .filter_map(|o| o.removed_at.map(|at| (o.owner.id.clone(), at)))
+            .collect();
+        let secrets: HashMap<String, String> = s
+            .store
+            .client_secrets()
+            .await?
+            .into_iter()
+            .map(|c| (c.spiffe_id, c.created_at))
+            .collect();
+        let reviewed: HashMap<String, String> = s.store.last_reviews().await?.into_iter().collect();
+        // Usage: the roll-up of the evidence log, brought up to date first (the background
+        // task keeps it within seconds, so this is usually a no-op).
+        s.store.roll_up_usage(i64::MAX).await?;
+        let mut used: HashMap<String, Used> = HashMap::new();
+        let window_start = timestamp::format(now - time::Duration::days(window_days as i64));
+        for t in s.store.usage_totals_since(&since, only.as_deref()).await? {
+            used.entry(t.principal.clone())
+                .or_default()
+                .add(&t, &window_start);
+        }
+        let longest_token = time::Duration::seconds(
+            (s.tokens.config.max_ttl_secs + s.tokens.config.clock_skew_secs) as i64,
+        );
+        let active: HashMap<String, i64> = s
+            .store
+            .active_tokens(
+                &timestamp::format(now - longest_token),
+                &timestamp::format(now),
+            )
+            .await?
+            .into_iter()
+            .collect();
+
+        Ok(Self {
+            settings,
+            exceptions,
+            records,
+            removed,
+            secrets,
+            reviewed,
+            used,
+            active,
+            exception_grants: s.store.exception_grants().await?,
+        })
+    }
+}
+
+/// Effective permissions (capability:action) of at most `max_analysed` identities, the
+/// most sensitive first, computed off the runtime and spread over the cores.
+async fn effective_permissions(
+    s: &AppState,
+    records: &[IdentityRecord],
+    max_analysed: usize,
+    now: OffsetDateTime,
+) -> Result<HashMap<String, BTreeSet<String>>, ApiError> {
     let engine = s.engine().ok();
     // The most sensitive first: restricted, then confidential, … (then by SPIFFE ID).
     let mut candidates: Vec<&IdentityRecord> = records
@@ -546,7 +618,7 @@ async fn compute(
             )
         })
         .collect();
-    let effective: HashMap<String, BTreeSet<String>> = match engine {
+    Ok(match engine {
         Some(engine) => tokio::task::spawn_blocking(move || {
             // One decision per capability × action per identity: spread the identities
             // over the cores (each thread keeps its own share, no shared state).
@@ -589,9 +661,28 @@ async fn compute(
         .await
         .map_err(|_| ApiError::internal())?,
         None => HashMap::new(),
-    };
+    })
+}
 
-    let analysed = started.elapsed();
+/// The pure part: the inventory and its findings from what was read and analysed.
+fn assess(
+    inputs: PostureInputs,
+    effective: &HashMap<String, BTreeSet<String>>,
+    now: OffsetDateTime,
+    window_days: u64,
+    stale_days: u64,
+) -> (Vec<InventoryItem>, Vec<Finding>) {
+    let PostureInputs {
+        settings,
+        exceptions,
+        records,
+        removed,
+        secrets,
+        reviewed,
+        mut used,
+        active,
+        exception_grants,
+    } = inputs;
     let mut inventory = Vec::with_capacity(records.len());
     let mut findings = Vec::new();
     let stale_cutoff = timestamp::format(now - time::Duration::days(stale_days as i64));
@@ -691,7 +782,7 @@ async fn compute(
             ));
         }
     }
-    for (principal, capability, grants, last) in s.store.exception_grants().await? {
+    for (principal, capability, grants, last) in exception_grants {
         if grants < RENEWALS_FLAGGED {
             continue;
         }
@@ -711,25 +802,7 @@ async fn compute(
         ));
     }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.id.cmp(&b.id)));
-    tracing::info!(
-        identities = inventory.len(),
-        findings = findings.len(),
-        analysed = effective.len(),
-        registry_ms = registry_read.as_millis() as u64,
-        usage_ms = (usage_read - registry_read).as_millis() as u64,
-        analysis_ms = (analysed - usage_read).as_millis() as u64,
-        findings_ms = (started.elapsed() - analysed).as_millis() as u64,
-        "posture computed"
-    );
-    let summary = summarise(&inventory, &findings, effective.len());
-    Ok(PostureReport {
-        generated_at: timestamp::format(now),
-        window_days,
-        stale_days,
-        summary,
-        findings,
-        inventory,
-    })
+    (inventory, findings)
 }
 
 /// Each plane's inherited settings, from the planes alone (not the whole registry).
