@@ -169,17 +169,26 @@ fn parse_policy(cx: &mut Ctx<'_>, desired: &mut Desired) {
     }
 }
 
-/// Checks every cross-reference once all files are read.
+/// The checks that need every file read: references between objects, the plane tree,
+/// and the identities against the registry the repository declares.
 fn check_references(
     desired: &mut Desired,
     identity_docs: Vec<IdentityDoc>,
     trust_domain: &TrustDomain,
     diags: &mut Vec<Diagnostic>,
 ) {
-    use crate::ObjectKind as K;
+    let effective = check_plane_tree(desired, diags);
+    check_catalog(desired, diags);
+    check_exceptions(desired, trust_domain, diags);
+    check_workflows(desired, &effective, trust_domain, diags);
+    diags.extend(foreign_trust_domain(&identity_docs, trust_domain));
+    check_identities(desired, identity_docs, &effective, trust_domain, diags);
+}
 
-    // Plane tree: parents exist, no cycles, settings only tighten. Only planes whose
-    // ancestry reaches the root get effective settings (and are checked against them).
+/// Parents exist, no cycles, settings only tighten. Returns the effective settings of
+/// the planes whose ancestry reaches the root (only those are checked against them).
+fn check_plane_tree(desired: &Desired, diags: &mut Vec<Diagnostic>) -> BTreeMap<PlaneId, Settings> {
+    use crate::ObjectKind as K;
     let tree = PlaneTree::new(&desired.planes);
     let mut effective: BTreeMap<PlaneId, Settings> = BTreeMap::new();
     effective.insert(PlaneId::root(), desired.root_settings.clone());
@@ -224,6 +233,13 @@ fn check_references(
         effective.insert(plane.id.clone(), plane.settings.inherit(&inherited));
     }
 
+    effective
+}
+
+/// Capabilities, issuers and policy directories name declared planes; one transport
+/// address names one capability.
+fn check_catalog(desired: &Desired, diags: &mut Vec<Diagnostic>) {
+    use crate::ObjectKind as K;
     let plane_known = |p: &PlaneId| p.is_root() || desired.planes.contains_key(p);
     for c in desired.capabilities.values() {
         if !plane_known(&c.plane) {
@@ -282,7 +298,11 @@ fn check_references(
             });
         }
     }
+}
 
+/// Exceptions name a principal in the trust domain, a declared owner, a cataloged capability.
+fn check_exceptions(desired: &Desired, trust_domain: &TrustDomain, diags: &mut Vec<Diagnostic>) {
+    use crate::ObjectKind as K;
     for e in desired.exceptions.values() {
         let mut problems = Vec::new();
         if !e.principal.is_in(trust_domain) {
@@ -309,7 +329,17 @@ fn check_references(
             });
         }
     }
+}
 
+/// Workflows live in a plane whose token lifetime they respect, name requesters in the
+/// trust domain and cataloged capabilities.
+fn check_workflows(
+    desired: &Desired,
+    effective: &BTreeMap<PlaneId, Settings>,
+    trust_domain: &TrustDomain,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::ObjectKind as K;
     for w in desired.workflows.values() {
         let mut problems = Vec::new();
         match effective.get(&w.plane) {
@@ -346,34 +376,50 @@ fn check_references(
             });
         }
     }
+}
 
-    // A repository written for another trust domain fails on every identity: say once
-    // which domain it is written for, and how to serve it.
+/// A repository written for another trust domain fails on every identity: one
+/// diagnostic says which domain it is written for, and how to serve it.
+fn foreign_trust_domain(
+    identity_docs: &[IdentityDoc],
+    trust_domain: &TrustDomain,
+) -> Option<Diagnostic> {
     let outside: Vec<&str> = identity_docs
         .iter()
         .filter(|d| !d.spiffe_id.is_in(trust_domain))
         .map(|d| d.spiffe_id.trust_domain())
         .collect();
-    if !identity_docs.is_empty() && outside.len() == identity_docs.len() {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for d in &outside {
-            *counts.entry(d).or_default() += 1;
-        }
-        if let Some((theirs, _)) = counts.iter().max_by_key(|(_, n)| **n) {
-            diags.push(Diagnostic {
-                file: "(repository)".into(),
-                line: 0,
-                message: format!(
-                    "every identity is outside the trust domain `{trust_domain}`: the repository is written for `{theirs}`. Serve that trust domain (`steward serve --trust-domain {theirs}`, or `trust_domain` in steward.toml, before the first apply), or pass `--trust-domain {theirs}` to offline commands"
-                ),
-            });
-        }
+    if identity_docs.is_empty() || outside.len() < identity_docs.len() {
+        return None;
     }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &outside {
+        *counts.entry(d).or_default() += 1;
+    }
+    let (theirs, _) = counts.iter().max_by_key(|(_, n)| **n)?;
+    Some(Diagnostic {
+        file: "(repository)".into(),
+        line: 0,
+        message: format!(
+            "every identity is outside the trust domain `{trust_domain}`: the repository is written for `{theirs}`. Serve that trust domain (`steward serve --trust-domain {theirs}`, or `trust_domain` in steward.toml, before the first apply), or pass `--trust-domain {theirs}` to offline commands"
+        ),
+    })
+}
 
+/// Each identity against the registry the repository declares; all of them are kept
+/// (with their problems reported), so the plan can still place later errors.
+fn check_identities(
+    desired: &mut Desired,
+    identity_docs: Vec<IdentityDoc>,
+    effective: &BTreeMap<PlaneId, Settings>,
+    trust_domain: &TrustDomain,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::ObjectKind as K;
     let registry = RepositoryRegistry {
         trust_domain,
         desired,
-        effective: &effective,
+        effective,
     };
     let mut checked = Vec::with_capacity(identity_docs.len());
     for doc in identity_docs {
