@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
-use steward_governance::{Desired, ObjectKind, Op, Plan, plan};
+use steward_governance::{Change, Desired, ObjectKind, Op, Plan, State, plan};
 use steward_model::{Identity, LifecycleState, RevocationKind};
 
 use crate::admin::{Actor, record_change};
@@ -80,133 +80,16 @@ impl Store {
             });
         }
         let now = steward_model::timestamp::now();
+        let ctx = ApplyContext {
+            backend: self.backend,
+            version: current_version + 1,
+            now: &now,
+            revocation_until,
+            actor,
+        };
         let mut new_identities: Vec<Identity> = Vec::new();
         for change in &plan.changes {
-            let id = change.id.as_str();
-            match (change.kind, change.op) {
-                (ObjectKind::Settings, _) => {
-                    sqlx::query("DELETE FROM root_settings")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("INSERT INTO root_settings (id, body) VALUES (1, $1)")
-                        .bind(json(&desired.root_settings))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (ObjectKind::Plane, Op::Delete) => delete(&mut tx, "planes", "id", id).await?,
-                (ObjectKind::Plane, _) => {
-                    let Some(p) = desired.planes.get(id) else {
-                        continue;
-                    };
-                    delete(&mut tx, "planes", "id", id).await?;
-                    sqlx::query("INSERT INTO planes (id, parent, name, description, settings) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(p.id.to_string())
-                        .bind(p.parent.as_ref().map(|x| x.to_string()))
-                        .bind(&p.name)
-                        .bind(&p.description)
-                        .bind(json(&p.settings))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (ObjectKind::Owner, Op::Remove) => {
-                    sqlx::query("UPDATE owners SET removed_at = $1 WHERE id = $2")
-                        .bind(&now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                (ObjectKind::Owner, _) => {
-                    let Some(o) = desired.owners.get(id) else {
-                        continue;
-                    };
-                    delete(&mut tx, "owners", "id", id).await?;
-                    sqlx::query(
-                        "INSERT INTO owners (id, name, email, kind) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&o.id)
-                    .bind(&o.name)
-                    .bind(&o.email)
-                    .bind(o.kind.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                (ObjectKind::Capability, Op::Delete) => {
-                    delete(&mut tx, "capabilities", "id", id).await?
-                }
-                (ObjectKind::Capability, _) => {
-                    let Some(c) = desired.capabilities.get(id) else {
-                        continue;
-                    };
-                    delete(&mut tx, "capabilities", "id", id).await?;
-                    upsert_body(&mut tx, "capabilities", id, c.plane.as_str(), json(c)).await?;
-                }
-                (ObjectKind::Issuer, Op::Delete) => delete(&mut tx, "issuers", "id", id).await?,
-                (ObjectKind::Issuer, _) => {
-                    let Some(i) = desired.issuers.get(id) else {
-                        continue;
-                    };
-                    delete(&mut tx, "issuers", "id", id).await?;
-                    upsert_body(&mut tx, "issuers", id, i.plane.as_str(), json(i)).await?;
-                }
-                (ObjectKind::Policy, Op::Delete) => delete(&mut tx, "policies", "path", id).await?,
-                (ObjectKind::Policy, _) => {
-                    let Some(p) = desired.policies.get(id) else {
-                        continue;
-                    };
-                    delete(&mut tx, "policies", "path", id).await?;
-                    insert_policy_file(&mut tx, p).await?;
-                }
-                // Kept in the policy bundle, written below.
-                (
-                    ObjectKind::ContextAttribute | ObjectKind::Exception | ObjectKind::Workflow,
-                    _,
-                ) => {}
-                (ObjectKind::Identity, Op::Decommission) => {
-                    // Decommissioning revokes: its keys stop, and its outstanding tokens
-                    // die at every point once the epoch is pushed.
-                    let reason = format!(
-                        "removed from the governance repository (configuration version {})",
-                        current_version + 1
-                    );
-                    decommission_in_tx(self.backend, &mut tx, id, reason, revocation_until, actor)
-                        .await?;
-                }
-                (ObjectKind::Identity, op) => {
-                    let Some(want) = desired.identities.get(id) else {
-                        continue;
-                    };
-                    let current_state = state.identities.get(id).map(|s| s.identity.state);
-                    let identity = want.to_identity(
-                        want.state
-                            .or(current_state)
-                            .unwrap_or(LifecycleState::Active),
-                    );
-                    if op == Op::Create {
-                        new_identities.push(identity);
-                    } else {
-                        let decommissioned = identity.state == LifecycleState::Decommissioned
-                            && current_state != Some(LifecycleState::Decommissioned);
-                        update_identity(&mut tx, &identity, &now).await?;
-                        if decommissioned {
-                            // Pinned to `decommissioned` in the repository: revoked as
-                            // when it is removed from it.
-                            let reason = format!(
-                                "decommissioned in the governance repository (configuration version {})",
-                                current_version + 1
-                            );
-                            decommission_in_tx(
-                                self.backend,
-                                &mut tx,
-                                id,
-                                reason,
-                                revocation_until,
-                                actor,
-                            )
-                            .await?;
-                        }
-                    }
-                }
-            }
+            write_change(&mut tx, change, desired, &state, &ctx, &mut new_identities).await?;
         }
         insert_identities(
             self.backend,
@@ -270,6 +153,154 @@ impl Store {
             plan,
         })
     }
+}
+
+/// What every change of one apply shares.
+struct ApplyContext<'a> {
+    backend: crate::Backend,
+    /// The configuration version this apply makes.
+    version: i64,
+    now: &'a str,
+    revocation_until: Option<i64>,
+    actor: &'a Actor,
+}
+
+/// Writes one planned change inside the apply's transaction. Identities to create are
+/// collected in `new_identities` and inserted in batches afterwards.
+async fn write_change(
+    tx: &mut sqlx::AnyConnection,
+    change: &Change,
+    desired: &Desired,
+    state: &State,
+    ctx: &ApplyContext<'_>,
+    new_identities: &mut Vec<Identity>,
+) -> Result<(), StoreError> {
+    let id = change.id.as_str();
+    match (change.kind, change.op) {
+        (ObjectKind::Settings, _) => {
+            sqlx::query("DELETE FROM root_settings")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO root_settings (id, body) VALUES (1, $1)")
+                .bind(json(&desired.root_settings))
+                .execute(&mut *tx)
+                .await?;
+        }
+        (ObjectKind::Plane, Op::Delete) => delete(&mut *tx, "planes", "id", id).await?,
+        (ObjectKind::Plane, _) => {
+            let Some(p) = desired.planes.get(id) else {
+                return Ok(());
+            };
+            delete(&mut *tx, "planes", "id", id).await?;
+            sqlx::query("INSERT INTO planes (id, parent, name, description, settings) VALUES ($1, $2, $3, $4, $5)")
+                .bind(p.id.to_string())
+                .bind(p.parent.as_ref().map(|x| x.to_string()))
+                .bind(&p.name)
+                .bind(&p.description)
+                .bind(json(&p.settings))
+                .execute(&mut *tx)
+                .await?;
+        }
+        (ObjectKind::Owner, Op::Remove) => {
+            sqlx::query("UPDATE owners SET removed_at = $1 WHERE id = $2")
+                .bind(ctx.now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        (ObjectKind::Owner, _) => {
+            let Some(o) = desired.owners.get(id) else {
+                return Ok(());
+            };
+            delete(&mut *tx, "owners", "id", id).await?;
+            sqlx::query("INSERT INTO owners (id, name, email, kind) VALUES ($1, $2, $3, $4)")
+                .bind(&o.id)
+                .bind(&o.name)
+                .bind(&o.email)
+                .bind(o.kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        (ObjectKind::Capability, Op::Delete) => delete(&mut *tx, "capabilities", "id", id).await?,
+        (ObjectKind::Capability, _) => {
+            let Some(c) = desired.capabilities.get(id) else {
+                return Ok(());
+            };
+            delete(&mut *tx, "capabilities", "id", id).await?;
+            upsert_body(&mut *tx, "capabilities", id, c.plane.as_str(), json(c)).await?;
+        }
+        (ObjectKind::Issuer, Op::Delete) => delete(&mut *tx, "issuers", "id", id).await?,
+        (ObjectKind::Issuer, _) => {
+            let Some(i) = desired.issuers.get(id) else {
+                return Ok(());
+            };
+            delete(&mut *tx, "issuers", "id", id).await?;
+            upsert_body(&mut *tx, "issuers", id, i.plane.as_str(), json(i)).await?;
+        }
+        (ObjectKind::Policy, Op::Delete) => delete(&mut *tx, "policies", "path", id).await?,
+        (ObjectKind::Policy, _) => {
+            let Some(p) = desired.policies.get(id) else {
+                return Ok(());
+            };
+            delete(&mut *tx, "policies", "path", id).await?;
+            insert_policy_file(&mut *tx, p).await?;
+        }
+        // Kept in the policy bundle, written below.
+        (ObjectKind::ContextAttribute | ObjectKind::Exception | ObjectKind::Workflow, _) => {}
+        (ObjectKind::Identity, Op::Decommission) => {
+            // Decommissioning revokes: its keys stop, and its outstanding tokens
+            // die at every point once the epoch is pushed.
+            let reason = format!(
+                "removed from the governance repository (configuration version {})",
+                ctx.version
+            );
+            decommission_in_tx(
+                ctx.backend,
+                &mut *tx,
+                id,
+                reason,
+                ctx.revocation_until,
+                ctx.actor,
+            )
+            .await?;
+        }
+        (ObjectKind::Identity, op) => {
+            let Some(want) = desired.identities.get(id) else {
+                return Ok(());
+            };
+            let current_state = state.identities.get(id).map(|s| s.identity.state);
+            let identity = want.to_identity(
+                want.state
+                    .or(current_state)
+                    .unwrap_or(LifecycleState::Active),
+            );
+            if op == Op::Create {
+                new_identities.push(identity);
+            } else {
+                let decommissioned = identity.state == LifecycleState::Decommissioned
+                    && current_state != Some(LifecycleState::Decommissioned);
+                update_identity(&mut *tx, &identity, ctx.now).await?;
+                if decommissioned {
+                    // Pinned to `decommissioned` in the repository: revoked as
+                    // when it is removed from it.
+                    let reason = format!(
+                        "decommissioned in the governance repository (configuration version {})",
+                        ctx.version
+                    );
+                    decommission_in_tx(
+                        ctx.backend,
+                        &mut *tx,
+                        id,
+                        reason,
+                        ctx.revocation_until,
+                        ctx.actor,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn delete(
