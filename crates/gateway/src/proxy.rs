@@ -189,6 +189,44 @@ impl Proxy {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
+        let (verdict, forward_path) = match self.authorize(&req, &trace) {
+            Ok(allowed) => allowed,
+            Err(refusal) => return *refusal,
+        };
+        let (parts, body) = req.into_parts();
+        let body = match self.inspected_body(body, &parts.headers, &trace).await {
+            Ok(body) => body,
+            Err(refusal) => return *refusal,
+        };
+        let mut req = Request::from_parts(parts, body);
+        // Forward: the upstream sees the verified identity, never the client's credential
+        // or identity headers it made up.
+        let forwarded = forward_path.map(|p| format!("{}{p}", self.config.upstream).parse::<Uri>());
+        let uri: Uri = match forwarded {
+            Some(Ok(u)) => u,
+            _ => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "bad_request", "reason": "the request target cannot be forwarded"}),
+                );
+            }
+        };
+        forwarded_headers(req.headers_mut(), &verdict, &trace, peer, &uri);
+        if let Err(refusal) = self.inject_egress_secret(req.headers_mut(), &trace) {
+            return *refusal;
+        }
+        *req.uri_mut() = uri;
+        *req.version_mut() = hyper::Version::HTTP_11;
+        self.send_upstream(req, &trace).await
+    }
+
+    /// The decision on the request's method, normalised path and credential. Allowed:
+    /// the verdict and the path to forward (the one decided on, never the raw one).
+    fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        trace: &TraceContext,
+    ) -> Result<(Verdict, Option<String>), Refusal> {
         let address = http_address_checked(req.method().as_str(), req.uri().path(), |h| {
             req.headers().contains_key(h)
         });
@@ -225,131 +263,100 @@ impl Proxy {
                 reason = %verdict.reason(),
                 "refused"
             );
-            return self.refusal(&verdict, &trace);
+            return Err(Box::new(self.refusal(&verdict, trace)));
         }
-        // Tool-call decisions: every tool the request offers the model must be allowed.
-        let (parts, body) = req.into_parts();
-        let body: Body = if self.config.tools_from_body {
-            // Read whole before deciding, but no longer than the upstream would wait: a body
-            // trickled in a byte at a time must not hold the request (and its slot) open.
-            let collected = tokio::time::timeout(
-                self.config.upstream_timeout,
-                Limited::new(body, self.config.max_inspected_body_bytes).collect(),
-            )
-            .await;
-            let bytes = match collected {
-                Err(_) => {
-                    return json_response(
-                        StatusCode::REQUEST_TIMEOUT,
-                        json!({"error": "body_timeout", "reason": format!("the request body did not arrive within {}s (upstream_timeout_secs)", self.config.upstream_timeout.as_secs()), "trace_id": trace.trace_id}),
-                    );
-                }
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(e)) if e.is::<LengthLimitError>() => {
-                    return json_response(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        json!({"error": "body_too_large", "reason": format!("the request body is larger than the {} bytes inspected for tool decisions (max_inspected_body_bytes)", self.config.max_inspected_body_bytes), "trace_id": trace.trace_id}),
-                    );
-                }
-                Ok(Err(_)) => {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        json!({"error": "bad_request", "reason": "the request body could not be read", "trace_id": trace.trace_id}),
-                    );
-                }
-            };
-            if let Some(refused) = self.decide_tools(&bytes, &parts.headers, &trace) {
-                return refused;
+        Ok((verdict, forward_path))
+    }
+
+    /// The body to forward. With tool decisions on, it is read whole (bounded in size and
+    /// time) and every tool it offers the model must be allowed first.
+    async fn inspected_body(
+        &self,
+        body: Incoming,
+        headers: &HeaderMap,
+        trace: &TraceContext,
+    ) -> Result<Body, Refusal> {
+        if !self.config.tools_from_body {
+            return Ok(body.boxed());
+        }
+        // Read whole before deciding, but no longer than the upstream would wait: a body
+        // trickled in a byte at a time must not hold the request (and its slot) open.
+        let collected = tokio::time::timeout(
+            self.config.upstream_timeout,
+            Limited::new(body, self.config.max_inspected_body_bytes).collect(),
+        )
+        .await;
+        let bytes = match collected {
+            Err(_) => {
+                return Err(Box::new(json_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    json!({"error": "body_timeout", "reason": format!("the request body did not arrive within {}s (upstream_timeout_secs)", self.config.upstream_timeout.as_secs()), "trace_id": trace.trace_id}),
+                )));
             }
-            full(bytes)
-        } else {
-            body.boxed()
-        };
-        let mut req = Request::from_parts(parts, body);
-        // Forward: the upstream sees the verified identity, never the client's credential
-        // or identity headers it made up.
-        let forwarded = forward_path.map(|p| format!("{}{p}", self.config.upstream).parse::<Uri>());
-        let uri: Uri = match forwarded {
-            Some(Ok(u)) => u,
-            _ => {
-                return json_response(
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => {
+                return Err(Box::new(json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"error": "body_too_large", "reason": format!("the request body is larger than the {} bytes inspected for tool decisions (max_inspected_body_bytes)", self.config.max_inspected_body_bytes), "trace_id": trace.trace_id}),
+                )));
+            }
+            Ok(Err(_)) => {
+                return Err(Box::new(json_response(
                     StatusCode::BAD_REQUEST,
-                    json!({"error": "bad_request", "reason": "the request target cannot be forwarded"}),
-                );
+                    json!({"error": "bad_request", "reason": "the request body could not be read", "trace_id": trace.trace_id}),
+                )));
             }
         };
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        headers.remove(header::AUTHORIZATION);
-        headers.remove("dpop");
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| is_steward_header(k.as_str()))
-            .cloned()
-            .collect();
-        for k in spoofed {
-            headers.remove(k);
+        if let Some(refused) = self.decide_tools(&bytes, headers, trace) {
+            return Err(Box::new(refused));
         }
-        if let Some(principal) = verdict
-            .principal
-            .as_deref()
-            .and_then(|p| HeaderValue::from_str(p).ok())
-        {
-            headers.insert(IDENTITY_HEADER, principal);
-        }
-        if let Ok(v) = HeaderValue::from_str(&verdict.event_id) {
-            headers.insert("x-steward-decision-id", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&trace.child().to_string()) {
-            headers.insert("traceparent", v);
-        }
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+        Ok(full(bytes))
+    }
+
+    /// Puts the egress secret (a third-party API key) in its header, when this route
+    /// brokers one. Without a current secret the request is refused, never sent bare.
+    fn inject_egress_secret(
+        &self,
+        headers: &mut HeaderMap,
+        trace: &TraceContext,
+    ) -> Result<(), Refusal> {
+        let Some(egress) = &self.config.egress else {
+            return Ok(());
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert("x-forwarded-for", v);
-        }
-        if let Some(authority) = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            headers.insert(header::HOST, authority);
-        }
-        if let Some(egress) = &self.config.egress {
-            let secret = self
-                .secrets
-                .as_ref()
-                .ok_or_else(|| "no egress secret source".to_owned())
-                .and_then(|s| s.get(&egress.secret));
-            let value = match secret {
-                Ok(v) => egress.format.replace("{secret}", &v),
-                Err(why) => {
-                    tracing::error!(point = %self.point.name(), reason = %why, "egress refused: no current secret");
-                    return json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "enforcement_unavailable", "reason": why, "trace_id": trace.trace_id}),
-                    );
-                }
-            };
-            let name = HeaderName::from_bytes(egress.header.as_bytes());
-            match (name, HeaderValue::from_str(&value)) {
-                (Ok(name), Ok(mut value)) => {
-                    value.set_sensitive(true);
-                    let headers = req.headers_mut();
-                    headers.remove(&name);
-                    headers.insert(name, value);
-                }
-                _ => {
-                    return json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "enforcement_unavailable", "reason": "the egress secret cannot be put in a header", "trace_id": trace.trace_id}),
-                    );
-                }
+        let secret = self
+            .secrets
+            .as_ref()
+            .ok_or_else(|| "no egress secret source".to_owned())
+            .and_then(|s| s.get(&egress.secret));
+        let value = match secret {
+            Ok(v) => egress.format.replace("{secret}", &v),
+            Err(why) => {
+                tracing::error!(point = %self.point.name(), reason = %why, "egress refused: no current secret");
+                return Err(Box::new(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "enforcement_unavailable", "reason": why, "trace_id": trace.trace_id}),
+                )));
+            }
+        };
+        let name = HeaderName::from_bytes(egress.header.as_bytes());
+        match (name, HeaderValue::from_str(&value)) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                headers.remove(&name);
+                headers.insert(name, value);
+            }
+            _ => {
+                return Err(Box::new(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "enforcement_unavailable", "reason": "the egress secret cannot be put in a header", "trace_id": trace.trace_id}),
+                )));
             }
         }
-        *req.uri_mut() = uri;
-        *req.version_mut() = hyper::Version::HTTP_11;
+        Ok(())
+    }
+
+    /// Sends the request upstream, within `upstream_timeout`.
+    async fn send_upstream(&self, req: Request<Body>, trace: &TraceContext) -> Response<Body> {
         let sent =
             tokio::time::timeout(self.config.upstream_timeout, self.client.request(req)).await;
         match sent {
@@ -386,6 +393,59 @@ impl Proxy {
         }
     }
 }
+
+/// The headers the upstream gets: hop-by-hop headers and the client's credential gone,
+/// any `x-steward-*` the client made up dropped, the verified identity, the decision id,
+/// the trace, `x-forwarded-for` and the upstream's host added.
+fn forwarded_headers(
+    headers: &mut HeaderMap,
+    verdict: &Verdict,
+    trace: &TraceContext,
+    peer: SocketAddr,
+    uri: &Uri,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove("dpop");
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_steward_header(k.as_str()))
+        .cloned()
+        .collect();
+    for k in spoofed {
+        headers.remove(k);
+    }
+    if let Some(principal) = verdict
+        .principal
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        headers.insert(IDENTITY_HEADER, principal);
+    }
+    if let Ok(v) = HeaderValue::from_str(&verdict.event_id) {
+        headers.insert("x-steward-decision-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&trace.child().to_string()) {
+        headers.insert("traceparent", v);
+    }
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some(authority) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, authority);
+    }
+}
+
+/// A response that ends the request here (a refusal or an error), boxed so the
+/// allowed path's `Result` stays small.
+type Refusal = Box<Response<Body>>;
 
 impl Proxy {
     /// Decides each tool an AI request offers; the refusal to send, if any.
