@@ -367,36 +367,8 @@ impl Engine {
             errors: Vec::new(),
             policy_version: self.version,
         };
-        let (capability, action) = match &req.target {
-            Target::Capability(id) => match req.action {
-                Some(a) => (id.clone(), a),
-                None => return deny(d, "the request names no action"),
-            },
-            Target::Address(addr) => match self.index.lookup(&addr.as_address()) {
-                None => {
-                    return deny(
-                        d,
-                        format!(
-                            "no capability in the catalog maps {addr}; unmapped addresses are denied"
-                        ),
-                    );
-                }
-                Some(r) => {
-                    if let Some(a) = req.action
-                        && a != r.action
-                    {
-                        d.capability = Some(r.capability.to_string());
-                        return deny(
-                            d,
-                            format!(
-                                "action `{a}` does not match `{}`, the action the catalog maps {addr} to",
-                                r.action
-                            ),
-                        );
-                    }
-                    (r.capability.to_string(), r.action)
-                }
-            },
+        let Some((capability, action)) = self.resolve_target(req, &mut d) else {
+            return d;
         };
         d.action = Some(action);
         let Some(entry) = self.registry.capabilities.get(&capability) else {
@@ -476,6 +448,61 @@ impl Engine {
             );
         }
         // Denied by forbids. Lift them if every one is covered by an active exception.
+        if self.lift_by_exceptions(&mut d, &request, &entities, permits, &determining, &active) {
+            return d;
+        }
+        d.reasons = determining.iter().map(|id| self.describe(id)).collect();
+        d.policies = determining;
+        d
+    }
+
+    /// The capability and action a request is about: named, or looked up from its
+    /// transport address. `None` (with the reason in `d`) when there is none to decide on.
+    fn resolve_target(&self, req: &AccessRequest, d: &mut Decision) -> Option<(String, Action)> {
+        let resolved = match &req.target {
+            Target::Capability(id) => match req.action {
+                Some(a) => (id.clone(), a),
+                None => {
+                    d.reasons.push("the request names no action".into());
+                    return None;
+                }
+            },
+            Target::Address(addr) => match self.index.lookup(&addr.as_address()) {
+                None => {
+                    d.reasons.push(format!(
+                        "no capability in the catalog maps {addr}; unmapped addresses are denied"
+                    ));
+                    return None;
+                }
+                Some(r) => {
+                    if let Some(a) = req.action
+                        && a != r.action
+                    {
+                        d.capability = Some(r.capability.to_string());
+                        d.reasons.push(format!(
+                            "action `{a}` does not match `{}`, the action the catalog maps {addr} to",
+                            r.action
+                        ));
+                        return None;
+                    }
+                    (r.capability.to_string(), r.action)
+                }
+            },
+        };
+        Some(resolved)
+    }
+
+    /// Allows a request denied only by forbids that active exceptions lift, if the
+    /// permits still grant it. Returns whether it did (then `d` says how).
+    fn lift_by_exceptions(
+        &self,
+        d: &mut Decision,
+        request: &Request,
+        entities: &cedar_policy::Entities,
+        permits: &cedar_policy::PolicySet,
+        determining: &[String],
+        active: &[&PolicyException],
+    ) -> bool {
         let lifting: Vec<&PolicyException> = active
             .iter()
             .copied()
@@ -485,7 +512,7 @@ impl Engine {
             .iter()
             .all(|f| lifting.iter().any(|e| e.lifts.contains(f)));
         if all_lifted && !lifting.is_empty() {
-            let granted = self.authorizer.is_authorized(&request, permits, &entities);
+            let granted = self.authorizer.is_authorized(request, permits, entities);
             let errs: Vec<String> = granted
                 .diagnostics()
                 .errors()
@@ -513,13 +540,11 @@ impl Engine {
                     d.exceptions.push(e.id.clone());
                 }
                 d.policies = permits_used;
-                return d;
+                return true;
             }
             d.errors = errs;
         }
-        d.reasons = determining.iter().map(|id| self.describe(id)).collect();
-        d.policies = determining;
-        d
+        false
     }
 
     /// "GR-1 (central guardrail, forbid): description".
