@@ -375,10 +375,14 @@ macro_rules! both_backends {
 #[path = "api/tokens.rs"]
 mod tokens;
 use tokens::{
-    dpop_binds_tokens_to_the_client_key, federation_maps_trusted_tokens_onto_identities,
-    jit_approvals_by_listed_approvers, jit_credentials_follow_the_workflow_and_policy,
-    legacy_client_secrets_are_flagged, token_exchange_delegates_one_hop_at_a_time,
-    token_service_issues_refuses_and_rotates,
+    a_client_assertion_is_single_use, a_suspended_identity_gets_no_token,
+    an_issuance_is_evidence_without_the_token, dpop_binds_tokens_to_the_client_key,
+    every_refusal_names_its_oauth_error_and_is_evidence,
+    federation_maps_trusted_tokens_onto_identities, jit_approvals_by_listed_approvers,
+    jit_credentials_follow_the_workflow_and_policy,
+    key_rotation_signs_anew_and_keeps_old_tokens_valid, legacy_client_secrets_are_flagged,
+    malformed_token_requests_are_refused, token_exchange_delegates_one_hop_at_a_time,
+    tokens_are_discoverable_issued_and_third_party_valid,
 };
 
 #[path = "api/revocation.rs"]
@@ -400,7 +404,13 @@ both_backends!(
     posture_reports_inventory_and_findings,
     access_reviews_attest_and_revoke,
     compliance_report_maps_controls_to_evidence,
-    token_service_issues_refuses_and_rotates,
+    tokens_are_discoverable_issued_and_third_party_valid,
+    a_client_assertion_is_single_use,
+    every_refusal_names_its_oauth_error_and_is_evidence,
+    malformed_token_requests_are_refused,
+    an_issuance_is_evidence_without_the_token,
+    key_rotation_signs_anew_and_keeps_old_tokens_valid,
+    a_suspended_identity_gets_no_token,
     token_exchange_delegates_one_hop_at_a_time,
     dpop_binds_tokens_to_the_client_key,
     legacy_client_secrets_are_flagged,

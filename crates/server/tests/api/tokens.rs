@@ -96,7 +96,47 @@ type Form = Vec<(&'static str, String)>;
 
 pub(crate) const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
+/// A client registered with its own key (`register_client`), and its token requests.
+struct TokenClient<'a> {
+    env: &'a Env,
+    key: SigningKey,
+}
+
+impl<'a> TokenClient<'a> {
+    async fn registered(env: &'a Env) -> Self {
+        let key = SigningKey::generate().unwrap().0;
+        register_client(env, &key).await;
+        Self { env, key }
+    }
+
+    /// A fresh, valid client assertion.
+    fn assertion(&self) -> String {
+        assertion(&self.env.base, &self.key, |_| {})
+    }
+
+    async fn send(&self, v: Form) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let pairs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(self.env, &pairs).await
+    }
+}
+
+/// A `client_credentials` request with assertion `a`, for two scopes and longer than
+/// the plane allows.
+fn form(a: &str) -> Form {
+    vec![
+        ("grant_type", "client_credentials".to_owned()),
+        ("client_assertion_type", BEARER.to_owned()),
+        ("client_assertion", a.to_owned()),
+        ("audience", AUDIENCE.to_owned()),
+        ("scope", "payments.charge payments.read".to_owned()),
+        ("expires_in", "3600".to_owned()),
+    ]
+}
+
+/// Discovery points at this server; a token is issued within the plane's lifetime, and a
+/// third-party JWT-SVID validator accepts it with our bundle (and refuses it for another
+/// audience or once tampered with).
+pub(crate) async fn tokens_are_discoverable_issued_and_third_party_valid(env: Env) {
     // Discovery points at this server.
     let (st, meta) = env
         .call(Method::GET, "/.well-known/openid-configuration", None, None)
@@ -109,28 +149,10 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
         .await;
     assert_eq!(bundle["keys"][0]["use"], "jwt-svid");
-    let first_sequence = bundle["spiffe_sequence"].as_i64().unwrap();
 
-    let key = SigningKey::generate().unwrap().0;
-    register_client(&env, &key).await;
-    let good = assertion(&env.base, &key, |_| {});
-    let form = |a: &str| {
-        vec![
-            ("grant_type", "client_credentials".to_owned()),
-            ("client_assertion_type", BEARER.to_owned()),
-            ("client_assertion", a.to_owned()),
-            ("audience", AUDIENCE.to_owned()),
-            ("scope", "payments.charge payments.read".to_owned()),
-            ("expires_in", "3600".to_owned()),
-        ]
-    };
-    let send = |v: Vec<(&'static str, String)>| {
-        let env = &env;
-        async move {
-            let pairs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post_form(env, &pairs).await
-        }
-    };
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
+    let good = c.assertion();
     let (st, headers, body) = send(form(&good)).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(headers["cache-control"], "no-store");
@@ -148,7 +170,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
     // A third-party JWT-SVID validator accepts it with our bundle, and refuses it for
     // another audience or once tampered with.
     if let Some(python) =
-        steward_testkit::python_with_spiffe("token_service_issues_refuses_and_rotates")
+        steward_testkit::python_with_spiffe("tokens_are_discoverable_issued_and_third_party_valid")
     {
         let (_, bundle) = env
             .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
@@ -189,7 +211,15 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         let (ok, out) = check(&parts.join("."), AUDIENCE);
         assert!(!ok && out.contains("refused"), "{out}");
     }
+}
 
+/// The same client assertion twice: the second is a replay.
+pub(crate) async fn a_client_assertion_is_single_use(env: Env) {
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
+    let good = c.assertion();
+    let (st, _, body) = send(form(&good)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
     // The same assertion again is a replay.
     let (st, headers, body) = send(form(&good)).await;
     assert_eq!(
@@ -204,7 +234,14 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
             .contains("already used")
     );
     assert_eq!(headers["cache-control"], "no-store");
+}
 
+/// Every refusal names its RFC 6749 error, forged assertions included, and each is a
+/// refusal event that never carries the assertion.
+pub(crate) async fn every_refusal_names_its_oauth_error_and_is_evidence(env: Env) {
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
+    let (key, good) = (&c.key, c.assertion());
     // Every refusal, with its RFC 6749 error.
     let stranger = SigningKey::generate().unwrap().0;
     let mut cases: Vec<(Form, StatusCode, &str, &str)> = vec![
@@ -246,7 +283,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
             "client_id",
         ),
     ];
-    let with = |f: &dyn Fn(&mut Value)| form(&assertion(&env.base, &key, f));
+    let with = |f: &dyn Fn(&mut Value)| form(&assertion(&env.base, key, f));
     let replace = |mut v: Vec<(&'static str, String)>, k: &'static str, val: &str| {
         v.retain(|(kk, _)| *kk != k);
         if !val.is_empty() {
@@ -331,6 +368,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
             "client_assertion_type",
         ),
     ]);
+    let mut refusals = cases.len();
     for (form, status, error, hint) in cases {
         let (st, headers, body) = send(form.clone()).await;
         assert_eq!(st, status, "{form:?}: {body}");
@@ -388,6 +426,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
             "more than",
         ),
     ];
+    refusals += forged.len();
     for (assertion, want) in forged {
         let (st, _, body) = send(form(&assertion)).await;
         assert_eq!(
@@ -401,6 +440,28 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         );
     }
 
+    let refused = events_when(
+        &env,
+        "/admin/v1/audit/events?kind=credential.refused&limit=100",
+        |a| a.len() >= refusals,
+    )
+    .await;
+    let refused = refused.as_array().unwrap();
+    assert!(refused.len() >= refusals, "{}: {refused:?}", refused.len());
+    assert!(refused.iter().any(|e| {
+        e["decision"]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("invalid_scope: `platform.deploy`"))
+    }));
+    assert!(
+        !serde_json::to_string(refused).unwrap().contains(&good),
+        "assertions never reach the evidence log"
+    );
+}
+
+/// Token requests that are not forms: wrong media type, a repeated parameter, oversized,
+/// undecodable.
+pub(crate) async fn malformed_token_requests_are_refused(env: Env) {
     // Malformed bodies: wrong media type, repeated parameter, oversized.
     let url = format!("{}/oauth2/token", env.base);
     let r = env
@@ -429,41 +490,49 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         let e: Value = r.json().await.unwrap();
         assert!(e["error"].as_str().is_some(), "{e}");
     }
+}
 
-    // Evidence: the issuance and the refusals, never the token or the assertion. The
-    // writer commits asynchronously: wait for the last refusal to land.
-    let refused = events_when(
-        &env,
-        "/admin/v1/audit/events?kind=credential.refused&limit=100",
-        |a| a.len() >= 24,
-    )
+/// An issuance is an evidence event naming the token and the client key, never the
+/// token or the assertion.
+pub(crate) async fn an_issuance_is_evidence_without_the_token(env: Env) {
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
+    let good = c.assertion();
+    let (st, _, body) = send(form(&good)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = validator(&env)
+        .await
+        .validate(&token, &expect(now()))
+        .unwrap();
+    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
+        !a.is_empty()
+    })
     .await;
-    let (_, issued) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=credential.issued",
-            Some(&env.admin),
-            None,
-        )
-        .await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 1, "{issued:?}");
     assert_eq!(issued[0]["principal"], CLIENT);
     assert_eq!(issued[0]["token_id"], claims.jti);
     assert_eq!(issued[0]["details"]["client_key"], "test-1");
-    let refused = refused.as_array().unwrap();
-    assert!(refused.len() >= 24, "{}: {refused:?}", refused.len());
-    assert!(refused.iter().any(|e| {
-        e["decision"]["reasons"][0]
-            .as_str()
-            .is_some_and(|r| r.starts_with("invalid_scope: `platform.deploy`"))
-    }));
-    let all = serde_json::to_string(refused).unwrap() + &serde_json::to_string(issued).unwrap();
+    let all = serde_json::to_string(issued).unwrap();
     assert!(
         !all.contains(&token) && !all.contains(&good),
         "tokens never reach the evidence log"
     );
+}
 
+/// Rotation: the new key signs at once, the old one still verifies, the bundle's
+/// sequence moves on; only an admin may rotate.
+pub(crate) async fn key_rotation_signs_anew_and_keeps_old_tokens_valid(env: Env) {
+    let (_, bundle) = env
+        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
+        .await;
+    let first_sequence = bundle["spiffe_sequence"].as_i64().unwrap();
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
+    let (st, _, body) = send(form(&c.assertion())).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
     // Rotation: the new key signs at once, the old one still verifies.
     let (st, rotated) = env
         .call(
@@ -487,7 +556,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         v.validate(&token, &expect(now())).is_ok(),
         "the old key verifies during the overlap"
     );
-    let (st, _, body) = send(form(&assertion(&env.base, &key, |_| {}))).await;
+    let (st, _, body) = send(form(&c.assertion())).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let fresh = body["access_token"].as_str().unwrap();
     let header: Value = serde_json::from_slice(
@@ -514,8 +583,12 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         .call(Method::POST, "/admin/v1/keys/rotate", Some(&au), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+}
 
-    // A suspended identity gets no token.
+/// A suspended identity gets no token.
+pub(crate) async fn a_suspended_identity_gets_no_token(env: Env) {
+    let c = TokenClient::registered(&env).await;
+    let send = |v: Form| c.send(v);
     let (st, body) = env
         .call(
             Method::POST,
@@ -525,7 +598,7 @@ pub(crate) async fn token_service_issues_refuses_and_rotates(env: Env) {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    let (st, _, body) = send(form(&assertion(&env.base, &key, |_| {}))).await;
+    let (st, _, body) = send(form(&c.assertion())).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
         body["error_description"]
