@@ -370,12 +370,42 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any bytes get an answer, and where the stream is cut does not change it: the
+        /// events of the chunks are the events of the whole (until the first error).
         #[test]
-        fn never_panics_on_any_bytes(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..16)) {
+        fn chunking_never_changes_the_events(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..16)) {
             let mut p = SseParser::default();
-            for c in chunks {
-                let _ = p.push(&c);
+            let mut chunked = Vec::new();
+            let mut failed = false;
+            for c in &chunks {
+                match p.push(c) {
+                    Ok(events) => chunked.extend(events),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
             }
+            let whole: Vec<u8> = chunks.concat();
+            match SseParser::default().push(&whole) {
+                Ok(events) if !failed => proptest::prop_assert_eq!(chunked, events),
+                Ok(_) => proptest::prop_assert!(false, "the chunks failed where the whole did not"),
+                Err(_) => {}
+            }
+        }
+
+        /// Well-formed events come out whole, however the stream is cut.
+        #[test]
+        fn well_formed_events_survive_any_cut(ids in proptest::collection::vec(1u32..1000, 1..6), cut in 1usize..40) {
+            let text: String = ids.iter().map(|i| format!("event: revocation\nid: {i}\ndata: {{\"epoch\":{i}}}\n\n")).collect();
+            let mut p = SseParser::default();
+            let mut seen = Vec::new();
+            for chunk in text.as_bytes().chunks(cut) {
+                seen.extend(p.push(chunk).unwrap());
+            }
+            let got: Vec<String> = seen.iter().filter_map(|e| e.id.clone()).collect();
+            let want: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 }

@@ -189,9 +189,29 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any bytes get an answer; what is accepted keeps every name within bounds.
         #[test]
-        fn ai_request_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let _ = ai_request(&body);
+        fn ai_request_answers_any_bytes_within_bounds(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Ok(r) = ai_request(&body) {
+                proptest::prop_assert!(r.model.is_none_or(|m| m.len() <= MAX_AI_NAME_BYTES));
+                proptest::prop_assert!(r.tools.iter().all(|t| t.len() <= MAX_AI_NAME_BYTES));
+            }
+        }
+
+        /// The tools a request offers are read whole, in order, whichever shape names them.
+        #[test]
+        fn every_offered_tool_is_read(names in proptest::collection::vec("[a-z_]{1,20}", 0..8), openai in proptest::bool::ANY) {
+            let tools: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| if openai {
+                    serde_json::json!({"type": "function", "function": {"name": n}})
+                } else {
+                    serde_json::json!({"name": n})
+                })
+                .collect();
+            let body = serde_json::json!({"model": "m", "tools": tools}).to_string();
+            let r = ai_request(body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(r.tools, names);
         }
     }
 }

@@ -9,14 +9,24 @@ use steward_model::{CapabilityId, PlaneId, TrustDomain, label_problems, validate
 
 use crate::{DesiredIdentity, credential_problems};
 
+/// Whether an owner may own an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerStanding {
+    Current,
+    /// Known, but removed (the API's registry keeps removed owners; a repository
+    /// removes one by leaving it out).
+    Removed,
+    Unknown,
+}
+
 /// What an identity is checked against: the trust domain and the planes, owners,
 /// capabilities and environments of the registry it would join.
 pub trait IdentityRegistry {
     fn trust_domain(&self) -> &TrustDomain;
     /// The root plane or a declared one.
     fn plane_declared(&self, plane: &PlaneId) -> bool;
-    /// A current (declared, not removed) owner.
-    fn owner_declared(&self, owner: &str) -> bool;
+    /// Whether `owner` may own an identity.
+    fn owner(&self, owner: &str) -> OwnerStanding;
     fn capability_declared(&self, capability: &CapabilityId) -> bool;
     /// The environments `plane` allows, after inheritance; `None` allows any.
     fn allowed_environments(&self, plane: &PlaneId) -> Option<Vec<String>>;
@@ -36,11 +46,16 @@ pub fn identity_problems(
     if !registry.plane_declared(&identity.plane) {
         problems.push(format!("plane `{}` is not declared", identity.plane));
     }
-    if !registry.owner_declared(&identity.owner) {
-        problems.push(format!(
+    match registry.owner(&identity.owner) {
+        OwnerStanding::Current => {}
+        OwnerStanding::Removed => problems.push(format!(
+            "owner `{}` has been removed: choose a current owner",
+            identity.owner
+        )),
+        OwnerStanding::Unknown => problems.push(format!(
             "owner `{}` is not declared (every identity needs an accountable owner)",
             identity.owner
-        ));
+        )),
     }
     if let Err(e) = validate_environment(&identity.environment) {
         problems.push(e.to_string());

@@ -19,7 +19,7 @@ mod plan;
 mod source;
 
 pub use diagnostic::GovernanceError;
-pub use identity_check::{IdentityRegistry, identity_problems};
+pub use identity_check::{IdentityRegistry, OwnerStanding, identity_problems};
 pub use load::load;
 pub use parse::{RESERVED_CONTEXT, credential_problems, parse};
 pub use plan::{

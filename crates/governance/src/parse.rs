@@ -7,7 +7,7 @@ use steward_model::{
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
-use crate::identity_check::{IdentityRegistry, identity_problems};
+use crate::identity_check::{IdentityRegistry, OwnerStanding, identity_problems};
 use crate::lower::Lowering;
 use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile, SourceFile};
 
@@ -472,8 +472,12 @@ impl IdentityRegistry for RepositoryRegistry<'_> {
     fn plane_declared(&self, plane: &PlaneId) -> bool {
         plane.is_root() || self.desired.planes.contains_key(plane)
     }
-    fn owner_declared(&self, owner: &str) -> bool {
-        self.desired.owners.contains_key(owner)
+    fn owner(&self, owner: &str) -> OwnerStanding {
+        if self.desired.owners.contains_key(owner) {
+            OwnerStanding::Current
+        } else {
+            OwnerStanding::Unknown
+        }
     }
     fn capability_declared(&self, capability: &CapabilityId) -> bool {
         self.desired.capabilities.contains_key(capability)
@@ -598,22 +602,42 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Whatever a file holds, parsing answers with a value or diagnostics, never a panic.
+        /// Whatever a file holds, parsing answers with a value or diagnostics placed in
+        /// that file (or the repository), never a panic — and the same answer each time.
         #[test]
-        fn never_panics_on_arbitrary_text(content in ".{0,400}") {
+        fn arbitrary_text_gets_a_placed_and_stable_answer(content in ".{0,400}") {
             let files = vec![SourceFile { path: "x.yaml".into(), content }];
-            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+            let td = TrustDomain::new("acme.example").unwrap();
+            stable_and_placed(&files, &td)?;
         }
 
         /// Structured junk that gets past the YAML scanner exercises the semantic checks.
         #[test]
-        fn never_panics_on_yaml_shaped_junk(
+        fn yaml_shaped_junk_gets_a_placed_and_stable_answer(
             keys in proptest::collection::vec(proptest::sample::select(vec!["planes", "owners", "identities", "capabilities", "issuers", "settings", "id", "spiffe_id", "plane", "parent", "mappings", "http"]), 1..8),
             values in proptest::collection::vec(proptest::sample::select(vec!["x", "[]", "{}", "root", "spiffe://acme.example/a", "[{id: a, parent: a}]", "[{id: a}, {id: a}]", "null", "1"]), 1..8),
         ) {
             let content: String = keys.iter().zip(values.iter().cycle()).map(|(k, v)| format!("{k}: {v}\n")).collect();
             let files = vec![SourceFile { path: "x.yaml".into(), content }];
-            let _ = parse(&files, &TrustDomain::new("acme.example").unwrap());
+            stable_and_placed(&files, &TrustDomain::new("acme.example").unwrap())?;
         }
+    }
+
+    /// Parsing twice gives the same digest or the same diagnostics, each placed in the
+    /// file or the repository and saying something.
+    fn stable_and_placed(files: &[SourceFile], td: &TrustDomain) -> Result<(), TestCaseError> {
+        match (parse(files, td), parse(files, td)) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a.digest(), b.digest()),
+            (Err(GovernanceError::Invalid(a)), Err(GovernanceError::Invalid(b))) => {
+                prop_assert!(!a.is_empty());
+                for d in &a {
+                    prop_assert!(d.file == "x.yaml" || d.file == "(repository)", "{d}");
+                    prop_assert!(!d.message.trim().is_empty());
+                }
+                prop_assert_eq!(a, b);
+            }
+            (a, b) => prop_assert!(false, "two answers: {a:?} / {b:?}"),
+        }
+        Ok(())
     }
 }

@@ -255,9 +255,17 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the text, parsing answers; what it accepts is exactly that text,
+        /// split into its trust domain and path, and parses again to itself.
         #[test]
-        fn never_panics(s in ".{0,300}") {
-            let _ = SpiffeId::parse(s);
+        fn what_parses_is_its_own_text(s in "(spiffe://)?[a-zA-Z0-9./%_:@ -]{0,40}|.{0,300}") {
+            if let Ok(id) = SpiffeId::parse(s.clone()) {
+                prop_assert_eq!(id.as_str(), s.as_str());
+                prop_assert_eq!(format!("spiffe://{}{}", id.trust_domain(), id.path()), s.clone());
+                prop_assert!(!id.trust_domain().is_empty());
+                prop_assert!(id.path().is_empty() || id.path().starts_with('/'));
+                prop_assert_eq!(SpiffeId::parse(id.to_string()).unwrap(), id);
+            }
         }
 
         #[test]

@@ -447,7 +447,8 @@ struct StoreRegistry {
     trust_domain: steward_model::TrustDomain,
     planes: std::collections::BTreeMap<PlaneId, steward_model::Plane>,
     root_settings: steward_model::Settings,
-    owners: std::collections::BTreeSet<String>,
+    /// Every owner, and whether it was removed.
+    owners: std::collections::BTreeMap<String, bool>,
     capabilities: std::collections::BTreeSet<steward_model::CapabilityId>,
 }
 
@@ -471,8 +472,7 @@ impl StoreRegistry {
                 .owners()
                 .await?
                 .into_iter()
-                .filter(|o| o.removed_at.is_none())
-                .map(|o| o.owner.id)
+                .map(|o| (o.owner.id, o.removed_at.is_some()))
                 .collect(),
             capabilities: s
                 .store
@@ -492,8 +492,12 @@ impl steward_governance::IdentityRegistry for StoreRegistry {
     fn plane_declared(&self, plane: &PlaneId) -> bool {
         plane.is_root() || self.planes.contains_key(plane)
     }
-    fn owner_declared(&self, owner: &str) -> bool {
-        self.owners.contains(owner)
+    fn owner(&self, owner: &str) -> steward_governance::OwnerStanding {
+        match self.owners.get(owner) {
+            Some(false) => steward_governance::OwnerStanding::Current,
+            Some(true) => steward_governance::OwnerStanding::Removed,
+            None => steward_governance::OwnerStanding::Unknown,
+        }
     }
     fn capability_declared(&self, capability: &steward_model::CapabilityId) -> bool {
         self.capabilities.contains(capability)

@@ -786,6 +786,29 @@ async fn identity_checks_agree_between_repository_and_api(env: Env) {
             "{id}"
         );
     }
+    // Only the store knows removed owners: the API says so, in the same phrasing.
+    let (st, body) = env
+        .call(
+            Method::DELETE,
+            "/admin/v1/owners/payments-team",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = env
+        .call(
+            Method::POST,
+            "/admin/v1/identities",
+            Some(&env.admin),
+            Some(base("c/removed-owner")),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(
+        body["message"],
+        "identity `spiffe://acme.example/c/removed-owner`: owner `payments-team` has been removed: choose a current owner"
+    );
 }
 
 fn identity_body(path: &str, plane: &str, env_name: &str) -> Value {

@@ -371,14 +371,22 @@ impl Store {
         policy_version: i64,
     ) -> Result<bool, StoreError> {
         let expires_at = steward_model::timestamp::format(e.expires_at);
+        // Rows recorded before times had one stored form hold the plain RFC 3339 text;
+        // either form means this expiry is on record.
+        let legacy = e
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
-        let known =
-            sqlx::query("SELECT 1 AS x FROM exception_expiries WHERE id = $1 AND expires_at = $2")
-                .bind(&e.id)
-                .bind(&expires_at)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let known = sqlx::query(
+            "SELECT 1 AS x FROM exception_expiries WHERE id = $1 AND (expires_at = $2 OR expires_at = $3)",
+        )
+        .bind(&e.id)
+        .bind(&expires_at)
+        .bind(&legacy)
+        .fetch_optional(&mut *tx)
+        .await?;
         if known.is_some() {
             return Ok(false);
         }

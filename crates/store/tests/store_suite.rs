@@ -1095,6 +1095,16 @@ async fn an_exception_expiry_is_recorded_once(s: Store) {
     );
     assert_eq!(events[1].event.policy_version, Some(4));
     assert!(s.verify_evidence().await.unwrap().ok());
+    // An expiry recorded by an older release, in the plain RFC 3339 text of the time,
+    // is on record too: an upgrade records it no second time.
+    s.execute_unchecked_for_tests(
+        "INSERT INTO exception_expiries (id, expires_at, recorded_at) VALUES ('ex-2', '2026-10-01T00:00:00Z', '2026-10-01T00:00:01Z')",
+    )
+    .await
+    .unwrap();
+    e.id = "ex-2".into();
+    e.expires_at = time::macros::datetime!(2026-10-01 00:00 UTC);
+    assert!(!s.record_exception_expiry(&e, 5).await.unwrap());
 }
 
 /// The key-encryption key the store's tests seal the checkpoint key with.
