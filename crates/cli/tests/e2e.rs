@@ -566,6 +566,19 @@ fn gateway_check_explains_bad_configuration() {
         "{}",
         text(&out).0
     );
+    // The example configuration the README points at is valid as shipped.
+    let out = steward()
+        .args(["gateway", "--check", "--config"])
+        .arg(repo_root().join("examples/gateway.toml"))
+        .env("STEWARD_GATEWAY_CREDENTIAL", "stw_x_y")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("gateway `edge-1` (prod)"),
+        "{}",
+        text(&out).0
+    );
     for (bad, says) in [
         (
             good.replace("http://127.0.0.1:9000", "ftp://x"),
