@@ -5,6 +5,7 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod delegation;
 pub mod dpop;
 mod error;
 pub mod foreign;
@@ -16,6 +17,7 @@ pub use assertion::{
     AssertionRules, JWT_BEARER_ASSERTION, ReplayCache, VerifiedAssertion, decode_client_assertion,
 };
 pub use claims::{Actor, Audience, Claims, Confirmation};
+pub use delegation::{DelegationError, delegate_claims};
 pub use dpop::{DpopRequest, verify_dpop};
 pub use error::TokenError;
 pub use foreign::{ForeignKeySet, ForeignRules, validate_foreign};

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use steward_model::{Action, LifecycleState};
 use steward_policy::{AccessRequest, Target};
-use steward_token::{Actor, Claims, Expectations, Proof};
+use steward_token::{Claims, DelegationError, Expectations, Proof, delegate_claims};
 
 use super::Client;
 use super::endpoint::OAuthError;
@@ -92,41 +92,23 @@ pub fn delegate(
             subject.sub
         )));
     }
-    let act = Actor {
-        sub: client_id.to_owned(),
-        act: subject.act.clone().map(Box::new),
-    };
-    let depth = act.depth();
-    if depth > s.tokens.config.max_delegation_depth {
-        return Err(OAuthError::invalid_request(format!(
-            "the delegation chain would have {depth} hops; at most {} are allowed",
-            s.tokens.config.max_delegation_depth
-        )));
-    }
-    let held: Option<Vec<&str>> = subject.scope.as_deref().map(|s| s.split(' ').collect());
-    let asked: Option<Vec<&str>> = form
-        .get("scope")
-        .map(|s| s.split(' ').filter(|i| !i.is_empty()).collect());
-    let scope: Vec<&str> = match (asked, &held) {
-        (Some(asked), Some(held)) => {
-            if let Some(wider) = asked.iter().find(|a| !held.contains(a)) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "`{wider}` is not in the subject token's scope: an exchange never widens it"
-                )));
-            }
-            asked
-        }
-        (Some(asked), None) => asked,
-        (None, Some(held)) => held.clone(),
-        (None, None) => {
-            return Err(OAuthError::invalid_scope(
-                "name the `scope` to delegate: a delegated token is limited to named capabilities",
-            ));
-        }
-    };
-    if scope.is_empty() {
-        return Err(OAuthError::invalid_scope("the scope is empty"));
-    }
+    let delegated = delegate_claims(
+        claims.clone(),
+        &subject,
+        client_id,
+        form.get("scope").map(String::as_str),
+        s.tokens.config.max_delegation_depth,
+    )
+    .map_err(|e| match e {
+        DelegationError::TooDeep { .. } => OAuthError::invalid_request(e.to_string()),
+        _ => OAuthError::invalid_scope(e.to_string()),
+    })?;
+    let scope: Vec<&str> = delegated
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
     let mut context = serde_json::Map::new();
     context.insert("environment".into(), client.environment.clone().into());
     let mut chain = vec![client_id.to_owned()];
@@ -155,17 +137,7 @@ pub fn delegate(
             )));
         }
     }
-    claims.sub = subject.sub.clone();
-    claims.environment = subject.environment.clone();
-    claims.plane = subject.plane.clone();
-    claims.scope = Some(scope.join(" "));
-    claims.exp = claims.exp.min(subject.exp);
-    // Narrowing claims travel with the subject: a hop never sheds them.
-    claims.workflow = subject.workflow.clone();
-    claims.model_tier = subject.model_tier.clone();
-    claims.task_scope = subject.task_scope.clone();
-    claims.federated_by = subject.federated_by.clone();
-    claims.act = Some(act);
+    *claims = delegated;
     Ok(Hop {
         subject_token_id: subject.jti.clone(),
         chain,
