@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use serde_json::json;
+use steward_api::RouteId;
 use steward_token::{SigningKey, jws};
 
 use crate::policy::{Latency, Runs, wrk_post, wrk_run};
@@ -45,7 +46,7 @@ async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
     let assertion = jws::encode(
         key,
         "JWT",
-        &json!({"iss": CLIENT, "sub": CLIENT, "aud": format!("{base}/oauth2/token"),
+        &json!({"iss": CLIENT, "sub": CLIENT, "aud": crate::api_url(base, RouteId::Token, &[]),
                 "iat": now(), "exp": now() + 60, "jti": uuid_like()}),
     )?;
     let body = form_urlencoded::Serializer::new(String::new())
@@ -56,7 +57,7 @@ async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
         .append_pair("expires_in", "900")
         .finish();
     let resp = reqwest::Client::new()
-        .post(format!("{base}/oauth2/token"))
+        .post(crate::api_url(base, RouteId::Token, &[]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -256,7 +257,7 @@ pub async fn run(
     let http = reqwest::Client::new();
     let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
     let resp = http
-        .post(format!("{}/admin/v1/credentials", server.base))
+        .post(crate::api_url(&server.base, RouteId::CreateCredential, &[]))
         .bearer_auth(&server.token)
         .json(&json!({"name": "bench gateway", "role": "ingestor"}))
         .send()

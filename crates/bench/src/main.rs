@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
+use steward_api::RouteId;
 use steward_testkit::ServerProcess as Server;
 
 mod floor;
@@ -210,7 +211,7 @@ async fn apply_run(
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
     let http = reqwest::Client::new();
     let apply = || {
-        http.post(format!("{}/admin/v1/config/apply", server.url))
+        http.post(api_url(&server.url, RouteId::ConfigApply, &[]))
             .bearer_auth(&token)
             .header("Content-Type", "application/json")
             .body(body.clone())
@@ -237,7 +238,7 @@ async fn apply_run(
     let server = Server::start(steward, tmp.path(), &token_file, database_url)
         .context("cannot start the server")?;
     let status: serde_json::Value = http
-        .get(format!("{}/admin/v1/status", server.url))
+        .get(api_url(&server.url, RouteId::Status, &[]))
         .bearer_auth(&token)
         .send()
         .await?
@@ -850,6 +851,16 @@ async fn policy_bench(
     Ok(())
 }
 
+/// The path of a control-plane route with `params` filled in (percent-encoded).
+pub(crate) fn api_path(route: RouteId, params: &[&str]) -> String {
+    route.route().path_with(params)
+}
+
+/// The URL of a control-plane route on the server at `base`.
+pub(crate) fn api_url(base: &str, route: RouteId, params: &[&str]) -> String {
+    format!("{base}{}", api_path(route, params))
+}
+
 /// A control plane in this process on its own two-worker runtime (as `steward serve`
 /// would run), on a temporary embedded store holding `desired`.
 struct InProcessServer {
@@ -903,28 +914,19 @@ impl InProcessServer {
                 .build()?;
             rt.block_on(async move {
                 let store = steward_store::Store::open_data_dir(&config.data_dir).await?;
-                let token = steward_server::bootstrap(&store)
-                    .await?
-                    .context("bootstrap")?;
                 store
                     .apply(&desired, None, &steward_store::Actor::system())
                     .await?;
-                let listener = tokio::net::TcpListener::bind(config.listen).await?;
-                let addr = listener.local_addr()?;
-                let mut config = config;
-                config.tokens.listening_on(addr);
-                let state = steward_server::AppState::new(store, &config).await?;
+                let server = steward_server::LocalServer::start_on(store, config).await?;
                 let _ = ready_tx.send((
-                    format!("http://{addr}"),
-                    token,
-                    state.evidence.clone(),
-                    state.store.clone(),
+                    server.base.clone(),
+                    server.admin_token.clone(),
+                    server.state.evidence.clone(),
+                    server.store().clone(),
                     tokio::runtime::Handle::current(),
                 ));
-                steward_server::serve(listener, state, async {
-                    let _ = stop_rx.await;
-                })
-                .await?;
+                let _ = stop_rx.await;
+                server.stop().await?;
                 Ok(())
             })
         });

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
+use steward_api::RouteId;
 use steward_governance::{Desired, SourceFile, parse};
 use steward_model::{Action, TrustDomain};
 use steward_policy::{AccessRequest, Engine, Target};
@@ -472,7 +473,7 @@ pub async fn http_load(
             })
             .collect(),
     );
-    let url = format!("{base}/access/v1/evaluation");
+    let url = crate::api_url(base, RouteId::Evaluation, &[]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -527,7 +528,7 @@ pub fn wrk_load(
 ) -> Result<Option<Latency>> {
     wrk_post(
         base,
-        "/access/v1/evaluation",
+        &crate::api_path(RouteId::Evaluation, &[]),
         "application/json",
         Some(token),
         &authzen_bodies(requests),
@@ -575,7 +576,7 @@ pub fn paced_load(
         .map(|b| {
             crate::paced::post(
                 authority,
-                "/access/v1/evaluation",
+                &crate::api_path(RouteId::Evaluation, &[]),
                 Some(token),
                 "application/json",
                 b,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use steward_api::RouteId;
 use steward_audit::{Event, EventKind, Outcome};
 
 fn event(n: usize, identities: usize, capabilities: usize, now: time::OffsetDateTime) -> Event {
@@ -30,12 +31,20 @@ fn event(n: usize, identities: usize, capabilities: usize, now: time::OffsetDate
     e
 }
 
+/// Calls `route` with `params` and `query` (`k=v&…`, already encoded; may be empty),
+/// returning the milliseconds it took and the answer.
 async fn timed(
     http: &reqwest::Client,
     base: &str,
     token: &str,
-    path: &str,
+    route: RouteId,
+    params: &[&str],
+    query: &str,
 ) -> Result<(f64, Value)> {
+    let path = match query {
+        "" => crate::api_path(route, params),
+        q => format!("{}?{q}", crate::api_path(route, params)),
+    };
     let t = Instant::now();
     let resp = http
         .get(format!("{base}{path}"))
@@ -123,7 +132,9 @@ pub async fn run(
             &http,
             &base,
             &token,
-            &format!("/admin/v1/posture?max_analysed={depth}"),
+            RouteId::Posture,
+            &[],
+            &format!("max_analysed={depth}"),
         )
         .await?;
         println!(
@@ -138,41 +149,62 @@ pub async fn run(
     }
     let id = steward_testkit::scaled_identity(42);
     let seg: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    let pages: [(&str, String); 9] = [
-        ("overview: status", "/admin/v1/status".into()),
-        ("overview: points", "/admin/v1/enforcement/points".into()),
+    let pages: [(&str, RouteId, Option<&str>, String); 9] = [
+        ("overview: status", RouteId::Status, None, String::new()),
+        (
+            "overview: points",
+            RouteId::EnforcementPoints,
+            None,
+            String::new(),
+        ),
         (
             "overview: timeline",
-            "/admin/v1/audit/timeline?hours=24".into(),
+            RouteId::AuditTimeline,
+            None,
+            "hours=24".into(),
         ),
         (
             "inventory (100)",
-            "/admin/v1/identities?limit=100&plane=plane-3".into(),
+            RouteId::ListIdentities,
+            None,
+            "limit=100&plane=plane-3".into(),
         ),
-        ("identity", format!("/admin/v1/identities/{seg}")),
+        (
+            "identity",
+            RouteId::GetIdentity,
+            Some(id.as_str()),
+            String::new(),
+        ),
         (
             "identity: entitlements",
-            format!("/admin/v1/identities/{seg}/entitlements"),
+            RouteId::IdentityEntitlements,
+            Some(id.as_str()),
+            String::new(),
         ),
         (
             "identity: usage and findings",
-            format!("/admin/v1/posture?max_analysed=0&identity={seg}"),
+            RouteId::Posture,
+            None,
+            format!("max_analysed=0&identity={seg}"),
         ),
         (
             "identity: recent decisions",
-            format!(
-                "/admin/v1/audit/events?kind=access.decision&order=desc&limit=20&principal={seg}"
-            ),
+            RouteId::AuditEvents,
+            None,
+            format!("kind=access.decision&order=desc&limit=20&principal={seg}"),
         ),
         (
             "trace",
-            "/admin/v1/audit/events?correlation_id=0000000000000000000000000000002a".into(),
+            RouteId::AuditEvents,
+            None,
+            "correlation_id=0000000000000000000000000000002a".into(),
         ),
     ];
-    for (name, path) in pages {
+    for (name, route, param, query) in pages {
         let mut ms = Vec::new();
         for _ in 0..5 {
-            ms.push(timed(&http, &base, &token, &path).await.context(name)?.0);
+            let call = timed(&http, &base, &token, route, param.as_slice(), &query);
+            ms.push(call.await.context(name)?.0);
         }
         println!(
             "console page call `{name}`: median {:.1} ms (target < 300 ms)",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use steward_api::RouteId;
 use steward_enforce::{BundleSource, FeedConfig, PointIdentity, RevocationFeed, SourceConfig};
 use steward_token::{SigningKey, jws};
 
@@ -21,7 +22,7 @@ fn now() -> i64 {
 
 /// A token for [`CLIENT`]; returns (its `jti`, its lifetime in seconds).
 async fn issue(http: &reqwest::Client, base: &str, key: &SigningKey) -> Result<(String, i64)> {
-    let endpoint = format!("{base}/oauth2/token");
+    let endpoint = crate::api_url(base, RouteId::Token, &[]);
     let assertion = jws::encode(
         key,
         "JWT",
@@ -69,7 +70,7 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
     let http = reqwest::Client::new();
     let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
     let created: Value = http
-        .post(format!("{}/admin/v1/credentials", server.base))
+        .post(crate::api_url(&server.base, RouteId::CreateCredential, &[]))
         .bearer_auth(&server.token)
         .json(&json!({"name": "bench points", "role": "ingestor"}))
         .send()
@@ -123,7 +124,11 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let listed: Value = http
-            .get(format!("{}/admin/v1/enforcement/points", server.base))
+            .get(crate::api_url(
+                &server.base,
+                RouteId::EnforcementPoints,
+                &[],
+            ))
             .bearer_auth(&server.token)
             .send()
             .await?
@@ -155,7 +160,7 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
         for jti in jtis {
             let t = Instant::now();
             let revoked: Value = http
-                .post(format!("{}/admin/v1/revocations", server.base))
+                .post(crate::api_url(&server.base, RouteId::Revoke, &[]))
                 .bearer_auth(&server.token)
                 .json(&json!({"kind": "token", "target": jti, "reason": "benchmark"}))
                 .send()
@@ -168,8 +173,12 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
                 .with_context(|| format!("revoke failed: {revoked}"))?;
             let v: Value = http
                 .get(format!(
-                    "{}/admin/v1/revocations/{epoch}/verification?wait_secs=10",
-                    server.base
+                    "{}?wait_secs=10",
+                    crate::api_url(
+                        &server.base,
+                        RouteId::RevocationVerification,
+                        &[&epoch.to_string()],
+                    )
                 ))
                 .bearer_auth(&server.token)
                 .send()

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::json;
+use steward_api::RouteId;
 use steward_token::{Expectations, Proof, SigningKey, Validator, jws};
 
 use crate::median;
@@ -108,7 +109,7 @@ pub(crate) async fn register_client(
     let (key, _) = SigningKey::generate()?;
     let jwk = key.public_key().jwk();
     let resp = http
-        .post(format!("{}/admin/v1/identities", server.base))
+        .post(crate::api_url(&server.base, RouteId::CreateIdentity, &[]))
         .bearer_auth(&server.token)
         .json(&json!({
             "spiffe_id": id, "plane": "payments", "owner": "payments-team",
@@ -132,7 +133,7 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
         let key = register_client(&http, &server, &id).await?;
         keys.push((id, key));
     }
-    let endpoint = format!("{}/oauth2/token", server.base);
+    let endpoint = crate::api_url(&server.base, RouteId::Token, &[]);
     // Enough single-use assertions for 15,000 tokens/s; wrk cycling past them would
     // replay one, and the 401 would fail the run.
     let per_run = 15_000 * seconds as usize;
@@ -164,7 +165,7 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
         let l = tokio::task::spawn_blocking(move || {
             crate::policy::wrk_post(
                 &base,
-                "/oauth2/token",
+                &crate::api_path(RouteId::Token, &[]),
                 "application/x-www-form-urlencoded",
                 None,
                 &bodies,

@@ -16,25 +16,21 @@ use steward_audit::{
     CHECKPOINTS_FORMAT, CheckpointVerifier, CheckpointsExport, Record, Verifier, VerifyReport,
 };
 
-use crate::client::Client;
+use steward_api::ApiClient;
 
 /// Records asked for per page of a chain export.
 const CHAIN_PAGE: i64 = 5_000;
 
 /// Writes the chain export: the checkpoints document on the first line, then every
 /// record (`seq`, `prev_hash`, `hash`, `body`) in order. Returns how many records.
-pub(crate) async fn export_chain(client: &Client, out: &mut impl Write) -> Result<usize> {
-    let vouchers: CheckpointsExport = client.get("/admin/v1/audit/checkpoints").await?;
+pub(crate) async fn export_chain(client: &ApiClient, out: &mut impl Write) -> Result<usize> {
+    let vouchers: CheckpointsExport = client.audit_checkpoints().await?;
     serde_json::to_writer(&mut *out, &vouchers)?;
     out.write_all(b"\n")?;
     let mut after = 0;
     let mut total = 0;
     loop {
-        let page: Vec<Record> = client
-            .get(&format!(
-                "/admin/v1/audit/chain?after={after}&limit={CHAIN_PAGE}"
-            ))
-            .await?;
+        let page: Vec<Record> = client.audit_chain(after, CHAIN_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         total += page.len();

@@ -6,17 +6,16 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use steward_api::*;
+use steward_api::{
+    AdminChange, ConfigVersion, Credential, IdentityRecord, OwnerRecord, RegistryCounts,
+};
 use steward_governance::{GovernanceError, read_dir};
 use steward_model::{
     Classification, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId, TrustDomain,
 };
-use steward_server::api::*;
 use steward_server::config::{FileConfig, Overrides};
-use steward_store::{
-    AdminChange, ConfigVersion, CredentialRecord, IdentityRecord, OwnerRecord, RegistryCounts,
-};
 
-use crate::client::Client;
 use crate::{Cli, Command, Remote, output};
 
 #[derive(Debug, Subcommand)]
@@ -187,24 +186,37 @@ pub struct EvidenceQuery {
 }
 
 impl EvidenceQuery {
-    fn to_query(&self) -> Vec<String> {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("principal", &self.principal),
-            ("plane", &self.plane),
-            ("kind", &self.kind),
-            ("action", &self.action),
-            ("capability", &self.capability),
-            ("decision", &self.decision),
-            ("correlation_id", &self.correlation_id),
-            ("since", &self.since),
-            ("until", &self.until),
-        ] {
-            if let Some(v) = v {
-                q.push(format!("{k}={}", Client::segment(v)));
-            }
+    /// The filters given, as a search of the evidence log.
+    fn to_query(&self) -> EventQuery {
+        EventQuery {
+            principal: self.principal.clone(),
+            plane: self.plane.clone(),
+            kind: self.kind.clone(),
+            action: self.action.clone(),
+            capability: self.capability.clone(),
+            decision: self.decision.clone(),
+            correlation_id: self.correlation_id.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            ..EventQuery::default()
         }
-        q
+    }
+
+    /// Whether no filter was given.
+    fn is_empty(&self) -> bool {
+        [
+            &self.principal,
+            &self.plane,
+            &self.kind,
+            &self.action,
+            &self.capability,
+            &self.decision,
+            &self.correlation_id,
+            &self.since,
+            &self.until,
+        ]
+        .iter()
+        .all(|v| v.is_none())
     }
 }
 
@@ -302,14 +314,11 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             remote,
         } => {
             let client = connect(&remote)?;
-            let resp: PlanResponse = client
-                .post(
-                    "/admin/v1/config/plan",
-                    &PlanRequest {
-                        files: files(&dir)?,
-                        replay_days: Some(replay_days),
-                    },
-                )
+            let resp = client
+                .plan(&PlanRequest {
+                    files: files(&dir)?,
+                    replay_days: Some(replay_days),
+                })
                 .await?;
             emit(&remote, &resp, || {
                 output::plan(&resp.plan, resp.version) + &output::policy_plan(&resp)
@@ -327,7 +336,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                 files: files(&dir)?,
                 expected_version,
             };
-            let resp: ApplyResponse = client.post("/admin/v1/config/apply", &req).await?;
+            let resp = client.apply(&req).await?;
             emit(&remote, &resp, || {
                 let mut text = output::plan(
                     &resp.plan,
@@ -348,8 +357,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { remote } => {
             let client = connect(&remote)?;
-            let counts: RegistryCounts = client.get("/admin/v1/status").await?;
-            let enforcement: PointsResponse = client.get("/admin/v1/enforcement/points").await?;
+            let counts = client.status().await?;
+            let enforcement = client.enforcement_points().await?;
             let view = StatusView {
                 counts,
                 enforcement,
@@ -368,9 +377,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Review(cmd) => crate::review_cmd::run(cmd).await,
         Command::Compliance(args) => crate::posture_cmd::compliance(args).await,
         Command::Versions { limit, remote } => {
-            let versions: Vec<ConfigVersion> = connect(&remote)?
-                .get(&format!("/admin/v1/config/versions?limit={limit}"))
-                .await?;
+            let versions: Vec<ConfigVersion> =
+                connect(&remote)?.config_versions(Some(limit)).await?;
             emit(&remote, &versions, || {
                 let rows = versions
                     .iter()
@@ -394,9 +402,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             remote,
         } => {
-            let changes: Vec<AdminChange> = connect(&remote)?
-                .get(&format!("/admin/v1/changes?after={after}&limit={limit}"))
-                .await?;
+            let changes: Vec<AdminChange> = connect(&remote)?.changes(after, limit).await?;
             emit(&remote, &changes, || changes_text(&changes))
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
@@ -414,13 +420,13 @@ struct StatusView {
     enforcement: PointsResponse,
 }
 
-pub(crate) fn connect(remote: &Remote) -> Result<Client> {
+pub(crate) fn connect(remote: &Remote) -> Result<ApiClient> {
     if remote.token.is_none() {
         bail!(
             "no admin credential: pass --token or set STEWARD_TOKEN (the bootstrap credential is printed by the first `steward serve`)"
         );
     }
-    Client::new(&remote.server, remote.token.clone())
+    Ok(ApiClient::new(&remote.server, remote.token.clone())?)
 }
 
 pub(crate) fn files(dir: &Path) -> Result<Vec<steward_governance::SourceFile>> {
@@ -531,23 +537,17 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
             limit,
             remote,
         } => {
-            let mut q = vec![format!("limit={limit}")];
-            for (k, v) in [
-                ("plane", plane),
-                ("environment", environment),
-                ("kind", kind),
-                ("state", state),
-                ("owner", owner),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", Client::segment(&v)));
-                }
-            }
-            if orphaned {
-                q.push("orphaned=true".into());
-            }
             let page: Page<IdentityRecord> = connect(&remote)?
-                .get(&format!("/admin/v1/identities?{}", q.join("&")))
+                .identities(&IdentityQuery {
+                    plane,
+                    environment,
+                    kind,
+                    state,
+                    owner,
+                    orphaned: orphaned.then_some(true),
+                    after: None,
+                    limit: Some(limit),
+                })
                 .await?;
             emit(&remote, &page, || {
                 let mut t = output::identities(&page.items);
@@ -562,14 +562,8 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
             environment,
             remote,
         } => {
-            let query = environment
-                .map(|e| format!("?environment={}", Client::segment(&e)))
-                .unwrap_or_default();
-            let r: steward_policy::analysis::EntitlementReport = connect(&remote)?
-                .get(&format!(
-                    "/admin/v1/identities/{}/entitlements{query}",
-                    Client::segment(&spiffe_id)
-                ))
+            let r: steward_model::EntitlementReport = connect(&remote)?
+                .entitlements(&spiffe_id, environment.as_deref())
                 .await?;
             emit(&remote, &r, || output::entitlements(&r))
         }
@@ -578,35 +572,28 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
             revoke,
             remote,
         } => {
-            let path = format!(
-                "/admin/v1/identities/{}/client-secret",
-                Client::segment(&spiffe_id)
-            );
             let client = connect(&remote)?;
-            let answer: serde_json::Value = if revoke {
-                client.delete(&path).await?
-            } else {
-                client.post(&path, &serde_json::json!({})).await?
-            };
-            emit(&remote, &answer, || {
-                match answer.get("client_secret").and_then(|s| s.as_str()) {
-                    Some(secret) => format!(
-                        "Client secret for {spiffe_id} (shown once; only its hash is stored):\n\n    {secret}\n\nIt authenticates with client_secret_basic or client_secret_post; every use is flagged in the evidence log.\n"
-                    ),
-                    None if answer.get("revoked").and_then(|r| r.as_bool()) == Some(true) => {
+            if revoke {
+                let answer = client.revoke_client_secret(&spiffe_id).await?;
+                emit(&remote, &answer, || {
+                    if answer.revoked {
                         format!("Client secret of {spiffe_id} revoked.\n")
+                    } else {
+                        format!("{spiffe_id} had no client secret.\n")
                     }
-                    None => format!("{spiffe_id} had no client secret.\n"),
-                }
-            })
+                })
+            } else {
+                let answer = client.create_client_secret(&spiffe_id).await?;
+                emit(&remote, &answer, || {
+                    format!(
+                        "Client secret for {spiffe_id} (shown once; only its hash is stored):\n\n    {}\n\nIt authenticates with client_secret_basic or client_secret_post; every use is flagged in the evidence log.\n",
+                        answer.client_secret
+                    )
+                })
+            }
         }
         IdentityCommand::Show { spiffe_id, remote } => {
-            let r: IdentityRecord = connect(&remote)?
-                .get(&format!(
-                    "/admin/v1/identities/{}",
-                    Client::segment(&spiffe_id)
-                ))
-                .await?;
+            let r: IdentityRecord = connect(&remote)?.identity(&spiffe_id).await?;
             emit(&remote, &r, || {
                 serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"
             })
@@ -634,7 +621,7 @@ async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
                 intended: Vec::new(),
                 credentials: Default::default(),
             };
-            let r: IdentityRecord = connect(&remote)?.post("/admin/v1/identities", &req).await?;
+            let r: IdentityRecord = connect(&remote)?.create_identity(&req).await?;
             emit(&remote, &r, || {
                 format!(
                     "Registered {} in plane {} ({}).\n",
@@ -666,9 +653,8 @@ async fn lifecycle(
     state: LifecycleState,
     reason: String,
 ) -> Result<ExitCode> {
-    let path = format!("/admin/v1/identities/{}/lifecycle", Client::segment(id));
     let r: IdentityRecord = connect(remote)?
-        .post(&path, &LifecycleRequest { state, reason })
+        .set_lifecycle(id, &LifecycleRequest { state, reason })
         .await?;
     emit(remote, &r, || {
         format!("{} is now {}.\n", r.identity.spiffe_id, r.identity.state)
@@ -678,7 +664,7 @@ async fn lifecycle(
 async fn owner(cmd: OwnerCommand) -> Result<ExitCode> {
     match cmd {
         OwnerCommand::List { remote } => {
-            let owners: Vec<OwnerRecord> = connect(&remote)?.get("/admin/v1/owners").await?;
+            let owners: Vec<OwnerRecord> = connect(&remote)?.owners().await?;
             emit(&remote, &owners, || {
                 let rows = owners
                     .iter()
@@ -698,9 +684,7 @@ async fn owner(cmd: OwnerCommand) -> Result<ExitCode> {
             })
         }
         OwnerCommand::Remove { id, remote } => {
-            let r: OwnerRemoved = connect(&remote)?
-                .delete(&format!("/admin/v1/owners/{}", Client::segment(&id)))
-                .await?;
+            let r: OwnerRemoved = connect(&remote)?.remove_owner(&id).await?;
             emit(&remote, &r, || {
                 let mut t = format!(
                     "Owner {} removed; {} identities are now orphaned:\n",
@@ -743,9 +727,7 @@ async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
             remote,
         } => {
             let req = CreateCredentialRequest::new(name, parse_role(&role, plane)?);
-            let c: CreatedCredential = connect(&remote)?
-                .post("/admin/v1/credentials", &req)
-                .await?;
+            let c: CreatedCredential = connect(&remote)?.create_credential(&req).await?;
             emit(&remote, &c, || {
                 format!(
                     "Created credential {} ({}). Its token is shown once:\n\n    {}\n\n",
@@ -754,8 +736,7 @@ async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
             })
         }
         CredentialCommand::List { remote } => {
-            let creds: Vec<CredentialRecord> =
-                connect(&remote)?.get("/admin/v1/credentials").await?;
+            let creds: Vec<Credential> = connect(&remote)?.credentials().await?;
             emit(&remote, &creds, || {
                 let rows = creds
                     .iter()
@@ -776,9 +757,7 @@ async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
             })
         }
         CredentialCommand::Revoke { id, remote } => {
-            let _: Option<()> = connect(&remote)?
-                .delete(&format!("/admin/v1/credentials/{}", Client::segment(&id)))
-                .await?;
+            connect(&remote)?.revoke_credential(&id).await?;
             emit(&remote, &serde_json::json!({ "revoked": id }), || {
                 format!("Credential {id} revoked.\n")
             })
@@ -859,7 +838,7 @@ fn config_check(file: Option<PathBuf>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn events_text(events: &[steward_store::StoredEvent]) -> String {
+pub(crate) fn events_text(events: &[steward_api::StoredEvent]) -> String {
     let rows = events
         .iter()
         .map(|e| {
@@ -906,23 +885,22 @@ fn events_text(events: &[steward_store::StoredEvent]) -> String {
     )
 }
 
-/// Pages through `/admin/v1/audit/events` with `query`, calling `each` per page.
+/// Pages through the evidence log with `query`'s filters, calling `each` per page.
 async fn page_events(
-    client: &Client,
-    query: &[String],
-    mut each: impl FnMut(&[steward_store::StoredEvent]),
+    client: &ApiClient,
+    query: EventQuery,
+    mut each: impl FnMut(&[steward_api::StoredEvent]),
 ) -> Result<usize> {
-    let mut after = 0;
+    let mut query = EventQuery {
+        after: Some(0),
+        limit: Some(1000),
+        ..query
+    };
     let mut total = 0;
     loop {
-        let mut q = query.to_vec();
-        q.push(format!("after={after}"));
-        q.push("limit=1000".into());
-        let page: Vec<steward_store::StoredEvent> = client
-            .get(&format!("/admin/v1/audit/events?{}", q.join("&")))
-            .await?;
+        let page = client.audit_events(&query).await?;
         let Some(last) = page.last() else { break };
-        after = last.seq;
+        query.after = Some(last.seq);
         total += page.len();
         each(&page);
     }
@@ -969,7 +947,7 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Checkpoints { export, remote } => {
             let doc: steward_audit::CheckpointsExport =
-                connect(&remote)?.get("/admin/v1/audit/checkpoints").await?;
+                connect(&remote)?.audit_checkpoints().await?;
             if export || remote.json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 return Ok(ExitCode::SUCCESS);
@@ -1006,39 +984,22 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { remote, .. } => {
-            let answer: serde_json::Value = connect(&remote)?.get("/admin/v1/audit/verify").await?;
-            let ok = answer
-                .get("ok")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false);
+            let answer: VerifyAnswer = connect(&remote)?.audit_verify().await?;
+            let ok = answer.ok;
             if remote.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
-                let events = answer
-                    .get("events")
-                    .and_then(serde_json::Value::as_i64)
-                    .unwrap_or(0);
-                let cps = answer
-                    .get("checkpoints")
-                    .and_then(serde_json::Value::as_i64)
-                    .unwrap_or(0);
+                let events = answer.report.events;
+                let cps = answer.report.checkpoints;
                 if ok {
                     println!(
                         "Evidence log intact: {events} events, {cps} signed checkpoints, head {}.",
-                        answer
-                            .get("head_hash")
-                            .and_then(|h| h.as_str())
-                            .unwrap_or("")
+                        answer.report.head_hash
                     );
                 } else {
                     println!("EVIDENCE LOG TAMPERED ({events} events, {cps} checkpoints checked):");
-                    for e in answer
-                        .get("explanations")
-                        .and_then(|v| v.as_array())
-                        .into_iter()
-                        .flatten()
-                    {
-                        println!("  {}", e.as_str().unwrap_or_default());
+                    for e in &answer.explanations {
+                        println!("  {e}");
                     }
                 }
             }
@@ -1049,8 +1010,12 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             })
         }
         AuditCommand::Tail { lines, remote } => {
-            let mut events: Vec<steward_store::StoredEvent> = connect(&remote)?
-                .get(&format!("/admin/v1/audit/events?order=desc&limit={lines}"))
+            let mut events: Vec<steward_api::StoredEvent> = connect(&remote)?
+                .audit_events(&EventQuery {
+                    limit: Some(lines),
+                    newest_first: true,
+                    ..EventQuery::default()
+                })
                 .await?;
             events.reverse();
             emit(&remote, &events, || events_text(&events))
@@ -1060,25 +1025,30 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             limit,
             remote,
         } => {
-            let mut q = query.to_query();
-            q.push(format!("limit={limit}"));
-            let events: Vec<steward_store::StoredEvent> = connect(&remote)?
-                .get(&format!("/admin/v1/audit/events?{}", q.join("&")))
+            let client = connect(&remote)?;
+            let events: Vec<steward_api::StoredEvent> = client
+                .audit_events(&EventQuery {
+                    limit: Some(limit),
+                    ..query.to_query()
+                })
                 .await?;
             emit(&remote, &events, || events_text(&events))
         }
         AuditCommand::Trace { id, remote } => {
             let client = connect(&remote)?;
-            let key = if id.starts_with("spiffe://") {
-                "principal"
+            let query = if id.starts_with("spiffe://") {
+                EventQuery {
+                    principal: Some(id.clone()),
+                    ..EventQuery::default()
+                }
             } else {
-                "correlation_id"
+                EventQuery {
+                    correlation_id: Some(id.clone()),
+                    ..EventQuery::default()
+                }
             };
             let mut events = Vec::new();
-            page_events(&client, &[format!("{key}={}", Client::segment(&id))], |p| {
-                events.extend_from_slice(p)
-            })
-            .await?;
+            page_events(&client, query, |p| events.extend_from_slice(p)).await?;
             events.sort_by(|a, b| {
                 (a.event.time.as_str(), a.seq).cmp(&(b.event.time.as_str(), b.seq))
             });
@@ -1094,7 +1064,7 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
                 "jsonl" => false,
                 "ocsf" => true,
                 "chain" => {
-                    if !query.to_query().is_empty() {
+                    if !query.is_empty() {
                         bail!(
                             "--format chain exports the whole log (a part of it cannot be verified); drop the filters"
                         );
@@ -1113,7 +1083,7 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut failed = None;
-            let n = page_events(&client, &query.to_query(), |page| {
+            let n = page_events(&client, query.to_query(), |page| {
                 for e in page {
                     let written = if ocsf {
                         serde_json::to_writer(
@@ -1143,7 +1113,7 @@ async fn audit(cmd: AuditCommand) -> Result<ExitCode> {
 }
 
 /// `steward audit trace` as text: one line per event, in time order.
-pub(crate) fn trace_text(id: &str, events: &[steward_store::StoredEvent]) -> String {
+pub(crate) fn trace_text(id: &str, events: &[steward_api::StoredEvent]) -> String {
     let mut t = format!("Trace of {id}: {} events\n", events.len());
     for e in events {
         let ev = &e.event;

@@ -6,14 +6,13 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use steward_api::*;
+use steward_api::{AdminChange, IdentityRecord, RegistryCounts};
 use steward_model::{LifecycleState, PlaneId, Role, SpiffeId};
-use steward_server::api::*;
+use steward_server::LocalServer;
 use steward_server::config::{FileConfig, Overrides};
-use steward_server::{AppState, bootstrap};
-use steward_store::{AdminChange, IdentityRecord, RegistryCounts, Store};
 
-use crate::client::{Client, server_error};
-use crate::output;
+use crate::{output, server_error};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -90,15 +89,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     crate::demo_enforce::revocation(admin, running).await?;
 
     evidence(admin, &au).await?;
-    posture(&au, cp.addr).await?;
+    posture(&au, cp.server.addr).await?;
 
     if args.keep_running {
         // A throwaway server's credential: shown whole, so the console can be signed in
         // to and the CLI pointed at it.
         println!(
             "\nThe control plane keeps running on http://{addr} (Ctrl-C to stop; its data goes with it).\nSign in to http://{addr}/console/ with this demo admin credential, or point the CLI at it:\n  export STEWARD_SERVER=http://{addr}\n  export STEWARD_TOKEN={token}",
-            addr = cp.addr,
-            token = cp.token
+            addr = cp.server.addr,
+            token = cp.server.admin_token
         );
         let _ = tokio::signal::ctrl_c().await;
     }
@@ -107,24 +106,18 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The demo's throwaway control plane: a server task on a temporary embedded store.
+/// The demo's throwaway control plane: an in-process server on a temporary embedded store.
 struct ControlPlane {
-    addr: std::net::SocketAddr,
-    /// The bootstrap central-admin credential.
-    token: String,
-    admin: Client,
-    store: Store,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: LocalServer,
+    admin: ApiClient,
     /// Removed (with the data) when the demo ends.
     _data: tempfile::TempDir,
 }
 
 impl ControlPlane {
+    /// Stops serving, waits for the drain and closes the store; the data goes after.
     async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        self.server.await.context("the server task failed")??;
-        self.store.close().await;
+        self.server.stop().await.context("the server task failed")?;
         Ok(())
     }
 }
@@ -141,35 +134,20 @@ async fn start() -> Result<ControlPlane> {
         trust_domain: Some(TRUST_DOMAIN.into()),
         database_url: None,
     })?;
-    let store = Store::open_data_dir(&config.data_dir).await?;
-    let token = bootstrap(&store)
-        .await?
-        .context("a fresh store must hand out a bootstrap credential")?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let mut config = config;
-    config.tokens.listening_on(addr);
-    let state = AppState::new(store.clone(), &config).await?;
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(steward_server::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let server = LocalServer::start(config).await?;
     println!(
-        "Control plane on http://{addr}, data in {}, trust domain {TRUST_DOMAIN}.",
+        "Control plane on http://{}, data in {}, trust domain {TRUST_DOMAIN}.",
+        server.addr,
         data.path().display()
     );
     println!(
         "Bootstrap central-admin credential created (shown once, only its hash stored): {}…",
-        token.get(..16).unwrap_or("")
+        server.admin_token.get(..16).unwrap_or("")
     );
-    let admin = Client::new(&format!("http://{addr}"), Some(token.clone()))?;
+    let admin = ApiClient::new(&server.base, Some(server.admin_token.clone()))?;
     Ok(ControlPlane {
-        addr,
-        token,
-        admin,
-        store,
-        stop,
         server,
+        admin,
         _data: data,
     })
 }
@@ -177,7 +155,7 @@ async fn start() -> Result<ControlPlane> {
 /// Steps 2–5: plan, apply, the registry, a refused repository. Returns the repository's
 /// files and the registry's first page.
 async fn governance(
-    admin: &Client,
+    admin: &ApiClient,
     repo: &Path,
 ) -> Result<(Vec<steward_governance::SourceFile>, Page<IdentityRecord>)> {
     step(
@@ -187,13 +165,10 @@ async fn governance(
     let files = steward_governance::read_dir(repo)?;
     println!("{} files read.", files.len());
     let plan: PlanResponse = admin
-        .post(
-            "/admin/v1/config/plan",
-            &PlanRequest {
-                files: files.clone(),
-                replay_days: None,
-            },
-        )
+        .plan(&PlanRequest {
+            files: files.clone(),
+            replay_days: None,
+        })
         .await?;
     print!("{}", output::plan(&plan.plan, plan.version));
 
@@ -202,13 +177,10 @@ async fn governance(
         "Apply it: one transaction, one new configuration version",
     );
     let applied: ApplyResponse = admin
-        .post(
-            "/admin/v1/config/apply",
-            &ApplyRequest {
-                files: files.clone(),
-                expected_version: Some(plan.version),
-            },
-        )
+        .apply(&ApplyRequest {
+            files: files.clone(),
+            expected_version: Some(plan.version),
+        })
         .await?;
     println!(
         "Configuration version {} is in force ({} changes).",
@@ -216,13 +188,10 @@ async fn governance(
         applied.plan.summary.total()
     );
     let again: PlanResponse = admin
-        .post(
-            "/admin/v1/config/plan",
-            &PlanRequest {
-                files: files.clone(),
-                replay_days: None,
-            },
-        )
+        .plan(&PlanRequest {
+            files: files.clone(),
+            replay_days: None,
+        })
         .await?;
     print!(
         "Planning again: {}",
@@ -233,7 +202,12 @@ async fn governance(
         4,
         "The registry: every non-human identity with owner, plane, environment, kind",
     );
-    let page: Page<IdentityRecord> = admin.get("/admin/v1/identities?limit=1000").await?;
+    let page: Page<IdentityRecord> = admin
+        .identities(&IdentityQuery {
+            limit: Some(1000),
+            ..IdentityQuery::default()
+        })
+        .await?;
     print!("{}", output::identities(&page.items));
 
     step(
@@ -246,14 +220,12 @@ async fn governance(
         content: "identities:\n  - spiffe_id: spiffe://acme.example/payments/shadow-api\n    plane: payments\n    owner: nobody-knows\n    environment: prod\n    kind: service\n".into(),
     });
     match admin
-        .post::<_, ApplyResponse>(
-            "/admin/v1/config/apply",
-            &ApplyRequest {
-                files: broken,
-                expected_version: None,
-            },
-        )
+        .apply(&ApplyRequest {
+            files: broken,
+            expected_version: None,
+        })
         .await
+        .map_err(anyhow::Error::from)
     {
         Ok(_) => bail!("the broken repository was accepted"),
         Err(e) => {
@@ -262,37 +234,34 @@ async fn governance(
             print!("{}", output::diagnostics(&se.diagnostics));
         }
     }
-    let counts: RegistryCounts = admin.get("/admin/v1/status").await?;
+    let counts: RegistryCounts = admin.status().await?;
     println!("Configuration version is still {}.", counts.config_version);
     Ok((files, page))
 }
 
 /// Steps 6–7: delegated administration and the lifecycle. Returns the auditor's client.
 async fn delegation(
-    admin: &Client,
+    admin: &ApiClient,
     page: &Page<IdentityRecord>,
     files: &[steward_governance::SourceFile],
-) -> Result<Client> {
+) -> Result<ApiClient> {
     step(
         6,
         "Delegated administration: a plane admin acts only inside its plane",
     );
     let payments_admin: CreatedCredential = admin
-        .post(
-            "/admin/v1/credentials",
-            &CreateCredentialRequest::new(
-                "payments on-call",
-                Role::PlaneAdmin {
-                    plane: PlaneId::new("payments")?,
-                },
-            ),
-        )
+        .create_credential(&CreateCredentialRequest::new(
+            "payments on-call",
+            Role::PlaneAdmin {
+                plane: PlaneId::new("payments")?,
+            },
+        ))
         .await?;
     let auditor: CreatedCredential = admin
-        .post(
-            "/admin/v1/credentials",
-            &CreateCredentialRequest::new("external auditor", Role::Auditor),
-        )
+        .create_credential(&CreateCredentialRequest::new(
+            "external auditor",
+            Role::Auditor,
+        ))
         .await?;
     let pa = admin.with_token(&payments_admin.token);
     let au = admin.with_token(&auditor.token);
@@ -317,10 +286,7 @@ async fn delegation(
         })
     };
     let created: IdentityRecord = pa
-        .post(
-            "/admin/v1/identities",
-            &new_identity("payments", "payments/reconciler-test")?,
-        )
+        .create_identity(&new_identity("payments", "payments/reconciler-test")?)
         .await?;
     println!(
         "payments plane admin registered {} → 201 Created",
@@ -328,16 +294,13 @@ async fn delegation(
     );
     show_refusal(
         "payments plane admin registers an identity in plane partners",
-        pa.post::<_, IdentityRecord>(
-            "/admin/v1/identities",
-            &new_identity("partners", "partners/sneaky")?,
-        )
-        .await,
+        pa.create_identity(&new_identity("partners", "partners/sneaky")?)
+            .await,
     )?;
     show_refusal(
         "auditor suspends an identity",
-        au.post::<_, IdentityRecord>(
-            &lifecycle_path(&created),
+        au.set_lifecycle(
+            created.identity.spiffe_id.as_str(),
             &LifecycleRequest {
                 state: LifecycleState::Suspended,
                 reason: "testing".into(),
@@ -347,13 +310,10 @@ async fn delegation(
     )?;
     show_refusal(
         "payments plane admin applies the governance repository",
-        pa.post::<_, ApplyResponse>(
-            "/admin/v1/config/apply",
-            &ApplyRequest {
-                files: files.to_vec(),
-                expected_version: None,
-            },
-        )
+        pa.apply(&ApplyRequest {
+            files: files.to_vec(),
+            expected_version: None,
+        })
         .await,
     )?;
 
@@ -362,8 +322,8 @@ async fn delegation(
         "Lifecycle: suspend, decommission (one-way), orphaned owners",
     );
     let r: IdentityRecord = pa
-        .post(
-            &lifecycle_path(&created),
+        .set_lifecycle(
+            created.identity.spiffe_id.as_str(),
             &LifecycleRequest {
                 state: LifecycleState::Suspended,
                 reason: "rotating its keys".into(),
@@ -372,8 +332,8 @@ async fn delegation(
         .await?;
     println!("{} → {}", r.identity.spiffe_id, r.identity.state);
     let r: IdentityRecord = pa
-        .post(
-            &lifecycle_path(&created),
+        .set_lifecycle(
+            created.identity.spiffe_id.as_str(),
             &LifecycleRequest {
                 state: LifecycleState::Decommissioned,
                 reason: "replaced by the v2 reconciler".into(),
@@ -386,8 +346,8 @@ async fn delegation(
     );
     show_refusal(
         "reactivating a decommissioned identity",
-        pa.post::<_, IdentityRecord>(
-            &lifecycle_path(&created),
+        pa.set_lifecycle(
+            created.identity.spiffe_id.as_str(),
             &LifecycleRequest {
                 state: LifecycleState::Active,
                 reason: "oops".into(),
@@ -401,9 +361,7 @@ async fn delegation(
         .find(|r| r.identity.plane.as_str() == "partners")
         .map(|r| r.identity.owner.clone())
     {
-        let removed: OwnerRemoved = admin
-            .delete(&format!("/admin/v1/owners/{}", Client::segment(&victim)))
-            .await?;
+        let removed: OwnerRemoved = admin.remove_owner(&victim).await?;
         println!(
             "Owner {} left the company; {} identities are now orphan findings:",
             removed.owner,
@@ -417,48 +375,51 @@ async fn delegation(
 }
 
 /// Step 8.
-async fn change_log(admin: &Client, au: &Client) -> Result<()> {
+async fn change_log(admin: &ApiClient, au: &ApiClient) -> Result<()> {
     step(
         8,
         "Status and the admin change log (who changed what, when)",
     );
-    let counts: RegistryCounts = admin.get("/admin/v1/status").await?;
+    let counts: RegistryCounts = admin.status().await?;
     print!("{}", crate::commands::status_text(&counts));
-    let changes: Vec<AdminChange> = au.get("/admin/v1/changes?limit=1000").await?;
+    let changes: Vec<AdminChange> = au.changes(0, 1000).await?;
     println!();
     print!("{}", crate::commands::changes_text(&changes));
     Ok(())
 }
 
 /// Step 15: a foreign record ingested, the chain's tail, the auditor's verification.
-async fn evidence(admin: &Client, au: &Client) -> Result<()> {
+async fn evidence(admin: &ApiClient, au: &ApiClient) -> Result<()> {
     step(
         15,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin
-        .post(
-            "/admin/v1/credentials",
-            &CreateCredentialRequest::new("edge gateway (foreign PDP)", Role::Ingestor),
-        )
+        .create_credential(&CreateCredentialRequest::new(
+            "edge gateway (foreign PDP)",
+            Role::Ingestor,
+        ))
         .await?;
-    let foreign = serde_json::json!({ "records": [{
+    // A record as another system writes it: plain JSON in Steward's event schema.
+    let foreign = serde_json::json!({
         "schema": steward_audit::SCHEMA, "id": "edge-0001", "time": steward_model::timestamp::now(),
         "kind": "access.decision", "principal": "spiffe://acme.example/ns/payments/sa/payments-api",
         "action": "invoke", "destination": { "capability": "payments.refund", "address": "http POST /v1/refunds/42" },
         "decision": { "outcome": "deny", "reasons": ["refund above the agent cap"] },
         "correlation_id": "4bf92f3577b34da6a3ce929d0e0e4736", "source": "edge"
-    }]});
-    let ingested: steward_server::IngestAnswer = admin
-        .with_token(&ingestor.token)
-        .post("/admin/v1/audit/ingest", &foreign)
-        .await?;
+    });
+    let ingested: IngestAnswer = admin.with_token(&ingestor.token).ingest(&[foreign]).await?;
     println!(
         "A foreign gateway's decision record was ingested and chained at seq {:?}.",
         ingested.seqs
     );
-    let tail: Vec<steward_store::StoredEvent> =
-        au.get("/admin/v1/audit/events?order=desc&limit=6").await?;
+    let tail: Vec<steward_api::StoredEvent> = au
+        .audit_events(&EventQuery {
+            limit: Some(6),
+            newest_first: true,
+            ..EventQuery::default()
+        })
+        .await?;
     for e in tail.iter().rev() {
         println!(
             "  #{:<3} {:<20} {:<22} {}…",
@@ -470,38 +431,24 @@ async fn evidence(admin: &Client, au: &Client) -> Result<()> {
     }
     // The demo signs a checkpoint every second (a real deployment: every minute).
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let report: serde_json::Value = au.get("/admin/v1/audit/verify").await?;
+    let report: VerifyAnswer = au.audit_verify().await?;
     println!(
         "Auditor verifies the chain: ok={} over {} events and {} signed checkpoint(s) (head {}…).",
-        report
-            .get("ok")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
-        report
-            .get("events")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0),
-        report
-            .get("checkpoints")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0),
-        report
-            .get("head_hash")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .get(..16)
-            .unwrap_or("")
+        report.ok,
+        report.report.events,
+        report.report.checkpoints,
+        report.report.head_hash.get(..16).unwrap_or("")
     );
     Ok(())
 }
 
 /// Step 16.
-async fn posture(au: &Client, addr: std::net::SocketAddr) -> Result<()> {
+async fn posture(au: &ApiClient, addr: std::net::SocketAddr) -> Result<()> {
     step(
         16,
         "Posture: inventory and findings, mapped to the OWASP NHI Top 10",
     );
-    let report: steward_server::posture::PostureReport = au.get("/admin/v1/posture").await?;
+    let report = au.posture(&Default::default()).await?;
     println!("$ steward posture");
     print!("{}", crate::posture_cmd::text(&report, false));
     println!(
@@ -510,18 +457,12 @@ async fn posture(au: &Client, addr: std::net::SocketAddr) -> Result<()> {
     Ok(())
 }
 
-fn lifecycle_path(r: &IdentityRecord) -> String {
-    format!(
-        "/admin/v1/identities/{}/lifecycle",
-        Client::segment(r.identity.spiffe_id.as_str())
-    )
-}
-
-fn show_refusal<T>(what: &str, result: Result<T>) -> Result<()> {
+fn show_refusal<T>(what: &str, result: Result<T, steward_api::Error>) -> Result<()> {
     match result {
         Ok(_) => bail!("{what}: expected a refusal, but it was allowed"),
         Err(e) => {
-            let se = server_error(&e)
+            let se = e
+                .server()
                 .with_context(|| format!("{what}: expected a refusal from the server"))?;
             println!("{what} → {} {}: {}", se.status, se.error, se.message);
             Ok(())

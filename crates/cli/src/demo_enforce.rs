@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use steward_api::{
+    ApiClient, CreateCredentialRequest, CreatedCredential, EventQuery, IdentityRecord,
+    RevokeRequest, RouteId,
+};
 use steward_enforce::trace::TraceContext;
 use steward_messaging::{Consumer, Delivery, Destination, Publisher};
-use steward_model::Role;
-use steward_server::api::{CreateCredentialRequest, CreatedCredential};
+use steward_model::{RevocationKind, Role};
 use steward_token::{SigningKey, jws};
 
-use crate::client::Client;
-use crate::demo_tokens::field;
+use crate::demo_tokens::{field, workload};
 
 const API: &str = "spiffe://acme.example/ns/payments/sa/refund-api";
 const WORKER: &str = "spiffe://acme.example/ns/payments/sa/refund-worker";
@@ -28,26 +30,24 @@ fn now() -> i64 {
 }
 
 /// Registers `id` with a fresh key and returns the key as PKCS#8.
-async fn register(admin: &Client, id: &str, plane: &str, owner: &str) -> Result<Vec<u8>> {
+async fn register(admin: &ApiClient, id: &str, plane: &str, owner: &str) -> Result<Vec<u8>> {
     let (key, pkcs8) = SigningKey::generate()?;
-    let jwk = key.public_key().jwk();
-    let _: Value = admin
-        .post(
-            "/admin/v1/identities",
-            &json!({
-                "spiffe_id": id, "plane": plane, "owner": owner, "environment": "prod",
-                "kind": "service", "classification": "confidential",
-                "description": "registered by the demo's enforcement step",
-                "credentials": {"public_keys": [{"kid": "demo-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
-            }),
-        )
+    let _: IdentityRecord = admin
+        .create_identity(&workload(
+            id,
+            plane,
+            owner,
+            "registered by the demo's enforcement step",
+            "demo-1",
+            &key,
+        )?)
         .await?;
     Ok(pkcs8)
 }
 
-async fn token(admin: &Client, id: &str, pkcs8: &[u8], audience: &str) -> Result<String> {
+async fn token(admin: &ApiClient, id: &str, pkcs8: &[u8], audience: &str) -> Result<String> {
     let key = SigningKey::from_pkcs8(pkcs8)?;
-    let endpoint = format!("{}/oauth2/token", admin.base());
+    let endpoint = admin.url(RouteId::Token, &[]);
     let assertion = jws::encode(
         &key,
         "JWT",
@@ -55,20 +55,17 @@ async fn token(admin: &Client, id: &str, pkcs8: &[u8], audience: &str) -> Result
                 "jti": uuid::Uuid::new_v4().to_string()}),
     )?;
     let (status, body) = admin
-        .post_form(
-            "/oauth2/token",
-            &[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("client_assertion", &assertion),
-                ("audience", audience),
-            ],
-        )
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+            ("audience", audience),
+        ])
         .await?;
-    if !status.is_success() {
+    if !(200..300).contains(&status) {
         bail!("the token request for {id} was refused: {body}");
     }
     Ok(body
@@ -106,15 +103,15 @@ pub(crate) struct Running {
     api_key: Vec<u8>,
 }
 
-pub(crate) async fn enforcement(admin: &Client, au: &Client) -> Result<Running> {
+pub(crate) async fn enforcement(admin: &ApiClient, au: &ApiClient) -> Result<Running> {
     // Two workloads with their own keys (the refund worker is in the example repo).
     let api_key = register(admin, API, "payments", "payments-team").await?;
     let shop_key = register(admin, SHOP, "commerce", "commerce-team").await?;
     let ingestor: CreatedCredential = admin
-        .post(
-            "/admin/v1/credentials",
-            &CreateCredentialRequest::new("edge gateway (steward gateway)", Role::Ingestor),
-        )
+        .create_credential(&CreateCredentialRequest::new(
+            "edge gateway (steward gateway)",
+            Role::Ingestor,
+        ))
         .await?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("credential"), &ingestor.token)?;
@@ -297,8 +294,11 @@ rabbitmq_audience = "{BROKER}"
     }
 
     // 4. The trace, as `steward audit trace` prints it.
-    let events: Vec<steward_store::StoredEvent> = au
-        .get(&format!("/admin/v1/audit/events?correlation_id={TRACE}"))
+    let events: Vec<steward_api::StoredEvent> = au
+        .audit_events(&EventQuery {
+            correlation_id: Some(TRACE.into()),
+            ..EventQuery::default()
+        })
         .await?;
     println!("\n$ steward audit trace {TRACE}");
     print!("{}", crate::commands::trace_text(TRACE, &events));
@@ -307,7 +307,7 @@ rabbitmq_audience = "{BROKER}"
 
 /// Revokes the payments API mid-traffic: every point of the gateway acknowledges, and the
 /// next request is refused.
-pub(crate) async fn revocation(admin: &Client, running: Running) -> Result<()> {
+pub(crate) async fn revocation(admin: &ApiClient, running: Running) -> Result<()> {
     let Running { gw, api_key } = running;
     let proxy = format!("http://{}", gw.proxies.first().context("no proxy")?);
     let api_token = token(admin, API, &api_key, AUDIENCE).await?;
@@ -340,17 +340,16 @@ pub(crate) async fn revocation(admin: &Client, running: Running) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("$ steward revoke identity {API} --reason \"credential leak suspected\" --verify");
     let started = std::time::Instant::now();
-    let revoked: steward_server::api::RevokeResponse = admin
-        .post(
-            "/admin/v1/revocations",
-            &json!({"kind": "identity", "target": API, "reason": "credential leak suspected"}),
-        )
+    let revoked: steward_api::RevokeResponse = admin
+        .revoke(&RevokeRequest {
+            kind: RevocationKind::Identity,
+            target: API.into(),
+            reason: "credential leak suspected".into(),
+            decommission: false,
+        })
         .await?;
-    let verification: steward_server::api::Verification = admin
-        .get(&format!(
-            "/admin/v1/revocations/{}/verification?wait_secs=10",
-            revoked.revocation.epoch
-        ))
+    let verification: steward_api::Verification = admin
+        .revocation_verification(revoked.revocation.epoch, Some(10))
         .await?;
     let acknowledged = started.elapsed();
     print!(
@@ -389,8 +388,7 @@ pub(crate) async fn revocation(admin: &Client, running: Running) -> Result<()> {
         "The next request with the same token → {status}: {}",
         field(&body, "reason")
     );
-    let points: steward_server::api::PointsResponse =
-        admin.get("/admin/v1/enforcement/points").await?;
+    let points: steward_api::PointsResponse = admin.enforcement_points().await?;
     println!("\n$ steward status   (enforcement points)");
     print!("{}", crate::output::points_text(&points));
     gw.shutdown(Duration::from_secs(2)).await;

@@ -2,14 +2,16 @@
 //! at work, an exception that expires during the demo, and the analyses.
 
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use steward_api::{
+    ActionObject, ApiClient, ApplyRequest, ApplyResponse, Entity, EvaluationItem,
+    EvaluationRequest, EvaluationResponse, EvaluationsOptions, EvaluationsRequest,
+    EvaluationsResponse, EvaluationsSemantic, EventQuery, PlanRequest, PlanResponse, PolicyVersion,
+    PolicyVersionBody, RouteId,
+};
 use steward_governance::SourceFile;
-use steward_policy::analysis::EntitlementReport;
-use steward_server::api::{ApplyRequest, ApplyResponse, PlanRequest, PlanResponse};
-use steward_server::authzen::{EvaluationResponse, EvaluationsResponse};
-use steward_store::PolicyVersion;
+use steward_model::EntitlementReport;
 
-use crate::client::Client;
 use crate::output;
 
 const ORDERS_API: &str = "spiffe://acme.example/ns/orders/sa/orders-api";
@@ -18,13 +20,51 @@ const AGENT: &str = "spiffe://acme.example/agents/prod/support-assistant";
 const SEPA: &str = "spiffe://acme.example/eu/ns/payments/sa/sepa-gateway";
 const EXPORTER: &str = "spiffe://acme.example/legacy/billing-exporter";
 
-fn workload(id: &str) -> Value {
-    json!({"type": "workload", "id": id})
+/// An AuthZEN subject, resource or action object of `kind` without properties.
+fn entity(kind: &str, id: &str) -> Entity {
+    Entity {
+        kind: kind.into(),
+        id: id.into(),
+        properties: Map::new(),
+    }
+}
+
+fn workload(id: &str) -> Entity {
+    entity("workload", id)
+}
+
+fn capability(id: &str) -> Entity {
+    entity("capability", id)
+}
+
+fn action(name: &str) -> ActionObject {
+    ActionObject {
+        name: name.into(),
+        properties: Map::new(),
+    }
+}
+
+/// The members of a JSON object (`json!({...})`).
+fn members(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// `subject` does `verb` on `resource`, in `context` (a JSON object).
+fn request(subject: Entity, resource: Entity, verb: &str, context: Value) -> EvaluationRequest {
+    EvaluationRequest {
+        subject,
+        resource,
+        action: action(verb),
+        context: Some(members(context)),
+    }
 }
 
 /// Asks the decision API and prints one line plus the deciding reason.
-async fn ask(admin: &Client, what: &str, body: Value) -> Result<EvaluationResponse> {
-    let r: EvaluationResponse = admin.post("/access/v1/evaluation", &body).await?;
+async fn ask(admin: &ApiClient, what: &str, req: &EvaluationRequest) -> Result<EvaluationResponse> {
+    let r: EvaluationResponse = admin.evaluation(req).await?;
     let reasons: Vec<&str> = r
         .context
         .get("reasons")
@@ -38,8 +78,12 @@ async fn ask(admin: &Client, what: &str, body: Value) -> Result<EvaluationRespon
     Ok(r)
 }
 
-pub(crate) async fn decisions(admin: &Client) -> Result<()> {
-    let config: Value = admin.get("/.well-known/authzen-configuration").await?;
+pub(crate) async fn decisions(admin: &ApiClient) -> Result<()> {
+    // The discovery document has no wire type: read the one member shown.
+    let config: Value = admin
+        .route(RouteId::AuthzenConfiguration, &[])
+        .send()
+        .await?;
     println!(
         "AuthZEN 1.0 decision API: {}",
         config
@@ -47,41 +91,99 @@ pub(crate) async fn decisions(admin: &Client) -> Result<()> {
             .and_then(Value::as_str)
             .unwrap_or("?")
     );
-    ask(admin, "orders-api invokes payments.charge in prod (a grant the payments plane wrote for commerce)", json!({
-        "subject": workload(ORDERS_API), "resource": {"type": "capability", "id": "payments.charge"},
-        "action": {"name": "invoke"}, "context": {"environment": "prod"}})).await?;
-    ask(admin, "partner-gateway: HTTP GET /v1/orders/42 in prod (resolved through the capability catalog)", json!({
-        "subject": workload(GATEWAY), "resource": {"type": "http", "id": "/v1/orders/42", "properties": {"method": "GET"}},
-        "action": {"name": "access"}, "context": {"environment": "prod"}})).await?;
-    ask(admin, "partner-gateway reads orders.read, served in staging (the commerce grant loses to a central forbid)", json!({
-        "subject": workload(GATEWAY), "resource": {"type": "capability", "id": "orders.read"},
-        "action": {"name": "read"}, "context": {"environment": "staging"}})).await?;
+    let prod = || json!({"environment": "prod"});
+    ask(
+        admin,
+        "orders-api invokes payments.charge in prod (a grant the payments plane wrote for commerce)",
+        &request(workload(ORDERS_API), capability("payments.charge"), "invoke", prod()),
+    )
+    .await?;
+    let http = Entity {
+        properties: members(json!({"method": "GET"})),
+        ..entity("http", "/v1/orders/42")
+    };
+    ask(
+        admin,
+        "partner-gateway: HTTP GET /v1/orders/42 in prod (resolved through the capability catalog)",
+        &request(workload(GATEWAY), http, "access", prod()),
+    )
+    .await?;
+    ask(
+        admin,
+        "partner-gateway reads orders.read, served in staging (the commerce grant loses to a central forbid)",
+        &request(
+            workload(GATEWAY),
+            capability("orders.read"),
+            "read",
+            json!({"environment": "staging"}),
+        ),
+    )
+    .await?;
     ask(
         admin,
         "support assistant calls the refund_payment tool for EUR 30 without human approval",
-        json!({
-        "subject": workload(AGENT), "resource": {"type": "tool", "id": "refund_payment"},
-        "action": {"name": "invoke"}, "context": {"environment": "prod", "amount_minor": 3000}}),
+        &request(
+            workload(AGENT),
+            entity("tool", "refund_payment"),
+            "invoke",
+            json!({"environment": "prod", "amount_minor": 3000}),
+        ),
     )
     .await?;
-    ask(admin, "the same call in a session a human approved", json!({
-        "subject": workload(AGENT), "resource": {"type": "tool", "id": "refund_payment"},
-        "action": {"name": "invoke"}, "context": {"environment": "prod", "amount_minor": 3000, "human_approved": true}})).await?;
-    ask(admin, "EU SEPA gateway transfers from us-east-1 (the payments-eu plane's own forbid)", json!({
-        "subject": workload(SEPA), "resource": {"type": "capability", "id": "payments.sepa.transfer"},
-        "action": {"name": "invoke"}, "context": {"environment": "prod", "data_region": "us-east-1"}})).await?;
-    ask(admin, "a subject of type `user` (Steward decides for workloads only)", json!({
-        "subject": {"type": "user", "id": "alice"}, "resource": {"type": "capability", "id": "orders.read"},
-        "action": {"name": "read"}, "context": {"environment": "prod"}})).await?;
+    ask(
+        admin,
+        "the same call in a session a human approved",
+        &request(
+            workload(AGENT),
+            entity("tool", "refund_payment"),
+            "invoke",
+            json!({"environment": "prod", "amount_minor": 3000, "human_approved": true}),
+        ),
+    )
+    .await?;
+    ask(
+        admin,
+        "EU SEPA gateway transfers from us-east-1 (the payments-eu plane's own forbid)",
+        &request(
+            workload(SEPA),
+            capability("payments.sepa.transfer"),
+            "invoke",
+            json!({"environment": "prod", "data_region": "us-east-1"}),
+        ),
+    )
+    .await?;
+    ask(
+        admin,
+        "a subject of type `user` (Steward decides for workloads only)",
+        &request(
+            entity("user", "alice"),
+            capability("orders.read"),
+            "read",
+            prod(),
+        ),
+    )
+    .await?;
+    let item = |resource: &str, verb: &str| EvaluationItem {
+        resource: Some(capability(resource)),
+        action: Some(action(verb)),
+        ..EvaluationItem::default()
+    };
     let batch: EvaluationsResponse = admin
-        .post("/access/v1/evaluations", &json!({
-            "subject": workload(ORDERS_API), "context": {"environment": "prod"},
-            "options": {"evaluations_semantic": "deny_on_first_deny"},
-            "evaluations": [
-                {"resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}},
-                {"resource": {"type": "capability", "id": "payments.refund"}, "action": {"name": "invoke"}},
-                {"resource": {"type": "capability", "id": "payments.charge"}, "action": {"name": "invoke"}}
-            ]}))
+        .evaluations(&EvaluationsRequest {
+            defaults: EvaluationItem {
+                subject: Some(workload(ORDERS_API)),
+                context: Some(members(prod())),
+                ..EvaluationItem::default()
+            },
+            evaluations: vec![
+                item("orders.read", "read"),
+                item("payments.refund", "invoke"),
+                item("payments.charge", "invoke"),
+            ],
+            options: EvaluationsOptions {
+                evaluations_semantic: EvaluationsSemantic::DenyOnFirstDeny,
+            },
+        })
         .await?;
     println!(
         "Batch of 3 with deny_on_first_deny: {} answered ({}).",
@@ -99,13 +201,17 @@ pub(crate) async fn decisions(admin: &Client) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Vec<SourceFile>> {
-    let body = json!({"subject": workload(EXPORTER), "resource": {"type": "capability", "id": "payments.read"},
-        "action": {"name": "read"}, "context": {"environment": "prod"}});
+pub(crate) async fn exception(admin: &ApiClient, files: &[SourceFile]) -> Result<Vec<SourceFile>> {
+    let body = request(
+        workload(EXPORTER),
+        capability("payments.read"),
+        "read",
+        json!({"environment": "prod"}),
+    );
     ask(
         admin,
         "the legacy billing exporter (static key) reads payments.read",
-        body.clone(),
+        &body,
     )
     .await?;
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
@@ -118,13 +224,10 @@ pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Ve
         ),
     });
     let applied: ApplyResponse = admin
-        .post(
-            "/admin/v1/config/apply",
-            &ApplyRequest {
-                files: with_exception.clone(),
-                expected_version: None,
-            },
-        )
+        .apply(&ApplyRequest {
+            files: with_exception.clone(),
+            expected_version: None,
+        })
         .await?;
     println!(
         "Security grants exception ex-incident-4711 (ticket INC-4711), lifting GR-3 until {expires_at}: configuration version {}.",
@@ -133,7 +236,7 @@ pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Ve
     ask(
         admin,
         "the billing exporter reads payments.read again",
-        body.clone(),
+        &body,
     )
     .await?;
     let wait = expires - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
@@ -144,15 +247,17 @@ pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Ve
     let r = ask(
         admin,
         "the billing exporter reads payments.read once more",
-        body,
+        &body,
     )
     .await?;
     anyhow::ensure!(!r.decision, "the expired exception still worked");
-    let used: Vec<steward_store::StoredEvent> = admin
-        .get(&format!(
-            "/admin/v1/audit/events?kind=access.decision&principal={}&limit=100",
-            Client::segment(EXPORTER)
-        ))
+    let used: Vec<steward_api::StoredEvent> = admin
+        .audit_events(&EventQuery {
+            kind: Some("access.decision".into()),
+            principal: Some(EXPORTER.into()),
+            limit: Some(100),
+            ..EventQuery::default()
+        })
         .await?;
     for e in used.iter().filter(|e| e.event.decision.exception.is_some()) {
         println!(
@@ -166,13 +271,8 @@ pub(crate) async fn exception(admin: &Client, files: &[SourceFile]) -> Result<Ve
     Ok(with_exception)
 }
 
-pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()> {
-    let report: EntitlementReport = admin
-        .get(&format!(
-            "/admin/v1/identities/{}/entitlements",
-            Client::segment(ORDERS_API)
-        ))
-        .await?;
+pub(crate) async fn analysis(admin: &ApiClient, files: &[SourceFile]) -> Result<()> {
+    let report: EntitlementReport = admin.entitlements(ORDERS_API, None).await?;
     println!(
         "orders-api: {} effective permission(s), {} intended; allowed but not intended: {}; intended but missing: {}.",
         report.effective.len(),
@@ -196,13 +296,10 @@ pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()>
         commerce.content.replace_range(start..end, "");
     }
     let plan: PlanResponse = admin
-        .post(
-            "/admin/v1/config/plan",
-            &PlanRequest {
-                files: candidate,
-                replay_days: Some(1),
-            },
-        )
+        .plan(&PlanRequest {
+            files: candidate,
+            replay_days: Some(1),
+        })
         .await?;
     println!("Candidate: commerce removes commerce-grant-orders-read-to-partner-gateway.");
     print!("{}", output::plan(&plan.plan, plan.version));
@@ -210,7 +307,7 @@ pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()>
     println!(
         "(Replays use each decision's own time: the exporter's request from before the exception was granted is allowed by the candidate, which still holds it.)"
     );
-    let versions: Vec<PolicyVersion> = admin.get("/admin/v1/policy/versions").await?;
+    let versions: Vec<PolicyVersion> = admin.policy_versions(None).await?;
     println!("Policy versions:");
     for v in &versions {
         println!(
@@ -222,10 +319,8 @@ pub(crate) async fn analysis(admin: &Client, files: &[SourceFile]) -> Result<()>
         );
     }
     if versions.len() >= 2 {
-        let a: steward_server::policy::PolicyVersionBody =
-            admin.get("/admin/v1/policy/versions/1").await?;
-        let b: steward_server::policy::PolicyVersionBody =
-            admin.get("/admin/v1/policy/versions/2").await?;
+        let a: PolicyVersionBody = admin.policy_version(1).await?;
+        let b: PolicyVersionBody = admin.policy_version(2).await?;
         println!("steward policy diff 1 2:");
         for line in steward_policy::bundle_diff(&a.bundle, &b.bundle)
             .lines()

@@ -4,11 +4,12 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use steward_api::{
+    ApiClient, ApplyRequest, ApplyResponse, CreateIdentityRequest, IdentityRecord, RouteId,
+};
 use steward_governance::SourceFile;
-use steward_server::api::{ApplyRequest, ApplyResponse};
+use steward_model::{Classification, ClientKey, Credentials, IdentityKind, PlaneId, SpiffeId};
 use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
-
-use crate::client::Client;
 
 const WORKLOAD: &str = "spiffe://acme.example/ns/payments/sa/refund-batch";
 const LEDGER: &str = "spiffe://acme.example/ns/payments/sa/ledger";
@@ -18,13 +19,54 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Whether an HTTP status is 2xx.
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 pub(crate) fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("?")
 }
 
+/// A confidential prod service `id` of `plane`, authenticating with `key`'s public half
+/// (`private_key_jwt`) under `kid`.
+pub(crate) fn workload(
+    id: &str,
+    plane: &str,
+    owner: &str,
+    description: &str,
+    kid: &str,
+    key: &SigningKey,
+) -> Result<CreateIdentityRequest> {
+    let jwk = key.public_key().jwk();
+    Ok(CreateIdentityRequest {
+        spiffe_id: SpiffeId::parse(id)?,
+        plane: PlaneId::new(plane)?,
+        owner: owner.into(),
+        environment: "prod".into(),
+        kind: IdentityKind::Service,
+        classification: Classification::Confidential,
+        description: description.into(),
+        labels: Default::default(),
+        intended: Vec::new(),
+        credentials: Credentials {
+            public_keys: vec![ClientKey {
+                kid: kid.into(),
+                kty: jwk.kty.clone(),
+                crv: jwk.crv.clone(),
+                x: jwk.x.clone(),
+                y: jwk.y.clone(),
+                alg: None,
+                created: None,
+            }],
+            ..Credentials::default()
+        },
+    })
+}
+
 /// A validator for the server's published keys, allowing `skew` seconds of clock skew.
-async fn validator(admin: &Client, issuer: &str, skew: i64) -> Result<Validator> {
-    let jwks: Value = admin.get("/oauth2/jwks").await?;
+async fn validator(admin: &ApiClient, issuer: &str, skew: i64) -> Result<Validator> {
+    let jwks: Value = admin.route(RouteId::Jwks, &[]).send().await?;
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -35,8 +77,11 @@ async fn validator(admin: &Client, issuer: &str, skew: i64) -> Result<Validator>
     Ok(Validator::new(issuer, keys, skew))
 }
 
-pub(crate) async fn tokens(admin: &Client) -> Result<()> {
-    let meta: Value = admin.get("/.well-known/openid-configuration").await?;
+pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
+    let meta: Value = admin
+        .route(RouteId::OpenidConfiguration, &[])
+        .send()
+        .await?;
     let issuer = field(&meta, "issuer").to_owned();
     let endpoint = field(&meta, "token_endpoint").to_owned();
     println!(
@@ -46,17 +91,15 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
 
     // The workload's own key pair: only the public half is registered.
     let (key, _) = SigningKey::generate()?;
-    let jwk = key.public_key().jwk();
-    let _: Value = admin
-        .post(
-            "/admin/v1/identities",
-            &json!({
-                "spiffe_id": WORKLOAD, "plane": "payments", "owner": "payments-team",
-                "environment": "prod", "kind": "service", "classification": "confidential",
-                "description": "refund batch worker (registered by the demo)",
-                "credentials": {"public_keys": [{"kid": "refund-batch-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
-            }),
-        )
+    let _: IdentityRecord = admin
+        .create_identity(&workload(
+            WORKLOAD,
+            "payments",
+            "payments-team",
+            "refund batch worker (registered by the demo)",
+            "refund-batch-1",
+            &key,
+        )?)
         .await?;
     println!("Registered {WORKLOAD} with its public key (private_key_jwt).");
 
@@ -74,8 +117,8 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
         ("scope", "payments.refund"),
         ("expires_in", "3600"),
     ];
-    let (status, body) = admin.post_form("/oauth2/token", &form).await?;
-    if !status.is_success() {
+    let (status, body) = admin.token_request(&form).await?;
+    if !is_success(status) {
         bail!("the token request was refused: {body}");
     }
     let token = field(&body, "access_token").to_owned();
@@ -108,15 +151,19 @@ pub(crate) async fn tokens(admin: &Client) -> Result<()> {
         println!("The same token presented in staging: refused ({e}).");
     }
 
-    let (status, body) = admin.post_form("/oauth2/token", &form).await?;
+    let (status, body) = admin.token_request(&form).await?;
     println!(
         "The same client assertion replayed: {} {} ({}).",
-        status.as_u16(),
+        status,
         field(&body, "error"),
         field(&body, "error_description")
     );
 
-    let rotated: Value = admin.post("/admin/v1/keys/rotate", &json!({})).await?;
+    let rotated: Value = admin
+        .route(RouteId::RotateKeys, &[])
+        .json(&json!({}))
+        .send()
+        .await?;
     let v = validator(admin, &issuer, 30).await?;
     println!(
         "Signing key rotated to {}…; the token signed by the old key still validates: {} (until {}).",
@@ -145,8 +192,8 @@ fn assertion(id: &str, key: &SigningKey, endpoint: &str) -> Result<String> {
 /// Per-hop delegation: Globex's integration gets a token for the partner gateway, and the
 /// gateway exchanges it for one the orders service accepts — narrowed, one hop recorded.
 /// Then federation: a CI job's OIDC token becomes the deploy pipeline's Steward token.
-pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<()> {
-    let endpoint = format!("{}/oauth2/token", admin.base());
+pub(crate) async fn delegation(admin: &ApiClient, files: &[SourceFile]) -> Result<()> {
+    let endpoint = admin.url(RouteId::Token, &[]);
     let (gateway_key, _) = SigningKey::generate()?;
     let (globex_key, _) = SigningKey::generate()?;
     // The example pins the CI system's public key; the demo plays the CI system with a
@@ -184,13 +231,10 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
         );
     }
     let applied: ApplyResponse = admin
-        .post(
-            "/admin/v1/config/apply",
-            &ApplyRequest {
-                files,
-                expected_version: None,
-            },
-        )
+        .apply(&ApplyRequest {
+            files,
+            expected_version: None,
+        })
         .await?;
     println!(
         "Keys registered in the repository for the partner gateway, Globex and the payments API (configuration version {}).",
@@ -198,17 +242,14 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     );
     let a = assertion(GLOBEX, &globex_key, &endpoint)?;
     let (status, body) = admin
-        .post_form(
-            "/oauth2/token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", BEARER),
-                ("client_assertion", &a),
-                ("audience", GATEWAY),
-            ],
-        )
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", GATEWAY),
+        ])
         .await?;
-    if !status.is_success() {
+    if !is_success(status) {
         bail!("Globex's token request was refused: {body}");
     }
     let subject = field(&body, "access_token").to_owned();
@@ -218,26 +259,24 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
         async move {
             let a = assertion(GATEWAY, gateway_key, endpoint)?;
             admin
-                .post_form(
-                    "/oauth2/token",
-                    &[
-                        (
-                            "grant_type",
-                            "urn:ietf:params:oauth:grant-type:token-exchange",
-                        ),
-                        ("client_assertion_type", BEARER),
-                        ("client_assertion", &a),
-                        ("subject_token", subject),
-                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                        ("audience", audience),
-                        ("scope", scope),
-                    ],
-                )
+                .token_request(&[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &a),
+                    ("subject_token", subject),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                    ("audience", audience),
+                    ("scope", scope),
+                ])
                 .await
+                .map_err(anyhow::Error::from)
         }
     };
     let (status, body) = exchange("partner.orders.submit", ORDERS).await?;
-    if !status.is_success() {
+    if !is_success(status) {
         bail!("the exchange was refused: {body}");
     }
     let claims = token_claims(&body)?;
@@ -251,7 +290,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     let (status, body) = exchange("payments.charge", ORDERS).await?;
     println!(
         "Asking to delegate payments.charge instead: {} {} ({}).",
-        status.as_u16(),
+        status,
         field(&body, "error"),
         field(&body, "error_description")
     );
@@ -267,25 +306,22 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     };
     let federate = |token: String| async move {
         admin
-            .post_form(
-                "/oauth2/token",
-                &[
-                    (
-                        "grant_type",
-                        "urn:ietf:params:oauth:grant-type:token-exchange",
-                    ),
-                    ("subject_token", token.as_str()),
-                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                    (
-                        "audience",
-                        "spiffe://acme.example/ns/platform/sa/deploy-controller",
-                    ),
-                ],
-            )
+            .token_request(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                (
+                    "audience",
+                    "spiffe://acme.example/ns/platform/sa/deploy-controller",
+                ),
+            ])
             .await
     };
     let (status, body) = federate(ci_token("repo:acme/deploy-pipelines:environment:prod")?).await?;
-    if !status.is_success() {
+    if !is_success(status) {
         bail!("the CI token was refused: {body}");
     }
     let claims = token_claims(&body)?;
@@ -298,7 +334,7 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
     let (status, body) = federate(ci_token("repo:someone/fork:environment:prod")?).await?;
     println!(
         "The same from a fork: {} {} ({}).",
-        status.as_u16(),
+        status,
         field(&body, "error"),
         field(&body, "error_description")
     );
@@ -307,25 +343,23 @@ pub(crate) async fn delegation(admin: &Client, files: &[SourceFile]) -> Result<(
 
 /// A just-in-time credential for a named workflow: approved by policy, short, expiring
 /// on its own, renewed by asking again.
-async fn jit(admin: &Client, key: &SigningKey, endpoint: &str) -> Result<()> {
+async fn jit(admin: &ApiClient, key: &SigningKey, endpoint: &str) -> Result<()> {
     let request = |expires_in: &'static str| async move {
         let a = assertion(PAYMENTS_API, key, endpoint)?;
         admin
-            .post_form(
-                "/oauth2/token",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_assertion_type", BEARER),
-                    ("client_assertion", &a),
-                    ("audience", LEDGER),
-                    ("workflow", WORKFLOW),
-                    ("expires_in", expires_in),
-                ],
-            )
+            .token_request(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", &a),
+                ("audience", LEDGER),
+                ("workflow", WORKFLOW),
+                ("expires_in", expires_in),
+            ])
             .await
+            .map_err(anyhow::Error::from)
     };
     let (status, body) = request("2").await?;
-    if !status.is_success() {
+    if !is_success(status) {
         bail!("the JIT request was refused: {body}");
     }
     let token = field(&body, "access_token").to_owned();
@@ -334,7 +368,10 @@ async fn jit(admin: &Client, key: &SigningKey, endpoint: &str) -> Result<()> {
         field(&body, "scope"),
         body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
     );
-    let meta: Value = admin.get("/.well-known/openid-configuration").await?;
+    let meta: Value = admin
+        .route(RouteId::OpenidConfiguration, &[])
+        .send()
+        .await?;
     // No clock skew here: this demo and the server share a clock.
     let v = validator(admin, field(&meta, "issuer"), 0).await?;
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
@@ -351,7 +388,7 @@ async fn jit(admin: &Client, key: &SigningKey, endpoint: &str) -> Result<()> {
     let (status, body) = request("300").await?;
     println!(
         "Asking again renews it while policy still allows: {} ({} s).",
-        status.as_u16(),
+        status,
         body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
     );
     Ok(())

@@ -5,12 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use reqwest::Method;
-use steward_server::egress::SetEgressSecret;
-use steward_store::EgressSecretRow;
+use steward_api::{EgressSecret, SetEgressSecret};
 
 use crate::Remote;
-use crate::client::Client;
 use crate::commands::{connect, emit};
 use crate::output;
 
@@ -64,12 +61,8 @@ pub(crate) async fn run(cmd: EgressSecretCommand) -> Result<ExitCode> {
                     .to_owned(),
                 _ => bail!("give the value with --value-env VAR or --value-file FILE"),
             };
-            let row: EgressSecretRow = connect(&remote)?
-                .call(
-                    Method::PUT,
-                    &format!("/admin/v1/egress-secrets/{}", Client::segment(&id)),
-                    Some(&SetEgressSecret { value, description }),
-                )
+            let row: EgressSecret = connect(&remote)?
+                .set_egress_secret(&id, &SetEgressSecret { value, description })
                 .await?;
             emit(&remote, &row, || {
                 format!(
@@ -79,8 +72,7 @@ pub(crate) async fn run(cmd: EgressSecretCommand) -> Result<ExitCode> {
             })
         }
         EgressSecretCommand::List { remote } => {
-            let rows: Vec<EgressSecretRow> =
-                connect(&remote)?.get("/admin/v1/egress-secrets").await?;
+            let rows: Vec<EgressSecret> = connect(&remote)?.egress_secrets().await?;
             emit(&remote, &rows, || {
                 let table: Vec<Vec<String>> = rows
                     .iter()
@@ -97,12 +89,7 @@ pub(crate) async fn run(cmd: EgressSecretCommand) -> Result<ExitCode> {
             })
         }
         EgressSecretCommand::Delete { id, remote } => {
-            let _: Option<()> = connect(&remote)?
-                .delete(&format!(
-                    "/admin/v1/egress-secrets/{}",
-                    Client::segment(&id)
-                ))
-                .await?;
+            connect(&remote)?.delete_egress_secret(&id).await?;
             emit(&remote, &serde_json::json!({ "deleted": id }), || {
                 format!("Egress secret `{id}` deleted.\n")
             })

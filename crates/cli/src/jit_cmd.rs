@@ -2,11 +2,10 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Value, json};
 use std::process::ExitCode;
+use steward_api::{ApprovalRequest, JitApproval};
 
 use crate::Remote;
-use crate::client::Client;
 use crate::commands::{connect, emit};
 
 #[derive(Debug, Subcommand)]
@@ -38,21 +37,20 @@ pub(crate) async fn run(cmd: JitCommand) -> Result<ExitCode> {
             valid_secs,
             remote,
         } => {
-            let body: Value = connect(&remote)?
-                .post(
-                    &format!(
-                        "/admin/v1/workflows/{}/approvals",
-                        Client::segment(&workflow)
-                    ),
-                    &json!({"requester": requester, "note": note, "valid_secs": valid_secs}),
+            let approval: JitApproval = connect(&remote)?
+                .approve(
+                    &workflow,
+                    &ApprovalRequest {
+                        requester: requester.clone(),
+                        valid_secs: Some(valid_secs),
+                        note,
+                    },
                 )
                 .await?;
-            emit(&remote, &body, || {
+            emit(&remote, &approval, || {
                 format!(
                     "Approved: {requester} may get JIT credentials for {workflow} until {}.\n",
-                    body.get("expires_at")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
+                    approval.expires_at
                 )
             })
         }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 use std::process::ExitCode;
+use steward_api::RouteId;
 
 use crate::commands::{connect, emit};
 use crate::{Remote, output};
@@ -30,7 +31,7 @@ fn text(v: &Value, key: &str) -> String {
 pub(crate) async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::List { remote } => {
-            let body: Value = connect(&remote)?.get("/admin/v1/keys").await?;
+            let body: Value = connect(&remote)?.route(RouteId::Keys, &[]).send().await?;
             emit(&remote, &body, || {
                 let rows = body
                     .get("keys")
@@ -51,7 +52,9 @@ pub(crate) async fn run(cmd: KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Rotate { remote } => {
             let body: Value = connect(&remote)?
-                .post("/admin/v1/keys/rotate", &serde_json::json!({}))
+                .route(RouteId::RotateKeys, &[])
+                .json(&serde_json::json!({}))
+                .send()
                 .await?;
             emit(&remote, &body, || {
                 format!(

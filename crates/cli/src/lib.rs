@@ -2,7 +2,6 @@
 //! client of its admin API (so the CLI can do nothing the API does not allow).
 
 mod audit_offline;
-pub mod client;
 mod commands;
 mod demo;
 mod demo_enforce;
@@ -18,14 +17,14 @@ mod posture_cmd;
 mod review_cmd;
 mod revoke_cmd;
 mod serve;
+#[cfg(test)]
+mod snapshot_tests;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use steward_server::config::{DEFAULT_LISTEN, env};
-
-pub use client::Client;
 
 /// Steward: one control plane for non-human identities.
 #[derive(Debug, Parser)]
@@ -181,7 +180,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            if let Some(server) = client::server_error(&e) {
+            if let Some(server) = server_error(&e) {
                 eprintln!("error: {}", server.message);
                 if !server.diagnostics.is_empty() {
                     eprint!("{}", output::diagnostics(&server.diagnostics));
@@ -192,4 +191,10 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The control plane's error answer behind an anyhow error, if that is what it is.
+pub fn server_error(e: &anyhow::Error) -> Option<&steward_api::ErrorBody> {
+    e.downcast_ref::<steward_api::Error>()
+        .and_then(steward_api::Error::server)
 }

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use steward_api::IdentityRecord;
 use steward_governance::{Change, Diagnostic, ObjectKind, Op, Plan};
-use steward_store::IdentityRecord;
 
 /// Most changes printed before the rest are summarised.
 const MAX_PRINTED_CHANGES: usize = 60;
@@ -126,7 +126,7 @@ pub fn identities(items: &[IdentityRecord]) -> String {
 }
 
 /// The policy half of a plan: the line diff of the policy, then the dry-run.
-pub fn policy_plan(resp: &steward_server::api::PlanResponse) -> String {
+pub fn policy_plan(resp: &steward_api::PlanResponse) -> String {
     let mut out = String::new();
     if !resp.policy_diff.is_empty() {
         out.push_str("Policy changes:\n");
@@ -138,7 +138,7 @@ pub fn policy_plan(resp: &steward_server::api::PlanResponse) -> String {
 }
 
 /// The dry-run part of a plan.
-pub fn replay(r: &steward_server::replay::Replay) -> String {
+pub fn replay(r: &steward_api::Replay) -> String {
     if r.days == 0 {
         return String::new();
     }
@@ -178,7 +178,7 @@ pub fn replay(r: &steward_server::replay::Replay) -> String {
 }
 
 /// Effective against intended entitlements.
-pub fn entitlements(r: &steward_policy::analysis::EntitlementReport) -> String {
+pub fn entitlements(r: &steward_model::EntitlementReport) -> String {
     let pair = |(c, a): &(String, steward_model::Action)| format!("{a} {c}");
     let mut out = format!(
         "{} (context: {})\n",
@@ -218,7 +218,7 @@ pub fn entitlements(r: &steward_policy::analysis::EntitlementReport) -> String {
 }
 
 /// The enforcement points and their drift: what `steward status` shows under the counts.
-pub fn points_text(p: &steward_server::api::PointsResponse) -> String {
+pub fn points_text(p: &steward_api::PointsResponse) -> String {
     let mut out = format!(
         "Enforcement points (policy version {}, revocation epoch {}):\n",
         p.policy_version, p.epoch

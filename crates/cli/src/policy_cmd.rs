@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
+use steward_api::{
+    ActionObject, Entity, EvaluationRequest, EvaluationResponse, PolicyDiff, PolicyVersion,
+    PolicyVersionBody, RollbackRequest,
+};
 use steward_governance::GovernanceError;
 use steward_model::{Action, TrustDomain};
 use steward_policy::analysis::run_tests;
 use steward_policy::{AccessRequest, Decision, Engine, OwnedAddress, PolicyError, Target};
-use steward_server::authzen::EvaluationResponse;
-use steward_server::policy::{PolicyVersionBody, RollbackRequest};
-use steward_store::PolicyVersion;
 
 use crate::commands::{connect, emit, files};
 use crate::{Remote, env, output};
@@ -170,24 +171,34 @@ fn target(a: &AuthorizeArgs) -> Result<Target> {
 }
 
 /// The AuthZEN resource object for a target.
-fn authzen_resource(t: &Target) -> Value {
+fn authzen_resource(t: &Target) -> Entity {
+    let entity = |kind: &str, id: &str, properties: Value| Entity {
+        kind: kind.into(),
+        id: id.into(),
+        properties: match properties {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+    };
     match t {
-        Target::Capability(c) => json!({"type": "capability", "id": c}),
+        Target::Capability(c) => entity("capability", c, Value::Null),
         Target::Address(OwnedAddress::Http { method, path }) => {
-            json!({"type": "http", "id": path, "properties": {"method": method}})
+            entity("http", path.as_str(), json!({"method": method}))
         }
         Target::Address(OwnedAddress::Grpc { service, method }) => {
-            json!({"type": "grpc", "id": format!("{service}/{method}")})
+            entity("grpc", &format!("{service}/{method}"), Value::Null)
         }
         Target::Address(OwnedAddress::Amqp {
             vhost,
             exchange,
             routing_key,
-        }) => {
-            json!({"type": "amqp", "id": routing_key, "properties": {"vhost": vhost, "exchange": exchange}})
-        }
-        Target::Address(OwnedAddress::Queue { name }) => json!({"type": "queue", "id": name}),
-        Target::Address(OwnedAddress::Tool { name }) => json!({"type": "tool", "id": name}),
+        }) => entity(
+            "amqp",
+            routing_key,
+            json!({"vhost": vhost, "exchange": exchange}),
+        ),
+        Target::Address(OwnedAddress::Queue { name }) => entity("queue", name, Value::Null),
+        Target::Address(OwnedAddress::Tool { name }) => entity("tool", name, Value::Null),
     }
 }
 
@@ -214,15 +225,20 @@ pub(crate) async fn authorize(a: AuthorizeArgs) -> Result<ExitCode> {
     if matches!(target, Target::Capability(_)) && act.is_none() {
         bail!("--capability needs --action");
     }
-    let body = json!({
-        "subject": {"type": "workload", "id": a.principal},
-        "resource": authzen_resource(&target),
-        "action": {"name": act.map(|x| x.as_str()).unwrap_or("access")},
-        "context": ctx,
-    });
-    let resp: EvaluationResponse = connect(&a.remote)?
-        .post("/access/v1/evaluation", &body)
-        .await?;
+    let req = EvaluationRequest {
+        subject: Entity {
+            kind: "workload".into(),
+            id: a.principal.clone(),
+            properties: Map::new(),
+        },
+        resource: authzen_resource(&target),
+        action: ActionObject {
+            name: act.map(|x| x.as_str()).unwrap_or("access").into(),
+            properties: Map::new(),
+        },
+        context: Some(ctx),
+    };
+    let resp: EvaluationResponse = connect(&a.remote)?.evaluation(&req).await?;
     if a.remote.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
     } else {
@@ -374,9 +390,8 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             })
         }
         PolicyCommand::Versions { limit, remote } => {
-            let versions: Vec<PolicyVersion> = connect(&remote)?
-                .get(&format!("/admin/v1/policy/versions?limit={limit}"))
-                .await?;
+            let versions: Vec<PolicyVersion> =
+                connect(&remote)?.policy_versions(Some(limit)).await?;
             emit(&remote, &versions, || {
                 let rows: Vec<Vec<String>> = versions
                     .iter()
@@ -398,9 +413,7 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             })
         }
         PolicyCommand::Show { version, remote } => {
-            let body: PolicyVersionBody = connect(&remote)?
-                .get(&format!("/admin/v1/policy/versions/{version}"))
-                .await?;
+            let body: PolicyVersionBody = connect(&remote)?.policy_version(version).await?;
             emit(&remote, &body, || {
                 let mut out = format!(
                     "policy version {} ({}, {} by {})\n",
@@ -428,19 +441,10 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             })
         }
         PolicyCommand::Diff { from, to, remote } => {
-            let client = connect(&remote)?;
-            let a: PolicyVersionBody = client
-                .get(&format!("/admin/v1/policy/versions/{from}"))
-                .await?;
-            let b: PolicyVersionBody = client
-                .get(&format!("/admin/v1/policy/versions/{to}"))
-                .await?;
-            let diff = steward_policy::bundle_diff(&a.bundle, &b.bundle);
+            let answer: PolicyDiff = connect(&remote)?.policy_diff(from, to).await?;
+            let diff = &answer.diff;
             if remote.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"from": from, "to": to, "diff": diff}))?
-                );
+                println!("{}", serde_json::to_string_pretty(&answer)?);
             } else if diff.is_empty() {
                 println!("policy versions {from} and {to} are identical");
             } else {
@@ -454,13 +458,10 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             remote,
         } => {
             let v: PolicyVersion = connect(&remote)?
-                .post(
-                    "/admin/v1/policy/rollback",
-                    &RollbackRequest {
-                        to,
-                        expected_version,
-                    },
-                )
+                .policy_rollback(&RollbackRequest {
+                    to,
+                    expected_version,
+                })
                 .await?;
             emit(&remote, &v, || {
                 format!(

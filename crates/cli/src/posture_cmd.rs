@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use steward_server::posture::{PostureReport, Severity};
+use steward_api::{PostureQuery, PostureReport, Severity};
 
 use crate::commands::connect;
 use crate::{Remote, output};
@@ -64,14 +64,15 @@ pub struct PostureArgs {
 }
 
 pub(crate) async fn run(a: PostureArgs) -> Result<ExitCode> {
-    let mut path = format!(
-        "/admin/v1/posture?window_days={}&stale_days={}&max_analysed={}",
-        a.window_days, a.stale_days, a.max_analysed
-    );
-    if let Some(p) = &a.plane {
-        path.push_str(&format!("&plane={}", crate::client::Client::segment(p)));
-    }
-    let report: PostureReport = connect(&a.remote)?.get(&path).await?;
+    let report: PostureReport = connect(&a.remote)?
+        .posture(&PostureQuery {
+            window_days: Some(a.window_days),
+            stale_days: Some(a.stale_days),
+            max_analysed: Some(a.max_analysed),
+            plane: a.plane.clone(),
+            identity: None,
+        })
+        .await?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", text(&report, a.inventory)),
@@ -232,8 +233,9 @@ pub struct ComplianceArgs {
 }
 
 pub(crate) async fn compliance(a: ComplianceArgs) -> Result<ExitCode> {
-    use steward_server::compliance::{ComplianceReport, Status, render_html};
-    let report: ComplianceReport = connect(&a.remote)?.get("/admin/v1/compliance").await?;
+    use steward_api::Status;
+    use steward_posture::compliance::render_html;
+    let report = connect(&a.remote)?.compliance().await?;
     let text = match a.format {
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
         ReportFormat::Html => render_html(&report),

@@ -5,11 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
-use steward_server::reviews::CampaignView;
-use steward_store::{Campaign, ReviewItem};
+use steward_api::{Campaign, CampaignView, DecisionRequest, ReviewItem, StartRequest};
 
-use crate::client::Client;
 use crate::commands::{connect, emit};
 use crate::{Remote, output};
 
@@ -66,7 +63,7 @@ pub enum ReviewCommand {
     },
 }
 
-fn campaigns_text(list: &[Campaign]) -> String {
+pub(crate) fn campaigns_text(list: &[Campaign]) -> String {
     if list.is_empty() {
         return "No access review campaigns.\n".into();
     }
@@ -85,7 +82,7 @@ fn campaigns_text(list: &[Campaign]) -> String {
     output::table(&["CAMPAIGN", "NAME", "PLANE", "ATTESTED", "DUE"], &rows)
 }
 
-fn items_text(v: &CampaignView) -> String {
+pub(crate) fn items_text(v: &CampaignView) -> String {
     let mut out = format!(
         "{} `{}`: {}/{} attested, due {}\n",
         v.campaign.id, v.campaign.name, v.campaign.decided, v.campaign.items, v.campaign.due_at
@@ -120,10 +117,12 @@ pub(crate) async fn run(cmd: ReviewCommand) -> Result<ExitCode> {
             remote,
         } => {
             let c: Campaign = connect(&remote)?
-                .post(
-                    "/admin/v1/reviews",
-                    &json!({"name": name, "plane": plane, "due_days": due_days, "all": all}),
-                )
+                .start_review(&StartRequest {
+                    name,
+                    plane,
+                    due_days: Some(due_days),
+                    all,
+                })
                 .await?;
             emit(&remote, &c, || {
                 format!(
@@ -133,7 +132,7 @@ pub(crate) async fn run(cmd: ReviewCommand) -> Result<ExitCode> {
             })
         }
         ReviewCommand::List { remote } => {
-            let list: Vec<Campaign> = connect(&remote)?.get("/admin/v1/reviews").await?;
+            let list: Vec<Campaign> = connect(&remote)?.reviews().await?;
             emit(&remote, &list, || campaigns_text(&list))
         }
         ReviewCommand::Show {
@@ -142,14 +141,9 @@ pub(crate) async fn run(cmd: ReviewCommand) -> Result<ExitCode> {
             pending,
             remote,
         } => {
-            let mut path = format!(
-                "/admin/v1/reviews/{}?pending={pending}",
-                Client::segment(&id)
-            );
-            if let Some(o) = &owner {
-                path.push_str(&format!("&owner={}", Client::segment(o)));
-            }
-            let v: CampaignView = connect(&remote)?.get(&path).await?;
+            let v: CampaignView = connect(&remote)?
+                .review(&id, pending, owner.as_deref())
+                .await?;
             emit(&remote, &v, || items_text(&v))
         }
         ReviewCommand::Decide {
@@ -168,9 +162,14 @@ pub(crate) async fn run(cmd: ReviewCommand) -> Result<ExitCode> {
                 _ => anyhow::bail!("choose exactly one of --keep, --reduce … or --revoke"),
             };
             let item: ReviewItem = connect(&remote)?
-                .post(
-                    &format!("/admin/v1/reviews/{}/decisions", Client::segment(&id)),
-                    &json!({"spiffe_id": spiffe_id, "decision": decision, "reduce": reduce, "note": note}),
+                .decide_review(
+                    &id,
+                    &DecisionRequest {
+                        spiffe_id,
+                        decision: decision.into(),
+                        note,
+                        reduce,
+                    },
                 )
                 .await?;
             emit(&remote, &item, || {

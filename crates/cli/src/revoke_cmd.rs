@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use steward_api::{ApiClient, PointStatus, RevokeRequest, RevokeResponse, Verification};
 use steward_model::{Revocation, RevocationKind};
-use steward_server::api::{PointStatus, RevokeResponse, Verification};
 
-use crate::client::Client;
 use crate::commands::{connect, emit};
 use crate::{Remote, output};
 
@@ -110,11 +109,7 @@ pub(crate) async fn run(cmd: RevokeCommand) -> Result<ExitCode> {
             limit,
             remote,
         } => {
-            let list: Vec<Revocation> = connect(&remote)?
-                .get(&format!(
-                    "/admin/v1/revocations?after={after}&limit={limit}"
-                ))
-                .await?;
+            let list: Vec<Revocation> = connect(&remote)?.revocations(after, limit).await?;
             return emit(&remote, &list, || list_text(&list));
         }
         RevokeCommand::Verify {
@@ -132,10 +127,12 @@ pub(crate) async fn run(cmd: RevokeCommand) -> Result<ExitCode> {
     let client = connect(&opts.remote)?;
     let started = Instant::now();
     let revoked: RevokeResponse = client
-        .post(
-            "/admin/v1/revocations",
-            &json!({"kind": kind, "target": target, "reason": opts.reason, "decommission": decommission}),
-        )
+        .revoke(&RevokeRequest {
+            kind,
+            target,
+            reason: opts.reason,
+            decommission,
+        })
         .await?;
     if !opts.verify {
         return emit(&opts.remote, &revoked, || revoked_text(&revoked));
@@ -169,7 +166,7 @@ pub(crate) async fn run(cmd: RevokeCommand) -> Result<ExitCode> {
 }
 
 /// Asks the server to wait, in slices of at most [`SERVER_MAX_WAIT_SECS`].
-async fn verify(client: &Client, epoch: i64, timeout: u64) -> Result<Verification> {
+async fn verify(client: &ApiClient, epoch: i64, timeout: u64) -> Result<Verification> {
     if epoch < 1 {
         bail!("revocation epochs start at 1");
     }
@@ -179,11 +176,7 @@ async fn verify(client: &Client, epoch: i64, timeout: u64) -> Result<Verificatio
             .saturating_duration_since(Instant::now())
             .as_secs()
             .min(SERVER_MAX_WAIT_SECS);
-        let v: Verification = client
-            .get(&format!(
-                "/admin/v1/revocations/{epoch}/verification?wait_secs={left}"
-            ))
-            .await?;
+        let v: Verification = client.revocation_verification(epoch, Some(left)).await?;
         // With no live point the server answers at once: waiting longer shows nothing.
         let none_live = v.acknowledged.is_empty() && v.lagging.is_empty();
         if v.complete || none_live || Instant::now() >= deadline {
@@ -200,7 +193,7 @@ fn verdict_code(v: &Verification) -> ExitCode {
     }
 }
 
-fn revoked_text(r: &RevokeResponse) -> String {
+pub(crate) fn revoked_text(r: &RevokeResponse) -> String {
     let rev = &r.revocation;
     let mut out = format!(
         "Revoked {} `{}` at epoch {} ({}).\n",

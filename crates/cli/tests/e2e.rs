@@ -748,7 +748,7 @@ fn validate_and_config_check_explain_bad_input() {
 }
 
 /// Identities of the registry, read straight from the store after the server is gone.
-async fn registry(b: &Backing) -> (i64, Vec<steward_store::IdentityRecord>) {
+async fn registry(b: &Backing) -> (i64, Vec<steward_api::IdentityRecord>) {
     let store = match &b.database_url {
         Some(url) => Store::connect(url).await.unwrap(),
         None => Store::open_data_dir(&b.data_dir).await.unwrap(),

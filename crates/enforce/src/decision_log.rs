@@ -78,8 +78,9 @@ impl DecisionLog {
     ) -> Self {
         let (log, rx) = Self::channel(capacity);
         let url = format!(
-            "{}/enforcement/v1/decisions",
-            base_url.trim_end_matches('/')
+            "{}{}",
+            base_url.trim_end_matches('/'),
+            steward_api::RouteId::Decisions.route().path
         );
         tokio::spawn(ship(
             rx,

@@ -29,8 +29,10 @@ pub use point::{
     http_address_checked,
 };
 pub use revocation::{EpochGap, RevocationSet};
-pub use revocation_feed::{FeedConfig, FeedStatus, PointIdentity, RevocationFeed, RevocationHook};
+pub use revocation_feed::{FeedConfig, FeedStatus, RevocationFeed, RevocationHook};
 pub use source::{BundleSource, SourceConfig, SourceStatus};
+/// The points a process registers are named in the control plane's wire type.
+pub use steward_api::PointIdentity;
 
 /// Why a bundle, a fetch or a decision record failed. Messages never carry a token or key.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,23 @@ pub enum EnforceError {
     LogFull(usize),
     #[error("a decision record cannot be encoded ({0}); denying rather than deciding unrecorded")]
     RecordEncode(String),
+    #[error("no policy bundle has been loaded yet{}; denying", last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    NoBundle { last_error: Option<String> },
+    #[error(
+        "the policy bundle was last confirmed by the control plane {age_secs}s ago, more than the {max_secs}s allowed (max_staleness_secs); denying until it is reachable{}",
+        last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    StaleBundle {
+        age_secs: u64,
+        max_secs: u64,
+        last_error: Option<String>,
+    },
+    #[error(
+        "the revocation feed was last confirmed {age_secs}s ago, more than the {max_secs}s allowed (max_staleness_secs); denying until the control plane is reachable"
+    )]
+    StaleRevocations { age_secs: u64, max_secs: u64 },
+    #[error("the revocation feed has not connected yet; denying")]
+    RevocationsNotConnected,
 }
 
 /// The answer itself when it is a success, else the control plane's refusal with the start

@@ -282,7 +282,7 @@ impl EnforcementPoint {
     /// Validates a token without deciding anything (a broker's login), returning its
     /// claims or why it was refused.
     pub fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Claims>, String> {
-        let enforcer = self.source.current()?;
+        let enforcer = self.source.current().map_err(|e| e.to_string())?;
         enforcer
             .validator()
             .validate(
@@ -327,7 +327,7 @@ impl EnforcementPoint {
         let enforcer = match self.source.current() {
             Ok(e) => e,
             Err(why) => {
-                return self.refuse(Outcome::Unavailable, 0, why, seen);
+                return self.refuse(Outcome::Unavailable, 0, why.to_string(), seen);
             }
         };
         let version = enforcer.policy_version();
@@ -385,7 +385,7 @@ impl EnforcementPoint {
         let enforcer = match self.source.current() {
             Ok(e) => e,
             Err(why) => {
-                return self.refuse(Outcome::Unavailable, 0, why, seen);
+                return self.refuse(Outcome::Unavailable, 0, why.to_string(), seen);
             }
         };
         if let Err(unreadable) = &seen.target {

@@ -214,19 +214,18 @@ impl RevocationSet {
 
     /// Whether this set may be relied on: always when no feed keeps it (the control plane
     /// itself), otherwise only if the feed confirmed it within `max_staleness`.
-    pub fn fresh(&self, max_staleness: Duration) -> Result<(), String> {
+    pub fn fresh(&self, max_staleness: Duration) -> Result<(), crate::EnforceError> {
         if !self.fed.load(Ordering::SeqCst) {
             return Ok(());
         }
         let age = self.confirmed.read().map(|c| c.elapsed());
         match age {
             Some(age) if age <= max_staleness => Ok(()),
-            Some(age) => Err(format!(
-                "the revocation feed was last confirmed {}s ago, more than the {}s allowed (max_staleness_secs); denying until the control plane is reachable",
-                age.as_secs(),
-                max_staleness.as_secs()
-            )),
-            None => Err("the revocation feed has not connected yet; denying".into()),
+            Some(age) => Err(crate::EnforceError::StaleRevocations {
+                age_secs: age.as_secs(),
+                max_secs: max_staleness.as_secs(),
+            }),
+            None => Err(crate::EnforceError::RevocationsNotConnected),
         }
     }
 

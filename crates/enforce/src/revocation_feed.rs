@@ -15,22 +15,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use steward_api::{PointIdentity, PointReportRequest, RouteId};
 use steward_model::Revocation;
 
 use crate::EnforceError;
 use crate::source::BundleSource;
-
-/// One enforcement point this process registers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PointIdentity {
-    /// Unique across the deployment, e.g. `gateway:edge-1`.
-    pub id: String,
-    /// `gateway`, `egress`, `nginx`, `rabbitmq`, `ext_authz`, `consumer` …
-    pub kind: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-}
 
 /// Where the feed comes from and how often the point reports.
 #[derive(Debug, Clone)]
@@ -79,13 +68,6 @@ pub struct RevocationFeed {
     acknowledged: AtomicI64,
     reconnects: AtomicU64,
     state: Mutex<(bool, Option<String>)>,
-}
-
-#[derive(serde::Serialize)]
-struct Report<'a> {
-    points: &'a [PointIdentity],
-    bundle_version: i64,
-    epoch: i64,
 }
 
 #[derive(serde::Deserialize)]
@@ -186,7 +168,10 @@ impl RevocationFeed {
             .unwrap_or("-");
         let response = self
             .http
-            .get(format!("{base}/enforcement/v1/revocations?after={after}"))
+            .get(format!(
+                "{base}{}?after={after}",
+                RouteId::RevocationStream.route().path
+            ))
             .header("accept", "text/event-stream")
             .header("last-event-id", after.to_string())
             .header("steward-enforcement-point", point)
@@ -264,14 +249,14 @@ impl RevocationFeed {
     pub async fn report(&self) -> Result<(), EnforceError> {
         let base = self.config.url.trim_end_matches('/');
         let epoch = self.source.revocations().epoch();
-        let body = Report {
-            points: &self.config.points,
+        let body = PointReportRequest {
+            points: self.config.points.clone(),
             bundle_version: self.source.status().policy_version.unwrap_or(0),
             epoch,
         };
         let response = self
             .http
-            .post(format!("{base}/enforcement/v1/points/report"))
+            .post(format!("{base}{}", RouteId::PointReport.route().path))
             .bearer_auth(&self.config.credential)
             .json(&body)
             .timeout(Duration::from_secs(10))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
+use steward_api::RouteId;
 use steward_token::{Jwk, PublicKey};
 
 use crate::EnforceError;
@@ -88,25 +89,20 @@ impl BundleSource {
     }
 
     /// The enforcer to decide with, or why every request must be refused now.
-    pub fn current(&self) -> Result<Arc<Enforcer>, String> {
+    pub fn current(&self) -> Result<Arc<Enforcer>, EnforceError> {
         let slot = self.slot.read();
         let (Some(enforcer), Some(contact)) = (&slot.enforcer, slot.last_contact) else {
-            return Err(match &slot.last_error {
-                Some(e) => format!("no policy bundle has been loaded yet ({e}); denying"),
-                None => "no policy bundle has been loaded yet; denying".to_owned(),
+            return Err(EnforceError::NoBundle {
+                last_error: slot.last_error.clone(),
             });
         };
         let age = contact.elapsed();
         if age > self.config.max_staleness {
-            return Err(format!(
-                "the policy bundle was last confirmed by the control plane {}s ago, more than the {}s allowed (max_staleness_secs); denying until it is reachable{}",
-                age.as_secs(),
-                self.config.max_staleness.as_secs(),
-                slot.last_error
-                    .as_deref()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ));
+            return Err(EnforceError::StaleBundle {
+                age_secs: age.as_secs(),
+                max_secs: self.config.max_staleness.as_secs(),
+                last_error: slot.last_error.clone(),
+            });
         }
         self.revocations.fresh(self.config.max_staleness)?;
         Ok(enforcer.clone())
@@ -177,7 +173,7 @@ impl BundleSource {
         let etag = self.slot.read().etag.clone();
         let mut request = self
             .http
-            .get(format!("{base}/enforcement/v1/bundle"))
+            .get(format!("{base}{}", RouteId::Bundle.route().path))
             .header("steward-enforcement-point", self.config.point.as_str())
             .bearer_auth(&self.config.credential)
             .timeout(Duration::from_secs(60));
@@ -217,7 +213,7 @@ impl BundleSource {
         }
         let response = self
             .http
-            .get(format!("{base}/oauth2/jwks"))
+            .get(format!("{base}{}", RouteId::Jwks.route().path))
             .timeout(Duration::from_secs(10))
             .send()
             .await
@@ -225,7 +221,7 @@ impl BundleSource {
         if !response.status().is_success() {
             return Err(EnforceError::Refused {
                 status: response.status().as_u16(),
-                message: "GET /oauth2/jwks failed".into(),
+                message: format!("GET {} failed", RouteId::Jwks.route().path),
             });
         }
         let jwks: Jwks = response
@@ -266,7 +262,7 @@ impl BundleSource {
     }
 
     /// Waits until a bundle is in force, at most `timeout`.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), EnforceError> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.current() {

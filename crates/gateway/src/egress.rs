@@ -8,17 +8,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use serde::Deserialize;
 use serde_json::Value;
+
+use crate::GatewayError;
 
 /// How often a gateway rereads its egress secrets (rotations reach it within this time).
 pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
-
-#[derive(Deserialize)]
-struct Released {
-    value: String,
-    created_at: String,
-}
 
 /// The egress secrets one gateway injects, refreshed from the control plane.
 pub struct EgressSecrets {
@@ -46,25 +41,35 @@ impl EgressSecrets {
     }
 
     /// Fetches one secret now.
-    pub async fn refresh(&self, id: &str) -> Result<(), String> {
+    pub async fn refresh(&self, id: &str) -> Result<(), GatewayError> {
+        let problem = |problem: String| GatewayError::Egress {
+            id: id.to_owned(),
+            problem,
+        };
         let response = self
             .http
-            .get(format!("{}/enforcement/v1/egress-secrets/{id}", self.base))
+            .get(format!(
+                "{}{}",
+                self.base,
+                steward_api::RouteId::ReleaseEgressSecret
+                    .route()
+                    .path_with(&[id])
+            ))
             .bearer_auth(&self.credential)
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| format!("cannot reach the control plane for egress secret `{id}`: {e}"))?;
+            .map_err(|e| problem(format!("cannot reach the control plane: {e}")))?;
         if !response.status().is_success() {
-            return Err(format!(
-                "the control plane refused egress secret `{id}`: {}",
+            return Err(problem(format!(
+                "the control plane refused it: {}",
                 response.status()
-            ));
+            )));
         }
-        let released: Released = response
+        let released: steward_api::ReleasedSecret = response
             .json()
             .await
-            .map_err(|e| format!("egress secret `{id}`: {e}"))?;
+            .map_err(|e| problem(format!("the control plane's answer is malformed: {e}")))?;
         let mut values = self.values.write();
         let rotated = values
             .get(id)
@@ -80,17 +85,17 @@ impl EgressSecrets {
     }
 
     /// The value to inject, unless it was not confirmed for longer than the staleness.
-    pub fn get(&self, id: &str) -> Result<String, String> {
+    pub fn get(&self, id: &str) -> Result<String, GatewayError> {
         let values = self.values.read();
-        match values.get(id) {
-            Some((v, _, at)) if at.elapsed() <= self.max_staleness => Ok(v.clone()),
-            Some(_) => Err(format!(
-                "egress secret `{id}` could not be refreshed for longer than max_staleness_secs"
-            )),
-            None => Err(format!(
-                "egress secret `{id}` has not been loaded from the control plane"
-            )),
-        }
+        let problem = match values.get(id) {
+            Some((v, _, at)) if at.elapsed() <= self.max_staleness => return Ok(v.clone()),
+            Some(_) => "it could not be refreshed for longer than max_staleness_secs",
+            None => "it has not been loaded from the control plane",
+        };
+        Err(GatewayError::Egress {
+            id: id.to_owned(),
+            problem: problem.to_owned(),
+        })
     }
 
     /// Refreshes `ids` now and then every [`SECRET_REFRESH`].
@@ -125,33 +130,39 @@ pub const MAX_AI_NAME_BYTES: usize = 256;
 /// Reads the model and the tool names of an AI API request body: OpenAI chat
 /// (`tools[].function.name`), OpenAI responses and Anthropic (`tools[].name`). A body
 /// that is not a JSON object is an error (it cannot be decided).
-pub fn ai_request(body: &[u8]) -> Result<AiRequest, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| {
-        "the request body is not JSON; the tools it offers cannot be decided".to_owned()
-    })?;
+pub fn ai_request(body: &[u8]) -> Result<AiRequest, GatewayError> {
+    let bad = |why: &str| GatewayError::AiBody(why.to_owned());
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| bad("the request body is not JSON; the tools it offers cannot be decided"))?;
     let obj = v
         .as_object()
-        .ok_or("the request body is not a JSON object")?;
+        .ok_or_else(|| bad("the request body is not a JSON object"))?;
     let model = obj.get("model").and_then(Value::as_str).map(str::to_owned);
     if model.as_ref().is_some_and(|m| m.len() > MAX_AI_NAME_BYTES) {
-        return Err(format!(
+        return Err(GatewayError::AiBody(format!(
             "`model` is longer than the {MAX_AI_NAME_BYTES} bytes a model name may have"
-        ));
+        )));
     }
     let mut tools = Vec::new();
     if let Some(list) = obj.get("tools") {
-        let list = list.as_array().ok_or("`tools` is not a list")?;
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad("`tools` is not a list"))?;
         for (i, t) in list.iter().enumerate() {
             let name = t
                 .get("function")
                 .and_then(|f| f.get("name"))
                 .or_else(|| t.get("name"))
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("tools[{i}] names no tool (`function.name` or `name`)"))?;
+                .ok_or_else(|| {
+                    GatewayError::AiBody(format!(
+                        "tools[{i}] names no tool (`function.name` or `name`)"
+                    ))
+                })?;
             if name.len() > MAX_AI_NAME_BYTES {
-                return Err(format!(
+                return Err(GatewayError::AiBody(format!(
                     "tools[{i}] has a name longer than the {MAX_AI_NAME_BYTES} bytes a tool name may have"
-                ));
+                )));
             }
             tools.push(name.to_owned());
         }

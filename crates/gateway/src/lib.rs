@@ -36,6 +36,12 @@ pub enum GatewayError {
     Io { what: String, message: String },
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: SocketAddr, message: String },
+    /// An egress secret could not be fetched or is not current.
+    #[error("egress secret `{id}`: {problem}")]
+    Egress { id: String, problem: String },
+    /// An AI API request body that cannot be decided.
+    #[error("{0}")]
+    AiBody(String),
 }
 
 /// How long open requests may finish after a shutdown is asked for.

@@ -326,11 +326,15 @@ impl Proxy {
         let secret = self
             .secrets
             .as_ref()
-            .ok_or_else(|| "no egress secret source".to_owned())
+            .ok_or_else(|| GatewayError::Egress {
+                id: egress.secret.clone(),
+                problem: "no egress secret source".into(),
+            })
             .and_then(|s| s.get(&egress.secret));
         let value = match secret {
             Ok(v) => egress.format.replace("{secret}", &v),
             Err(why) => {
+                let why = why.to_string();
                 tracing::error!(point = %self.point.name(), reason = %why, "egress refused: no current secret");
                 return Err(Box::new(json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -458,6 +462,7 @@ impl Proxy {
         let ai = match ai_request(body) {
             Ok(ai) => ai,
             Err(why) => {
+                let why = why.to_string();
                 return Some(json_response(
                     StatusCode::BAD_REQUEST,
                     json!({"error": "bad_request", "reason": why, "trace_id": trace.trace_id}),

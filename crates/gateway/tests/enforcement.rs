@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use steward_api::RouteId;
 use steward_gateway::GatewayConfig;
-use steward_server::AppState;
 use steward_server::config::{FileConfig, Overrides};
 use steward_testkit::example_repo;
 use steward_token::{SigningKey, jws};
@@ -44,6 +44,16 @@ pub const AI_AUDIENCE: &str = "spiffe://acme.example/egress/ai-provider";
 pub const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 pub const BROKER_AUDIENCE: &str = "spiffe://acme.example/broker/rabbitmq";
 
+/// The path of `route` with `params` filled in (percent-encoded), as the router spells it.
+pub fn path(route: RouteId, params: &[&str]) -> String {
+    route.route().path_with(params)
+}
+
+/// The method of `route`, as reqwest spells it.
+fn method_of(route: RouteId) -> Method {
+    Method::from_bytes(route.route().method.as_str().as_bytes()).unwrap()
+}
+
 pub struct ControlPlane {
     pub base: String,
     pub admin: String,
@@ -52,7 +62,8 @@ pub struct ControlPlane {
     /// The same keys as PKCS#8, to hand a copy to a publisher.
     pub pkcs8: HashMap<&'static str, Vec<u8>>,
     _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Serving until taken (dropping it stops the server).
+    server: Option<steward_server::LocalServer>,
 }
 
 impl ControlPlane {
@@ -70,33 +81,19 @@ impl ControlPlane {
                 trust_domain: None,
             })
             .unwrap();
-        let store = steward_server::open_store(&config).await.unwrap();
-        let admin = steward_server::bootstrap(&store).await.unwrap().unwrap();
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let mut config = config;
-        config.tokens.listening_on(listener.local_addr().unwrap());
-        let state = AppState::new(store, &config).await.unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(steward_server::serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        let server = steward_server::LocalServer::start(config).await.unwrap();
         let mut cp = Self {
-            base,
-            admin,
+            base: server.base.clone(),
+            admin: server.admin_token.clone(),
             http: reqwest::Client::new(),
             keys: HashMap::new(),
             pkcs8: HashMap::new(),
             _dir: dir,
-            stop: Some(tx),
+            server: Some(server),
         };
         let files = steward_governance::read_dir(&example_repo()).unwrap();
         let (st, body) = cp
-            .call(
-                Method::POST,
-                "/admin/v1/config/apply",
-                Some(json!({ "files": files })),
-            )
+            .route(RouteId::ConfigApply, &[], Some(json!({ "files": files })))
             .await;
         assert_eq!(st, StatusCode::OK, "{body}");
         for (id, plane, owner, env, kind) in [
@@ -112,11 +109,34 @@ impl ControlPlane {
 
     /// Stops serving (the gateway then loses its control plane).
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.server.take();
     }
 
+    /// The absolute URL of `route` with `params` filled in.
+    pub fn url(&self, route: RouteId, params: &[&str]) -> String {
+        format!("{}{}", self.base, path(route, params))
+    }
+
+    /// Calls `route` as the admin, with its method and `params` filled in.
+    pub async fn route(
+        &self,
+        route: RouteId,
+        params: &[&str],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method_of(route), &path(route, params), body)
+            .await
+    }
+
+    /// Calls `route` as the admin with `query` (`k=v&…`, already encoded) appended and
+    /// no body.
+    pub async fn query(&self, route: RouteId, params: &[&str], query: &str) -> (StatusCode, Value) {
+        let path = format!("{}?{query}", path(route, params));
+        self.call(method_of(route), &path, None).await
+    }
+
+    /// Sends `method` to `path` as given, as the admin: for requests the route table
+    /// would not produce; [`ControlPlane::route`] otherwise.
     pub async fn call(
         &self,
         method: Method,
@@ -151,9 +171,9 @@ impl ControlPlane {
         self.pkcs8.insert(id, pkcs8);
         let jwk = key.public_key().jwk();
         let (st, body) = self
-            .call(
-                Method::POST,
-                "/admin/v1/identities",
+            .route(
+                RouteId::CreateIdentity,
+                &[],
                 Some(json!({
                     "spiffe_id": id, "plane": plane, "owner": owner,
                     "environment": env, "kind": kind,
@@ -172,9 +192,9 @@ impl ControlPlane {
     /// A credential with `role` (the gateway uses an ingestor one).
     pub async fn credential(&self, name: &str, role: &str) -> String {
         let (st, resp) = self
-            .call(
-                Method::POST,
-                "/admin/v1/credentials",
+            .route(
+                RouteId::CreateCredential,
+                &[],
                 Some(json!({ "name": name, "role": role })),
             )
             .await;
@@ -189,14 +209,14 @@ impl ControlPlane {
             &self.keys[id],
             "JWT",
             &json!({
-                "iss": id, "sub": id, "aud": format!("{}/oauth2/token", self.base),
+                "iss": id, "sub": id, "aud": self.url(RouteId::Token, &[]),
                 "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
             }),
         )
         .unwrap();
         let resp = self
             .http
-            .post(format!("{}/oauth2/token", self.base))
+            .post(self.url(RouteId::Token, &[]))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
                 form_urlencoded::Serializer::new(String::new())
@@ -226,10 +246,10 @@ impl ControlPlane {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             let (st, body) = self
-                .call(
-                    Method::GET,
-                    &format!("/admin/v1/audit/events?kind=access.decision&correlation_id={correlation_id}"),
-                    None,
+                .query(
+                    RouteId::AuditEvents,
+                    &[],
+                    &format!("kind=access.decision&correlation_id={correlation_id}"),
                 )
                 .await;
             assert_eq!(st, StatusCode::OK, "{body}");
@@ -444,9 +464,9 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         let authzen = match case.who {
             Some(who) => {
                 let (st, d) = cp
-                    .call(
-                        Method::POST,
-                        "/access/v1/evaluation",
+                    .route(
+                        RouteId::Evaluation,
+                        &[],
                         Some(json!({
                             "subject": {"type": "workload", "id": who},
                             "resource": {"type": "http", "id": case.path, "properties": {"method": case.method}},
@@ -740,9 +760,9 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
         };
         // 4. AuthZEN for the same identity
         let (st, authzen) = cp
-            .call(
-                Method::POST,
-                "/access/v1/evaluation",
+            .route(
+                RouteId::Evaluation,
+                &[],
                 Some(json!({
                     "subject": {"type": "workload", "id": CALLER},
                     "resource": {"type": "http", "id": path, "properties": {"method": "GET"}},
@@ -881,7 +901,7 @@ async fn a_point_whose_records_are_refused_stops_allowing() {
     let resp = http.get(&proxy).bearer_auth(&token).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // The gateway's own credential is revoked.
-    let (_, list) = cp.call(Method::GET, "/admin/v1/credentials", None).await;
+    let (_, list) = cp.route(RouteId::ListCredentials, &[], None).await;
     let id = list
         .as_array()
         .unwrap()
@@ -891,9 +911,7 @@ async fn a_point_whose_records_are_refused_stops_allowing() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (st, body) = cp
-        .call(Method::DELETE, &format!("/admin/v1/credentials/{id}"), None)
-        .await;
+    let (st, body) = cp.route(RouteId::RevokeCredential, &[&id], None).await;
     assert!(st.is_success(), "{body}");
     let revoked_at = std::time::Instant::now();
     let mut first_refusal = None;
@@ -1164,7 +1182,7 @@ async fn bundles_are_signed_and_checked() {
     let auditor = cp.credential("bundle-auditor", "auditor").await;
     let http = reqwest::Client::new();
     let get = |cred: &str| {
-        http.get(format!("{}/enforcement/v1/bundle", cp.base))
+        http.get(cp.url(RouteId::Bundle, &[]))
             .bearer_auth(cred)
             .send()
     };
@@ -1174,7 +1192,7 @@ async fn bundles_are_signed_and_checked() {
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     // Verified with the control plane's published keys; the kid must be trusted.
-    let (_, jwks) = cp.call(Method::GET, "/oauth2/jwks", None).await;
+    let (_, jwks) = cp.route(RouteId::Jwks, &[], None).await;
     let keys: Vec<steward_token::PublicKey> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -1215,22 +1233,22 @@ async fn bundles_are_signed_and_checked() {
         "schema": "steward.evidence/1", "id": uuid::Uuid::new_v4().to_string(), "time": old,
         "kind": "access.decision", "principal": CALLER, "decision": {"outcome": "allow"},
     }]});
-    for (path, expected) in [
-        ("/enforcement/v1/decisions", StatusCode::CREATED),
-        ("/admin/v1/audit/ingest", StatusCode::UNPROCESSABLE_ENTITY),
+    for (route, expected) in [
+        (RouteId::Decisions, StatusCode::CREATED),
+        (RouteId::AuditIngest, StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let resp = http
-            .post(format!("{}{path}", cp.base))
+            .post(cp.url(route, &[]))
             .bearer_auth(&ingestor)
             .json(&record)
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), expected, "{path}");
+        assert_eq!(resp.status(), expected, "{}", path(route, &[]));
     }
     // Unchanged: 304. After a registry change: a new bundle.
     let if_changed = || {
-        http.get(format!("{}/enforcement/v1/bundle", cp.base))
+        http.get(cp.url(RouteId::Bundle, &[]))
             .bearer_auth(&ingestor)
             .header("if-none-match", &etag)
             .send()
@@ -1238,9 +1256,9 @@ async fn bundles_are_signed_and_checked() {
     let resp = if_changed().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     let (st, body) = cp
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{}/lifecycle", urlencode(OUTSIDER)),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[OUTSIDER],
             Some(json!({"state": "suspended", "reason": "test"})),
         )
         .await;
@@ -1309,9 +1327,9 @@ async fn egress_injects_the_provider_key_and_decides_each_tool() {
     let ca = dir.path().join("upstream-ca.pem");
     let (port, connections) = tls_echo_upstream(&ca).await;
     let (st, body) = cp
-        .call(
-            Method::PUT,
-            "/admin/v1/egress-secrets/ai-provider",
+        .route(
+            RouteId::SetEgressSecret,
+            &["ai-provider"],
             Some(json!({"value": "sk-live-provider-key", "description": "AI provider key"})),
         )
         .await;
@@ -1320,7 +1338,7 @@ async fn egress_injects_the_provider_key_and_decides_each_tool() {
         !body.to_string().contains("sk-live"),
         "never echoed: {body}"
     );
-    let (_, listed) = cp.call(Method::GET, "/admin/v1/egress-secrets", None).await;
+    let (_, listed) = cp.route(RouteId::ListEgressSecrets, &[], None).await;
     assert!(
         !listed.to_string().contains("sk-live") && listed[0]["id"] == "ai-provider",
         "{listed}"
@@ -1429,16 +1447,23 @@ max_inspected_body_bytes = 4096
     // The tool decisions are in the evidence log.
     let _ = gw.log.flush(Duration::from_secs(5)).await;
     let (_, events) = cp
-        .call(Method::GET, &format!("/admin/v1/audit/events?kind=access.decision&principal={}&capability=support.tool.refund_payment", urlencode(AGENT)), None)
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            &format!(
+                "kind=access.decision&principal={}&capability=support.tool.refund_payment",
+                urlencode(AGENT)
+            ),
+        )
         .await;
     assert_eq!(events[0]["decision"]["outcome"], "deny", "{events}");
     assert_eq!(events[0]["enforcement_point"], "egress:edge-test");
     // The secret's release to the gateway is itself evidence (without the value).
     let (_, released) = cp
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=admin.action&action=egress_secret.release",
-            None,
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "kind=admin.action&action=egress_secret.release",
         )
         .await;
     assert!(!released.as_array().unwrap().is_empty(), "{released}");

@@ -240,7 +240,7 @@ impl Consumer {
         let claimed: Statement = jws
             .claims()
             .map_err(|e| format!("the publisher statement is malformed: {e}"))?;
-        let enforcer = self.point.source().current()?;
+        let enforcer = self.point.source().current().map_err(|e| e.to_string())?;
         let keys = enforcer.registered_keys(&claimed.iss);
         if keys.is_empty() {
             return Err(format!(

@@ -20,6 +20,7 @@ mod role;
 mod settings;
 mod spiffe;
 pub mod timestamp;
+mod usage;
 
 pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
 pub use desired::{
@@ -35,9 +36,12 @@ pub use identity::{
 pub use issuer::TrustedIssuer;
 pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
-pub use plane::{Plane, PlaneTree};
-pub use policy::{ContextAttribute, ContextType, PolicyException, Workflow};
+pub use plane::{Plane, PlaneSettings, PlaneTree};
+pub use policy::{
+    ContextAttribute, ContextType, EntitlementReport, Flip, Permission, PolicyException, Workflow,
+};
 pub use revocation::{Revocation, RevocationKind, TokenFacts};
 pub use role::{AdminRole, Role};
 pub use settings::{DEFAULT_MAX_EXCEPTION_DAYS, Loosening, Settings};
 pub use spiffe::{SpiffeId, TrustDomain};
+pub use usage::UsageTotal;

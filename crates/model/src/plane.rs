@@ -17,6 +17,39 @@ pub struct Plane {
     pub settings: Settings,
 }
 
+/// Stored planes, root included, as the tree they form: what posture, reviews and the
+/// API's identity check read each plane's inherited settings from.
+#[derive(Debug, Clone, Default)]
+pub struct PlaneSettings {
+    root: Settings,
+    planes: BTreeMap<PlaneId, Plane>,
+}
+
+impl PlaneSettings {
+    /// Splits the root's settings from the declared planes.
+    pub fn from_planes(planes: impl IntoIterator<Item = Plane>) -> Self {
+        let mut out = Self::default();
+        for p in planes {
+            if p.id.is_root() {
+                out.root = p.settings;
+            } else {
+                out.planes.insert(p.id.clone(), p);
+            }
+        }
+        out
+    }
+
+    /// The tree of the declared planes.
+    pub fn tree(&self) -> PlaneTree<'_> {
+        PlaneTree::new(&self.planes)
+    }
+
+    /// The effective settings of `plane` (tighten-only inheritance).
+    pub fn of(&self, plane: &PlaneId) -> Settings {
+        self.tree().effective_settings(&self.root, plane)
+    }
+}
+
 /// The plane tree over the declared planes (the root is implicit; a plane without a
 /// parent hangs off the root). The one place the tree is walked: ancestors for policy
 /// scope, subtrees for what a plane admin sees and what a plane-wide revocation reaches,

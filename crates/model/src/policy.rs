@@ -2,10 +2,11 @@
 //! request-context attributes the policies may read, and time-bound exceptions.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::fmt;
 
 use crate::identity::enum_str;
-use crate::{CapabilityId, SpiffeId};
+use crate::{Action, CapabilityId, SpiffeId};
 
 /// The value type of a declared request-context attribute. Kept to the few types an
 /// enforcement point can fill from what it sees, so every PEP can send them.
@@ -97,4 +98,47 @@ pub struct Workflow {
     /// approves (see above).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+}
+
+/// A recorded decision that a candidate policy would decide the other way (the dry-run
+/// of a plan lists these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flip {
+    pub event_id: String,
+    pub time: String,
+    pub principal: String,
+    pub capability: Option<String>,
+    pub action: Option<Action>,
+    pub was: bool,
+    pub now: bool,
+    /// The candidate's deciding policies and reasons.
+    pub policies: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// One (capability, action) pair the policy allows an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    pub capability: String,
+    pub action: Action,
+    /// The permits that grant it.
+    pub policies: Vec<String>,
+    /// Exceptions it depends on (it stops when they expire).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<String>,
+}
+
+/// Effective against intended entitlements of one identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementReport {
+    pub principal: String,
+    /// The context the permissions were computed under.
+    pub context: Map<String, Value>,
+    pub effective: Vec<Permission>,
+    /// What the owner declared in the governance repository (`intended:`).
+    pub intended: Vec<(String, Action)>,
+    /// Allowed but not intended: candidates for removal (least privilege).
+    pub excess: Vec<(String, Action)>,
+    /// Intended but not allowed: the policy does not yet grant what the owner expects.
+    pub missing: Vec<(String, Action)>,
 }

@@ -7,38 +7,11 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use steward_model::{Action, Entitlement};
+use steward_model::{Action, Entitlement, EntitlementReport, Flip, Permission};
 use steward_model::{Expectation, PolicyTest};
 
 use crate::schema::ACTIONS;
 use crate::{AccessRequest, Decision, Engine, Target};
-
-/// One (capability, action) pair the policy allows an identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Permission {
-    pub capability: String,
-    pub action: Action,
-    /// The permits that grant it.
-    pub policies: Vec<String>,
-    /// Exceptions it depends on (it stops when they expire).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exceptions: Vec<String>,
-}
-
-/// Effective against intended entitlements of one identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntitlementReport {
-    pub principal: String,
-    /// The context the permissions were computed under.
-    pub context: Map<String, Value>,
-    pub effective: Vec<Permission>,
-    /// What the owner declared in the governance repository (`intended:`).
-    pub intended: Vec<(String, Action)>,
-    /// Allowed but not intended: candidates for removal (least privilege).
-    pub excess: Vec<(String, Action)>,
-    /// Intended but not allowed: the policy does not yet grant what the owner expects.
-    pub missing: Vec<(String, Action)>,
-}
 
 /// The context of a request made from the identity's own environment, and nothing else.
 /// `None` for an identity the engine does not know.
@@ -183,21 +156,6 @@ pub struct RecordedDecision {
     pub event_id: String,
     pub request: AccessRequest,
     pub allowed: bool,
-}
-
-/// A recorded decision that the candidate policy would decide the other way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flip {
-    pub event_id: String,
-    pub time: String,
-    pub principal: String,
-    pub capability: Option<String>,
-    pub action: Option<Action>,
-    pub was: bool,
-    pub now: bool,
-    /// The candidate's deciding policies and reasons.
-    pub policies: Vec<String>,
-    pub reasons: Vec<String>,
 }
 
 /// Replays recorded decisions against `candidate` at the time each was made, and lists

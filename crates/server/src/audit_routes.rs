@@ -2,16 +2,17 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::atomic::Ordering;
 use steward_model::timestamp;
 
-use steward_audit::{
-    CHECKPOINTS_FORMAT, CheckpointsExport, Event, EventKind, Record, SCHEMA, VerifyReport,
+use steward_api::{
+    AuditStats, FlaggedRecord, HourOfDecisions, IngestAnswer, StoredEvent, VerifyAnswer,
 };
+use steward_audit::{CHECKPOINTS_FORMAT, CheckpointsExport, Event, EventKind, Record, SCHEMA};
 use steward_governance::Diagnostic;
 use steward_model::Role;
-use steward_store::{EvidenceFilter, StoredEvent};
+use steward_store::EvidenceFilter;
 
 use crate::AppState;
 use crate::auth::{Caller, Ingest};
@@ -127,15 +128,6 @@ pub(crate) async fn events(
     Ok(axum::Json(s.store.evidence_search(&filter).await?))
 }
 
-#[derive(Serialize)]
-pub(crate) struct VerifyAnswer {
-    ok: bool,
-    #[serde(flatten)]
-    report: VerifyReport,
-    /// Each problem in words.
-    explanations: Vec<String>,
-}
-
 pub(crate) async fn verify(
     caller: Caller,
     State(s): State<AppState>,
@@ -211,15 +203,6 @@ pub(crate) async fn chain(
     Ok(axum::Json(s.store.evidence_records(after, limit).await?))
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct AuditStats {
-    pub head_seq: i64,
-    pub head_hash: String,
-    pub checkpoints: usize,
-    pub ingest_refused: u64,
-    pub evidence_lost: u64,
-}
-
 pub(crate) async fn stats(
     caller: Caller,
     State(s): State<AppState>,
@@ -241,25 +224,6 @@ pub(crate) struct IngestRequest {
     /// Kept as received and decoded one by one, so each bad record is named by its index
     /// and no intermediate JSON tree is built.
     records: Vec<Box<serde_json::value::RawValue>>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct IngestAnswer {
-    pub accepted: usize,
-    /// Sequence numbers the records were chained at.
-    pub seqs: Vec<i64>,
-    /// Records chained without a field their plane's `required_audit_fields` asks for
-    /// (each is also marked in its `details.missing_audit_fields`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub flagged: Vec<FlaggedRecord>,
-}
-
-/// A record that lacks required audit fields.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FlaggedRecord {
-    /// Its index in the request's `records`.
-    pub index: usize,
-    pub missing: Vec<String>,
 }
 
 /// Marks the records that lack a field their plane's `required_audit_fields` asks for
@@ -474,15 +438,6 @@ async fn take_records(
 #[serde(deny_unknown_fields)]
 pub(crate) struct TimelineQuery {
     hours: Option<i64>,
-}
-
-/// One hour of access decisions.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct HourOfDecisions {
-    /// `YYYY-MM-DDTHH` (UTC).
-    pub hour: String,
-    pub allowed: i64,
-    pub denied: i64,
 }
 
 /// `GET /admin/v1/audit/timeline?hours=24`: access decisions per hour (readers).

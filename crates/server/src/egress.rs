@@ -5,8 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use steward_store::EgressSecretRow;
+use steward_api::{EgressSecret, ReleasedSecret, SetEgressSecret};
 
 use crate::AppState;
 use crate::auth::{Caller, Ingest};
@@ -15,24 +14,6 @@ use crate::extract::Json;
 
 /// Largest egress secret accepted.
 pub const MAX_EGRESS_SECRET_BYTES: usize = 8 * 1024;
-
-/// `PUT /admin/v1/egress-secrets/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetEgressSecret {
-    pub value: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// What an enforcement point receives.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReleasedSecret {
-    pub id: String,
-    pub value: String,
-    /// When this value was set: changes on every rotation.
-    pub created_at: String,
-}
 
 fn check_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
@@ -58,7 +39,7 @@ pub(crate) async fn set(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(req): Json<SetEgressSecret>,
-) -> Result<(StatusCode, axum::Json<EgressSecretRow>), ApiError> {
+) -> Result<(StatusCode, axum::Json<EgressSecret>), ApiError> {
     caller.require_central("setting an egress secret")?;
     check_id(&id)?;
     if req.value.is_empty() || req.value.len() > MAX_EGRESS_SECRET_BYTES {
@@ -84,14 +65,21 @@ pub(crate) async fn set(
         .await?
         .ok_or_else(ApiError::internal)?;
     tracing::info!(id = %id, actor = %caller.0.credential_id, "egress secret set");
-    Ok((StatusCode::OK, axum::Json(row)))
+    Ok((StatusCode::OK, axum::Json(row.public())))
 }
 
 pub(crate) async fn list(
     _caller: Caller,
     State(s): State<AppState>,
-) -> Result<axum::Json<Vec<EgressSecretRow>>, ApiError> {
-    Ok(axum::Json(s.store.egress_secrets().await?))
+) -> Result<axum::Json<Vec<EgressSecret>>, ApiError> {
+    Ok(axum::Json(
+        s.store
+            .egress_secrets()
+            .await?
+            .iter()
+            .map(steward_store::EgressSecretRow::public)
+            .collect(),
+    ))
 }
 
 pub(crate) async fn delete(

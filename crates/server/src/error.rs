@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use steward_governance::{Diagnostic, GovernanceError};
 use steward_store::StoreError;
@@ -17,14 +16,6 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub diagnostics: Vec<Diagnostic>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[Diagnostic]>::is_empty")]
-    diagnostics: &'a [Diagnostic],
 }
 
 impl ApiError {
@@ -64,10 +55,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: self.code,
-            message: &self.message,
-            diagnostics: &self.diagnostics,
+        let body = steward_api::ErrorBody {
+            status: self.status.as_u16(),
+            error: self.code.to_owned(),
+            message: self.message,
+            diagnostics: self.diagnostics,
         };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

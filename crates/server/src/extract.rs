@@ -88,3 +88,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             })
     }
 }
+
+/// Largest page a listing returns.
+const MAX_PAGE: i64 = 1000;
+const DEFAULT_PAGE: i64 = 100;
+
+/// The page size a listing's `limit` asks for: the default when absent, refused outside
+/// 1..=the largest page.
+pub(crate) fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}, not {n}"
+        ))),
+    }
+}

@@ -3,22 +3,22 @@
 //! Every route except `/healthz` requires an admin credential; every change is made
 //! through the store, which writes the admin change log in the same transaction.
 
-pub mod api;
 mod audit_routes;
 mod auth;
 pub mod authzen;
-pub mod compliance;
+mod compliance;
 pub mod config;
 mod console;
-pub mod egress;
+mod egress;
 mod enforcement;
 mod error;
 pub mod evidence;
 mod extract;
+mod local;
 pub mod policy;
-pub mod posture;
+mod posture;
 pub mod replay;
-pub mod reviews;
+mod reviews;
 mod revocation;
 mod routes;
 pub mod tls;
@@ -30,12 +30,13 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use audit_routes::{AuditStats, IngestAnswer};
 pub use auth::bootstrap;
 pub use config::{ConfigError, FileConfig, Overrides, ServerConfig};
 pub use error::ApiError;
+pub use local::LocalServer;
 use steward_model::TrustDomain;
 use steward_store::Store;
+pub use tokens::StartError;
 
 /// Shared state of every request handler.
 #[derive(Clone)]

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
-use steward_policy::analysis::{EntitlementReport, entitlements};
+use serde::Deserialize;
+use steward_api::{PolicyDiff, PolicyVersion, PolicyVersionBody, RollbackRequest};
+use steward_model::EntitlementReport;
+use steward_policy::analysis::entitlements;
 use steward_policy::{Engine, EngineInput};
-use steward_store::PolicyVersion;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -110,16 +111,8 @@ pub(crate) async fn versions(
     State(s): State<AppState>,
     Query(q): Query<VersionsQuery>,
 ) -> Result<axum::Json<Vec<PolicyVersion>>, ApiError> {
-    let limit = crate::routes::page_size(q.limit)?;
+    let limit = crate::extract::page_size(q.limit)?;
     Ok(axum::Json(s.store.policy_versions(limit).await?))
-}
-
-/// One policy version with its bundle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PolicyVersionBody {
-    #[serde(flatten)]
-    pub version: PolicyVersion,
-    pub bundle: steward_governance::PolicyBundle,
 }
 
 pub(crate) async fn version(
@@ -130,19 +123,9 @@ pub(crate) async fn version(
     match s.store.policy_bundle(Some(v)).await? {
         Some((version, bundle)) => Ok(axum::Json(PolicyVersionBody { version, bundle })),
         None => Err(ApiError::not_found(format!(
-            "policy version {v} does not exist; list them with GET /admin/v1/policy/versions"
+            "policy version {v} does not exist; list them with `steward policy versions` (GET /admin/v1/policy/versions)"
         ))),
     }
-}
-
-/// Roll back: publish version `to` again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    pub to: i64,
-    /// Refuse unless this is still the current policy version.
-    #[serde(default)]
-    pub expected_version: Option<i64>,
 }
 
 pub(crate) async fn rollback(
@@ -241,14 +224,6 @@ pub(crate) struct DiffQuery {
     to: i64,
 }
 
-/// A line diff between two policy versions.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PolicyDiff {
-    pub from: i64,
-    pub to: i64,
-    pub diff: String,
-}
-
 /// `GET /admin/v1/policy/diff?from=A&to=B`.
 pub(crate) async fn diff(
     _caller: Caller,
@@ -262,7 +237,11 @@ pub(crate) async fn diff(
                 .policy_bundle(Some(v))
                 .await?
                 .map(|(_, b)| b)
-                .ok_or_else(|| ApiError::not_found(format!("policy version {v} does not exist")))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "policy version {v} does not exist; list them with `steward policy versions` (GET /admin/v1/policy/versions)"
+                    ))
+                })
         }
     };
     let (a, b) = (load(q.from).await?, load(q.to).await?);

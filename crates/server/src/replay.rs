@@ -3,10 +3,11 @@
 //! that would flip. The candidate comes loaded (`steward_governance::load`), so its
 //! policy already passed the publish checks.
 
-use serde::{Deserialize, Serialize};
+use steward_api::Replay;
 use steward_governance::Desired;
+use steward_model::Flip;
 use steward_model::{Identity, LifecycleState};
-use steward_policy::analysis::{Flip, RecordedDecision, replay};
+use steward_policy::analysis::{RecordedDecision, replay};
 use steward_policy::{AccessRequest, Engine};
 use steward_store::EvidenceFilter;
 
@@ -16,20 +17,6 @@ use crate::error::ApiError;
 /// Most recorded decisions one dry-run replays (the newest).
 pub const MAX_REPLAY: i64 = 20_000;
 const DEFAULT_DAYS: u32 = 7;
-
-/// What the dry-run found.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Replay {
-    pub days: u32,
-    /// Decisions replayed.
-    pub replayed: usize,
-    /// Decisions that could not be replayed: ingested from foreign enforcement points, or
-    /// refused before a request could be formed (unknown subject type, say).
-    pub skipped: usize,
-    /// Whether only the newest `MAX_REPLAY` decisions were replayed.
-    pub truncated: bool,
-    pub flips: Vec<Flip>,
-}
 
 pub(crate) async fn dry_run(
     s: &AppState,

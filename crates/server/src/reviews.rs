@@ -7,10 +7,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use steward_api::{Campaign, CampaignView, DecisionRequest, ReviewItem, StartRequest};
 use steward_model::timestamp;
 use steward_model::{LifecycleState, PlaneId, RevocationKind, Role};
-use steward_store::{Campaign, IdentityFilter, NewItem, ReviewItem};
+use steward_store::{IdentityFilter, NewItem};
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -21,38 +22,6 @@ use crate::extract::{Json, Query};
 /// Largest campaign: one plane at a time beyond this.
 const MAX_ITEMS: usize = 10_000;
 const DEFAULT_DUE_DAYS: u64 = 14;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StartRequest {
-    name: Option<String>,
-    /// Only this plane and its subtree (required for a plane admin).
-    plane: Option<String>,
-    /// Days the owners have (default 14).
-    due_days: Option<u64>,
-    /// Every identity in scope, not only those due on their plane's cadence.
-    #[serde(default)]
-    all: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DecisionRequest {
-    spiffe_id: String,
-    /// `keep`, `reduce` or `revoke`.
-    decision: String,
-    note: String,
-    /// For `reduce`: the permissions (`capability:action`) to remove.
-    #[serde(default)]
-    reduce: Vec<String>,
-}
-
-/// A campaign and (the caller's share of) its items.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CampaignView {
-    pub campaign: Campaign,
-    pub items: Vec<ReviewItem>,
-}
 
 /// `POST /admin/v1/reviews`: starts a campaign.
 pub(crate) async fn start(
@@ -104,7 +73,7 @@ pub(crate) async fn start(
         Some(p) => Some(s.store.plane_subtree(p).await?),
         None => None,
     };
-    let settings = crate::posture::PlaneSettings::load(&s).await?;
+    let settings = steward_model::PlaneSettings::from_planes(s.store.planes().await?);
     let last: std::collections::HashMap<String, String> =
         s.store.last_reviews().await?.into_iter().collect();
     let now = OffsetDateTime::now_utc();

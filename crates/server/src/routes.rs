@@ -5,168 +5,40 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use serde::Deserialize;
 
 use steward_governance::{Desired, MAX_LISTED_CHANGES, SourceFile};
 use steward_model::{LifecycleState, PlaneId, Role};
-use steward_store::{IdentityFilter, IdentityRecord, NewCredential};
+use steward_store::{IdentityFilter, NewCredential};
 
 use crate::AppState;
-use crate::api::*;
 use crate::auth::{Caller, mint};
 use crate::error::ApiError;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Query, page_size};
+use steward_api::*;
+use steward_api::{BodyLimit, RouteId};
 
-/// Largest page a listing returns.
-const MAX_PAGE: i64 = 1000;
-const DEFAULT_PAGE: i64 = 100;
-
+/// The router, built from [`steward_api::ROUTES`]: each route gets its handler (the
+/// match below is exhaustive, so a route cannot go unserved) and its body limit.
 pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
-    let config = Router::new()
-        .route("/admin/v1/config/plan", post(plan))
-        .route("/admin/v1/config/apply", post(apply))
-        .layer(DefaultBodyLimit::max(max_apply));
-    // A full ingest batch (1,000 records of up to 16 KiB) must fit, whatever the admin limit.
-    let ingest = Router::new()
-        .route("/admin/v1/audit/ingest", post(crate::audit_routes::ingest))
-        .route(
-            "/enforcement/v1/decisions",
-            post(crate::audit_routes::enforcement_decisions),
-        )
-        .layer(DefaultBodyLimit::max(
-            crate::audit_routes::MAX_INGEST_BODY_BYTES,
-        ));
-    // Token requests are small; a larger body is refused with an OAuth error.
-    let oauth = Router::new()
-        .route("/oauth2/token", post(crate::tokens::token))
-        .layer(DefaultBodyLimit::max(
-            crate::tokens::MAX_TOKEN_REQUEST_BYTES,
-        ));
-    Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(crate::tokens::openid_configuration),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(crate::tokens::oauth_metadata),
-        )
-        .route(
-            "/.well-known/spiffe-bundle",
-            get(crate::tokens::spiffe_bundle),
-        )
-        .route("/oauth2/jwks", get(crate::tokens::jwks))
-        .route("/admin/v1/keys", get(crate::tokens::keys_list))
-        .route("/admin/v1/keys/rotate", post(crate::tokens::keys_rotate))
-        .route(
-            "/admin/v1/workflows/{id}/approvals",
-            post(crate::tokens::approve_jit),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/admin/v1/whoami", get(whoami))
-        .route("/admin/v1/status", get(status))
-        .route("/admin/v1/config/versions", get(versions))
-        .route("/admin/v1/planes", get(planes))
-        .route("/admin/v1/owners", get(owners))
-        .route("/admin/v1/owners/{id}", delete(remove_owner))
-        .route(
-            "/admin/v1/identities",
-            get(list_identities).post(create_identity),
-        )
-        .route("/admin/v1/identities/{id}", get(get_identity))
-        .route("/admin/v1/identities/{id}/lifecycle", post(lifecycle))
-        .route(
-            "/admin/v1/identities/{id}/client-secret",
-            post(create_client_secret).delete(revoke_client_secret),
-        )
-        .route("/admin/v1/capabilities", get(capabilities))
-        .route("/admin/v1/issuers", get(issuers))
-        .route("/admin/v1/policies", get(policies))
-        .route(
-            "/admin/v1/credentials",
-            get(credentials).post(create_credential),
-        )
-        .route("/admin/v1/credentials/{id}", delete(revoke_credential))
-        .route("/admin/v1/changes", get(changes))
-        .route("/admin/v1/audit/events", get(crate::audit_routes::events))
-        .route("/admin/v1/audit/verify", get(crate::audit_routes::verify))
-        .route("/admin/v1/audit/stats", get(crate::audit_routes::stats))
-        .route(
-            "/admin/v1/audit/checkpoints",
-            get(crate::audit_routes::checkpoints),
-        )
-        .route("/admin/v1/audit/chain", get(crate::audit_routes::chain))
-        .route(
-            "/admin/v1/audit/timeline",
-            get(crate::audit_routes::timeline),
-        )
-        .route("/admin/v1/policy/diff", get(crate::policy::diff))
-        .route("/console", get(crate::console::redirect))
-        .route("/console/", get(crate::console::index))
-        .route("/console/app.js", get(crate::console::script))
-        .route("/console/app.css", get(crate::console::style))
-        .route(
-            "/admin/v1/identities/{id}/entitlements",
-            get(crate::policy::identity_entitlements),
-        )
-        .route("/admin/v1/policy/versions", get(crate::policy::versions))
-        .route(
-            "/admin/v1/policy/versions/{version}",
-            get(crate::policy::version),
-        )
-        .route("/admin/v1/policy/rollback", post(crate::policy::rollback))
-        .route(
-            "/.well-known/authzen-configuration",
-            get(crate::authzen::configuration),
-        )
-        .route("/enforcement/v1/bundle", get(crate::enforcement::bundle))
-        .route(
-            "/enforcement/v1/revocations",
-            get(crate::revocation::stream),
-        )
-        .route(
-            "/enforcement/v1/points/report",
-            post(crate::revocation::report),
-        )
-        .route(
-            "/admin/v1/enforcement/points",
-            get(crate::revocation::points),
-        )
-        .route("/admin/v1/posture", get(crate::posture::posture))
-        .route("/admin/v1/compliance", get(crate::compliance::compliance))
-        .route(
-            "/admin/v1/reviews",
-            get(crate::reviews::list).post(crate::reviews::start),
-        )
-        .route("/admin/v1/reviews/{id}", get(crate::reviews::show))
-        .route(
-            "/admin/v1/reviews/{id}/decisions",
-            post(crate::reviews::decide),
-        )
-        .route(
-            "/admin/v1/revocations",
-            get(crate::revocation::list).post(crate::revocation::revoke),
-        )
-        .route(
-            "/admin/v1/revocations/{epoch}/verification",
-            get(crate::revocation::verification),
-        )
-        .route(
-            "/enforcement/v1/egress-secrets/{id}",
-            get(crate::egress::release),
-        )
-        .route("/admin/v1/egress-secrets", get(crate::egress::list))
-        .route(
-            "/admin/v1/egress-secrets/{id}",
-            put(crate::egress::set).delete(crate::egress::delete),
-        )
-        .route("/access/v1/evaluation", post(crate::authzen::evaluation))
-        .route("/access/v1/evaluations", post(crate::authzen::evaluations))
-        .layer(DefaultBodyLimit::max(max_body))
-        .merge(config)
-        .merge(ingest)
-        .merge(oauth)
+    let mut router = Router::new();
+    for route in steward_api::ROUTES {
+        let limit = match route.body {
+            BodyLimit::Repository => max_apply,
+            // A full ingest batch (1,000 records of up to 16 KiB) must fit, whatever the
+            // admin limit.
+            BodyLimit::Ingest => crate::audit_routes::MAX_INGEST_BODY_BYTES,
+            // Token requests are small; a larger body is refused with an OAuth error.
+            BodyLimit::TokenRequest => crate::tokens::MAX_TOKEN_REQUEST_BYTES,
+            BodyLimit::Standard => max_body,
+        };
+        router = router.route(
+            route.path,
+            handler(route.id).layer(DefaultBodyLimit::max(limit)),
+        );
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/openapi.yaml") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -175,6 +47,84 @@ pub(crate) fn router(max_body: usize, max_apply: usize) -> Router<AppState> {
                 "this endpoint does not accept that method; see docs/openapi.yaml",
             )
         })
+}
+
+/// The handler of each route, with the route's method.
+fn handler(id: RouteId) -> MethodRouter<AppState> {
+    use crate::{
+        audit_routes, authzen, compliance, console, egress, enforcement, policy, posture, reviews,
+        revocation, tokens,
+    };
+    use RouteId as R;
+    match id {
+        R::Healthz => get(|| async { "ok\n" }),
+        R::OpenidConfiguration => get(tokens::openid_configuration),
+        R::OauthMetadata => get(tokens::oauth_metadata),
+        R::SpiffeBundle => get(tokens::spiffe_bundle),
+        R::AuthzenConfiguration => get(authzen::configuration),
+        R::Jwks => get(tokens::jwks),
+        R::Token => post(tokens::token),
+        R::ConsoleRedirect => get(console::redirect),
+        R::ConsoleIndex => get(console::index),
+        R::ConsoleScript => get(console::script),
+        R::ConsoleStyle => get(console::style),
+        R::Whoami => get(whoami),
+        R::Status => get(status),
+        R::ConfigPlan => post(plan),
+        R::ConfigApply => post(apply),
+        R::ConfigVersions => get(versions),
+        R::Planes => get(planes),
+        R::Owners => get(owners),
+        R::RemoveOwner => delete(remove_owner),
+        R::ListIdentities => get(list_identities),
+        R::CreateIdentity => post(create_identity),
+        R::GetIdentity => get(get_identity),
+        R::IdentityLifecycle => post(lifecycle),
+        R::CreateClientSecret => post(create_client_secret),
+        R::RevokeClientSecret => delete(revoke_client_secret),
+        R::IdentityEntitlements => get(policy::identity_entitlements),
+        R::Capabilities => get(capabilities),
+        R::Issuers => get(issuers),
+        R::Policies => get(policies),
+        R::ListCredentials => get(credentials),
+        R::CreateCredential => post(create_credential),
+        R::RevokeCredential => delete(revoke_credential),
+        R::Changes => get(changes),
+        R::Keys => get(tokens::keys_list),
+        R::RotateKeys => post(tokens::keys_rotate),
+        R::ApproveWorkflow => post(tokens::approve_jit),
+        R::AuditEvents => get(audit_routes::events),
+        R::AuditVerify => get(audit_routes::verify),
+        R::AuditStats => get(audit_routes::stats),
+        R::AuditCheckpoints => get(audit_routes::checkpoints),
+        R::AuditChain => get(audit_routes::chain),
+        R::AuditTimeline => get(audit_routes::timeline),
+        R::AuditIngest => post(audit_routes::ingest),
+        R::PolicyDiff => get(policy::diff),
+        R::PolicyVersions => get(policy::versions),
+        R::PolicyVersion => get(policy::version),
+        R::PolicyRollback => post(policy::rollback),
+        R::EnforcementPoints => get(revocation::points),
+        R::Posture => get(posture::posture),
+        R::Compliance => get(compliance::compliance),
+        R::ListReviews => get(reviews::list),
+        R::StartReview => post(reviews::start),
+        R::GetReview => get(reviews::show),
+        R::DecideReview => post(reviews::decide),
+        R::ListRevocations => get(revocation::list),
+        R::Revoke => post(revocation::revoke),
+        R::RevocationVerification => get(revocation::verification),
+        R::ListEgressSecrets => get(egress::list),
+        R::SetEgressSecret => put(egress::set),
+        R::DeleteEgressSecret => delete(egress::delete),
+        R::Evaluation => post(authzen::evaluation),
+        R::Evaluations => post(authzen::evaluations),
+        R::Bundle => get(enforcement::bundle),
+        R::RevocationStream => get(revocation::stream),
+        R::PointReport => post(revocation::report),
+        R::Decisions => post(audit_routes::enforcement_decisions),
+        R::ReleaseEgressSecret => get(egress::release),
+    }
 }
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
@@ -191,7 +141,7 @@ async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
 async fn status(
     _caller: Caller,
     State(s): State<AppState>,
-) -> ApiResult<steward_store::RegistryCounts> {
+) -> ApiResult<steward_api::RegistryCounts> {
     Ok(axum::Json(s.store.counts().await?))
 }
 
@@ -281,21 +231,11 @@ struct LimitQuery {
     limit: Option<i64>,
 }
 
-pub(crate) fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {MAX_PAGE}, not {n}"
-        ))),
-    }
-}
-
 async fn versions(
     _caller: Caller,
     State(s): State<AppState>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Vec<steward_store::ConfigVersion>> {
+) -> ApiResult<Vec<steward_api::ConfigVersion>> {
     Ok(axum::Json(
         s.store.config_versions(page_size(q.limit)?).await?,
     ))
@@ -311,7 +251,7 @@ async fn planes(
 async fn owners(
     _caller: Caller,
     State(s): State<AppState>,
-) -> ApiResult<Vec<steward_store::OwnerRecord>> {
+) -> ApiResult<Vec<steward_api::OwnerRecord>> {
     Ok(axum::Json(s.store.owners().await?))
 }
 
@@ -445,8 +385,7 @@ async fn create_identity(
 /// write transaction: one may be removed between this check and the insert.)
 struct StoreRegistry {
     trust_domain: steward_model::TrustDomain,
-    planes: std::collections::BTreeMap<PlaneId, steward_model::Plane>,
-    root_settings: steward_model::Settings,
+    planes: steward_model::PlaneSettings,
     /// Every owner, and whether it was removed.
     owners: std::collections::BTreeMap<String, bool>,
     capabilities: std::collections::BTreeSet<steward_model::CapabilityId>,
@@ -454,19 +393,9 @@ struct StoreRegistry {
 
 impl StoreRegistry {
     async fn load(s: &AppState) -> Result<Self, ApiError> {
-        let mut planes = std::collections::BTreeMap::new();
-        let mut root_settings = steward_model::Settings::default();
-        for p in s.store.planes().await? {
-            if p.id.is_root() {
-                root_settings = p.settings;
-            } else {
-                planes.insert(p.id.clone(), p);
-            }
-        }
         Ok(Self {
             trust_domain: s.trust_domain().clone(),
-            planes,
-            root_settings,
+            planes: steward_model::PlaneSettings::from_planes(s.store.planes().await?),
             owners: s
                 .store
                 .owners()
@@ -490,7 +419,7 @@ impl steward_governance::IdentityRegistry for StoreRegistry {
         &self.trust_domain
     }
     fn plane_declared(&self, plane: &PlaneId) -> bool {
-        plane.is_root() || self.planes.contains_key(plane)
+        self.planes.tree().contains(plane)
     }
     fn owner(&self, owner: &str) -> steward_governance::OwnerStanding {
         match self.owners.get(owner) {
@@ -503,9 +432,7 @@ impl steward_governance::IdentityRegistry for StoreRegistry {
         self.capabilities.contains(capability)
     }
     fn allowed_environments(&self, plane: &PlaneId) -> Option<Vec<String>> {
-        steward_model::PlaneTree::new(&self.planes)
-            .effective_settings(&self.root_settings, plane)
-            .environments
+        self.planes.of(plane).environments
     }
 }
 
@@ -593,7 +520,7 @@ async fn create_client_secret(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<ClientSecret>), ApiError> {
     let record = writable_identity(&s, &caller, &id, "issuing a client secret").await?;
     if record.identity.kind != steward_model::IdentityKind::LegacyKey {
         return Err(ApiError::bad_request(format!(
@@ -618,12 +545,13 @@ async fn create_client_secret(
     s.reload_policy().await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(serde_json::json!({
-            "spiffe_id": id,
-            "client_secret": minted,
-            "created_at": created_at,
-            "note": "shown once; only its hash is stored. Every use is flagged in the evidence log.",
-        })),
+        axum::Json(ClientSecret {
+            spiffe_id: id,
+            client_secret: minted,
+            created_at,
+            note: "shown once; only its hash is stored. Every use is flagged in the evidence log."
+                .into(),
+        }),
     ))
 }
 
@@ -632,13 +560,14 @@ async fn revoke_client_secret(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<ClientSecretRevoked> {
     writable_identity(&s, &caller, &id, "revoking a client secret").await?;
     let revoked = s.store.revoke_client_secret(&id, &caller.0).await?;
     s.reload_policy().await?;
-    Ok(axum::Json(
-        serde_json::json!({ "spiffe_id": id, "revoked": revoked }),
-    ))
+    Ok(axum::Json(ClientSecretRevoked {
+        spiffe_id: id,
+        revoked,
+    }))
 }
 
 async fn capabilities(
@@ -662,16 +591,20 @@ async fn policies(
     Ok(axum::Json(s.store.policies().await?))
 }
 
-async fn credentials(
-    caller: Caller,
-    State(s): State<AppState>,
-) -> ApiResult<Vec<steward_store::CredentialRecord>> {
+async fn credentials(caller: Caller, State(s): State<AppState>) -> ApiResult<Vec<Credential>> {
     if matches!(caller.role(), Role::PlaneAdmin { .. }) {
         return Err(ApiError::forbidden(
             "listing admin credentials needs the central-admin or auditor role",
         ));
     }
-    Ok(axum::Json(s.store.credentials().await?))
+    Ok(axum::Json(
+        s.store
+            .credentials()
+            .await?
+            .iter()
+            .map(steward_store::CredentialRecord::public)
+            .collect(),
+    ))
 }
 
 async fn create_credential(
@@ -683,7 +616,9 @@ async fn create_credential(
     if req.name.trim().is_empty() || req.name.len() > 128 {
         return Err(ApiError::bad_request("`name` must be 1-128 characters"));
     }
-    let role = req.resolved_role().map_err(ApiError::bad_request)?;
+    let role = req
+        .resolved_role()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let minted = mint().map_err(|_| ApiError::internal())?;
     let new = NewCredential {
         id: minted.id,
@@ -695,7 +630,7 @@ async fn create_credential(
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedCredential {
-            credential,
+            credential: credential.public(),
             token: minted.token,
         }),
     ))
@@ -723,7 +658,7 @@ async fn changes(
     caller: Caller,
     State(s): State<AppState>,
     Query(q): Query<ChangesQuery>,
-) -> ApiResult<Vec<steward_store::AdminChange>> {
+) -> ApiResult<Vec<steward_api::AdminChange>> {
     if matches!(caller.role(), Role::PlaneAdmin { .. }) {
         return Err(ApiError::forbidden(
             "the admin change log needs the central-admin or auditor role",

@@ -12,9 +12,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use steward_api::RouteId;
 use steward_governance::read_dir;
 use steward_server::config::{FileConfig, Overrides};
-use steward_server::{AppState, bootstrap};
+use steward_server::{LocalServer, bootstrap};
 use steward_store::Store;
 use steward_testkit::{example_repo, postgres_url};
 
@@ -23,7 +24,7 @@ struct Env {
     admin: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: LocalServer,
 }
 
 /// Small body limit so the 413 path is cheap to reach.
@@ -50,31 +51,62 @@ async fn start_with(database_url: Option<String>, extra: &str) -> Env {
             trust_domain: None,
         })
         .unwrap();
-    let store = steward_server::open_store(&config).await.unwrap();
-    let admin = bootstrap(&store).await.unwrap().unwrap();
+    let server = LocalServer::start(config).await.unwrap();
     assert!(
-        bootstrap(&store).await.unwrap().is_none(),
+        bootstrap(server.store()).await.unwrap().is_none(),
         "bootstrap happens once"
     );
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = config;
-    config.tokens.listening_on(listener.local_addr().unwrap());
-    let state = AppState::new(store, &config).await.unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(steward_server::serve(listener, state, async {
-        let _ = rx.await;
-    }));
     Env {
-        base,
-        admin,
+        base: server.base.clone(),
+        admin: server.admin_token.clone(),
         http: reqwest::Client::new(),
         _dir: dir,
-        _stop: tx,
+        _server: server,
     }
 }
 
+/// The path of `route` with `params` filled in (percent-encoded), as the router spells it.
+fn path(route: RouteId, params: &[&str]) -> String {
+    route.route().path_with(params)
+}
+
+/// The method of `route`, as reqwest spells it.
+fn method_of(route: RouteId) -> Method {
+    Method::from_bytes(route.route().method.as_str().as_bytes()).unwrap()
+}
+
 impl Env {
+    /// The absolute URL of `route` with `params` filled in.
+    fn url(&self, route: RouteId, params: &[&str]) -> String {
+        format!("{}{}", self.base, path(route, params))
+    }
+
+    /// Calls `route` with its method and `params` filled in.
+    async fn route(
+        &self,
+        route: RouteId,
+        params: &[&str],
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method_of(route), &path(route, params), token, body)
+            .await
+    }
+
+    /// Calls `route` with `query` (`k=v&…`, already encoded) appended and no body.
+    async fn query(
+        &self,
+        route: RouteId,
+        params: &[&str],
+        query: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let path = format!("{}?{query}", path(route, params));
+        self.call(method_of(route), &path, token, None).await
+    }
+
+    /// Sends `method` to `path` as given: for requests the route table would not
+    /// produce (an unknown path, a wrong method); [`Env::route`] otherwise.
     async fn call(
         &self,
         method: Method,
@@ -105,9 +137,9 @@ impl Env {
     /// Applies a governance repository as the bootstrap admin; it must succeed.
     async fn apply_files(&self, files: &[steward_governance::SourceFile]) {
         let (st, body) = self
-            .call(
-                Method::POST,
-                "/admin/v1/config/apply",
+            .route(
+                RouteId::ConfigApply,
+                &[],
                 Some(&self.admin),
                 Some(json!({ "files": files })),
             )
@@ -121,9 +153,9 @@ impl Env {
             body["plane"] = json!(p);
         }
         let (st, resp) = self
-            .call(
-                Method::POST,
-                "/admin/v1/credentials",
+            .route(
+                RouteId::CreateCredential,
+                &[],
                 Some(&self.admin),
                 Some(body),
             )
@@ -172,7 +204,13 @@ async fn slow_clients_are_cut_and_cannot_hold_the_listener() {
     let started = std::time::Instant::now();
     let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
     partial
-        .write_all(b"GET /admin/v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .write_all(
+            format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+                path(RouteId::Status, &[])
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -194,7 +232,8 @@ async fn slow_clients_are_cut_and_cannot_hold_the_listener() {
     trickle
         .write_all(
             format!(
-                "POST /admin/v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{",
+                "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{",
+                path(RouteId::CreateCredential, &[]),
                 env.admin
             )
             .as_bytes(),
@@ -237,7 +276,7 @@ async fn slow_clients_are_cut_and_cannot_hold_the_listener() {
     }
     let started = std::time::Instant::now();
     let (st, _) = env
-        .call(Method::GET, "/admin/v1/status", Some(&env.admin), None)
+        .route(RouteId::Status, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(
@@ -268,12 +307,7 @@ async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
         async move {
             let started = std::time::Instant::now();
             let (st, resp) = env
-                .call(
-                    Method::POST,
-                    "/access/v1/evaluation",
-                    Some(&env.admin),
-                    Some(body),
-                )
+                .route(RouteId::Evaluation, &[], Some(&env.admin), Some(body))
                 .await;
             assert_eq!(st, StatusCode::OK, "{resp}");
             (resp, started.elapsed())
@@ -311,9 +345,9 @@ async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
     // A batch of 50 waits for one grace in all, not one per evaluation.
     let started = std::time::Instant::now();
     let (st, batch) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "subject": allowed["subject"],
@@ -350,12 +384,7 @@ async fn authzen_denies_when_the_evidence_log_cannot_take_the_record() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (st, report) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/verify",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::AuditVerify, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{report}");
     assert_eq!(report["ok"], true, "{report}");
@@ -430,28 +459,13 @@ both_backends!(
     policy_publication_versions_and_rollback,
 );
 
-/// Every (method, path) the router serves, read from the router source so a new route
-/// cannot be forgotten here or in the OpenAPI document.
+/// Every (method, path) the router serves: the route table the router is built from.
 fn routes() -> Vec<(String, String)> {
-    let src = include_str!("../src/routes.rs");
-    let mut out = Vec::new();
-    for chunk in src.split(".route(").skip(1) {
-        let chunk = chunk.split(".layer(").next().unwrap_or(chunk);
-        let path = chunk.split('"').nth(1).unwrap();
-        let after_path = chunk.splitn(3, '"').nth(2).unwrap();
-        for method in ["get", "post", "put", "delete", "patch"] {
-            let called = after_path
-                .match_indices(&format!("{method}("))
-                .any(|(i, _)| {
-                    !after_path[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-                });
-            if called {
-                out.push((method.to_owned(), path.to_owned()));
-            }
-        }
-    }
+    let mut out: Vec<_> = steward_api::ROUTES
+        .iter()
+        .map(|r| (r.method.as_str().to_lowercase(), r.path.to_owned()))
+        .collect();
     out.sort();
-    out.dedup();
     out
 }
 
@@ -470,32 +484,31 @@ fn openapi_documents_every_route_and_nothing_else() {
     let served = routes();
     assert!(served.len() >= 15, "route extraction broke: {served:?}");
     assert_eq!(documented, served);
+    // What the document says about credentials is what the table says: `security: []`
+    // exactly on the routes that take no admin credential.
+    for route in steward_api::ROUTES {
+        let op = &spec["paths"][route.path][route.method.as_str().to_lowercase()];
+        let open = op["security"].as_array().is_some_and(|s| s.is_empty());
+        assert_eq!(
+            open,
+            route.access != steward_api::Access::Credential,
+            "{} {}: `security` in docs/openapi.yaml disagrees with the route table",
+            route.method.as_str(),
+            route.path
+        );
+    }
 }
 
-/// Routes anyone may read: health and the discovery documents relying parties fetch.
-const PUBLIC_ROUTES: &[&str] = &[
-    "/healthz",
-    "/.well-known/authzen-configuration",
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/spiffe-bundle",
-    "/oauth2/jwks",
-    "/console",
-    "/console/",
-    "/console/app.js",
-    "/console/app.css",
-];
-
 async fn every_admin_route_needs_a_credential(env: Env) {
-    for (method, path) in routes() {
-        let path = path.replace("{id}", "x").replace("{version}", "1");
-        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    for route in steward_api::ROUTES {
+        let path = route.path_with(&["x"]);
+        let method = method_of(route.id);
         let (st, body) = env.call(method.clone(), &path, None, Some(json!({}))).await;
-        if PUBLIC_ROUTES.contains(&path.as_str()) {
+        if route.access == steward_api::Access::Public {
             assert_eq!(st, StatusCode::OK, "{path}");
             continue;
         }
-        if path == "/oauth2/token" {
+        if route.access == steward_api::Access::OAuthClient {
             // The token endpoint authenticates clients, not admins (RFC 6749 §5.2).
             assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(body["error"], "invalid_request", "{body}");
@@ -508,7 +521,7 @@ async fn every_admin_route_needs_a_credential(env: Env) {
         assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}");
     }
     // Malformed, foreign, duplicated and oversized credentials.
-    let url = format!("{}/admin/v1/whoami", env.base);
+    let url = env.url(RouteId::Whoami, &[]);
     for header in [
         "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
         "Bearer",
@@ -543,12 +556,10 @@ async fn every_admin_route_needs_a_credential(env: Env) {
     let mut tampered = env.admin.clone();
     tampered.pop();
     tampered.push(if env.admin.ends_with('A') { 'B' } else { 'A' });
-    let (st, _) = env
-        .call(Method::GET, "/admin/v1/whoami", Some(&tampered), None)
-        .await;
+    let (st, _) = env.route(RouteId::Whoami, &[], Some(&tampered), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, me) = env
-        .call(Method::GET, "/admin/v1/whoami", Some(&env.admin), None)
+        .route(RouteId::Whoami, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(me["role"], "central-admin");
@@ -556,17 +567,10 @@ async fn every_admin_route_needs_a_credential(env: Env) {
     let token = env.credential("temp", "auditor", None).await;
     let id = token.split('_').nth(1).unwrap().to_owned();
     let (st, _) = env
-        .call(
-            Method::DELETE,
-            &format!("/admin/v1/credentials/{id}"),
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::RevokeCredential, &[&id], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = env
-        .call(Method::GET, "/admin/v1/whoami", Some(&token), None)
-        .await;
+    let (st, _) = env.route(RouteId::Whoami, &[], Some(&token), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
@@ -574,7 +578,7 @@ async fn bad_input_gets_json_errors(env: Env) {
     let t = Some(env.admin.as_str());
     let raw = |body: &'static str, ctype: &'static str| {
         env.http
-            .post(format!("{}/admin/v1/identities", env.base))
+            .post(env.url(RouteId::CreateIdentity, &[]))
             .bearer_auth(&env.admin)
             .header("Content-Type", ctype)
             .body(body)
@@ -593,13 +597,13 @@ async fn bad_input_gets_json_errors(env: Env) {
     let resp = raw(big, "application/json").await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "too_large");
-    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "robot" }))).await;
+    let (st, body) = env.route(RouteId::CreateIdentity, &[], t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "robot" }))).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     assert!(
         body["message"].as_str().unwrap().contains("robot"),
         "{body}"
     );
-    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://evil.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service" }))).await;
+    let (st, body) = env.route(RouteId::CreateIdentity, &[], t, Some(json!({ "spiffe_id": "spiffe://evil.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service" }))).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     assert!(
         body["message"]
@@ -608,7 +612,7 @@ async fn bad_input_gets_json_errors(env: Env) {
             .contains("outside the trust domain"),
         "{body}"
     );
-    let (st, body) = env.call(Method::POST, "/admin/v1/identities", t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service", "extra": 1 }))).await;
+    let (st, body) = env.route(RouteId::CreateIdentity, &[], t, Some(json!({ "spiffe_id": "spiffe://acme.example/a", "plane": "root", "owner": "o", "environment": "dev", "kind": "service", "extra": 1 }))).await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     for q in [
         "limit=0",
@@ -619,11 +623,10 @@ async fn bad_input_gets_json_errors(env: Env) {
         "unknown=1",
         "orphaned=maybe",
     ] {
-        let (st, body) = env
-            .call(Method::GET, &format!("/admin/v1/identities?{q}"), t, None)
-            .await;
+        let (st, body) = env.query(RouteId::ListIdentities, &[], q, t).await;
         assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     }
+    // An endpoint the table does not have, and a method its route does not take.
     let (st, body) = env.call(Method::GET, "/admin/v1/nope", t, None).await;
     assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
     let (st, body) = env.call(Method::PUT, "/admin/v1/identities", t, None).await;
@@ -634,31 +637,29 @@ async fn bad_input_gets_json_errors(env: Env) {
         "method_not_allowed",
     );
     let (st, body) = env
-        .call(
-            Method::GET,
-            "/admin/v1/identities/spiffe%3A%2F%2Facme.example%2Fnone",
+        .route(
+            RouteId::GetIdentity,
+            &["spiffe://acme.example/none"],
             t,
             None,
         )
         .await;
     assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
-    let (st, body) = env
-        .call(Method::DELETE, "/admin/v1/owners/ghost", t, None)
-        .await;
+    let (st, body) = env.route(RouteId::RemoveOwner, &["ghost"], t, None).await;
     assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/credentials",
+        .route(
+            RouteId::CreateCredential,
+            &[],
             t,
             Some(json!({ "name": "x", "role": "plane-admin" })),
         )
         .await;
     assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/credentials",
+        .route(
+            RouteId::CreateCredential,
+            &[],
             t,
             Some(json!({ "name": "x", "role": "plane-admin", "plane": "ghost" })),
         )
@@ -674,9 +675,9 @@ async fn invalid_repository_is_refused_with_locations(env: Env) {
         content: "planes:\n  - id: payments\n".into(),
     });
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
+        .route(
+            RouteId::ConfigApply,
+            &[],
             Some(&env.admin),
             Some(json!({ "files": files })),
         )
@@ -695,14 +696,14 @@ async fn invalid_repository_is_refused_with_locations(env: Env) {
         "{body}"
     );
     let (_, status) = env
-        .call(Method::GET, "/admin/v1/status", Some(&env.admin), None)
+        .route(RouteId::Status, &[], Some(&env.admin), None)
         .await;
     assert_eq!(status["config_version"], 0, "nothing applied");
     // The same answer from plan.
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/plan",
+        .route(
+            RouteId::ConfigPlan,
+            &[],
             Some(&env.admin),
             Some(json!({ "files": files })),
         )
@@ -712,9 +713,9 @@ async fn invalid_repository_is_refused_with_locations(env: Env) {
     env.apply_example().await;
     let good = read_dir(&example_repo()).unwrap();
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
+        .route(
+            RouteId::ConfigApply,
+            &[],
             Some(&env.admin),
             Some(json!({ "files": good, "expected_version": 0 })),
         )
@@ -772,9 +773,9 @@ async fn identity_checks_agree_between_repository_and_api(env: Env) {
         assert!(!from_repo.is_empty(), "{id}: {diags:?}");
         // The API door.
         let (st, body) = env
-            .call(
-                Method::POST,
-                "/admin/v1/identities",
+            .route(
+                RouteId::CreateIdentity,
+                &[],
                 Some(&env.admin),
                 Some(case.clone()),
             )
@@ -788,18 +789,18 @@ async fn identity_checks_agree_between_repository_and_api(env: Env) {
     }
     // Only the store knows removed owners: the API says so, in the same phrasing.
     let (st, body) = env
-        .call(
-            Method::DELETE,
-            "/admin/v1/owners/payments-team",
+        .route(
+            RouteId::RemoveOwner,
+            &["payments-team"],
             Some(&env.admin),
             None,
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             Some(&env.admin),
             Some(base("c/removed-owner")),
         )
@@ -823,18 +824,18 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
     let pa = Some(pa.as_str());
     // Its own plane and the child plane payments-eu.
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             pa,
             Some(identity_body("t/one", "payments", "test")),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             pa,
             Some(identity_body("t/two", "payments-eu", "prod")),
         )
@@ -842,9 +843,9 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{body}");
     // The child plane's environments are enforced.
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             pa,
             Some(identity_body("t/three", "payments-eu", "dev")),
         )
@@ -853,9 +854,9 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
     // Not a sibling plane, not the root.
     for plane in ["partners", "root"] {
         let (st, body) = env
-            .call(
-                Method::POST,
-                "/admin/v1/identities",
+            .route(
+                RouteId::CreateIdentity,
+                &[],
                 pa,
                 Some(identity_body("t/x", plane, "prod")),
             )
@@ -870,7 +871,7 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
         );
     }
     let (_, page) = env
-        .call(Method::GET, "/admin/v1/identities?limit=1000", pa, None)
+        .query(RouteId::ListIdentities, &[], "limit=1000", pa)
         .await;
     let planes: std::collections::BTreeSet<&str> = page["items"]
         .as_array()
@@ -880,37 +881,31 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
         .collect();
     assert_eq!(planes, ["payments", "payments-eu"].into_iter().collect());
     let (st, _) = env
-        .call(Method::GET, "/admin/v1/identities?plane=partners", pa, None)
+        .query(RouteId::ListIdentities, &[], "plane=partners", pa)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let foreign = "spiffe%3A%2F%2Facme.example%2Fns%2Fpartners%2Fsa%2Fpartner-gateway";
-    let (st, _) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/identities/{foreign}"),
-            pa,
-            None,
-        )
-        .await;
+    let foreign = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+    let (st, _) = env.route(RouteId::GetIdentity, &[foreign], pa, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{foreign}/lifecycle"),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[foreign],
             pa,
             Some(json!({ "state": "suspended", "reason": "x" })),
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    for (method, path) in [
-        (Method::POST, "/admin/v1/config/apply"),
-        (Method::POST, "/admin/v1/config/plan"),
-        (Method::GET, "/admin/v1/credentials"),
-        (Method::GET, "/admin/v1/changes"),
-        (Method::DELETE, "/admin/v1/owners/payments-team"),
+    for (route, param) in [
+        (RouteId::ConfigApply, None),
+        (RouteId::ConfigPlan, None),
+        (RouteId::ListCredentials, None),
+        (RouteId::Changes, None),
+        (RouteId::RemoveOwner, Some("payments-team")),
     ] {
-        let body = (method == Method::POST).then(|| json!({ "files": [] }));
-        let (st, body) = env.call(method, path, pa, body).await;
+        let body =
+            (route.route().method == steward_api::Method::Post).then(|| json!({ "files": [] }));
+        let (st, body) = env.route(route, param.as_slice(), pa, body).await;
         assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
     }
 }
@@ -919,54 +914,46 @@ async fn auditor_reads_but_never_writes(env: Env) {
     env.apply_example().await;
     let au = env.credential("auditor", "auditor", None).await;
     let au = Some(au.as_str());
-    for path in [
-        "/admin/v1/status",
-        "/admin/v1/planes",
-        "/admin/v1/owners",
-        "/admin/v1/identities",
-        "/admin/v1/capabilities",
-        "/admin/v1/issuers",
-        "/admin/v1/policies",
-        "/admin/v1/credentials",
-        "/admin/v1/changes",
-        "/admin/v1/config/versions",
+    for route in [
+        RouteId::Status,
+        RouteId::Planes,
+        RouteId::Owners,
+        RouteId::ListIdentities,
+        RouteId::Capabilities,
+        RouteId::Issuers,
+        RouteId::Policies,
+        RouteId::ListCredentials,
+        RouteId::Changes,
+        RouteId::ConfigVersions,
     ] {
-        let (st, body) = env.call(Method::GET, path, au, None).await;
-        assert_eq!(st, StatusCode::OK, "{path}: {body}");
+        let (st, body) = env.route(route, &[], au, None).await;
+        assert_eq!(st, StatusCode::OK, "{}: {body}", path(route, &[]));
     }
-    let id = "spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Frefund-worker";
+    let id = "spiffe://acme.example/ns/payments/sa/refund-worker";
     let writes = [
         (
-            Method::POST,
-            "/admin/v1/identities".to_owned(),
+            RouteId::CreateIdentity,
+            None,
             identity_body("a/b", "payments", "test"),
         ),
         (
-            Method::POST,
-            format!("/admin/v1/identities/{id}/lifecycle"),
+            RouteId::IdentityLifecycle,
+            Some(id),
             json!({ "state": "suspended", "reason": "x" }),
         ),
+        (RouteId::ConfigApply, None, json!({ "files": [] })),
         (
-            Method::POST,
-            "/admin/v1/config/apply".to_owned(),
-            json!({ "files": [] }),
-        ),
-        (
-            Method::POST,
-            "/admin/v1/credentials".to_owned(),
+            RouteId::CreateCredential,
+            None,
             json!({ "name": "x", "role": "central-admin" }),
         ),
-        (
-            Method::DELETE,
-            "/admin/v1/owners/payments-team".to_owned(),
-            json!(null),
-        ),
+        (RouteId::RemoveOwner, Some("payments-team"), json!(null)),
     ];
-    for (method, path, body) in writes {
-        let (st, resp) = env.call(method, &path, au, Some(body)).await;
+    for (route, param, body) in writes {
+        let (st, resp) = env.route(route, param.as_slice(), au, Some(body)).await;
         assert_error(st, &resp, StatusCode::FORBIDDEN, "forbidden");
     }
-    let (_, changes) = env.call(Method::GET, "/admin/v1/changes", au, None).await;
+    let (_, changes) = env.route(RouteId::Changes, &[], au, None).await;
     assert!(
         changes
             .as_array()
@@ -979,18 +966,18 @@ async fn auditor_reads_but_never_writes(env: Env) {
 
 async fn changes_are_recorded_with_before_and_after(env: Env) {
     env.apply_example().await;
-    let id = "spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Frefund-worker";
+    let id = "spiffe://acme.example/ns/payments/sa/refund-worker";
     let (st, _) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{id}/lifecycle"),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[id],
             Some(&env.admin),
             Some(json!({ "state": "suspended", "reason": "INC-7" })),
         )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (_, changes) = env
-        .call(Method::GET, "/admin/v1/changes", Some(&env.admin), None)
+        .route(RouteId::Changes, &[], Some(&env.admin), None)
         .await;
     let last = changes.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "identity.suspend");
@@ -1029,12 +1016,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     let au = env.credential("auditor", "auditor", None).await;
     let au = Some(au.as_str());
     let (st, events) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=config.applied",
-            au,
-            None,
-        )
+        .query(RouteId::AuditEvents, &[], "kind=config.applied", au)
         .await;
     assert_eq!(st, StatusCode::OK, "{events}");
     assert_eq!(events.as_array().unwrap().len(), 1);
@@ -1045,13 +1027,13 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     let ing = env.credential("foreign-pdp", "ingestor", None).await;
     let ing = Some(ing.as_str());
     // An ingestor can do nothing else.
-    let (st, body) = env.call(Method::GET, "/admin/v1/status", ing, None).await;
+    let (st, body) = env.route(RouteId::Status, &[], ing, None).await;
     assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
     // Auditors and plane admins cannot ingest.
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/audit/ingest",
+        .route(
+            RouteId::AuditIngest,
+            &[],
             au,
             Some(json!({ "records": [] })),
         )
@@ -1059,7 +1041,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
 
     let now = steward_model::timestamp::now();
-    let (st, body) = env.call(Method::POST, "/admin/v1/audit/ingest", ing, Some(json!({ "records": [foreign_decision("f-1", &now), foreign_decision("f-2", &now)] }))).await;
+    let (st, body) = env.route(RouteId::AuditIngest, &[], ing, Some(json!({ "records": [foreign_decision("f-1", &now), foreign_decision("f-2", &now)] }))).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["accepted"], 2);
     // The principal's plane (payments) requires `policy_version` and `plane` besides the
@@ -1075,9 +1057,9 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     complete["plane"] = json!("payments");
     complete["policy_version"] = json!(1);
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/audit/ingest",
+        .route(
+            RouteId::AuditIngest,
+            &[],
             ing,
             Some(json!({ "records": [complete] })),
         )
@@ -1091,9 +1073,9 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     lax["destination"] = json!({"address": "http POST /v1/refunds/42"});
     lax["details"] = json!("a note");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/audit/ingest",
+        .route(
+            RouteId::AuditIngest,
+            &[],
             ing,
             Some(json!({ "records": [lax] })),
         )
@@ -1105,11 +1087,11 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         "{body}"
     );
     let (_, found) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?correlation_id=4bf92f3577b34da6a3ce929d0e0e4736&decision=deny",
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "correlation_id=4bf92f3577b34da6a3ce929d0e0e4736&decision=deny",
             au,
-            None,
         )
         .await;
     let found = found.as_array().unwrap();
@@ -1126,9 +1108,7 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
     );
 
     // Bad records: the whole batch is refused, counted, never chained.
-    let (_, before) = env
-        .call(Method::GET, "/admin/v1/audit/stats", au, None)
-        .await;
+    let (_, before) = env.route(RouteId::AuditStats, &[], au, None).await;
     let mut unknown_field = foreign_decision("f-4", &now);
     unknown_field["extra"] = json!(1);
     let mut wrong_kind = foreign_decision("f-5", &now);
@@ -1147,9 +1127,9 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         foreign_decision("f-8", &now),
     ];
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/audit/ingest",
+        .route(
+            RouteId::AuditIngest,
+            &[],
             ing,
             Some(json!({ "records": bad })),
         )
@@ -1188,27 +1168,23 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         diags[4]["message"].as_str().unwrap().contains("bytes"),
         "{body}"
     );
-    let (_, after) = env
-        .call(Method::GET, "/admin/v1/audit/stats", au, None)
-        .await;
+    let (_, after) = env.route(RouteId::AuditStats, &[], au, None).await;
     assert_eq!(after["head_seq"], before["head_seq"], "nothing chained");
     assert_eq!(
         after["ingest_refused"].as_u64().unwrap(),
         before["ingest_refused"].as_u64().unwrap() + 7
     );
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/admin/v1/audit/ingest",
+        .route(
+            RouteId::AuditIngest,
+            &[],
             ing,
             Some(json!({ "records": [] })),
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
-    let (st, report) = env
-        .call(Method::GET, "/admin/v1/audit/verify", au, None)
-        .await;
+    let (st, report) = env.route(RouteId::AuditVerify, &[], au, None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(report["ok"], true, "{report}");
     assert!(report["events"].as_i64().unwrap() >= 5);
@@ -1219,20 +1195,11 @@ async fn evidence_endpoints_search_verify_and_ingest(env: Env) {
         "order=sideways",
         "limit=0",
     ] {
-        let (st, body) = env
-            .call(
-                Method::GET,
-                &format!("/admin/v1/audit/events?{q}"),
-                au,
-                None,
-            )
-            .await;
+        let (st, body) = env.query(RouteId::AuditEvents, &[], q, au).await;
         assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
     }
     let pa = env.credential("pay", "plane-admin", Some("payments")).await;
-    let (st, _) = env
-        .call(Method::GET, "/admin/v1/audit/events", Some(&pa), None)
-        .await;
+    let (st, _) = env.route(RouteId::AuditEvents, &[], Some(&pa), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
@@ -1249,7 +1216,7 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     // Allowed by a plane's cross-plane grant; any credential may ask.
     let resp = env
         .http
-        .post(format!("{}/access/v1/evaluation", env.base))
+        .post(env.url(RouteId::Evaluation, &[]))
         .bearer_auth(&ingestor)
         .header("X-Request-ID", "req-42")
         .json(&evaluation(
@@ -1274,9 +1241,9 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
 
     // A transport address, resolved by the catalog.
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 GATEWAY,
@@ -1298,9 +1265,9 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
 
     // Forbid wins over the commerce grant.
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 GATEWAY,
@@ -1334,9 +1301,9 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
             .collect::<Vec<_>>()
     };
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(batch("execute_all")),
         )
@@ -1344,18 +1311,18 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(decisions(&body), [false, true, false]);
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(batch("deny_on_first_deny")),
         )
         .await;
     assert_eq!(decisions(&body), [false]);
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(batch("permit_on_first_permit")),
         )
@@ -1363,23 +1330,19 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     assert_eq!(decisions(&body), [false, true]);
 
     // Suspension takes effect for the very next decision.
-    let path = format!(
-        "/admin/v1/identities/{}/lifecycle",
-        ORDERS_API.replace(':', "%3A").replace('/', "%2F")
-    );
     let (st, body) = env
-        .call(
-            Method::POST,
-            &path,
+        .route(
+            RouteId::IdentityLifecycle,
+            &[ORDERS_API],
             Some(&env.admin),
             Some(json!({"state": "suspended", "reason": "key leak"})),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 ORDERS_API,
@@ -1396,11 +1359,11 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     let mut found = Value::Null;
     for _ in 0..50 {
         let (_, events) = env
-            .call(
-                Method::GET,
-                "/admin/v1/audit/events?kind=access.decision&limit=100",
+            .query(
+                RouteId::AuditEvents,
+                &[],
+                "kind=access.decision&limit=100",
                 Some(&env.admin),
-                None,
             )
             .await;
         if events.as_array().unwrap().len() >= 7 {
@@ -1421,11 +1384,11 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     assert_eq!(first["details"]["request"]["principal"], ORDERS_API);
     // The apply recorded the repository's exception as evidence of its own.
     let (_, granted) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=exception.granted",
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "kind=exception.granted",
             Some(&env.admin),
-            None,
         )
         .await;
     let granted = granted.as_array().unwrap();
@@ -1437,12 +1400,7 @@ async fn authzen_decisions_follow_the_layers_and_are_evidence(env: Env) {
     assert_eq!(granted[0]["details"]["lifts"], json!(["GR-3"]));
     assert_eq!(granted[0]["details"]["ticket"], "SEC-2291");
     let (_, report) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/verify",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::AuditVerify, &[], Some(&env.admin), None)
         .await;
     assert_eq!(report["ok"], true, "{report}");
 }
@@ -1456,12 +1414,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
         json!([1, 2]),
     ] {
         let (st, resp) = env
-            .call(
-                Method::POST,
-                "/access/v1/evaluation",
-                Some(&env.admin),
-                Some(body),
-            )
+            .route(RouteId::Evaluation, &[], Some(&env.admin), Some(body))
             .await;
         assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
     }
@@ -1478,7 +1431,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
     raw.extend_from_slice(b",\"note\":\"\xdd\"}");
     let answer = env
         .http
-        .post(format!("{}/access/v1/evaluation", env.base))
+        .post(env.url(RouteId::Evaluation, &[]))
         .bearer_auth(&env.admin)
         .header("content-type", "application/json")
         .body(raw)
@@ -1493,9 +1446,9 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
         "{resp}"
     );
     let (st, resp) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(json!({"evaluations": [{"action": {"name": "read"}}]})),
         )
@@ -1510,9 +1463,9 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
     );
     let many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluations",
+        .route(
+            RouteId::Evaluations,
+            &[],
             Some(&env.admin),
             Some(json!({"evaluations": many})),
         )
@@ -1528,9 +1481,9 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
         .map(|i| (format!("k{i}"), Value::from("v".repeat(90))))
         .chain([("environment".to_owned(), Value::from("prod"))])
         .collect();
-    for (path, body, field) in [
+    for (route, body, field) in [
         (
-            "/access/v1/evaluation",
+            RouteId::Evaluation,
             evaluation(
                 &format!("spiffe://acme.example/{long}"),
                 json!({"type": "capability", "id": "orders.read"}),
@@ -1540,7 +1493,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             "`subject.id`",
         ),
         (
-            "/access/v1/evaluation",
+            RouteId::Evaluation,
             evaluation(
                 ORDERS_API,
                 json!({"type": "capability", "id": "orders.read"}),
@@ -1550,7 +1503,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             "`context`",
         ),
         (
-            "/access/v1/evaluations",
+            RouteId::Evaluations,
             json!({"subject": {"type": "workload", "id": ORDERS_API}, "evaluations": [
                 {"resource": {"type": "capability", "id": "orders.read"}, "action": {"name": "read"}},
                 {"resource": {"type": "capability", "id": long}, "action": {"name": "read"}},
@@ -1558,9 +1511,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
             "`evaluations[1].resource.id`",
         ),
     ] {
-        let (st, resp) = env
-            .call(Method::POST, path, Some(&env.admin), Some(body))
-            .await;
+        let (st, resp) = env.route(route, &[], Some(&env.admin), Some(body)).await;
         assert_error(st, &resp, StatusCode::BAD_REQUEST, "invalid_request");
         assert!(resp["message"].as_str().unwrap().contains(field), "{resp}");
     }
@@ -1627,12 +1578,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
     ];
     for (body, why) in cases {
         let (st, resp) = env
-            .call(
-                Method::POST,
-                "/access/v1/evaluation",
-                Some(&env.admin),
-                Some(body),
-            )
+            .route(RouteId::Evaluation, &[], Some(&env.admin), Some(body))
             .await;
         assert_eq!(st, StatusCode::OK, "{resp}");
         assert_eq!(resp["decision"], false, "{why}: {resp}");
@@ -1647,7 +1593,7 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
     // The PDP metadata comes from the configured issuer, whatever Host a client sends.
     let meta: Value = env
         .http
-        .get(format!("{}/.well-known/authzen-configuration", env.base))
+        .get(env.url(RouteId::AuthzenConfiguration, &[]))
         .header("host", "evil.example")
         .header("x-forwarded-proto", "https")
         .send()
@@ -1657,13 +1603,17 @@ async fn authzen_refuses_malformed_and_denies_the_unknown(env: Env) {
         .await
         .unwrap();
     let (_, oidc) = env
-        .call(Method::GET, "/.well-known/openid-configuration", None, None)
+        .route(RouteId::OpenidConfiguration, &[], None, None)
         .await;
     assert_eq!(meta["policy_decision_point"], oidc["issuer"], "{meta}");
     assert!(!meta.to_string().contains("evil.example"), "{meta}");
     assert_eq!(
         meta["access_evaluations_endpoint"],
-        format!("{}/access/v1/evaluations", oidc["issuer"].as_str().unwrap())
+        format!(
+            "{}{}",
+            oidc["issuer"].as_str().unwrap(),
+            path(RouteId::Evaluations, &[])
+        )
     );
 }
 
@@ -1675,14 +1625,9 @@ async fn policy_publication_versions_and_rollback(env: Env) {
         path: "policies/partners/grab.cedar".into(),
         content: "@id(\"partners-grab\")\npermit (principal, action, resource == Steward::Capability::\"payments.refund\");\n".into(),
     });
-    for route in ["/admin/v1/config/apply", "/admin/v1/config/plan"] {
+    for route in [RouteId::ConfigApply, RouteId::ConfigPlan] {
         let (st, body) = env
-            .call(
-                Method::POST,
-                route,
-                Some(&env.admin),
-                Some(json!({"files": files})),
-            )
+            .route(route, &[], Some(&env.admin), Some(json!({"files": files})))
             .await;
         assert_error(
             st,
@@ -1700,9 +1645,9 @@ async fn policy_publication_versions_and_rollback(env: Env) {
     files.pop();
     // A decision to replay, then a candidate that withdraws the grant behind it.
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 GATEWAY,
@@ -1729,9 +1674,9 @@ async fn policy_publication_versions_and_rollback(env: Env) {
     let mut plan = Value::Null;
     for _ in 0..50 {
         let (st, body) = env
-            .call(
-                Method::POST,
-                "/admin/v1/config/plan",
+            .route(
+                RouteId::ConfigPlan,
+                &[],
                 Some(&env.admin),
                 Some(json!({"files": files, "replay_days": 1})),
             )
@@ -1759,28 +1704,23 @@ async fn policy_publication_versions_and_rollback(env: Env) {
     );
 
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/config/apply",
+        .route(
+            RouteId::ConfigApply,
+            &[],
             Some(&env.admin),
             Some(json!({"files": files})),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (_, versions) = env
-        .call(
-            Method::GET,
-            "/admin/v1/policy/versions",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::PolicyVersions, &[], Some(&env.admin), None)
         .await;
     assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
     assert_eq!(versions[0]["version"], 2);
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 GATEWAY,
@@ -1798,36 +1738,36 @@ async fn policy_publication_versions_and_rollback(env: Env) {
         .credential("payments admin", "plane-admin", Some("payments"))
         .await;
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/policy/rollback",
+        .route(
+            RouteId::PolicyRollback,
+            &[],
             Some(&pa),
             Some(json!({"to": 1})),
         )
         .await;
     assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/policy/rollback",
+        .route(
+            RouteId::PolicyRollback,
+            &[],
             Some(&env.admin),
             Some(json!({"to": 1, "expected_version": 1})),
         )
         .await;
     assert_error(st, &body, StatusCode::CONFLICT, "version_conflict");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/policy/rollback",
+        .route(
+            RouteId::PolicyRollback,
+            &[],
             Some(&env.admin),
             Some(json!({"to": 9})),
         )
         .await;
     assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/policy/rollback",
+        .route(
+            RouteId::PolicyRollback,
+            &[],
             Some(&env.admin),
             Some(json!({"to": 1, "expected_version": 2})),
         )
@@ -1838,9 +1778,9 @@ async fn policy_publication_versions_and_rollback(env: Env) {
         (json!(3), json!("rollback to 1"))
     );
     let (_, body) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(evaluation(
                 GATEWAY,
@@ -1853,29 +1793,14 @@ async fn policy_publication_versions_and_rollback(env: Env) {
     assert_eq!(body["decision"], true, "{body}");
     assert_eq!(body["context"]["policy_version"], 3);
     let (_, v1) = env
-        .call(
-            Method::GET,
-            "/admin/v1/policy/versions/1",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::PolicyVersion, &["1"], Some(&env.admin), None)
         .await;
     let (_, v3) = env
-        .call(
-            Method::GET,
-            "/admin/v1/policy/versions/3",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::PolicyVersion, &["3"], Some(&env.admin), None)
         .await;
     assert_eq!(v1["bundle"], v3["bundle"]);
     let (_, changes) = env
-        .call(
-            Method::GET,
-            "/admin/v1/changes?limit=1000",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Changes, &[], "limit=1000", Some(&env.admin))
         .await;
     assert!(
         changes
@@ -1887,11 +1812,10 @@ async fn policy_publication_versions_and_rollback(env: Env) {
     );
 
     // Entitlements: effective vs intended, with the identity's visibility.
-    let id = ORDERS_API.replace(':', "%3A").replace('/', "%2F");
     let (st, report) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/identities/{id}/entitlements"),
+        .route(
+            RouteId::IdentityEntitlements,
+            &[ORDERS_API],
             Some(&env.admin),
             None,
         )
@@ -1906,9 +1830,9 @@ async fn policy_publication_versions_and_rollback(env: Env) {
             .any(|p| p["capability"] == "payments.charge" && p["action"] == "invoke")
     );
     let (st, body) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/identities/{id}/entitlements"),
+        .route(
+            RouteId::IdentityEntitlements,
+            &[ORDERS_API],
             Some(&pa),
             None,
         )

@@ -5,6 +5,8 @@ use sqlx::Row;
 
 use steward_model::{AdminRole, PlaneId, Role};
 
+use steward_api::AdminChange;
+
 use crate::{Store, StoreError};
 
 /// Who is making a change, as recorded in the admin change log.
@@ -32,17 +34,31 @@ impl Actor {
     }
 }
 
-/// A stored admin credential; the token itself is never stored, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored admin credential; the token itself is never stored, only its SHA-256. Not
+/// serializable: the API shows [`CredentialRecord::public`], which has no hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRecord {
     pub id: String,
     pub name: String,
     pub role: Role,
-    #[serde(skip_serializing, default)]
     pub token_hash: String,
     pub created_at: String,
     pub created_by: String,
     pub revoked_at: Option<String>,
+}
+
+impl CredentialRecord {
+    /// The credential as the API shows it.
+    pub fn public(&self) -> steward_api::Credential {
+        steward_api::Credential {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            created_at: self.created_at.clone(),
+            created_by: self.created_by.clone(),
+            revoked_at: self.revoked_at.clone(),
+        }
+    }
 }
 
 /// What to store for a new credential.
@@ -52,19 +68,6 @@ pub struct NewCredential {
     pub name: String,
     pub role: Role,
     pub token_hash: String,
-}
-
-/// One entry of the admin change log: who changed what, when, before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdminChange {
-    pub seq: i64,
-    pub at: String,
-    pub actor: String,
-    pub role: String,
-    pub action: String,
-    pub target: String,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
 }
 
 /// Appends to the admin change log inside the caller's transaction, so the record and

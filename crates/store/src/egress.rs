@@ -13,16 +13,27 @@ const EGRESS_SECRET: SecretSlot = SecretSlot {
     remove_action: "egress_secret.delete",
 };
 
-/// One egress secret as stored (sealed).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One egress secret as stored (sealed). Not serializable: listings show
+/// [`EgressSecretRow::public`], which has no value, not even sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressSecretRow {
     pub id: String,
-    /// The sealed value; `skip` so listings never carry it, even sealed.
-    #[serde(skip)]
     pub sealed: String,
     pub description: String,
     pub created_at: String,
     pub created_by: String,
+}
+
+impl EgressSecretRow {
+    /// The secret as the API lists it.
+    pub fn public(&self) -> steward_api::EgressSecret {
+        steward_api::EgressSecret {
+            id: self.id.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at.clone(),
+            created_by: self.created_by.clone(),
+        }
+    }
 }
 
 fn row(r: &sqlx::any::AnyRow) -> Result<EgressSecretRow, StoreError> {

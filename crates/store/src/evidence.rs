@@ -12,17 +12,10 @@ use steward_audit::{
 };
 use steward_token::Kek;
 
+use steward_api::StoredEvent;
+
 use crate::rows::{from_json, multi_insert};
 use crate::{Backend, Store, StoreError};
-
-/// An event as stored: its place in the chain and the event itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub seq: i64,
-    pub hash: String,
-    #[serde(flatten)]
-    pub event: Event,
-}
 
 /// What a checkpoint key is sealed to (the associated data): a sealed key moved onto
 /// another row does not open.

@@ -5,6 +5,8 @@
 
 use sqlx::Row;
 
+use steward_api::JitApproval;
+
 use crate::admin::{Actor, record_change};
 use crate::secrets::SecretSlot;
 use crate::{Store, StoreError};
@@ -194,19 +196,6 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.remove_secret(&CLIENT_SECRET, spiffe_id, actor).await
     }
-}
-
-/// A listed approver's approval of a just-in-time credential.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct JitApproval {
-    pub id: String,
-    pub workflow: String,
-    pub requester: String,
-    /// The approving admin credential, as `name (id)`.
-    pub approved_by: String,
-    pub approved_at: String,
-    pub expires_at: String,
-    pub note: String,
 }
 
 impl Store {

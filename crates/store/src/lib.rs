@@ -24,17 +24,16 @@ mod rows;
 mod secrets;
 mod usage;
 
-pub use admin::{Actor, AdminChange, CredentialRecord, NewCredential};
+pub use admin::{Actor, CredentialRecord, NewCredential};
 pub use apply::Applied;
 pub use db::{Backend, Notifications, SQLITE_FILE, Store, redact_url};
 pub use egress::EgressSecretRow;
 pub use error::StoreError;
-pub use evidence::{EVIDENCE_BLOCK, EvidenceFilter, StoredEvent, canonical_bodies};
-pub use keys::{ClientSecretRow, JitApproval, SigningKeyRow};
-pub use policy::PolicyVersion;
-pub use registry::{ConfigVersion, IdentityFilter, IdentityRecord, OwnerRecord, RegistryCounts};
-pub use reviews::{Campaign, NewItem, ReviewItem};
+pub use evidence::{EVIDENCE_BLOCK, EvidenceFilter, canonical_bodies};
+pub use keys::{ClientSecretRow, SigningKeyRow};
+pub use registry::IdentityFilter;
+pub use reviews::NewItem;
 pub use revocations::{
     CHANGE_CHANNEL, PointOwner, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest,
 };
-pub use usage::{RollUp, UsageTotal};
+pub use usage::RollUp;

@@ -2,27 +2,15 @@
 //! append-only, so versions can be listed, diffed and rolled back, and each decision can
 //! name the version that made it.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use steward_governance::PolicyBundle;
 
+use steward_api::PolicyVersion;
+
 use crate::admin::{Actor, record_change};
 use crate::rows::{from_json, json};
 use crate::{Store, StoreError};
-
-/// One published policy version (without its body).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyVersion {
-    pub version: i64,
-    /// The configuration version current when it was published.
-    pub config_version: i64,
-    pub created_at: String,
-    pub created_by: String,
-    /// `apply`, or `rollback to N`.
-    pub reason: String,
-    pub digest: String,
-}
 
 const COLUMNS: &str = "version, config_version, created_at, created_by, reason, digest";
 

@@ -9,30 +9,11 @@ use steward_model::{
     Capability, Identity, LifecycleState, Owner, OwnerKind, Plane, PlaneId, Settings, TrustedIssuer,
 };
 
+use steward_api::{ConfigVersion, IdentityRecord, OwnerRecord, RegistryCounts};
+
 use crate::admin::{Actor, record_change};
 use crate::rows::{IDENTITY_COLUMNS, from_json, identity, identity_record, json};
 use crate::{Store, StoreError};
-
-/// An identity with its registry bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityRecord {
-    #[serde(flatten)]
-    pub identity: Identity,
-    /// Managed by the governance repository (`false`: created through the API).
-    pub managed: bool,
-    /// Its owner was removed: an orphan finding.
-    pub orphaned: bool,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// An owner with its removal mark.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerRecord {
-    #[serde(flatten)]
-    pub owner: Owner,
-    pub removed_at: Option<String>,
-}
 
 /// Filters for listing identities; unset fields match everything.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -47,33 +28,6 @@ pub struct IdentityFilter {
     /// Keyset pagination: only ids after this one.
     pub after: Option<String>,
     pub limit: i64,
-}
-
-/// One applied governance configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigVersion {
-    pub version: i64,
-    pub applied_at: String,
-    pub applied_by: String,
-    pub digest: String,
-    pub summary: serde_json::Value,
-}
-
-/// Headline numbers of the registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryCounts {
-    pub config_version: i64,
-    pub planes: i64,
-    pub owners: i64,
-    /// Identities by lifecycle state.
-    pub identities: BTreeMap<String, i64>,
-    /// Identities not decommissioned, by kind (`service`, `agent`, `partner` …).
-    #[serde(default)]
-    pub identities_by_kind: BTreeMap<String, i64>,
-    pub orphaned_identities: i64,
-    pub capabilities: i64,
-    pub issuers: i64,
-    pub policies: i64,
 }
 
 const OWNER_REMOVED: &str = "(SELECT COUNT(*) FROM owners o WHERE o.id = identities.owner AND o.removed_at IS NOT NULL) AS owner_removed";

@@ -5,41 +5,11 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
+use steward_api::{Campaign, ReviewItem};
+
 use crate::admin::Actor;
 use crate::rows::{from_json, json};
 use crate::{Store, StoreError};
-
-/// A campaign and its progress.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Campaign {
-    pub id: String,
-    pub name: String,
-    /// The plane (and its subtree) it covers; `None`: every plane.
-    pub plane: Option<String>,
-    pub created_at: String,
-    pub created_by: String,
-    pub due_at: String,
-    pub items: i64,
-    pub decided: i64,
-}
-
-/// One identity to review.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReviewItem {
-    pub campaign_id: String,
-    pub spiffe_id: String,
-    pub plane: String,
-    pub owner: String,
-    /// Effective permissions (`capability:action`) when the campaign started.
-    pub permissions: Vec<String>,
-    /// `keep`, `reduce` or `revoke`, once attested.
-    pub decision: Option<String>,
-    /// For `reduce`: the permissions to remove.
-    pub reduce: Vec<String>,
-    pub note: Option<String>,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<String>,
-}
 
 /// A new campaign's items: (spiffe_id, plane, owner, permissions).
 pub type NewItem = (String, String, String, Vec<String>);

@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 
 use steward_model::{Classification, Identity, IdentityKind, LifecycleState, PlaneId, SpiffeId};
 
-use crate::{Backend, IdentityRecord, StoreError};
+use steward_api::IdentityRecord;
+
+use crate::{Backend, StoreError};
 
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     // Plain data (maps, vectors, strings) always serialises.

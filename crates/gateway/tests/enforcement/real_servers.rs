@@ -530,25 +530,19 @@ async fn real_rabbitmq_asks_steward_for_every_publish_and_consume() {
 
     // The broker's decisions are in the evidence log, from the rabbitmq point.
     let (st, events) = cp
-        .call(
-            Method::GET,
-            &format!(
-                "/admin/v1/audit/events?kind=access.decision&principal={}",
-                urlencode(OUTSIDER)
-            ),
-            None,
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            &format!("kind=access.decision&principal={}", urlencode(OUTSIDER)),
         )
         .await;
     assert_eq!(st, StatusCode::OK);
     let _ = gw.log.flush(Duration::from_secs(5)).await;
     let (_, events2) = cp
-        .call(
-            Method::GET,
-            &format!(
-                "/admin/v1/audit/events?kind=access.decision&principal={}",
-                urlencode(OUTSIDER)
-            ),
-            None,
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            &format!("kind=access.decision&principal={}", urlencode(OUTSIDER)),
         )
         .await;
     let all: Vec<Value> = events2.as_array().cloned().unwrap_or_default();

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use steward_api::RouteId;
 
 use super::{AUDIENCE, CALLER, ControlPlane, OUTSIDER, echo_upstream, gateway, gateway_at};
 
@@ -31,16 +32,14 @@ pub fn jti(token: &str) -> String {
 /// verification and how long revoke + verify took.
 pub async fn revoke_and_verify(cp: &ControlPlane, body: Value) -> (Value, Duration) {
     let started = Instant::now();
-    let (st, r) = cp
-        .call(Method::POST, "/admin/v1/revocations", Some(body))
-        .await;
+    let (st, r) = cp.route(RouteId::Revoke, &[], Some(body)).await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
     let epoch = r["revocation"]["epoch"].as_i64().unwrap();
     let (st, v) = cp
-        .call(
-            Method::GET,
-            &format!("/admin/v1/revocations/{epoch}/verification?wait_secs=10"),
-            None,
+        .query(
+            RouteId::RevocationVerification,
+            &[&epoch.to_string()],
+            "wait_secs=10",
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -51,9 +50,7 @@ pub async fn revoke_and_verify(cp: &ControlPlane, body: Value) -> (Value, Durati
 /// Waits until the gateway's points have registered with the control plane.
 pub async fn registered(cp: &ControlPlane, ids: &[&str]) {
     for _ in 0..200 {
-        let (_, points) = cp
-            .call(Method::GET, "/admin/v1/enforcement/points", None)
-            .await;
+        let (_, points) = cp.route(RouteId::EnforcementPoints, &[], None).await;
         let have: Vec<&str> = points["points"]
             .as_array()
             .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
@@ -192,9 +189,7 @@ async fn revocation_reaches_every_layer_and_no_cached_allow_survives() {
     }
     assert_eq!(gw.feed.status().acknowledged_epoch, 2);
     // The control plane lists the points as current.
-    let (_, points) = cp
-        .call(Method::GET, "/admin/v1/enforcement/points", None)
-        .await;
+    let (_, points) = cp.route(RouteId::EnforcementPoints, &[], None).await;
     assert_eq!(points["epoch"], 2);
     for p in points["points"].as_array().unwrap() {
         assert_eq!(p["epoch"], 2, "{p}");
@@ -281,13 +276,11 @@ async fn a_cut_stream_catches_up_and_a_silent_control_plane_fails_closed() {
         json!({"kind": "token", "target": jti(&token), "reason": "leaked"}),
         json!({"kind": "identity", "target": OUTSIDER, "reason": "retired"}),
     ] {
-        let (st, r) = cp
-            .call(Method::POST, "/admin/v1/revocations", Some(body))
-            .await;
+        let (st, r) = cp.route(RouteId::Revoke, &[], Some(body)).await;
         assert_eq!(st, StatusCode::CREATED, "{r}");
     }
     let (_, v) = cp
-        .call(Method::GET, "/admin/v1/revocations/2/verification", None)
+        .route(RouteId::RevocationVerification, &["2"], None)
         .await;
     assert_eq!(
         v["complete"], false,
@@ -313,11 +306,7 @@ async fn a_cut_stream_catches_up_and_a_silent_control_plane_fails_closed() {
     // in order, and the points acknowledge.
     relay.up();
     let (st, v) = cp
-        .call(
-            Method::GET,
-            "/admin/v1/revocations/2/verification?wait_secs=15",
-            None,
-        )
+        .query(RouteId::RevocationVerification, &["2"], "wait_secs=15")
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["complete"], true, "{v}");
@@ -351,18 +340,15 @@ async fn decommissioning_revokes_outstanding_tokens_everywhere() {
         "{body}"
     );
     let (st, record) = cp
-        .call(
-            Method::POST,
-            &format!(
-                "/admin/v1/identities/{}/lifecycle",
-                super::urlencode(CALLER)
-            ),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[CALLER],
             Some(json!({"state": "decommissioned", "reason": "service retired"})),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{record}");
     assert_eq!(record["state"], "decommissioned");
-    let (_, list) = cp.call(Method::GET, "/admin/v1/revocations", None).await;
+    let (_, list) = cp.route(RouteId::ListRevocations, &[], None).await;
     let revocation = list
         .as_array()
         .unwrap()
@@ -373,10 +359,10 @@ async fn decommissioning_revokes_outstanding_tokens_everywhere() {
     assert_eq!(revocation["kind"], "identity");
     let epoch = revocation["epoch"].as_i64().unwrap();
     let (_, v) = cp
-        .call(
-            Method::GET,
-            &format!("/admin/v1/revocations/{epoch}/verification?wait_secs=10"),
-            None,
+        .query(
+            RouteId::RevocationVerification,
+            &[&epoch.to_string()],
+            "wait_secs=10",
         )
         .await;
     assert_eq!(v["complete"], true, "{v}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use steward_token::{
     decode_client_assertion, jws, verify_dpop,
 };
 
+use super::oauth_error::{OAuthError, no_store};
 use super::{TokenService, now_unix};
 use crate::AppState;
 
@@ -32,84 +33,6 @@ const MAX_SCOPES: usize = 32;
 const MAX_AUDIENCE: usize = 512;
 /// How old (by its `iat`) a DPoP proof may be.
 const DPOP_MAX_AGE_SECS: i64 = 60;
-
-/// An RFC 6749 §5.2 error answer.
-#[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    /// The client tried HTTP Basic: a 401 then names the scheme (RFC 6749 §5.2).
-    basic_challenge: bool,
-}
-
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            basic_challenge: false,
-        }
-    }
-    pub(super) fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
-    }
-    pub(super) fn invalid_client(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
-    }
-    pub(super) fn invalid_scope(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
-    }
-    pub(super) fn invalid_target(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
-    }
-    pub(super) fn unauthorized_client(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
-    }
-    pub(super) fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
-    }
-    pub(super) fn unsupported_grant_type(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
-    }
-    pub(super) fn invalid_dpop_proof(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
-    }
-    pub(super) fn unavailable(d: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            d,
-        )
-    }
-}
-
-fn no_store(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    r
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let mut r = no_store(
-            (
-                self.status,
-                axum::Json(json!({"error": self.error, "error_description": self.description})),
-            )
-                .into_response(),
-        );
-        if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"steward\""),
-            );
-        }
-        r
-    }
-}
 
 /// What the evidence record of one request needs, filled in as the request is checked.
 #[derive(Default)]
@@ -445,7 +368,7 @@ fn authenticate(
     if let Some((id, secret)) = basic {
         return secret_auth(tokens, &id, &secret, "client_secret_basic", attempt).map_err(
             |mut e| {
-                e.basic_challenge = true;
+                e.challenge_basic();
                 e
             },
         );
@@ -527,7 +450,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     };
     let bad = |why: &str| {
         let mut e = OAuthError::invalid_client(format!("`Authorization` header: {why}"));
-        e.basic_challenge = true;
+        e.challenge_basic();
         e
     };
     if values.next().is_some() {

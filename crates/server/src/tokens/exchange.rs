@@ -12,7 +12,7 @@ use steward_policy::{AccessRequest, Target};
 use steward_token::{Claims, DelegationError, Expectations, Proof, delegate_claims};
 
 use super::Client;
-use super::endpoint::OAuthError;
+use super::oauth_error::OAuthError;
 use crate::AppState;
 
 /// `subject_token_type` / `requested_token_type` values Steward accepts (RFC 8693 §3).

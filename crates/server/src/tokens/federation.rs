@@ -14,7 +14,7 @@ use steward_governance::State;
 use steward_model::{LifecycleState, SpiffeId, TrustedIssuer};
 use steward_token::foreign::{ForeignKeySet, ForeignRules, render, validate_foreign};
 
-use super::endpoint::OAuthError;
+use super::oauth_error::OAuthError;
 use crate::AppState;
 
 /// How long fetched issuer keys are used before they are fetched again.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use steward_token::Claims;
 
 use super::Client;
-use super::endpoint::OAuthError;
+use super::oauth_error::OAuthError;
 use crate::AppState;
 
 /// What the evidence record of a JIT credential adds.
@@ -154,33 +154,14 @@ async fn approver_approval(
 const MAX_APPROVAL_SECS: u64 = 86_400;
 const DEFAULT_APPROVAL_SECS: u64 = 3_600;
 
-/// Body of `POST /admin/v1/workflows/{id}/approvals`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalRequest {
-    /// The requester (SPIFFE ID) the approval is for.
-    pub requester: String,
-    /// How long the approval stays usable, in seconds (default 3600, at most 86400).
-    #[serde(default)]
-    pub valid_secs: Option<u64>,
-    /// Why (a ticket, an incident): goes into the change log and the evidence.
-    pub note: String,
-}
-
 /// `POST /admin/v1/workflows/{id}/approvals`: a listed approver approves JIT credentials
 /// of one requester for a while.
 pub async fn approve_route(
     axum::extract::State(s): axum::extract::State<AppState>,
     caller: crate::auth::Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
-    crate::extract::Json(req): crate::extract::Json<ApprovalRequest>,
-) -> Result<
-    (
-        axum::http::StatusCode,
-        axum::Json<steward_store::JitApproval>,
-    ),
-    crate::ApiError,
-> {
+    crate::extract::Json(req): crate::extract::Json<steward_api::ApprovalRequest>,
+) -> Result<(axum::http::StatusCode, axum::Json<steward_api::JitApproval>), crate::ApiError> {
     use crate::ApiError;
     caller.require_writer("approving a just-in-time credential")?;
     let workflow = s
@@ -230,7 +211,7 @@ pub async fn approve_route(
         )));
     }
     let now = super::now_unix();
-    let approval = steward_store::JitApproval {
+    let approval = steward_api::JitApproval {
         id: uuid::Uuid::new_v4().to_string(),
         workflow: id,
         requester: req.requester,

@@ -10,6 +10,7 @@ mod endpoint;
 mod exchange;
 mod federation;
 mod jit;
+mod oauth_error;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -51,8 +52,8 @@ pub const MAX_TOKEN_REQUEST_BYTES: usize = 64 * 1024;
 /// Live client assertions remembered for replay detection.
 const REPLAY_CAPACITY: usize = 1_000_000;
 
-/// Why the token service could not start. The control plane refuses to start rather than
-/// serve without a usable key.
+/// Why the control plane could not start: its token service's keys (it refuses to serve
+/// without a usable key), its store or its port.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -62,6 +63,17 @@ pub enum StartError {
     Keys(String),
     #[error(transparent)]
     Store(#[from] steward_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(
+        "the store already holds admin credentials: an in-process server starts on a fresh store, so it can hand out the bootstrap credential"
+    )]
+    NotFresh,
 }
 
 /// The keys in force at one moment.

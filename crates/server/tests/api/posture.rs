@@ -1,8 +1,9 @@
 //! Posture and access reviews over the admin API: the inventory, findings
 //! with their OWASP NHI mapping, review campaigns and attestations (revoke revokes).
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
+use steward_api::RouteId;
 use steward_token::SigningKey;
 
 use super::Env;
@@ -17,9 +18,9 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     let _ = token_id(&env, &key).await;
     // Reading a charge from `environment` through the AuthZEN API: the decision.
     let read_charge = |environment: &'static str| {
-        env.call(
-            Method::POST,
-            "/access/v1/evaluation",
+        env.route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "subject": {"type": "workload", "id": CLIENT},
@@ -40,18 +41,18 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     // A static secret, and an owner who left.
     let exporter = "spiffe://acme.example/legacy/billing-exporter";
     let (st, _) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{}/client-secret", segment(exporter)),
+        .route(
+            RouteId::CreateClientSecret,
+            &[exporter],
             Some(&env.admin),
             None,
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let (st, _) = env
-        .call(
-            Method::DELETE,
-            "/admin/v1/owners/partner-integrations",
+        .route(
+            RouteId::RemoveOwner,
+            &["partner-integrations"],
             Some(&env.admin),
             None,
         )
@@ -59,7 +60,7 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     assert_eq!(st, StatusCode::OK);
 
     let (st, report) = env
-        .call(Method::GET, "/admin/v1/posture", Some(&env.admin), None)
+        .route(RouteId::Posture, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{report}");
     let item = report["inventory"]
@@ -177,7 +178,7 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         env.apply_files(&files).await;
     }
     let (_, renewed) = env
-        .call(Method::GET, "/admin/v1/posture", Some(&env.admin), None)
+        .route(RouteId::Posture, &[], Some(&env.admin), None)
         .await;
     let f = renewed["findings"]
         .as_array()
@@ -194,7 +195,7 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         .credential("payments on-call", "plane-admin", Some("payments"))
         .await;
     let (st, mine) = env
-        .call(Method::GET, "/admin/v1/posture", Some(&payments), None)
+        .route(RouteId::Posture, &[], Some(&payments), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     let planes: std::collections::BTreeSet<&str> = mine["inventory"]
@@ -215,24 +216,16 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
             .any(|f| f["id"].as_str().unwrap().contains("partner-gateway"))
     );
     let (st, _) = env
-        .call(
-            Method::GET,
-            "/admin/v1/posture?plane=commerce",
-            Some(&payments),
-            None,
-        )
+        .query(RouteId::Posture, &[], "plane=commerce", Some(&payments))
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // One identity's posture; outside the caller's planes it does not exist.
     let (st, one) = env
-        .call(
-            Method::GET,
-            &format!(
-                "/admin/v1/posture?max_analysed=0&identity={}",
-                segment(CLIENT)
-            ),
+        .query(
+            RouteId::Posture,
+            &[],
+            &format!("max_analysed=0&identity={}", segment(CLIENT)),
             Some(&payments),
-            None,
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{one}");
@@ -251,11 +244,11 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     );
     let partner = "spiffe://acme.example/ns/partners/sa/partner-gateway";
     let (st, _) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/posture?identity={}", segment(partner)),
+        .query(
+            RouteId::Posture,
+            &[],
+            &format!("identity={}", segment(partner)),
             Some(&payments),
-            None,
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -267,23 +260,13 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         "plane=Not%20A%20Plane",
     ] {
         let (st, body) = env
-            .call(
-                Method::GET,
-                &format!("/admin/v1/posture?{bad}"),
-                Some(&env.admin),
-                None,
-            )
+            .query(RouteId::Posture, &[], bad, Some(&env.admin))
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
     // Without analysis, effective permissions are reported as unknown, not as none.
     let (_, cheap) = env
-        .call(
-            Method::GET,
-            "/admin/v1/posture?max_analysed=0",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Posture, &[], "max_analysed=0", Some(&env.admin))
         .await;
     assert_eq!(cheap["summary"]["analysed"], 0);
     assert!(cheap["summary"]["not_analysed"].as_u64().unwrap() > 0);
@@ -303,9 +286,9 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     env.apply_example().await;
     // The example's planes review every 30–90 days: never-attested identities are due.
     let (st, campaign) = env
-        .call(
-            Method::POST,
-            "/admin/v1/reviews",
+        .route(
+            RouteId::StartReview,
+            &[],
             Some(&env.admin),
             Some(json!({"name": "Q4 payments", "plane": "payments", "due_days": 7})),
         )
@@ -318,11 +301,11 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     let worker = "spiffe://acme.example/ns/payments/sa/refund-worker";
     let api = "spiffe://acme.example/ns/payments/sa/payments-api";
     let (_, view) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/reviews/{id}?owner=payments-team&pending=true"),
+        .query(
+            RouteId::GetReview,
+            &[&id],
+            "owner=payments-team&pending=true",
             Some(&env.admin),
-            None,
         )
         .await;
     let items = view["items"].as_array().unwrap();
@@ -338,13 +321,8 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         let env = &env;
         let id = id.clone();
         async move {
-            env.call(
-                Method::POST,
-                &format!("/admin/v1/reviews/{id}/decisions"),
-                Some(&env.admin),
-                Some(body),
-            )
-            .await
+            env.route(RouteId::DecideReview, &[&id], Some(&env.admin), Some(body))
+                .await
         }
     };
     // Bad attestations are refused with the reason.
@@ -387,31 +365,26 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         decide(json!({"spiffe_id": api, "decision": "revoke", "note": "no longer needed"})).await;
     assert_eq!(st, StatusCode::OK, "{revoked}");
     let (_, identity) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/identities/{}", segment(api)),
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::GetIdentity, &[api], Some(&env.admin), None)
         .await;
     assert_eq!(identity["state"], "suspended");
     let (_, revocations) = env
-        .call(Method::GET, "/admin/v1/revocations", Some(&env.admin), None)
+        .route(RouteId::ListRevocations, &[], Some(&env.admin), None)
         .await;
     assert_eq!(revocations[0]["target"], api);
     assert!(revocations[0]["reason"].as_str().unwrap().contains(&id));
     // Progress, the evidence, and the inventory's last review.
     let (_, list) = env
-        .call(Method::GET, "/admin/v1/reviews", Some(&env.admin), None)
+        .route(RouteId::ListReviews, &[], Some(&env.admin), None)
         .await;
     assert_eq!(list[0]["decided"], 2);
     assert_eq!(list[0]["name"], "Q4 payments");
     let (_, events) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=review.attested",
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "kind=review.attested",
             Some(&env.admin),
-            None,
         )
         .await;
     let events = events.as_array().unwrap();
@@ -427,12 +400,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
             .any(|e| e["details"]["reduce"][0] == "payments.refund:invoke")
     );
     let (_, report) = env
-        .call(
-            Method::GET,
-            "/admin/v1/posture?plane=payments",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Posture, &[], "plane=payments", Some(&env.admin))
         .await;
     let reviewed = report["inventory"]
         .as_array()
@@ -444,9 +412,9 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     assert!(reviewed.is_string(), "{reviewed}");
     // Attested identities are not due again within the cadence.
     let (st, next) = env
-        .call(
-            Method::POST,
-            "/admin/v1/reviews",
+        .route(
+            RouteId::StartReview,
+            &[],
             Some(&env.admin),
             Some(json!({"plane": "payments"})),
         )
@@ -456,18 +424,13 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     // Roles: an auditor reads, never attests; a plane admin starts only for its planes.
     let auditor = env.credential("auditor", "auditor", None).await;
     let (st, _) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/reviews/{id}"),
-            Some(&auditor),
-            None,
-        )
+        .route(RouteId::GetReview, &[&id], Some(&auditor), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/reviews/{id}/decisions"),
+        .route(
+            RouteId::DecideReview,
+            &[&id],
             Some(&auditor),
             Some(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})),
         )
@@ -477,29 +440,24 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         .credential("payments lead", "plane-admin", Some("payments"))
         .await;
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/admin/v1/reviews",
+        .route(
+            RouteId::StartReview,
+            &[],
             Some(&payments),
             Some(json!({"plane": "commerce", "all": true})),
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = env
-        .call(
-            Method::GET,
-            "/admin/v1/reviews/rev-nope",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::GetReview, &["rev-nope"], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Another plane's campaign: hidden from the list, and by id it is as if it did not
     // exist (a plane admin learns nothing of other planes), to read or to attest.
     let (st, commerce) = env
-        .call(
-            Method::POST,
-            "/admin/v1/reviews",
+        .route(
+            RouteId::StartReview,
+            &[],
             Some(&env.admin),
             Some(json!({"plane": "commerce", "all": true})),
         )
@@ -507,26 +465,21 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{commerce}");
     let other = commerce["id"].as_str().unwrap();
     let (_, listed) = env
-        .call(Method::GET, "/admin/v1/reviews", Some(&payments), None)
+        .route(RouteId::ListReviews, &[], Some(&payments), None)
         .await;
     assert!(
         listed.as_array().unwrap().iter().all(|c| c["id"] != other),
         "{listed}"
     );
     let (st, body) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/reviews/{other}"),
-            Some(&payments),
-            None,
-        )
+        .route(RouteId::GetReview, &[other], Some(&payments), None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
     assert!(!body.to_string().contains("commerce"), "{body}");
     let (st, _) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/reviews/{other}/decisions"),
+        .route(
+            RouteId::DecideReview,
+            &[other],
             Some(&payments),
             Some(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})),
         )
@@ -534,12 +487,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Its own plane's campaign it reads.
     let (st, _) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/reviews/{id}"),
-            Some(&payments),
-            None,
-        )
+        .route(RouteId::GetReview, &[&id], Some(&payments), None)
         .await;
     assert_eq!(st, StatusCode::OK);
 }
@@ -550,9 +498,9 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
     env.apply_example().await;
     // An identity whose description carries markup: nothing of it may execute.
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "spiffe_id": "spiffe://acme.example/ns/payments/sa/xss", "plane": "payments",
@@ -564,7 +512,7 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let (st, report) = env
-        .call(Method::GET, "/admin/v1/compliance", Some(&env.admin), None)
+        .route(RouteId::Compliance, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{report}");
     let frameworks: Vec<&str> = report["frameworks"]
@@ -632,9 +580,9 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
     }
     // One decision on a tool, and the control cites it.
     let (st, d) = env
-        .call(
-            Method::POST,
-            "/access/v1/evaluation",
+        .route(
+            RouteId::Evaluation,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "subject": {"type": "workload", "id": "spiffe://acme.example/agents/prod/support-assistant"},
@@ -649,7 +597,7 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
         let mut found = None;
         for _ in 0..50 {
             let (_, report) = env
-                .call(Method::GET, "/admin/v1/compliance", Some(&env.admin), None)
+                .route(RouteId::Compliance, &[], Some(&env.admin), None)
                 .await;
             let l3 = report["frameworks"][2]["controls"]
                 .as_array()
@@ -682,7 +630,7 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
     // HTML: escaped, no script.
     let html = env
         .http
-        .get(format!("{}/admin/v1/compliance?format=html", env.base))
+        .get(format!("{}?format=html", env.url(RouteId::Compliance, &[])))
         .bearer_auth(&env.admin)
         .send()
         .await
@@ -700,23 +648,18 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
     // Roles and bad input.
     let auditor = env.credential("auditor", "auditor", None).await;
     let (st, _) = env
-        .call(Method::GET, "/admin/v1/compliance", Some(&auditor), None)
+        .route(RouteId::Compliance, &[], Some(&auditor), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     let plane = env
         .credential("payments lead", "plane-admin", Some("payments"))
         .await;
     let (st, _) = env
-        .call(Method::GET, "/admin/v1/compliance", Some(&plane), None)
+        .route(RouteId::Compliance, &[], Some(&plane), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = env
-        .call(
-            Method::GET,
-            "/admin/v1/compliance?format=pdf",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Compliance, &[], "format=pdf", Some(&env.admin))
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }

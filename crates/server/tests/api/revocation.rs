@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use steward_api::RouteId;
 use steward_token::SigningKey;
 
 use super::Env;
@@ -20,7 +21,7 @@ impl Stream {
     pub(crate) async fn open(env: &Env, credential: &str, after: Option<&str>) -> Stream {
         let mut req = env
             .http
-            .get(format!("{}/enforcement/v1/revocations", env.base))
+            .get(env.url(RouteId::RevocationStream, &[]))
             .bearer_auth(credential);
         if let Some(a) = after {
             req = req.header("last-event-id", a);
@@ -72,9 +73,9 @@ impl Stream {
 
 pub(crate) async fn ingestor(env: &Env) -> String {
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/credentials",
+        .route(
+            RouteId::CreateCredential,
+            &[],
             Some(&env.admin),
             Some(json!({"name": "edge-gateway", "role": "ingestor"})),
         )
@@ -86,7 +87,7 @@ pub(crate) async fn ingestor(env: &Env) -> String {
 async fn report(env: &Env, credential: &str, id: &str, epoch: i64) -> (StatusCode, Value) {
     let response = env
         .http
-        .post(format!("{}/enforcement/v1/points/report", env.base))
+        .post(env.url(RouteId::PointReport, &[]))
         .bearer_auth(credential)
         .json(&json!({
             "points": [{"id": id, "kind": "gateway", "name": "edge", "environment": "prod"}],
@@ -103,12 +104,7 @@ async fn report(env: &Env, credential: &str, id: &str, epoch: i64) -> (StatusCod
 /// One point as `GET /admin/v1/enforcement/points` lists it (the list's epoch must be 2).
 async fn point_status(env: &Env, id: &str) -> Value {
     let (_, points) = env
-        .call(
-            Method::GET,
-            "/admin/v1/enforcement/points",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::EnforcementPoints, &[], Some(&env.admin), None)
         .await;
     assert_eq!(points["epoch"], 2, "{points}");
     points["points"]
@@ -121,13 +117,8 @@ async fn point_status(env: &Env, id: &str) -> Value {
 }
 
 async fn revoke(env: &Env, body: Value) -> (StatusCode, Value) {
-    env.call(
-        Method::POST,
-        "/admin/v1/revocations",
-        Some(&env.admin),
-        Some(body),
-    )
-    .await
+    env.route(RouteId::Revoke, &[], Some(&env.admin), Some(body))
+        .await
 }
 
 pub(crate) async fn token_id(env: &Env, key: &SigningKey) -> String {
@@ -150,11 +141,11 @@ pub(crate) async fn verification_without_a_live_point_is_refused_at_once(env: En
     assert_eq!(body["live_points"], 0);
     let started = std::time::Instant::now();
     let (st, v) = env
-        .call(
-            Method::GET,
-            "/admin/v1/revocations/1/verification?wait_secs=20",
+        .query(
+            RouteId::RevocationVerification,
+            &["1"],
+            "wait_secs=20",
             Some(&env.admin),
-            None,
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -198,17 +189,23 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     assert_eq!(data["target"], jti.as_str());
     assert_eq!(data["kind"], "token");
 
-    let verify = "/admin/v1/revocations/1/verification";
-    let (st, v) = env.call(Method::GET, verify, Some(&env.admin), None).await;
+    let (st, v) = env
+        .route(
+            RouteId::RevocationVerification,
+            &["1"],
+            Some(&env.admin),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["complete"], false);
     assert_eq!(v["lagging"][0]["id"], "gateway:edge");
     // A verification waiting for the acknowledgement returns when it lands.
-    let waiting = env.call(
-        Method::GET,
-        "/admin/v1/revocations/1/verification?wait_secs=10",
+    let waiting = env.query(
+        RouteId::RevocationVerification,
+        &["1"],
+        "wait_secs=10",
         Some(&env.admin),
-        None,
     );
     let ack = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -274,9 +271,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
         );
     }
     // The signing key in use cannot be revoked: it says what to do instead.
-    let (_, keys) = env
-        .call(Method::GET, "/admin/v1/keys", Some(&env.admin), None)
-        .await;
+    let (_, keys) = env.route(RouteId::Keys, &[], Some(&env.admin), None).await;
     let kid = keys["keys"][0]["kid"]
         .as_str()
         .or_else(|| keys[0]["kid"].as_str())
@@ -292,17 +287,17 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     );
     // Only central admins revoke.
     let (_, auditor) = env
-        .call(
-            Method::POST,
-            "/admin/v1/credentials",
+        .route(
+            RouteId::CreateCredential,
+            &[],
             Some(&env.admin),
             Some(json!({"name": "auditor", "role": "auditor"})),
         )
         .await;
     let (st, _) = env
-        .call(
-            Method::POST,
-            "/admin/v1/revocations",
+        .route(
+            RouteId::Revoke,
+            &[],
             auditor["token"].as_str(),
             Some(json!({"kind": "identity", "target": CLIENT, "reason": "x"})),
         )
@@ -318,12 +313,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["revocation"]["epoch"], 2);
     let (_, identity) = env
-        .call(
-            Method::GET,
-            &format!("/admin/v1/identities/{}", super::tokens::segment(CLIENT)),
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::GetIdentity, &[CLIENT], Some(&env.admin), None)
         .await;
     assert_eq!(identity["state"], "suspended", "{identity}");
     let mut resumed = Stream::open(&env, &cred, Some("1")).await;
@@ -341,7 +331,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     // A malformed resume point is refused.
     let st = env
         .http
-        .get(format!("{}/enforcement/v1/revocations", env.base))
+        .get(env.url(RouteId::RevocationStream, &[]))
         .bearer_auth(&cred)
         .header("last-event-id", "soon")
         .send()
@@ -352,7 +342,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     // Admin credentials other than ingestor/central cannot open the stream.
     let st = env
         .http
-        .get(format!("{}/enforcement/v1/revocations", env.base))
+        .get(env.url(RouteId::RevocationStream, &[]))
         .bearer_auth(auditor["token"].as_str().unwrap())
         .send()
         .await
@@ -374,9 +364,9 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     assert_eq!(edge["behind_epoch"], true);
     assert_eq!(edge["credential"], "edge-gateway");
     let (_, v) = env
-        .call(
-            Method::GET,
-            "/admin/v1/revocations/2/verification",
+        .route(
+            RouteId::RevocationVerification,
+            &["2"],
             Some(&env.admin),
             None,
         )
@@ -410,20 +400,20 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
         "{answer}"
     );
     let (_, v) = env
-        .call(
-            Method::GET,
-            "/admin/v1/revocations/2/verification",
+        .route(
+            RouteId::RevocationVerification,
+            &["2"],
             Some(&env.admin),
             None,
         )
         .await;
     assert_eq!(v["complete"], false, "{v}");
     let (_, refused) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=admin.action&action=enforcement.report_refused",
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "kind=admin.action&action=enforcement.report_refused",
             Some(&env.admin),
-            None,
         )
         .await;
     let refused = refused.as_array().unwrap();
@@ -431,9 +421,9 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     assert_eq!(refused[0]["details"]["points"][0], "gateway:edge");
     assert_eq!(refused[0]["decision"]["outcome"], "deny");
     let (st, _) = env
-        .call(
-            Method::GET,
-            "/admin/v1/revocations/3/verification",
+        .route(
+            RouteId::RevocationVerification,
+            &["3"],
             Some(&env.admin),
             None,
         )
@@ -448,7 +438,7 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
     ] {
         let st = env
             .http
-            .post(format!("{}/enforcement/v1/points/report", env.base))
+            .post(env.url(RouteId::PointReport, &[]))
             .bearer_auth(&cred)
             .json(&body)
             .send()
@@ -460,26 +450,24 @@ pub(crate) async fn revocations_are_pushed_acknowledged_and_verified(env: Env) {
 
     // The revocations listing, and the evidence: who revoked what, who applied it.
     let (_, list) = env
-        .call(Method::GET, "/admin/v1/revocations", Some(&env.admin), None)
+        .route(RouteId::ListRevocations, &[], Some(&env.admin), None)
         .await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(list[1]["reason"], "compromised host");
     let (_, issued) = env
-        .call(
-            Method::GET,
-            "/admin/v1/audit/events?kind=revocation.issued",
+        .query(
+            RouteId::AuditEvents,
+            &[],
+            "kind=revocation.issued",
             Some(&env.admin),
-            None,
         )
         .await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 2, "{issued:?}");
     assert!(issued.iter().any(|e| e["principal"] == CLIENT));
-    let acked = super::tokens::events_when(
-        &env,
-        "/admin/v1/audit/events?kind=revocation.acknowledged",
-        |events| !events.is_empty(),
-    )
+    let acked = super::tokens::events_when(&env, "kind=revocation.acknowledged", |events| {
+        !events.is_empty()
+    })
     .await;
     assert_eq!(acked[0]["enforcement_point"], "gateway:edge");
     assert_eq!(acked[0]["details"]["epoch"], 1);

@@ -15,7 +15,7 @@ fn now() -> i64 {
 /// A client assertion for `CLIENT`, changed by `f`.
 pub(crate) fn assertion(base: &str, key: &SigningKey, f: impl Fn(&mut Value)) -> String {
     let mut c = json!({
-        "iss": CLIENT, "sub": CLIENT, "aud": format!("{base}/oauth2/token"),
+        "iss": CLIENT, "sub": CLIENT, "aud": format!("{base}{}", path(RouteId::Token, &[])),
         "iat": now(), "exp": now() + 60, "jti": uuid::Uuid::new_v4().to_string(),
     });
     f(&mut c);
@@ -28,7 +28,7 @@ pub(crate) async fn post_form(
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let resp = env
         .http
-        .post(format!("{}/oauth2/token", env.base))
+        .post(env.url(RouteId::Token, &[]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
             form_urlencoded::Serializer::new(String::new())
@@ -53,9 +53,9 @@ pub(crate) async fn register_client(env: &Env, key: &SigningKey) {
     env.apply_example().await;
     let jwk = key.public_key().jwk();
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
@@ -71,7 +71,7 @@ pub(crate) async fn register_client(env: &Env, key: &SigningKey) {
 }
 
 async fn validator(env: &Env) -> Validator {
-    let (st, jwks) = env.call(Method::GET, "/oauth2/jwks", None, None).await;
+    let (st, jwks) = env.route(RouteId::Jwks, &[], None, None).await;
     assert_eq!(st, StatusCode::OK);
     let keys = jwks["keys"].as_array().unwrap().iter().map(|k| {
         serde_json::from_value::<Jwk>(k.clone())
@@ -139,15 +139,13 @@ fn form(a: &str) -> Form {
 pub(crate) async fn tokens_are_discoverable_issued_and_third_party_valid(env: Env) {
     // Discovery points at this server.
     let (st, meta) = env
-        .call(Method::GET, "/.well-known/openid-configuration", None, None)
+        .route(RouteId::OpenidConfiguration, &[], None, None)
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(meta["issuer"], env.base);
-    assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", env.base));
-    assert_eq!(meta["jwks_uri"], format!("{}/oauth2/jwks", env.base));
-    let (_, bundle) = env
-        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
-        .await;
+    assert_eq!(meta["token_endpoint"], env.url(RouteId::Token, &[]));
+    assert_eq!(meta["jwks_uri"], env.url(RouteId::Jwks, &[]));
+    let (_, bundle) = env.route(RouteId::SpiffeBundle, &[], None, None).await;
     assert_eq!(bundle["keys"][0]["use"], "jwt-svid");
 
     let c = TokenClient::registered(&env).await;
@@ -172,9 +170,7 @@ pub(crate) async fn tokens_are_discoverable_issued_and_third_party_valid(env: En
     if let Some(python) =
         steward_testkit::python_with_spiffe("tokens_are_discoverable_issued_and_third_party_valid")
     {
-        let (_, bundle) = env
-            .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
-            .await;
+        let (_, bundle) = env.route(RouteId::SpiffeBundle, &[], None, None).await;
         let check = |token: &str, audience: &str| {
             let input = json!({"trust_domain": "acme.example", "bundle": bundle, "audience": audience, "token": token});
             let mut child = std::process::Command::new(&python)
@@ -386,7 +382,7 @@ pub(crate) async fn every_refusal_names_its_oauth_error_and_is_evidence(env: Env
             v.to_string(),
         )
     };
-    let body = json!({"iss": CLIENT, "sub": CLIENT, "aud": format!("{}/oauth2/token", env.base),
+    let body = json!({"iss": CLIENT, "sub": CLIENT, "aud": env.url(RouteId::Token, &[]),
         "iat": now(), "exp": now() + 60, "jti": "forged"});
     let signed_with = |header: Value| {
         let input = format!("{}.{}", b64(header), b64(body.clone()));
@@ -440,11 +436,9 @@ pub(crate) async fn every_refusal_names_its_oauth_error_and_is_evidence(env: Env
         );
     }
 
-    let refused = events_when(
-        &env,
-        "/admin/v1/audit/events?kind=credential.refused&limit=100",
-        |a| a.len() >= refusals,
-    )
+    let refused = events_when(&env, "kind=credential.refused&limit=100", |a| {
+        a.len() >= refusals
+    })
     .await;
     let refused = refused.as_array().unwrap();
     assert!(refused.len() >= refusals, "{}: {refused:?}", refused.len());
@@ -463,7 +457,7 @@ pub(crate) async fn every_refusal_names_its_oauth_error_and_is_evidence(env: Env
 /// undecodable.
 pub(crate) async fn malformed_token_requests_are_refused(env: Env) {
     // Malformed bodies: wrong media type, repeated parameter, oversized.
-    let url = format!("{}/oauth2/token", env.base);
+    let url = env.url(RouteId::Token, &[]);
     let r = env
         .http
         .post(&url)
@@ -505,10 +499,7 @@ pub(crate) async fn an_issuance_is_evidence_without_the_token(env: Env) {
         .await
         .validate(&token, &expect(now()))
         .unwrap();
-    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
-        !a.is_empty()
-    })
-    .await;
+    let issued = events_when(&env, "kind=credential.issued", |a| !a.is_empty()).await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 1, "{issued:?}");
     assert_eq!(issued[0]["principal"], CLIENT);
@@ -524,9 +515,7 @@ pub(crate) async fn an_issuance_is_evidence_without_the_token(env: Env) {
 /// Rotation: the new key signs at once, the old one still verifies, the bundle's
 /// sequence moves on; only an admin may rotate.
 pub(crate) async fn key_rotation_signs_anew_and_keeps_old_tokens_valid(env: Env) {
-    let (_, bundle) = env
-        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
-        .await;
+    let (_, bundle) = env.route(RouteId::SpiffeBundle, &[], None, None).await;
     let first_sequence = bundle["spiffe_sequence"].as_i64().unwrap();
     let c = TokenClient::registered(&env).await;
     let send = |v: Form| c.send(v);
@@ -535,21 +524,14 @@ pub(crate) async fn key_rotation_signs_anew_and_keeps_old_tokens_valid(env: Env)
     let token = body["access_token"].as_str().unwrap().to_owned();
     // Rotation: the new key signs at once, the old one still verifies.
     let (st, rotated) = env
-        .call(
-            Method::POST,
-            "/admin/v1/keys/rotate",
-            Some(&env.admin),
-            None,
-        )
+        .route(RouteId::RotateKeys, &[], Some(&env.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{rotated}");
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert!(rotated["previous_verifies_until"].is_string());
-    let (_, jwks) = env.call(Method::GET, "/oauth2/jwks", None, None).await;
+    let (_, jwks) = env.route(RouteId::Jwks, &[], None, None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
-    let (_, bundle) = env
-        .call(Method::GET, "/.well-known/spiffe-bundle", None, None)
-        .await;
+    let (_, bundle) = env.route(RouteId::SpiffeBundle, &[], None, None).await;
     assert!(bundle["spiffe_sequence"].as_i64().unwrap() > first_sequence);
     let v = validator(&env).await;
     assert!(
@@ -568,9 +550,7 @@ pub(crate) async fn key_rotation_signs_anew_and_keeps_old_tokens_valid(env: Env)
     )
     .unwrap();
     assert_eq!(header["kid"], new_kid);
-    let (_, keys) = env
-        .call(Method::GET, "/admin/v1/keys", Some(&env.admin), None)
-        .await;
+    let (_, keys) = env.route(RouteId::Keys, &[], Some(&env.admin), None).await;
     let states: Vec<&str> = keys["keys"]
         .as_array()
         .unwrap()
@@ -579,9 +559,7 @@ pub(crate) async fn key_rotation_signs_anew_and_keeps_old_tokens_valid(env: Env)
         .collect();
     assert_eq!(states, ["signing", "verifying"]);
     let au = env.credential("aud", "auditor", None).await;
-    let (st, _) = env
-        .call(Method::POST, "/admin/v1/keys/rotate", Some(&au), None)
-        .await;
+    let (st, _) = env.route(RouteId::RotateKeys, &[], Some(&au), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
@@ -590,9 +568,9 @@ pub(crate) async fn a_suspended_identity_gets_no_token(env: Env) {
     let c = TokenClient::registered(&env).await;
     let send = |v: Form| c.send(v);
     let (st, body) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{}/lifecycle", segment(CLIENT)),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[CLIENT],
             Some(&env.admin),
             Some(json!({"state": "suspended", "reason": "test"})),
         )
@@ -644,7 +622,7 @@ fn client_assertion(base: &str, id: &str, key: &SigningKey) -> String {
     jws::encode(
         key,
         "JWT",
-        &json!({"iss": id, "sub": id, "aud": format!("{base}/oauth2/token"), "iat": now(), "exp": now() + 60,
+        &json!({"iss": id, "sub": id, "aud": format!("{base}{}", path(RouteId::Token, &[])), "iat": now(), "exp": now() + 60,
                 "jti": uuid::Uuid::new_v4().to_string()}),
     )
     .unwrap()
@@ -666,7 +644,7 @@ pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
     let globex_key = SigningKey::generate().unwrap().0;
     apply_with_keys(&env, &[(GATEWAY, &gw_key), (GLOBEX, &globex_key)]).await;
     let (_, meta) = env
-        .call(Method::GET, "/.well-known/openid-configuration", None, None)
+        .route(RouteId::OpenidConfiguration, &[], None, None)
         .await;
     assert!(
         meta["grant_types_supported"]
@@ -842,11 +820,9 @@ pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
     );
 
     // The evidence names the subject and the chain.
-    let events = events_when(
-        &env,
-        "/admin/v1/audit/events?kind=credential.exchanged&limit=100",
-        |a| a.len() >= 5,
-    )
+    let events = events_when(&env, "kind=credential.exchanged&limit=100", |a| {
+        a.len() >= 5
+    })
     .await;
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 5, "{events:?}");
@@ -880,7 +856,7 @@ pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
     let key = SigningKey::generate().unwrap().0;
     register_client(&env, &key).await;
     let proof_key = SigningKey::generate().unwrap().0;
-    let endpoint = format!("{}/oauth2/token", env.base);
+    let endpoint = env.url(RouteId::Token, &[]);
     let request = |proof: Option<String>| {
         let (env, key, endpoint) = (&env, &key, &endpoint);
         async move {
@@ -930,6 +906,7 @@ pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
 
     for (proof, want) in [
         (
+            // A proof made for another server's token endpoint.
             dpop_proof(&proof_key, "https://elsewhere/oauth2/token", |_| {}),
             "htu",
         ),
@@ -968,16 +945,12 @@ pub(crate) async fn dpop_binds_tokens_to_the_client_key(env: Env) {
 
 const EXPORTER: &str = "spiffe://acme.example/legacy/billing-exporter";
 
-fn secret_path(id: &str) -> String {
-    format!("/admin/v1/identities/{}/client-secret", segment(id))
-}
-
 pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     env.apply_example().await;
     let (st, body) = env
-        .call(
-            Method::POST,
-            &secret_path("spiffe://acme.example/ns/payments/sa/payments-api"),
+        .route(
+            RouteId::CreateClientSecret,
+            &["spiffe://acme.example/ns/payments/sa/payments-api"],
             Some(&env.admin),
             None,
         )
@@ -992,11 +965,16 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     );
     let au = env.credential("au", "auditor", None).await;
     let (st, _) = env
-        .call(Method::POST, &secret_path(EXPORTER), Some(&au), None)
+        .route(RouteId::CreateClientSecret, &[EXPORTER], Some(&au), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, created) = env
-        .call(Method::POST, &secret_path(EXPORTER), Some(&env.admin), None)
+        .route(
+            RouteId::CreateClientSecret,
+            &[EXPORTER],
+            Some(&env.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let secret = created["client_secret"].as_str().unwrap().to_owned();
@@ -1022,7 +1000,7 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
         async move {
             let resp = env
                 .http
-                .post(format!("{}/oauth2/token", env.base))
+                .post(env.url(RouteId::Token, &[]))
                 .basic_auth(EXPORTER, Some(secret))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(format!(
@@ -1054,7 +1032,7 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     // Two methods at once.
     let resp = env
         .http
-        .post(format!("{}/oauth2/token", env.base))
+        .post(env.url(RouteId::Token, &[]))
         .basic_auth(EXPORTER, Some(&secret))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
@@ -1067,15 +1045,20 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
 
     // Rotation: the old secret stops at once; revocation stops the new one.
     let (_, created) = env
-        .call(Method::POST, &secret_path(EXPORTER), Some(&env.admin), None)
+        .route(
+            RouteId::CreateClientSecret,
+            &[EXPORTER],
+            Some(&env.admin),
+            None,
+        )
         .await;
     let newer = created["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(post(secret).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(post(newer.clone()).await.0, StatusCode::OK);
     let (st, body) = env
-        .call(
-            Method::DELETE,
-            &secret_path(EXPORTER),
+        .route(
+            RouteId::RevokeClientSecret,
+            &[EXPORTER],
             Some(&env.admin),
             None,
         )
@@ -1088,10 +1071,7 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
     assert_eq!(post(newer).await.0, StatusCode::UNAUTHORIZED);
 
     // Every use is flagged; the secret never reaches the evidence or the change log.
-    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
-        a.len() >= 3
-    })
-    .await;
+    let issued = events_when(&env, "kind=credential.issued", |a| a.len() >= 3).await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 3);
     for e in issued {
@@ -1104,12 +1084,7 @@ pub(crate) async fn legacy_client_secrets_are_flagged(env: Env) {
         );
     }
     let (_, changes) = env
-        .call(
-            Method::GET,
-            "/admin/v1/changes?limit=1000",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Changes, &[], "limit=1000", Some(&env.admin))
         .await;
     let text = changes.to_string();
     assert!(text.contains("client_secret.create") && text.contains("client_secret.revoke"));
@@ -1296,12 +1271,7 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
     let (st, _, body) = exchange(body_token(&env).await).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 
-    let events = events_when(
-        &env,
-        "/admin/v1/audit/events?kind=credential.federated",
-        |a| a.len() >= 3,
-    )
-    .await;
+    let events = events_when(&env, "kind=credential.federated", |a| a.len() >= 3).await;
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(
@@ -1344,9 +1314,9 @@ pub(crate) async fn client_token(env: &Env, key: &SigningKey) -> String {
 async fn register_client_in(env: &Env, key: &SigningKey) {
     let jwk = key.public_key().jwk();
     let (st, body) = env
-        .call(
-            Method::POST,
-            "/admin/v1/identities",
+        .route(
+            RouteId::CreateIdentity,
+            &[],
             Some(&env.admin),
             Some(json!({
                 "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
@@ -1437,9 +1407,9 @@ pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
 
     // Once the identity is suspended, the renewal is refused.
     let (st, body) = env
-        .call(
-            Method::POST,
-            &format!("/admin/v1/identities/{}/lifecycle", segment(PAYMENTS_API)),
+        .route(
+            RouteId::IdentityLifecycle,
+            &[PAYMENTS_API],
             Some(&env.admin),
             Some(json!({"state": "suspended", "reason": "INC-4711 closed"})),
         )
@@ -1449,10 +1419,7 @@ pub(crate) async fn jit_credentials_follow_the_workflow_and_policy(env: Env) {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 
     // Every step is evidence: two issues (the second a renewal) and the refusals.
-    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
-        a.len() >= 2
-    })
-    .await;
+    let issued = events_when(&env, "kind=credential.issued", |a| a.len() >= 2).await;
     let issued = issued.as_array().unwrap();
     assert_eq!(issued.len(), 2, "{issued:?}");
     assert_eq!(
@@ -1520,7 +1487,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
     )
     .unwrap();
     file.trust_domain = Some("acme.example".into());
-    let mut config = file
+    let config = file
         .resolve(Overrides {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().join("data")),
@@ -1528,21 +1495,22 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
             trust_domain: None,
         })
         .unwrap();
-    let store = steward_server::open_store(&config).await.unwrap();
-    let admin = bootstrap(&store).await.unwrap().unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    config.tokens.listening_on(addr);
-    assert!(config.tokens.issuer.starts_with("https://"));
-    let state = AppState::new(store, &config).await.unwrap();
-    let tls = steward_server::tls::server_config(config.tls.as_ref().unwrap()).unwrap();
-    tokio::spawn(steward_server::tls::serve_tls(
-        listener,
-        state,
-        tls,
-        std::future::pending(),
-    ));
-    let base = format!("https://{addr}");
+    let server = LocalServer::start(config).await.unwrap();
+    let admin = server.admin_token.clone();
+    let base = server.base.clone();
+    assert!(base.starts_with("https://"), "{base}");
+    let discovery: Value = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server_cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+        .get(format!("{base}{}", path(RouteId::OpenidConfiguration, &[])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], base.as_str(), "{discovery}");
     let https = |id: Option<reqwest::Identity>| {
         let mut b = reqwest::Client::builder().add_root_certificate(
             reqwest::Certificate::from_pem(server_cert.pem().as_bytes()).unwrap(),
@@ -1560,7 +1528,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
         content: "owners:\n  - id: o\n    name: O\n    email: o@acme.example\n".into(),
     }];
     let r = with_cert
-        .post(format!("{base}/admin/v1/config/apply"))
+        .post(format!("{base}{}", path(RouteId::ConfigApply, &[])))
         .bearer_auth(&admin)
         .json(&json!({ "files": files }))
         .send()
@@ -1568,7 +1536,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let r = with_cert
-        .post(format!("{base}/admin/v1/identities"))
+        .post(format!("{base}{}", path(RouteId::CreateIdentity, &[])))
         .bearer_auth(&admin)
         .json(&json!({
             "spiffe_id": "spiffe://acme.example/ns/ledger/sa/writer", "plane": "root", "owner": "o",
@@ -1581,7 +1549,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
     let form = "grant_type=client_credentials&client_id=spiffe%3A%2F%2Facme.example%2Fns%2Fledger%2Fsa%2Fwriter&audience=spiffe%3A%2F%2Facme.example%2Fns%2Fpayments%2Fsa%2Fledger";
     let ask = |client: &reqwest::Client| {
         client
-            .post(format!("{base}/oauth2/token"))
+            .post(format!("{base}{}", path(RouteId::Token, &[])))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form)
             .send()
@@ -1597,7 +1565,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
 
     // The shared validator wants the same certificate on the presenting connection.
     let jwks: Value = with_cert
-        .get(format!("{base}/oauth2/jwks"))
+        .get(format!("{base}{}", path(RouteId::Jwks, &[])))
         .send()
         .await
         .unwrap()
@@ -1704,28 +1672,37 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
         "{body}"
     );
 
-    let path = format!("/admin/v1/workflows/{WORKFLOW}/approvals");
     let approval =
         |secs: u64| json!({"requester": PAYMENTS_API, "valid_secs": secs, "note": "INC-4711"});
     // The bootstrap admin is not a listed approver.
     let (st, body) = env
-        .call(Method::POST, &path, Some(&env.admin), Some(approval(60)))
+        .route(
+            RouteId::ApproveWorkflow,
+            &[WORKFLOW],
+            Some(&env.admin),
+            Some(approval(60)),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
     let commander = env
         .credential("incident-commander", "plane-admin", Some("payments"))
         .await;
     let (st, body) = env
-        .call(
-            Method::POST,
-            &path,
+        .route(
+            RouteId::ApproveWorkflow,
+            &[WORKFLOW],
             Some(&commander),
             Some(json!({"requester": GLOBEX, "note": "x"})),
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     let (st, body) = env
-        .call(Method::POST, &path, Some(&commander), Some(approval(2)))
+        .route(
+            RouteId::ApproveWorkflow,
+            &[WORKFLOW],
+            Some(&commander),
+            Some(approval(2)),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (st, _, body) = request().await;
@@ -1735,10 +1712,7 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
     let (st, _, body) = request().await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
 
-    let issued = events_when(&env, "/admin/v1/audit/events?kind=credential.issued", |a| {
-        !a.is_empty()
-    })
-    .await;
+    let issued = events_when(&env, "kind=credential.issued", |a| !a.is_empty()).await;
     let reason = issued[0]["decision"]["reasons"][0]
         .as_str()
         .unwrap()
@@ -1748,22 +1722,25 @@ pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
         "{reason}"
     );
     let (_, changes) = env
-        .call(
-            Method::GET,
-            "/admin/v1/changes?limit=1000",
-            Some(&env.admin),
-            None,
-        )
+        .query(RouteId::Changes, &[], "limit=1000", Some(&env.admin))
         .await;
     assert!(changes.to_string().contains("workflow.approve"));
 }
 
-/// The evidence events at `url` once `done` holds for them: the writer commits
-/// asynchronously, so a test waits (up to two seconds) for the last events to land.
-pub(crate) async fn events_when(env: &Env, url: &str, done: impl Fn(&Vec<Value>) -> bool) -> Value {
+/// The evidence events matching `query` (of the audit events route) once `done` holds
+/// for them: the writer commits asynchronously, so a test waits (up to two seconds) for
+/// the last events to land.
+pub(crate) async fn events_when(
+    env: &Env,
+    query: &str,
+    done: impl Fn(&Vec<Value>) -> bool,
+) -> Value {
     let mut events = Value::Null;
     for _ in 0..100 {
-        events = env.call(Method::GET, url, Some(&env.admin), None).await.1;
+        events = env
+            .query(RouteId::AuditEvents, &[], query, Some(&env.admin))
+            .await
+            .1;
         if events.as_array().is_some_and(&done) {
             break;
         }

@@ -1,14 +1,13 @@
-//! Wire types of the admin API (API boundary: the CLI, tests and other clients use
-//! these; `docs/openapi.yaml` describes the same shapes).
+//! Requests and answers of the admin API (`docs/openapi.yaml` describes the same shapes).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::records::{Campaign, Credential, PolicyVersion, ReviewItem};
 use steward_governance::{Plan, SourceFile};
 use steward_model::{
     AdminRole, Classification, Entitlement, IdentityKind, LifecycleState, PlaneId, Role, SpiffeId,
 };
-use steward_store::CredentialRecord;
 
 /// A governance repository, shipped as its files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,7 +41,22 @@ pub struct PlanResponse {
     /// Line diff of the policy in force against the repository's (empty: no change).
     pub policy_diff: String,
     /// The dry-run: recorded decisions the candidate policy would decide differently.
-    pub replay: crate::replay::Replay,
+    pub replay: Replay,
+}
+
+/// What the dry-run of a plan found: recorded decisions the candidate policy would
+/// decide the other way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Replay {
+    pub days: u32,
+    /// Decisions replayed.
+    pub replayed: usize,
+    /// Decisions that could not be replayed: ingested from foreign enforcement points, or
+    /// refused before a request could be formed (unknown subject type, say).
+    pub skipped: usize,
+    /// Whether only the newest decisions (a fixed maximum) were replayed.
+    pub truncated: bool,
+    pub flips: Vec<steward_model::Flip>,
 }
 
 /// What an apply did.
@@ -116,14 +130,14 @@ impl CreateCredentialRequest {
     }
 
     /// The role the request asks for, checked for a consistent plane.
-    pub fn resolved_role(&self) -> Result<Role, String> {
+    pub fn resolved_role(&self) -> Result<Role, crate::Error> {
         match (self.role, &self.plane) {
             (AdminRole::CentralAdmin, None) => Ok(Role::CentralAdmin),
             (AdminRole::Auditor, None) => Ok(Role::Auditor),
             (AdminRole::Ingestor, None) => Ok(Role::Ingestor),
             (AdminRole::PlaneAdmin, Some(p)) => Ok(Role::PlaneAdmin { plane: p.clone() }),
-            (AdminRole::PlaneAdmin, None) => Err("a `plane-admin` credential needs `plane`".into()),
-            (_, Some(_)) => Err("`plane` only goes with role `plane-admin`".into()),
+            (AdminRole::PlaneAdmin, None) => Err(crate::Error::PlaneAdminWithoutPlane),
+            (_, Some(_)) => Err(crate::Error::PlaneWithoutPlaneAdmin),
         }
     }
 }
@@ -131,7 +145,7 @@ impl CreateCredentialRequest {
 /// A new credential: the token is shown here once and never again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedCredential {
-    pub credential: CredentialRecord,
+    pub credential: Credential,
     pub token: String,
 }
 
@@ -227,4 +241,103 @@ pub struct Verification {
     pub not_live: Vec<PointStatus>,
     /// Milliseconds from the request until the answer.
     pub waited_ms: u64,
+}
+
+/// `POST /admin/v1/identities/{id}/client-secret`: a legacy-key identity's new static
+/// secret, shown once (only its hash is stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientSecret {
+    pub spiffe_id: String,
+    pub client_secret: String,
+    pub created_at: String,
+    pub note: String,
+}
+
+/// `DELETE /admin/v1/identities/{id}/client-secret`: whether there was one to revoke.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientSecretRevoked {
+    pub spiffe_id: String,
+    pub revoked: bool,
+}
+
+/// `PUT /admin/v1/egress-secrets/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetEgressSecret {
+    pub value: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `POST /admin/v1/reviews`: a campaign to start.
+pub struct StartRequest {
+    pub name: Option<String>,
+    /// Only this plane and its subtree (required for a plane admin).
+    pub plane: Option<String>,
+    /// Days the owners have (default 14).
+    pub due_days: Option<u64>,
+    /// Every identity in scope, not only those due on their plane's cadence.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `POST /admin/v1/reviews/{id}/decisions`: one attestation.
+pub struct DecisionRequest {
+    pub spiffe_id: String,
+    /// `keep`, `reduce` or `revoke`.
+    pub decision: String,
+    pub note: String,
+    /// For `reduce`: the permissions (`capability:action`) to remove.
+    #[serde(default)]
+    pub reduce: Vec<String>,
+}
+
+/// A campaign and (the caller's share of) its items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignView {
+    pub campaign: Campaign,
+    pub items: Vec<ReviewItem>,
+}
+
+/// One policy version with its bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyVersionBody {
+    #[serde(flatten)]
+    pub version: PolicyVersion,
+    pub bundle: steward_model::PolicyBundle,
+}
+
+/// Roll back: publish version `to` again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub to: i64,
+    /// Refuse unless this is still the current policy version.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+}
+
+/// A line diff between two policy versions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyDiff {
+    pub from: i64,
+    pub to: i64,
+    pub diff: String,
+}
+
+/// Body of `POST /admin/v1/workflows/{id}/approvals`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// The requester (SPIFFE ID) the approval is for.
+    pub requester: String,
+    /// How long the approval stays usable, in seconds (default 3600, at most 86400).
+    #[serde(default)]
+    pub valid_secs: Option<u64>,
+    /// Why (a ticket, an incident): goes into the change log and the evidence.
+    pub note: String,
 }
