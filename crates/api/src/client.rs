@@ -251,6 +251,14 @@ pub struct EventQuery {
     pub newest_first: bool,
 }
 
+/// Which items of a campaign [`ApiClient::review`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewItems {
+    All,
+    /// Only those not attested yet.
+    Pending,
+}
+
 /// Parameters of [`ApiClient::posture`]; unset ones take the server's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct PostureQuery {
@@ -464,15 +472,15 @@ impl ApiClient {
         self.route(RouteId::StartReview, &[]).json(req).send().await
     }
 
-    /// A campaign with its items: only undecided ones with `pending`, only `owner`'s.
+    /// A campaign with its items (`items`), only `owner`'s when given.
     pub async fn review(
         &self,
         id: &str,
-        pending: bool,
+        items: ReviewItems,
         owner: Option<&str>,
     ) -> Result<CampaignView, Error> {
         self.route(RouteId::GetReview, &[id])
-            .query("pending", pending)
+            .query("pending", items == ReviewItems::Pending)
             .query_opt("owner", owner)
             .send()
             .await

@@ -26,7 +26,7 @@ pub use admin::*;
 pub use audit::*;
 pub use authzen::*;
 #[cfg(feature = "client")]
-pub use client::{ApiClient, Call, EventQuery, IdentityQuery, PostureQuery};
+pub use client::{ApiClient, Call, EventQuery, IdentityQuery, PostureQuery, ReviewItems};
 pub use enforcement::{PointIdentity, PointReportAnswer, PointReportRequest, ReleasedSecret};
 pub use error::{Error, ErrorBody, OAuthErrorBody};
 pub use posture::*;

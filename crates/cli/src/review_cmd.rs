@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use steward_api::{Campaign, CampaignView, DecisionRequest, ReviewItem, StartRequest};
+use steward_api::{Campaign, CampaignView, DecisionRequest, ReviewItem, ReviewItems, StartRequest};
 
 use crate::commands::{connect, emit};
 use crate::{Remote, output};
@@ -142,7 +142,15 @@ pub(crate) async fn run(cmd: ReviewCommand) -> Result<ExitCode> {
             remote,
         } => {
             let v: CampaignView = connect(&remote)?
-                .review(&id, pending, owner.as_deref())
+                .review(
+                    &id,
+                    if pending {
+                        ReviewItems::Pending
+                    } else {
+                        ReviewItems::All
+                    },
+                    owner.as_deref(),
+                )
                 .await?;
             emit(&remote, &v, || items_text(&v))
         }

@@ -169,27 +169,63 @@ fn readme_quickstart_demo_runs_to_completion() {
     assert_eq!(refused, total, "{traffic}");
 }
 
-fn cli_workflow(backing: Backing) {
-    let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("token");
-    let server = Server::start(&backing, &token_file);
-    let token = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-    assert!(token.starts_with("stw_"));
-    let repo = example_repo();
-    let repo = repo.to_str().unwrap();
+/// The identity the workflow suspends, then decommissions.
+const RETIRED: &str = "spiffe://acme.example/ns/payments/sa/refund-worker";
 
+/// One control plane driven through the CLI, as an operator would, phase by phase: each
+/// phase is its own function so a failure names what broke; later phases read what
+/// earlier ones left (the retired identity, the evidence of the changes).
+struct Workflow {
+    tmp: tempfile::TempDir,
+    token_file: std::path::PathBuf,
+    token: String,
+    repo: String,
+    backing: Backing,
+    server: Server,
+}
+
+impl Workflow {
+    fn start(backing: Backing) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let token_file = tmp.path().join("token");
+        let server = Server::start(&backing, &token_file);
+        let token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert!(token.starts_with("stw_"));
+        Self {
+            repo: example_repo().to_str().unwrap().to_owned(),
+            tmp,
+            token_file,
+            token,
+            backing,
+            server,
+        }
+    }
+}
+
+fn cli_workflow(backing: Backing) {
+    let w = Workflow::start(backing);
+    governance_by_cli(&w);
+    decisions_by_cli(&w);
+    evidence_by_cli(&w);
+    egress_secrets_by_cli(&w);
+    let w = restart_keeps_everything(w);
+    a_copy_of_the_log_verifies_offline(w);
+}
+
+/// Plan, apply, list, the lifecycle (decommissioning is one-way), a plane admin's limits.
+fn governance_by_cli(w: &Workflow) {
     let out = steward()
-        .args(["plan", repo])
-        .env("STEWARD_SERVER", server.url())
+        .args(["plan", &w.repo])
+        .env("STEWARD_SERVER", w.server.url())
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).1.contains("STEWARD_TOKEN"), "{}", text(&out).1);
 
-    let out = server.cli(&token, &["plan", repo]);
+    let out = w.server.cli(&w.token, &["plan", &w.repo]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -201,7 +237,9 @@ fn cli_workflow(backing: Backing) {
         "{stdout}"
     );
 
-    let out = server.cli(&token, &["apply", repo, "--expected-version", "0"]);
+    let out = w
+        .server
+        .cli(&w.token, &["apply", &w.repo, "--expected-version", "0"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(
         text(&out)
@@ -211,32 +249,39 @@ fn cli_workflow(backing: Backing) {
         text(&out).0
     );
 
-    let out = server.cli(&token, &["plan", repo]);
+    let out = w.server.cli(&w.token, &["plan", &w.repo]);
     assert!(text(&out).0.contains("No changes"), "{}", text(&out).0);
 
-    let out = server.cli(&token, &["identity", "list", "--plane", "payments-eu"]);
+    let out = w
+        .server
+        .cli(&w.token, &["identity", "list", "--plane", "payments-eu"]);
     let (stdout, _) = text(&out);
     assert!(stdout.starts_with("SPIFFE ID"), "{stdout}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 
-    let id = "spiffe://acme.example/ns/payments/sa/refund-worker";
-    let out = server.cli(&token, &["identity", "suspend", id, "--reason", "INC-1"]);
+    let id = RETIRED;
+    let out = w
+        .server
+        .cli(&w.token, &["identity", "suspend", id, "--reason", "INC-1"]);
     assert!(
         text(&out).0.contains("is now suspended"),
         "{:?}",
         text(&out)
     );
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &["identity", "decommission", id, "--reason", "retired"],
     );
     assert!(out.status.success());
-    let out = server.cli(&token, &["identity", "reactivate", id, "--reason", "undo"]);
+    let out = w.server.cli(
+        &w.token,
+        &["identity", "reactivate", id, "--reason", "undo"],
+    );
     assert!(!out.status.success());
     assert!(text(&out).1.contains("one-way"), "{}", text(&out).1);
 
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "credential",
             "create",
@@ -251,15 +296,17 @@ fn cli_workflow(backing: Backing) {
     );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pa = created["token"].as_str().unwrap();
-    let out = server.cli(pa, &["apply", repo]);
+    let out = w.server.cli(pa, &["apply", &w.repo]);
     assert!(!out.status.success());
     assert!(
         text(&out).1.contains("needs the central-admin role"),
         "{}",
         text(&out).1
     );
+}
 
-    // Decisions by hand, through the server's AuthZEN API; exit 0 allow, 1 deny.
+/// Decisions by hand (exit 0 allow, 1 deny), policy versions, entitlements, the change log.
+fn decisions_by_cli(w: &Workflow) {
     let charge = [
         "authorize",
         "--principal",
@@ -269,7 +316,10 @@ fn cli_workflow(backing: Backing) {
         "--action",
         "invoke",
     ];
-    let out = server.cli(&token, &[&charge[..], &["-c", "environment=prod"]].concat());
+    let out = w.server.cli(
+        &w.token,
+        &[&charge[..], &["-c", "environment=prod"]].concat(),
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
@@ -277,19 +327,22 @@ fn cli_workflow(backing: Backing) {
         "{stdout}"
     );
     assert!(stdout.contains("evidence: "), "{stdout}");
-    let out = server.cli(&token, &[&charge[..], &["-c", "environment=dev"]].concat());
+    let out = w.server.cli(
+        &w.token,
+        &[&charge[..], &["-c", "environment=dev"]].concat(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).0.contains("GR-1 (central guardrail, forbid)"),
         "{}",
         text(&out).0
     );
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "authorize",
             "--principal",
-            id,
+            RETIRED,
             "--http",
             "POST /v1/charges/ch_9/refunds",
             "-c",
@@ -303,10 +356,10 @@ fn cli_workflow(backing: Backing) {
         text(&out)
     );
     assert!(text(&out).0.contains("GR-2"), "{}", text(&out).0);
-    let out = server.cli(&token, &["policy", "versions"]);
+    let out = w.server.cli(&w.token, &["policy", "versions"]);
     assert!(text(&out).0.contains("apply"), "{}", text(&out).0);
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "identity",
             "entitlements",
@@ -319,12 +372,12 @@ fn cli_workflow(backing: Backing) {
         text(&out)
     );
 
-    let out = server.cli(&token, &["status", "--json"]);
+    let out = w.server.cli(&w.token, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["config_version"], 1);
     assert_eq!(status["identities"]["decommissioned"], 1);
 
-    let out = server.cli(&token, &["changes"]);
+    let out = w.server.cli(&w.token, &["changes"]);
     let (stdout, _) = text(&out);
     for action in [
         "config.apply",
@@ -334,15 +387,17 @@ fn cli_workflow(backing: Backing) {
     ] {
         assert!(stdout.contains(action), "{stdout}");
     }
+}
 
-    // The evidence log: intact, traceable by identity, exportable as JSON Lines.
-    let out = server.cli(&token, &["audit", "verify"]);
+/// The evidence log: intact, traceable by identity, exportable as JSON Lines and OCSF.
+fn evidence_by_cli(w: &Workflow) {
+    let out = w.server.cli(&w.token, &["audit", "verify"]);
     assert!(
         out.status.success() && text(&out).0.contains("Evidence log intact"),
         "{:?}",
         text(&out)
     );
-    let out = server.cli(&token, &["audit", "trace", id]);
+    let out = w.server.cli(&w.token, &["audit", "trace", RETIRED]);
     let (trace, _) = text(&out);
     assert!(
         trace.contains("identity.lifecycle")
@@ -350,15 +405,18 @@ fn cli_workflow(backing: Backing) {
             && trace.contains("identity.decommission"),
         "{trace}"
     );
-    let out = server.cli(&token, &["audit", "export", "--kind", "identity.lifecycle"]);
+    let out = w.server.cli(
+        &w.token,
+        &["audit", "export", "--kind", "identity.lifecycle"],
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "suspend and decommission");
     assert!(lines.iter().all(|l| l["hash"].as_str().unwrap().len() == 64 && l["schema"] == "steward.evidence/1"));
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "audit",
             "export",
@@ -373,14 +431,16 @@ fn cli_workflow(backing: Backing) {
     assert_eq!(ocsf["class_uid"], 3004);
     assert_eq!(ocsf["metadata"]["version"], "1.1.0");
     assert_eq!(ocsf["unmapped"]["steward"]["kind"], "config.applied");
-    let out = server.cli(&token, &["audit", "tail", "-n", "3"]);
+    let out = w.server.cli(&w.token, &["audit", "tail", "-n", "3"]);
     assert_eq!(text(&out).0.lines().count(), 4, "{}", text(&out).0);
+}
 
-    // Egress secrets: stored sealed, listed without values, never on the command line.
-    let secret_file = tmp.path().join("provider-key");
+/// Egress secrets: stored sealed, listed without values, never on the command line.
+fn egress_secrets_by_cli(w: &Workflow) {
+    let secret_file = w.tmp.path().join("provider-key");
     std::fs::write(&secret_file, "sk-e2e-provider-key\n").unwrap();
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "egress-secret",
             "set",
@@ -392,15 +452,15 @@ fn cli_workflow(backing: Backing) {
         ],
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    let out = server.cli(&token, &["egress-secret", "list"]);
+    let out = w.server.cli(&w.token, &["egress-secret", "list"]);
     let (stdout, _) = text(&out);
     assert!(
         stdout.contains("ai-provider") && stdout.contains("AI provider"),
         "{stdout}"
     );
     assert!(!stdout.contains("sk-e2e"), "{stdout}");
-    let out = server.cli(
-        &token,
+    let out = w.server.cli(
+        &w.token,
         &[
             "egress-secret",
             "set",
@@ -411,8 +471,18 @@ fn cli_workflow(backing: Backing) {
     );
     assert!(!out.status.success());
     assert!(text(&out).1.contains("a-z, 0-9"), "{}", text(&out).1);
+}
 
-    // A restart keeps everything and hands out no second bootstrap credential.
+/// A kill -9 and a restart keep everything and hand out no second bootstrap credential.
+fn restart_keeps_everything(w: Workflow) -> Workflow {
+    let Workflow {
+        tmp,
+        token_file,
+        token,
+        repo,
+        backing,
+        server,
+    } = w;
     server.kill9();
     std::fs::remove_file(&token_file).unwrap();
     let server = Server::start(&backing, &token_file);
@@ -423,14 +493,28 @@ fn cli_workflow(backing: Backing) {
     let out = server.cli(&token, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["config_version"], 1);
+    Workflow {
+        tmp,
+        token_file,
+        token,
+        repo,
+        backing,
+        server,
+    }
+}
 
-    // A copy of the log verifies away from the server, against the key kept apart.
-    let kept = tmp.path().join("kept.json");
-    let log = tmp.path().join("log.jsonl");
+/// A copy of the log verifies away from the server, against the key kept apart; an edited
+/// record, or another key, and it no longer does.
+fn a_copy_of_the_log_verifies_offline(w: Workflow) {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept.json");
+    let log = dir.path().join("log.jsonl");
     let deadline = Instant::now() + Duration::from_secs(20);
     let doc = loop {
         // The restarted server signs a checkpoint of the head at once.
-        let out = server.cli(&token, &["audit", "checkpoints", "--export"]);
+        let out = w
+            .server
+            .cli(&w.token, &["audit", "checkpoints", "--export"]);
         assert!(out.status.success(), "{:?}", text(&out));
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         if !doc["checkpoints"].as_array().unwrap().is_empty() || Instant::now() > deadline {
@@ -441,12 +525,14 @@ fn cli_workflow(backing: Backing) {
     };
     assert!(!doc["checkpoints"].as_array().unwrap().is_empty(), "{doc}");
     let public = doc["keys"][0]["public_key"].as_str().unwrap().to_owned();
-    let out = server.cli(&token, &["audit", "checkpoints"]);
+    let out = w.server.cli(&w.token, &["audit", "checkpoints"]);
     assert!(text(&out).0.contains(&public), "{:?}", text(&out));
-    let out = server.cli(&token, &["audit", "export", "--format", "chain"]);
+    let out = w
+        .server
+        .cli(&w.token, &["audit", "export", "--format", "chain"]);
     assert!(out.status.success(), "{:?}", text(&out));
     std::fs::write(&log, &out.stdout).unwrap();
-    drop(server);
+    drop(w);
     let offline = |file: &Path, key: &str| {
         steward()
             .args(["audit", "verify", "--offline"])
@@ -477,7 +563,7 @@ fn cli_workflow(backing: Backing) {
         .into();
     let mut edited = lines.clone();
     edited[2] = record.to_string();
-    let tampered = tmp.path().join("tampered.jsonl");
+    let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, edited.join("\n")).unwrap();
     let out = offline(&tampered, &public);
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));

@@ -40,7 +40,7 @@ pub use plane::{Plane, PlaneSettings, PlaneTree};
 pub use policy::{
     ContextAttribute, ContextType, EntitlementReport, Flip, Permission, PolicyException, Workflow,
 };
-pub use revocation::{Revocation, RevocationKind, TokenFacts};
+pub use revocation::{Revocation, RevocationKind, RevokedIdentity, TokenFacts};
 pub use role::{AdminRole, Role};
 pub use settings::{DEFAULT_MAX_EXCEPTION_DAYS, Loosening, Settings};
 pub use spiffe::{SpiffeId, TrustDomain};

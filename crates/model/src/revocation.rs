@@ -8,6 +8,24 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What a revoked identity becomes: suspended (it can be reactivated) or decommissioned
+/// (one-way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevokedIdentity {
+    Suspended,
+    Decommissioned,
+}
+
+impl RevokedIdentity {
+    /// The lifecycle state the identity moves to.
+    pub fn state(self) -> crate::LifecycleState {
+        match self {
+            Self::Suspended => crate::LifecycleState::Suspended,
+            Self::Decommissioned => crate::LifecycleState::Decommissioned,
+        }
+    }
+}
+
 /// What a revocation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

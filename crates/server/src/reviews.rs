@@ -310,7 +310,7 @@ pub(crate) async fn decide(
             RevocationKind::Identity,
             &item.spiffe_id,
             &format!("access review {id}: {note}"),
-            false,
+            steward_model::RevokedIdentity::Suspended,
             &caller.0,
         )
         .await?;

@@ -461,7 +461,7 @@ async fn lifecycle(
             steward_model::RevocationKind::Identity,
             &id,
             &req.reason,
-            true,
+            steward_model::RevokedIdentity::Decommissioned,
             &caller.0,
         )
         .await?;

@@ -439,7 +439,7 @@ async fn decommission_in_tx(
             reason,
             revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
             until,
-            decommission: true,
+            identity: steward_model::RevokedIdentity::Decommissioned,
         },
         actor,
     )

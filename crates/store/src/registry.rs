@@ -280,7 +280,7 @@ impl Store {
                     reason: reason.to_owned(),
                     revoked_at: time::OffsetDateTime::now_utc().unix_timestamp(),
                     until: None,
-                    decommission: true,
+                    identity: steward_model::RevokedIdentity::Decommissioned,
                 },
                 actor,
             )

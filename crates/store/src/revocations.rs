@@ -30,8 +30,8 @@ pub struct RevokeRequest {
     pub revoked_at: i64,
     /// When points may forget it (the caller knows the longest token lifetime).
     pub until: Option<i64>,
-    /// For an identity: decommission (one-way) instead of suspending.
-    pub decommission: bool,
+    /// For an identity: what it becomes.
+    pub identity: steward_model::RevokedIdentity,
 }
 
 /// An enforcement point's report: who it is and what it runs.
@@ -365,11 +365,7 @@ pub(crate) async fn revoke_in_tx(
     let planes = match req.kind {
         RevocationKind::Token => Vec::new(),
         RevocationKind::Identity => {
-            let to = if req.decommission {
-                LifecycleState::Decommissioned
-            } else {
-                LifecycleState::Suspended
-            };
+            let to = req.identity.state();
             change_state_in_tx(backend, &mut *conn, &req.target, to, &req.reason, actor).await?;
             Vec::new()
         }

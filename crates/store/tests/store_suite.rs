@@ -1311,7 +1311,7 @@ fn revoke_req(kind: RevocationKind, target: &str) -> RevokeRequest {
         reason: "incident INC-7".into(),
         revoked_at: 1_000,
         until: Some(5_000),
-        decommission: false,
+        identity: steward_model::RevokedIdentity::Suspended,
     }
 }
 

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use steward_model::{PlaneId, Revocation, RevocationKind, SpiffeId};
+use steward_model::{PlaneId, Revocation, RevocationKind, RevokedIdentity, SpiffeId};
 
 use super::hub::catch_up;
 use super::reports::statuses;
@@ -38,8 +38,19 @@ pub(crate) async fn revoke(
             "`decommission` only applies to an identity",
         ));
     }
-    let (revocation, note) =
-        revoke_now(&s, req.kind, target, reason, req.decommission, &caller.0).await?;
+    let (revocation, note) = revoke_now(
+        &s,
+        req.kind,
+        target,
+        reason,
+        if req.decommission {
+            RevokedIdentity::Decommissioned
+        } else {
+            RevokedIdentity::Suspended
+        },
+        &caller.0,
+    )
+    .await?;
     let points = statuses(&s).await?;
     let live_points = points.points.iter().filter(|p| p.live).count();
     Ok((
@@ -67,7 +78,7 @@ pub(crate) async fn revoke_now(
     kind: RevocationKind,
     target: &str,
     reason: &str,
-    decommission: bool,
+    identity: RevokedIdentity,
     actor: &steward_store::Actor,
 ) -> Result<(Revocation, Option<String>), ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -106,7 +117,7 @@ pub(crate) async fn revoke_now(
         reason: reason.to_owned(),
         revoked_at: now,
         until,
-        decommission,
+        identity,
     };
     let revocation = s.store.revoke(&request, actor).await?;
     tracing::info!(epoch = revocation.epoch, kind = %revocation.kind, target = %revocation.target, actor = %actor.credential_id, "revoked");
