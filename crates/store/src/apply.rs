@@ -243,7 +243,7 @@ async fn write_change(
                 return Ok(());
             };
             delete(&mut *tx, "policies", "path", id).await?;
-            insert_policy_file(&mut *tx, p).await?;
+            crate::policy::insert_policy_file(&mut *tx, p).await?;
         }
         // Kept in the policy bundle, written below.
         (ObjectKind::ContextAttribute | ObjectKind::Exception | ObjectKind::Workflow, _) => {}
@@ -473,17 +473,4 @@ fn exception_event(
         "reason": e.reason,
     });
     ev
-}
-
-pub(crate) async fn insert_policy_file(
-    conn: &mut sqlx::AnyConnection,
-    p: &steward_governance::PolicyFile,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
-        .bind(&p.path)
-        .bind(p.plane.to_string())
-        .bind(&p.text)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

@@ -78,7 +78,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for p in bundle.policies.values() {
-            crate::apply::insert_policy_file(&mut tx, p).await?;
+            insert_policy_file(&mut tx, p).await?;
         }
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM config_versions")
             .fetch_one(&mut *tx)
@@ -185,4 +185,18 @@ async fn insert_version(
         .execute(&mut *conn)
         .await?;
     Ok(v)
+}
+
+/// Stores one policy file of the repository (inside the caller's transaction).
+pub(crate) async fn insert_policy_file(
+    conn: &mut sqlx::AnyConnection,
+    p: &steward_governance::PolicyFile,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO policies (path, plane, text) VALUES ($1, $2, $3)")
+        .bind(&p.path)
+        .bind(p.plane.to_string())
+        .bind(&p.text)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
