@@ -341,3 +341,53 @@ pub struct ApprovalRequest {
     /// Why (a ticket, an incident): goes into the change log and the evidence.
     pub note: String,
 }
+
+/// A token signing key's place in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Signs new tokens.
+    Signing,
+    /// No longer signs; still published so tokens it signed validate until they expire.
+    Verifying,
+    /// Neither signs nor is published.
+    Retired,
+}
+
+impl KeyState {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signing => "signing",
+            Self::Verifying => "verifying",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// One token signing key (public facts only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub state: KeyState,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+    /// Until when tokens it signed still validate.
+    pub verifies_until: Option<String>,
+}
+
+/// `GET /admin/v1/keys`: every signing key ever made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeysList {
+    pub keys: Vec<SigningKeyInfo>,
+}
+
+/// `POST /admin/v1/keys/rotate`: the new key, and until when the previous one verifies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRotated {
+    pub kid: String,
+    pub previous: Option<String>,
+    pub previous_verifies_until: Option<String>,
+    pub checked_at: String,
+}

@@ -635,6 +635,24 @@ impl ApiClient {
             .await
     }
 
+    /// The OpenID Connect discovery document.
+    pub async fn server_metadata(&self) -> Result<crate::ServerMetadata, Error> {
+        self.route(RouteId::OpenidConfiguration, &[]).send().await
+    }
+
+    /// The AuthZEN PDP metadata.
+    pub async fn authzen_configuration(&self) -> Result<crate::AuthzenConfiguration, Error> {
+        self.route(RouteId::AuthzenConfiguration, &[]).send().await
+    }
+
+    pub async fn keys(&self) -> Result<KeysList, Error> {
+        self.route(RouteId::Keys, &[]).send().await
+    }
+
+    pub async fn rotate_keys(&self) -> Result<KeyRotated, Error> {
+        self.route(RouteId::RotateKeys, &[]).send().await
+    }
+
     pub async fn enforcement_points(&self) -> Result<PointsResponse, Error> {
         self.route(RouteId::EnforcementPoints, &[]).send().await
     }

@@ -43,3 +43,33 @@ pub struct PointReportAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<String>,
 }
+
+/// `GET /.well-known/openid-configuration` and `GET /.well-known/oauth-authorization-server`
+/// (OpenID Connect Discovery 1.0, RFC 8414): what relying parties and clients read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub token_endpoint: String,
+    pub grant_types_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub tls_client_certificate_bound_access_tokens: bool,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Required by OpenID discovery; Steward has no end users or authorization endpoint,
+    /// so like other workload issuers it names only the JWT signing algorithm.
+    pub response_types_supported: Vec<String>,
+    pub subject_types_supported: Vec<String>,
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    pub claims_supported: Vec<String>,
+    pub spiffe_trust_domain: String,
+    pub spiffe_bundle_endpoint: String,
+}
+
+/// `GET /.well-known/authzen-configuration` (AuthZEN PDP metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzenConfiguration {
+    pub policy_decision_point: String,
+    pub access_evaluation_endpoint: String,
+    pub access_evaluations_endpoint: String,
+}

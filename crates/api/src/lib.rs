@@ -27,7 +27,10 @@ pub use audit::*;
 pub use authzen::*;
 #[cfg(feature = "client")]
 pub use client::{ApiClient, Call, EventQuery, IdentityQuery, PostureQuery, ReviewItems};
-pub use enforcement::{PointIdentity, PointReportAnswer, PointReportRequest, ReleasedSecret};
+pub use enforcement::{
+    AuthzenConfiguration, PointIdentity, PointReportAnswer, PointReportRequest, ReleasedSecret,
+    ServerMetadata,
+};
 pub use error::{Error, ErrorBody, OAuthErrorBody};
 pub use posture::*;
 pub use records::*;

@@ -7,7 +7,7 @@ use steward_api::{
     ActionObject, ApiClient, ApplyRequest, ApplyResponse, Entity, EvaluationItem,
     EvaluationRequest, EvaluationResponse, EvaluationsOptions, EvaluationsRequest,
     EvaluationsResponse, EvaluationsSemantic, EventQuery, PlanRequest, PlanResponse, PolicyVersion,
-    PolicyVersionBody, RouteId,
+    PolicyVersionBody,
 };
 use steward_governance::SourceFile;
 use steward_model::EntitlementReport;
@@ -79,17 +79,10 @@ async fn ask(admin: &ApiClient, what: &str, req: &EvaluationRequest) -> Result<E
 }
 
 pub(crate) async fn decisions(admin: &ApiClient) -> Result<()> {
-    // The discovery document has no wire type: read the one member shown.
-    let config: Value = admin
-        .route(RouteId::AuthzenConfiguration, &[])
-        .send()
-        .await?;
+    let config = admin.authzen_configuration().await?;
     println!(
         "AuthZEN 1.0 decision API: {}",
-        config
-            .get("access_evaluation_endpoint")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
+        config.access_evaluation_endpoint
     );
     let prod = || json!({"environment": "prod"});
     ask(

@@ -78,15 +78,12 @@ async fn validator(admin: &ApiClient, issuer: &str, skew: i64) -> Result<Validat
 }
 
 pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
-    let meta: Value = admin
-        .route(RouteId::OpenidConfiguration, &[])
-        .send()
-        .await?;
-    let issuer = field(&meta, "issuer").to_owned();
-    let endpoint = field(&meta, "token_endpoint").to_owned();
+    let meta = admin.server_metadata().await?;
+    let issuer = meta.issuer.clone();
+    let endpoint = meta.token_endpoint.clone();
     println!(
         "Issuer {issuer}; token endpoint {endpoint}; keys at {}.",
-        field(&meta, "jwks_uri")
+        meta.jwks_uri
     );
 
     // The workload's own key pair: only the public half is registered.
@@ -159,17 +156,13 @@ pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
         field(&body, "error_description")
     );
 
-    let rotated: Value = admin
-        .route(RouteId::RotateKeys, &[])
-        .json(&json!({}))
-        .send()
-        .await?;
+    let rotated = admin.rotate_keys().await?;
     let v = validator(admin, &issuer, 30).await?;
     println!(
         "Signing key rotated to {}…; the token signed by the old key still validates: {} (until {}).",
-        field(&rotated, "kid").get(..12).unwrap_or(""),
+        rotated.kid.get(..12).unwrap_or(""),
         v.validate(&token, &expect).is_ok(),
-        field(&rotated, "previous_verifies_until")
+        rotated.previous_verifies_until.as_deref().unwrap_or("-")
     );
     Ok(())
 }
@@ -368,12 +361,9 @@ async fn jit(admin: &ApiClient, key: &SigningKey, endpoint: &str) -> Result<()> 
         field(&body, "scope"),
         body.get("expires_in").and_then(Value::as_i64).unwrap_or(0)
     );
-    let meta: Value = admin
-        .route(RouteId::OpenidConfiguration, &[])
-        .send()
-        .await?;
+    let meta = admin.server_metadata().await?;
     // No clock skew here: this demo and the server share a clock.
-    let v = validator(admin, field(&meta, "issuer"), 0).await?;
+    let v = validator(admin, &meta.issuer, 0).await?;
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let expect = Expectations {
         audience: LEDGER,

@@ -2,9 +2,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::Value;
 use std::process::ExitCode;
-use steward_api::RouteId;
 
 use crate::commands::{connect, emit};
 use crate::{Remote, output};
@@ -24,44 +22,34 @@ pub enum KeysCommand {
     },
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or("-").to_owned()
-}
-
 pub(crate) async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::List { remote } => {
-            let body: Value = connect(&remote)?.route(RouteId::Keys, &[]).send().await?;
-            emit(&remote, &body, || {
-                let rows = body
-                    .get("keys")
-                    .and_then(Value::as_array)
-                    .map(|keys| {
-                        keys.iter()
-                            .map(|k| {
-                                ["kid", "state", "created_at", "verifies_until"]
-                                    .iter()
-                                    .map(|f| text(k, f))
-                                    .collect()
-                            })
-                            .collect::<Vec<Vec<String>>>()
+            let list = connect(&remote)?.keys().await?;
+            emit(&remote, &list, || {
+                let rows: Vec<Vec<String>> = list
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.kid.clone(),
+                            k.state.as_str().to_owned(),
+                            k.created_at.clone(),
+                            k.verifies_until.clone().unwrap_or_else(|| "-".into()),
+                        ]
                     })
-                    .unwrap_or_default();
+                    .collect();
                 output::table(&["KID", "STATE", "CREATED", "VERIFIES UNTIL"], &rows)
             })
         }
         KeysCommand::Rotate { remote } => {
-            let body: Value = connect(&remote)?
-                .route(RouteId::RotateKeys, &[])
-                .json(&serde_json::json!({}))
-                .send()
-                .await?;
-            emit(&remote, &body, || {
+            let r = connect(&remote)?.rotate_keys().await?;
+            emit(&remote, &r, || {
                 format!(
                     "New signing key {} signs from now on; the previous key {} verifies until {}.\n",
-                    text(&body, "kid"),
-                    text(&body, "previous"),
-                    text(&body, "previous_verifies_until")
+                    r.kid,
+                    r.previous.as_deref().unwrap_or("-"),
+                    r.previous_verifies_until.as_deref().unwrap_or("-")
                 )
             })
         }

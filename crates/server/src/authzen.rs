@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use steward_api::{
-    EvaluationItem, EvaluationRequest, EvaluationResponse, EvaluationsRequest, EvaluationsResponse,
-    EvaluationsSemantic,
+    AuthzenConfiguration, EvaluationItem, EvaluationRequest, EvaluationResponse,
+    EvaluationsRequest, EvaluationsResponse, EvaluationsSemantic, RouteId,
 };
 use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
@@ -36,13 +36,13 @@ pub const MAX_CONTEXT_BYTES: usize = 4_096;
 /// `GET /.well-known/authzen-configuration`: built from the configured issuer, as the
 /// OpenID discovery document is, never from the request's `Host` or
 /// `X-Forwarded-Proto` (a client must not choose where a PEP is told to send requests).
-pub(crate) async fn configuration(State(s): State<AppState>) -> axum::Json<Value> {
+pub(crate) async fn configuration(State(s): State<AppState>) -> axum::Json<AuthzenConfiguration> {
     let base = s.tokens.config.issuer.trim_end_matches('/');
-    axum::Json(json!({
-        "policy_decision_point": base,
-        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
-        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
-    }))
+    axum::Json(AuthzenConfiguration {
+        policy_decision_point: base.to_owned(),
+        access_evaluation_endpoint: format!("{base}{}", RouteId::Evaluation.route().path),
+        access_evaluations_endpoint: format!("{base}{}", RouteId::Evaluations.route().path),
+    })
 }
 
 pub(crate) async fn evaluation(

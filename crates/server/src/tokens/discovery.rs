@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use steward_api::{KeyRotated, KeyState, KeysList, RouteId, ServerMetadata, SigningKeyInfo};
 
 use super::{KeyRing, now_unix};
 use crate::auth::Caller;
@@ -14,29 +15,49 @@ use crate::{ApiError, AppState};
 /// signs at once, and validators that refetch on an unknown `kid` are not universal.
 const KEYS_MAX_AGE_SECS: u64 = 60;
 
-fn metadata(s: &AppState) -> Value {
+fn metadata(s: &AppState) -> ServerMetadata {
     let iss = &s.tokens.config.issuer;
-    json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/oauth2/jwks"),
-        "token_endpoint": s.tokens.token_endpoint(),
-        "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "self_signed_tls_client_auth", "client_secret_basic", "client_secret_post"],
-        "tls_client_certificate_bound_access_tokens": true,
-        "token_endpoint_auth_signing_alg_values_supported": [steward_token::ALG],
-        "dpop_signing_alg_values_supported": [steward_token::ALG],
-        // Required by OpenID discovery; Steward has no end users or authorization
-        // endpoint, so like other workload issuers it names only the JWT signing alg.
-        "response_types_supported": ["id_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [steward_token::ALG],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "environment", "plane", "scope", "act", "cnf"],
-        "spiffe_trust_domain": s.trust_domain().as_str(),
-        "spiffe_bundle_endpoint": format!("{iss}/.well-known/spiffe-bundle"),
-    })
+    let strings = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    ServerMetadata {
+        issuer: iss.clone(),
+        jwks_uri: format!("{iss}{}", RouteId::Jwks.route().path),
+        token_endpoint: s.tokens.token_endpoint(),
+        grant_types_supported: strings(&[
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ]),
+        token_endpoint_auth_methods_supported: strings(&[
+            "private_key_jwt",
+            "self_signed_tls_client_auth",
+            "client_secret_basic",
+            "client_secret_post",
+        ]),
+        tls_client_certificate_bound_access_tokens: true,
+        token_endpoint_auth_signing_alg_values_supported: strings(&[steward_token::ALG]),
+        dpop_signing_alg_values_supported: strings(&[steward_token::ALG]),
+        response_types_supported: strings(&["id_token"]),
+        subject_types_supported: strings(&["public"]),
+        id_token_signing_alg_values_supported: strings(&[steward_token::ALG]),
+        claims_supported: strings(&[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "environment",
+            "plane",
+            "scope",
+            "act",
+            "cnf",
+        ]),
+        spiffe_trust_domain: s.trust_domain().as_str().to_owned(),
+        spiffe_bundle_endpoint: format!("{iss}{}", RouteId::SpiffeBundle.route().path),
+    }
 }
 
-fn cached(body: Value, max_age: u64) -> Response {
+fn cached(body: impl serde::Serialize, max_age: u64) -> Response {
     let mut r = axum::Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
@@ -95,10 +116,10 @@ pub async fn spiffe_bundle(State(s): State<AppState>) -> Result<Response, ApiErr
 pub async fn keys_list(
     State(s): State<AppState>,
     _caller: Caller,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeysList>, ApiError> {
     let now = now_unix();
     let rows = s.store.signing_keys().await?;
-    let keys: Vec<Value> = rows
+    let keys = rows
         .iter()
         .map(|r| {
             let until = r
@@ -106,21 +127,21 @@ pub async fn keys_list(
                 .as_deref()
                 .and_then(steward_model::timestamp::to_unix);
             let state = match (&r.retired_at, until) {
-                (None, _) => "signing",
-                (Some(_), Some(u)) if u > now => "verifying",
-                _ => "retired",
+                (None, _) => KeyState::Signing,
+                (Some(_), Some(u)) if u > now => KeyState::Verifying,
+                _ => KeyState::Retired,
             };
-            json!({
-                "kid": r.kid,
-                "alg": r.alg,
-                "state": state,
-                "created_at": r.created_at,
-                "retired_at": r.retired_at,
-                "verifies_until": r.publish_until,
-            })
+            SigningKeyInfo {
+                kid: r.kid.clone(),
+                alg: r.alg.clone(),
+                state,
+                created_at: r.created_at.clone(),
+                retired_at: r.retired_at.clone(),
+                verifies_until: r.publish_until.clone(),
+            }
         })
         .collect();
-    Ok(axum::Json(json!({ "keys": keys })))
+    Ok(axum::Json(KeysList { keys }))
 }
 
 /// `POST /admin/v1/keys/rotate` (central admins): a new key signs from now on; the old one
@@ -128,17 +149,17 @@ pub async fn keys_list(
 pub async fn keys_rotate(
     State(s): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyRotated>, ApiError> {
     caller.require_central("rotating the signing key")?;
     let (kid, previous, until) = s.tokens.rotate(&s.store, &caller.0).await.map_err(|e| {
         tracing::error!(error = %e, "key rotation failed");
         ApiError::internal()
     })?;
     tracing::info!(kid = %kid, previous = ?previous, "signing key rotated");
-    Ok(axum::Json(json!({
-        "kid": kid,
-        "previous": previous,
-        "previous_verifies_until": previous.as_ref().map(|_| until),
-        "checked_at": steward_model::timestamp::from_unix(now_unix()),
-    })))
+    Ok(axum::Json(KeyRotated {
+        previous_verifies_until: previous.as_ref().map(|_| until),
+        kid,
+        previous,
+        checked_at: steward_model::timestamp::from_unix(now_unix()),
+    }))
 }
