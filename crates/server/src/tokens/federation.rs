@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use steward_governance::State;
-use steward_model::{LifecycleState, SpiffeId, TrustedIssuer};
-use steward_token::foreign::{ForeignKeySet, ForeignRules, render, validate_foreign};
+use steward_model::TrustedIssuer;
+use steward_token::foreign::{ForeignKeySet, ForeignRules, validate_foreign};
+use steward_token::{FederationError, check_mapped, map_claims};
 
 use super::oauth_error::OAuthError;
 use crate::AppState;
@@ -299,50 +300,24 @@ async fn map(
     issuer: &Issuer,
     claims: &serde_json::Map<String, Value>,
 ) -> Result<Federated, OAuthError> {
-    let refuse =
-        |why: String| OAuthError::invalid_request(format!("issuer `{}`: {why}", issuer.id));
-    let template = |key: &str| -> Result<Option<String>, OAuthError> {
-        issuer
-            .mapping
-            .get(key)
-            .map(|t| render(t, claims).map_err(|e| refuse(e.to_string())))
-            .transpose()
+    let refuse = |why: FederationError| {
+        OAuthError::invalid_request(format!("issuer `{}`: {why}", issuer.id))
     };
-    let id = template("identity")?.ok_or_else(|| refuse("no identity mapping".into()))?;
-    let spiffe =
-        SpiffeId::parse(id.clone()).map_err(|e| refuse(format!("mapped identity `{id}`: {e}")))?;
-    if !spiffe.is_in(s.trust_domain()) {
-        return Err(refuse(format!(
-            "mapped identity `{id}` is outside the trust domain"
-        )));
-    }
+    let mapped = map_claims(&issuer.mapping, claims, s.trust_domain()).map_err(refuse)?;
+    let id = mapped.identity.to_string();
     let record = s
         .store
         .identity(&id)
         .await
         .map_err(|_| OAuthError::unavailable("the registry is unavailable"))?
-        .ok_or_else(|| refuse(format!("mapped identity `{id}` is not registered")))?;
+        .ok_or_else(|| {
+            OAuthError::invalid_request(format!(
+                "issuer `{}`: mapped identity `{id}` is not registered",
+                issuer.id
+            ))
+        })?;
     let identity = record.identity;
-    if identity.state != LifecycleState::Active {
-        return Err(refuse(format!(
-            "mapped identity `{id}` is {}",
-            identity.state
-        )));
-    }
-    if !issuer.planes.contains(identity.plane.as_str()) {
-        return Err(refuse(format!(
-            "mapped identity `{id}` belongs to plane `{}`, outside the issuer's planes",
-            identity.plane
-        )));
-    }
-    if let Some(env) = template("environment")?
-        && env != identity.environment
-    {
-        return Err(refuse(format!(
-            "the token maps to environment `{env}`, but `{id}` is registered in `{}`",
-            identity.environment
-        )));
-    }
+    check_mapped(&mapped, &identity, &issuer.planes).map_err(refuse)?;
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     Ok(Federated {
         details: json!({
@@ -356,8 +331,8 @@ async fn map(
         plane: identity.plane.to_string(),
         ttl: identity.credentials.token_ttl_secs,
         not_after: exp,
-        model_tier: template("model_tier")?,
-        task_scope: template("task_scope")?,
+        model_tier: mapped.model_tier,
+        task_scope: mapped.task_scope,
         issuer_id: issuer.id.clone(),
     })
 }
