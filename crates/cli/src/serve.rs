@@ -83,7 +83,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
         .await
         .context("the token service cannot start")?;
     let tls = match &config.tls {
-        Some(t) => Some(steward_server::tls::server_config(t).map_err(anyhow::Error::msg)?),
+        Some(t) => Some(steward_server::tls::server_config(t)?),
         None => None,
     };
     eprintln!(

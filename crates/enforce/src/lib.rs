@@ -75,6 +75,8 @@ pub enum EnforceError {
     StaleRevocations { age_secs: u64, max_secs: u64 },
     #[error("the revocation feed has not connected yet; denying")]
     RevocationsNotConnected,
+    #[error("the token was refused: {0}")]
+    TokenRefused(steward_token::TokenError),
 }
 
 /// The answer itself when it is a success, else the control plane's refusal with the start

@@ -7,6 +7,7 @@ use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 use steward_token::{Claims, Expectations, Proof};
 
+use crate::EnforceError;
 use crate::bundle::Enforcer;
 use crate::decision_log::{DecisionLog, decision_event};
 use crate::source::BundleSource;
@@ -281,8 +282,8 @@ impl EnforcementPoint {
 
     /// Validates a token without deciding anything (a broker's login), returning its
     /// claims or why it was refused.
-    pub fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Claims>, String> {
-        let enforcer = self.source.current().map_err(|e| e.to_string())?;
+    pub fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Claims>, EnforceError> {
+        let enforcer = self.source.current()?;
         enforcer
             .validator()
             .validate(
@@ -294,7 +295,7 @@ impl EnforcementPoint {
                     proof: Proof::None,
                 },
             )
-            .map_err(|e| format!("the token was refused: {e}"))
+            .map_err(EnforceError::TokenRefused)
     }
 
     /// A refusal before any policy decision (no bundle, no or bad credential), recorded.

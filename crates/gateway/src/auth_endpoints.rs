@@ -149,7 +149,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
             seen.token = token;
             s.nginx.check(&seen)
         }
-        Err(why) => s.nginx.refuse_credential(&seen, why),
+        Err(why) => s.nginx.refuse_credential(&seen, why.to_string()),
     };
     let mut answer = http_answer(&verdict, &trace);
     if verdict.outcome == Outcome::Malformed {

@@ -11,36 +11,48 @@ pub fn is_steward_header(name: &str) -> bool {
     name.len() >= 10 && name[..10].eq_ignore_ascii_case("x-steward-")
 }
 
+/// Why a request's credential could not be read. Never carries the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadCredential {
+    #[error("more than one Authorization header; send exactly one")]
+    Repeated,
+    #[error("the Authorization header is not readable text")]
+    Unreadable,
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NoScheme,
+    /// Another scheme (its name cut to 20 characters).
+    #[error("the `{0}` scheme is not accepted here; send `Authorization: Bearer <token>`")]
+    Scheme(String),
+    #[error("the bearer token is empty")]
+    Empty,
+}
+
 /// The bearer token of a request: `Ok(None)` without an `Authorization` header; an error
 /// for two of them (request smuggling: which one would the upstream read?), another
 /// scheme, or an unreadable value. Never echoes the value.
 pub fn bearer<'a>(
     mut values: impl Iterator<Item = &'a HeaderValue>,
-) -> Result<Option<&'a str>, String> {
+) -> Result<Option<&'a str>, BadCredential> {
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err("more than one Authorization header; send exactly one".into());
+        return Err(BadCredential::Repeated);
     }
     bearer_value(value.to_str().ok())
 }
 
 /// Like [`bearer`], for a header value already extracted (Envoy's header map).
-pub fn bearer_value(value: Option<&str>) -> Result<Option<&str>, String> {
-    let value = value.ok_or("the Authorization header is not readable text")?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or("the Authorization header must be `Bearer <token>`")?;
+pub fn bearer_value(value: Option<&str>) -> Result<Option<&str>, BadCredential> {
+    let value = value.ok_or(BadCredential::Unreadable)?;
+    let (scheme, token) = value.split_once(' ').ok_or(BadCredential::NoScheme)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(format!(
-            "the `{}` scheme is not accepted here; send `Authorization: Bearer <token>`",
-            scheme.chars().take(20).collect::<String>()
-        ));
+        return Err(BadCredential::Scheme(scheme.chars().take(20).collect()));
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err("the bearer token is empty".into());
+        return Err(BadCredential::Empty);
     }
     Ok(Some(token))
 }
@@ -61,7 +73,7 @@ mod tests {
             HeaderValue::from_static("Bearer a"),
             HeaderValue::from_static("Bearer b"),
         ];
-        assert!(bearer(two.iter()).unwrap_err().contains("more than one"));
+        assert_eq!(bearer(two.iter()).unwrap_err(), BadCredential::Repeated);
         for bad in [
             "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
             "Bearer",
@@ -69,7 +81,7 @@ mod tests {
             "token",
         ] {
             let v = [HeaderValue::from_static(bad)];
-            let e = bearer(v.iter()).unwrap_err();
+            let e = bearer(v.iter()).unwrap_err().to_string();
             assert!(!e.contains("YWxh"), "never echo the credential: {e}");
         }
         assert!(is_steward_header("X-Steward-Identity"));
@@ -89,6 +101,7 @@ mod tests {
                 }
                 Ok(None) => proptest::prop_assert!(false, "a present header is never `no credential`"),
                 Err(e) => {
+                    let e = e.to_string();
                     if let Some((scheme, secret)) = value.split_once(' ') {
                         let shown: String = scheme.chars().take(20).collect();
                         let secret = secret.trim();

@@ -89,7 +89,7 @@ impl ExtAuthz {
                         seen.token = token;
                         self.point.check(&seen)
                     }
-                    Err(why) => self.point.refuse_credential(&seen, why),
+                    Err(why) => self.point.refuse_credential(&seen, why.to_string()),
                 },
             }
         };

@@ -253,7 +253,7 @@ impl Proxy {
                 seen.token = token;
                 self.point.check(&seen)
             }
-            Err(why) => self.point.refuse_credential(&seen, why),
+            Err(why) => self.point.refuse_credential(&seen, why.to_string()),
         };
         if !verdict.allowed() {
             tracing::info!(

@@ -50,7 +50,7 @@ impl LocalServer {
         })?;
         config.tokens.listening_on(addr);
         let tls = match &config.tls {
-            Some(t) => Some(crate::tls::server_config(t).map_err(StartError::Tls)?),
+            Some(t) => Some(crate::tls::server_config(t)?),
             None => None,
         };
         let state = AppState::new(store, &config).await?;

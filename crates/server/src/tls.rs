@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::AppState;
+use crate::ConfigError;
 
 /// The `[tls]` settings, validated.
 #[derive(Debug, Clone)]
@@ -95,26 +96,30 @@ impl ClientCertVerifier for AnyClientCertificate {
 }
 
 /// The rustls server configuration for `tls`.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        field: "tls",
+        message,
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
         .and_then(|i| i.collect::<Result<_, _>>())
         .map_err(|e| {
-            format!(
+            invalid(format!(
                 "cannot read the certificate chain `{}`: {e}",
                 tls.cert_file.display()
-            )
+            ))
         })?;
     if certs.is_empty() {
-        return Err(format!(
+        return Err(invalid(format!(
             "`{}` holds no certificate",
             tls.cert_file.display()
-        ));
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
-        format!(
+        invalid(format!(
             "cannot read the private key `{}`: {e}",
             tls.key_file.display()
-        )
+        ))
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AnyClientCertificate {
@@ -122,10 +127,14 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, Strin
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| invalid(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .map_err(|e| format!("the certificate and key do not form a usable pair: {e}"))?;
+        .map_err(|e| {
+            invalid(format!(
+                "the certificate and key do not form a usable pair: {e}"
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -68,8 +68,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
     #[error(
         "the store already holds admin credentials: an in-process server starts on a fresh store, so it can hand out the bootstrap credential"
     )]
