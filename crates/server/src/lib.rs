@@ -108,7 +108,7 @@ impl AppState {
         Self {
             store,
             evidence,
-            policy: Arc::new(policy::PolicySlot::new()),
+            policy: Arc::new(policy::PolicySlot::new(tokens.derived())),
             credentials: Arc::new(auth::CredentialCache::default()),
             tokens,
             hub: Arc::new(revocation::Hub::new(

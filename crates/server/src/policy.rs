@@ -23,8 +23,41 @@ use crate::error::ApiError;
 use crate::extract::{Json, Query};
 
 /// The engine in force, or why there is none.
+/// Everything requests read that is derived from the registry and the policy: built
+/// together after each change and swapped in one step, so no request sees the new
+/// registry's token directory beside the old policy engine, or the reverse.
+pub(crate) struct Derived {
+    /// The engine deciding requests, or why every request is denied.
+    pub(crate) engine: Result<Arc<Engine>, String>,
+    /// Who may obtain tokens, and how (the token service reads it).
+    pub(crate) directory: Arc<crate::tokens::Directory>,
+}
+
+/// The one slot [`Derived`] lives in, shared by the policy routes and the token service.
+pub(crate) struct DerivedSlot(RwLock<Arc<Derived>>);
+
+impl Default for DerivedSlot {
+    fn default() -> Self {
+        Self(RwLock::new(Arc::new(Derived {
+            engine: Err("the policy has not been loaded yet".into()),
+            directory: Arc::default(),
+        })))
+    }
+}
+
+impl DerivedSlot {
+    /// What is in force now.
+    pub(crate) fn current(&self) -> Arc<Derived> {
+        self.0.read().clone()
+    }
+
+    fn swap(&self, next: Derived) {
+        *self.0.write() = Arc::new(next);
+    }
+}
+
 pub(crate) struct PolicySlot {
-    engine: RwLock<Result<Arc<Engine>, String>>,
+    derived: Arc<DerivedSlot>,
     /// Serialises rebuilds so an older build never replaces a newer one.
     rebuilding: tokio::sync::Mutex<()>,
     /// The signed bundle for enforcement points, rebuilt after each change.
@@ -32,9 +65,10 @@ pub(crate) struct PolicySlot {
 }
 
 impl PolicySlot {
-    pub(crate) fn new() -> Self {
+    /// A slot over `derived`, the token service's.
+    pub(crate) fn new(derived: Arc<DerivedSlot>) -> Self {
         Self {
-            engine: RwLock::new(Err("the policy has not been loaded yet".into())),
+            derived,
             rebuilding: tokio::sync::Mutex::new(()),
             bundles: Default::default(),
         }
@@ -44,7 +78,7 @@ impl PolicySlot {
 impl AppState {
     /// The engine deciding requests now, or the reason every request is denied.
     pub fn engine(&self) -> Result<Arc<Engine>, String> {
-        self.policy.engine.read().clone()
+        self.policy.derived.current().engine.clone()
     }
 
     /// Rebuilds the engine from the store. A policy that no longer compiles leaves the
@@ -56,8 +90,7 @@ impl AppState {
         let change = self.store.latest_change_seq().await?;
         let state = self.store.load_state().await?;
         let secrets = self.store.client_secrets().await?;
-        self.tokens
-            .set_directory(crate::tokens::Directory::build(&state, &secrets));
+        let directory = Arc::new(crate::tokens::Directory::build(&state, &secrets));
         let bundle = self.store.policy_bundle(None).await?;
         let built = tokio::task::spawn_blocking(move || {
             let (version, bundle) = match bundle {
@@ -88,7 +121,10 @@ impl AppState {
                 ))
             }
         };
-        *self.policy.engine.write() = next;
+        self.policy.derived.swap(Derived {
+            engine: next,
+            directory,
+        });
         self.policy
             .bundles
             .generation

@@ -247,7 +247,8 @@ pub struct TokenService {
     pub config: TokenConfig,
     kek: Kek,
     ring: RwLock<Arc<KeyRing>>,
-    directory: RwLock<Arc<Directory>>,
+    /// The directory lives with the policy engine: both are swapped in one step.
+    derived: Arc<crate::policy::DerivedSlot>,
     replay: ReplayCache,
     jwks: federation::JwksCache,
     /// (client, workflow) pairs that got a JIT credential since start: a new one renews.
@@ -270,7 +271,7 @@ impl TokenService {
             config,
             kek,
             ring: RwLock::new(Arc::new(ring)),
-            directory: RwLock::new(Arc::new(Directory::default())),
+            derived: Arc::default(),
             jwks: federation::JwksCache::new(),
             jit_issued: Default::default(),
         })
@@ -300,12 +301,14 @@ impl TokenService {
         Some(self.ring.read().clone())
     }
 
+    /// Who may obtain tokens now.
     pub fn directory(&self) -> Arc<Directory> {
-        self.directory.read().clone()
+        self.derived.current().directory.clone()
     }
 
-    pub fn set_directory(&self, d: Directory) {
-        *self.directory.write() = Arc::new(d);
+    /// The slot the directory and the policy engine are swapped in together.
+    pub(crate) fn derived(&self) -> Arc<crate::policy::DerivedSlot> {
+        self.derived.clone()
     }
 
     /// Rereads the keys from the store.
