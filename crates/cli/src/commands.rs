@@ -20,6 +20,9 @@ use crate::{Cli, Command, Remote, output};
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityCommand {
+    /// Client keys of a workload identity.
+    #[command(subcommand)]
+    Key(crate::workload_cmd::IdentityKeyCommand),
     /// List identities (filters combine).
     List {
         #[arg(long)]
@@ -407,6 +410,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Keys(cmd) => crate::keys_cmd::run(cmd).await,
+        Command::Token(cmd) => crate::workload_cmd::token_get(cmd).await,
         Command::Jit(cmd) => crate::jit_cmd::run(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
     }
@@ -527,6 +531,7 @@ pub(crate) fn changes_text(changes: &[AdminChange]) -> String {
 
 async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
     match cmd {
+        IdentityCommand::Key(cmd) => crate::workload_cmd::key_create(cmd),
         IdentityCommand::List {
             plane,
             environment,

@@ -19,6 +19,7 @@ mod revoke_cmd;
 mod serve;
 #[cfg(test)]
 mod snapshot_tests;
+mod workload_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -158,6 +159,9 @@ pub enum Command {
     /// Token signing keys: list them, rotate them.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Tokens for workloads, made with their own keys.
+    #[command(subcommand)]
+    Token(workload_cmd::TokenCommand),
     /// Check `steward.toml` (and environment overrides) and print the resolved settings.
     #[command(subcommand)]
     Config(commands::ConfigCommand),

@@ -81,7 +81,9 @@ pub enum PolicyCommand {
     },
     /// The files, exceptions and request-context attributes of one policy version.
     Show {
-        version: i64,
+        /// The policy version (clap's own `--version` flag owns the name `version`).
+        #[arg(value_name = "VERSION")]
+        number: i64,
         #[command(flatten)]
         remote: Remote,
     },
@@ -412,7 +414,10 @@ pub(crate) async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
                 )
             })
         }
-        PolicyCommand::Show { version, remote } => {
+        PolicyCommand::Show {
+            number: version,
+            remote,
+        } => {
             let body: PolicyVersionBody = connect(&remote)?.policy_version(version).await?;
             emit(&remote, &body, || {
                 let mut out = format!(

@@ -142,3 +142,11 @@ fn reviews_and_events() {
     insta::assert_snapshot!("events", crate::commands::events_text(&events));
     insta::assert_snapshot!("trace", crate::commands::trace_text("trace-1", &events));
 }
+
+/// Every command's arguments are consistent (clap checks names, flags and groups only
+/// when a command is parsed; this checks them all at once).
+#[test]
+fn every_command_definition_is_consistent() {
+    use clap::CommandFactory;
+    crate::Cli::command().debug_assert();
+}

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use base64::Engine;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -580,6 +581,116 @@ fn a_copy_of_the_log_verifies_offline(w: Workflow) {
         "{:?}",
         text(&out)
     );
+}
+
+/// A workload's first hour without other tools: a key made by `steward identity key
+/// create` (private half 0600, never overwritten by accident), its public half pasted into
+/// the repository as printed, and a token fetched with it by `steward token get`.
+#[test]
+fn a_workload_gets_a_token_with_its_own_key() {
+    let data = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    let backing = Backing {
+        data_dir: data.path().to_path_buf(),
+        database_url: None,
+    };
+    let server = Server::start(&backing, &token_file);
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let id = "spiffe://acme.example/ns/payments/sa/refund-batch";
+    let key = tmp.path().join("refund-batch.pem");
+    let create = || {
+        steward()
+            .args(["identity", "key", "create", id, "--out"])
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let out = create();
+    let (fragment, note) = text(&out);
+    assert!(out.status.success(), "{note}");
+    assert!(note.contains("written to"), "{note}");
+    assert!(
+        fragment.contains("public_keys:") && fragment.contains("crv: P-256"),
+        "{fragment}"
+    );
+    assert!(
+        !fragment.contains("PRIVATE"),
+        "the private key is never printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    let again = create();
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("--force"), "{:?}", text(&again));
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        pem,
+        "not overwritten"
+    );
+
+    // The fragment goes under the identity as printed.
+    let repo = tmp.path().join("repo");
+    let mut files = steward_governance::read_dir(&example_repo()).unwrap();
+    files.push(SourceFile {
+        path: "identities/refund-batch.yaml".into(),
+        content: format!(
+            "identities:\n  - spiffe_id: {id}\n    plane: payments\n    owner: payments-team\n    environment: prod\n    kind: service\n{fragment}"
+        ),
+    });
+    write_repo(&repo, &files);
+    let out = server.cli(&admin, &["apply", repo.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let get = |key: &Path| {
+        steward()
+            .args([
+                "token",
+                "get",
+                id,
+                "--audience",
+                "spiffe://acme.example/ns/payments/sa/ledger",
+                "--key",
+            ])
+            .arg(key)
+            .env("STEWARD_SERVER", server.url())
+            .output()
+            .unwrap()
+    };
+    let out = get(&key);
+    let (token, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], id);
+    assert_eq!(claims["aud"], "spiffe://acme.example/ns/payments/sa/ledger");
+
+    // Another key than the registered one gets nothing, and says why.
+    let other = tmp.path().join("other.pem");
+    let out = steward()
+        .args(["identity", "key", "create", id, "--out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = get(&other);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("invalid_client"), "{:?}", text(&out));
 }
 
 #[test]

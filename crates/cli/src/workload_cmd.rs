@@ -1,0 +1,221 @@
+//! What a workload's operator needs to get going without other tools: a client key
+//! (`steward identity key create`) and a token made with it (`steward token get`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use steward_api::ApiClient;
+use steward_model::{ClientKey, SpiffeId};
+use steward_token::{SigningKey, jws};
+
+use crate::Remote;
+
+/// The client-assertion type of `private_key_jwt` (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How long a client assertion made here is valid (the token endpoint accepts at most 300 s).
+const ASSERTION_SECS: i64 = 60;
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityKeyCommand {
+    /// Make a P-256 client key for `private_key_jwt`: the private key goes to a 0600
+    /// PKCS#8 PEM file (never printed), the public half is printed as the `credentials`
+    /// fragment to add to the identity in the governance repository.
+    Create {
+        /// The identity the key is for (its SPIFFE ID).
+        spiffe_id: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Print the public key as JSON instead of the YAML fragment.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `steward token get`.
+#[derive(Debug, Args)]
+pub struct TokenGetArgs {
+    /// The identity asking (its SPIFFE ID); the key must be one registered for it.
+    pub spiffe_id: String,
+    /// Its private key (PKCS#8 PEM, as `steward identity key create` writes it).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The audience the token is for (the API that will receive it).
+    #[arg(long)]
+    pub audience: String,
+    /// Capabilities to narrow the token to (space-separated). Without it the token
+    /// carries no scope: the policy alone decides what it may do.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The control plane (`--json` prints the whole token response instead of the
+    /// access token alone; no admin credential is used).
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Obtain an access token for a workload with its own key (client credentials with a
+    /// `private_key_jwt` assertion), as the workload itself would. Prints the token only,
+    /// so `$(steward token get …)` can fill an `Authorization` header.
+    Get(TokenGetArgs),
+}
+
+pub(crate) fn key_create(cmd: IdentityKeyCommand) -> Result<ExitCode> {
+    let IdentityKeyCommand::Create {
+        spiffe_id,
+        out,
+        force,
+        json,
+    } = cmd;
+    let id = SpiffeId::parse(spiffe_id.clone())
+        .with_context(|| format!("`{spiffe_id}` is not a SPIFFE ID"))?;
+    let (key, pkcs8) = SigningKey::generate()?;
+    write_private_key(&out, &pkcs8, force)?;
+    let jwk = key.public_key().jwk();
+    let public = ClientKey {
+        kid: key.kid().to_owned(),
+        kty: jwk.kty.clone(),
+        crv: jwk.crv.clone(),
+        x: jwk.x.clone(),
+        y: jwk.y.clone(),
+        alg: None,
+        created: Some(steward_model::timestamp::format(
+            time::OffsetDateTime::now_utc(),
+        )),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&public)?);
+    } else {
+        eprintln!(
+            "Private key for {id} written to {} (mode 0600; keep it with the workload).\nAdd the public half to the identity in the governance repository, then `steward apply`:\n",
+            out.display()
+        );
+        print!("{}", yaml_fragment(&public));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `credentials` fragment of an identity in the governance repository.
+fn yaml_fragment(k: &ClientKey) -> String {
+    format!(
+        "    credentials:\n      public_keys:\n        - kid: {}\n          kty: {}\n          crv: {}\n          x: {}\n          y: {}\n          created: \"{}\"\n",
+        k.kid,
+        k.kty,
+        k.crv,
+        k.x,
+        k.y,
+        k.created.as_deref().unwrap_or_default()
+    )
+}
+
+/// Writes `pkcs8` as PEM to a new file only its owner can read.
+fn write_private_key(path: &Path, pkcs8: &[u8], force: bool) -> Result<()> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} exists; pass --force to replace it (the key in it stops working once its public half is removed)",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot write {}: {e}", path.display())
+        }
+    })?;
+    f.write_all(pem.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a PKCS#8 PEM private key.
+fn read_private_key(path: &Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the private key {}", path.display()))?;
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    if body.is_empty() {
+        bail!(
+            "{} holds no `BEGIN PRIVATE KEY` block (a PKCS#8 PEM, as `steward identity key create` writes)",
+            path.display()
+        );
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .with_context(|| format!("{}: the PEM body is not base64", path.display()))?;
+    SigningKey::from_pkcs8(&der).with_context(|| format!("{}", path.display()))
+}
+
+pub(crate) async fn token_get(cmd: TokenCommand) -> Result<ExitCode> {
+    let TokenCommand::Get(a) = cmd;
+    let id = SpiffeId::parse(a.spiffe_id.clone())
+        .with_context(|| format!("`{}` is not a SPIFFE ID", a.spiffe_id))?;
+    let key = read_private_key(&a.key)?;
+    let client = ApiClient::new(&a.remote.server, None)?;
+    // The assertion's audience is the token endpoint the server names itself by.
+    let endpoint = client.server_metadata().await?.token_endpoint;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let assertion = jws::encode(
+        &key,
+        "JWT",
+        &json!({"iss": id.as_str(), "sub": id.as_str(), "aud": endpoint, "iat": now,
+                "exp": now + ASSERTION_SECS, "jti": uuid::Uuid::new_v4().to_string()}),
+    )?;
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+        ("audience", a.audience.as_str()),
+    ];
+    if let Some(scope) = &a.scope {
+        form.push(("scope", scope));
+    }
+    let (status, body) = client.token_request(&form).await?;
+    if !(200..300).contains(&status) {
+        let error = body.get("error").and_then(Value::as_str).unwrap_or("error");
+        let why = body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        bail!("the token endpoint refused ({status} {error}): {why}");
+    }
+    if a.remote.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .context("the token answer has no access_token")?;
+        println!("{token}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
