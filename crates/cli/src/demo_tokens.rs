@@ -2,13 +2,14 @@
 //! gets a short-lived JWT-SVID, the token validates against the published keys, a replayed
 //! assertion is refused, and a key rotation keeps the old token valid through the overlap.
 
+use crate::workload_cmd::{client_assertion, client_key};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use steward_api::{
     ApiClient, ApplyRequest, ApplyResponse, CreateIdentityRequest, IdentityRecord, RouteId,
 };
 use steward_governance::SourceFile;
-use steward_model::{Classification, ClientKey, Credentials, IdentityKind, PlaneId, SpiffeId};
+use steward_model::{Classification, Credentials, IdentityKind, PlaneId, SpiffeId};
 use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
 
 const WORKLOAD: &str = "spiffe://acme.example/ns/payments/sa/refund-batch";
@@ -38,7 +39,6 @@ pub(crate) fn workload(
     kid: &str,
     key: &SigningKey,
 ) -> Result<CreateIdentityRequest> {
-    let jwk = key.public_key().jwk();
     Ok(CreateIdentityRequest {
         spiffe_id: SpiffeId::parse(id)?,
         plane: PlaneId::new(plane)?,
@@ -50,15 +50,7 @@ pub(crate) fn workload(
         labels: Default::default(),
         intended: Vec::new(),
         credentials: Credentials {
-            public_keys: vec![ClientKey {
-                kid: kid.into(),
-                kty: jwk.kty.clone(),
-                crv: jwk.crv.clone(),
-                x: jwk.x.clone(),
-                y: jwk.y.clone(),
-                alg: None,
-                created: None,
-            }],
+            public_keys: vec![client_key(key, kid)],
             ..Credentials::default()
         },
     })
@@ -100,12 +92,7 @@ pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
         .await?;
     println!("Registered {WORKLOAD} with its public key (private_key_jwt).");
 
-    let assertion = jws::encode(
-        &key,
-        "JWT",
-        &json!({"iss": WORKLOAD, "sub": WORKLOAD, "aud": endpoint, "iat": now(), "exp": now() + 60,
-                "jti": uuid::Uuid::new_v4().to_string()}),
-    )?;
+    let assertion = client_assertion(WORKLOAD, &key, &endpoint, now())?;
     let form = [
         ("grant_type", "client_credentials"),
         ("client_assertion_type", BEARER),
@@ -174,12 +161,7 @@ const PAYMENTS_API: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 const WORKFLOW: &str = "refund-backlog-inc-4711";
 
 fn assertion(id: &str, key: &SigningKey, endpoint: &str) -> Result<String> {
-    Ok(jws::encode(
-        key,
-        "JWT",
-        &json!({"iss": id, "sub": id, "aud": endpoint, "iat": now(), "exp": now() + 60,
-                "jti": uuid::Uuid::new_v4().to_string()}),
-    )?)
+    client_assertion(id, key, endpoint, now())
 }
 
 /// Per-hop delegation: Globex's integration gets a token for the partner gateway, and the

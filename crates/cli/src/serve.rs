@@ -58,7 +58,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     {
         match &args.bootstrap_token_file {
             Some(path) => {
-                write_secret(path, &token)?;
+                crate::workload_cmd::write_owner_only(path, format!("{token}\n").as_bytes())?;
                 eprintln!(
                     "First start: the bootstrap central-admin credential was written to {} (only its hash is stored).",
                     path.display()
@@ -101,22 +101,6 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     store.close().await;
     eprintln!("Steward control plane stopped.");
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_secret(path: &std::path::Path, token: &str) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(f, "{token}")?;
-    Ok(())
 }
 
 pub(crate) fn init_logging() {

@@ -80,18 +80,10 @@ pub(crate) fn key_create(cmd: IdentityKeyCommand) -> Result<ExitCode> {
         .with_context(|| format!("`{spiffe_id}` is not a SPIFFE ID"))?;
     let (key, pkcs8) = SigningKey::generate()?;
     write_private_key(&out, &pkcs8, force)?;
-    let jwk = key.public_key().jwk();
-    let public = ClientKey {
-        kid: key.kid().to_owned(),
-        kty: jwk.kty.clone(),
-        crv: jwk.crv.clone(),
-        x: jwk.x.clone(),
-        y: jwk.y.clone(),
-        alg: None,
-        created: Some(steward_model::timestamp::format(
-            time::OffsetDateTime::now_utc(),
-        )),
-    };
+    let mut public = client_key(&key, key.kid());
+    public.created = Some(steward_model::timestamp::format(
+        time::OffsetDateTime::now_utc(),
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&public)?);
     } else {
@@ -102,6 +94,36 @@ pub(crate) fn key_create(cmd: IdentityKeyCommand) -> Result<ExitCode> {
         print!("{}", yaml_fragment(&public));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The public half of `key`, as an identity registers it under `kid`.
+pub(crate) fn client_key(key: &SigningKey, kid: &str) -> ClientKey {
+    let jwk = key.public_key().jwk();
+    ClientKey {
+        kid: kid.to_owned(),
+        kty: jwk.kty.clone(),
+        crv: jwk.crv.clone(),
+        x: jwk.x.clone(),
+        y: jwk.y.clone(),
+        alg: None,
+        created: None,
+    }
+}
+
+/// A `private_key_jwt` client assertion (RFC 7523) of `id` for the token endpoint
+/// `endpoint`, valid for [`ASSERTION_SECS`] from `now`, single-use by its fresh `jti`.
+pub(crate) fn client_assertion(
+    id: &str,
+    key: &SigningKey,
+    endpoint: &str,
+    now: i64,
+) -> Result<String> {
+    Ok(jws::encode(
+        key,
+        "JWT",
+        &json!({"iss": id, "sub": id, "aud": endpoint, "iat": now,
+                "exp": now + ASSERTION_SECS, "jti": uuid::Uuid::new_v4().to_string()}),
+    )?)
 }
 
 /// The `credentials` fragment of an identity in the governance repository.
@@ -126,29 +148,36 @@ fn write_private_key(path: &Path, pkcs8: &[u8], force: bool) -> Result<()> {
         pem.push('\n');
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
+    if !force && path.exists() {
+        bail!(
+            "{} exists; pass --force to replace it (the key in it stops working once its public half is removed)",
+            path.display()
+        );
     }
+    write_owner_only(path, pem.as_bytes())
+}
+
+/// Writes a secret to `path` as a file created anew, readable by its owner only. A file
+/// already there is removed first, not truncated: truncating keeps its permissions, and a
+/// world-readable file would then hold the secret.
+pub(crate) fn write_owner_only(path: &Path, contents: &[u8]) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot replace {}: {e}", path.display()),
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    // `create_new` also refuses a symlink planted between the removal and the open.
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!(
-                "{} exists; pass --force to replace it (the key in it stops working once its public half is removed)",
-                path.display()
-            )
-        } else {
-            anyhow::anyhow!("cannot write {}: {e}", path.display())
-        }
-    })?;
-    f.write_all(pem.as_bytes())
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -184,12 +213,7 @@ pub(crate) async fn token_get(cmd: TokenCommand) -> Result<ExitCode> {
     // The assertion's audience is the token endpoint the server names itself by.
     let endpoint = client.server_metadata().await?.token_endpoint;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let assertion = jws::encode(
-        &key,
-        "JWT",
-        &json!({"iss": id.as_str(), "sub": id.as_str(), "aud": endpoint, "iat": now,
-                "exp": now + ASSERTION_SECS, "jti": uuid::Uuid::new_v4().to_string()}),
-    )?;
+    let assertion = client_assertion(id.as_str(), &key, &endpoint, now)?;
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_assertion_type", JWT_BEARER),
@@ -218,4 +242,26 @@ pub(crate) async fn token_get(cmd: TokenCommand) -> Result<ExitCode> {
         println!("{token}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Replacing a file another process left world-readable does not leave the secret
+    /// world-readable: the file is made anew, owner-only.
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_secret_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_owner_only(&path, b"secret").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
+    }
 }
