@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// instead of printing it.
     #[arg(long)]
     bootstrap_token_file: Option<PathBuf>,
+    /// Lost every admin credential? Start with this to create a fresh central-admin
+    /// credential and write it to PATH (mode 0600, never overwritten). Whoever can start
+    /// the control plane on its store may do this; it is recorded in the change log and
+    /// the evidence chain as `host-recovery`.
+    #[arg(long, value_name = "PATH")]
+    new_admin_credential_file: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -52,11 +58,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
             config.data_dir.join(steward_store::SQLITE_FILE).display()
         ),
     };
+    // Listen before any credential is made: a start that fails (the port in use) must not
+    // consume the bootstrap credential, which is shown only once.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     if let Some(token) = bootstrap(&store)
         .await
         .context("cannot create the bootstrap credential")?
     {
-        match &args.bootstrap_token_file {
+        // On an empty store the recovery file is simply where the first credential goes.
+        match args
+            .bootstrap_token_file
+            .as_ref()
+            .or(args.new_admin_credential_file.as_ref())
+        {
             Some(path) => {
                 crate::workload_cmd::write_owner_only(path, format!("{token}\n").as_bytes())?;
                 eprintln!(
@@ -72,10 +88,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
                 eprintln!("Use it with: export STEWARD_TOKEN=<the credential above>\n");
             }
         }
+    } else if let Some(path) = &args.new_admin_credential_file {
+        recover(&store, path).await?;
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let mut config = config;
     config.tokens.listening_on(addr);
@@ -101,6 +116,26 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     store.close().await;
     eprintln!("Steward control plane stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a fresh central-admin credential to a new file; refuses an existing file so a
+/// restart with the same flag does not silently mint a second credential.
+async fn recover(store: &steward_store::Store, path: &std::path::Path) -> Result<()> {
+    if path.exists() {
+        anyhow::bail!(
+            "{} exists: --new-admin-credential-file writes a new file (use the credential in it, or remove it to make another)",
+            path.display()
+        );
+    }
+    let token = steward_server::recover_admin(store)
+        .await
+        .context("cannot create the recovery credential")?;
+    crate::workload_cmd::write_owner_only(path, format!("{token}\n").as_bytes())?;
+    eprintln!(
+        "Recovery: a new central-admin credential was written to {} and recorded in the evidence log as host-recovery.",
+        path.display()
+    );
+    Ok(())
 }
 
 pub(crate) fn init_logging() {

@@ -718,12 +718,29 @@ async fn cli_workflow_on_postgres() {
     .unwrap();
 }
 
+/// The bootstrap credential is printed once, and only by a start that listens: a start
+/// refused (the port in use) must not consume it. A lost one is replaced by whoever can
+/// start the control plane on its store, and that replacement is evidence.
 #[test]
-fn bootstrap_credential_is_printed_once_when_no_file_is_given() {
+fn bootstrap_credential_is_printed_once_and_recoverable() {
     let data = tempfile::tempdir().unwrap();
-    let run = || {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = steward()
+        .args(["serve", "--listen", &busy.local_addr().unwrap().to_string()])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&refused);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stdout.contains("stw_"), "{stdout}");
+    drop(busy);
+
+    let run = |extra: &[&str]| {
         let mut child = steward()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .arg("--data-dir")
             .arg(data.path())
             .stdout(Stdio::piped())
@@ -731,19 +748,64 @@ fn bootstrap_credential_is_printed_once_when_no_file_is_given() {
             .spawn()
             .unwrap();
         let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut url = String::new();
         for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("listening on") {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = rest.split_whitespace().next().unwrap().to_owned();
                 break;
             }
         }
+        (child, url)
+    };
+    let stop = |mut child: std::process::Child| {
         child.kill().unwrap();
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let first = run();
+    let first = stop(run(&[]).0);
     assert!(first.trim().starts_with("stw_"), "{first:?}");
-    let second = run();
+    let second = stop(run(&[]).0);
     assert!(!second.contains("stw_"), "{second:?}");
+
+    // The bootstrap credential is lost: recover from the host.
+    let file = data.path().join("recovered.token");
+    let (child, url) = run(&["--new-admin-credential-file", file.to_str().unwrap()]);
+    let _reaped = Reaped(child);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(token.starts_with("stw_"), "{token:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let cli = |args: &[&str]| {
+        steward()
+            .args(args)
+            .env("STEWARD_SERVER", &url)
+            .env("STEWARD_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["credential", "list"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("recovery "), "{stdout}");
+    let out = cli(&["audit", "search", "--action", "credential.create", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("host-recovery"), "{stdout}");
+
+    // Asked again with the same file, it refuses rather than minting a second one.
+    let again = steward()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--new-admin-credential-file", file.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("exists"), "{}", text(&again).1);
 }
 
 #[test]

@@ -63,15 +63,35 @@ pub async fn bootstrap(store: &Store) -> Result<Option<String>, StoreError> {
     if store.has_credentials().await? {
         return Ok(None);
     }
+    Ok(Some(
+        central_admin(store, "bootstrap", &Actor::system()).await?,
+    ))
+}
+
+/// A fresh central-admin credential made by whoever can start the control plane on its
+/// store, for when every admin credential is lost (a bootstrap printed once and gone).
+/// Host access is the authority here, so the creation is recorded like any other: in the
+/// admin change log and the evidence chain, by the actor `host-recovery`.
+pub async fn recover_admin(store: &Store) -> Result<String, StoreError> {
+    let actor = Actor {
+        credential_id: "host-recovery".into(),
+        name: "steward serve --new-admin-credential-file".into(),
+        role: Role::CentralAdmin,
+    };
+    let name = format!("recovery {}", steward_model::timestamp::now());
+    central_admin(store, &name, &actor).await
+}
+
+async fn central_admin(store: &Store, name: &str, actor: &Actor) -> Result<String, StoreError> {
     let minted = mint().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
     let new = NewCredential {
         id: minted.id,
-        name: "bootstrap".into(),
+        name: name.into(),
         role: Role::CentralAdmin,
         token_hash: minted.hash,
     };
-    store.create_credential(&new, &Actor::system()).await?;
-    Ok(Some(minted.token))
+    store.create_credential(&new, actor).await?;
+    Ok(minted.token)
 }
 
 /// The authenticated caller of an admin request.

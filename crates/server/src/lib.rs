@@ -30,7 +30,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use auth::bootstrap;
+pub use auth::{bootstrap, recover_admin};
 pub use config::{ConfigError, FileConfig, Overrides, ServerConfig};
 pub use error::ApiError;
 pub use local::LocalServer;
