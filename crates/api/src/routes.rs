@@ -190,6 +190,11 @@ routes! {
     CreateClientSecret = Post "/admin/v1/identities/{id}/client-secret", Credential, Standard;
     /// Revokes a legacy-key identity's static secret.
     RevokeClientSecret = Delete "/admin/v1/identities/{id}/client-secret", Credential, Standard;
+    /// Registers a client key (`private_key_jwt`) for an identity registered through the
+    /// API; a repository-managed identity's keys change only with the repository.
+    AddClientKey = Post "/admin/v1/identities/{id}/keys", Credential, Standard;
+    /// Removes a client key of an API-registered identity.
+    RemoveClientKey = Delete "/admin/v1/identities/{id}/keys/{kid}", Credential, Standard;
     /// What an identity may do, and why.
     IdentityEntitlements = Get "/admin/v1/identities/{id}/entitlements", Credential, Standard;
     /// Declared capabilities.

@@ -531,7 +531,7 @@ pub(crate) fn changes_text(changes: &[AdminChange]) -> String {
 
 async fn identity(cmd: IdentityCommand) -> Result<ExitCode> {
     match cmd {
-        IdentityCommand::Key(cmd) => crate::workload_cmd::key_create(cmd),
+        IdentityCommand::Key(cmd) => crate::workload_cmd::identity_key(cmd).await,
         IdentityCommand::List {
             plane,
             environment,

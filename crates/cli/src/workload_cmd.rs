@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use steward_api::ApiClient;
+use steward_api::{ApiClient, RouteId};
 use steward_model::{ClientKey, SpiffeId};
 use steward_token::{SigningKey, jws};
 
@@ -22,9 +22,10 @@ const ASSERTION_SECS: i64 = 60;
 
 #[derive(Debug, Subcommand)]
 pub enum IdentityKeyCommand {
-    /// Make a P-256 client key for `private_key_jwt`: the private key goes to a 0600
-    /// PKCS#8 PEM file (never printed), the public half is printed as the `credentials`
-    /// fragment to add to the identity in the governance repository.
+    /// Make a P-256 client key for `private_key_jwt`. The private key goes to a 0600
+    /// PKCS#8 PEM file (never printed). The public half is printed as a governance
+    /// repository file (`client_keys:`; redirect it into the repository, then apply), or
+    /// with --register added at once to an identity registered through the API.
     Create {
         /// The identity the key is for (its SPIFFE ID).
         spiffe_id: String,
@@ -34,9 +35,25 @@ pub enum IdentityKeyCommand {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
-        /// Print the public key as JSON instead of the YAML fragment.
+        /// Register the public half with the control plane now, for an identity created
+        /// through the API (`steward identity create`). A repository-managed identity's
+        /// keys are added in the repository instead.
         #[arg(long)]
-        json: bool,
+        register: bool,
+        /// The control plane for --register; --json prints the public key (or the
+        /// registered identity) as JSON.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a client key of an identity registered through the API: assertions signed
+    /// with it are refused from then on.
+    Remove {
+        /// The identity (its SPIFFE ID).
+        spiffe_id: String,
+        /// The key's `kid`.
+        kid: String,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -69,29 +86,83 @@ pub enum TokenCommand {
     Get(TokenGetArgs),
 }
 
-pub(crate) fn key_create(cmd: IdentityKeyCommand) -> Result<ExitCode> {
-    let IdentityKeyCommand::Create {
-        spiffe_id,
-        out,
-        force,
-        json,
-    } = cmd;
+pub(crate) async fn identity_key(cmd: IdentityKeyCommand) -> Result<ExitCode> {
+    let (spiffe_id, out, force, register, remote) = match cmd {
+        IdentityKeyCommand::Create {
+            spiffe_id,
+            out,
+            force,
+            register,
+            remote,
+        } => (spiffe_id, out, force, register, remote),
+        IdentityKeyCommand::Remove {
+            spiffe_id,
+            kid,
+            remote,
+        } => {
+            let client = crate::commands::connect(&remote)?;
+            let record: steward_api::IdentityRecord = client
+                .route(RouteId::RemoveClientKey, &[&spiffe_id, &kid])
+                .send()
+                .await?;
+            eprintln!(
+                "Removed key `{kid}` of {spiffe_id}; {} key(s) remain.",
+                record.identity.credentials.public_keys.len()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let id = SpiffeId::parse(spiffe_id.clone())
         .with_context(|| format!("`{spiffe_id}` is not a SPIFFE ID"))?;
+    // Connect before the key is made, so a missing credential fails with no file left behind.
+    let client = if register {
+        Some(crate::commands::connect(&remote)?)
+    } else {
+        None
+    };
     let (key, pkcs8) = SigningKey::generate()?;
-    write_private_key(&out, &pkcs8, force)?;
     let mut public = client_key(&key, key.kid());
     public.created = Some(steward_model::timestamp::format(
         time::OffsetDateTime::now_utc(),
     ));
-    if json {
-        println!("{}", serde_json::to_string_pretty(&public)?);
-    } else {
-        eprintln!(
-            "Private key for {id} written to {} (mode 0600; keep it with the workload).\nAdd the public half to the identity in the governance repository, then `steward apply`:\n",
-            out.display()
-        );
-        print!("{}", yaml_fragment(&public));
+    write_private_key(&out, &pkcs8, force)?;
+    match client {
+        Some(client) => {
+            let registered = client
+                .route(RouteId::AddClientKey, &[id.as_str()])
+                .json(&public)
+                .send::<steward_api::IdentityRecord>()
+                .await;
+            let record = match registered {
+                Ok(r) => r,
+                Err(e) => {
+                    // A key nobody can use must not linger as if it were registered.
+                    let _ = std::fs::remove_file(&out);
+                    return Err(anyhow::Error::from(e).context(format!(
+                        "the key was not registered ({} removed)",
+                        out.display()
+                    )));
+                }
+            };
+            if remote.json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                eprintln!(
+                    "Private key for {id} written to {} (mode 0600; keep it with the workload).\nRegistered its public half as key `{}`: `steward token get {id} --key {}` works now.",
+                    out.display(),
+                    public.kid,
+                    out.display()
+                );
+            }
+        }
+        None if remote.json => println!("{}", serde_json::to_string_pretty(&public)?),
+        None => {
+            eprintln!(
+                "Private key for {id} written to {} (mode 0600; keep it with the workload).\nSave the public half below as a file of the governance repository (e.g. keys/NAME.yaml), then `steward apply`.",
+                out.display()
+            );
+            print!("{}", repository_file(&id, &public));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -126,10 +197,11 @@ pub(crate) fn client_assertion(
     )?)
 }
 
-/// The `credentials` fragment of an identity in the governance repository.
-fn yaml_fragment(k: &ClientKey) -> String {
+/// A governance repository file holding one client key of `id` (`client_keys:`), so the
+/// key can be added beside the identity's declaration without editing it.
+fn repository_file(id: &SpiffeId, k: &ClientKey) -> String {
     format!(
-        "    credentials:\n      public_keys:\n        - kid: {}\n          kty: {}\n          crv: {}\n          x: {}\n          y: {}\n          created: \"{}\"\n",
+        "# A client key of {id}, made by `steward identity key create`.\n# Its private half stays with the workload; this public half is safe to commit.\nclient_keys:\n  - identity: {id}\n    key:\n      kid: {}\n      kty: {}\n      crv: {}\n      x: {}\n      y: {}\n      created: \"{}\"\n",
         k.kid,
         k.kty,
         k.crv,

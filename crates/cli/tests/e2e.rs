@@ -584,8 +584,9 @@ fn a_copy_of_the_log_verifies_offline(w: Workflow) {
 }
 
 /// A workload's first hour without other tools: a key made by `steward identity key
-/// create` (private half 0600, never overwritten by accident), its public half pasted into
-/// the repository as printed, and a token fetched with it by `steward token get`.
+/// create` (private half 0600, never overwritten by accident), its public half saved into
+/// the repository as printed, and a token fetched with it by `steward token get`; for an
+/// identity registered through the API, the key registered through the API.
 #[test]
 fn a_workload_gets_a_token_with_its_own_key() {
     let data = tempfile::tempdir().unwrap();
@@ -614,7 +615,7 @@ fn a_workload_gets_a_token_with_its_own_key() {
     assert!(out.status.success(), "{note}");
     assert!(note.contains("written to"), "{note}");
     assert!(
-        fragment.contains("public_keys:") && fragment.contains("crv: P-256"),
+        fragment.contains("client_keys:") && fragment.contains("crv: P-256"),
         "{fragment}"
     );
     assert!(
@@ -638,14 +639,18 @@ fn a_workload_gets_a_token_with_its_own_key() {
         "not overwritten"
     );
 
-    // The fragment goes under the identity as printed.
+    // The printed file goes into the repository as is, beside the identity's declaration.
     let repo = tmp.path().join("repo");
     let mut files = steward_governance::read_dir(&example_repo()).unwrap();
     files.push(SourceFile {
         path: "identities/refund-batch.yaml".into(),
         content: format!(
-            "identities:\n  - spiffe_id: {id}\n    plane: payments\n    owner: payments-team\n    environment: prod\n    kind: service\n{fragment}"
+            "identities:\n  - spiffe_id: {id}\n    plane: payments\n    owner: payments-team\n    environment: prod\n    kind: service\n"
         ),
+    });
+    files.push(SourceFile {
+        path: "keys/refund-batch.yaml".into(),
+        content: fragment.clone(),
     });
     write_repo(&repo, &files);
     let out = server.cli(&admin, &["apply", repo.to_str().unwrap()]);
@@ -691,6 +696,100 @@ fn a_workload_gets_a_token_with_its_own_key() {
     let out = get(&other);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("invalid_client"), "{:?}", text(&out));
+
+    // A repository-managed identity's keys are not changed through the API: refused,
+    // and the key file made for it is not left behind.
+    let stray = tmp.path().join("stray.pem");
+    let out = server.cli(
+        &admin,
+        &[
+            "identity",
+            "key",
+            "create",
+            id,
+            "--register",
+            "--out",
+            stray.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .1
+            .contains("managed by the governance repository"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!stray.exists(), "an unregistered key file is removed");
+
+    // An identity registered through the API gets its key through the API.
+    let api_id = "spiffe://acme.example/ns/payments/sa/report-job";
+    let out = server.cli(
+        &admin,
+        &[
+            "identity",
+            "create",
+            api_id,
+            "--plane",
+            "payments",
+            "--owner",
+            "payments-team",
+            "--environment",
+            "prod",
+            "--kind",
+            "service",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let api_key = tmp.path().join("report-job.pem");
+    let out = server.cli(
+        &admin,
+        &[
+            "identity",
+            "key",
+            "create",
+            api_id,
+            "--register",
+            "--out",
+            api_key.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let record: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    let kid = record["credentials"]["public_keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get_api = || {
+        steward()
+            .args([
+                "token",
+                "get",
+                api_id,
+                "--audience",
+                "spiffe://acme.example/ns/payments/sa/ledger",
+                "--key",
+            ])
+            .arg(&api_key)
+            .env("STEWARD_SERVER", server.url())
+            .output()
+            .unwrap()
+    };
+    let out = get_api();
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Removed, the key gets nothing from then on; both changes are in the change log.
+    let out = server.cli(&admin, &["identity", "key", "remove", api_id, &kid]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = get_api();
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("invalid_client"), "{:?}", text(&out));
+    let out = server.cli(&admin, &["changes", "--json"]);
+    let changes = text(&out).0;
+    assert!(
+        changes.contains("identity.key.add") && changes.contains("identity.key.remove"),
+        "{changes}"
+    );
 }
 
 #[test]

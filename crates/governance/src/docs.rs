@@ -42,6 +42,19 @@ pub(crate) struct FileDoc {
     /// Policy unit tests: a request and the decision it must get.
     #[serde(default)]
     pub policy_tests: Vec<PolicyTestDoc>,
+    /// Client keys kept apart from their identity (a file per key, as
+    /// `steward identity key create` writes them), merged into the identity's
+    /// `credentials.public_keys`.
+    #[serde(default)]
+    pub client_keys: Vec<ClientKeyDoc>,
+}
+
+/// One client key of a declared identity, in a file of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientKeyDoc {
+    pub identity: SpiffeId,
+    pub key: steward_model::ClientKey,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 /// Keys whose lines are indexed: the keys that name an item.
-const KEYS: &[&str] = &["id", "spiffe_id", "name"];
+const KEYS: &[&str] = &["id", "spiffe_id", "name", "kid"];
 
 /// Lines of each `key: value` occurrence in one file.
 pub(crate) struct LineIndex<'a> {

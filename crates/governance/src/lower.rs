@@ -10,11 +10,19 @@ use steward_model::{
 
 use crate::ObjectKind as K;
 use crate::docs::{
-    CapabilityDoc, ExceptionDoc, IdentityDoc, IssuerDoc, OwnerDoc, PlaneDoc, PolicyTestDoc,
+    CapabilityDoc, ClientKeyDoc, ExceptionDoc, IdentityDoc, IssuerDoc, OwnerDoc, PlaneDoc,
+    PolicyTestDoc,
 };
 use crate::locate::LineIndex;
 use crate::parse::{Ctx, check_settings, context_name_problem, issuer_problems};
 use crate::{Desired, PolicyTest};
+
+/// A `client_keys` entry and where it was written, kept until its identity is known.
+pub(crate) struct PlacedKey {
+    pub doc: ClientKeyDoc,
+    pub file: String,
+    pub line: usize,
+}
 
 /// One file on its way into the desired state.
 pub(crate) struct Lowering<'a> {
@@ -339,6 +347,22 @@ impl<'a> Lowering<'a> {
 
     /// Identities are only remembered here: they are checked once every file is read,
     /// since their planes and owners may be declared in other files.
+    /// Client keys in files of their own: placed now, attached to their identity once
+    /// every file is read (the identity may be declared in another file).
+    pub(crate) fn client_keys(&mut self, items: Vec<ClientKeyDoc>, later: &mut Vec<PlacedKey>) {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for doc in items {
+            let n = seen.entry(doc.key.kid.clone()).or_insert(0);
+            let line = self.index.line_of("kid", &doc.key.kid, *n);
+            *n += 1;
+            later.push(PlacedKey {
+                doc,
+                file: self.cx.file.path.clone(),
+                line,
+            });
+        }
+    }
+
     pub(crate) fn identities(
         &mut self,
         desired: &mut Desired,

@@ -8,7 +8,7 @@ use steward_model::{
 
 use crate::docs::{FileDoc, IdentityDoc};
 use crate::identity_check::{IdentityRegistry, OwnerStanding, identity_problems};
-use crate::lower::Lowering;
+use crate::lower::{Lowering, PlacedKey};
 use crate::{Desired, DesiredIdentity, Diagnostic, GovernanceError, PolicyFile, SourceFile};
 
 /// One file's diagnostics as they are found.
@@ -35,6 +35,7 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
     // Identity docs are checked after every file is read, since their planes and owners
     // may be declared in other files.
     let mut identity_docs: Vec<IdentityDoc> = Vec::new();
+    let mut client_keys: Vec<PlacedKey> = Vec::new();
 
     for file in files {
         let mut cx = Ctx {
@@ -72,12 +73,14 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
         lower.workflows(&mut desired, doc.workflows);
         lower.policy_tests(&mut desired, doc.policy_tests);
         lower.identities(&mut desired, doc.identities, &mut identity_docs);
+        lower.client_keys(doc.client_keys, &mut client_keys);
         diags.append(&mut lower.cx.diags);
     }
 
     // Cross-references are checked only once every file parses: a capability lost to a
     // syntax error would otherwise show up again as every reference to it.
     if diags.is_empty() {
+        attach_client_keys(&mut identity_docs, client_keys, &mut diags);
         check_references(&mut desired, identity_docs, trust_domain, &mut diags);
     }
 
@@ -86,6 +89,38 @@ pub fn parse(files: &[SourceFile], trust_domain: &TrustDomain) -> Result<Desired
     } else {
         diags.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
         Err(GovernanceError::Invalid(diags))
+    }
+}
+
+/// Moves each `client_keys` entry under its identity's `credentials.public_keys`, where
+/// the identity checks see it like any other key (a repeated `kid` included). A key for an
+/// identity the repository does not declare is an error at the key's line.
+fn attach_client_keys(
+    identity_docs: &mut [IdentityDoc],
+    keys: Vec<PlacedKey>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let index: BTreeMap<String, usize> = identity_docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.spiffe_id.to_string(), i))
+        .collect();
+    for placed in keys {
+        let id = placed.doc.identity.to_string();
+        match index.get(&id) {
+            Some(&i) => identity_docs[i]
+                .credentials
+                .public_keys
+                .push(placed.doc.key),
+            None => diags.push(Diagnostic {
+                file: placed.file,
+                line: placed.line,
+                message: format!(
+                    "client key `{}` is for identity `{id}`, which the repository does not declare (declare it under `identities`, or fix the SPIFFE ID)",
+                    placed.doc.key.kid
+                ),
+            }),
+        }
     }
 }
 

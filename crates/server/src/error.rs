@@ -118,7 +118,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
-            StoreError::AlreadyExists { .. } => {
+            StoreError::AlreadyExists { .. } | StoreError::ManagedByRepository { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::VersionConflict { .. } => {

@@ -82,6 +82,8 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
         R::IdentityLifecycle => post(lifecycle),
         R::CreateClientSecret => post(create_client_secret),
         R::RevokeClientSecret => delete(revoke_client_secret),
+        R::AddClientKey => post(add_client_key),
+        R::RemoveClientKey => delete(remove_client_key),
         R::IdentityEntitlements => get(policy::identity_entitlements),
         R::Capabilities => get(capabilities),
         R::Issuers => get(issuers),
@@ -568,6 +570,44 @@ async fn revoke_client_secret(
         spiffe_id: id,
         revoked,
     }))
+}
+
+async fn add_client_key(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(key): Json<steward_model::ClientKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    writable_identity(&s, &caller, &id, "registering a client key").await?;
+    // The same checks a key in the repository gets: a usable P-256 key.
+    let candidate = steward_model::Credentials {
+        public_keys: vec![key.clone()],
+        ..Default::default()
+    };
+    let problems = steward_governance::credential_problems(&candidate);
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(problems.join("; ")));
+    }
+    let record = s
+        .store
+        .edit_client_keys(&id, steward_store::ClientKeyEdit::Add(key), &caller.0)
+        .await?;
+    s.reload_policy().await?;
+    Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+async fn remove_client_key(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path((id, kid)): Path<(String, String)>,
+) -> ApiResult<IdentityRecord> {
+    writable_identity(&s, &caller, &id, "removing a client key").await?;
+    let record = s
+        .store
+        .edit_client_keys(&id, steward_store::ClientKeyEdit::Remove(kid), &caller.0)
+        .await?;
+    s.reload_policy().await?;
+    Ok(axum::Json(record))
 }
 
 async fn capabilities(

@@ -896,6 +896,7 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    client_keys_through_the_api(&env, pa, foreign).await;
     for (route, param) in [
         (RouteId::ConfigApply, None),
         (RouteId::ConfigPlan, None),
@@ -908,6 +909,59 @@ async fn plane_admin_stays_in_its_planes(env: Env) {
         let (st, body) = env.route(route, param.as_slice(), pa, body).await;
         assert_error(st, &body, StatusCode::FORBIDDEN, "forbidden");
     }
+}
+
+/// Client keys of an API-registered identity change through the API, checked like a
+/// repository's keys; a repository-managed identity's keys do not, and a plane admin
+/// reaches only its planes' identities.
+async fn client_keys_through_the_api(env: &Env, pa: Option<&str>, foreign: &str) {
+    let own = "spiffe://acme.example/t/one";
+    let signing = steward_token::SigningKey::generate().unwrap().0;
+    let jwk = signing.public_key().jwk();
+    let key = json!({"kid": "k-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y});
+    let add = |id: &'static str, body: Value| {
+        let id = id.to_owned();
+        async move {
+            env.route(RouteId::AddClientKey, &[&id], pa, Some(body))
+                .await
+        }
+    };
+    let (st, body) = add(
+        own,
+        json!({"kid": "bad", "kty": "EC", "crv": "P-256", "x": "AQ", "y": "AQ"}),
+    )
+    .await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    let (st, body) = add(own, key.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["credentials"]["public_keys"][0]["kid"], "k-1");
+    let (st, body) = add(own, key.clone()).await;
+    assert_error(st, &body, StatusCode::CONFLICT, "conflict");
+    let (st, _) = env
+        .route(RouteId::AddClientKey, &[foreign], pa, Some(key.clone()))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let managed = "spiffe://acme.example/ns/payments/sa/payments-api";
+    let (st, body) = env
+        .route(RouteId::AddClientKey, &[managed], pa, Some(key))
+        .await;
+    assert_error(st, &body, StatusCode::CONFLICT, "conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("governance repository"),
+        "{body}"
+    );
+    let (st, _) = env
+        .route(RouteId::RemoveClientKey, &[own, "k-2"], pa, None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, body) = env
+        .route(RouteId::RemoveClientKey, &[own, "k-1"], pa, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body["credentials"].get("public_keys").is_none(), "{body}");
 }
 
 async fn auditor_reads_but_never_writes(env: Env) {

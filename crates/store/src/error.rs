@@ -40,6 +40,11 @@ pub enum StoreError {
     /// An identity names an owner that was removed.
     #[error("owner `{owner}` has been removed: choose a current owner")]
     OwnerRemoved { owner: String },
+    /// An identity the governance repository manages is changed only by an apply.
+    #[error(
+        "identity `{id}` is managed by the governance repository: add or remove its keys there (under the identity's `credentials`, or a `client_keys` file), then apply"
+    )]
+    ManagedByRepository { id: String },
     /// The owner to remove was removed before.
     #[error("owner `{owner}` was already removed")]
     OwnerAlreadyRemoved { owner: String },

@@ -31,7 +31,7 @@ pub use egress::EgressSecretRow;
 pub use error::StoreError;
 pub use evidence::{EVIDENCE_BLOCK, EvidenceFilter, canonical_bodies};
 pub use keys::{ClientSecretRow, SigningKeyRow};
-pub use registry::IdentityFilter;
+pub use registry::{ClientKeyEdit, IdentityFilter};
 pub use reviews::NewItem;
 pub use revocations::{
     CHANGE_CHANNEL, PointOwner, PointReport, PointRow, REVOCATION_CHANNEL, RevokeRequest,

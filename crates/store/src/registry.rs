@@ -12,6 +12,15 @@ use steward_model::{
 use steward_api::{ConfigVersion, IdentityRecord, OwnerRecord, RegistryCounts};
 
 use crate::admin::{Actor, record_change};
+
+/// One change to an API-managed identity's client keys.
+#[derive(Debug, Clone)]
+pub enum ClientKeyEdit {
+    /// Registers a new key (its `kid` must be new for the identity).
+    Add(steward_model::ClientKey),
+    /// Removes the key with this `kid`: assertions signed with it are refused from then on.
+    Remove(String),
+}
 use crate::rows::{IDENTITY_COLUMNS, from_json, identity, identity_record, json};
 use crate::{Store, StoreError};
 
@@ -247,6 +256,83 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound {
                 kind: "identity",
                 id: new.spiffe_id.to_string(),
+            })
+    }
+
+    /// Adds or removes a client key of an identity registered through the API (keys of a
+    /// repository-managed identity change only with the repository). The change is
+    /// recorded with the key ids before and after; key material is public.
+    pub async fn edit_client_keys(
+        &self,
+        spiffe_id: &str,
+        edit: ClientKeyEdit,
+        actor: &Actor,
+    ) -> Result<IdentityRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE spiffe_id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(spiffe_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "identity",
+                id: spiffe_id.to_owned(),
+            })?;
+        if row.try_get::<i64, _>("managed")? != 0 {
+            return Err(StoreError::ManagedByRepository {
+                id: spiffe_id.to_owned(),
+            });
+        }
+        let mut credentials = identity(&row)?.credentials;
+        let kids = |c: &steward_model::Credentials| {
+            serde_json::json!(c.public_keys.iter().map(|k| &k.kid).collect::<Vec<_>>()).to_string()
+        };
+        let before = kids(&credentials);
+        let action = match edit {
+            ClientKeyEdit::Add(key) => {
+                if credentials.public_keys.iter().any(|k| k.kid == key.kid) {
+                    return Err(StoreError::AlreadyExists {
+                        kind: "client key",
+                        id: key.kid,
+                    });
+                }
+                credentials.public_keys.push(key);
+                "identity.key.add"
+            }
+            ClientKeyEdit::Remove(kid) => {
+                let n = credentials.public_keys.len();
+                credentials.public_keys.retain(|k| k.kid != kid);
+                if credentials.public_keys.len() == n {
+                    return Err(StoreError::NotFound {
+                        kind: "client key",
+                        id: kid,
+                    });
+                }
+                "identity.key.remove"
+            }
+        };
+        sqlx::query("UPDATE identities SET credentials = $1, updated_at = $2 WHERE spiffe_id = $3")
+            .bind(json(&credentials))
+            .bind(steward_model::timestamp::now())
+            .bind(spiffe_id)
+            .execute(&mut *tx)
+            .await?;
+        record_change(
+            self.backend,
+            &mut tx,
+            actor,
+            action,
+            spiffe_id,
+            Some(before),
+            Some(kids(&credentials)),
+        )
+        .await?;
+        tx.commit().await?;
+        self.identity(spiffe_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "identity",
+                id: spiffe_id.to_owned(),
             })
     }
 
