@@ -107,11 +107,8 @@ fn attach_client_keys(
         .collect();
     for placed in keys {
         let id = placed.doc.identity.to_string();
-        match index.get(&id) {
-            Some(&i) => identity_docs[i]
-                .credentials
-                .public_keys
-                .push(placed.doc.key),
+        match index.get(&id).and_then(|&i| identity_docs.get_mut(i)) {
+            Some(doc) => doc.credentials.public_keys.push(placed.doc.key),
             None => diags.push(Diagnostic {
                 file: placed.file,
                 line: placed.line,
