@@ -254,6 +254,11 @@ function problem(e, what) {
     el("span", { text: e.message || String(e) }));
 }
 
+// What a page renders: route() shows it unless another page was asked for meanwhile.
+function view(...nodes) {
+  return nodes;
+}
+
 function failure(e) {
   show(el("div", { id: "error", class: "error" }, problem(e)));
 }
@@ -406,7 +411,7 @@ async function overview() {
       planes.length ? barsChart("chart-planes", planes.map(([p, n]) => ({ label: p, value: n, cls: "plane" })), "Findings by plane")
         : el("p", { class: "empty", id: "chart-planes", text: "No findings in any plane." }))));
   nodes.push(panel("Enforcement points", link("#/points", "all points and their flags →"), pointsTable(points, "points")));
-  show(...nodes);
+  return view(...nodes);
 }
 
 function pointFlags(p, current) {
@@ -462,7 +467,7 @@ async function pointsPage() {
   } else {
     nodes.push(panel("Points", plural(points.points.length, "point") + " · live means heard from within " + points.liveness_secs + " s", pointsTable(points, "points")));
   }
-  show(...nodes);
+  return view(...nodes);
 }
 
 async function revocationsPage() {
@@ -501,7 +506,7 @@ async function revocationsPage() {
       for (const p of v.acknowledged) {
         const e = ackEvent(p.id, r.epoch);
         items.append(el("li", { class: "acked" }, badge("acknowledged", "ok"), mono(p.id), " ",
-          e ? el("span", {}, when(e.time), el("span", { class: "muted", text: " (" + duration(timeMs(e.time) - r.revoked_at * 1000) + " after)" }))
+          e ? el("span", {}, when(e.time), el("span", { class: "muted nowrap", text: " (" + duration(timeMs(e.time) - r.revoked_at * 1000) + " after)" }))
             : el("span", { class: "muted", text: acks ? "at epoch " + p.epoch + " (time not in the evidence shown)" : "at epoch " + p.epoch })));
       }
       for (const p of v.lagging) {
@@ -514,9 +519,13 @@ async function revocationsPage() {
       }
       if (items.childNodes.length) cell.append(items);
     }
-    return [el("b", { text: "#" + r.epoch }), badge(r.kind), el("div", {}, mono(r.target), r.planes && r.planes.length ? el("div", { class: "muted", text: "planes: " + r.planes.join(", ") }) : null),
-      r.reason, r.actor, el("div", {}, when(r.revoked_at), el("div", { class: "muted" }, relative(r.revoked_at * 1000))),
-      r.until ? when(r.until) : el("span", { class: "muted", text: "never (kept)" }), cell];
+    return [el("b", { text: "#" + r.epoch }),
+      el("div", { class: "revoked" }, badge(r.kind), el("div", {}, mono(r.target)),
+        r.planes && r.planes.length ? el("div", { class: "muted", text: "planes: " + r.planes.join(", ") }) : null),
+      el("div", {}, el("div", { text: r.reason }), el("div", { class: "muted", text: "by " + r.actor })),
+      el("div", {}, when(r.revoked_at, { relative: true }),
+        el("div", { class: "muted" }, "covers tokens until ", r.until ? when(r.until) : "forever (kept)")),
+      cell];
   });
   const nodes = [pageHead("Revocations", "Every revocation in epoch order, newest first, and which enforcement points have applied it."),
     el("div", { class: "cards" },
@@ -528,11 +537,11 @@ async function revocationsPage() {
     nodes.push(panel("Revocations", null, el("p", { class: "empty", id: "revocations-empty", text: "Nothing has been revoked yet." })));
   } else {
     nodes.push(panel("Revocations", (current > SHOWN ? "the newest " + SHOWN + " of " + current : plural(list.length, "revocation")) + (acksNote ? " · " + acksNote : ""),
-      table(["Epoch", "Kind", "Target", "Reason", "By", "When", "Covers tokens until", "Acknowledgements"], rows, "revocations", {
+      table(["Epoch", "Revoked", "Why and by whom", "When", "Acknowledgements"], rows, "revocations", {
         rowClass: (i) => (verifications[i].error || (!verifications[i].complete && verifications[i].lagging.length) ? "row-bad" : null),
       })));
   }
-  show(...nodes);
+  return view(...nodes);
 }
 
 async function inventory(params) {
@@ -558,7 +567,7 @@ async function inventory(params) {
     r.plane, el("span", {}, r.owner, r.orphaned ? badge("owner removed", "bad") : null), r.environment, r.kind, badge(r.state, stateClass(r.state)),
     chips(Object.entries(r.labels || {}).map(([k, v]) => k + "=" + v)),
   ]);
-  show(pageHead("Inventory", plural(page.items.length, "identity", "identities") + (q.toString() !== "limit=1000" ? " matching the filter" : "")), form,
+  return view(pageHead("Inventory", plural(page.items.length, "identity", "identities") + (q.toString() !== "limit=1000" ? " matching the filter" : "")), form,
     panel("Identities", null, table(["Identity", "Plane", "Owner", "Environment", "Kind", "State", "Labels"], rows, "inventory", { empty: "No identity matches." })));
 }
 
@@ -607,7 +616,7 @@ async function identity(id) {
         events.map((e) => [when(e.time), mono(e.enforcement_point || "-"), e.action || "-", (e.destination && e.destination.capability) || "-",
           outcome(e), e.correlation_id ? link("#/trace/" + encodeURIComponent(e.correlation_id), e.correlation_id, "mono") : "-"]), "decisions", { empty: "No decisions recorded." })));
   }
-  show(...nodes);
+  return view(...nodes);
 }
 
 // Why a decision went as it did: its reasons, else the policies that decided it.
@@ -625,7 +634,7 @@ function outcome(e) {
 async function findings() {
   const p = await api("/admin/v1/posture");
   const sev = p.summary.by_severity || {};
-  show(pageHead("Findings", [p.summary.findings + " findings over " + p.summary.identities + " identities (evidence of the last " + p.window_days + " days): " +
+  return view(pageHead("Findings", [p.summary.findings + " findings over " + p.summary.identities + " identities (evidence of the last " + p.window_days + " days): " +
       ["critical", "high", "medium", "low"].map((s) => (sev[s] || 0) + " " + s).join(", ") + "; report made ", when(p.generated_at, { relative: true })]),
     panel("Findings", "most severe first",
       table(["Severity", "Finding", "Subject", "Plane", "Owner", "OWASP NHI", "What to do"],
@@ -752,7 +761,7 @@ async function trace(cid) {
       s.deny ? badge(s.deny + " denied", "deny") : badge("all allowed", "allow"), [...s.points].join(", ")]);
     nodes.push(panel("Recent traces", "from the newest 500 decisions", table(["Trace", "Last event", "Decisions", "Outcome", "Points"], rows, "recent-traces", { empty: "No decision carries a trace id yet." })));
   }
-  show(...nodes);
+  return view(...nodes);
 }
 
 async function policy(params) {
@@ -770,12 +779,12 @@ async function policy(params) {
     }
     nodes.push(panel("Diff " + d.from + " → " + d.to, null, pre));
   }
-  show(...nodes);
+  return view(...nodes);
 }
 
 async function reviews() {
   const list = await api("/admin/v1/reviews");
-  show(pageHead("Access reviews", "Campaigns asking owners to attest, or revoke, what their identities may do."),
+  return view(pageHead("Access reviews", "Campaigns asking owners to attest, or revoke, what their identities may do."),
     panel("Campaigns", plural(list.length, "campaign"),
       table(["Campaign", "Name", "Plane", "Attested", "Started", "Due"],
         list.map((c) => [link("#/reviews/" + encodeURIComponent(c.id), c.id, "mono"), c.name, c.plane || "(all)",
@@ -791,7 +800,7 @@ async function review(id) {
     if (i.decision) {
       cell = el("span", {}, badge(i.decision, i.decision === "keep" ? "ok" : "bad"), "by " + (i.decided_by || "?") + " ", i.decided_at ? when(i.decided_at) : null);
     } else if (canAttest) {
-      cell = el("span", {});
+      cell = el("span", { class: "nowrap" });
       for (const d of ["keep", "revoke"]) {
         cell.append(el("button", {
           type: "button", class: "decide", "data-decision": d, text: d,
@@ -810,37 +819,41 @@ async function review(id) {
     }
     return [mono(i.spiffe_id), i.owner, el("div", {}, el("div", { class: "muted", text: plural(i.permissions.length, "permission") }), chips(i.permissions)), cell];
   });
-  show(pageHead(v.campaign.name + " (" + v.campaign.id + ")", null),
+  return view(pageHead(v.campaign.name + " (" + v.campaign.id + ")", null),
     el("p", { class: "lede" }, v.campaign.decided + "/" + v.campaign.items + " attested · due ", when(v.campaign.due_at, { relative: true })),
     panel("Queue", canAttest ? "keep or revoke each identity; your note goes into the evidence log" : "read only for this role",
       table(["Identity", "Owner", "Effective permissions at start", "Decision"], rows, "queue", { empty: "Nothing to review." })));
 }
 
+let routeSeq = 0;
+
 async function route() {
+  const mine = ++routeSeq;
   const hash = location.hash || "#/overview";
   const [path, query] = hash.slice(1).split("?");
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
-  const page = { identity: "inventory" }[parts[0]] || parts[0] || "overview";
+  const section = { identity: "inventory" }[parts[0]] || parts[0] || "overview";
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.dataset.page === page) a.setAttribute("aria-current", "page");
+    if (a.dataset.page === section) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  const pages = {
+    inventory: () => inventory(params),
+    identity: () => identity(parts.slice(1).join("/")),
+    findings: () => findings(),
+    trace: () => trace(parts.slice(1).join("/")),
+    points: () => pointsPage(),
+    revocations: () => revocationsPage(),
+    policy: () => policy(params),
+    reviews: () => (parts[1] ? review(parts[1]) : reviews()),
+  };
   try {
-    switch (parts[0]) {
-      case "inventory": return await inventory(params);
-      case "identity": return await identity(parts.slice(1).join("/"));
-      case "findings": return await findings();
-      case "trace": return await trace(parts.slice(1).join("/"));
-      case "points": return await pointsPage();
-      case "revocations": return await revocationsPage();
-      case "policy": return await policy(params);
-      case "reviews": return parts[1] ? await review(parts[1]) : await reviews();
-      default: return await overview();
-    }
+    const nodes = await (pages[parts[0]] || overview)();
+    if (mine === routeSeq) show(...nodes);
   } catch (e) {
     if (e.status === 401) return signOut();
-    failure(e);
+    if (mine === routeSeq) failure(e);
   }
 }
 
