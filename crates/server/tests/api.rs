@@ -424,7 +424,7 @@ use revocation::{
 mod posture;
 use posture::{
     access_reviews_attest_and_revoke, compliance_report_maps_controls_to_evidence,
-    posture_reports_inventory_and_findings,
+    posture_reports_inventory_and_findings, the_timeline_counts_allowed_and_denied_apart,
 };
 
 both_backends!(
@@ -433,6 +433,7 @@ both_backends!(
     posture_reports_inventory_and_findings,
     access_reviews_attest_and_revoke,
     compliance_report_maps_controls_to_evidence,
+    the_timeline_counts_allowed_and_denied_apart,
     tokens_are_discoverable_issued_and_third_party_valid,
     a_client_assertion_is_single_use,
     every_refusal_names_its_oauth_error_and_is_evidence,

@@ -663,3 +663,92 @@ pub(crate) async fn compliance_report_maps_controls_to_evidence(env: Env) {
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
+
+/// The console's decision chart reads `GET /admin/v1/audit/timeline`: allowed and denied
+/// decisions counted apart, per UTC hour, whichever layer decided (the AuthZEN API here,
+/// and an enforcement point's shipped record); auditors may read it, plane admins not.
+pub(crate) async fn the_timeline_counts_allowed_and_denied_apart(env: Env) {
+    env.apply_example().await;
+    let first_hour = steward_model::timestamp::now()[..13].to_owned();
+    let (st, hours) = env
+        .query(RouteId::AuditTimeline, &[], "hours=24", Some(&env.admin))
+        .await;
+    assert_eq!((st, hours.clone()), (StatusCode::OK, json!([])), "{hours}");
+    let ask = |subject: &str, capability: &str, action: &str, environment: &str| {
+        env.route(
+            RouteId::Evaluation,
+            &[],
+            Some(&env.admin),
+            Some(json!({
+                "subject": {"type": "workload", "id": subject},
+                "resource": {"type": "capability", "id": capability},
+                "action": {"name": action},
+                "context": {"environment": environment},
+            })),
+        )
+    };
+    let orders = "spiffe://acme.example/ns/orders/sa/orders-api";
+    let partner = "spiffe://acme.example/ns/partners/sa/partner-gateway";
+    for (subject, capability, action, environment, want) in [
+        (orders, "payments.charge", "invoke", "prod", true),
+        (orders, "payments.charge", "invoke", "prod", true),
+        (partner, "orders.read", "read", "staging", false),
+    ] {
+        let (st, d) = ask(subject, capability, action, environment).await;
+        assert_eq!((st, &d["decision"]), (StatusCode::OK, &json!(want)), "{d}");
+    }
+    let record = json!({
+        "schema": "steward.evidence/1",
+        "id": "timeline-deny-1",
+        "time": steward_model::timestamp::now(),
+        "kind": "access.decision",
+        "principal": orders,
+        "action": "consume",
+        "decision": {"outcome": "deny"},
+        "enforcement_point": "consumer:refunds",
+    });
+    let (st, body) = env
+        .route(
+            RouteId::Decisions,
+            &[],
+            Some(&env.admin),
+            Some(json!({"records": [record]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+
+    let (st, hours) = env
+        .query(RouteId::AuditTimeline, &[], "hours=24", Some(&env.admin))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{hours}");
+    let last_hour = steward_model::timestamp::now()[..13].to_owned();
+    let hours = hours.as_array().unwrap();
+    // One hour, or two when the test ran across an hour's end.
+    assert!(!hours.is_empty() && hours.len() <= 2, "{hours:?}");
+    for h in hours {
+        let hour = h["hour"].as_str().unwrap();
+        assert!(
+            hour == first_hour || hour == last_hour,
+            "{hour} is not {first_hour} or {last_hour}"
+        );
+    }
+    let sum = |k: &str| hours.iter().map(|h| h[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((sum("allowed"), sum("denied")), (2, 2), "{hours:?}");
+
+    let auditor = env.credential("auditor", "auditor", None).await;
+    let (st, same) = env
+        .query(RouteId::AuditTimeline, &[], "hours=24", Some(&auditor))
+        .await;
+    assert_eq!((st, same.as_array().unwrap()), (StatusCode::OK, hours));
+    let plane = env
+        .credential("payments lead", "plane-admin", Some("payments"))
+        .await;
+    let (st, _) = env
+        .query(RouteId::AuditTimeline, &[], "hours=24", Some(&plane))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = env
+        .query(RouteId::AuditTimeline, &[], "hours=0", Some(&env.admin))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
