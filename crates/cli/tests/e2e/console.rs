@@ -15,6 +15,26 @@ struct Browser {
     session: String,
 }
 
+/// chromedriver and the Chromium it starts, in a process group of their own that is
+/// killed as a whole when dropped, also when the test fails: a browser must not outlive
+/// its test (stopping chromedriver alone leaves Chromium running).
+struct DriverGroup(std::process::Child);
+
+impl DriverGroup {
+    fn spawn(cmd: &mut Command) -> DriverGroup {
+        use std::os::unix::process::CommandExt;
+        DriverGroup(cmd.process_group(0).spawn().unwrap())
+    }
+}
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// The window every screenshot is taken at, so that they compare from run to run.
@@ -391,13 +411,11 @@ async fn console_in_headless_chromium() {
     );
 
     let port = free_port();
-    let _driver = Reaped(
+    let _driver = DriverGroup::spawn(
         Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let driver = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
