@@ -131,7 +131,7 @@ pub enum OwnerCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
-    /// Create an admin credential; its token is printed once.
+    /// Create an admin credential; its token is printed once (or written to --out).
     Create {
         /// A name saying who or what holds it.
         #[arg(long)]
@@ -142,6 +142,10 @@ pub enum CredentialCommand {
         /// The plane a plane-admin administers (with the planes beneath it).
         #[arg(long)]
         plane: Option<String>,
+        /// Write the token to this new file (mode 0600) instead of printing it, for
+        /// scripts and for a service that reads its credential from a file.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -310,6 +314,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(args) => crate::gateway_cmd::run(args).await,
         Command::EgressSecret(cmd) => crate::egress_cmd::run(cmd).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Echo(args) => crate::echo_cmd::run(args).await,
         Command::Validate { dir, trust_domain } => validate(&dir, &trust_domain),
         Command::Plan {
             dir,
@@ -729,10 +734,29 @@ async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
             name,
             role,
             plane,
+            out,
             remote,
         } => {
             let req = CreateCredentialRequest::new(name, parse_role(&role, plane)?);
+            if let Some(path) = &out
+                && path.exists()
+            {
+                bail!(
+                    "{} exists: --out writes a new file (remove it first, or choose another path)",
+                    path.display()
+                );
+            }
             let c: CreatedCredential = connect(&remote)?.create_credential(&req).await?;
+            if let Some(path) = &out {
+                crate::workload_cmd::write_owner_only(path, format!("{}\n", c.token).as_bytes())?;
+                eprintln!(
+                    "Created credential {} ({}); its token was written to {} (mode 0600).",
+                    c.credential.id,
+                    c.credential.role,
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             emit(&remote, &c, || {
                 format!(
                     "Created credential {} ({}). Its token is shown once:\n\n    {}\n\n",

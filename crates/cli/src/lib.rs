@@ -7,6 +7,7 @@ mod demo;
 mod demo_enforce;
 mod demo_policy;
 mod demo_tokens;
+mod echo_cmd;
 mod egress_cmd;
 mod gateway_cmd;
 mod jit_cmd;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Start a throwaway control plane, apply the example governance repository and show
     /// what Steward does, step by step.
     Demo(demo::DemoArgs),
+    /// A stand-in service for trying the gateway: answers every request with what it
+    /// received (the identity and trace the gateway forwarded included).
+    Echo(echo_cmd::EchoArgs),
     /// Check a governance repository offline: every problem with its file and line.
     Validate {
         /// The governance repository directory.
