@@ -1923,3 +1923,6 @@ fn replicas(url: String) {
 // The web console in headless Chromium, with its WebDriver client.
 #[path = "e2e/console.rs"]
 mod console;
+
+#[path = "e2e/readme.rs"]
+mod readme;

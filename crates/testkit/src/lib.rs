@@ -81,6 +81,60 @@ impl Drop for Reaped {
     }
 }
 
+/// Says that part of a test did not run because a real server or tool is missing, where a
+/// newcomer's `cargo test --workspace` shows it: at once, past the test harness's output
+/// capture (which hides a passing test's output), and again as a list after the test
+/// binary's own summary, grouped by what was missing and how to run it.
+///
+/// `part` names what is missing (`PostgreSQL`, `nginx`, `Chromium`, …) and `how` how to
+/// provide it. Outside CI only: under `CI=true` the callers fail instead.
+pub fn skipped(test: &str, part: &str, how: &str) {
+    use std::io::Write;
+    let line = format!("\n*** SKIPPING {part} part of `{test}`: {how} ***\n");
+    // `eprintln!` is captured per test; a write to the stream itself is not.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    SKIPPED
+        .lock()
+        .push((part.to_owned(), how.to_owned(), test.to_owned()));
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: `atexit` only stores the pointer to a function that lives as long as the
+        // process; the function takes no arguments and unwinds nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::atexit(report_skipped);
+        }
+    });
+}
+
+/// What [`skipped`] recorded in this test binary: (part, how to run it, test).
+static SKIPPED: parking_lot::Mutex<Vec<(String, String, String)>> =
+    parking_lot::Mutex::new(Vec::new());
+
+/// Runs when the test binary exits, after the harness's `test result` line.
+extern "C" fn report_skipped() {
+    use std::io::Write;
+    let list = SKIPPED.lock();
+    let mut by_part: std::collections::BTreeMap<(&str, &str), Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for (part, how, test) in list.iter() {
+        by_part.entry((part, how)).or_default().push(test);
+    }
+    let mut out = format!(
+        "\n*** NOT RUN: {} real-server part(s) of this test binary were skipped ***\n",
+        list.len()
+    );
+    for ((part, how), tests) in by_part {
+        out.push_str(&format!(
+            "    {part}: {} test(s), e.g. `{}`\n        to run them: {how}\n",
+            tests.len(),
+            tests.first().copied().unwrap_or_default()
+        ));
+    }
+    out.push_str("    (`.ci/run`, as root, installs and starts every one of them)\n\n");
+    let _ = std::io::stderr().write_all(out.as_bytes());
+}
+
 /// A URL to a brand-new, empty PostgreSQL database for one test, or `None` (after a loud
 /// message) when no server is configured outside CI.
 pub async fn postgres_url(test: &str) -> Option<String> {
@@ -90,8 +144,10 @@ pub async fn postgres_url(test: &str) -> Option<String> {
                 "{POSTGRES_ENV} is not set but CI=true: the PostgreSQL tests must run in CI (see .ci/run)"
             );
         }
-        eprintln!(
-            "\n*** SKIPPING PostgreSQL part of `{test}`: set {POSTGRES_ENV}=postgres://USER:PW@HOST:PORT/DB (a role with CREATEDB) to run it ***\n"
+        skipped(
+            test,
+            "PostgreSQL",
+            &format!("set {POSTGRES_ENV}=postgres://USER:PW@HOST:PORT/DB (a role with CREATEDB)"),
         );
         return None;
     };
@@ -335,8 +391,10 @@ pub fn python_with_spiffe(test: &str) -> Option<std::path::PathBuf> {
             "{PYTHON_ENV} is not set but CI=true: the third-party validator checks must run in CI (see .ci/run)"
         ),
         _ => {
-            eprintln!(
-                "\n*** SKIPPING py-spiffe part of `{test}`: set {PYTHON_ENV} to a python with `pip install spiffe` to run it ***\n"
+            skipped(
+                test,
+                "py-spiffe",
+                &format!("set {PYTHON_ENV} to a python with `pip install spiffe`"),
             );
             None
         }

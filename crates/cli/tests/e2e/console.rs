@@ -322,8 +322,10 @@ async fn console_in_headless_chromium() {
             !steward_testkit::in_ci(),
             "chromedriver is missing but CI=true: .ci/run installs chromium and chromium-driver"
         );
-        eprintln!(
-            "\n*** SKIPPING console_in_headless_chromium: apt-get install chromium chromium-driver ***\n"
+        steward_testkit::skipped(
+            "console_in_headless_chromium",
+            "Chromium",
+            "apt-get install chromium chromium-driver",
         );
         return;
     }

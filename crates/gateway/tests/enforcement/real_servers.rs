@@ -75,9 +75,13 @@ fn binary(what: &str, env: &str, default: &str, test: &str) -> Option<PathBuf> {
             path.display()
         );
     }
-    eprintln!(
-        "\n*** SKIPPING `{test}`: {what} is not installed ({}; set {env} or apt-get install {what}) ***\n",
-        path.display()
+    steward_testkit::skipped(
+        test,
+        what,
+        &format!(
+            "apt-get install {what} (or set {env}; {} is missing)",
+            path.display()
+        ),
     );
     None
 }
