@@ -60,6 +60,9 @@ pub struct Seen<'a> {
     pub correlation_id: Option<&'a str>,
     /// Extra request context (declared `request_context` attributes).
     pub context: Map<String, Value>,
+    /// When the point received the request: its record says how long the decision took
+    /// at this layer (`details.decision_us`), which a trace shows hop by hop.
+    pub received: std::time::Instant,
 }
 
 /// A request target a point could not turn into a [`Target`]: refused (400) and recorded
@@ -510,6 +513,13 @@ impl EnforcementPoint {
             };
         }
         event.token_id = claims.as_ref().map(|c| c.jti.clone());
+        let took = u64::try_from(seen.received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match &mut event.details {
+            Value::Object(details) => {
+                details.insert("decision_us".into(), took.into());
+            }
+            other => *other = serde_json::json!({ "decision_us": took }),
+        }
         let event_id = event.id.clone();
         if let Err(e) = self.log.submit(event) {
             tracing::error!(error = %e, point = %self.name, "a decision could not be recorded; denied");

@@ -119,6 +119,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
     };
     let trace = TraceContext::continue_or_start(header_text(&headers, "traceparent"));
     let mut seen = Seen {
+        received: std::time::Instant::now(),
         token: None,
         proof: Proof::None,
         audience,
@@ -292,6 +293,7 @@ impl AuthEndpoints {
         action: Option<Action>,
     ) -> Seen<'a> {
         Seen {
+            received: std::time::Instant::now(),
             token: Some(token),
             proof: Proof::None,
             audience: self.config.rabbitmq_audience.as_deref().unwrap_or_default(),

@@ -68,6 +68,7 @@ impl ExtAuthz {
                 }
             });
         let mut seen = Seen {
+            received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
             audience: &self.audience,

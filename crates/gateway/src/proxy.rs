@@ -240,6 +240,7 @@ impl Proxy {
             _ => None,
         };
         let mut seen = Seen {
+            received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
             audience: &self.config.audience,
@@ -478,6 +479,7 @@ impl Proxy {
         }
         for tool in ai.tools {
             let verdict = self.point.check(&Seen {
+                received: std::time::Instant::now(),
                 token,
                 proof: Proof::None,
                 audience: &self.config.audience,

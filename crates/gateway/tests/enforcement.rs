@@ -550,6 +550,9 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         e["source"].as_str().unwrap().starts_with("enforcement:"),
         "{e}"
     );
+    // How long the decision took at this layer, for the trace's hop-by-hop latency.
+    let took = e["details"]["decision_us"].as_u64().expect("decision_us");
+    assert!(took > 0 && took < 5_000_000, "{e}");
     // A denied request is recorded too, with the reason.
     let resp = http
         .post(format!("{proxy}/v1/charges/ch_9/refunds"))

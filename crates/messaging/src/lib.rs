@@ -186,6 +186,7 @@ impl Consumer {
             delivery.headers.get(TRACEPARENT_HEADER).map(String::as_str),
         );
         let publish = Seen {
+            received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
             audience: "",
@@ -207,6 +208,7 @@ impl Consumer {
             return Err(published.into());
         }
         let consume = Seen {
+            received: std::time::Instant::now(),
             target: Ok(Target::Address(OwnedAddress::Queue {
                 name: delivery.queue.to_owned(),
             })),

@@ -659,6 +659,13 @@ function layerOf(e, kinds) {
   return "Steward";
 }
 
+// How long the decision took at the layer that made it (enforcement points record it), in
+// milliseconds, or null.
+function decisionMs(e) {
+  const us = e.details && e.details.decision_us;
+  return typeof us === "number" ? us / 1000 : null;
+}
+
 function traceChart(events, kinds) {
   const t = events.map((e) => timeMs(e.time));
   const t0 = Math.min(...t);
@@ -686,11 +693,13 @@ function traceChart(events, kinds) {
     const prev = i > 0 ? t[i - 1] : t[i];
     const gap = t[i] - prev;
     const layer = layerOf(e, kinds);
+    const took = decisionMs(e);
     const what = [e.action, e.destination && (e.destination.capability || e.destination.address)].filter(Boolean).join(" ");
     const g = svg("g", { class: "hop", "data-layer": layer, "data-decision": o || "" },
       tip("#" + e.seq + " " + e.kind + " · " + layer + (e.enforcement_point ? " (" + e.enforcement_point + ")" : "") + "\n" +
         localText(t[i]) + " (" + e.time + ")\n" + (e.principal || "") + (what ? " → " + what : "") + "\n" +
         (o ? o.toUpperCase() : "no decision") + (e.decision && e.decision.reasons && e.decision.reasons.length ? ": " + e.decision.reasons.join("; ") : "") +
+        (took === null ? "" : "\ndecided in " + duration(took) + " at this layer") +
         "\n+" + duration(t[i] - t0) + " from the first event, " + duration(gap) + " after the previous one"));
     if (i % 2 === 0) g.append(svg("rect", { class: "band", x: 0, y: top, width: W, height: row }));
     g.append(svg("text", { class: "row-label", x: 8, y: cy - 3, text: layer }));
@@ -702,7 +711,8 @@ function traceChart(events, kinds) {
     const bx = x(prev);
     g.append(svg("rect", { class: cls, x: bx, y: cy - 7, width: Math.max(4, x(t[i]) - bx), height: 14, rx: 3 }));
     g.append(svg("circle", { class: cls, cx: x(t[i]), cy, r: 5 }));
-    g.append(svg("text", { class: cls + "-text", x: W - R + 50, y: cy + 4, text: o ? o.toUpperCase() : e.kind.split(".").pop() }));
+    g.append(svg("text", { class: cls + "-text", x: W - R + 50, y: cy + 4, text: o ? o.toUpperCase() : e.kind.split(".").pop() },
+      took === null ? null : svg("tspan", { class: "took", text: " in " + duration(took) })));
     g.append(svg("text", { class: "value", x: W - 8, y: cy + 4, "text-anchor": "end", text: i === 0 ? "start" : "+" + duration(gap) }));
     root.append(g);
   });
@@ -736,7 +746,7 @@ async function trace(cid) {
         el("ul", { class: "legend" },
           el("li", {}, el("span", { class: "swatch allow" }), "allow"), el("li", {}, el("span", { class: "swatch deny" }), "deny"),
           el("li", {}, el("span", { class: "swatch" }), "no decision (issuance, revocation …)"),
-          el("li", { class: "muted", text: "A bar runs from the previous hop to this one: evidence events are instants, so the latency shown is the time between hops." })),
+          el("li", { class: "muted", text: "A bar runs from the previous hop to this one; \"in …\" is how long the layer took to decide, where it records it." })),
         traceChart(events, kinds)));
       nodes.push(panel("Events", "in causal order",
         table(["#", "Time", "Layer · point", "Principal → target", "Outcome", "Why"],
