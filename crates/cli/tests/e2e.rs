@@ -846,14 +846,16 @@ fn bootstrap_credential_is_printed_once_and_recoverable() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut url = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
+        for line in lines.by_ref().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
                 url = rest.split_whitespace().next().unwrap().to_owned();
                 break;
             }
         }
+        // Keep reading: a server whose stderr is closed fails at its next log line.
+        std::thread::spawn(move || lines.for_each(drop));
         (child, url)
     };
     let stop = |mut child: std::process::Child| {
