@@ -299,7 +299,7 @@ mod tests {
             assert_eq!(r.id.route(), r, "{:?}", r.id);
             assert!(r.path.starts_with('/'), "{}", r.path);
         }
-        assert_eq!(ROUTES.len(), 67);
+        assert_eq!(ROUTES.len(), 69);
     }
 
     #[test]
