@@ -135,6 +135,16 @@ impl Store {
         row.as_ref().map(identity_record).transpose()
     }
 
+    /// An identity that must exist (just written in this store): its absence is `NotFound`.
+    async fn existing_identity(&self, spiffe_id: &str) -> Result<IdentityRecord, StoreError> {
+        self.identity(spiffe_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "identity",
+                id: spiffe_id.to_owned(),
+            })
+    }
+
     /// Identities matching `filter`, ordered by SPIFFE ID.
     pub async fn identities(
         &self,
@@ -251,12 +261,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.identity(new.spiffe_id.as_str())
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "identity",
-                id: new.spiffe_id.to_string(),
-            })
+        self.existing_identity(new.spiffe_id.as_str()).await
     }
 
     /// Adds or removes a client key of an identity registered through the API (keys of a
@@ -328,12 +333,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.identity(spiffe_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "identity",
-                id: spiffe_id.to_owned(),
-            })
+        self.existing_identity(spiffe_id).await
     }
 
     /// Moves an identity along its lifecycle; decommissioning is one-way.
@@ -375,12 +375,7 @@ impl Store {
             change_state_in_tx(self.backend, &mut tx, spiffe_id, to, reason, actor).await?;
         }
         tx.commit().await?;
-        self.identity(spiffe_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "identity",
-                id: spiffe_id.to_owned(),
-            })
+        self.existing_identity(spiffe_id).await
     }
 
     /// Marks an owner removed. Its identities stay, flagged as orphans; the
