@@ -1923,3 +1923,7 @@ fn replicas(url: String) {
 // The web console in headless Chromium, with its WebDriver client.
 #[path = "e2e/console.rs"]
 mod console;
+
+// Our token endpoint from common OAuth client libraries (`examples/clients/`).
+#[path = "e2e/clients.rs"]
+mod clients;
