@@ -1928,3 +1928,7 @@ mod console;
 
 #[path = "e2e/readme.rs"]
 mod readme;
+
+// Our token endpoint from common OAuth client libraries (`examples/clients/`).
+#[path = "e2e/clients.rs"]
+mod clients;

@@ -378,23 +378,34 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Environment variable naming a Python interpreter with py-spiffe installed (set by
-/// `.ci/run`), for checking our tokens with a third-party JWT-SVID validator.
+/// Environment variable naming a Python interpreter with py-spiffe and Authlib installed
+/// (set by `.ci/run`), for checking our tokens with a third-party JWT-SVID validator and
+/// fetching them with a third-party OAuth client.
 pub const PYTHON_ENV: &str = "STEWARD_TEST_PYTHON";
 
 /// The interpreter for third-party validator checks, or `None` (after a loud message)
 /// outside CI when none is configured.
 pub fn python_with_spiffe(test: &str) -> Option<std::path::PathBuf> {
+    test_python(test, "py-spiffe", "pip install spiffe")
+}
+
+/// The interpreter for the third-party OAuth client examples (`examples/clients/`), or
+/// `None` (after a loud message) outside CI when none is configured.
+pub fn python_with_authlib(test: &str) -> Option<std::path::PathBuf> {
+    test_python(test, "Authlib", "pip install authlib joserfc requests")
+}
+
+fn test_python(test: &str, part: &str, install: &str) -> Option<std::path::PathBuf> {
     match std::env::var(PYTHON_ENV) {
         Ok(p) if !p.is_empty() => Some(p.into()),
         _ if in_ci() => panic!(
-            "{PYTHON_ENV} is not set but CI=true: the third-party validator checks must run in CI (see .ci/run)"
+            "{PYTHON_ENV} is not set but CI=true: the third-party {part} checks must run in CI (see .ci/run)"
         ),
         _ => {
             skipped(
                 test,
-                "py-spiffe",
-                &format!("set {PYTHON_ENV} to a python with `pip install spiffe`"),
+                part,
+                &format!("set {PYTHON_ENV} to a python with `{install}` (see .ci/run)"),
             );
             None
         }
