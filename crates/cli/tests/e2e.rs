@@ -1330,7 +1330,7 @@ fn policy_tests_authorize_and_validate_work_offline() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("policy tests: 15 passed, 0 failed"),
+        stdout.contains("policy tests: 23 passed, 0 failed"),
         "{stdout}"
     );
 
@@ -1381,7 +1381,7 @@ fn policy_tests_authorize_and_validate_work_offline() {
     assert!(stdout.contains("FAIL tests/wrong.yaml:2 wrong"), "{stdout}");
     assert!(stdout.contains("expected deny, got allow"), "{stdout}");
     assert!(
-        stdout.contains("policy tests: 15 passed, 1 failed"),
+        stdout.contains("policy tests: 23 passed, 1 failed"),
         "{stdout}"
     );
 
@@ -1961,6 +1961,23 @@ async fn console_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // The payments plane grants it a read it never declared: an effective permission on
+    // its page, and a beyond-intended finding (NHI5) from the first day.
+    let mut files = steward_governance::read_dir(&example_repo()).unwrap();
+    files.push(steward_governance::SourceFile {
+        path: "policies/payments/evil.cedar".into(),
+        content: format!(
+            "@id(\"payments-evil-reads\")\npermit (\n  principal == Steward::Identity::\"{evil}\",\n  action == Steward::Action::\"read\",\n  resource == Steward::Capability::\"payments.read\"\n);\n"
+        ),
+    });
+    let r = http
+        .post(format!("{base}/admin/v1/config/apply"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "files": files }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let auditor: serde_json::Value = http
         .post(format!("{base}/admin/v1/credentials"))
         .bearer_auth(&admin)

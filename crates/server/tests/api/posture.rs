@@ -351,7 +351,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         let (st, answer) = decide(body.clone()).await;
         assert_eq!(st, want, "{body}: {answer}");
     }
-    let (st, kept) = decide(json!({"spiffe_id": worker, "decision": "reduce", "note": "drop invoke", "reduce": ["payments.refund:invoke"]})).await;
+    let (st, kept) = decide(json!({"spiffe_id": worker, "decision": "reduce", "note": "books through the ledger's queue now", "reduce": ["ledger.post:invoke"]})).await;
     assert_eq!(st, StatusCode::OK, "{kept}");
     assert_eq!(kept["decision"], "reduce");
     let (st, again) = decide(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})).await;
@@ -397,7 +397,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     assert!(
         events
             .iter()
-            .any(|e| e["details"]["reduce"][0] == "payments.refund:invoke")
+            .any(|e| e["details"]["reduce"][0] == "ledger.post:invoke")
     );
     let (_, report) = env
         .query(RouteId::Posture, &[], "plane=payments", Some(&env.admin))
