@@ -264,6 +264,9 @@ pub enum ReviewItems {
 pub struct PostureQuery {
     pub window_days: Option<u64>,
     pub stale_days: Option<u64>,
+    /// Days after registration before unused permissions are judged (the server's
+    /// `[posture] observation_days` when unset).
+    pub observation_days: Option<u64>,
     pub max_analysed: Option<usize>,
     /// Only this plane and the planes below it.
     pub plane: Option<String>,
@@ -453,6 +456,7 @@ impl ApiClient {
         self.route(RouteId::Posture, &[])
             .query_opt("window_days", q.window_days)
             .query_opt("stale_days", q.stale_days)
+            .query_opt("observation_days", q.observation_days)
             .query_opt("max_analysed", q.max_analysed)
             .query_opt("plane", q.plane.as_ref())
             .query_opt("identity", q.identity.as_ref())

@@ -44,8 +44,13 @@ pub enum FindingKind {
     Orphaned,
     /// Active, but not used within the stale window.
     Stale,
-    /// Effective permissions never used within the window.
+    /// Effective permissions the owner intended but that were never used within the
+    /// window; judged only once the identity is older than the observation window, since
+    /// a new identity has had no time to use anything.
     OverPrivileged,
+    /// Effective permissions the owner never intended: the policy grants more than the
+    /// identity's `intended` list. A fact of the policy, reported from the first day.
+    BeyondIntended,
     /// A static client secret (legacy-key identity).
     StaticSecret,
     /// A static secret older than its plane's `max_credential_age_days`.
@@ -71,6 +76,7 @@ impl FindingKind {
             Self::Orphaned => &["NHI1:2025 Improper Offboarding"],
             Self::Stale => &["NHI1:2025 Improper Offboarding"],
             Self::OverPrivileged => &["NHI5:2025 Overprivileged NHI"],
+            Self::BeyondIntended => &["NHI5:2025 Overprivileged NHI"],
             Self::StaticSecret => &[
                 "NHI7:2025 Long-Lived Secrets",
                 "NHI4:2025 Insecure Authentication",
@@ -151,6 +157,14 @@ pub struct PermissionSummary {
     pub used: Vec<String>,
     /// Effective but never used in the window.
     pub unused: Vec<String>,
+    /// Effective but not intended: what the policy grants beyond the owner's declaration
+    /// (empty when not analysed).
+    #[serde(default)]
+    pub beyond_intended: Vec<String>,
+    /// Set while the identity is younger than the observation window: its usage is still
+    /// being observed, so unused permissions are not judged before this time.
+    #[serde(default)]
+    pub observed_until: Option<String>,
 }
 
 /// One identity in the inventory.
@@ -189,6 +203,10 @@ pub struct PostureSummary {
     pub analysed: usize,
     /// Active or suspended identities left out of the effective-permission analysis.
     pub not_analysed: usize,
+    /// Active identities still inside the observation window: their unused permissions
+    /// are not judged yet.
+    #[serde(default)]
+    pub observing: usize,
 }
 
 /// `GET /admin/v1/posture`.
@@ -197,6 +215,9 @@ pub struct PostureReport {
     pub generated_at: String,
     pub window_days: u64,
     pub stale_days: u64,
+    /// Days after an identity's registration before its unused permissions are judged.
+    #[serde(default)]
+    pub observation_days: u64,
     pub summary: PostureSummary,
     pub findings: Vec<Finding>,
     pub inventory: Vec<InventoryItem>,

@@ -24,6 +24,28 @@ use steward_token::{SigningKey, jws};
 use crate::policy::{Latency, Runs, wrk_post, wrk_run};
 
 const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/bench-gateway-client";
+/// The payments plane's grant to [`CLIENT`], which the benchmark registers through the
+/// API (registering an identity grants nothing): reading charges and publishing refund
+/// commands, exactly what it intends ([`client_intended`]).
+pub(crate) const CLIENT_GRANT: &str = r#"@id("payments-bench-gateway-client")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/bench-gateway-client",
+  action,
+  resource
+)
+when {
+  (resource == Steward::Capability::"payments.read" && action == Steward::Action::"read") ||
+  (resource == Steward::Capability::"payments.refund" && action == Steward::Action::"publish")
+};
+"#;
+
+/// What [`CLIENT`] intends, as the API takes it.
+fn client_intended() -> serde_json::Value {
+    json!([
+        {"capability": "payments.read", "actions": ["read"]},
+        {"capability": "payments.refund", "actions": ["publish"]}
+    ])
+}
 const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 const BROKER: &str = "spiffe://acme.example/broker/rabbitmq";
 /// An allowed read of `payments.read` (`GET /v1/charges/**`).
@@ -255,7 +277,7 @@ pub async fn run(
         crate::InProcessServer::example()?
     };
     let http = reqwest::Client::new();
-    let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
+    let key = crate::tokens::register_client(&http, &server, CLIENT, client_intended()).await?;
     let resp = http
         .post(crate::api_url(&server.base, RouteId::CreateCredential, &[]))
         .bearer_auth(&server.token)

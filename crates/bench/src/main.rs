@@ -944,18 +944,22 @@ impl InProcessServer {
         })
     }
 
-    /// A server holding the bundled example repository (trust domain `acme.example`).
+    /// A server holding the bundled example repository (trust domain `acme.example`) and
+    /// the payments plane's grant to the gateway benchmark's client.
     fn example() -> Result<Self> {
         Self::example_on(None)
     }
 
     /// [`InProcessServer::example`] pinned to `cpus` when given.
     fn example_on(cpus: Option<String>) -> Result<Self> {
-        let desired = steward_governance::parse(
-            &steward_governance::read_dir(&steward_testkit::example_repo())?,
-            &steward_model::TrustDomain::new("acme.example")?,
-        )
-        .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
+        let mut files = steward_governance::read_dir(&steward_testkit::example_repo())?;
+        files.push(steward_governance::SourceFile {
+            path: "policies/payments/bench.cedar".into(),
+            content: gateway::CLIENT_GRANT.into(),
+        });
+        let desired =
+            steward_governance::parse(&files, &steward_model::TrustDomain::new("acme.example")?)
+                .map_err(|e| anyhow::anyhow!("the example repository: {e}"))?;
         Self::start_on(desired, "acme.example", cpus)
     }
 

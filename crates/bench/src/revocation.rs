@@ -68,7 +68,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
     let server = crate::InProcessServer::example()?;
     let http = reqwest::Client::new();
-    let key = crate::tokens::register_client(&http, &server, CLIENT).await?;
+    let key = crate::tokens::register_client(&http, &server, CLIENT, json!([])).await?;
     let created: Value = http
         .post(crate::api_url(&server.base, RouteId::CreateCredential, &[]))
         .bearer_auth(&server.token)

@@ -105,6 +105,7 @@ pub(crate) async fn register_client(
     http: &reqwest::Client,
     server: &crate::InProcessServer,
     id: &str,
+    intended: serde_json::Value,
 ) -> Result<SigningKey> {
     let (key, _) = SigningKey::generate()?;
     let jwk = key.public_key().jwk();
@@ -114,6 +115,7 @@ pub(crate) async fn register_client(
         .json(&json!({
             "spiffe_id": id, "plane": "payments", "owner": "payments-team",
             "environment": "prod", "kind": "service", "classification": "confidential",
+            "intended": intended,
             "credentials": {"public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
         }))
         .send()
@@ -130,7 +132,7 @@ pub async fn issuance(clients: usize, seconds: u64, connections: usize, runs: us
     let mut keys = Vec::new();
     for i in 0..clients {
         let id = format!("spiffe://acme.example/ns/payments/sa/bench-{i}");
-        let key = register_client(&http, &server, &id).await?;
+        let key = register_client(&http, &server, &id, json!([])).await?;
         keys.push((id, key));
     }
     let endpoint = crate::api_url(&server.base, RouteId::Token, &[]);

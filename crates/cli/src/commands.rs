@@ -864,6 +864,10 @@ fn config_check(file: Option<PathBuf>) -> Result<ExitCode> {
         "  token lifetime  default {} s, max {} s; key overlap {} s; skew {} s",
         t.default_ttl_secs, t.max_ttl_secs, t.key_overlap_secs, t.clock_skew_secs
     );
+    println!(
+        "  posture         unused permissions judged {} days after registration",
+        config.posture_observation_days
+    );
     Ok(ExitCode::SUCCESS)
 }
 

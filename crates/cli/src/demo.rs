@@ -73,7 +73,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         12,
         "Tokens: a workload's own key, one delegated hop, a federated CI token, a JIT credential",
     );
-    crate::demo_tokens::tokens(admin).await?;
+    let files = crate::demo_tokens::tokens(admin, &files).await?;
     crate::demo_tokens::delegation(admin, &files).await?;
 
     step(

@@ -13,10 +13,10 @@ use steward_api::{
 };
 use steward_enforce::trace::TraceContext;
 use steward_messaging::{Consumer, Delivery, Destination, Publisher};
-use steward_model::{RevocationKind, Role};
+use steward_model::{Action, Entitlement, RevocationKind, Role};
 use steward_token::{SigningKey, jws};
 
-use crate::demo_tokens::{field, workload};
+use crate::demo_tokens::{field, intends, workload};
 
 const API: &str = "spiffe://acme.example/ns/payments/sa/refund-api";
 const WORKER: &str = "spiffe://acme.example/ns/payments/sa/refund-worker";
@@ -29,8 +29,14 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Registers `id` with a fresh key and returns the key as PKCS#8.
-async fn register(admin: &ApiClient, id: &str, plane: &str, owner: &str) -> Result<Vec<u8>> {
+/// Registers `id`, intending `intended`, with a fresh key and returns the key as PKCS#8.
+async fn register(
+    admin: &ApiClient,
+    id: &str,
+    plane: &str,
+    owner: &str,
+    intended: Vec<Entitlement>,
+) -> Result<Vec<u8>> {
     let (key, pkcs8) = SigningKey::generate()?;
     let _: IdentityRecord = admin
         .create_identity(&workload(
@@ -38,6 +44,7 @@ async fn register(admin: &ApiClient, id: &str, plane: &str, owner: &str) -> Resu
             plane,
             owner,
             "registered by the demo's enforcement step",
+            intended,
             "demo-1",
             &key,
         )?)
@@ -104,9 +111,21 @@ pub(crate) struct Running {
 }
 
 pub(crate) async fn enforcement(admin: &ApiClient, au: &ApiClient) -> Result<Running> {
-    // Two workloads with their own keys (the refund worker is in the example repo).
-    let api_key = register(admin, API, "payments", "payments-team").await?;
-    let shop_key = register(admin, SHOP, "commerce", "commerce-team").await?;
+    // Two workloads with their own keys (the refund worker is in the example repo). The
+    // refund API intends what the payments plane granted it in the tokens step; the
+    // storefront intends nothing of the payments plane, and gets nothing.
+    let api_key = register(
+        admin,
+        API,
+        "payments",
+        "payments-team",
+        vec![
+            intends("payments.refund", &[Action::Write, Action::Publish])?,
+            intends("payments.read", &[Action::Read])?,
+        ],
+    )
+    .await?;
+    let shop_key = register(admin, SHOP, "commerce", "commerce-team", Vec::new()).await?;
     let ingestor: CreatedCredential = admin
         .create_credential(&CreateCredentialRequest::new(
             "edge gateway (steward gateway)",

@@ -209,7 +209,16 @@ pub(crate) async fn exception(admin: &ApiClient, files: &[SourceFile]) -> Result
     .await?;
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
     let expires_at = steward_model::timestamp::format(expires);
+    // Least privilege: the exporter's policy grants it billing.export alone, so the
+    // incident needs the payments plane's permit and Security's exception (which never
+    // grants by itself; it only lifts the guardrail).
     let mut with_exception = files.to_vec();
+    with_exception.push(SourceFile {
+        path: "policies/payments/incident-4711.cedar".into(),
+        content: format!(
+            "// INC-4711: the billing exporter reconciles a failed settlement run.\n@id(\"payments-incident-4711-exporter-reads-payments\")\npermit (\n  principal == Steward::Identity::\"{EXPORTER}\",\n  action == Steward::Action::\"read\",\n  resource == Steward::Capability::\"payments.read\"\n);\n"
+        ),
+    });
     with_exception.push(SourceFile {
         path: "exceptions-incident.yaml".into(),
         content: format!(
@@ -223,7 +232,7 @@ pub(crate) async fn exception(admin: &ApiClient, files: &[SourceFile]) -> Result
         })
         .await?;
     println!(
-        "Security grants exception ex-incident-4711 (ticket INC-4711), lifting GR-3 until {expires_at}: configuration version {}.",
+        "The payments plane permits the exporter to read payments for INC-4711, and Security grants exception ex-incident-4711 (ticket INC-4711), lifting GR-3 until {expires_at}: configuration version {}.",
         applied.version
     );
     ask(
@@ -273,6 +282,11 @@ pub(crate) async fn analysis(admin: &ApiClient, files: &[SourceFile]) -> Result<
         report.excess.len(),
         report.missing.len()
     );
+    if report.excess.is_empty() {
+        println!(
+            "  Least privilege: the policy grants orders-api exactly what its owner intended."
+        );
+    }
     for (c, a) in report.excess.iter().take(3) {
         println!("  excess: {a} {c}");
     }
@@ -318,7 +332,7 @@ pub(crate) async fn analysis(admin: &ApiClient, files: &[SourceFile]) -> Result<
         for line in steward_policy::bundle_diff(&a.bundle, &b.bundle)
             .lines()
             .filter(|l| !l.starts_with(' '))
-            .take(6)
+            .take(12)
         {
             println!("  {line}");
         }

@@ -9,7 +9,9 @@ use steward_api::{
     ApiClient, ApplyRequest, ApplyResponse, CreateIdentityRequest, IdentityRecord, RouteId,
 };
 use steward_governance::SourceFile;
-use steward_model::{Classification, Credentials, IdentityKind, PlaneId, SpiffeId};
+use steward_model::{
+    Action, CapabilityId, Classification, Credentials, Entitlement, IdentityKind, PlaneId, SpiffeId,
+};
 use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
 
 const WORKLOAD: &str = "spiffe://acme.example/ns/payments/sa/refund-batch";
@@ -29,13 +31,14 @@ pub(crate) fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("?")
 }
 
-/// A confidential prod service `id` of `plane`, authenticating with `key`'s public half
-/// (`private_key_jwt`) under `kid`.
+/// A confidential prod service `id` of `plane` that intends `intended`, authenticating
+/// with `key`'s public half (`private_key_jwt`) under `kid`.
 pub(crate) fn workload(
     id: &str,
     plane: &str,
     owner: &str,
     description: &str,
+    intended: Vec<Entitlement>,
     kid: &str,
     key: &SigningKey,
 ) -> Result<CreateIdentityRequest> {
@@ -48,7 +51,7 @@ pub(crate) fn workload(
         classification: Classification::Confidential,
         description: description.into(),
         labels: Default::default(),
-        intended: Vec::new(),
+        intended,
         credentials: Credentials {
             public_keys: vec![client_key(key, kid)],
             ..Credentials::default()
@@ -69,7 +72,42 @@ async fn validator(admin: &ApiClient, issuer: &str, skew: i64) -> Result<Validat
     Ok(Validator::new(issuer, keys, skew))
 }
 
-pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
+/// `capability`'s `actions`, as an identity declares it intends them.
+pub(crate) fn intends(capability: &str, actions: &[Action]) -> Result<Entitlement> {
+    Ok(Entitlement {
+        capability: CapabilityId::new(capability)?,
+        actions: actions.to_vec(),
+    })
+}
+
+/// The payments plane's grants to the workloads the demo registers through the API:
+/// registering an identity grants nothing, its plane's policy has to name it. Each gets
+/// exactly what it intends (the refund API is registered by the enforcement step).
+const DEMO_GRANTS: &str = r#"// Added by `steward demo` for the workloads it registers through the API.
+@id("payments-demo-refund-batch")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/refund-batch",
+  action == Steward::Action::"consume",
+  resource == Steward::Capability::"payments.refund"
+);
+
+@id("payments-demo-refund-api")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/refund-api",
+  action,
+  resource
+)
+when {
+  (resource == Steward::Capability::"payments.refund" &&
+    action in [Steward::Action::"write", Steward::Action::"publish"]) ||
+  (resource == Steward::Capability::"payments.read" &&
+    action == Steward::Action::"read")
+};
+"#;
+
+/// Registers a workload with its own key and gets it a token; returns the repository's
+/// files with the payments plane's grants to the demo's workloads added.
+pub(crate) async fn tokens(admin: &ApiClient, files: &[SourceFile]) -> Result<Vec<SourceFile>> {
     let meta = admin.server_metadata().await?;
     let issuer = meta.issuer.clone();
     let endpoint = meta.token_endpoint.clone();
@@ -86,11 +124,27 @@ pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
             "payments",
             "payments-team",
             "refund batch worker (registered by the demo)",
+            vec![intends("payments.refund", &[Action::Consume])?],
             "refund-batch-1",
             &key,
         )?)
         .await?;
     println!("Registered {WORKLOAD} with its public key (private_key_jwt).");
+    let mut files = files.to_vec();
+    files.push(SourceFile {
+        path: "policies/payments/demo-workloads.cedar".into(),
+        content: DEMO_GRANTS.into(),
+    });
+    let applied: ApplyResponse = admin
+        .apply(&ApplyRequest {
+            files: files.clone(),
+            expected_version: None,
+        })
+        .await?;
+    println!(
+        "Registering grants nothing: the payments plane's policy names it and the refund API the demo registers later, each with exactly what it intends (configuration version {}).",
+        applied.version
+    );
 
     let assertion = client_assertion(WORKLOAD, &key, &endpoint, now())?;
     let form = [
@@ -151,7 +205,7 @@ pub(crate) async fn tokens(admin: &ApiClient) -> Result<()> {
         v.validate(&token, &expect).is_ok(),
         rotated.previous_verifies_until.as_deref().unwrap_or("-")
     );
-    Ok(())
+    Ok(files)
 }
 
 const GATEWAY: &str = "spiffe://acme.example/ns/partners/sa/partner-gateway";

@@ -42,6 +42,10 @@ pub struct PostureArgs {
     /// Active identities unused for this many days are stale.
     #[arg(long, default_value_t = 30)]
     stale_days: u64,
+    /// Days after an identity's registration before its unused permissions are judged
+    /// (0: at once); the server's `[posture] observation_days` (default 14) when unset.
+    #[arg(long)]
+    observation_days: Option<u64>,
     /// Only this plane and the planes below it.
     #[arg(long)]
     plane: Option<String>,
@@ -68,6 +72,7 @@ pub(crate) async fn run(a: PostureArgs) -> Result<ExitCode> {
         .posture(&PostureQuery {
             window_days: Some(a.window_days),
             stale_days: Some(a.stale_days),
+            observation_days: a.observation_days,
             max_analysed: Some(a.max_analysed),
             plane: a.plane.clone(),
             identity: None,
@@ -104,11 +109,15 @@ fn counts<K: std::fmt::Display>(m: &std::collections::BTreeMap<K, usize>) -> Str
 pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
     let s = &r.summary;
     let mut out = format!(
-        "Posture of {} identities ({}), evidence of the last {} days, stale after {} days:\n",
+        "Posture of {} identities ({}), evidence of the last {} days, stale after {} days, unused permissions judged {}:\n",
         s.identities,
         counts(&s.by_state),
         r.window_days,
-        r.stale_days
+        r.stale_days,
+        match r.observation_days {
+            0 => "at once".to_owned(),
+            d => format!("{d} days after registration"),
+        }
     );
     out.push_str(&format!(
         "Findings: {} ({})\nOWASP NHI Top 10: {}\n",
@@ -147,6 +156,18 @@ pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
             &rows,
         ));
     }
+    if s.observing > 0 {
+        out.push_str(&format!(
+            "{} {} registered less than {} days ago: usage is still being observed, so unused permissions are not judged yet (`--inventory` says until when).\n",
+            s.observing,
+            if s.observing == 1 {
+                "identity was"
+            } else {
+                "identities were"
+            },
+            r.observation_days
+        ));
+    }
     if s.not_analysed > 0 {
         out.push_str(&format!(
             "Effective permissions were computed for {} identities; {} were not analysed (raise --max-analysed, or `steward identity entitlements ID`).\n",
@@ -183,13 +204,18 @@ pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
                     ),
                     i.last_used.clone().unwrap_or_else(|| "never".into()),
                     format!(
-                        "{} / {} / {}",
+                        "{} / {} / {}{}",
                         i.permissions.intended.len(),
                         i.permissions
                             .effective
                             .as_ref()
                             .map_or("?".into(), |e| e.len().to_string()),
-                        i.permissions.used.len()
+                        i.permissions.used.len(),
+                        i.permissions
+                            .observed_until
+                            .as_ref()
+                            .map(|t| format!(" (observed until {})", t.get(..10).unwrap_or(t)))
+                            .unwrap_or_default()
                     ),
                 ]
             })

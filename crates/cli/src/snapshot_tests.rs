@@ -78,15 +78,19 @@ fn enforcement_points_and_a_verification() {
 #[test]
 fn posture_with_findings_and_inventory() {
     let report: PostureReport = from(json!({
-        "generated_at": "2026-12-07T10:00:00.000Z", "window_days": 30, "stale_days": 30,
-        "summary": {"identities": 2, "by_state": {"active": 2}, "findings": 2,
-                    "by_severity": {"high": 1, "medium": 1}, "by_kind": {"over_privileged": 1, "stale": 1},
-                    "by_owasp": {"NHI1:2025 Improper Offboarding": 1, "NHI5:2025 Overprivileged NHI": 1},
-                    "analysed": 2, "not_analysed": 0},
+        "generated_at": "2026-12-07T10:00:00.000Z", "window_days": 30, "stale_days": 30, "observation_days": 14,
+        "summary": {"identities": 3, "by_state": {"active": 3}, "findings": 3,
+                    "by_severity": {"high": 2, "medium": 1}, "by_kind": {"over_privileged": 1, "beyond_intended": 1, "stale": 1},
+                    "by_owasp": {"NHI1:2025 Improper Offboarding": 1, "NHI5:2025 Overprivileged NHI": 2},
+                    "analysed": 3, "not_analysed": 0, "observing": 1},
         "findings": [
+            {"id": "beyond_intended:spiffe://acme.example/ns/payments/sa/api", "kind": "beyond_intended",
+             "severity": "high", "subject": "spiffe://acme.example/ns/payments/sa/api", "plane": "payments",
+             "owner": "payments-team", "summary": "the policy grants 1 permission(s) its owner never intended (ledger.post:invoke); narrow the policy to the `intended` list, or declare them in `intended` if it needs them",
+             "evidence": {}, "owasp": ["NHI5:2025 Overprivileged NHI"]},
             {"id": "over_privileged:spiffe://acme.example/ns/payments/sa/ledger", "kind": "over_privileged",
              "severity": "high", "subject": "spiffe://acme.example/ns/payments/sa/ledger", "plane": "payments",
-             "owner": "payments-team", "summary": "2 effective permissions never used in 30 days: payments.refunds:write, payments.refunds:delete",
+             "owner": "payments-team", "summary": "1 of the 2 intended permission(s) the policy grants were not used in the last 30 days (payments.refunds:write); if it no longer needs them, narrow the policy and its `intended` list",
              "evidence": {}, "owasp": ["NHI5:2025 Overprivileged NHI"]},
             {"id": "stale:spiffe://acme.example/ns/commerce/sa/orders", "kind": "stale", "severity": "medium",
              "subject": "spiffe://acme.example/ns/commerce/sa/orders", "plane": "commerce", "owner": "commerce-team",
@@ -99,8 +103,20 @@ fn posture_with_findings_and_inventory() {
             "credentials": {"registered_keys": 1, "tls_certificates": 0, "client_secret_age_days": null,
                             "active_tokens": 3, "tokens_issued": 40, "last_token_issued": "2026-12-07T09:59:00.000Z"},
             "last_used": "2026-12-07T09:59:30.000Z", "last_reviewed": null,
-            "permissions": {"intended": ["payments.charges:read"], "effective": ["payments.charges:read", "payments.refunds:write"],
-                            "used": ["payments.charges:read"], "unused": ["payments.refunds:write"]},
+            "permissions": {"intended": ["payments.charges:read", "payments.refunds:write"], "effective": ["payments.charges:read", "payments.refunds:write"],
+                            "used": ["payments.charges:read"], "unused": ["payments.refunds:write"],
+                            "beyond_intended": [], "observed_until": null},
+            "environments_used": [], "client_keys_used": []
+        }, {
+            "spiffe_id": "spiffe://acme.example/ns/payments/sa/settlement", "plane": "payments", "owner": "payments-team",
+            "owner_removed": false, "environment": "prod", "kind": "service", "state": "active",
+            "created_at": "2026-12-01T00:00:00.000Z",
+            "credentials": {"registered_keys": 1, "tls_certificates": 0, "client_secret_age_days": null,
+                            "active_tokens": 0, "tokens_issued": 0, "last_token_issued": null},
+            "last_used": null, "last_reviewed": null,
+            "permissions": {"intended": ["payments.charges:read"], "effective": ["payments.charges:read"],
+                            "used": [], "unused": ["payments.charges:read"],
+                            "beyond_intended": [], "observed_until": "2026-12-15T00:00:00.000Z"},
             "environments_used": [], "client_keys_used": []
         }]
     }));

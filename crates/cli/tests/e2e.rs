@@ -150,7 +150,8 @@ fn readme_quickstart_demo_runs_to_completion() {
         "payments/reconciler-test → decommissioned, and revoked",
         "Auditor verifies the chain: ok=true",
         "$ steward posture",
-        "OWASP NHI Top 10: NHI5:2025 Overprivileged NHI",
+        "cross_environment  spiffe://acme.example/ns/partners/sa/partner-gateway",
+        "registered less than 14 days ago: usage is still being observed",
         "/console/ (sign in with an admin credential",
         "Demo finished",
     ] {
@@ -158,6 +159,15 @@ fn readme_quickstart_demo_runs_to_completion() {
             stdout.contains(expected),
             "demo output lacks {expected:?}:\n{stdout}"
         );
+    }
+    // Least privilege on day 0: nothing is granted beyond what its owner intended, and
+    // nothing is judged unused before there was time to use it.
+    let posture = stdout
+        .split("$ steward posture")
+        .nth(1)
+        .expect("the demo ends with its posture");
+    for kind in ["over_privileged", "beyond_intended"] {
+        assert!(!posture.contains(kind), "{posture}");
     }
     // Mid-traffic, every request after the acknowledgement was refused.
     let traffic = stdout
@@ -1493,7 +1503,7 @@ fn policy_tests_authorize_and_validate_work_offline() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("policy tests: 15 passed, 0 failed"),
+        stdout.contains("policy tests: 23 passed, 0 failed"),
         "{stdout}"
     );
 
@@ -1544,7 +1554,7 @@ fn policy_tests_authorize_and_validate_work_offline() {
     assert!(stdout.contains("FAIL tests/wrong.yaml:2 wrong"), "{stdout}");
     assert!(stdout.contains("expected deny, got allow"), "{stdout}");
     assert!(
-        stdout.contains("policy tests: 15 passed, 1 failed"),
+        stdout.contains("policy tests: 23 passed, 1 failed"),
         "{stdout}"
     );
 

@@ -29,15 +29,73 @@ use steward_server::config::{FileConfig, Overrides};
 use steward_testkit::example_repo;
 use steward_token::{SigningKey, jws};
 
-/// A payments service in prod: the payments plane's own capabilities are allowed.
+/// A payments service in prod: requests refunds, publishes and consumes refund commands,
+/// reads charges (`TEST_GRANTS`).
 pub const CALLER: &str = "spiffe://acme.example/ns/payments/sa/gw-caller";
-/// A commerce service: nothing in payments is granted to it except charging.
+/// A commerce service: nothing in payments is granted to it.
 pub const OUTSIDER: &str = "spiffe://acme.example/ns/orders/sa/gw-outsider";
-/// A dev identity: refused in prod by GR-1 (and by token validation).
+/// A dev identity with the caller's grants: refused in prod by GR-1 (and by token
+/// validation).
 pub const DEV: &str = "spiffe://acme.example/ns/payments-dev/sa/gw-dev";
 /// An AI agent in commerce: may call the AI provider's chat API and offer it the order
 /// lookup tools, not the refund tool (restricted, GR-4).
 pub const AGENT: &str = "spiffe://acme.example/agents/prod/gw-assistant";
+
+/// What the example's planes grant the identities these tests register through the API
+/// (registering an identity grants nothing): exactly what each intends (`intended`).
+const TEST_GRANTS: &[(&str, &str)] = &[
+    (
+        "policies/payments/gateway-tests.cedar",
+        r#"@id("payments-gateway-tests")
+permit (principal, action, resource)
+when {
+  principal in [
+    Steward::Identity::"spiffe://acme.example/ns/payments/sa/gw-caller",
+    Steward::Identity::"spiffe://acme.example/ns/payments-dev/sa/gw-dev"
+  ] &&
+  (
+    (resource == Steward::Capability::"payments.refund" &&
+      action in [
+        Steward::Action::"write",
+        Steward::Action::"publish",
+        Steward::Action::"consume"
+      ]) ||
+    (resource == Steward::Capability::"payments.read" &&
+      action == Steward::Action::"read")
+  )
+};
+"#,
+    ),
+    (
+        "policies/commerce/gateway-tests.cedar",
+        r#"@id("commerce-gateway-tests-assistant")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/agents/prod/gw-assistant",
+  action == Steward::Action::"invoke",
+  resource
+)
+when {
+  resource == Steward::Capability::"support.llm.chat" ||
+  resource == Steward::Capability::"support.tool.lookup_order"
+};
+"#,
+    ),
+];
+
+/// What an identity registered by `ControlPlane::start` intends, as the API takes it.
+fn intended(id: &str) -> Value {
+    match id {
+        CALLER | DEV => json!([
+            {"capability": "payments.refund", "actions": ["write", "publish", "consume"]},
+            {"capability": "payments.read", "actions": ["read"]}
+        ]),
+        AGENT => json!([
+            {"capability": "support.llm.chat", "actions": ["invoke"]},
+            {"capability": "support.tool.lookup_order", "actions": ["invoke"]}
+        ]),
+        _ => json!([]),
+    }
+}
 /// The audience of the egress gateway in front of the AI provider.
 pub const AI_AUDIENCE: &str = "spiffe://acme.example/egress/ai-provider";
 /// The audience of the proxied service.
@@ -91,7 +149,15 @@ impl ControlPlane {
             _dir: dir,
             server: Some(server),
         };
-        let files = steward_governance::read_dir(&example_repo()).unwrap();
+        let mut files = steward_governance::read_dir(&example_repo()).unwrap();
+        files.extend(
+            TEST_GRANTS
+                .iter()
+                .map(|(path, content)| steward_governance::SourceFile {
+                    path: (*path).into(),
+                    content: (*content).into(),
+                }),
+        );
         let (st, body) = cp
             .route(RouteId::ConfigApply, &[], Some(json!({ "files": files })))
             .await;
@@ -178,6 +244,7 @@ impl ControlPlane {
                     "spiffe_id": id, "plane": plane, "owner": owner,
                     "environment": env, "kind": kind,
                     "classification": if kind == "agent" { "confidential" } else { "restricted" },
+                    "intended": intended(id),
                     "credentials": {
                         "token_ttl_secs": 3600,
                         "public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],

@@ -588,7 +588,15 @@ fn effective_permissions_are_computed_and_compared_with_intent() {
     assert!(has("orders.read", Action::Read));
     assert!(!has("payments.refund", Action::Invoke));
     assert!(report.missing.is_empty(), "{:?}", report.missing);
-    // The commerce plane grants its own services more than the owner declared.
+    // The example grants exactly what the owner declared.
+    assert!(report.excess.is_empty(), "{:?}", report.excess);
+    // A plane-wide permit grants the commerce plane's services more than declared.
+    let broad = with_file(
+        "policies/commerce/broad.cedar",
+        "@id(\"commerce-everything\")\npermit (principal, action, resource)\nwhen { principal.plane == \"commerce\" };\n",
+    );
+    let engine = Engine::from_desired(&desired(&broad), NOW).unwrap();
+    let report = entitlements(&engine, ORDERS_API, &intended(ORDERS_API), None, NOW).unwrap();
     assert!(
         report
             .excess
@@ -601,6 +609,7 @@ fn effective_permissions_are_computed_and_compared_with_intent() {
             .excess
             .contains(&("payments.charge".to_owned(), Action::Invoke))
     );
+    let engine = example();
 
     // The agent's intended refund tool needs human approval and an amount: missing under
     // the baseline context, present with them.
@@ -621,6 +630,51 @@ fn effective_permissions_are_computed_and_compared_with_intent() {
         "{report:?}"
     );
     assert!(entitlements(&engine, "spiffe://acme.example/nobody", &[], None, NOW).is_none());
+}
+
+/// Least privilege in the example: every identity's effective permissions are exactly
+/// its intended list. In its own environment alone, nothing beyond the list is allowed;
+/// with the context its requests carry (its partner, the EU region, an approved session
+/// and a small amount), everything on the list is, except for the suspended partner.
+#[test]
+fn the_example_grants_exactly_what_each_identity_intends() {
+    let d = desired(&example_files());
+    let engine = Engine::from_desired(&d, NOW).unwrap();
+    assert!(d.identities.len() >= 16, "{}", d.identities.len());
+    let mut problems = Vec::new();
+    for i in d.identities.values() {
+        let id = i.spiffe_id.as_str();
+        let home = entitlements(&engine, id, &i.intended, None, NOW).unwrap();
+        if !home.excess.is_empty() {
+            problems.push(format!("{id} gets more than it intends: {:?}", home.excess));
+        }
+        let mut context = ctx(json!({
+            "environment": i.environment,
+            "data_region": "eu-west-1",
+            "human_approved": true,
+            "amount_minor": 100
+        }));
+        if let Some(partner) = i.labels.get("partner") {
+            context.insert("partner_id".into(), partner.clone().into());
+        }
+        let full = entitlements(&engine, id, &i.intended, Some(context), NOW).unwrap();
+        if !full.excess.is_empty() {
+            problems.push(format!("{id} gets more than it intends: {:?}", full.excess));
+        }
+        let active = i
+            .state
+            .is_none_or(|s| s == steward_model::LifecycleState::Active);
+        if active && !full.missing.is_empty() {
+            problems.push(format!("{id} lacks what it intends: {:?}", full.missing));
+        }
+        if !active && !full.effective.is_empty() {
+            problems.push(format!(
+                "{id} is not active but may act: {:?}",
+                full.effective
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 #[test]

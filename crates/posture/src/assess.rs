@@ -22,22 +22,37 @@ const EXCEPTION_NOTICE_DAYS: i64 = 7;
 const SHARED_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// What a report covers and how far back it looks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Params {
+    /// Days of evidence that count as use.
     pub window_days: u64,
+    /// Active identities not used for this many days (and registered before) are stale.
     pub stale_days: u64,
+    /// Days after an identity's registration before its unused permissions are judged:
+    /// a new identity has had no time to use anything yet.
+    pub observation_days: u64,
     /// Most identities whose effective permissions are computed (the most sensitive first).
     pub max_analysed: usize,
 }
 
+/// One identity's permissions as the policy answers them (`capability:action`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Analysed {
+    /// Everything the policy allows it in its own environment.
+    pub effective: BTreeSet<String>,
+    /// Of those, what its owner did not declare in `intended`.
+    pub beyond_intended: BTreeSet<String>,
+}
+
 /// Effective permissions (capability:action) of at most `max_analysed` identities, the
-/// most sensitive first, spread over the cores (call it off an async runtime).
+/// most sensitive first, and those of them beyond each identity's intended list, spread
+/// over the cores (call it off an async runtime).
 pub fn effective_permissions(
     engine: &Engine,
     records: &[IdentityRecord],
     max_analysed: usize,
     now: OffsetDateTime,
-) -> HashMap<String, BTreeSet<String>> {
+) -> HashMap<String, Analysed> {
     // The most sensitive first: restricted, then confidential, … (then by SPIFFE ID).
     let mut candidates: Vec<&IdentityRecord> = records
         .iter()
@@ -70,10 +85,18 @@ pub fn effective_permissions(
                             )?;
                             Some((
                                 id.clone(),
-                                r.effective
-                                    .iter()
-                                    .map(|p| format!("{}:{}", p.capability, p.action))
-                                    .collect::<BTreeSet<String>>(),
+                                Analysed {
+                                    effective: r
+                                        .effective
+                                        .iter()
+                                        .map(|p| format!("{}:{}", p.capability, p.action))
+                                        .collect(),
+                                    beyond_intended: r
+                                        .excess
+                                        .iter()
+                                        .map(|(c, a)| format!("{c}:{a}"))
+                                        .collect(),
+                                },
                             ))
                         })
                         .collect::<Vec<_>>()
@@ -105,13 +128,7 @@ pub fn assess(
         .map(|e| effective_permissions(e, &inputs.records, params.max_analysed, now))
         .unwrap_or_default();
     let analysed = started.elapsed();
-    let (inventory, findings) = inventory_and_findings(
-        inputs,
-        &effective,
-        now,
-        params.window_days,
-        params.stale_days,
-    );
+    let (inventory, findings) = inventory_and_findings(inputs, &effective, now, &params);
     tracing::info!(
         identities = inventory.len(),
         findings = findings.len(),
@@ -125,6 +142,7 @@ pub fn assess(
         generated_at: timestamp::format(now),
         window_days: params.window_days,
         stale_days: params.stale_days,
+        observation_days: params.observation_days,
         summary,
         findings,
         inventory,
@@ -134,10 +152,9 @@ pub fn assess(
 /// The inventory and its findings from what was read and analysed.
 fn inventory_and_findings(
     inputs: Inputs,
-    effective: &HashMap<String, BTreeSet<String>>,
+    analysed: &HashMap<String, Analysed>,
     now: OffsetDateTime,
-    window_days: u64,
-    stale_days: u64,
+    params: &Params,
 ) -> (Vec<InventoryItem>, Vec<Finding>) {
     let Inputs {
         settings,
@@ -152,7 +169,7 @@ fn inventory_and_findings(
     } = inputs;
     let mut inventory = Vec::with_capacity(records.len());
     let mut findings = Vec::new();
-    let stale_cutoff = timestamp::format(now - time::Duration::days(stale_days as i64));
+    let stale_cutoff = timestamp::format(now - time::Duration::days(params.stale_days as i64));
     for r in &records {
         let i = &r.identity;
         let id = i.spiffe_id.to_string();
@@ -178,9 +195,9 @@ fn inventory_and_findings(
                     .map(move |a| format!("{}:{a}", e.capability))
             })
             .collect();
-        let eff = effective.get(&id);
-        let unused: Vec<String> = eff
-            .map(|e| e.difference(&u.permissions).cloned().collect())
+        let a = analysed.get(&id);
+        let unused: Vec<String> = a
+            .map(|a| a.effective.difference(&u.permissions).cloned().collect())
             .unwrap_or_default();
         let item = InventoryItem {
             spiffe_id: id.clone(),
@@ -196,22 +213,30 @@ fn inventory_and_findings(
             last_reviewed: reviewed.get(&id).cloned(),
             permissions: PermissionSummary {
                 intended,
-                effective: eff.map(|e| e.iter().cloned().collect()),
+                effective: a.map(|a| a.effective.iter().cloned().collect()),
                 used: u.permissions.iter().cloned().collect(),
                 unused,
+                beyond_intended: a
+                    .map(|a| a.beyond_intended.iter().cloned().collect())
+                    .unwrap_or_default(),
+                observed_until: observed_until(&r.created_at, params.observation_days, now),
             },
             environments_used: u.environments.into_values().collect(),
             client_keys_used: u.keys.into_values().collect(),
         };
         let settings = settings.of(&i.plane);
+        let rules = Rules {
+            max_credential_age_days: settings.max_credential_age_days,
+            stale_cutoff: &stale_cutoff,
+            stale_days: params.stale_days,
+            window_days: params.window_days,
+            observation_days: params.observation_days,
+        };
         findings.extend(identity_findings(
             &item,
             removed.get(&i.owner),
-            settings.max_credential_age_days,
-            &stale_cutoff,
-            stale_days,
-            window_days,
             i.classification,
+            &rules,
         ));
         if let Some(cadence) = settings.review_cadence_days {
             let cutoff = timestamp::format(now - time::Duration::days(cadence as i64));
@@ -300,15 +325,36 @@ fn finding(
     }
 }
 
+/// When an identity registered at `created_at` leaves the observation window, if that is
+/// still ahead of `now` (an unreadable time is judged at once: it hides nothing).
+fn observed_until(created_at: &str, observation_days: u64, now: OffsetDateTime) -> Option<String> {
+    let end = timestamp::parse(created_at)? + time::Duration::days(observation_days as i64);
+    (now < end).then(|| timestamp::format(end))
+}
+
+/// What one identity's findings are judged against.
+struct Rules<'a> {
+    /// Its plane's.
+    max_credential_age_days: Option<u64>,
+    stale_cutoff: &'a str,
+    stale_days: u64,
+    window_days: u64,
+    observation_days: u64,
+}
+
 fn identity_findings(
     item: &InventoryItem,
     owner_removed_at: Option<&String>,
-    max_credential_age_days: Option<u64>,
-    stale_cutoff: &str,
-    stale_days: u64,
-    window_days: u64,
     classification: steward_model::Classification,
+    rules: &Rules<'_>,
 ) -> Vec<Finding> {
+    let &Rules {
+        max_credential_age_days,
+        stale_cutoff,
+        stale_days,
+        window_days,
+        observation_days,
+    } = rules;
     let mut out = Vec::new();
     let c = &item.credentials;
     let holds =
@@ -354,17 +400,56 @@ fn identity_findings(
             json!({"last_used": item.last_used, "created_at": item.created_at, "stale_days": stale_days}),
         ));
     }
-    if item.state == LifecycleState::Active && !item.permissions.unused.is_empty() {
-        let restricted = classification == steward_model::Classification::Restricted;
+    let p = &item.permissions;
+    let active = item.state == LifecycleState::Active;
+    let severity = if classification == steward_model::Classification::Restricted {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    // Granted but never intended: a fact of the policy, true from the first day.
+    if active && !p.beyond_intended.is_empty() {
+        let used: Vec<&String> = p
+            .beyond_intended
+            .iter()
+            .filter(|b| p.used.contains(b))
+            .collect();
+        out.push(mk(
+            FindingKind::BeyondIntended,
+            severity,
+            format!(
+                "the policy grants {} permission(s) its owner never intended ({}){}; narrow the policy to the `intended` list, or declare them in `intended` if it needs them",
+                p.beyond_intended.len(),
+                sample(&p.beyond_intended),
+                if used.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} of them used in the last {window_days} days", used.len())
+                }
+            ),
+            json!({"beyond_intended": p.beyond_intended, "used": used, "intended": p.intended, "window_days": window_days}),
+        ));
+    }
+    // Intended but unused: only judged once there was time to use it. What is beyond the
+    // intended list is reported above, whether used or not.
+    let unused: Vec<&String> = p
+        .unused
+        .iter()
+        .filter(|u| !p.beyond_intended.contains(u))
+        .collect();
+    if active && p.observed_until.is_none() && !unused.is_empty() {
         out.push(mk(
             FindingKind::OverPrivileged,
-            if restricted { Severity::High } else { Severity::Medium },
+            severity,
             format!(
-                "{} of {} effective permission(s) were not used in the last {window_days} days; narrow the policy",
-                item.permissions.unused.len(),
-                item.permissions.effective.as_ref().map_or(0, Vec::len)
+                "{} of the {} intended permission(s) the policy grants were not used in the last {window_days} days ({}); if it no longer needs them, narrow the policy and its `intended` list",
+                unused.len(),
+                p.effective
+                    .as_ref()
+                    .map_or(0, |e| e.len().saturating_sub(p.beyond_intended.len())),
+                sample(&unused)
             ),
-            json!({"unused": item.permissions.unused, "used": item.permissions.used, "intended": item.permissions.intended, "window_days": window_days}),
+            json!({"unused": unused, "used": p.used, "intended": p.intended, "window_days": window_days, "observation_days": observation_days}),
         ));
     }
     let elsewhere: Vec<&EnvironmentUse> = item
@@ -417,8 +502,33 @@ fn identity_findings(
                 json!({"age_days": age, "max_credential_age_days": max_credential_age_days}),
             )),
         }
+    } else if live && item.kind == steward_model::IdentityKind::LegacyKey {
+        // A legacy-key identity authenticates with a static key by definition; without a
+        // Steward client secret that key is held elsewhere, and nobody tracks its age.
+        out.push(mk(
+            FindingKind::StaticSecret,
+            Severity::Medium,
+            "a legacy static-key identity whose key Steward does not hold, so its age is unknown; issue it a client secret (`steward identity secret`) to have rotation enforced and every use flagged, or move it to private_key_jwt".into(),
+            json!({"kind": item.kind, "age_days": null, "max_credential_age_days": max_credential_age_days}),
+        ));
     }
     out
+}
+
+/// The first few permissions of a list, for a finding's one-line summary (the evidence
+/// has them all).
+fn sample<S: AsRef<str>>(permissions: &[S]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = permissions
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if permissions.len() > SHOWN {
+        s.push_str(&format!(" and {} more", permissions.len() - SHOWN));
+    }
+    s
 }
 
 /// The pair of client keys whose periods of use overlap the longest, if longer than
@@ -469,6 +579,9 @@ fn summarise(inventory: &[InventoryItem], findings: &[Finding], analysed: usize)
         *s.by_state.entry(i.state.to_string()).or_default() += 1;
         if i.permissions.effective.is_none() && i.state != LifecycleState::Decommissioned {
             s.not_analysed += 1;
+        }
+        if i.state == LifecycleState::Active && i.permissions.observed_until.is_some() {
+            s.observing += 1;
         }
     }
     for f in findings {
@@ -661,12 +774,175 @@ mod tests {
         identity_findings(
             i,
             None,
-            max_age,
-            "2026-10-29T00:00:00Z",
-            30,
-            30,
             steward_model::Classification::Internal,
+            &Rules {
+                max_credential_age_days: max_age,
+                stale_cutoff: "2026-10-29T00:00:00Z",
+                stale_days: 30,
+                window_days: 30,
+                observation_days: 14,
+            },
         )
+    }
+
+    /// A restricted payments service registered at `created`, intending
+    /// `payments.charge:invoke` and `payments.read:read`.
+    fn record(created: &str) -> IdentityRecord {
+        serde_json::from_value(json!({
+            "spiffe_id": "spiffe://acme.example/x",
+            "plane": "payments",
+            "owner": "payments-team",
+            "environment": "prod",
+            "kind": "service",
+            "classification": "restricted",
+            "description": "",
+            "labels": {},
+            "state": "active",
+            "intended": [
+                {"capability": "payments.charge", "actions": ["invoke"]},
+                {"capability": "payments.read", "actions": ["read"]}
+            ],
+            "managed": true,
+            "orphaned": false,
+            "created_at": created,
+            "updated_at": created
+        }))
+        .unwrap()
+    }
+
+    /// One identity's inventory entry and findings, as of 2026-11-28, with `analysed` as
+    /// its computed permissions and `payments.charge:invoke` used in the window.
+    fn assess_one(created: &str, analysed: Analysed) -> (InventoryItem, Vec<Finding>) {
+        let now = time::macros::datetime!(2026-11-28 00:00 UTC);
+        let mut used = Used::default();
+        used.permissions.insert("payments.charge:invoke".into());
+        used.last = Some("2026-11-27T00:00:00Z".into());
+        let inputs = Inputs {
+            settings: steward_model::PlaneSettings::default(),
+            exceptions: Default::default(),
+            records: vec![record(created)],
+            removed: HashMap::new(),
+            secrets: HashMap::new(),
+            reviewed: HashMap::from([(
+                "spiffe://acme.example/x".to_owned(),
+                "2026-11-27T00:00:00Z".to_owned(),
+            )]),
+            used: HashMap::from([("spiffe://acme.example/x".to_owned(), used)]),
+            active: HashMap::new(),
+            exception_grants: Vec::new(),
+        };
+        let params = Params {
+            window_days: 30,
+            stale_days: 30,
+            observation_days: 14,
+            max_analysed: 100,
+        };
+        let analysed = HashMap::from([("spiffe://acme.example/x".to_owned(), analysed)]);
+        let (mut inventory, findings) = inventory_and_findings(inputs, &analysed, now, &params);
+        (inventory.remove(0), findings)
+    }
+
+    fn perms(p: &[&str]) -> BTreeSet<String> {
+        p.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// An identity younger than the observation window gets no finding for what it has
+    /// not used yet; its inventory entry says until when its usage is being observed.
+    #[test]
+    fn unused_permissions_wait_for_the_observation_window() {
+        let exactly_intended = Analysed {
+            effective: perms(&["payments.charge:invoke", "payments.read:read"]),
+            beyond_intended: BTreeSet::new(),
+        };
+        let (item, findings) = assess_one("2026-11-20T00:00:00Z", exactly_intended.clone());
+        assert_eq!(item.permissions.unused, ["payments.read:read"]);
+        assert_eq!(
+            item.permissions.observed_until.as_deref(),
+            Some("2026-12-04T00:00:00.000Z")
+        );
+        assert!(findings.is_empty(), "{findings:#?}");
+
+        // Past the window: the unused intended permission is a finding.
+        let (item, findings) = assess_one("2026-11-01T00:00:00Z", exactly_intended);
+        assert_eq!(item.permissions.observed_until, None);
+        assert_eq!(kinds(&findings), [FindingKind::OverPrivileged]);
+        let f = &findings[0];
+        assert_eq!(f.severity, Severity::High, "a restricted identity");
+        assert_eq!(f.evidence["unused"], json!(["payments.read:read"]));
+        assert_eq!(f.evidence["observation_days"], 14);
+        assert!(
+            f.summary
+                .starts_with("1 of the 2 intended permission(s) the policy grants were not used"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.owasp, ["NHI5:2025 Overprivileged NHI"]);
+    }
+
+    /// What the policy grants beyond the intended list is reported at once, inside the
+    /// observation window too, and once: not again as unused.
+    #[test]
+    fn permissions_beyond_intended_are_reported_at_once() {
+        let broad = Analysed {
+            effective: perms(&[
+                "payments.charge:invoke",
+                "payments.read:read",
+                "payments.refund:invoke",
+                "payments.refund:write",
+                "ledger.post:invoke",
+                "billing.export:read",
+            ]),
+            beyond_intended: perms(&[
+                "billing.export:read",
+                "ledger.post:invoke",
+                "payments.refund:invoke",
+                "payments.refund:write",
+            ]),
+        };
+        let (item, findings) = assess_one("2026-11-27T00:00:00Z", broad.clone());
+        assert!(item.permissions.observed_until.is_some());
+        assert_eq!(kinds(&findings), [FindingKind::BeyondIntended]);
+        let f = &findings[0];
+        assert_eq!(f.id, "beyond_intended:spiffe://acme.example/x");
+        assert_eq!(f.severity, Severity::High);
+        assert_eq!(
+            f.evidence["beyond_intended"].as_array().map(Vec::len),
+            Some(4)
+        );
+        assert!(
+            f.summary.contains("4 permission(s) its owner never intended (billing.export:read, ledger.post:invoke, payments.refund:invoke and 1 more)"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.owasp, ["NHI5:2025 Overprivileged NHI"]);
+
+        // Past the window the unused intended permission is judged too, and only it.
+        let (_, findings) = assess_one("2026-01-01T00:00:00Z", broad);
+        assert_eq!(
+            kinds(&findings),
+            [FindingKind::BeyondIntended, FindingKind::OverPrivileged]
+        );
+        assert_eq!(
+            findings[1].evidence["unused"],
+            json!(["payments.read:read"])
+        );
+        assert!(
+            findings[1].summary.starts_with("1 of the 2 intended"),
+            "{}",
+            findings[1].summary
+        );
+    }
+
+    #[test]
+    fn the_observation_window_starts_at_registration() {
+        let now = time::macros::datetime!(2026-11-28 00:00 UTC);
+        assert_eq!(
+            observed_until("2026-11-27T00:00:00Z", 14, now).as_deref(),
+            Some("2026-12-11T00:00:00.000Z")
+        );
+        assert_eq!(observed_until("2026-11-14T00:00:00Z", 14, now), None);
+        assert_eq!(observed_until("2026-11-27T00:00:00Z", 0, now), None);
+        assert_eq!(observed_until("not a time", 14, now), None);
     }
 
     #[test]
@@ -701,6 +977,14 @@ mod tests {
                 .iter()
                 .any(|o| o.starts_with("NHI7"))
         );
+        // A legacy-key identity is one from the day it is registered, secret or not.
+        s.kind = IdentityKind::LegacyKey;
+        s.credentials.client_secret_age_days = None;
+        let f = run(&s, Some(90));
+        assert_eq!(kinds(&f), [FindingKind::StaticSecret]);
+        assert!(f[0].evidence["age_days"].is_null());
+        s.state = LifecycleState::Decommissioned;
+        assert!(run(&s, Some(90)).is_empty());
     }
 
     #[test]

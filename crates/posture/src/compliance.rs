@@ -273,7 +273,11 @@ fn nist_csf(f: &Facts) -> Framework {
                 ],
                 open(
                     f,
-                    &[FindingKind::OverPrivileged, FindingKind::Unreviewed],
+                    &[
+                        FindingKind::BeyondIntended,
+                        FindingKind::OverPrivileged,
+                        FindingKind::Unreviewed,
+                    ],
                     "over-privilege or review",
                 ),
                 f.exercised_by(&[EventKind::ReviewAttested]),
@@ -403,17 +407,18 @@ fn owasp(f: &Facts) -> Framework {
             judged(
                 "NHI5:2025",
                 "Overprivileged NHI",
-                "Effective vs intended vs used permissions; over-privilege findings; access reviews.",
+                "Effective vs intended vs used permissions; findings for grants beyond the intended list (at once) and for unused permissions (after the observation window); access reviews.",
                 vec![
                     fact(
                         "over-privilege findings",
-                        f.findings(&[FindingKind::OverPrivileged]),
+                        f.findings(&[FindingKind::BeyondIntended, FindingKind::OverPrivileged]),
                     ),
                     f.event("review attestations", EventKind::ReviewAttested),
                 ],
                 open(
                     f,
                     &[
+                        FindingKind::BeyondIntended,
                         FindingKind::OverPrivileged,
                         FindingKind::ExceptionNearExpiry,
                     ],

@@ -19,5 +19,5 @@ mod assess;
 pub mod compliance;
 mod inputs;
 
-pub use assess::{Params, assess, effective_permissions};
+pub use assess::{Analysed, Params, assess, effective_permissions};
 pub use inputs::{Inputs, Used};

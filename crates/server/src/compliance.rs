@@ -13,7 +13,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::posture::{DEFAULT_MAX_ANALYSED, DEFAULT_WINDOW_DAYS};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,14 +74,7 @@ pub(crate) async fn build(s: &AppState) -> Result<ComplianceReport, ApiError> {
         points: points.len(),
         flagged_points: points.iter().filter(|p| p.flagged.is_some()).count(),
         campaigns: s.store.campaigns().await?.len(),
-        posture: crate::posture::report(
-            s,
-            None,
-            DEFAULT_WINDOW_DAYS,
-            DEFAULT_WINDOW_DAYS,
-            DEFAULT_MAX_ANALYSED,
-        )
-        .await?,
+        posture: crate::posture::report(s, None, s.default_posture_params()).await?,
         policy_versions: s.store.policy_versions(1_000).await?.len(),
         egress_secrets: s.store.egress_secrets().await?.len(),
         tool_decisions: s.store.recent_tool_decisions(TOOL_SCAN).await?,

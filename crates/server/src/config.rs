@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub tokens: TokensFile,
     #[serde(default)]
     pub enforcement: EnforcementFile,
+    #[serde(default)]
+    pub posture: PostureFile,
     /// Serve HTTPS (and accept client certificates, RFC 8705) instead of plain HTTP.
     pub tls: Option<TlsFile>,
 }
@@ -270,6 +272,16 @@ pub struct EnforcementFile {
     pub point_liveness_secs: Option<u64>,
 }
 
+/// `[posture]`: how posture judges what it sees.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostureFile {
+    /// Days after an identity's registration before its unused permissions become
+    /// findings: before that, its usage is still being observed (default 14; 0 judges at
+    /// once). A request's `observation_days` overrides it.
+    pub observation_days: Option<u64>,
+}
+
 /// Request size limits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -306,8 +318,15 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     pub heartbeat: std::time::Duration,
     pub point_liveness: std::time::Duration,
+    /// Posture's default observation window, in days.
+    pub posture_observation_days: u64,
 }
 
+/// Two weeks: long enough for daily and weekly jobs to have run, short enough that an
+/// unneeded grant does not go unreported for a whole review cycle.
+pub const DEFAULT_OBSERVATION_DAYS: u64 = 14;
+/// The longest observation window, as posture's other windows.
+pub const MAX_OBSERVATION_DAYS: u64 = 366;
 pub const DEFAULT_EVIDENCE_QUEUE: usize = 10_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_INGEST_MAX_SKEW_SECS: u64 = 300;
@@ -429,8 +448,21 @@ impl FileConfig {
                 ),
             });
         }
+        let posture_observation_days = match self.posture.observation_days {
+            Some(d) if d > MAX_OBSERVATION_DAYS => {
+                return Err(ConfigError::Invalid {
+                    field: "posture.observation_days",
+                    message: format!(
+                        "must be at most {MAX_OBSERVATION_DAYS} days, not {d} (0 judges unused permissions at once)"
+                    ),
+                });
+            }
+            Some(d) => d,
+            None => DEFAULT_OBSERVATION_DAYS,
+        };
         Ok(ServerConfig {
             listen,
+            posture_observation_days,
             heartbeat: std::time::Duration::from_secs(heartbeat),
             point_liveness: std::time::Duration::from_secs(point_liveness),
             tokens,
@@ -543,6 +575,28 @@ mod tests {
         assert!(err.to_string().contains("evidence.retention_days"), "{err}");
         let err = FileConfig::parse("s", "[evidence]\noverflow = \"shrug\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn posture_settings() {
+        let c = FileConfig::parse("s", "")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap();
+        assert_eq!(c.posture_observation_days, DEFAULT_OBSERVATION_DAYS);
+        let c = FileConfig::parse("s", "[posture]\nobservation_days = 0\n")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap();
+        assert_eq!(c.posture_observation_days, 0);
+        let err = FileConfig::parse("s", "[posture]\nobservation_days = 400\n")
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("posture.observation_days"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ struct Settings {
     max_body_bytes: usize,
     max_apply_bytes: usize,
     listen_limits: steward_listen::Limits,
+    /// Posture's default observation window (`[posture] observation_days`).
+    posture_observation_days: u64,
 }
 
 impl AppState {
@@ -123,6 +125,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 max_apply_bytes: config.max_apply_bytes,
                 listen_limits: config.listen_limits,
+                posture_observation_days: config.posture_observation_days,
             }),
         }
     }

@@ -17,15 +17,18 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Query;
 
-pub(crate) const DEFAULT_WINDOW_DAYS: u64 = 30;
+const DEFAULT_WINDOW_DAYS: u64 = 30;
 const MAX_WINDOW_DAYS: u64 = 366;
-pub(crate) const DEFAULT_MAX_ANALYSED: usize = 100;
+const DEFAULT_MAX_ANALYSED: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostureQuery {
     window_days: Option<u64>,
     stale_days: Option<u64>,
+    /// Days after registration before unused permissions are judged (0: at once);
+    /// `[posture] observation_days` when unset.
+    observation_days: Option<u64>,
     plane: Option<String>,
     /// One identity's posture only (its inventory entry and findings).
     identity: Option<String>,
@@ -42,21 +45,48 @@ fn days(field: &str, v: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-/// `GET /admin/v1/posture?window_days=&stale_days=&plane=&identity=&max_analysed=`: any
-/// admin role; a plane admin sees its planes only.
+impl AppState {
+    /// Posture's parameters when a caller sets none: the defaults and the configured
+    /// observation window (the compliance report judges with these).
+    pub(crate) fn default_posture_params(&self) -> Params {
+        Params {
+            window_days: DEFAULT_WINDOW_DAYS,
+            stale_days: DEFAULT_WINDOW_DAYS,
+            observation_days: self.inner.posture_observation_days,
+            max_analysed: DEFAULT_MAX_ANALYSED,
+        }
+    }
+}
+
+/// `GET /admin/v1/posture?window_days=&stale_days=&observation_days=&plane=&identity=&max_analysed=`:
+/// any admin role; a plane admin sees its planes only.
 pub(crate) async fn posture(
     caller: Caller,
     State(s): State<AppState>,
     Query(q): Query<PostureQuery>,
 ) -> Result<axum::Json<PostureReport>, ApiError> {
-    let window_days = days("window_days", q.window_days)?;
-    let stale_days = days("stale_days", q.stale_days)?;
-    let max_analysed = q.max_analysed.unwrap_or(DEFAULT_MAX_ANALYSED);
+    let defaults = s.default_posture_params();
+    let observation_days = match q.observation_days {
+        None => defaults.observation_days,
+        Some(d) if d <= MAX_WINDOW_DAYS => d,
+        Some(d) => {
+            return Err(ApiError::bad_request(format!(
+                "`observation_days` must be between 0 and {MAX_WINDOW_DAYS} days, not {d}"
+            )));
+        }
+    };
+    let max_analysed = q.max_analysed.unwrap_or(defaults.max_analysed);
     if max_analysed > 100_000 {
         return Err(ApiError::bad_request(
             "`max_analysed` must be at most 100000",
         ));
     }
+    let params = Params {
+        window_days: days("window_days", q.window_days)?,
+        stale_days: days("stale_days", q.stale_days)?,
+        observation_days,
+        max_analysed,
+    };
     let visible = caller.visible_planes(&s.store).await?;
     if let Some(id) = &q.identity {
         // One identity: read straight from the store (cheap), not through the cache of
@@ -72,14 +102,7 @@ pub(crate) async fn posture(
             })
             .ok_or_else(|| ApiError::not_found(format!("identity `{id}` does not exist")))?;
         return Ok(axum::Json(
-            compute(
-                &s,
-                Subjects::One(Box::new(record)),
-                window_days,
-                stale_days,
-                max_analysed,
-            )
-            .await?,
+            compute(&s, Subjects::One(Box::new(record)), params).await?,
         ));
     }
     let scope: Option<Vec<PlaneId>> = match (&q.plane, visible) {
@@ -93,9 +116,7 @@ pub(crate) async fn posture(
             Some(s.store.plane_subtree(&id).await?)
         }
     };
-    Ok(axum::Json(
-        report(&s, scope, window_days, stale_days, max_analysed).await?,
-    ))
+    Ok(axum::Json(report(&s, scope, params).await?))
 }
 
 /// How long a computed report is answered as current while the registry has not changed.
@@ -103,7 +124,7 @@ pub(crate) async fn posture(
 /// background (usage may be this much behind); every admin change recomputes first.
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-type CacheKey = (Option<Vec<PlaneId>>, u64, u64, usize, i64);
+type CacheKey = (Option<Vec<PlaneId>>, Params, i64);
 
 struct Cached {
     at: std::time::Instant,
@@ -126,13 +147,11 @@ pub(crate) struct PostureCache {
 pub(crate) async fn report(
     s: &AppState,
     scope: Option<Vec<PlaneId>>,
-    window_days: u64,
-    stale_days: u64,
-    max_analysed: usize,
+    params: Params,
 ) -> Result<PostureReport, ApiError> {
     use std::sync::atomic::Ordering;
     let change = s.store.latest_change_seq().await?;
-    let key: CacheKey = (scope.clone(), window_days, stale_days, max_analysed, change);
+    let key: CacheKey = (scope.clone(), params, change);
     let mut last = s.posture.last.lock().await;
     if let Some(c) = last.as_ref()
         && c.key == key
@@ -141,7 +160,7 @@ pub(crate) async fn report(
             let s = s.clone();
             tokio::spawn(async move {
                 let subjects = Subjects::Planes(scope);
-                match compute(&s, subjects, window_days, stale_days, max_analysed).await {
+                match compute(&s, subjects, params).await {
                     Ok(r) => {
                         *s.posture.last.lock().await = Some(Cached {
                             at: std::time::Instant::now(),
@@ -158,14 +177,7 @@ pub(crate) async fn report(
         }
         return Ok(c.report.as_ref().clone());
     }
-    let report = compute(
-        s,
-        Subjects::Planes(scope),
-        window_days,
-        stale_days,
-        max_analysed,
-    )
-    .await?;
+    let report = compute(s, Subjects::Planes(scope), params).await?;
     *last = Some(Cached {
         at: std::time::Instant::now(),
         key,
@@ -184,23 +196,16 @@ enum Subjects {
 async fn compute(
     s: &AppState,
     subjects: Subjects,
-    window_days: u64,
-    stale_days: u64,
-    max_analysed: usize,
+    params: Params,
 ) -> Result<PostureReport, ApiError> {
     let now = OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
-    let inputs = load_inputs(s, subjects, window_days, stale_days, now).await?;
+    let inputs = load_inputs(s, subjects, params.window_days, params.stale_days, now).await?;
     tracing::debug!(
         read_ms = started.elapsed().as_millis() as u64,
         "posture inputs read"
     );
     let engine = s.engine().ok();
-    let params = Params {
-        window_days,
-        stale_days,
-        max_analysed,
-    };
     tokio::task::spawn_blocking(move || {
         steward_posture::assess(inputs, engine.as_deref(), params, now)
     })

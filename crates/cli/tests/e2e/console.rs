@@ -380,6 +380,23 @@ async fn console_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // The payments plane grants it a read it never declared: an effective permission on
+    // its page, and a beyond-intended finding (NHI5) from the first day.
+    let mut files = steward_governance::read_dir(&example_repo()).unwrap();
+    files.push(steward_governance::SourceFile {
+        path: "policies/payments/evil.cedar".into(),
+        content: format!(
+            "@id(\"payments-evil-reads\")\npermit (\n  principal == Steward::Identity::\"{evil}\",\n  action == Steward::Action::\"read\",\n  resource == Steward::Capability::\"payments.read\"\n);\n"
+        ),
+    });
+    let r = http
+        .post(format!("{base}/admin/v1/config/apply"))
+        .bearer_auth(&admin)
+        .json(&json!({ "files": files }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let auditor: Value = http
         .post(format!("{base}/admin/v1/credentials"))
         .bearer_auth(&admin)

@@ -59,10 +59,50 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         .await;
     assert_eq!(st, StatusCode::OK);
 
-    let (st, report) = env
+    // Registered a moment ago, the client is inside the observation window: its unused
+    // permission is listed, not judged, and the report says its usage is being observed.
+    let (st, observing) = env
         .route(RouteId::Posture, &[], Some(&env.admin), None)
         .await;
+    assert_eq!(st, StatusCode::OK, "{observing}");
+    assert_eq!(observing["observation_days"], 14);
+    assert!(observing["summary"]["observing"].as_u64().unwrap() >= 1);
+    let client = observing["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["spiffe_id"] == CLIENT)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        client["permissions"]["unused"],
+        json!(["payments.charge:invoke"]),
+        "{client}"
+    );
+    assert!(
+        client["permissions"]["observed_until"].is_string(),
+        "{client}"
+    );
+    assert!(
+        !observing["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "over_privileged" || f["kind"] == "beyond_intended"),
+        "{}",
+        observing["findings"]
+    );
+    // Judged at once (no observation window), the same unused permission is a finding.
+    let (st, report) = env
+        .query(
+            RouteId::Posture,
+            &[],
+            "observation_days=0",
+            Some(&env.admin),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["observation_days"], 0);
     let item = report["inventory"]
         .as_array()
         .unwrap()
@@ -119,6 +159,10 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         over["evidence"]["unused"].as_array().unwrap().len(),
         unused.len()
     );
+    assert_eq!(
+        over["evidence"]["unused"],
+        json!(["payments.charge:invoke"])
+    );
     let elsewhere = finding(&format!("cross_environment:{CLIENT}"));
     assert_eq!(elsewhere["severity"], "medium", "refused attempts only");
     assert_eq!(elsewhere["evidence"]["registered_environment"], "prod");
@@ -167,8 +211,15 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
             >= 1
     );
 
-    // An exception renewed again and again becomes a finding.
-    let mut files = steward_governance::read_dir(&steward_testkit::example_repo()).unwrap();
+    // An exception renewed again and again becomes a finding; a grant beyond what the
+    // client intends is one at once, inside the observation window.
+    let mut files = super::tokens::example_with_client();
+    files.push(steward_governance::SourceFile {
+        path: "policies/payments/token-test-ledger.cedar".into(),
+        content: format!(
+            "@id(\"payments-token-test-ledger\")\npermit (\n  principal == Steward::Identity::\"{CLIENT}\",\n  action == Steward::Action::\"invoke\",\n  resource == Steward::Capability::\"ledger.post\"\n);\n"
+        ),
+    });
     for round in 1..=2 {
         for f in files.iter_mut().filter(|f| f.path == "exceptions.yaml") {
             f.content =
@@ -189,6 +240,19 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
         .unwrap_or_else(|| panic!("no exception_renewed finding: {}", renewed["findings"]));
     assert_eq!(f["evidence"]["grants"], 3, "{f}");
     assert_eq!(f["evidence"]["capability"], "billing.export");
+    let beyond = renewed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == format!("beyond_intended:{CLIENT}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no beyond_intended finding: {}", renewed["findings"]));
+    assert_eq!(
+        beyond["evidence"]["beyond_intended"],
+        json!(["ledger.post:invoke"])
+    );
+    assert_eq!(beyond["severity"], "medium", "a confidential identity");
+    assert_eq!(beyond["owasp"][0], "NHI5:2025 Overprivileged NHI");
 
     // A plane admin sees its planes only; bad parameters are refused.
     let payments = env
@@ -255,6 +319,7 @@ pub(crate) async fn posture_reports_inventory_and_findings(env: Env) {
     for bad in [
         "window_days=0",
         "stale_days=9999",
+        "observation_days=367",
         "surprise=1",
         "max_analysed=1000000",
         "plane=Not%20A%20Plane",
@@ -351,7 +416,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
         let (st, answer) = decide(body.clone()).await;
         assert_eq!(st, want, "{body}: {answer}");
     }
-    let (st, kept) = decide(json!({"spiffe_id": worker, "decision": "reduce", "note": "drop invoke", "reduce": ["payments.refund:invoke"]})).await;
+    let (st, kept) = decide(json!({"spiffe_id": worker, "decision": "reduce", "note": "books through the ledger's queue now", "reduce": ["ledger.post:invoke"]})).await;
     assert_eq!(st, StatusCode::OK, "{kept}");
     assert_eq!(kept["decision"], "reduce");
     let (st, again) = decide(json!({"spiffe_id": worker, "decision": "keep", "note": "x"})).await;
@@ -397,7 +462,7 @@ pub(crate) async fn access_reviews_attest_and_revoke(env: Env) {
     assert!(
         events
             .iter()
-            .any(|e| e["details"]["reduce"][0] == "payments.refund:invoke")
+            .any(|e| e["details"]["reduce"][0] == "ledger.post:invoke")
     );
     let (_, report) = env
         .query(RouteId::Posture, &[], "plane=payments", Some(&env.admin))

@@ -8,6 +8,41 @@ use steward_token::{Expectations, Jwk, Proof, SigningKey, Validator, jws};
 pub(crate) const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/token-test";
 pub(crate) const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/ledger";
 
+/// The payments plane's grant to `CLIENT`, which is registered through the API:
+/// registering an identity grants nothing, so its plane's policy names it, with exactly
+/// what it intends (`CLIENT_INTENDED`).
+const CLIENT_GRANT: &str = r#"@id("payments-token-test")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/token-test",
+  action,
+  resource
+)
+when {
+  (resource == Steward::Capability::"payments.charge" &&
+    action == Steward::Action::"invoke") ||
+  (resource == Steward::Capability::"payments.read" &&
+    action == Steward::Action::"read")
+};
+"#;
+
+/// What `CLIENT` intends: charging, and reading charges.
+fn client_intended() -> Value {
+    json!([
+        {"capability": "payments.charge", "actions": ["invoke"]},
+        {"capability": "payments.read", "actions": ["read"]}
+    ])
+}
+
+/// The example repository with the payments plane's grant to `CLIENT`.
+pub(crate) fn example_with_client() -> Vec<steward_governance::SourceFile> {
+    let mut files = read_dir(&example_repo()).unwrap();
+    files.push(steward_governance::SourceFile {
+        path: "policies/payments/token-test.cedar".into(),
+        content: CLIENT_GRANT.into(),
+    });
+    files
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -50,7 +85,7 @@ pub(crate) async fn post_form(
 
 /// Registers `CLIENT` in the payments plane with `key`.
 pub(crate) async fn register_client(env: &Env, key: &SigningKey) {
-    env.apply_example().await;
+    env.apply_files(&example_with_client()).await;
     let jwk = key.public_key().jwk();
     let (st, body) = env
         .route(
@@ -60,6 +95,7 @@ pub(crate) async fn register_client(env: &Env, key: &SigningKey) {
             Some(json!({
                 "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
                 "environment": "prod", "kind": "service", "classification": "confidential",
+                "intended": client_intended(),
                 "credentials": {
                     "token_ttl_secs": 3600,
                     "public_keys": [{"kid": "test-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],
@@ -1321,6 +1357,7 @@ async fn register_client_in(env: &Env, key: &SigningKey) {
             Some(json!({
                 "spiffe_id": CLIENT, "plane": "payments", "owner": "payments-team",
                 "environment": "prod", "kind": "service", "classification": "confidential",
+                "intended": client_intended(),
                 "credentials": {"public_keys": [{"kid": "test-1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}]},
             })),
         )
