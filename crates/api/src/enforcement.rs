@@ -79,6 +79,7 @@ pub struct ServerMetadata {
 /// the reason, so the answer never tells a caller more than that.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Introspection {
+    /// Whether the token is in force now and the caller may know of it.
     pub active: bool,
     /// Space-separated capability ids the token is limited to, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,21 +87,28 @@ pub struct Introspection {
     /// The identity the token was issued to (a Steward token's client is its subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// `DPoP` for a token bound to a DPoP key (it must come with a proof), else `Bearer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The token's expiry, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// When the token was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// When the token becomes valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The identity the token speaks for (its SPIFFE ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// A string for one audience, an array for several, as in the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+    /// The issuer: this control plane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// The token's id, the one revocations and evidence records name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     /// The token's sender binding (RFC 7800), for the resource server to check the proof

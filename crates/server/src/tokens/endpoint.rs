@@ -42,6 +42,7 @@ pub(super) struct Attempt {
     pub(super) claimed: Option<String>,
     /// The client once authenticated.
     pub(super) principal: Option<String>,
+    /// The authenticated caller's plane.
     pub(super) plane: Option<String>,
     /// The registered key the client assertion was signed with.
     assertion_kid: Option<String>,

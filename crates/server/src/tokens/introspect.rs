@@ -43,7 +43,7 @@ enum Asker {
     Admin(Actor),
 }
 
-/// The introspection endpoint.
+/// The introspection endpoint: every answer `no-store`, every refusal on record.
 pub async fn introspect(
     State(s): State<AppState>,
     peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
