@@ -1625,6 +1625,46 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
             .contains("not one"),
         "{body}"
     );
+
+    // Introspection takes the same mutual TLS authentication: the writer asks about a
+    // token for itself (active, certificate-bound) and one for another audience (not its
+    // to ask about); a stranger's certificate does not authenticate.
+    let writer = "spiffe%3A%2F%2Facme.example%2Fns%2Fledger%2Fsa%2Fwriter";
+    let resp = with_cert
+        .post(format!("{base}{}", path(RouteId::Token, &[])))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={writer}&audience={writer}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let own = resp.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let introspect = |client: &reqwest::Client, token: &str| {
+        client
+            .post(format!("{base}{}", path(RouteId::Introspect, &[])))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("client_id={writer}&token={token}"))
+            .send()
+    };
+    let resp = introspect(&with_cert, &own).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["cnf"]["x5t#S256"], thumb.as_str());
+    let resp = introspect(&with_cert, token).await.unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"active": false})
+    );
+    let (_, stranger) = client("stranger");
+    let resp = introspect(&https(Some(stranger)), &own).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
