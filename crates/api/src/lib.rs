@@ -28,8 +28,8 @@ pub use authzen::*;
 #[cfg(feature = "client")]
 pub use client::{ApiClient, Call, EventQuery, IdentityQuery, PostureQuery, ReviewItems};
 pub use enforcement::{
-    AuthzenConfiguration, PointIdentity, PointReportAnswer, PointReportRequest, ReleasedSecret,
-    ServerMetadata,
+    AuthzenConfiguration, Introspection, PointIdentity, PointReportAnswer, PointReportRequest,
+    ReleasedSecret, ServerMetadata,
 };
 pub use error::{Error, ErrorBody, OAuthErrorBody};
 pub use posture::*;

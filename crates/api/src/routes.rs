@@ -36,7 +36,8 @@ pub enum Access {
     Public,
     /// An admin credential (`Authorization: Bearer stw_…`); the handler checks the role.
     Credential,
-    /// An OAuth client authenticating itself in the request (RFC 6749 §2.3), not an admin.
+    /// An OAuth client authenticating itself in the request (RFC 6749 §2.3); errors are
+    /// RFC 6749 bodies. The introspection endpoint also takes an admin credential there.
     OAuthClient,
 }
 
@@ -49,7 +50,8 @@ pub enum BodyLimit {
     Repository,
     /// A full batch of ingested or enforcement decision records.
     Ingest,
-    /// An OAuth token request (small; larger is refused with an OAuth error).
+    /// An OAuth token or introspection request (small; larger is refused with an OAuth
+    /// error).
     TokenRequest,
 }
 
@@ -153,6 +155,9 @@ routes! {
     Jwks = Get "/oauth2/jwks", Public, Standard;
     /// The OAuth token endpoint.
     Token = Post "/oauth2/token", OAuthClient, TokenRequest;
+    /// Token introspection (RFC 7662): whether a token is in force now, revocations
+    /// included, for validators that cannot follow the revocation stream.
+    Introspect = Post "/oauth2/introspect", OAuthClient, TokenRequest;
     /// The console's address without the trailing slash (a redirect).
     ConsoleRedirect = Get "/console", Public, Standard;
     /// The console's page.
@@ -299,7 +304,7 @@ mod tests {
             assert_eq!(r.id.route(), r, "{:?}", r.id);
             assert!(r.path.starts_with('/'), "{}", r.path);
         }
-        assert_eq!(ROUTES.len(), 69);
+        assert_eq!(ROUTES.len(), 70);
     }
 
     #[test]

@@ -100,7 +100,16 @@ pub struct Caller(pub Actor);
 
 /// Authenticates the bearer credential of a request, whatever its role.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    admin_credential(&parts.headers, state).await
+}
+
+/// Authenticates the admin credential in `headers`, whatever its role: for handlers
+/// that take either an admin credential or another kind of caller (token introspection).
+pub(crate) async fn admin_credential(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Actor, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(ApiError::unauthorized(
             "an admin credential is required: send `Authorization: Bearer stw_…` (exactly one header)",

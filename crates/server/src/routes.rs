@@ -64,6 +64,7 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
         R::AuthzenConfiguration => get(authzen::configuration),
         R::Jwks => get(tokens::jwks),
         R::Token => post(tokens::token),
+        R::Introspect => post(tokens::introspect),
         R::ConsoleRedirect => get(console::redirect),
         R::ConsoleIndex => get(console::index),
         R::ConsoleScript => get(console::script),

@@ -116,6 +116,39 @@ impl Validator {
         token: &str,
         expect: &Expectations<'_>,
     ) -> Result<Arc<Claims>, TokenError> {
+        let (kid, claims) = self.verified(token, expect.now)?;
+        self.check_claims(&kid, &claims, expect)?;
+        Ok(claims)
+    }
+
+    /// Whether `token` is in force at `now` as the control plane that issued it sees it,
+    /// for token introspection (RFC 7662): size, signature, `kid`, issuer, times and the
+    /// revocation hook, as [`Validator::validate`] checks them. Audience, environment and
+    /// sender binding are left to the resource server asking: it knows who it is, where
+    /// it runs and what proof came with the token. `exp` gets no skew: the clock asked is
+    /// the one that set it, so a token is never reported active past its own `exp`.
+    pub fn introspect(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+        let (kid, claims) = self.verified(token, now)?;
+        if now >= claims.exp {
+            return Err(TokenError::Expired {
+                exp: claims.exp,
+                now,
+            });
+        }
+        check_times(
+            claims.exp,
+            Some(claims.nbf),
+            Some(claims.iat),
+            now,
+            self.skew,
+        )?;
+        self.check_revocation(&kid, &claims)?;
+        Ok(claims)
+    }
+
+    /// The signing `kid` and claims of `token` once its size, signature, header and issuer
+    /// check out, from the cache when its signature verified before.
+    fn verified(&self, token: &str, now: i64) -> Result<(Arc<str>, Arc<Claims>), TokenError> {
         if token.len() > self.max_bytes {
             return Err(TokenError::TooLarge {
                 len: token.len(),
@@ -123,18 +156,14 @@ impl Validator {
             });
         }
         let hash = self.cache.hash(token);
-        let (kid, claims) = match self.cache.get(hash, token, &self.keys) {
-            Some(hit) => hit,
-            None => {
-                let (kid, claims) = self.verify_signature(token)?;
-                let (kid, claims) = (Arc::<str>::from(kid), Arc::new(claims));
-                self.cache
-                    .put(hash, token, kid.clone(), claims.clone(), expect.now);
-                (kid, claims)
-            }
-        };
-        self.check_claims(&kid, &claims, expect)?;
-        Ok(claims)
+        if let Some(hit) = self.cache.get(hash, token, &self.keys) {
+            return Ok(hit);
+        }
+        let (kid, claims) = self.verify_signature(token)?;
+        let (kid, claims) = (Arc::<str>::from(kid), Arc::new(claims));
+        self.cache
+            .put(hash, token, kid.clone(), claims.clone(), now);
+        Ok((kid, claims))
     }
 
     /// Signature, `kid`, header and issuer: what does not change with time.
@@ -208,10 +237,15 @@ impl Validator {
             });
         }
         check_binding(claims, expect.proof)?;
-        if let Some(why) = self.revocation.revoked(kid, claims) {
-            return Err(TokenError::Revoked(why));
+        self.check_revocation(kid, claims)
+    }
+
+    /// The revocation hook: the one revocation check of every validation.
+    fn check_revocation(&self, kid: &str, claims: &Claims) -> Result<(), TokenError> {
+        match self.revocation.revoked(kid, claims) {
+            Some(why) => Err(TokenError::Revoked(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -276,6 +276,42 @@ fn the_revocation_hook_is_consulted_even_for_cached_tokens() {
     assert!(refused(&v, &token, &expect()).contains("revoked"));
 }
 
+/// Introspection checks what the issuer alone can: signature, issuer, times (`exp`
+/// without skew) and revocation, but not the audience, environment or binding the
+/// resource server checks itself.
+#[test]
+fn introspection_checks_what_the_issuer_knows() {
+    let k = key();
+    let mut bound = claims();
+    bound["cnf"] = json!({"jkt": "thumb"});
+    bound["environment"] = json!("dev");
+    let token = jws::encode(&k, "JWT", &bound).unwrap();
+    let v = validator(&k);
+    let c = v.introspect(&token, NOW).unwrap();
+    assert_eq!(c.jti, "t1");
+    // The local check refuses it (no proof, wrong environment); introspection does not.
+    assert!(v.validate(&token, &expect()).is_err());
+    // `exp` is the issuer's own: no skew past it, but the skew still covers `nbf`.
+    let e = v.introspect(&token, NOW + 300).unwrap_err().to_string();
+    assert!(e.contains("expired"), "{e}");
+    assert!(v.introspect(&token, NOW + 299).is_ok());
+    assert!(v.introspect(&token, NOW - 20).is_ok());
+    assert!(v.introspect(&token, NOW - 60).is_err());
+    let revoking =
+        validator(&k).with_revocation(Arc::new(RevokeSub("spiffe://example.org/payments/api")));
+    let e = revoking.introspect(&token, NOW).unwrap_err().to_string();
+    assert!(e.contains("revoked"), "{e}");
+    // Another issuer's token, another key, garbage.
+    let mut foreign = claims();
+    foreign["iss"] = json!("https://elsewhere.test");
+    assert!(
+        v.introspect(&jws::encode(&k, "JWT", &foreign).unwrap(), NOW)
+            .is_err()
+    );
+    assert!(validator(&key()).introspect(&token, NOW).is_err());
+    assert!(v.introspect("not.a.token", NOW).is_err());
+}
+
 #[test]
 fn a_key_that_left_the_set_no_longer_verifies() {
     let (old, new) = (key(), key());
@@ -429,6 +465,7 @@ proptest! {
         let k = key();
         let v = validator(&k);
         prop_assert!(v.validate(&s, &expect()).is_err());
+        prop_assert!(v.introspect(&s, NOW).is_err());
         prop_assert!(decode_client_assertion(&s).is_err() || s.split('.').count() == 3);
     }
 

@@ -54,6 +54,15 @@ fn metadata(s: &AppState) -> ServerMetadata {
         ]),
         spiffe_trust_domain: s.trust_domain().as_str().to_owned(),
         spiffe_bundle_endpoint: format!("{iss}{}", RouteId::SpiffeBundle.route().path),
+        introspection_endpoint: Some(s.tokens.introspection_endpoint()),
+        // The client authentication the token endpoint takes. Admin credentials work
+        // too, but the metadata registry has no name for them (docs/tokens.md says so).
+        introspection_endpoint_auth_methods_supported: strings(&[
+            "private_key_jwt",
+            "self_signed_tls_client_auth",
+            "client_secret_basic",
+            "client_secret_post",
+        ]),
     }
 }
 

@@ -36,19 +36,22 @@ const DPOP_MAX_AGE_SECS: i64 = 60;
 
 /// What the evidence record of one request needs, filled in as the request is checked.
 #[derive(Default)]
-struct Attempt {
+pub(super) struct Attempt {
     grant_type: Option<String>,
     /// The client the assertion claimed to be, before it was verified.
-    claimed: Option<String>,
+    pub(super) claimed: Option<String>,
     /// The client once authenticated.
-    principal: Option<String>,
-    plane: Option<String>,
+    pub(super) principal: Option<String>,
+    /// The authenticated caller's plane.
+    pub(super) plane: Option<String>,
     /// The registered key the client assertion was signed with.
     assertion_kid: Option<String>,
     /// For a token exchange: the subject token and the actor chain.
     hop: Option<super::exchange::Hop>,
-    /// `private_key_jwt`, `client_secret_basic`, `client_secret_post` or `federated`.
-    client_auth: Option<&'static str>,
+    /// `private_key_jwt`, `client_secret_basic`, `client_secret_post`,
+    /// `self_signed_tls_client_auth`, `federated`, or at the introspection endpoint
+    /// `admin_credential`.
+    pub(super) client_auth: Option<&'static str>,
     /// For a federated token: the issuer and the external subject.
     federation: Option<Value>,
     /// For a just-in-time credential: the workflow.
@@ -178,18 +181,18 @@ async fn issue(
         claims.scope = scope(s, &fed.id, &form)?;
         claims
     } else {
-        let client_id = authenticate(tokens, headers, peer, &form, attempt)?;
+        let client_id = active_client(
+            tokens,
+            headers,
+            peer,
+            &form,
+            &tokens.token_endpoint(),
+            attempt,
+        )?;
         let directory = tokens.directory();
         let client = directory
             .client(&client_id)
             .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-        attempt.plane = Some(client.plane.clone());
-        if client.state != LifecycleState::Active {
-            return Err(OAuthError::invalid_client(format!(
-                "identity `{client_id}` is {}; it cannot get tokens",
-                client.state
-            )));
-        }
         let audience = audience(&form)?;
         let ttl = lifetime(tokens, asked, client.ttl, client.plane_max_ttl);
         let mut claims = base_claims(
@@ -346,12 +349,42 @@ fn dpop_binding(
         .map_err(|e| OAuthError::invalid_dpop_proof(format!("DPoP proof: {e}")))
 }
 
-/// Authenticates the client with `private_key_jwt`; returns its SPIFFE ID.
+/// Authenticates the calling client (as [`authenticate`]) and checks that its identity may
+/// act now: registered and active. Returns its SPIFFE ID. The token and introspection
+/// endpoints both authenticate their callers here; `endpoint` is the URL called, which a
+/// client assertion may name as its audience.
+pub(super) fn active_client(
+    tokens: &TokenService,
+    headers: &HeaderMap,
+    peer: Option<&str>,
+    form: &BTreeMap<String, String>,
+    endpoint: &str,
+    attempt: &mut Attempt,
+) -> Result<String, OAuthError> {
+    let client_id = authenticate(tokens, headers, peer, form, endpoint, attempt)?;
+    let directory = tokens.directory();
+    let client = directory
+        .client(&client_id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    attempt.plane = Some(client.plane.clone());
+    if client.state != LifecycleState::Active {
+        return Err(OAuthError::invalid_client(format!(
+            "identity `{client_id}` is {}; it cannot authenticate as a client",
+            client.state
+        )));
+    }
+    Ok(client_id)
+}
+
+/// Authenticates the client with `private_key_jwt`, mutual TLS or a legacy client
+/// secret; returns its SPIFFE ID. A client assertion's audience must be `endpoint` or
+/// the issuer.
 fn authenticate(
     tokens: &TokenService,
     headers: &HeaderMap,
     peer: Option<&str>,
     form: &BTreeMap<String, String>,
+    endpoint: &str,
     attempt: &mut Attempt,
 ) -> Result<String, OAuthError> {
     let basic = basic_credentials(headers)?;
@@ -429,7 +462,7 @@ fn authenticate(
         ))
     })?;
     let rules = AssertionRules {
-        audiences: vec![tokens.token_endpoint(), tokens.config.issuer.clone()],
+        audiences: vec![endpoint.to_owned(), tokens.config.issuer.clone()],
         max_lifetime: tokens.config.assertion_max_lifetime_secs as i64,
         skew: tokens.config.clock_skew_secs as i64,
     };
@@ -607,7 +640,10 @@ fn scope(
 }
 
 /// The form body as a map; a repeated parameter is an error (RFC 6749 §3.2).
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
+pub(super) fn parse_form(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<BTreeMap<String, String>, OAuthError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -615,7 +651,7 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, Strin
     let essence = ctype.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request(
-            "the token endpoint takes `Content-Type: application/x-www-form-urlencoded`",
+            "this endpoint takes `Content-Type: application/x-www-form-urlencoded`",
         ));
     }
     let mut form = BTreeMap::new();
@@ -637,7 +673,8 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, Strin
     Ok(form)
 }
 
-fn clip(s: &str) -> String {
+/// `s` cut to 120 characters, for echoing what a caller sent in an error or a record.
+pub(super) fn clip(s: &str) -> String {
     s.chars().take(120).collect()
 }
 
@@ -723,7 +760,8 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
     e
 }
 
-fn refused_event(attempt: &Attempt, err: &OAuthError) -> Event {
+/// The `credential.refused` record of a refused request.
+pub(super) fn refused_event(attempt: &Attempt, err: &OAuthError) -> Event {
     let mut e = event(EventKind::CredentialRefused, attempt);
     e.decision.outcome = Some(Outcome::Deny);
     e.decision.reasons = vec![format!("{}: {}", err.error, err.description)];

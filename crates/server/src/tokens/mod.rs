@@ -9,6 +9,7 @@ mod discovery;
 mod endpoint;
 mod exchange;
 mod federation;
+mod introspect;
 mod jit;
 mod oauth_error;
 
@@ -29,6 +30,7 @@ pub use discovery::{
     jwks, keys_list, keys_rotate, oauth_metadata, openid_configuration, spiffe_bundle,
 };
 pub use endpoint::token;
+pub use introspect::introspect;
 pub use jit::approve_route as approve_jit;
 
 /// How often each replica rereads the signing keys (another replica's rotation, a retired
@@ -353,6 +355,16 @@ impl TokenService {
     /// `{issuer}/oauth2/token`: the `aud` client assertions must name.
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth2/token", self.config.issuer)
+    }
+
+    /// `{issuer}/oauth2/introspect`: the introspection endpoint discovery advertises, and
+    /// the `aud` a client assertion sent there may name.
+    pub fn introspection_endpoint(&self) -> String {
+        format!(
+            "{}{}",
+            self.config.issuer,
+            steward_api::RouteId::Introspect.route().path
+        )
     }
 }
 

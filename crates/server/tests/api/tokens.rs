@@ -1662,6 +1662,46 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
             .contains("not one"),
         "{body}"
     );
+
+    // Introspection takes the same mutual TLS authentication: the writer asks about a
+    // token for itself (active, certificate-bound) and one for another audience (not its
+    // to ask about); a stranger's certificate does not authenticate.
+    let writer = "spiffe%3A%2F%2Facme.example%2Fns%2Fledger%2Fsa%2Fwriter";
+    let resp = with_cert
+        .post(format!("{base}{}", path(RouteId::Token, &[])))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={writer}&audience={writer}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let own = resp.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let introspect = |client: &reqwest::Client, token: &str| {
+        client
+            .post(format!("{base}{}", path(RouteId::Introspect, &[])))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("client_id={writer}&token={token}"))
+            .send()
+    };
+    let resp = introspect(&with_cert, &own).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["cnf"]["x5t#S256"], thumb.as_str());
+    let resp = introspect(&with_cert, token).await.unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"active": false})
+    );
+    let (_, stranger) = client("stranger");
+    let resp = introspect(&https(Some(stranger)), &own).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 pub(crate) async fn jit_approvals_by_listed_approvers(env: Env) {
@@ -1789,4 +1829,393 @@ pub(crate) async fn events_when(
 /// A SPIFFE ID as one URL path segment or form value (`:` and `/` escaped).
 pub(crate) fn segment(id: &str) -> String {
     id.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// The resource server in the introspection tests: tokens are issued for it.
+const LEDGER_API: &str = "spiffe://acme.example/ns/ledger/sa/ledger-api";
+
+/// `POST /oauth2/introspect` with `form`, and `Authorization: <auth>` when given.
+async fn introspect(
+    env: &Env,
+    auth: Option<&str>,
+    form: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut req = env
+        .http
+        .post(env.url(RouteId::Introspect, &[]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        );
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A client assertion of `id` for the introspection endpoint.
+fn introspection_assertion(base: &str, id: &str, key: &SigningKey) -> String {
+    jws::encode(
+        key,
+        "JWT",
+        &json!({"iss": id, "sub": id, "aud": format!("{base}{}", path(RouteId::Introspect, &[])),
+                "iat": now(), "exp": now() + 60, "jti": uuid::Uuid::new_v4().to_string()}),
+    )
+    .unwrap()
+}
+
+/// What `id` (holding `key`) learns of `token` by introspection with `private_key_jwt`.
+async fn introspect_as_workload(env: &Env, id: &str, key: &SigningKey, token: &str) -> Value {
+    let a = introspection_assertion(&env.base, id, key);
+    let (st, headers, body) = introspect(
+        env,
+        None,
+        &[
+            ("token", token),
+            ("token_type_hint", "access_token"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    body
+}
+
+/// What the bootstrap admin learns of `token` by introspection.
+async fn introspect_as_admin(env: &Env, token: &str) -> Value {
+    let (st, _, body) = introspect(
+        env,
+        Some(&format!("Bearer {}", env.admin)),
+        &[("token", token)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body
+}
+
+/// The ledger API registered with `rs_key` (from the repository) and `CLIENT` with
+/// `client_key` (through the API).
+async fn introspection_setup(env: &Env, rs_key: &SigningKey, client_key: &SigningKey) {
+    apply_with_keys(env, &[(LEDGER_API, rs_key)]).await;
+    register_client_in(env, client_key).await;
+}
+
+/// A token for `CLIENT` with `audience`, `extra` parameters added.
+async fn token_for(env: &Env, key: &SigningKey, audience: &str, extra: &[(&str, &str)]) -> String {
+    let a = assertion(&env.base, key, |_| {});
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", BEARER),
+        ("client_assertion", &a),
+        ("audience", audience),
+    ];
+    form.extend_from_slice(extra);
+    let (st, _, body) = post_form(env, &form).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Introspection (RFC 7662) is advertised, needs an authenticated caller, answers a token
+/// in force with its members, and tells a caller nothing of tokens that are not its to
+/// ask about, invalid or forged ones: `{"active": false}` alone.
+pub(crate) async fn introspection_answers_the_audience_and_admins_only(env: Env) {
+    for route in [RouteId::OpenidConfiguration, RouteId::OauthMetadata] {
+        let (st, meta) = env.route(route, &[], None, None).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            meta["introspection_endpoint"],
+            env.url(RouteId::Introspect, &[])
+        );
+        let methods = meta["introspection_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap();
+        assert!(methods.contains(&json!("private_key_jwt")), "{meta}");
+    }
+    let (rs_key, client_key) = (
+        SigningKey::generate().unwrap().0,
+        SigningKey::generate().unwrap().0,
+    );
+    introspection_setup(&env, &rs_key, &client_key).await;
+    let token = token_for(
+        &env,
+        &client_key,
+        LEDGER_API,
+        &[("scope", "payments.charge payments.read")],
+    )
+    .await;
+
+    // Unauthenticated, or with a wrong admin credential: 401 `invalid_client`.
+    let (st, headers, body) = introspect(&env, None, &[("token", &token)]).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let (st, _, body) = introspect(
+        &env,
+        Some("Bearer stw_000000000000_wrong"),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+        "{body}"
+    );
+    // A client assertion made for another client's key does not authenticate either.
+    let forged = introspection_assertion(&env.base, LEDGER_API, &client_key);
+    let (st, _, body) = introspect(
+        &env,
+        None,
+        &[
+            ("token", &token),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &forged),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    // Malformed: no token, a JSON body, two ways to authenticate at once.
+    let admin = format!("Bearer {}", env.admin);
+    let (st, _, body) = introspect(&env, Some(&admin), &[]).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{body}"
+    );
+    let resp = env
+        .http
+        .post(env.url(RouteId::Introspect, &[]))
+        .header("authorization", &admin)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let a = introspection_assertion(&env.base, LEDGER_API, &rs_key);
+    let (st, _, body) = introspect(
+        &env,
+        Some(&admin),
+        &[
+            ("token", &token),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+
+    // The audience asks: active, with the RFC 7662 members and Steward's.
+    let answer = introspect_as_workload(&env, LEDGER_API, &rs_key, &token).await;
+    let claims = claims_of(&token);
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["sub"], CLIENT);
+    assert_eq!(answer["client_id"], CLIENT);
+    assert_eq!(answer["aud"], LEDGER_API);
+    assert_eq!(answer["iss"], env.base);
+    assert_eq!(answer["scope"], "payments.charge payments.read");
+    assert_eq!(answer["token_type"], "Bearer");
+    for claim in ["exp", "iat", "nbf", "jti"] {
+        assert_eq!(answer[claim], claims[claim], "{claim}");
+    }
+    assert_eq!(answer["environment"], "prod");
+    assert_eq!(answer["plane"], "payments");
+    assert_eq!(answer["revocation_epoch"], 0);
+    assert!(answer.get("cnf").is_none(), "{answer}");
+    // Admins of any role may ask about any token; a plane admin about its planes only.
+    assert_eq!(introspect_as_admin(&env, &token).await["active"], true);
+    for (name, role, plane, active) in [
+        ("ingest", "ingestor", None, true),
+        ("audit", "auditor", None, true),
+        ("payments-admin", "plane-admin", Some("payments"), true),
+        ("partners-admin", "plane-admin", Some("partners"), false),
+    ] {
+        let credential = env.credential(name, role, plane).await;
+        let (st, _, body) = introspect(
+            &env,
+            Some(&format!("Bearer {credential}")),
+            &[("token", &token)],
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{name}: {body}");
+        assert_eq!(body["active"], active, "{name}: {body}");
+    }
+
+    // Not the caller's to ask about: the client asking about the ledger's token, the
+    // ledger asking about a token for another audience.
+    let inactive = json!({"active": false});
+    let a = introspection_assertion(&env.base, CLIENT, &client_key);
+    let (st, _, body) = introspect(
+        &env,
+        None,
+        &[
+            ("token", &token),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+        ],
+    )
+    .await;
+    assert_eq!((st, &body), (StatusCode::OK, &inactive));
+    let elsewhere = token_for(&env, &client_key, AUDIENCE, &[]).await;
+    assert_eq!(
+        introspect_as_workload(&env, LEDGER_API, &rs_key, &elsewhere).await,
+        inactive
+    );
+    assert_eq!(introspect_as_admin(&env, &elsewhere).await["active"], true);
+
+    // Garbage, a tampered payload, a token signed by a key Steward never published.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut changed = claims.clone();
+    changed["scope"] = json!("payments.refund");
+    parts[1] = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        changed.to_string(),
+    );
+    let stranger = jws::encode(&SigningKey::generate().unwrap().0, "JWT", &claims).unwrap();
+    for bad in ["not-a-token", "a.b.c", &parts.join("."), &stranger] {
+        assert_eq!(introspect_as_admin(&env, bad).await, inactive, "{bad}");
+    }
+
+    // Refusals are evidence, like the token endpoint's; the token never is.
+    let refused = events_when(&env, "kind=credential.refused&limit=100", |a| {
+        a.iter().filter(|e| e["action"] == "introspect").count() >= 6
+    })
+    .await;
+    let introspections: Vec<&Value> = refused
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "introspect")
+        .collect();
+    assert!(introspections.len() >= 6, "{refused}");
+    assert!(
+        introspections
+            .iter()
+            .all(|e| e["enforcement_point"] == "introspection-endpoint")
+    );
+    assert!(!refused.to_string().contains(&token));
+}
+
+/// Introspection sees what a local validator cannot: a revoked token, a revoked or
+/// suspended identity; and an expired token is inactive at once. A DPoP-bound token says
+/// so, with its binding.
+pub(crate) async fn introspection_sees_revocation_suspension_and_expiry(env: Env) {
+    let (rs_key, client_key) = (
+        SigningKey::generate().unwrap().0,
+        SigningKey::generate().unwrap().0,
+    );
+    introspection_setup(&env, &rs_key, &client_key).await;
+    let ask = |token: String| {
+        let (env, rs_key) = (&env, &rs_key);
+        async move { introspect_as_workload(env, LEDGER_API, rs_key, &token).await }
+    };
+    let revoked = token_for(&env, &client_key, LEDGER_API, &[]).await;
+    let kept = token_for(&env, &client_key, LEDGER_API, &[]).await;
+    assert_eq!(ask(revoked.clone()).await["active"], true);
+
+    // A revoked token is inactive; another of the same identity is not.
+    let jti = claims_of(&revoked)["jti"].as_str().unwrap().to_owned();
+    let (st, body) = env
+        .route(
+            RouteId::Revoke,
+            &[],
+            Some(&env.admin),
+            Some(json!({"kind": "token", "target": jti, "reason": "leaked"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(ask(revoked.clone()).await, json!({"active": false}));
+    let answer = ask(kept.clone()).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["revocation_epoch"], 1, "{answer}");
+
+    // A DPoP-bound token: `token_type` DPoP and its `cnf`.
+    let dpop_key = SigningKey::generate().unwrap().0;
+    let a = assertion(&env.base, &client_key, |_| {});
+    let resp = env
+        .http
+        .post(env.url(RouteId::Token, &[]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "dpop",
+            dpop_proof(&dpop_key, &env.url(RouteId::Token, &[]), |_| {}),
+        )
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &a),
+                    ("audience", LEDGER_API),
+                ])
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bound = resp.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = ask(bound).await;
+    assert_eq!(answer["token_type"], "DPoP", "{answer}");
+    assert_eq!(answer["cnf"]["jkt"], dpop_key.public_key().thumbprint());
+
+    // An expired token is inactive as soon as its `exp` passes.
+    let short = token_for(&env, &client_key, LEDGER_API, &[("expires_in", "1")]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(ask(short).await, json!({"active": false}));
+
+    // A suspended identity's tokens are inactive until it is reactivated.
+    let lifecycle = |state: &'static str| {
+        let env = &env;
+        async move {
+            let (st, body) = env
+                .route(
+                    RouteId::IdentityLifecycle,
+                    &[CLIENT],
+                    Some(&env.admin),
+                    Some(json!({"state": state, "reason": "test"})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{body}");
+        }
+    };
+    lifecycle("suspended").await;
+    assert_eq!(ask(kept.clone()).await, json!({"active": false}));
+    lifecycle("active").await;
+    assert_eq!(ask(kept.clone()).await["active"], true);
+
+    // Revoking the identity ends every token it holds.
+    let (st, body) = env
+        .route(
+            RouteId::Revoke,
+            &[],
+            Some(&env.admin),
+            Some(json!({"kind": "identity", "target": CLIENT, "reason": "compromised"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(ask(kept).await, json!({"active": false}));
 }
