@@ -26,7 +26,7 @@ pub use decision_log::{
 };
 pub use point::{
     EnforcementPoint, METHOD_OVERRIDE_HEADERS, Outcome, Seen, Unreadable, Verdict, http_address,
-    http_address_checked,
+    http_address_checked, is_grpc, request_address,
 };
 pub use revocation::{EpochGap, RevocationSet};
 pub use revocation_feed::{FeedConfig, FeedStatus, RevocationFeed, RevocationHook};

@@ -145,6 +145,61 @@ pub fn http_address_checked(
     http_address(method, request_target)
 }
 
+/// Whether a request's `content-type` says gRPC: `application/grpc` or gRPC-Web
+/// (`application/grpc-web`, `application/grpc-web-text`), with any `+codec` suffix and
+/// parameters.
+pub fn is_grpc(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| {
+        let media = c
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let base = media.split('+').next().unwrap_or_default();
+        matches!(
+            base,
+            "application/grpc" | "application/grpc-web" | "application/grpc-web-text"
+        )
+    })
+}
+
+/// What a request is decided as, alike at every layer: a gRPC call (`POST
+/// /package.Service/Method` with a gRPC content type) is decided as the gRPC method, so an
+/// HTTP mapping never answers for it; anything else as [`http_address_checked`] says. A
+/// gRPC request whose path is not `/Service/Method` is unreadable, not an HTTP request.
+pub fn request_address(
+    method: &str,
+    request_target: &str,
+    content_type: Option<&str>,
+    has: impl Fn(&str) -> bool,
+) -> Result<OwnedAddress, Unreadable> {
+    let address = http_address_checked(method, request_target, has)?;
+    if !is_grpc(content_type) {
+        return Ok(address);
+    }
+    let refuse = |reason: &str| Unreadable::http_because(method, request_target, reason.to_owned());
+    if method != "POST" {
+        return Err(refuse("a gRPC request is a POST"));
+    }
+    let OwnedAddress::Http { path, .. } = address else {
+        return Err(refuse("a gRPC request names /package.Service/Method"));
+    };
+    match path
+        .as_str()
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+    {
+        Some((service, rpc)) if !service.is_empty() && !rpc.is_empty() && !rpc.contains('/') => {
+            Ok(OwnedAddress::Grpc {
+                service: service.to_owned(),
+                method: rpc.to_owned(),
+            })
+        }
+        _ => Err(refuse("a gRPC request names /package.Service/Method")),
+    }
+}
+
 /// The answer of a check.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -542,6 +597,57 @@ impl EnforcementPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gRPC call is its gRPC method at every layer; a gRPC content type on a path that
+    /// names no method, or on another verb, is unreadable rather than an HTTP request.
+    #[test]
+    fn grpc_calls_are_decided_as_grpc_methods() {
+        let no = |_: &str| false;
+        let grpc = |ct: &str, method: &str, path: &str| request_address(method, path, Some(ct), no);
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC; charset=x",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+        ] {
+            assert_eq!(
+                grpc(ct, "POST", "/payments.v1.Charges/Get"),
+                Ok(OwnedAddress::Grpc {
+                    service: "payments.v1.Charges".into(),
+                    method: "Get".into()
+                }),
+                "{ct}"
+            );
+        }
+        // Decided on the normal form, as HTTP paths are.
+        assert_eq!(
+            grpc("application/grpc", "POST", "/payments.v1.Charges/./Get"),
+            grpc("application/grpc", "POST", "/payments.v1.Charges/Get")
+        );
+        for (method, path) in [
+            ("POST", "/v1/charges/ch_1/refunds"),
+            ("POST", "/Service"),
+            ("POST", "/Service/"),
+            ("GET", "/payments.v1.Charges/Get"),
+        ] {
+            assert!(
+                grpc("application/grpc", method, path).is_err(),
+                "{method} {path}"
+            );
+        }
+        // Not gRPC: an HTTP request, whatever its path looks like.
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/grpc-web-text-x"),
+        ] {
+            assert!(matches!(
+                request_address("POST", "/payments.v1.Charges/Get", ct, no),
+                Ok(OwnedAddress::Http { .. })
+            ));
+        }
+    }
 
     /// What a token says about its holder reaches the policy context: the delegation
     /// chain, the task scope and the model tier.

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, http_address_checked};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, request_address};
 use steward_model::Action;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
@@ -125,8 +125,12 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         audience,
         target: match (method.to_str(), uri.to_str()) {
             (Ok(method), Ok(uri)) => {
-                // nginx passes the client's headers on to the subrequest.
-                http_address_checked(method, uri, |h| headers.contains_key(h)).map(Target::Address)
+                // nginx passes the client's headers on to the subrequest: a gRPC call is
+                // decided as its gRPC method, as at every layer.
+                request_address(method, uri, header_text(&headers, "content-type"), |h| {
+                    headers.contains_key(h)
+                })
+                .map(Target::Address)
             }
             // Bytes a header may carry but a request line may not: nothing to decide on.
             _ => Err(Unreadable {

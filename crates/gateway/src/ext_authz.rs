@@ -14,8 +14,8 @@ use envoy_types::ext_authz::v3::{
 };
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, http_address_checked};
-use steward_policy::{OwnedAddress, Target};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, request_address};
+use steward_policy::Target;
 use steward_token::Proof;
 
 use crate::credential::{IDENTITY_HEADER, bearer_value, is_steward_header};
@@ -47,26 +47,15 @@ impl ExtAuthz {
         let (method, path) = http
             .map(|h| (h.method.as_str(), h.path.as_str()))
             .unwrap_or(("", ""));
-        let grpc = headers
-            .get("content-type")
-            .is_some_and(|c| c.starts_with("application/grpc"));
         // Envoy passes the request target undecoded (path and query): decided, like at
-        // every layer, on its normal form.
-        let target =
-            http_address_checked(method, path, |h| headers.contains_key(h)).map(|address| {
-                match address {
-                    OwnedAddress::Http { method, path } if grpc => {
-                        match path.as_str().trim_start_matches('/').split_once('/') {
-                            Some((service, method)) => Target::Address(OwnedAddress::Grpc {
-                                service: service.to_owned(),
-                                method: method.to_owned(),
-                            }),
-                            None => Target::Address(OwnedAddress::Http { method, path }),
-                        }
-                    }
-                    other => Target::Address(other),
-                }
-            });
+        // every layer, on its normal form, and a gRPC call as its gRPC method.
+        let target = request_address(
+            method,
+            path,
+            headers.get("content-type").map(String::as_str),
+            |h| headers.contains_key(h),
+        )
+        .map(Target::Address);
         let mut seen = Seen {
             received: std::time::Instant::now(),
             token: None,

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, http_address_checked};
+use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, request_address};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
@@ -66,6 +66,54 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    r
+}
+
+/// The request's `content-type`, when it is readable text.
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// A refusal a gRPC client understands: a trailers-only response (HTTP 200, the status in
+/// `grpc-status` and the reason in `grpc-message`, percent-encoded as gRPC requires), with
+/// the decision and trace ids beside it as metadata.
+fn grpc_refusal(verdict: &Verdict, trace: &TraceContext) -> Response<Body> {
+    // UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNAVAILABLE.
+    let code = match verdict.outcome {
+        Outcome::Unauthenticated => "16",
+        Outcome::Forbidden => "7",
+        Outcome::Malformed => "3",
+        Outcome::Unavailable | Outcome::Allow => "14",
+    };
+    let message: String = verdict
+        .reason()
+        .bytes()
+        .flat_map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                vec![b as char]
+            } else {
+                format!("%{b:02X}").chars().collect()
+            }
+        })
+        .collect();
+    let mut r = Response::new(full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from_static(code));
+    for (name, value) in [
+        ("grpc-message", message),
+        ("x-steward-decision-id", verdict.event_id.clone()),
+        ("x-steward-trace-id", trace.trace_id.clone()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
     r
 }
 
@@ -153,7 +201,10 @@ impl Proxy {
         &self.point
     }
 
-    fn refusal(&self, verdict: &Verdict, trace: &TraceContext) -> Response<Body> {
+    fn refusal(&self, verdict: &Verdict, trace: &TraceContext, grpc: bool) -> Response<Body> {
+        if grpc {
+            return grpc_refusal(verdict, trace);
+        }
         let (status, code) = match verdict.outcome {
             Outcome::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Outcome::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
@@ -227,9 +278,12 @@ impl Proxy {
         req: &Request<Incoming>,
         trace: &TraceContext,
     ) -> Result<(Verdict, Option<String>), Refusal> {
-        let address = http_address_checked(req.method().as_str(), req.uri().path(), |h| {
-            req.headers().contains_key(h)
-        });
+        let address = request_address(
+            req.method().as_str(),
+            req.uri().path(),
+            content_type(req.headers()),
+            |h| req.headers().contains_key(h),
+        );
         // What is forwarded is the path decided on, never the raw one: the upstream must
         // not serve another resource than the one policy allowed.
         let forward_path = match &address {
@@ -237,6 +291,7 @@ impl Proxy {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
             }),
+            Ok(OwnedAddress::Grpc { service, method }) => Some(format!("/{service}/{method}")),
             _ => None,
         };
         let mut seen = Seen {
@@ -264,7 +319,8 @@ impl Proxy {
                 reason = %verdict.reason(),
                 "refused"
             );
-            return Err(Box::new(self.refusal(&verdict, trace)));
+            let grpc = steward_enforce::is_grpc(content_type(req.headers()));
+            return Err(Box::new(self.refusal(&verdict, trace, grpc)));
         }
         Ok((verdict, forward_path))
     }
@@ -490,7 +546,7 @@ impl Proxy {
             });
             if !verdict.allowed() {
                 tracing::info!(point = %self.point.name(), tool = %tool, reason = %verdict.reason(), "tool refused");
-                let mut r = self.refusal(&verdict, trace);
+                let mut r = self.refusal(&verdict, trace, false);
                 if let Ok(v) = HeaderValue::from_str(&tool) {
                     r.headers_mut().insert("x-steward-refused-tool", v);
                 }

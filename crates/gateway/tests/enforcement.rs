@@ -441,7 +441,37 @@ struct Case {
     who: Option<&'static str>,
     method: &'static str,
     path: &'static str,
+    /// Sent as a gRPC call (`content-type: application/grpc`): decided as the gRPC method.
+    grpc: bool,
     allowed: bool,
+}
+
+impl Case {
+    /// The status every HTTP layer answers: 200, 401 without a valid credential, 400 for a
+    /// gRPC call that names no `/Service/Method`, 403 by policy.
+    fn status(&self) -> u16 {
+        let grpc_path = self
+            .path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(_, m)| !m.contains('/'));
+        match (self.allowed, self.who) {
+            (true, _) => 200,
+            (false, None) => 401,
+            (false, Some(_)) if self.grpc && !grpc_path => 400,
+            (false, Some(_)) => 403,
+        }
+    }
+
+    /// The `grpc-status` a gRPC client gets for [`Case::status`].
+    fn grpc_status(&self) -> Option<&'static str> {
+        match self.status() {
+            401 => Some("16"),
+            403 => Some("7"),
+            400 => Some("3"),
+            _ => None,
+        }
+    }
 }
 
 const TABLE: &[Case] = &[
@@ -449,36 +479,79 @@ const TABLE: &[Case] = &[
         who: Some(CALLER),
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
+        grpc: false,
         allowed: true,
     },
     Case {
         who: Some(CALLER),
         method: "GET",
         path: "/v1/charges/ch_1",
+        grpc: false,
         allowed: true,
     },
     Case {
         who: Some(OUTSIDER),
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
+        grpc: false,
         allowed: false,
     },
     Case {
         who: Some(OUTSIDER),
         method: "POST",
         path: "/v1/charges",
+        grpc: false,
         allowed: false,
     },
     Case {
         who: Some(CALLER),
         method: "DELETE",
         path: "/v1/unmapped/thing",
+        grpc: false,
         allowed: false,
     },
     Case {
         who: None,
         method: "GET",
         path: "/v1/charges/ch_1",
+        grpc: false,
+        allowed: false,
+    },
+    // gRPC calls are decided as their gRPC method (with the method's own action), at
+    // every layer: never by an HTTP mapping of the same path.
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/payments.v1.Charges/Get",
+        grpc: true,
+        allowed: true,
+    },
+    Case {
+        who: Some(OUTSIDER),
+        method: "POST",
+        path: "/payments.v1.Charges/Get",
+        grpc: true,
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/payments.v1.Refunds/Create",
+        grpc: true,
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        grpc: true,
+        allowed: false,
+    },
+    Case {
+        who: None,
+        method: "POST",
+        path: "/payments.v1.Charges/Get",
+        grpc: true,
         allowed: false,
     },
 ];
@@ -502,7 +575,14 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     let http = reqwest::Client::new();
     for case in TABLE {
         let token = case.who.map(|w| tokens[w].clone());
-        let label = format!("{:?} {} {}", case.who, case.method, case.path);
+        let label = format!(
+            "{:?} {} {}{}",
+            case.who,
+            case.method,
+            case.path,
+            if case.grpc { " (gRPC)" } else { "" }
+        );
+        let content_type = case.grpc.then_some(("content-type", "application/grpc"));
         // 1. the gateway proxy
         let mut req = http.request(
             case.method.parse().unwrap(),
@@ -511,10 +591,22 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         if let Some(t) = &token {
             req = req.bearer_auth(t);
         }
+        if let Some((k, v)) = content_type {
+            req = req.header(k, v);
+        }
         let resp = req.send().await.unwrap();
         let proxy_status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        // 2. nginx auth_request, asked as nginx asks
+        let grpc_status = resp
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let grpc_message = resp
+            .headers()
+            .get("grpc-message")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = resp.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        // 2. nginx auth_request, asked as nginx asks (the client's headers passed on)
         let mut req = http
             .get(format!("{auth}/nginx/auth"))
             .header("x-original-method", case.method)
@@ -522,9 +614,13 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         if let Some(t) = &token {
             req = req.bearer_auth(t);
         }
+        if let Some((k, v)) = content_type {
+            req = req.header(k, v);
+        }
         let nginx_status = req.send().await.unwrap().status();
         // 3. Envoy ext_authz over gRPC
-        let check = real_servers::check_request(case.method, case.path, token.as_deref(), None);
+        let check =
+            real_servers::check_request(case.method, case.path, token.as_deref(), content_type);
         let answer = grpc.check(check).await.unwrap().into_inner();
         let envoy_allowed = answer.status.as_ref().unwrap().code == 0;
         // 4. the AuthZEN decision API, for the identity the token speaks for
@@ -536,7 +632,11 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
                         &[],
                         Some(json!({
                             "subject": {"type": "workload", "id": who},
-                            "resource": {"type": "http", "id": case.path, "properties": {"method": case.method}},
+                            "resource": if case.grpc {
+                                json!({"type": "grpc", "id": case.path})
+                            } else {
+                                json!({"type": "http", "id": case.path, "properties": {"method": case.method}})
+                            },
                             "action": {"name": "access"},
                             "context": {"environment": "prod"},
                         })),
@@ -547,25 +647,38 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             }
             None => false,
         };
-        assert_eq!(
-            proxy_status.is_success(),
-            case.allowed,
-            "proxy {label}: {body}"
-        );
         assert_eq!(nginx_status.is_success(), case.allowed, "nginx {label}");
         assert_eq!(envoy_allowed, case.allowed, "ext_authz {label}: {answer:?}");
         assert_eq!(authzen, case.allowed, "authzen {label}");
-        // Refusals say which: no/invalid credential 401, policy 403 — alike everywhere.
-        let expected = match (case.allowed, case.who) {
-            (true, _) => 200,
-            (false, None) => 401,
-            (false, Some(_)) => 403,
+        // Refusals say which: no/invalid credential 401, policy 403 — alike everywhere; a
+        // gRPC client gets the same as a gRPC status (UNAUTHENTICATED, PERMISSION_DENIED).
+        // (nginx passes on only 401 and 403 from its auth subrequest: an unreadable
+        // request is forbidden there.)
+        let nginx_expected = match case.status() {
+            400 => 403,
+            other => other,
         };
-        assert_eq!(proxy_status.as_u16(), expected, "{label}: {body}");
-        assert_eq!(nginx_status.as_u16(), expected, "{label}");
-        if !case.allowed {
-            assert!(body["reason"].as_str().unwrap().len() > 5, "{body}");
-            assert!(body["decision_id"].is_string(), "{body}");
+        assert_eq!(nginx_status.as_u16(), nginx_expected, "{label}");
+        if case.grpc {
+            assert_eq!(proxy_status.as_u16(), 200, "proxy {label}: {body}");
+            assert_eq!(
+                grpc_status.as_deref(),
+                case.grpc_status(),
+                "proxy {label}: {body}"
+            );
+            if !case.allowed {
+                assert!(grpc_message.unwrap_or_default().len() > 5, "{label}");
+            }
+        } else {
+            assert_eq!(
+                proxy_status.as_u16(),
+                case.status(),
+                "proxy {label}: {body}"
+            );
+            if !case.allowed {
+                assert!(body["reason"].as_str().unwrap().len() > 5, "{body}");
+                assert!(body["decision_id"].is_string(), "{body}");
+            }
         }
     }
 
