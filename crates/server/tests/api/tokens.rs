@@ -1914,7 +1914,10 @@ async fn introspect_as_admin(env: &Env, token: &str) -> Value {
 /// The ledger API registered with `rs_key` (from the repository) and `CLIENT` with
 /// `client_key` (through the API).
 async fn introspection_setup(env: &Env, rs_key: &SigningKey, client_key: &SigningKey) {
-    apply_with_keys(env, &[(LEDGER_API, rs_key)]).await;
+    // The example with the payments plane's grant to `CLIENT`: registering it grants nothing.
+    let mut files = example_with_client();
+    register_keys(&mut files, &[(LEDGER_API, rs_key)]);
+    env.apply_files(&files).await;
     register_client_in(env, client_key).await;
 }
 
