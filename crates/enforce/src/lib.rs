@@ -13,6 +13,7 @@
 //!    deny.
 
 mod bundle;
+mod context;
 mod decision_log;
 mod point;
 mod revocation;
@@ -21,6 +22,7 @@ mod source;
 pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
+pub use context::{Carried, HeaderValue, RequestHeaders, read_declared};
 pub use decision_log::{
     DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, MAX_RECORD_BYTES, decision_event,
 };

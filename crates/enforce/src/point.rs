@@ -9,6 +9,7 @@ use steward_token::{Claims, Expectations, Proof};
 
 use crate::EnforceError;
 use crate::bundle::Enforcer;
+use crate::context::{Carried, read_declared};
 use crate::decision_log::{DecisionLog, decision_event};
 use crate::source::BundleSource;
 
@@ -58,8 +59,12 @@ pub struct Seen<'a> {
     pub action: Option<Action>,
     /// The W3C trace id of the request.
     pub correlation_id: Option<&'a str>,
-    /// Extra request context (declared `request_context` attributes).
+    /// Request context the caller states itself (a point that has none passes it empty).
+    /// Declared attributes with a source are read from `carried` and the token instead,
+    /// whatever this holds.
     pub context: Map<String, Value>,
+    /// What the request carries that declared attributes are read from.
+    pub carried: Carried<'a>,
     /// When the point received the request: its record says how long the decision took
     /// at this layer (`details.decision_us`), which a trace shows hop by hop.
     pub received: std::time::Instant,
@@ -425,7 +430,14 @@ impl EnforcementPoint {
                 );
             }
         };
-        let context = token_context(&claims, &self.environment, &seen.context);
+        let mut context = token_context(&claims, &self.environment, &seen.context);
+        let declared = enforcer.engine().context_attributes();
+        if let Err(why) = read_declared(declared, Some(&claims), &seen.carried, &mut context) {
+            let mut d = empty_decision(version);
+            d.reasons.push(why);
+            let principal = Some(claims.sub.clone());
+            return self.finish(Outcome::Malformed, principal, Some(claims), d, None, seen);
+        }
         self.decide(&enforcer, claims.sub.clone(), Some(claims), context, seen)
     }
 
@@ -461,6 +473,13 @@ impl EnforcementPoint {
         }
         let mut context = seen.context.clone();
         context.insert("environment".into(), self.environment.clone().into());
+        let declared = enforcer.engine().context_attributes();
+        if let Err(why) = read_declared(declared, None, &seen.carried, &mut context) {
+            let mut d = empty_decision(enforcer.policy_version());
+            d.reasons.push(why);
+            let principal = Some(principal.to_owned());
+            return self.finish(Outcome::Malformed, principal, None, d, None, seen);
+        }
         self.decide(&enforcer, principal.to_owned(), None, context, seen)
     }
 

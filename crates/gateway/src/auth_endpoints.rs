@@ -19,13 +19,16 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Unreadable, Verdict, request_address};
+use steward_enforce::{
+    Carried, EnforcementPoint, Outcome, Seen, Unreadable, Verdict, request_address,
+};
 use steward_model::Action;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 
 use crate::config::AuthConfig;
 use crate::credential::{IDENTITY_HEADER, bearer};
+use crate::request_headers::HttpHeaders;
 
 /// Most broker sessions remembered (one per username); expired ones are pruned first.
 const MAX_SESSIONS: usize = 100_000;
@@ -118,6 +121,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
             .into_response();
     };
     let trace = TraceContext::continue_or_start(header_text(&headers, "traceparent"));
+    let request_headers = HttpHeaders(&headers);
     let mut seen = Seen {
         received: std::time::Instant::now(),
         token: None,
@@ -148,6 +152,11 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         action: None,
         correlation_id: Some(&trace.trace_id),
         context: Default::default(),
+        // nginx passes the client's headers (and those its configuration sets) on.
+        carried: Carried {
+            headers: Some(&request_headers),
+            message: None,
+        },
     };
     let verdict = match bearer(headers.get_all(header::AUTHORIZATION).iter()) {
         Ok(token) => {
@@ -305,6 +314,9 @@ impl AuthEndpoints {
             action,
             correlation_id: None,
             context: Default::default(),
+            // A broker's resource and topic checks carry no headers: only the token's
+            // `ctx` and the catalog's fixed values reach policy here.
+            carried: Carried::default(),
         }
     }
 }

@@ -14,11 +14,12 @@ use envoy_types::ext_authz::v3::{
 };
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, request_address};
+use steward_enforce::{Carried, EnforcementPoint, Outcome, Seen, request_address};
 use steward_policy::Target;
 use steward_token::Proof;
 
 use crate::credential::{IDENTITY_HEADER, bearer_value, is_steward_header};
+use crate::request_headers::EnvoyHeaders;
 
 /// The ext_authz service of one enforcement point.
 pub struct ExtAuthz {
@@ -56,6 +57,7 @@ impl ExtAuthz {
             |h| headers.contains_key(h),
         )
         .map(Target::Address);
+        let envoy_headers = EnvoyHeaders(headers);
         let mut seen = Seen {
             received: std::time::Instant::now(),
             token: None,
@@ -65,6 +67,10 @@ impl ExtAuthz {
             action: None,
             correlation_id: Some(&trace.trace_id),
             context: Default::default(),
+            carried: Carried {
+                headers: Some(&envoy_headers),
+                message: None,
+            },
         };
         let verdict = if http.is_none() {
             self.point.refuse_credential(

@@ -11,6 +11,7 @@ pub mod credential;
 pub mod egress;
 pub mod ext_authz;
 pub mod proxy;
+mod request_headers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict, request_address};
+use steward_enforce::{Carried, EnforcementPoint, Outcome, Seen, Verdict, request_address};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
@@ -27,6 +27,7 @@ use crate::GatewayError;
 use crate::config::ProxyConfig;
 use crate::credential::{IDENTITY_HEADER, bearer, is_steward_header};
 use crate::egress::{EgressSecrets, ai_request};
+use crate::request_headers::HttpHeaders;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -294,6 +295,7 @@ impl Proxy {
             Ok(OwnedAddress::Grpc { service, method }) => Some(format!("/{service}/{method}")),
             _ => None,
         };
+        let headers = HttpHeaders(req.headers());
         let mut seen = Seen {
             received: std::time::Instant::now(),
             token: None,
@@ -303,6 +305,10 @@ impl Proxy {
             action: None,
             correlation_id: Some(&trace.trace_id),
             context: Default::default(),
+            carried: Carried {
+                headers: Some(&headers),
+                message: None,
+            },
         };
         let verdict = match bearer(req.headers().get_all(header::AUTHORIZATION).iter()) {
             Ok(token) => {
@@ -543,6 +549,10 @@ impl Proxy {
                 action: None,
                 correlation_id: Some(&trace.trace_id),
                 context: context.clone(),
+                carried: Carried {
+                    headers: Some(&HttpHeaders(headers)),
+                    message: None,
+                },
             });
             if !verdict.allowed() {
                 tracing::info!(point = %self.point.name(), tool = %tool, reason = %verdict.reason(), "tool refused");

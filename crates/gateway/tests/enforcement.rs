@@ -67,6 +67,53 @@ when {
 "#,
     ),
     (
+        "policies/payments/gateway-tests-payouts.cedar",
+        r#"@id("payments-gateway-tests-payouts")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/gw-caller",
+  action == Steward::Action::"write",
+  resource == Steward::Capability::"payments.payout"
+)
+when {
+  context has amount_minor && context.amount_minor <= 5000 &&
+  context has partner_id && context.partner_id == "acme-bank"
+};
+"#,
+    ),
+    (
+        "capabilities/gateway-tests.yaml",
+        r#"capabilities:
+  # Allowed only with the amount (read from the `x-amount-minor` header, as the
+  # example's request_context declares) and the partner, which the catalog fixes.
+  - id: payments.payout
+    plane: payments
+    classification: confidential
+    description: Pay out to the partner bank (gateway tests).
+    context: {partner_id: acme-bank}
+    mappings:
+      - http: {method: POST, path: /v1/payouts/*, action: write}
+      - grpc: {service: payments.v1.Payouts, method: Create, action: write}
+  # Restricted: an agent reaches it only in a session a human approved (GR-4), which
+  # only the token's verified `ctx.human_approved` can say.
+  - id: commerce.orders.export
+    plane: commerce
+    classification: restricted
+    description: Export customer orders (gateway tests).
+    mappings:
+      - http: {method: GET, path: /v1/exports/*}
+"#,
+    ),
+    (
+        "policies/commerce/gateway-tests-exports.cedar",
+        r#"@id("commerce-gateway-tests-exports")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/agents/prod/gw-assistant",
+  action == Steward::Action::"read",
+  resource == Steward::Capability::"commerce.orders.export"
+);
+"#,
+    ),
+    (
         "policies/commerce/gateway-tests.cedar",
         r#"@id("commerce-gateway-tests-assistant")
 permit (
@@ -101,6 +148,12 @@ pub const AI_AUDIENCE: &str = "spiffe://acme.example/egress/ai-provider";
 /// The audience of the proxied service.
 pub const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 pub const BROKER_AUDIENCE: &str = "spiffe://acme.example/broker/rabbitmq";
+/// The agent platform's `iss`: a trusted issuer in the commerce plane.
+const AGENT_PLATFORM: &str = "https://agents.acme.test";
+/// `AGENT` holding a token the agent platform vouched for: a human approved its session.
+const APPROVED_AGENT: &str = "gw-assistant, approved by a human";
+/// `AGENT` holding an agent-platform token that says no human approved.
+const UNAPPROVED_AGENT: &str = "gw-assistant, not approved";
 
 /// The path of `route` with `params` filled in (percent-encoded), as the router spells it.
 pub fn path(route: RouteId, params: &[&str]) -> String {
@@ -119,6 +172,9 @@ pub struct ControlPlane {
     pub keys: HashMap<&'static str, SigningKey>,
     /// The same keys as PKCS#8, to hand a copy to a publisher.
     pub pkcs8: HashMap<&'static str, Vec<u8>>,
+    /// The agent platform's signing key: a trusted issuer whose tokens say whether a human
+    /// approved the agent's session (`approved`, copied into the Steward token's `ctx`).
+    agent_platform: SigningKey,
     _dir: tempfile::TempDir,
     /// Serving until taken (dropping it stops the server).
     server: Option<steward_server::LocalServer>,
@@ -146,6 +202,7 @@ impl ControlPlane {
             http: reqwest::Client::new(),
             keys: HashMap::new(),
             pkcs8: HashMap::new(),
+            agent_platform: SigningKey::generate().unwrap().0,
             _dir: dir,
             server: Some(server),
         };
@@ -158,6 +215,24 @@ impl ControlPlane {
                     content: (*content).into(),
                 }),
         );
+        files.push(steward_governance::SourceFile {
+            path: "issuers/agent-platform.yaml".into(),
+            content: format!(
+                r#"issuers:
+  - id: agent-platform
+    plane: commerce
+    issuer: {AGENT_PLATFORM}
+    jwks: {{"keys": [{jwk}]}}
+    allowed_subjects: ["agent:*"]
+    audience: steward
+    claim_mapping:
+      identity: "spiffe://acme.example/agents/prod/{{agent}}"
+      environment: prod
+      context: {{human_approved: approved}}
+"#,
+                jwk = serde_json::to_string(&cp.agent_platform.public_key().jwk()).unwrap(),
+            ),
+        });
         let (st, body) = cp
             .route(RouteId::ConfigApply, &[], Some(json!({ "files": files })))
             .await;
@@ -307,6 +382,46 @@ impl ControlPlane {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// A Steward token for the agent `AGENT`, exchanged for one from the agent platform
+    /// that says whether a human `approved` its session (the token's `ctx.human_approved`).
+    pub async fn agent_platform_token(&self, approved: bool, audience: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let external = jws::encode(
+            &self.agent_platform,
+            "JWT",
+            &json!({
+                "iss": AGENT_PLATFORM, "sub": "agent:gw-assistant", "aud": "steward",
+                "agent": "gw-assistant", "approved": approved,
+                "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+            }),
+        )
+        .unwrap();
+        let resp = self
+            .http
+            .post(self.url(RouteId::Token, &[]))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:token-exchange",
+                        ),
+                        ("subject_token", &external),
+                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                        ("audience", audience),
+                    ])
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Decision records with `correlation_id`, waiting (they are shipped asynchronously)
     /// until at least `n` arrived.
     pub async fn decisions_for(&self, correlation_id: &str, n: usize) -> Vec<Value> {
@@ -443,6 +558,8 @@ struct Case {
     path: &'static str,
     /// Sent as a gRPC call (`content-type: application/grpc`): decided as the gRPC method.
     grpc: bool,
+    /// Further request headers (declared request-context attributes among them).
+    headers: &'static [(&'static str, &'static str)],
     allowed: bool,
 }
 
@@ -450,6 +567,9 @@ impl Case {
     /// The status every HTTP layer answers: 200, 401 without a valid credential, 400 for a
     /// gRPC call that names no `/Service/Method`, 403 by policy.
     fn status(&self) -> u16 {
+        if self.malformed_context() {
+            return 400;
+        }
         let grpc_path = self
             .path
             .strip_prefix('/')
@@ -460,6 +580,38 @@ impl Case {
             (false, None) => 401,
             (false, Some(_)) if self.grpc && !grpc_path => 400,
             (false, Some(_)) => 403,
+        }
+    }
+
+    /// A header-sourced context attribute that does not read as its declared type.
+    fn malformed_context(&self) -> bool {
+        self.who.is_some()
+            && self
+                .headers
+                .iter()
+                .any(|(k, v)| *k == "x-amount-minor" && v.parse::<i64>().is_err())
+    }
+
+    /// The request context an AuthZEN caller (a PEP that read the request) states: the
+    /// attributes the repository declares, as the request carries them.
+    fn authzen_context(&self) -> Value {
+        let mut context = json!({"environment": "prod"});
+        for (k, v) in self.headers {
+            if *k == "x-amount-minor" {
+                context["amount_minor"] = v.parse::<i64>().map_or(json!(v), Value::from);
+            }
+        }
+        if self.who == Some(APPROVED_AGENT) {
+            context["human_approved"] = json!(true);
+        }
+        context
+    }
+
+    /// The SPIFFE ID of the identity the row's token speaks for.
+    fn subject(&self) -> Option<&'static str> {
+        match self.who {
+            Some(APPROVED_AGENT | UNAPPROVED_AGENT) => Some(AGENT),
+            other => other,
         }
     }
 
@@ -480,6 +632,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
+        headers: &[],
         allowed: true,
     },
     Case {
@@ -487,6 +640,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
+        headers: &[],
         allowed: true,
     },
     Case {
@@ -494,6 +648,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -501,6 +656,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges",
         grpc: false,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -508,6 +664,7 @@ const TABLE: &[Case] = &[
         method: "DELETE",
         path: "/v1/unmapped/thing",
         grpc: false,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -515,6 +672,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
+        headers: &[],
         allowed: false,
     },
     // gRPC calls are decided as their gRPC method (with the method's own action), at
@@ -524,6 +682,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        headers: &[],
         allowed: true,
     },
     Case {
@@ -531,6 +690,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -538,6 +698,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Refunds/Create",
         grpc: true,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -545,6 +706,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: true,
+        headers: &[],
         allowed: false,
     },
     Case {
@@ -552,6 +714,84 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        headers: &[],
+        allowed: false,
+    },
+    // Request context reaches policy from where the repository declares it: the amount
+    // from its header (a payout is allowed only with one, up to 5000), the partner fixed
+    // by the catalog whatever the client sends; a value that is not a number is refused.
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/payouts/po_1",
+        grpc: false,
+        headers: &[("x-amount-minor", "4200"), ("x-partner-id", "evil-bank")],
+        allowed: true,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/payouts/po_1",
+        grpc: false,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/payouts/po_1",
+        grpc: false,
+        headers: &[("x-amount-minor", "9000")],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/payouts/po_1",
+        grpc: false,
+        headers: &[("x-amount-minor", "42.00")],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/payments.v1.Payouts/Create",
+        grpc: true,
+        headers: &[("x-amount-minor", "4200")],
+        allowed: true,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/payments.v1.Payouts/Create",
+        grpc: true,
+        headers: &[],
+        allowed: false,
+    },
+    // A human's approval comes only from the verified token (`ctx.human_approved`,
+    // vouched for by the agent platform): headers claiming it are not read.
+    Case {
+        who: Some(APPROVED_AGENT),
+        method: "GET",
+        path: "/v1/exports/ex_1",
+        grpc: false,
+        headers: &[],
+        allowed: true,
+    },
+    Case {
+        who: Some(UNAPPROVED_AGENT),
+        method: "GET",
+        path: "/v1/exports/ex_1",
+        grpc: false,
+        headers: &[("human_approved", "true"), ("x-human-approved", "true")],
+        allowed: false,
+    },
+    Case {
+        who: Some(AGENT),
+        method: "GET",
+        path: "/v1/exports/ex_1",
+        grpc: false,
+        headers: &[("human_approved", "true"), ("x-human-approved", "true")],
         allowed: false,
     },
 ];
@@ -564,9 +804,17 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     let proxy = format!("http://{}", gw.proxies[0]);
     let auth = format!("http://{}", gw.auth.unwrap());
     let mut tokens = HashMap::new();
-    for who in [CALLER, OUTSIDER] {
+    for who in [CALLER, OUTSIDER, AGENT] {
         tokens.insert(who, cp.token(who, AUDIENCE).await);
     }
+    tokens.insert(
+        APPROVED_AGENT,
+        cp.agent_platform_token(true, AUDIENCE).await,
+    );
+    tokens.insert(
+        UNAPPROVED_AGENT,
+        cp.agent_platform_token(false, AUDIENCE).await,
+    );
     let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
         format!("http://{}", gw.ext_authz.unwrap()),
     )
@@ -594,6 +842,9 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         if let Some((k, v)) = content_type {
             req = req.header(k, v);
         }
+        for (k, v) in case.headers {
+            req = req.header(*k, *v);
+        }
         let resp = req.send().await.unwrap();
         let proxy_status = resp.status();
         let grpc_status = resp
@@ -617,14 +868,27 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         if let Some((k, v)) = content_type {
             req = req.header(k, v);
         }
+        for (k, v) in case.headers {
+            req = req.header(*k, *v);
+        }
         let nginx_status = req.send().await.unwrap().status();
         // 3. Envoy ext_authz over gRPC
-        let check =
+        let mut check =
             real_servers::check_request(case.method, case.path, token.as_deref(), content_type);
+        if let Some(http) = check
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+        {
+            for (k, v) in case.headers {
+                http.headers.insert((*k).to_owned(), (*v).to_owned());
+            }
+        }
         let answer = grpc.check(check).await.unwrap().into_inner();
         let envoy_allowed = answer.status.as_ref().unwrap().code == 0;
         // 4. the AuthZEN decision API, for the identity the token speaks for
-        let authzen = match case.who {
+        let authzen = match case.subject() {
             Some(who) => {
                 let (st, d) = cp
                     .route(
@@ -638,7 +902,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
                                 json!({"type": "http", "id": case.path, "properties": {"method": case.method}})
                             },
                             "action": {"name": "access"},
-                            "context": {"environment": "prod"},
+                            "context": case.authzen_context(),
                         })),
                     )
                     .await;
@@ -733,6 +997,28 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     // How long the decision took at this layer, for the trace's hop-by-hop latency.
     let took = e["details"]["decision_us"].as_u64().expect("decision_us");
     assert!(took > 0 && took < 5_000_000, "{e}");
+    // The context a decision read is in its record (what a replay decides on again).
+    let resp = http
+        .post(format!("{proxy}/v1/payouts/po_2"))
+        .bearer_auth(&tokens[CALLER])
+        .header("x-amount-minor", "1200")
+        .header(
+            "traceparent",
+            "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let events = cp
+        .decisions_for("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 1)
+        .await;
+    assert_eq!(events[0]["destination"]["capability"], "payments.payout");
+    assert_eq!(
+        events[0]["details"]["request"]["context"]["amount_minor"], 1200,
+        "{}",
+        events[0]
+    );
     // A denied request is recorded too, with the reason.
     let resp = http
         .post(format!("{proxy}/v1/charges/ch_9/refunds"))

@@ -31,7 +31,8 @@ pub(crate) struct FileDoc {
     #[serde(default)]
     pub issuers: Vec<IssuerDoc>,
     /// Organisation-specific request-context attributes policies may read.
-    #[serde(default)]
+    /// A `source` is written as a one-key map (`source: {header: x-amount-minor}`).
+    #[serde(default, with = "yaml_serde::with::singleton_map_recursive")]
     pub request_context: Vec<ContextAttribute>,
     /// Time-bound exceptions to exceptionable guardrails.
     #[serde(default)]
@@ -151,6 +152,9 @@ pub(crate) struct CapabilityDoc {
     /// Written as `- http: {method: GET, path: /x}`: one-key maps, not YAML tags.
     #[serde(default, with = "yaml_serde::with::singleton_map_recursive")]
     pub mappings: Vec<TransportMapping>,
+    /// Request-context values fixed for every request to it (`data_class: restricted`).
+    #[serde(default)]
+    pub context: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl From<CapabilityDoc> for Capability {
@@ -161,6 +165,7 @@ impl From<CapabilityDoc> for Capability {
             classification: d.classification,
             description: d.description,
             mappings: d.mappings,
+            context: d.context,
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::docs::{
     PolicyTestDoc,
 };
 use crate::locate::LineIndex;
-use crate::parse::{Ctx, check_settings, context_name_problem, issuer_problems};
+use crate::parse::{
+    Ctx, check_settings, context_name_problem, context_source_problem, issuer_problems,
+};
 use crate::{Desired, PolicyTest};
 
 /// A `client_keys` entry and where it was written, kept until its identity is known.
@@ -233,6 +235,10 @@ impl<'a> Lowering<'a> {
                 continue;
             };
             if let Some(problem) = context_name_problem(&a.name) {
+                self.cx
+                    .err(line, format!("request_context `{}`: {problem}", a.name));
+            }
+            if let Some(problem) = a.source.as_ref().and_then(context_source_problem) {
                 self.cx
                     .err(line, format!("request_context `{}`: {problem}", a.name));
             }

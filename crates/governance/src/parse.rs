@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use steward_model::{
-    CapabilityId, PlaneId, PlaneTree, Settings, TransportMapping, TrustDomain, validate_environment,
+    CapabilityId, Classification, ContextSource, PlaneId, PlaneTree, Settings, TransportMapping,
+    TrustDomain, validate_environment,
 };
 
 use crate::docs::{FileDoc, IdentityDoc};
@@ -152,6 +153,64 @@ pub(crate) fn context_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// Headers a declared attribute may not be read from: credentials and proofs, what
+/// proxies and Steward itself set, and transport framing.
+const RESERVED_HEADERS: [&str; 14] = [
+    "authorization",
+    "proxy-authorization",
+    "dpop",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "x-forwarded-client-cert",
+    "traceparent",
+    "tracestate",
+    "steward-publisher",
+];
+
+/// What is wrong with where an attribute is read from, if anything.
+pub(crate) fn context_source_problem(source: &ContextSource) -> Option<String> {
+    match source {
+        ContextSource::Header(h) => {
+            let token = !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !token {
+                return Some(format!(
+                    "source header `{h}`: write the header name in lowercase (a-z, 0-9, -), at most 64 characters"
+                ));
+            }
+            if RESERVED_HEADERS.contains(&h.as_str())
+                || h.starts_with("x-steward-")
+                || h.starts_with("grpc-")
+            {
+                return Some(format!(
+                    "source header `{h}` is reserved: it carries a credential, a proof or transport framing, or Steward sets it"
+                ));
+            }
+            None
+        }
+        ContextSource::TokenClaim(n) | ContextSource::MessageHeader(n) => {
+            let ident = !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            (!ident).then(|| {
+                format!(
+                    "source {}: the name must be lowercase (a-z, 0-9, _, -), at most 64 characters",
+                    source.describe()
+                )
+            })
+        }
+    }
+}
+
 /// Rewords serde's messages to name the document's own terms.
 fn yaml_message(raw: &str) -> String {
     // yaml_serde appends " at line L column C"; the diagnostic carries the line already.
@@ -270,6 +329,32 @@ fn check_plane_tree(desired: &Desired, diags: &mut Vec<Diagnostic>) -> BTreeMap<
 
 /// Capabilities, issuers and policy directories name declared planes; one transport
 /// address names one capability.
+/// Why `value` cannot be fixed as context attribute `name` of a capability, if it cannot:
+/// only `data_class` (a classification) and declared attributes (of their type) may be.
+fn fixed_context_problem(
+    desired: &Desired,
+    name: &str,
+    value: &serde_json::Value,
+) -> Option<String> {
+    if name == "data_class" {
+        let known = value.as_str().and_then(Classification::parse).is_some();
+        return (!known)
+            .then(|| "must be one of public, internal, confidential, restricted".to_owned());
+    }
+    match desired.context_attributes.get(name) {
+        None if RESERVED_CONTEXT.contains(&name) => Some(format!(
+            "`{name}` is set by the request itself; only `data_class` and declared attributes can be fixed per capability"
+        )),
+        None => Some(format!(
+            "`{name}` is not a declared request_context attribute (declare it under `request_context`)"
+        )),
+        Some(attr) if !attr.kind.admits(value) => {
+            Some(format!("must be a {}, as its declaration says", attr.kind))
+        }
+        Some(_) => None,
+    }
+}
+
 fn check_catalog(desired: &Desired, diags: &mut Vec<Diagnostic>) {
     use crate::ObjectKind as K;
     let plane_known = |p: &PlaneId| p.is_root() || desired.planes.contains_key(p);
@@ -282,6 +367,20 @@ fn check_catalog(desired: &Desired, diags: &mut Vec<Diagnostic>) {
                 c.id.as_str(),
                 format!("capability `{}`: plane `{}` is not declared", c.id, c.plane),
             );
+        }
+    }
+    // A value fixed per capability names an attribute requests carry, of its type.
+    for c in desired.capabilities.values() {
+        for (name, value) in &c.context {
+            if let Some(problem) = fixed_context_problem(desired, name, value) {
+                at(
+                    diags,
+                    desired,
+                    K::Capability,
+                    c.id.as_str(),
+                    format!("capability `{}`: context `{name}`: {problem}", c.id),
+                );
+            }
         }
     }
     // One transport address must name one capability, or enforcement would be ambiguous.
@@ -612,7 +711,9 @@ pub(crate) fn issuer_problems(
         ),
     }
     for (key, value) in mapping {
-        if !FEDERATION_MAPPING_KEYS.contains(&key.as_str()) {
+        if key == "context" {
+            out.extend(context_mapping_problems(value));
+        } else if !FEDERATION_MAPPING_KEYS.contains(&key.as_str()) {
             out.push(format!(
                 "`claim_mapping.{key}` is not one of {}",
                 FEDERATION_MAPPING_KEYS.join(", ")
@@ -624,9 +725,33 @@ pub(crate) fn issuer_problems(
     out
 }
 
-/// What a trusted issuer's claims may be mapped onto.
+/// What a trusted issuer's claims may be mapped onto (besides `context`, a map).
 pub const FEDERATION_MAPPING_KEYS: &[&str] =
     &["identity", "environment", "model_tier", "task_scope"];
+
+/// `claim_mapping.context` maps members of the issued token's `ctx` claim (what a
+/// `token_claim` source reads) onto the external token's claims: `{human_approved: approved}`.
+fn context_mapping_problems(value: &serde_json::Value) -> Vec<String> {
+    let Some(map) = value.as_object() else {
+        return vec!["`claim_mapping.context` must map `ctx` members onto the external token's claim names, e.g. `{human_approved: approved}`".into()];
+    };
+    map.iter()
+        .filter_map(|(member, claim)| {
+            let source = ContextSource::TokenClaim(member.clone());
+            if let Some(problem) = context_source_problem(&source) {
+                return Some(format!("`claim_mapping.context`: {problem}"));
+            }
+            let plain = claim
+                .as_str()
+                .is_some_and(|c| !c.is_empty() && !c.contains(['{', '}']));
+            (!plain).then(|| {
+                format!(
+                    "`claim_mapping.context.{member}` must name one claim of the external token"
+                )
+            })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,9 +18,10 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{EnforcementPoint, Outcome, Seen, Verdict};
+use steward_enforce::{Carried, EnforcementPoint, Outcome, Seen, Verdict};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::{Proof, SigningKey, jws};
 
@@ -64,6 +65,10 @@ pub struct Statement {
     pub destination: Destination,
     /// The `traceparent` sent with the message.
     pub traceparent: String,
+    /// Request-context attributes the publisher vouches for (declared attributes with a
+    /// `message_header` source are read from here, and from nowhere else).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub context: Map<String, Value>,
 }
 
 fn digest(body: &[u8]) -> String {
@@ -98,6 +103,18 @@ impl Publisher {
         destination: &Destination,
         trace: Option<&TraceContext>,
     ) -> Result<BTreeMap<String, String>, MessagingError> {
+        self.headers_with_context(body, destination, trace, Map::new())
+    }
+
+    /// [`Publisher::headers`], signing `context` into the statement: the attributes a
+    /// consumer's policy may read from the message (`source: {message_header: …}`).
+    pub fn headers_with_context(
+        &self,
+        body: &[u8],
+        destination: &Destination,
+        trace: Option<&TraceContext>,
+        context: Map<String, Value>,
+    ) -> Result<BTreeMap<String, String>, MessagingError> {
         let traceparent = trace
             .map(TraceContext::child)
             .unwrap_or_else(TraceContext::new_root)
@@ -111,6 +128,7 @@ impl Publisher {
             body_sha256: digest(body),
             destination: destination.clone(),
             traceparent: traceparent.clone(),
+            context,
         };
         let signed = jws::encode(&self.key, MESSAGE_TYP, &statement)
             .map_err(|e| MessagingError::Sign(e.to_string()))?;
@@ -185,7 +203,7 @@ impl Consumer {
         let trace = TraceContext::continue_or_start(
             delivery.headers.get(TRACEPARENT_HEADER).map(String::as_str),
         );
-        let publish = Seen {
+        let mut publish = Seen {
             received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
@@ -198,11 +216,14 @@ impl Consumer {
             action: None,
             correlation_id: Some(&trace.trace_id),
             context: Default::default(),
+            carried: Carried::default(),
         };
-        let publisher = match self.verify(delivery) {
-            Ok(p) => p,
+        let statement = match self.verify(delivery) {
+            Ok(s) => s,
             Err(why) => return Err(self.point.refuse_credential(&publish, why).into()),
         };
+        let publisher = statement.iss.clone();
+        publish.carried.message = Some(&statement.context);
         let published = self.point.check_principal(&publisher, &publish);
         if !published.allowed() {
             return Err(published.into());
@@ -226,7 +247,7 @@ impl Consumer {
     }
 
     /// The verified publisher of a delivery, or why it cannot be trusted.
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<String, String> {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Statement, String> {
         let text = delivery
             .headers
             .get(PUBLISHER_HEADER)
@@ -277,6 +298,6 @@ impl Consumer {
         if delivery.headers.get(TRACEPARENT_HEADER) != Some(&s.traceparent) {
             return Err("the `traceparent` header is not the one its publisher signed".into());
         }
-        Ok(s.iss)
+        Ok(s)
     }
 }

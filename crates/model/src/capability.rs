@@ -29,6 +29,10 @@ pub struct Capability {
     pub classification: Classification,
     pub description: String,
     pub mappings: Vec<TransportMapping>,
+    /// Request-context values fixed for every request to this capability (for example
+    /// `data_class: restricted`): they override whatever a caller or a request says.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub context: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An HTTP route: method (or `*`) and a path pattern where `*` matches one segment and a

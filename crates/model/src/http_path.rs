@@ -440,6 +440,7 @@ mod tests {
                 path: path.into(),
                 action: None,
             })],
+            context: Default::default(),
         };
         crate::CapabilityIndex::new(&[
             cap("charges.read", "/v1/charges/**"),

@@ -38,7 +38,8 @@ pub use lookup::{Address, CapabilityIndex, Resolved};
 pub use names::{CapabilityId, PlaneId, ROOT_PLANE, validate_environment, validate_slug};
 pub use plane::{Plane, PlaneSettings, PlaneTree};
 pub use policy::{
-    ContextAttribute, ContextType, EntitlementReport, Flip, Permission, PolicyException, Workflow,
+    ContextAttribute, ContextSource, ContextType, EntitlementReport, Flip, Permission,
+    PolicyException, Workflow,
 };
 pub use revocation::{Revocation, RevocationKind, RevokedIdentity, TokenFacts};
 pub use role::{AdminRole, Role};

@@ -257,6 +257,7 @@ mod tests {
             classification: Classification::Internal,
             description: String::new(),
             mappings,
+            context: Default::default(),
         }
     }
 

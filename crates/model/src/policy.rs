@@ -24,6 +24,48 @@ pub enum ContextType {
 
 enum_str!(ContextType { String => "string", Long => "long", Bool => "bool", StringSet => "set<string>" });
 
+impl ContextType {
+    /// Whether a JSON value is of this type (a set is a list of strings; a long fits i64).
+    pub fn admits(self, value: &Value) -> bool {
+        match (self, value) {
+            (Self::String, Value::String(_)) | (Self::Bool, Value::Bool(_)) => true,
+            (Self::Long, Value::Number(n)) => n.is_i64(),
+            (Self::StringSet, Value::Array(items)) => items.iter().all(Value::is_string),
+            _ => false,
+        }
+    }
+
+    /// Reads a header's text as this type: `true` or `false`, a decimal integer, the text
+    /// itself, or a comma-separated set. Anything else is refused, never guessed.
+    pub fn from_text(self, text: &str) -> Result<Value, String> {
+        let text = text.trim();
+        match self {
+            Self::String => Ok(Value::String(text.to_owned())),
+            Self::Bool => match text {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err("must be `true` or `false`".into()),
+            },
+            Self::Long => {
+                let digits = text.strip_prefix('-').unwrap_or(text);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("must be a decimal integer".into());
+                }
+                text.parse::<i64>()
+                    .map(Value::from)
+                    .map_err(|_| "is out of range for a long".into())
+            }
+            Self::StringSet => Ok(Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            )),
+        }
+    }
+}
+
 /// An organisation-specific request-context attribute (for example `amount_minor` or
 /// `partner_id`). Declared attributes are optional in every request: policies test them
 /// with `context has name`, so a PEP that cannot supply one gets the fail-closed branch.
@@ -35,6 +77,39 @@ pub struct ContextAttribute {
     pub kind: ContextType,
     #[serde(default)]
     pub description: String,
+    /// Where enforcement points take it from. Without one, only callers that state the
+    /// context themselves (AuthZEN, `steward authorize`, policy tests) supply it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ContextSource>,
+}
+
+/// Where an enforcement point reads a declared request-context attribute. Each source is
+/// the only one: an attribute read from a verified source is never taken from a header
+/// the client could write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ContextSource {
+    /// A request header (HTTP, gRPC metadata), as trustworthy as the proxy in front that
+    /// sets or overwrites it.
+    Header(String),
+    /// A member of the verified Steward token's `ctx` claim: what Steward vouched for when
+    /// it issued the token (for a federated token, copied from the external issuer's
+    /// verified claims by the issuer's `claim_mapping.context`).
+    TokenClaim(String),
+    /// A member of the `context` an AMQP publisher signed into its `steward-publisher`
+    /// statement.
+    MessageHeader(String),
+}
+
+impl ContextSource {
+    /// How the source reads in a record or an error, e.g. `header x-amount-minor`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Header(h) => format!("header `{h}`"),
+            Self::TokenClaim(c) => format!("token claim `ctx.{c}`"),
+            Self::MessageHeader(m) => format!("signed message context `{m}`"),
+        }
+    }
 }
 
 /// A time-bound exception (break-glass or a migration waiver): it lifts the named
@@ -141,4 +216,44 @@ pub struct EntitlementReport {
     pub excess: Vec<(String, Action)>,
     /// Intended but not allowed: the policy does not yet grant what the owner expects.
     pub missing: Vec<(String, Action)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A header's text becomes a typed value only when it reads as the declared type
+    /// exactly: no rounding, no hex, no "yes".
+    #[test]
+    fn header_text_reads_as_the_declared_type_or_not_at_all() {
+        assert_eq!(ContextType::Long.from_text(" 4200 "), Ok(json!(4200)));
+        assert_eq!(ContextType::Long.from_text("-3"), Ok(json!(-3)));
+        for bad in ["", "-", "42.0", "0x10", "1e3", "+5", "99999999999999999999"] {
+            assert!(ContextType::Long.from_text(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ContextType::Bool.from_text("true"), Ok(json!(true)));
+        assert!(ContextType::Bool.from_text("yes").is_err());
+        assert!(ContextType::Bool.from_text("True").is_err());
+        assert_eq!(
+            ContextType::StringSet.from_text("a, b,,c"),
+            Ok(json!(["a", "b", "c"]))
+        );
+        assert_eq!(
+            ContextType::String.from_text("eu-west-1"),
+            Ok(json!("eu-west-1"))
+        );
+    }
+
+    #[test]
+    fn values_are_admitted_by_their_type_only() {
+        assert!(ContextType::Long.admits(&json!(5)));
+        assert!(!ContextType::Long.admits(&json!(5.5)));
+        assert!(!ContextType::Long.admits(&json!("5")));
+        assert!(ContextType::Bool.admits(&json!(false)));
+        assert!(!ContextType::Bool.admits(&json!("true")));
+        assert!(ContextType::StringSet.admits(&json!(["a"])));
+        assert!(!ContextType::StringSet.admits(&json!(["a", 1])));
+        assert!(ContextType::String.admits(&json!("x")));
+    }
 }

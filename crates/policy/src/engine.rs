@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smol_str::SmolStr;
 use steward_model::{
-    Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextType,
-    HttpPath, Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
+    Action, Address, Capability, CapabilityId, CapabilityIndex, Classification, ContextAttribute,
+    ContextType, HttpPath, Identity, LifecycleState, Plane, PlaneId, PolicyException, Settings,
 };
 use steward_model::{Desired, PlaneTree, PolicyBundle};
 
@@ -276,6 +276,12 @@ impl Engine {
         &self.compiled
     }
 
+    /// The repository's declared request-context attributes, with where enforcement
+    /// points read each one.
+    pub fn context_attributes(&self) -> &BTreeMap<String, ContextAttribute> {
+        &self.compiled.context_attributes
+    }
+
     /// Whether the registry this engine was built from holds the identity.
     pub fn knows(&self, spiffe_id: &str) -> bool {
         self.registry.identities.contains_key(spiffe_id)
@@ -378,6 +384,17 @@ impl Engine {
             );
         };
         let (plane, classification) = (&entry.plane, &entry.classification);
+        // What the catalog fixes for this capability overrides what the caller said.
+        let fixed;
+        let req = if entry.context.is_empty() {
+            req
+        } else {
+            let mut with = req.clone();
+            with.context
+                .extend(entry.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+            fixed = with;
+            &fixed
+        };
         d.capability = Some(capability.clone());
         d.plane = Some(plane.to_string());
         let Some(who) = self.registry.identities.get(req.principal.as_str()) else {

@@ -47,6 +47,8 @@ pub(crate) struct CompactIdentity {
 pub(crate) struct CapabilityEntry {
     pub(crate) plane: PlaneId,
     pub(crate) classification: Classification,
+    /// Context values the catalog fixes for every request to it (empty for most).
+    pub(crate) context: serde_json::Map<String, serde_json::Value>,
     entity: Arc<CoreEntity>,
 }
 
@@ -140,6 +142,7 @@ impl Registry {
                 CapabilityEntry {
                     plane: c.plane.clone(),
                     classification: c.classification,
+                    context: c.context.clone().into_iter().collect(),
                     entity: Arc::new(entity),
                 },
             );

@@ -127,6 +127,7 @@ mod tests {
                 name: "amount_minor".into(),
                 kind: ContextType::Long,
                 description: String::new(),
+                source: None,
             },
         );
         let text = schema_text(&attrs);

@@ -154,6 +154,59 @@ fn the_model_tier_reaches_policy() {
     assert!(err.to_string().contains("model_tier"), "{err}");
 }
 
+/// Values the catalog fixes for a capability reach every decision on it, overriding what
+/// the caller says: here `data_class: restricted` on orders.read, which GR-5 refuses to
+/// identities classified below confidential.
+#[test]
+fn a_capability_fixes_request_context_the_caller_cannot_override() {
+    let mut files = example_files();
+    let f = files
+        .iter_mut()
+        .find(|f| f.content.contains("- id: orders.read"))
+        .unwrap();
+    f.content = f.content.replacen(
+        "- id: orders.read\n",
+        "- id: orders.read\n    context: {data_class: restricted}\n",
+        1,
+    );
+    let d = desired(&files);
+    assert_eq!(
+        d.capabilities
+            .values()
+            .find(|c| c.id.as_str() == "orders.read")
+            .unwrap()
+            .context["data_class"],
+        "restricted"
+    );
+    let plain = example();
+    let fixed = Engine::from_desired(&d, NOW).unwrap();
+    let internal = d
+        .identities
+        .values()
+        .find(|i| {
+            i.classification == steward_model::Classification::Internal
+                && plain
+                    .decide(&request(
+                        i.spiffe_id.as_str(),
+                        "orders.read",
+                        Action::Read,
+                        json!({"environment": i.environment}),
+                    ))
+                    .allowed
+        })
+        .expect("an internal identity the example lets read orders");
+    let id = internal.spiffe_id.as_str();
+    for said in [json!(null), json!("public")] {
+        let mut context = json!({"environment": internal.environment});
+        if !said.is_null() {
+            context["data_class"] = said.clone();
+        }
+        let d = fixed.decide(&request(id, "orders.read", Action::Read, context));
+        assert!(!d.allowed, "{said}: {d:?}");
+        assert_eq!(d.policies, ["GR-5"], "{d:?}");
+    }
+}
+
 #[test]
 fn a_plane_permit_never_overrides_a_central_forbid() {
     // The commerce plane explicitly grants the partner gateway orders.read; served outside

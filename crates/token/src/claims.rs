@@ -95,6 +95,11 @@ pub struct Claims {
     /// the issuer revokes the tokens it vouched for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated_by: Option<String>,
+    /// Request-context attributes Steward vouched for when it issued the token (for a
+    /// federated token, copied from the external token's verified claims). Declared
+    /// attributes with a `token_claim` source are read from here, never from a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Claims {

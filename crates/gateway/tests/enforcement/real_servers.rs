@@ -189,6 +189,20 @@ http {{
     let events = cp.decisions_for(trace, 1).await;
     assert_eq!(events[0]["enforcement_point"], "nginx:edge-test");
     assert_eq!(events[0]["decision"]["outcome"], "allow");
+    // Declared request context travels with the client's headers into the subrequest:
+    // a payout is allowed only with its amount.
+    for (amount, expected) in [
+        (Some("4200"), StatusCode::OK),
+        (None, StatusCode::FORBIDDEN),
+    ] {
+        let mut req = http
+            .post(format!("{base}/v1/payouts/po_1"))
+            .bearer_auth(&caller);
+        if let Some(a) = amount {
+            req = req.header("x-amount-minor", a);
+        }
+        assert_eq!(req.send().await.unwrap().status(), expected, "{amount:?}");
+    }
     // Refused: 403 for policy, 401 without or with a bad credential.
     let resp = http
         .post(format!("{base}/v1/charges/ch_1/refunds"))

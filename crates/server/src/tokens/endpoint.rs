@@ -178,6 +178,7 @@ async fn issue(
         claims.model_tier = fed.model_tier;
         claims.task_scope = fed.task_scope;
         claims.federated_by = Some(fed.issuer_id);
+        claims.ctx = (!fed.context.is_empty()).then_some(fed.context);
         claims.scope = scope(s, &fed.id, &form)?;
         claims
     } else {
@@ -315,6 +316,7 @@ fn base_claims(
         model_tier: None,
         task_scope: None,
         federated_by: None,
+        ctx: None,
     }
 }
 
@@ -727,6 +729,10 @@ fn issued_event(attempt: &Attempt, issued: &Issued) -> Event {
         d.insert("federation".into(), fed.clone());
         d.insert("model_tier".into(), json!(issued.claims.model_tier));
         d.insert("task_scope".into(), json!(issued.claims.task_scope));
+        // What Steward vouched for in `ctx`, for the auditor asking why a policy saw it.
+        if let Some(ctx) = &issued.claims.ctx {
+            d.insert("ctx".into(), json!(ctx));
+        }
     }
     if let Some(jit) = &attempt.jit {
         e.decision.policies = jit.approved_by.clone();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use steward_governance::State;
 use steward_model::TrustedIssuer;
 use steward_token::foreign::{ForeignKeySet, ForeignRules, validate_foreign};
@@ -34,6 +34,8 @@ pub struct Issuer {
     pub allowed_subjects: Vec<String>,
     /// `identity`, `environment`, `model_tier`, `task_scope` templates.
     pub mapping: BTreeMap<String, String>,
+    /// `claim_mapping.context`: `ctx` member → the external claim copied into it.
+    pub context: BTreeMap<String, String>,
     /// The issuer's plane and every plane beneath it: where mapped identities may live.
     pub planes: HashSet<String>,
     pub inline_keys: Option<Arc<ForeignKeySet>>,
@@ -70,6 +72,16 @@ fn issuer(state: &State, i: &TrustedIssuer) -> Issuer {
                 .collect()
         })
         .unwrap_or_default();
+    let context = i
+        .claim_mapping
+        .get("context")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
     let inline_keys = i
         .jwks
         .as_ref()
@@ -86,6 +98,7 @@ fn issuer(state: &State, i: &TrustedIssuer) -> Issuer {
         audience: i.audience.clone(),
         allowed_subjects: i.allowed_subjects.clone(),
         mapping,
+        context,
         planes,
         inline_keys,
         jwks_uri: i.jwks_uri.clone(),
@@ -195,6 +208,9 @@ pub struct Federated {
     pub not_after: i64,
     pub model_tier: Option<String>,
     pub task_scope: Option<String>,
+    /// The `ctx` claim: request-context attributes copied from the external token's
+    /// claims as the issuer's `claim_mapping.context` says.
+    pub context: Map<String, Value>,
     /// The trusted issuer's id (the token's `federated_by` claim).
     pub issuer_id: String,
     /// For the evidence record.
@@ -333,6 +349,11 @@ async fn map(
         not_after: exp,
         model_tier: mapped.model_tier,
         task_scope: mapped.task_scope,
+        context: issuer
+            .context
+            .iter()
+            .filter_map(|(member, claim)| Some((member.clone(), claims.get(claim)?.clone())))
+            .collect(),
         issuer_id: issuer.id.clone(),
     })
 }

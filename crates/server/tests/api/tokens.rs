@@ -1172,7 +1172,12 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
             "kid: ci-signing-2024-09",
             &format!("kid: {}", ci.kid.clone().unwrap()),
         )
-        .replace(&format!("{K8S_ISS}/openid/v1/jwks"), &jwks_url);
+        .replace(&format!("{K8S_ISS}/openid/v1/jwks"), &jwks_url)
+        // The CI's `approved` claim, vouched for into the Steward token's `ctx`.
+        .replace(
+            "      environment: \"{environment}\"\n",
+            "      environment: \"{environment}\"\n      context: {human_approved: approved}\n",
+        );
     env.apply_files(&files).await;
 
     let exchange = |subject: String| {
@@ -1207,6 +1212,16 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
     let claims = claims_of(body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], "spiffe://acme.example/ci/deploy/prod");
     assert_eq!(claims["plane"], "platform");
+    assert!(
+        claims.get("ctx").is_none(),
+        "no `approved` claim, no ctx: {claims}"
+    );
+    // With the claim, its value is carried in `ctx` as the external token said it.
+    let approved = external(&ci_key, ci_claims(&|c| c["approved"] = json!(true)));
+    let (st, _, body) = exchange(approved).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let with = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(with["ctx"], json!({"human_approved": true}), "{with}");
     assert_eq!(claims["environment"], "prod");
     assert!(
         claims["exp"].as_i64().unwrap() <= now() + 300,
@@ -1307,9 +1322,9 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
     let (st, _, body) = exchange(body_token(&env).await).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 
-    let events = events_when(&env, "kind=credential.federated", |a| a.len() >= 3).await;
+    let events = events_when(&env, "kind=credential.federated", |a| a.len() >= 4).await;
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(
         events[0]["principal"],
         "spiffe://acme.example/ci/deploy/prod"
@@ -1320,6 +1335,13 @@ pub(crate) async fn federation_maps_trusted_tokens_onto_identities(env: Env) {
         "repo:acme/deploy-pipelines:environment:prod"
     );
     assert!(!serde_json::to_string(events).unwrap().contains(&ci_token));
+    assert!(events[0]["details"].get("ctx").is_none(), "{}", events[0]);
+    assert_eq!(
+        events[1]["details"]["ctx"],
+        json!({"human_approved": true}),
+        "{}",
+        events[1]
+    );
 }
 
 /// A Steward-signed token, minted through client credentials.
