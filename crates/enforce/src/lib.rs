@@ -13,6 +13,7 @@
 //!    deny.
 
 mod bundle;
+mod credential;
 mod decision_log;
 mod point;
 mod revocation;
@@ -21,6 +22,10 @@ mod source;
 pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
+pub use credential::{
+    Challenge, Credential, CredentialError, DPOP_MAX_AGE_SECS, HeaderField, MAX_DPOP_PROOFS,
+    Origin, Presented, Scheme, authorization,
+};
 pub use decision_log::{
     DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, MAX_RECORD_BYTES, decision_event,
 };
