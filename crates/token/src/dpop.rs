@@ -76,7 +76,13 @@ impl CheckedProof {
     /// `replay` started). Returns the thumbprint.
     pub fn remember(self, replay: &ReplayCache, now: i64, skew: i64) -> Result<String, TokenError> {
         replay.remember(
-            "dpop", &self.jkt, &self.jti, self.iat, self.until, now, skew,
+            "DPoP proof",
+            &self.jkt,
+            &self.jti,
+            self.iat,
+            self.until,
+            now,
+            skew,
         )?;
         Ok(self.jkt)
     }
