@@ -368,7 +368,8 @@ impl Proxy {
         credential: Option<ToolCredential>,
         trace: &TraceContext,
     ) -> Result<Body, Refusal> {
-        let Some(credential) = credential.filter(|_| self.config.tools_from_body) else {
+        // Only with tool decisions on is there a credential to decide them with.
+        let Some(credential) = credential else {
             return Ok(body.boxed());
         };
         // Read whole before deciding, but no longer than the upstream would wait: a body
