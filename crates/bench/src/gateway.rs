@@ -5,7 +5,9 @@
 //!   nginx as a plain reverse proxy without any authorization (the peer);
 //! - the decision endpoints on their own: nginx `auth_request` (`wrk`), the RabbitMQ topic
 //!   check (`wrk`) and Envoy ext_authz `Check` (a tonic gRPC client, since wrk speaks no
-//!   gRPC).
+//!   gRPC);
+//! - DPoP: the same request alternately with a bearer token and with a DPoP-bound token and
+//!   a fresh proof, on one connection, beside one ES256 verify timed alone.
 //!
 //! The control plane runs in this process on its own runtime and takes every decision
 //! record the gateway ships, as it would in production (there on another machine).
@@ -65,6 +67,16 @@ async fn upstream() -> Result<std::net::SocketAddr> {
 }
 
 async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
+    token_bound(base, key, audience, None).await
+}
+
+/// A token for [`CLIENT`], bound to `holder`'s key (DPoP) when given.
+async fn token_bound(
+    base: &str,
+    key: &SigningKey,
+    audience: &str,
+    holder: Option<&SigningKey>,
+) -> Result<String> {
     let assertion = jws::encode(
         key,
         "JWT",
@@ -78,8 +90,15 @@ async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
         .append_pair("audience", audience)
         .append_pair("expires_in", "900")
         .finish();
-    let resp = reqwest::Client::new()
-        .post(crate::api_url(base, RouteId::Token, &[]))
+    let endpoint = crate::api_url(base, RouteId::Token, &[]);
+    let mut req = reqwest::Client::new().post(&endpoint);
+    if let Some(holder) = holder {
+        req = req.header(
+            "dpop",
+            steward_token::new_dpop_proof(holder, "POST", &endpoint, None, now())?,
+        );
+    }
+    let resp = req
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -223,6 +242,82 @@ async fn ext_authz_load(
     Ok(l)
 }
 
+/// What DPoP adds to a request through the gateway, on one connection: the same
+/// request alternately with the bearer token and with a DPoP-bound token and a fresh
+/// proof (made before its request is timed), and one ES256 signature verification timed
+/// alone, so the added latency can be read against the verify it mostly is.
+struct DpopFigures {
+    bearer: Latency,
+    dpop: Latency,
+    /// Median and p99 of one ES256 verify, µs.
+    verify_p50_us: f64,
+    verify_p99_us: f64,
+}
+
+async fn dpop_load(
+    url: &str,
+    bearer: &str,
+    bound: &str,
+    holder: &SigningKey,
+    duration: Duration,
+) -> Result<DpopFigures> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let (mut b_us, mut d_us) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let t = Instant::now();
+        let resp = client.get(url).bearer_auth(bearer).send().await?;
+        let status = resp.status();
+        resp.bytes().await?;
+        b_us.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            bail!("the gateway refused the bearer request: {status}");
+        }
+        let proof = steward_token::new_dpop_proof(holder, "GET", url, Some(bound), now())?;
+        let t = Instant::now();
+        let resp = client
+            .get(url)
+            .header("authorization", format!("DPoP {bound}"))
+            .header("dpop", proof)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        d_us.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            bail!(
+                "the gateway refused the DPoP request: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    let wall = started.elapsed() / 2;
+    let message = b"an ES256 signature over a DPoP proof's header and claims";
+    let signature = holder.sign(message)?;
+    let key = holder.public_key();
+    let mut verify_us = Vec::with_capacity(2_000);
+    for _ in 0..2_000 {
+        let t = Instant::now();
+        key.verify(message, &signature)?;
+        verify_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let verify = crate::policy::summarise(verify_us, Duration::from_secs(1), 0);
+    Ok(DpopFigures {
+        bearer: crate::policy::summarise(b_us, wall, 0),
+        dpop: crate::policy::summarise(d_us, wall, 0),
+        verify_p50_us: verify.median_us,
+        verify_p99_us: verify.p99_us,
+    })
+}
+
+/// The median of a few figures (0 for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// `, N refused …` when a phase had refusals: the decision log filled because the
 /// co-located control plane chained records slower than the point decided, and the point
 /// failed closed (503) rather than decide unrecorded.
@@ -322,6 +417,8 @@ audience = "{AUDIENCE}"
         .await
         .map_err(anyhow::Error::msg)?;
     let web = token(&server.base, &key, AUDIENCE).await?;
+    let holder = SigningKey::generate()?.0;
+    let bound = token_bound(&server.base, &key, AUDIENCE, Some(&holder)).await?;
     let broker = token(&server.base, &key, BROKER).await?;
     let auth = format!("http://{}", gw.auth.context("no auth listener")?);
     let login = http
@@ -372,6 +469,8 @@ audience = "{AUDIENCE}"
     };
     let blocking = |args: Vec<String>, url: String| blocking_with(args, url, connections);
     let (mut direct1, mut through1) = (Runs::default(), Runs::default());
+    let (mut bearer1, mut dpop1) = (Runs::default(), Runs::default());
+    let (mut verify_p50, mut verify_p99) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let d = blocking(Vec::new(), format!("http://{up}{PATH}"))
             .await??
@@ -394,6 +493,16 @@ audience = "{AUDIENCE}"
         );
         direct1.push(&d1);
         through1.push(&g1);
+        let p = dpop_load(&gateway_url, &web, &bound, &holder, duration).await?;
+        settle(&gw.log, "gateway, DPoP").await;
+        eprintln!(
+            "run {run}/{runs}, DPoP (one connection, alternating): bearer p50 {:.0} µs | DPoP p50 {:.0} µs | one ES256 verify p50 {:.1} µs",
+            p.bearer.median_us, p.dpop.median_us, p.verify_p50_us
+        );
+        bearer1.push(&p.bearer);
+        dpop1.push(&p.dpop);
+        verify_p50.push(p.verify_p50_us);
+        verify_p99.push(p.verify_p99_us);
         let n = match &nginx {
             Some(n) => blocking(Vec::new(), format!("http://127.0.0.1:{}{PATH}", n.port)).await??,
             None => None,
@@ -485,6 +594,18 @@ audience = "{AUDIENCE}"
         (g1_p50 - d1_p50) / 150.0,
         g1_p99 - d1_p99,
         (g1_p99 - d1_p99) / 1000.0
+    );
+    let (_, b1_p50, b1_p99) = bearer1.medians();
+    let (p1_rps, p1_p50, p1_p99) = dpop1.medians();
+    let (v_p50, v_p99) = (median(verify_p50), median(verify_p99));
+    println!(
+        "  DPoP, one connection (the same GET alternately with the bearer token and with a DPoP-bound token + a fresh proof): bearer p50 {b1_p50:.0} µs p99 {b1_p99:.0} µs; DPoP p50 {p1_p50:.0} µs p99 {p1_p99:.0} µs ({p1_rps:.0} req/s)"
+    );
+    println!(
+        "    DPoP adds p50 {:.0} µs, p99 {:.0} µs over bearer; one ES256 verify p50 {v_p50:.1} µs p99 {v_p99:.1} µs (added p50 = {:.1} verifies)",
+        p1_p50 - b1_p50,
+        p1_p99 - b1_p99,
+        (p1_p50 - b1_p50) / v_p50.max(0.001)
     );
     if nginx.is_some() {
         let (n_rps, n_p50, n_p99) = peer.medians();

@@ -14,6 +14,7 @@
 
 mod bundle;
 mod context;
+mod credential;
 mod decision_log;
 mod point;
 mod revocation;
@@ -23,6 +24,10 @@ pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
 pub use context::{Carried, HeaderValue, RequestHeaders, read_declared};
+pub use credential::{
+    Challenge, Credential, CredentialError, DPOP_MAX_AGE_SECS, HeaderField, MAX_DPOP_PROOFS,
+    Origin, Presented, Scheme, authorization,
+};
 pub use decision_log::{
     DEFAULT_SHIP_INTERVAL, DecisionLog, LogStats, MAX_RECORD_BYTES, decision_event,
 };

@@ -258,6 +258,8 @@ pub struct EnforcementPoint {
     environment: String,
     source: Arc<BundleSource>,
     log: DecisionLog,
+    /// The DPoP proofs this point has seen (`credential.rs`).
+    dpop_replay: steward_token::ReplayCache,
 }
 
 fn empty_decision(version: i64) -> Decision {
@@ -310,6 +312,7 @@ impl EnforcementPoint {
             environment: environment.into(),
             source,
             log,
+            dpop_replay: crate::credential::dpop_replay_cache(),
         }
     }
 
@@ -324,6 +327,7 @@ impl EnforcementPoint {
             environment: self.environment.clone(),
             source: self.source.clone(),
             log: self.log.clone(),
+            dpop_replay: crate::credential::dpop_replay_cache(),
         }
     }
 
@@ -341,6 +345,11 @@ impl EnforcementPoint {
 
     pub fn log(&self) -> &DecisionLog {
         &self.log
+    }
+
+    /// The DPoP proofs this point has seen.
+    pub(crate) fn dpop_replay(&self) -> &steward_token::ReplayCache {
+        &self.dpop_replay
     }
 
     /// Validates a token without deciding anything (a broker's login), returning its

@@ -20,14 +20,15 @@ use serde::Deserialize;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{
-    Carried, EnforcementPoint, Outcome, Seen, Unreadable, Verdict, request_address,
+    Carried, Challenge, EnforcementPoint, Origin, Outcome, Presented, Seen, Unreadable, Verdict,
+    request_address,
 };
 use steward_model::Action;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 
 use crate::config::AuthConfig;
-use crate::credential::{IDENTITY_HEADER, bearer};
+use crate::credential::{IDENTITY_HEADER, header_field};
 use crate::request_headers::HttpHeaders;
 
 /// Most broker sessions remembered (one per username); expired ones are pruned first.
@@ -122,7 +123,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
     };
     let trace = TraceContext::continue_or_start(header_text(&headers, "traceparent"));
     let request_headers = HttpHeaders(&headers);
-    let mut seen = Seen {
+    let seen = Seen {
         received: std::time::Instant::now(),
         token: None,
         proof: Proof::None,
@@ -158,14 +159,22 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
             message: None,
         },
     };
-    let verdict = match bearer(headers.get_all(header::AUTHORIZATION).iter()) {
-        Ok(token) => {
-            seen.token = token;
-            s.nginx.check(&seen)
-        }
-        Err(why) => s.nginx.refuse_credential(&seen, why.to_string()),
+    // nginx passes the client's `Authorization` and `DPoP` headers on to the subrequest
+    // as sent (repeated ones too); the snippet adds where the request was sent.
+    let presented = Presented {
+        authorization: header_field(&headers, header::AUTHORIZATION.as_str()),
+        dpop: header_field(&headers, "dpop"),
+        method: method.to_str().unwrap_or_default(),
+        origin: Origin::Request {
+            scheme: header_text(&headers, "x-original-scheme"),
+            host: header_text(&headers, "x-original-host"),
+        },
+        target: uri.to_str().unwrap_or_default(),
+        origin_hint: "the nginx snippet must send `X-Original-Scheme` and `X-Original-Host` (deploy/nginx/steward-auth-location.conf)",
     };
-    let mut answer = http_answer(&verdict, &trace);
+    let read = s.nginx.read_credential(&presented);
+    let (verdict, challenge) = s.nginx.check_credential(&read, seen);
+    let mut answer = http_answer(&verdict, challenge, &trace);
     if verdict.outcome == Outcome::Malformed {
         // nginx passes on only 401 and 403 from an auth subrequest (anything else becomes
         // a 500), so an unreadable request is forbidden; the body says why.
@@ -175,8 +184,13 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
 }
 
 /// The HTTP answer of a verdict for a gateway asking on a request's behalf: 200 with the
-/// identity and trace headers to forward, or the refusal status with a JSON reason.
-pub(crate) fn http_answer(verdict: &Verdict, trace: &TraceContext) -> Response {
+/// identity and trace headers to forward, or the refusal status with a JSON reason (and
+/// for a 401, `challenge`).
+pub(crate) fn http_answer(
+    verdict: &Verdict,
+    challenge: Challenge,
+    trace: &TraceContext,
+) -> Response {
     let status = StatusCode::from_u16(verdict.outcome.status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = (
         status,
@@ -206,9 +220,10 @@ pub(crate) fn http_answer(verdict: &Verdict, trace: &TraceContext) -> Response {
             }
         }
         Outcome::Unauthenticated => {
+            // nginx passes a 401's challenge on to the client.
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge.header_value()),
             );
         }
         _ => {}

@@ -72,6 +72,7 @@ struct ProxyFile {
     tools_from_body: Option<bool>,
     max_inspected_body_bytes: Option<usize>,
     upstream_ca_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +121,11 @@ pub struct ProxyConfig {
     pub max_inspected_body_bytes: usize,
     /// PEM certificates trusted for an `https://` upstream instead of the system roots.
     pub upstream_ca_file: Option<PathBuf>,
+    /// The URL clients reach this proxy at (`https://api.example.com`, optionally with a
+    /// path prefix), without a trailing `/`. A DPoP proof names the URL its request was
+    /// sent to (`htu`); behind TLS termination or another proxy the request no longer
+    /// says it, so this does. Unset: `http://` and the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// What an egress proxy injects.
@@ -390,6 +396,10 @@ impl GatewayConfig {
                     .max_inspected_body_bytes
                     .unwrap_or(DEFAULT_MAX_INSPECTED_BODY_BYTES),
                 upstream_ca_file: p.upstream_ca_file.as_ref().map(|f| base.join(f)),
+                public_url: match &p.public_url {
+                    None => None,
+                    Some(url) => Some(public_url(&field("public_url"), url)?),
+                },
             });
         }
         let auth = match &file.auth {
@@ -490,6 +500,37 @@ impl GatewayConfig {
     }
 }
 
+/// A `public_url`: `http(s)://host[:port][/prefix]`, no query, fragment or credentials;
+/// returned without a trailing `/` (the request's path follows it).
+fn public_url(field: &str, url: &str) -> Result<String, GatewayError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("`{url}` must be an http:// or https:// URL, e.g. https://api.example.com"),
+            )
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(invalid(field, format!("`{url}` names no host")));
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| matches!(c, '?' | '#' | '@') || c.is_whitespace())
+    {
+        return Err(invalid(
+            field,
+            format!(
+                "`{url}` holds `{}`: write only the scheme, host, port and path prefix clients use",
+                c.escape_debug()
+            ),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
 /// A secret kept in a file (trailing newline dropped); the error names the field and the
 /// path, never the content.
 fn read_secret(field: &str, path: &Path) -> Result<String, GatewayError> {
@@ -575,4 +616,63 @@ fn read_jwks(path: &Path) -> Result<Vec<PublicKey>, GatewayError> {
                 .map_err(|e| invalid(field, format!("a key does not parse: {e}")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn proxy_with(extra: &str) -> Result<GatewayConfig, GatewayError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("credential"), "stw_x_y").unwrap();
+        GatewayConfig::parse(
+            &format!(
+                r#"
+name = "t"
+environment = "prod"
+[control_plane]
+url = "http://127.0.0.1:1"
+credential_file = "credential"
+[[proxy]]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:2"
+audience = "spiffe://acme.example/api"
+{extra}
+"#
+            ),
+            dir.path(),
+        )
+    }
+
+    /// `public_url` is what DPoP proofs are checked against: a plain scheme, host and
+    /// optional prefix, kept without its trailing slash; anything else names the field.
+    #[test]
+    fn public_url_is_checked_and_trimmed() {
+        assert_eq!(proxy_with("").unwrap().proxies[0].public_url, None);
+        for (given, kept) in [
+            ("https://api.example.com/", "https://api.example.com"),
+            (
+                "https://api.example.com:8443/payments",
+                "https://api.example.com:8443/payments",
+            ),
+            ("http://10.0.0.1", "http://10.0.0.1"),
+        ] {
+            let config = proxy_with(&format!("public_url = \"{given}\"")).unwrap();
+            assert_eq!(config.proxies[0].public_url.as_deref(), Some(kept));
+        }
+        for bad in [
+            "api.example.com",
+            "ftp://api.example.com",
+            "https://",
+            "https://api.example.com/?x=1",
+            "https://user@api.example.com",
+            "https://api.example.com/#top",
+        ] {
+            let e = proxy_with(&format!("public_url = \"{bad}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("proxy[0].public_url"), "{bad}: {e}");
+        }
+    }
 }

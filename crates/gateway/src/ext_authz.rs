@@ -14,11 +14,13 @@ use envoy_types::ext_authz::v3::{
 };
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{Carried, EnforcementPoint, Outcome, Seen, request_address};
+use steward_enforce::{
+    Carried, EnforcementPoint, HeaderField, Origin, Outcome, Presented, Seen, request_address,
+};
 use steward_policy::Target;
 use steward_token::Proof;
 
-use crate::credential::{IDENTITY_HEADER, bearer_value, is_steward_header};
+use crate::credential::{IDENTITY_HEADER, is_steward_header};
 use crate::request_headers::EnvoyHeaders;
 
 /// The ext_authz service of one enforcement point.
@@ -58,7 +60,7 @@ impl ExtAuthz {
         )
         .map(Target::Address);
         let envoy_headers = EnvoyHeaders(headers);
-        let mut seen = Seen {
+        let seen = Seen {
             received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
@@ -72,21 +74,31 @@ impl ExtAuthz {
                 message: None,
             },
         };
-        let verdict = if http.is_none() {
-            self.point.refuse_credential(
-                &seen,
-                "the CheckRequest carries no HTTP request attributes".into(),
-            )
-        } else {
-            match headers.get("authorization") {
-                None => self.point.check(&seen),
-                Some(value) => match bearer_value(Some(value)) {
-                    Ok(token) => {
-                        seen.token = token;
-                        self.point.check(&seen)
-                    }
-                    Err(why) => self.point.refuse_credential(&seen, why.to_string()),
-                },
+        let (verdict, challenge) = match http {
+            None => (
+                self.point.refuse_credential(
+                    &seen,
+                    "the CheckRequest carries no HTTP request attributes".into(),
+                ),
+                steward_enforce::Challenge::Bearer,
+            ),
+            Some(h) => {
+                // Envoy joins repeated headers with `,` and names them in lower case.
+                let presented = Presented {
+                    authorization: HeaderField::from_joined(
+                        headers.get("authorization").map(String::as_str),
+                    ),
+                    dpop: HeaderField::from_joined(headers.get("dpop").map(String::as_str)),
+                    method,
+                    origin: Origin::Request {
+                        scheme: Some(h.scheme.as_str()).filter(|s| !s.is_empty()),
+                        host: Some(h.host.as_str()).filter(|s| !s.is_empty()),
+                    },
+                    target: path,
+                    origin_hint: "Envoy must send the request's scheme and host in `attributes.request.http`",
+                };
+                let read = self.point.read_credential(&presented);
+                self.point.check_credential(&read, seen)
             }
         };
         if verdict.allowed() {
@@ -102,7 +114,10 @@ impl ExtAuthz {
                 false,
             );
             ok.add_header("traceparent", trace.child().to_string(), overwrite, false);
+            // The credential stays here: the upstream must not take a proof checked here
+            // as one it may rely on (nor replay it).
             ok.remove_header("authorization");
+            ok.remove_header("dpop");
             // Identity headers the client made up. (Envoy applies removals after
             // additions, so the ones set above are not listed.)
             for name in headers.keys() {
@@ -139,12 +154,7 @@ impl ExtAuthz {
         denied.set_http_status(http_status);
         denied.add_header("content-type", "application/json", None, false);
         if verdict.outcome == Outcome::Unauthenticated {
-            denied.add_header(
-                "www-authenticate",
-                "Bearer error=\"invalid_token\"",
-                None,
-                false,
-            );
+            denied.add_header("www-authenticate", challenge.header_value(), None, false);
         }
         denied.set_body(
             json!({

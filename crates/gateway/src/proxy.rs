@@ -18,14 +18,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{Carried, EnforcementPoint, Outcome, Seen, Verdict, request_address};
+use steward_enforce::{
+    Carried, Challenge, Credential, CredentialError, EnforcementPoint, Origin, Outcome, Presented,
+    Seen, Verdict, request_address,
+};
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
 
 use crate::GatewayError;
 use crate::config::ProxyConfig;
-use crate::credential::{IDENTITY_HEADER, bearer, is_steward_header};
+use crate::credential::{IDENTITY_HEADER, header_field, is_steward_header};
 use crate::egress::{EgressSecrets, ai_request};
 use crate::request_headers::HttpHeaders;
 
@@ -202,7 +205,13 @@ impl Proxy {
         &self.point
     }
 
-    fn refusal(&self, verdict: &Verdict, trace: &TraceContext, grpc: bool) -> Response<Body> {
+    fn refusal(
+        &self,
+        verdict: &Verdict,
+        challenge: Challenge,
+        trace: &TraceContext,
+        grpc: bool,
+    ) -> Response<Body> {
         if grpc {
             return grpc_refusal(verdict, trace);
         }
@@ -225,13 +234,39 @@ impl Proxy {
             }),
         );
         if status == StatusCode::UNAUTHORIZED {
-            // RFC 6750 §3.
+            // RFC 6750 §3, RFC 9449 §7.1: in the scheme the client used.
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge.header_value()),
             );
         }
         r
+    }
+
+    /// What the request presents for its credential; the DPoP proof's `htu` is checked
+    /// against `public_url` when configured, else the request's own host (this listener
+    /// speaks plain HTTP).
+    fn presented<'a>(&'a self, req: &'a Request<Incoming>) -> Presented<'a> {
+        let headers = req.headers();
+        let origin = match &self.config.public_url {
+            Some(url) => Origin::Configured(url),
+            None => Origin::Request {
+                scheme: Some("http"),
+                host: req
+                    .uri()
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok())),
+            },
+        };
+        Presented {
+            authorization: header_field(headers, header::AUTHORIZATION.as_str()),
+            dpop: header_field(headers, "dpop"),
+            method: req.method().as_str(),
+            origin,
+            target: req.uri().path(),
+            origin_hint: "set `public_url` in this `[[proxy]]` section to the URL clients use",
+        }
     }
 
     /// Handles one request end to end.
@@ -241,12 +276,12 @@ impl Proxy {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
-        let (verdict, forward_path) = match self.authorize(&req, &trace) {
+        let (verdict, forward_path, credential) = match self.authorize(&req, &trace) {
             Ok(allowed) => allowed,
             Err(refusal) => return *refusal,
         };
         let (parts, body) = req.into_parts();
-        let body = match self.inspected_body(body, &parts.headers, &trace).await {
+        let body = match self.inspected_body(body, credential, &trace).await {
             Ok(body) => body,
             Err(refusal) => return *refusal,
         };
@@ -273,12 +308,13 @@ impl Proxy {
     }
 
     /// The decision on the request's method, normalised path and credential. Allowed:
-    /// the verdict and the path to forward (the one decided on, never the raw one).
+    /// the verdict, the path to forward (the one decided on, never the raw one) and,
+    /// when tools are decided from the body, the verified credential to decide them with.
     fn authorize(
         &self,
         req: &Request<Incoming>,
         trace: &TraceContext,
-    ) -> Result<(Verdict, Option<String>), Refusal> {
+    ) -> Result<(Verdict, Option<String>, Option<ToolCredential>), Refusal> {
         let address = request_address(
             req.method().as_str(),
             req.uri().path(),
@@ -296,7 +332,7 @@ impl Proxy {
             _ => None,
         };
         let headers = HttpHeaders(req.headers());
-        let mut seen = Seen {
+        let seen = Seen {
             received: std::time::Instant::now(),
             token: None,
             proof: Proof::None,
@@ -310,13 +346,8 @@ impl Proxy {
                 message: None,
             },
         };
-        let verdict = match bearer(req.headers().get_all(header::AUTHORIZATION).iter()) {
-            Ok(token) => {
-                seen.token = token;
-                self.point.check(&seen)
-            }
-            Err(why) => self.point.refuse_credential(&seen, why.to_string()),
-        };
+        let read = self.point.read_credential(&self.presented(req));
+        let (verdict, challenge) = self.point.check_credential(&read, seen);
         if !verdict.allowed() {
             tracing::info!(
                 point = %self.point.name(),
@@ -326,9 +357,13 @@ impl Proxy {
                 "refused"
             );
             let grpc = steward_enforce::is_grpc(content_type(req.headers()));
-            return Err(Box::new(self.refusal(&verdict, trace, grpc)));
+            return Err(Box::new(self.refusal(&verdict, challenge, trace, grpc)));
         }
-        Ok((verdict, forward_path))
+        let credential = self
+            .config
+            .tools_from_body
+            .then(|| ToolCredential::new(&read, req.headers()));
+        Ok((verdict, forward_path, credential))
     }
 
     /// The body to forward. With tool decisions on, it is read whole (bounded in size and
@@ -336,12 +371,13 @@ impl Proxy {
     async fn inspected_body(
         &self,
         body: Incoming,
-        headers: &HeaderMap,
+        credential: Option<ToolCredential>,
         trace: &TraceContext,
     ) -> Result<Body, Refusal> {
-        if !self.config.tools_from_body {
+        // Only with tool decisions on is there a credential to decide them with.
+        let Some(credential) = credential else {
             return Ok(body.boxed());
-        }
+        };
         // Read whole before deciding, but no longer than the upstream would wait: a body
         // trickled in a byte at a time must not hold the request (and its slot) open.
         let collected = tokio::time::timeout(
@@ -370,7 +406,7 @@ impl Proxy {
                 )));
             }
         };
-        if let Some(refused) = self.decide_tools(&bytes, headers, trace) {
+        if let Some(refused) = self.decide_tools(&bytes, &credential, trace) {
             return Err(Box::new(refused));
         }
         Ok(full(bytes))
@@ -514,12 +550,37 @@ fn forwarded_headers(
 /// allowed path's `Result` stays small.
 type Refusal = Box<Response<Body>>;
 
+/// The credential an allowed request was checked with, kept to decide the tools its body
+/// offers: the token and, for DPoP, the thumbprint of the proof's key (the proof itself
+/// is spent: checking it again would refuse it as a replay).
+struct ToolCredential {
+    token: Option<String>,
+    dpop_jkt: Option<String>,
+    /// The request's headers: declared context attributes are read from them for each
+    /// tool, as for the request itself.
+    headers: HeaderMap,
+}
+
+impl ToolCredential {
+    fn new(read: &Result<Credential<'_>, CredentialError>, headers: &HeaderMap) -> Self {
+        let credential = read.as_ref().ok();
+        Self {
+            token: credential.and_then(Credential::token).map(str::to_owned),
+            dpop_jkt: credential.and_then(|c| match c.proof() {
+                Proof::Dpop(jkt) => Some(jkt.to_owned()),
+                _ => None,
+            }),
+            headers: headers.clone(),
+        }
+    }
+}
+
 impl Proxy {
     /// Decides each tool an AI request offers; the refusal to send, if any.
     fn decide_tools(
         &self,
         body: &[u8],
-        headers: &HeaderMap,
+        credential: &ToolCredential,
         trace: &TraceContext,
     ) -> Option<Response<Body>> {
         let ai = match ai_request(body) {
@@ -532,9 +593,15 @@ impl Proxy {
                 ));
             }
         };
-        let token = bearer(headers.get_all(header::AUTHORIZATION).iter())
-            .ok()
-            .flatten();
+        let (token, proof) = match &credential.dpop_jkt {
+            Some(jkt) => (credential.token.as_deref(), Proof::Dpop(jkt)),
+            None => (credential.token.as_deref(), Proof::None),
+        };
+        let challenge = if credential.dpop_jkt.is_some() {
+            Challenge::DpopToken
+        } else {
+            Challenge::Bearer
+        };
         let mut context = serde_json::Map::new();
         if let Some(model) = ai.model {
             context.insert("model".into(), model.into());
@@ -543,20 +610,20 @@ impl Proxy {
             let verdict = self.point.check(&Seen {
                 received: std::time::Instant::now(),
                 token,
-                proof: Proof::None,
+                proof,
                 audience: &self.config.audience,
                 target: Ok(Target::Address(OwnedAddress::Tool { name: tool.clone() })),
                 action: None,
                 correlation_id: Some(&trace.trace_id),
                 context: context.clone(),
                 carried: Carried {
-                    headers: Some(&HttpHeaders(headers)),
+                    headers: Some(&HttpHeaders(&credential.headers)),
                     message: None,
                 },
             });
             if !verdict.allowed() {
                 tracing::info!(point = %self.point.name(), tool = %tool, reason = %verdict.reason(), "tool refused");
-                let mut r = self.refusal(&verdict, trace, false);
+                let mut r = self.refusal(&verdict, challenge, trace, false);
                 if let Ok(v) = HeaderValue::from_str(&tool) {
                     r.headers_mut().insert("x-steward-refused-tool", v);
                 }

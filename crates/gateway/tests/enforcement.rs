@@ -1,6 +1,6 @@
 //! Every enforcement point against a real control plane: the gateway proxy, the nginx
 //! `auth_request` endpoint, Envoy ext_authz through a real gRPC client and the AuthZEN API
-//! decide one table of requests the same way; real nginx and a real RabbitMQ (with
+//! decide one table of requests (bearer and DPoP-bound tokens, HTTP and gRPC) the same way; real nginx and a real RabbitMQ (with
 //! `lapin`) enforce through Steward in CI; faults (upstream down, slow clients, oversized
 //! headers, spoofed identity headers, a control plane that goes away) fail closed.
 
@@ -346,6 +346,11 @@ impl ControlPlane {
 
     /// A Steward token for `id` (registered above) with `audience`.
     pub async fn token(&self, id: &str, audience: &str) -> String {
+        self.token_with(id, audience, None).await
+    }
+
+    /// A token for `id` and `audience`, asked for with the DPoP proof `dpop` if given.
+    async fn token_with(&self, id: &str, audience: &str, dpop: Option<&str>) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let assertion = jws::encode(
             &self.keys[id],
@@ -356,9 +361,11 @@ impl ControlPlane {
             }),
         )
         .unwrap();
-        let resp = self
-            .http
-            .post(self.url(RouteId::Token, &[]))
+        let mut req = self.http.post(self.url(RouteId::Token, &[]));
+        if let Some(proof) = dpop {
+            req = req.header("dpop", proof);
+        }
+        let resp = req
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
                 form_urlencoded::Serializer::new(String::new())
@@ -420,6 +427,14 @@ impl ControlPlane {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A DPoP-bound Steward token for `id` with `audience`, bound to `holder`'s key.
+    pub async fn bound_token(&self, id: &str, audience: &str, holder: &SigningKey) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let endpoint = self.url(RouteId::Token, &[]);
+        let proof = steward_token::new_dpop_proof(holder, "POST", &endpoint, None, now).unwrap();
+        self.token_with(id, audience, Some(&proof)).await
     }
 
     /// Decision records with `correlation_id`, waiting (they are shipped asynchronously)
@@ -551,6 +566,47 @@ header_read_timeout_secs = 1
     running
 }
 
+/// How a row presents its token: as a bearer token, or DPoP-bound (RFC 9449).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dpop {
+    /// A bearer token.
+    No,
+    /// A DPoP-bound token with a fresh proof for this layer's URL.
+    Proof,
+    /// A DPoP-bound token with a proof this layer already saw (sent once first).
+    Replayed,
+    /// A DPoP-bound token with a proof made for another URL.
+    OtherUrl,
+    /// A DPoP-bound token sent as `Authorization: Bearer`.
+    AsBearer,
+}
+
+impl Dpop {
+    /// Whether the credential itself is refused (401), whatever policy says.
+    fn refused(self) -> bool {
+        matches!(self, Self::Replayed | Self::OtherUrl | Self::AsBearer)
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 for this row.
+    fn challenge(self) -> &'static str {
+        match self {
+            Self::Replayed | Self::OtherUrl => "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"",
+            Self::Proof => "DPoP algs=\"ES256\", error=\"invalid_token\"",
+            Self::No | Self::AsBearer => "Bearer error=\"invalid_token\"",
+        }
+    }
+
+    /// What the decision record of a refused credential says.
+    fn reason(self) -> Option<&'static str> {
+        match self {
+            Self::Replayed => Some("already used"),
+            Self::OtherUrl => Some("htu"),
+            Self::AsBearer => Some("DPoP-bound"),
+            Self::No | Self::Proof => None,
+        }
+    }
+}
+
 /// One request as each layer phrases it.
 struct Case {
     who: Option<&'static str>,
@@ -560,6 +616,7 @@ struct Case {
     grpc: bool,
     /// Further request headers (declared request-context attributes among them).
     headers: &'static [(&'static str, &'static str)],
+    dpop: Dpop,
     allowed: bool,
 }
 
@@ -578,6 +635,7 @@ impl Case {
         match (self.allowed, self.who) {
             (true, _) => 200,
             (false, None) => 401,
+            (false, Some(_)) if self.dpop.refused() => 401,
             (false, Some(_)) if self.grpc && !grpc_path => 400,
             (false, Some(_)) => 403,
         }
@@ -632,6 +690,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: true,
     },
@@ -640,6 +699,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: true,
     },
@@ -648,6 +708,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -656,6 +717,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -664,6 +726,7 @@ const TABLE: &[Case] = &[
         method: "DELETE",
         path: "/v1/unmapped/thing",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -672,6 +735,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -682,6 +746,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[],
         allowed: true,
     },
@@ -690,6 +755,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -698,6 +764,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Refunds/Create",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -706,6 +773,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -714,6 +782,64 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
+        dpop: Dpop::No,
+        headers: &[],
+        allowed: false,
+    },
+    // DPoP-bound tokens (RFC 9449): allowed with a fresh proof for the layer's URL,
+    // decided by policy like any token, refused (401) with a spent proof, a proof for
+    // another URL, or sent as a bearer token.
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        dpop: Dpop::Proof,
+        headers: &[],
+        allowed: true,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        grpc: false,
+        dpop: Dpop::Proof,
+        headers: &[],
+        allowed: true,
+    },
+    Case {
+        who: Some(OUTSIDER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        grpc: false,
+        dpop: Dpop::Proof,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        dpop: Dpop::Replayed,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        dpop: Dpop::OtherUrl,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        dpop: Dpop::AsBearer,
         headers: &[],
         allowed: false,
     },
@@ -725,6 +851,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[("x-amount-minor", "4200"), ("x-partner-id", "evil-bank")],
         allowed: true,
     },
@@ -733,6 +860,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -741,6 +869,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[("x-amount-minor", "9000")],
         allowed: false,
     },
@@ -749,6 +878,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[("x-amount-minor", "42.00")],
         allowed: false,
     },
@@ -757,6 +887,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Payouts/Create",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[("x-amount-minor", "4200")],
         allowed: true,
     },
@@ -765,6 +896,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Payouts/Create",
         grpc: true,
+        dpop: Dpop::No,
         headers: &[],
         allowed: false,
     },
@@ -775,6 +907,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[],
         allowed: true,
     },
@@ -783,6 +916,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[("human_approved", "true"), ("x-human-approved", "true")],
         allowed: false,
     },
@@ -791,10 +925,73 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
+        dpop: Dpop::No,
         headers: &[("human_approved", "true"), ("x-human-approved", "true")],
         allowed: false,
     },
 ];
+
+/// The host and scheme the nginx snippet and Envoy report for the table's requests.
+const TABLE_HOST: &str = "payments.internal";
+
+/// The `Authorization` (and `DPoP`) headers of a row's request to the URL `url` (the one
+/// its layer checks a proof against); `spent` is a proof this layer already saw, for
+/// [`Dpop::Replayed`].
+fn credential_headers(
+    case: &Case,
+    url: &str,
+    token: Option<&str>,
+    bound: Option<&str>,
+    key: &SigningKey,
+    spent: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let proof = |url: &str, token: &str| {
+        steward_token::new_dpop_proof(key, case.method, url, Some(token), now).unwrap()
+    };
+    let mut headers = match (case.dpop, token, bound) {
+        (Dpop::No, Some(t), _) => vec![("authorization", format!("Bearer {t}"))],
+        (Dpop::No, None, _) | (_, _, None) => Vec::new(),
+        (Dpop::Proof, _, Some(b)) => vec![
+            ("authorization", format!("DPoP {b}")),
+            ("dpop", proof(url, b)),
+        ],
+        (Dpop::Replayed, _, Some(b)) => vec![
+            ("authorization", format!("DPoP {b}")),
+            ("dpop", spent.unwrap().to_owned()),
+        ],
+        (Dpop::OtherUrl, _, Some(b)) => vec![
+            ("authorization", format!("DPoP {b}")),
+            (
+                "dpop",
+                proof(&format!("http://elsewhere.example{}", case.path), b),
+            ),
+        ],
+        (Dpop::AsBearer, _, Some(b)) => vec![("authorization", format!("Bearer {b}"))],
+    };
+    // The row's own headers (declared request-context attributes among them).
+    headers.extend(case.headers.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    headers
+}
+
+/// A Check request for Envoy's ext_authz carrying `headers`.
+fn check_with(
+    case: &Case,
+    headers: &[(&'static str, String)],
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    let content_type = case.grpc.then_some(("content-type", "application/grpc"));
+    let mut check = real_servers::check_request(case.method, case.path, None, content_type);
+    let http = check
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+        .unwrap();
+    for (k, v) in headers {
+        http.headers.insert((*k).to_owned(), v.clone());
+    }
+    check
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_table_decided_alike_at_every_layer_and_traced() {
@@ -803,9 +1000,13 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     let gw = gateway(&cp, upstream, "").await;
     let proxy = format!("http://{}", gw.proxies[0]);
     let auth = format!("http://{}", gw.auth.unwrap());
+    // Bearer tokens, and DPoP-bound ones (the holder's key).
+    let holder = SigningKey::generate().unwrap().0;
     let mut tokens = HashMap::new();
+    let mut bound_tokens = HashMap::new();
     for who in [CALLER, OUTSIDER, AGENT] {
         tokens.insert(who, cp.token(who, AUDIENCE).await);
+        bound_tokens.insert(who, cp.bound_token(who, AUDIENCE, &holder).await);
     }
     tokens.insert(
         APPROVED_AGENT,
@@ -821,32 +1022,74 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    for case in TABLE {
+    // The trace of each DPoP row, and what its three layers must have recorded.
+    let mut dpop_traces = Vec::new();
+    for (row, case) in TABLE.iter().enumerate() {
         let token = case.who.map(|w| tokens[w].clone());
+        let bound = case.who.and_then(|w| bound_tokens.get(w).cloned());
         let label = format!(
-            "{:?} {} {}{}",
+            "{:?} {} {}{}{}",
             case.who,
             case.method,
             case.path,
-            if case.grpc { " (gRPC)" } else { "" }
+            if case.grpc { " (gRPC)" } else { "" },
+            if case.dpop == Dpop::No {
+                String::new()
+            } else {
+                format!(" (DPoP {:?})", case.dpop)
+            },
         );
         let content_type = case.grpc.then_some(("content-type", "application/grpc"));
-        // 1. the gateway proxy
-        let mut req = http.request(
-            case.method.parse().unwrap(),
-            format!("{proxy}{}", case.path),
+        let trace = (case.dpop != Dpop::No).then(|| {
+            let id = format!("{:032x}", 0xd90f_0000_u128 + row as u128);
+            dpop_traces.push((id.clone(), case));
+            format!("00-{id}-00f067aa0ba902b7-01")
+        });
+        // A proof each layer sees once before the row sends it again.
+        let spend = |url: &str| {
+            (case.dpop == Dpop::Replayed).then(|| {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                steward_token::new_dpop_proof(&holder, case.method, url, bound.as_deref(), now)
+                    .unwrap()
+            })
+        };
+        // 1. the gateway proxy (which checks proofs against `http://` and its Host)
+        let proxy_url = format!("{proxy}{}", case.path);
+        let spent = spend(&proxy_url);
+        let headers = credential_headers(
+            case,
+            &proxy_url,
+            token.as_deref(),
+            bound.as_deref(),
+            &holder,
+            spent.as_deref(),
         );
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
+        let send = |headers: &[(&'static str, String)], trace: Option<&String>| {
+            let mut req = http.request(case.method.parse().unwrap(), &proxy_url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some((k, v)) = content_type {
+                req = req.header(k, v);
+            }
+            if let Some(t) = trace {
+                req = req.header("traceparent", t);
+            }
+            req.send()
+        };
+        if spent.is_some() {
+            assert_eq!(
+                send(&headers, None).await.unwrap().status(),
+                StatusCode::OK,
+                "proxy {label}: first use"
+            );
         }
-        if let Some((k, v)) = content_type {
-            req = req.header(k, v);
-        }
-        for (k, v) in case.headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.unwrap();
+        let resp = send(&headers, trace.as_ref()).await.unwrap();
         let proxy_status = resp.status();
+        let proxy_challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
         let grpc_status = resp
             .headers()
             .get("grpc-status")
@@ -857,36 +1100,88 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             .map(|v| v.to_str().unwrap().to_owned());
         let text = resp.text().await.unwrap();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        // 2. nginx auth_request, asked as nginx asks (the client's headers passed on)
-        let mut req = http
-            .get(format!("{auth}/nginx/auth"))
-            .header("x-original-method", case.method)
-            .header("x-original-uri", format!("{}?q=1", case.path));
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        if let Some((k, v)) = content_type {
-            req = req.header(k, v);
-        }
-        for (k, v) in case.headers {
-            req = req.header(*k, *v);
-        }
-        let nginx_status = req.send().await.unwrap().status();
-        // 3. Envoy ext_authz over gRPC
-        let mut check =
-            real_servers::check_request(case.method, case.path, token.as_deref(), content_type);
-        if let Some(http) = check
-            .attributes
-            .as_mut()
-            .and_then(|a| a.request.as_mut())
-            .and_then(|r| r.http.as_mut())
-        {
-            for (k, v) in case.headers {
-                http.headers.insert((*k).to_owned(), (*v).to_owned());
+        // 2. nginx auth_request, asked as nginx asks (the client's headers passed on, and
+        // where the request was sent, as the snippet reports it)
+        let nginx_url = format!("http://{TABLE_HOST}{}", case.path);
+        let spent = spend(&nginx_url);
+        let headers = credential_headers(
+            case,
+            &nginx_url,
+            token.as_deref(),
+            bound.as_deref(),
+            &holder,
+            spent.as_deref(),
+        );
+        let ask = |headers: &[(&'static str, String)], trace: Option<&String>| {
+            let mut req = http
+                .get(format!("{auth}/nginx/auth"))
+                .header("x-original-method", case.method)
+                .header("x-original-uri", format!("{}?q=1", case.path))
+                .header("x-original-scheme", "http")
+                .header("x-original-host", TABLE_HOST);
+            for (k, v) in headers {
+                req = req.header(*k, v);
             }
+            if let Some((k, v)) = content_type {
+                req = req.header(k, v);
+            }
+            if let Some(t) = trace {
+                req = req.header("traceparent", t);
+            }
+            req.send()
+        };
+        if spent.is_some() {
+            assert_eq!(
+                ask(&headers, None).await.unwrap().status(),
+                StatusCode::OK,
+                "nginx {label}: first use"
+            );
         }
-        let answer = grpc.check(check).await.unwrap().into_inner();
+        let resp = ask(&headers, trace.as_ref()).await.unwrap();
+        let nginx_status = resp.status();
+        let nginx_challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        // 3. Envoy ext_authz over gRPC (Envoy reports scheme `http`, host `payments.internal`)
+        let spent = spend(&nginx_url);
+        let mut headers = credential_headers(
+            case,
+            &nginx_url,
+            token.as_deref(),
+            bound.as_deref(),
+            &holder,
+            spent.as_deref(),
+        );
+        if spent.is_some() {
+            let first = grpc
+                .check(check_with(case, &headers))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                first.status.unwrap().code,
+                0,
+                "ext_authz {label}: first use"
+            );
+        }
+        if let Some(t) = &trace {
+            headers.push(("traceparent", t.clone()));
+        }
+        let answer = grpc
+            .check(check_with(case, &headers))
+            .await
+            .unwrap()
+            .into_inner();
         let envoy_allowed = answer.status.as_ref().unwrap().code == 0;
+        let envoy_headers: Vec<(String, String)> = match &answer.http_response {
+            Some(envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::DeniedResponse(d)) => d
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref().map(|h| (h.key.clone(), h.value.clone())))
+                .collect(),
+            _ => Vec::new(),
+        };
         // 4. the AuthZEN decision API, for the identity the token speaks for
         let authzen = match case.subject() {
             Some(who) => {
@@ -913,7 +1208,12 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         };
         assert_eq!(nginx_status.is_success(), case.allowed, "nginx {label}");
         assert_eq!(envoy_allowed, case.allowed, "ext_authz {label}: {answer:?}");
-        assert_eq!(authzen, case.allowed, "authzen {label}");
+        // AuthZEN decides for an identity; its credential is the point's to check.
+        assert_eq!(
+            authzen,
+            case.allowed || case.dpop.refused(),
+            "authzen {label}"
+        );
         // Refusals say which: no/invalid credential 401, policy 403 — alike everywhere; a
         // gRPC client gets the same as a gRPC status (UNAUTHENTICATED, PERMISSION_DENIED).
         // (nginx passes on only 401 and 403 from its auth subrequest: an unreadable
@@ -942,6 +1242,74 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             if !case.allowed {
                 assert!(body["reason"].as_str().unwrap().len() > 5, "{body}");
                 assert!(body["decision_id"].is_string(), "{body}");
+            }
+        }
+        // A 401 names the scheme the client used, alike at every layer.
+        if case.status() == 401 && !case.grpc {
+            let want = Some(case.dpop.challenge().to_owned());
+            assert_eq!(proxy_challenge, want, "proxy {label}");
+            assert_eq!(nginx_challenge, want, "nginx {label}");
+            assert!(
+                envoy_headers
+                    .iter()
+                    .any(|(k, v)| k == "www-authenticate" && Some(v) == want.as_ref()),
+                "ext_authz {label}: {envoy_headers:?}"
+            );
+        }
+        // An allowed DPoP request reaches the upstream with the verified identity and
+        // neither the token nor the proof (checked and spent here).
+        if case.dpop == Dpop::Proof && case.allowed {
+            assert_eq!(
+                body["headers"]["x-steward-identity"],
+                json!([CALLER]),
+                "{body}"
+            );
+            assert!(body["headers"].get("authorization").is_none(), "{body}");
+            assert!(body["headers"].get("dpop").is_none(), "{body}");
+            let Some(
+                envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse::OkResponse(
+                    ok,
+                ),
+            ) = &answer.http_response
+            else {
+                panic!("not an OK response: {answer:?}");
+            };
+            for h in ["authorization", "dpop"] {
+                assert!(ok.headers_to_remove.contains(&h.to_owned()), "{h}: {ok:?}");
+            }
+        }
+    }
+    // Every DPoP row was recorded alike by the three layers, under its trace.
+    for (trace_id, case) in &dpop_traces {
+        let events = cp.decisions_for(trace_id, 3).await;
+        let mut points: Vec<&str> = events
+            .iter()
+            .map(|e| e["enforcement_point"].as_str().unwrap())
+            .collect();
+        points.sort_unstable();
+        assert_eq!(
+            points,
+            [
+                "ext_authz:edge-test",
+                "gateway:edge-test",
+                "nginx:edge-test"
+            ],
+            "{:?}: {events:?}",
+            case.dpop
+        );
+        for e in &events {
+            let outcome = if case.allowed { "allow" } else { "deny" };
+            assert_eq!(e["decision"]["outcome"], outcome, "{:?}: {e}", case.dpop);
+            match case.dpop.reason() {
+                Some(why) => {
+                    assert_eq!(e["principal"], "unauthenticated", "{e}");
+                    assert!(
+                        e["decision"]["reasons"][0].as_str().unwrap().contains(why),
+                        "{:?}: {e}",
+                        case.dpop
+                    );
+                }
+                None => assert_eq!(e["principal"], case.who.unwrap(), "{e}"),
             }
         }
     }

@@ -413,6 +413,7 @@ use tokens::{
     jit_credentials_follow_the_workflow_and_policy,
     key_rotation_signs_anew_and_keeps_old_tokens_valid, legacy_client_secrets_are_flagged,
     malformed_token_requests_are_refused, token_exchange_delegates_one_hop_at_a_time,
+    token_exchange_takes_a_dpop_bound_subject_token_with_its_proof,
     tokens_are_discoverable_issued_and_third_party_valid,
 };
 
@@ -444,6 +445,7 @@ both_backends!(
     key_rotation_signs_anew_and_keeps_old_tokens_valid,
     a_suspended_identity_gets_no_token,
     token_exchange_delegates_one_hop_at_a_time,
+    token_exchange_takes_a_dpop_bound_subject_token_with_its_proof,
     dpop_binds_tokens_to_the_client_key,
     legacy_client_secrets_are_flagged,
     federation_maps_trusted_tokens_onto_identities,

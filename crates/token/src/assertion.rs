@@ -145,15 +145,24 @@ impl UnverifiedAssertion<'_> {
 pub struct ReplayCache {
     since: i64,
     max_entries: usize,
+    /// Who keeps the cache, as a refusal names it ("the control plane").
+    keeper: &'static str,
     seen: Mutex<HashMap<String, i64>>,
 }
 
 impl ReplayCache {
     /// A cache that started at `now`, holding at most `max_entries` live assertions.
     pub fn new(now: i64, max_entries: usize) -> Self {
+        Self::kept_by(now, max_entries, "the control plane")
+    }
+
+    /// [`ReplayCache::new`] for a cache another process keeps (`keeper`, e.g. "this
+    /// enforcement point"), so a refused proof made before it started names what restarted.
+    pub fn kept_by(now: i64, max_entries: usize, keeper: &'static str) -> Self {
         Self {
             since: now,
             max_entries,
+            keeper,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -174,7 +183,8 @@ impl ReplayCache {
         // Anything made before the cache started may have been used already: refuse it.
         if issued < self.since {
             return Err(TokenError::Replay(format!(
-                "the {what} was made before the control plane started; make a fresh one"
+                "the {what} was made before {} started; make a fresh one",
+                self.keeper
             )));
         }
         let mut seen = self.seen.lock();

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::TokenError;
 use crate::assertion::ReplayCache;
 use crate::jws;
+use crate::keys::{ALG, SigningKey};
 
 /// Largest DPoP proof accepted.
 const MAX_PROOF_BYTES: usize = 4 * 1024;
@@ -28,6 +29,7 @@ pub struct DpopRequest<'a> {
     pub now: i64,
     /// How old (by `iat`) a proof may be.
     pub max_age: i64,
+    /// Seconds of clock difference tolerated on `iat`.
     pub skew: i64,
 }
 
@@ -48,6 +50,48 @@ pub fn verify_dpop(
     req: &DpopRequest<'_>,
     replay: &ReplayCache,
 ) -> Result<String, TokenError> {
+    check_dpop(proof, req)?.remember(replay, req.now, req.skew)
+}
+
+/// A DPoP proof whose signature, method, URL, age and `ath` checked out, not yet recorded
+/// as used. An enforcement point records it ([`CheckedProof::remember`]) only once the
+/// token it came with validated, so a caller without a valid token cannot fill the
+/// replay cache and lock out the clients that have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    jkt: String,
+    jti: String,
+    iat: i64,
+    until: i64,
+}
+
+impl CheckedProof {
+    /// The RFC 7638 thumbprint of the key that signed the proof: what a bound token's
+    /// `cnf.jkt` must equal ([`crate::Proof::Dpop`]).
+    pub fn thumbprint(&self) -> &str {
+        &self.jkt
+    }
+
+    /// Records the proof's `jti` as used; refuses a proof seen before (or made before
+    /// `replay` started). Returns the thumbprint.
+    pub fn remember(self, replay: &ReplayCache, now: i64, skew: i64) -> Result<String, TokenError> {
+        replay.remember(
+            "DPoP proof",
+            &self.jkt,
+            &self.jti,
+            self.iat,
+            self.until,
+            now,
+            skew,
+        )?;
+        Ok(self.jkt)
+    }
+}
+
+/// Checks `proof` for `req` without recording it: [`verify_dpop`] without the replay
+/// check, which the caller must still make ([`CheckedProof::remember`]) before relying on
+/// the proof.
+pub fn check_dpop(proof: &str, req: &DpopRequest<'_>) -> Result<CheckedProof, TokenError> {
     let jws = jws::decode_dpop(proof, MAX_PROOF_BYTES)?;
     if jws.header.typ.as_deref() != Some("dpop+jwt") {
         return Err(TokenError::Header(
@@ -88,21 +132,28 @@ pub fn verify_dpop(
             ),
         });
     }
+    // Said of the proof, not of a token: the token's own times are checked apart.
     if c.iat > req.now + req.skew {
-        return Err(TokenError::NotYetValid {
-            nbf: c.iat,
-            now: req.now,
+        return Err(TokenError::Claim {
+            claim: "iat",
+            problem: format!(
+                "the proof is not valid before {} (now {}): check the client's clock",
+                c.iat, req.now
+            ),
         });
     }
     if c.iat < req.now - req.max_age - req.skew {
-        return Err(TokenError::Expired {
-            exp: c.iat + req.max_age,
-            now: req.now,
+        return Err(TokenError::Claim {
+            claim: "iat",
+            problem: format!(
+                "the proof expired: it was made at {}, more than {} s before now ({})",
+                c.iat, req.max_age, req.now
+            ),
         });
     }
     match (req.access_token, &c.ath) {
         (Some(token), Some(ath)) => {
-            if *ath != B64URL.encode(Sha256::digest(token.as_bytes())) {
+            if *ath != access_token_hash(token) {
                 return Err(TokenError::Claim {
                     claim: "ath",
                     problem: "the proof was made for another access token".into(),
@@ -117,17 +168,58 @@ pub fn verify_dpop(
         }
         (None, _) => {}
     }
-    let jkt = key.thumbprint().to_owned();
-    replay.remember(
-        "dpop",
-        &jkt,
-        &c.jti,
-        c.iat,
-        c.iat + req.max_age,
-        req.now,
-        req.skew,
-    )?;
-    Ok(jkt)
+    Ok(CheckedProof {
+        jkt: key.thumbprint().to_owned(),
+        until: c.iat + req.max_age,
+        iat: c.iat,
+        jti: c.jti,
+    })
+}
+
+/// The `ath` a proof sent with `access_token` carries: the base64url SHA-256 of the
+/// token (RFC 9449 §4.2).
+pub fn access_token_hash(access_token: &str) -> String {
+    B64URL.encode(Sha256::digest(access_token.as_bytes()))
+}
+
+/// Signs a DPoP proof over `claims` with `key`: header `typ: dpop+jwt`, ES256, and the
+/// public key as `jwk` (without `kid`). For clients, tests and benchmarks; the claims
+/// are taken as given, so a test can make the wrong ones.
+pub fn sign_dpop(key: &SigningKey, claims: &serde_json::Value) -> Result<String, TokenError> {
+    let mut jwk = serde_json::to_value(key.public_key().jwk())
+        .map_err(|e| TokenError::Key(format!("cannot encode the public key: {e}")))?;
+    if let Some(members) = jwk.as_object_mut() {
+        members.remove("kid");
+    }
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": ALG, "jwk": jwk});
+    let mut out = B64URL.encode(header.to_string());
+    out.push('.');
+    out.push_str(&B64URL.encode(claims.to_string()));
+    let signature = key.sign(out.as_bytes())?;
+    out.push('.');
+    out.push_str(&B64URL.encode(signature));
+    Ok(out)
+}
+
+/// A fresh proof for one request: a random `jti`, `iat` = `now`, the method and URL, and
+/// the `ath` of the token it is sent with (none at the token endpoint).
+pub fn new_dpop_proof(
+    key: &SigningKey,
+    method: &str,
+    url: &str,
+    access_token: Option<&str>,
+    now: i64,
+) -> Result<String, TokenError> {
+    let mut claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "htm": method,
+        "htu": url,
+        "iat": now,
+    });
+    if let (Some(token), Some(members)) = (access_token, claims.as_object_mut()) {
+        members.insert("ath".into(), access_token_hash(token).into());
+    }
+    sign_dpop(key, &claims)
 }
 
 /// `scheme://host[:port]/path`, lower-cased scheme and host, default ports dropped, query
@@ -155,4 +247,58 @@ fn normalize(url: &str) -> String {
 
 fn clip(s: &str) -> String {
     s.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A proof made with `new_dpop_proof` verifies for its request and token; checking
+    /// records nothing, remembering records it once.
+    #[test]
+    fn made_proofs_check_and_are_remembered_once() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let now = 1_800_000_000;
+        let url = "https://api.example.com/v1/charges";
+        let proof = new_dpop_proof(&key, "GET", url, Some("tok"), now).unwrap();
+        let req = DpopRequest {
+            method: "GET",
+            url: "https://API.example.com:443/v1/charges?page=2",
+            access_token: Some("tok"),
+            now,
+            max_age: 60,
+            skew: 5,
+        };
+        let replay = ReplayCache::kept_by(now, 10, "this test");
+        let checked = check_dpop(&proof, &req).unwrap();
+        assert_eq!(checked.thumbprint(), key.public_key().thumbprint());
+        assert_eq!(
+            check_dpop(&proof, &req).unwrap(),
+            checked,
+            "checking records nothing"
+        );
+        checked.clone().remember(&replay, now, 5).unwrap();
+        let e = checked.remember(&replay, now, 5).unwrap_err().to_string();
+        assert!(e.contains("already used"), "{e}");
+        // Made before the cache started: the keeper is named.
+        let late = ReplayCache::kept_by(now + 1, 10, "this enforcement point");
+        let e = check_dpop(&proof, &req)
+            .unwrap()
+            .remember(&late, now + 1, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("before this enforcement point started"), "{e}");
+        // Another token's hash.
+        let e = check_dpop(
+            &proof,
+            &DpopRequest {
+                access_token: Some("other"),
+                ..req
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("another access token"), "{e}");
+    }
 }

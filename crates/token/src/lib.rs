@@ -19,7 +19,10 @@ pub use assertion::{
 };
 pub use claims::{Actor, Audience, Claims, Confirmation};
 pub use delegation::{DelegationError, delegate_claims};
-pub use dpop::{DpopRequest, verify_dpop};
+pub use dpop::{
+    CheckedProof, DpopRequest, access_token_hash, check_dpop, new_dpop_proof, sign_dpop,
+    verify_dpop,
+};
 pub use error::TokenError;
 pub use federation::{FederationError, Mapped, check_mapped, map_claims};
 pub use foreign::{ForeignKeySet, ForeignRules, validate_foreign};

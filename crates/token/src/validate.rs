@@ -110,6 +110,12 @@ impl Validator {
         &self.issuer
     }
 
+    /// The seconds of clock difference this validator tolerates: enforcement points allow
+    /// the same on a DPoP proof's `iat` as on the token's times.
+    pub fn skew(&self) -> i64 {
+        self.skew
+    }
+
     /// Validates `token` for `expect`, returning its claims.
     pub fn validate(
         &self,

@@ -203,6 +203,36 @@ http {{
         }
         assert_eq!(req.send().await.unwrap().status(), expected, "{amount:?}");
     }
+    // A DPoP-bound token: the proof passes through the snippet with the scheme and host
+    // it names, is checked (and spent), and never reaches the upstream; a replay is 401
+    // with the DPoP challenge nginx passes on.
+    let holder = SigningKey::generate().unwrap().0;
+    let bound = cp.bound_token(CALLER, AUDIENCE, &holder).await;
+    let url = format!("{base}/v1/charges/ch_1");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let proof = steward_token::new_dpop_proof(&holder, "GET", &url, Some(&bound), now).unwrap();
+    let dpop = |proof: &str| {
+        http.get(&url)
+            .header("authorization", format!("DPoP {bound}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let resp = dpop(&proof).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(
+        seen["headers"]["x-steward-identity"],
+        json!([CALLER]),
+        "{seen}"
+    );
+    assert!(seen["headers"].get("dpop").is_none(), "{seen}");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    let resp = dpop(&proof).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\""
+    );
     // Refused: 403 for policy, 401 without or with a bad credential.
     let resp = http
         .post(format!("{base}/v1/charges/ch_1/refunds"))

@@ -156,6 +156,9 @@ async fn issue(
         })?),
     };
     let now = now_unix();
+    // The DPoP proof, verified once (its `jti` is spent): an exchange's bound subject
+    // token needs it before the new token is bound to it.
+    let mut dpop: Option<Option<String>> = None;
     let mut claims = if exchange && !client_authenticates(headers, peer, &form) {
         // Federation: the external subject token is the credential.
         attempt.client_auth = Some("federated");
@@ -206,12 +209,14 @@ async fn issue(
             ttl,
         );
         if exchange {
+            let proof = dpop.insert(dpop_binding(tokens, headers, now)?);
             attempt.hop = Some(super::exchange::delegate(
                 s,
                 &form,
                 &client_id,
                 client,
                 &mut claims,
+                proof.as_deref(),
             )?);
         } else if let Some(jit) =
             super::jit::approve(s, &form, &client_id, client, &mut claims).await?
@@ -228,7 +233,11 @@ async fn issue(
             "the subject token expires now: there is no lifetime left to issue",
         ));
     }
-    if let Some(jkt) = dpop_binding(tokens, headers, now)? {
+    let dpop = match dpop {
+        Some(verified) => verified,
+        None => dpop_binding(tokens, headers, now)?,
+    };
+    if let Some(jkt) = dpop {
         claims.cnf = Some(Confirmation {
             jkt: Some(jkt),
             x5t_s256: None,

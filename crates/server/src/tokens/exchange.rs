@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use steward_model::{Action, LifecycleState};
 use steward_policy::{AccessRequest, Target};
-use steward_token::{Claims, DelegationError, Expectations, Proof, delegate_claims};
+use steward_token::{Claims, DelegationError, Expectations, Proof, TokenError, delegate_claims};
 
 use super::Client;
 use super::oauth_error::OAuthError;
@@ -31,12 +31,17 @@ pub struct Hop {
 }
 
 /// Turns `claims` (prepared for the client) into the delegated token's claims.
+/// `dpop_jkt` is the thumbprint of the key of the request's verified DPoP proof, if it
+/// sent one: a DPoP-bound subject token is exchanged only with a proof of its key (else
+/// whoever copied it could trade it for an unbound one), and the new token is bound to
+/// that key too.
 pub fn delegate(
     s: &AppState,
     form: &BTreeMap<String, String>,
     client_id: &str,
     client: &Client,
     claims: &mut Claims,
+    dpop_jkt: Option<&str>,
 ) -> Result<Hop, OAuthError> {
     if form.contains_key("actor_token") {
         return Err(OAuthError::invalid_request(
@@ -65,7 +70,8 @@ pub fn delegate(
         .tokens
         .ring()
         .ok_or_else(|| OAuthError::unavailable("signing keys unavailable"))?;
-    // The subject token must have been issued to this client, in its environment.
+    // The subject token must have been issued to this client, in its environment, and
+    // if it is DPoP-bound, come with a proof of its key.
     let subject = ring
         .validator()
         .validate(
@@ -74,10 +80,18 @@ pub fn delegate(
                 audience: client_id,
                 environment: Some(&client.environment),
                 now: claims.iat,
-                proof: Proof::None,
+                proof: dpop_jkt.map_or(Proof::None, Proof::Dpop),
             },
         )
-        .map_err(|e| OAuthError::invalid_request(format!("subject token: {e}")))?;
+        .map_err(|e| match e {
+            TokenError::Binding(_) if dpop_jkt.is_some() => {
+                OAuthError::invalid_dpop_proof(format!("subject token: {e}"))
+            }
+            TokenError::Binding(_) => OAuthError::invalid_request(format!(
+                "the subject token is sender-bound ({e}): exchange it with a `DPoP` proof for the token endpoint, signed with the key it is bound to (its `cnf.jkt`)"
+            )),
+            _ => OAuthError::invalid_request(format!("subject token: {e}")),
+        })?;
     if subject.sub == client_id {
         return Err(OAuthError::invalid_request(
             "the subject token is the client's own: there is nothing to delegate",

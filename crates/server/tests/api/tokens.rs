@@ -867,6 +867,149 @@ pub(crate) async fn token_exchange_delegates_one_hop_at_a_time(env: Env) {
     assert_eq!(events[4]["actor_chain"].as_array().unwrap().len(), 4);
 }
 
+/// Posts `form` to the token endpoint with a `DPoP` header when `proof` is given.
+async fn post_form_with_dpop(
+    env: &Env,
+    form: &[(&str, &str)],
+    proof: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = env
+        .http
+        .post(env.url(RouteId::Token, &[]))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    let resp = req
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+/// A DPoP-bound subject token is exchanged only with a proof of its key for the token
+/// endpoint (a copy of it alone buys nothing), and the delegated token stays bound to
+/// that key.
+pub(crate) async fn token_exchange_takes_a_dpop_bound_subject_token_with_its_proof(env: Env) {
+    let gw_key = SigningKey::generate().unwrap().0;
+    let globex_key = SigningKey::generate().unwrap().0;
+    apply_with_keys(&env, &[(GATEWAY, &gw_key), (GLOBEX, &globex_key)]).await;
+    let endpoint = env.url(RouteId::Token, &[]);
+    let holder = SigningKey::generate().unwrap().0;
+    let other = SigningKey::generate().unwrap().0;
+    let proof = |key: &SigningKey| {
+        steward_token::new_dpop_proof(key, "POST", &endpoint, None, now()).unwrap()
+    };
+    // Globex's token for the gateway, bound to the holder's key.
+    let a = client_assertion(&env.base, GLOBEX, &globex_key);
+    let (st, body) = post_form_with_dpop(
+        &env,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &a),
+            ("audience", GATEWAY),
+        ],
+        Some(&proof(&holder)),
+    )
+    .await;
+    assert_eq!(
+        (st, body["token_type"].as_str()),
+        (StatusCode::OK, Some("DPoP")),
+        "{body}"
+    );
+    let subject = body["access_token"].as_str().unwrap().to_owned();
+    let exchange = |dpop: Option<String>| {
+        let (env, gw_key, subject) = (&env, &gw_key, &subject);
+        async move {
+            let a = client_assertion(&env.base, GATEWAY, gw_key);
+            post_form_with_dpop(
+                env,
+                &[
+                    ("grant_type", EXCHANGE),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &a),
+                    ("subject_token", subject),
+                    ("subject_token_type", JWT_TYPE),
+                    ("audience", "spiffe://acme.example/ns/orders/sa/orders-api"),
+                    ("scope", "partner.orders.submit"),
+                ],
+                dpop.as_deref(),
+            )
+            .await
+        }
+    };
+    // Without a proof: refused, saying what to send.
+    let (st, body) = exchange(None).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{body}"
+    );
+    let why = body["error_description"].as_str().unwrap();
+    assert!(
+        why.contains("sender-bound") && why.contains("`DPoP` proof"),
+        "{why}"
+    );
+    assert!(!why.contains(&subject[..20]), "never echo the token: {why}");
+    // A proof of another key: refused as a bad proof.
+    let (st, body) = exchange(Some(proof(&other))).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another key"),
+        "{body}"
+    );
+    // A proof made for another endpoint.
+    let elsewhere = steward_token::new_dpop_proof(
+        &holder,
+        "POST",
+        "https://elsewhere/oauth2/token",
+        None,
+        now(),
+    )
+    .unwrap();
+    let (_, body) = exchange(Some(elsewhere)).await;
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("htu"),
+        "{body}"
+    );
+    // The holder's proof: exchanged, and the delegated token is bound to the same key.
+    let good = proof(&holder);
+    let (st, body) = exchange(Some(good.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let hop = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(hop["sub"], GLOBEX);
+    assert_eq!(hop["act"], json!({"sub": GATEWAY}));
+    assert_eq!(hop["cnf"]["jkt"], holder.public_key().thumbprint());
+    // The same proof again is a replay.
+    let (_, body) = exchange(Some(good)).await;
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    // Each refusal is on record as a refused credential request.
+    let events = events_when(&env, "kind=credential.refused&limit=100", |a| a.len() >= 4).await;
+    assert!(events.as_array().unwrap().len() >= 4, "{events}");
+}
+
 fn dpop_proof(key: &SigningKey, htu: &str, f: impl Fn(&mut Value)) -> String {
     let mut jwk = serde_json::to_value(key.public_key().jwk()).unwrap();
     jwk.as_object_mut().unwrap().remove("kid");
