@@ -9,16 +9,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
-use steward_model::{ContextAttribute, ContextSource};
+use steward_model::{ContextAttribute, ContextSource, ContextType};
 use steward_token::Claims;
 
-/// A header as a request carries it: absent, once, or more than once (which no source
-/// accepts: two values for one attribute cannot be decided on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A header as a request carries it: absent, once, or more than once. A header sent more
+/// than once reads as the comma-joined list a proxy that joins headers (Envoy) hands on:
+/// a set attribute takes the union, any other attribute is refused, at every layer alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderValue<'a> {
     Absent,
     One(&'a str),
-    /// Sent more than once, or not text.
+    Several(Vec<&'a str>),
+    /// Not text.
     Unreadable,
 }
 
@@ -62,20 +64,33 @@ pub fn read_declared(
         };
         context.remove(name);
         let value = match source {
-            ContextSource::Header(h) => match carried.headers.map(|hs| hs.header(h)) {
-                None | Some(HeaderValue::Absent) => None,
-                Some(HeaderValue::One(text)) => {
-                    Some(attr.kind.from_text(text).map_err(|e| {
+            ContextSource::Header(h) => {
+                let text = match carried.headers.map(|hs| hs.header(h)) {
+                    None | Some(HeaderValue::Absent) => None,
+                    Some(HeaderValue::One(text)) => Some(std::borrow::Cow::Borrowed(text)),
+                    Some(HeaderValue::Several(parts)) if attr.kind == ContextType::StringSet => {
+                        Some(parts.join(",").into())
+                    }
+                    Some(HeaderValue::Several(_)) => {
+                        return Err(format!(
+                            "request context `{name}`: {} is sent more than once; send it once",
+                            source.describe()
+                        ));
+                    }
+                    Some(HeaderValue::Unreadable) => {
+                        return Err(format!(
+                            "request context `{name}`: {} is not text",
+                            source.describe()
+                        ));
+                    }
+                };
+                match text {
+                    None => None,
+                    Some(text) => Some(attr.kind.from_text(&text).map_err(|e| {
                         format!("request context `{name}`: {} {e}", source.describe())
-                    })?)
+                    })?),
                 }
-                Some(HeaderValue::Unreadable) => {
-                    return Err(format!(
-                        "request context `{name}`: {} is sent more than once or is not text; send it once",
-                        source.describe()
-                    ));
-                }
-            },
+            }
             ContextSource::TokenClaim(c) => claims
                 .and_then(|cl| cl.ctx.as_ref())
                 .and_then(|ctx| ctx.get(c))
@@ -103,17 +118,17 @@ mod tests {
 
     use super::*;
     use serde_json::json;
-    use steward_model::ContextType;
 
     struct Headers(Vec<(&'static str, &'static str)>);
 
     impl RequestHeaders for Headers {
         fn header(&self, name: &str) -> HeaderValue<'_> {
-            let mut found = self.0.iter().filter(|(k, _)| *k == name);
-            match (found.next(), found.next()) {
-                (None, _) => HeaderValue::Absent,
-                (Some((_, v)), None) => HeaderValue::One(v),
-                _ => HeaderValue::Unreadable,
+            let found = self.0.iter().filter(|(k, _)| *k == name);
+            let found: Vec<&str> = found.map(|(_, v)| *v).collect();
+            match found.as_slice() {
+                [] => HeaderValue::Absent,
+                [v] => HeaderValue::One(v),
+                _ => HeaderValue::Several(found),
             }
         }
     }
@@ -136,6 +151,16 @@ mod tests {
                 Some(ContextSource::MessageHeader("partner".into())),
             ),
             ("data_region", ContextType::String, None),
+            (
+                "tenant",
+                ContextType::String,
+                Some(ContextSource::Header("x-tenant".into())),
+            ),
+            (
+                "regions",
+                ContextType::StringSet,
+                Some(ContextSource::Header("x-regions".into())),
+            ),
         ]
         .into_iter()
         .map(|(name, kind, source)| {
@@ -202,6 +227,12 @@ mod tests {
                 json!({}),
             ),
             (Headers(vec![]), json!({"human_approved": "yes"})),
+            (
+                Headers(vec![("x-tenant", "acme"), ("x-tenant", "globex")]),
+                json!({}),
+            ),
+            // The same two headers as Envoy hands them on: refused alike.
+            (Headers(vec![("x-tenant", "acme,globex")]), json!({})),
         ];
         for (headers, ctx) in &bad {
             let carried = Carried {
@@ -217,5 +248,22 @@ mod tests {
             .unwrap_err();
             assert!(err.contains("request context `"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_set_sent_as_several_headers_reads_as_the_joined_list_envoy_sends() {
+        let apart = Headers(vec![("x-regions", "eu, us"), ("x-regions", "ap")]);
+        let joined = Headers(vec![("x-regions", "eu, us,ap")]);
+        let read = |headers: &Headers| {
+            let carried = Carried {
+                headers: Some(headers),
+                message: None,
+            };
+            let mut context = Map::new();
+            read_declared(&declared(), None, &carried, &mut context).unwrap();
+            context["regions"].clone()
+        };
+        assert_eq!(read(&apart), json!(["eu", "us", "ap"]));
+        assert_eq!(read(&apart), read(&joined));
     }
 }

@@ -12,11 +12,19 @@ pub(crate) struct HttpHeaders<'a>(pub &'a HeaderMap);
 
 impl RequestHeaders for HttpHeaders<'_> {
     fn header(&self, name: &str) -> HeaderValue<'_> {
-        let mut values = self.0.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (None, _) => HeaderValue::Absent,
-            (Some(v), None) => v.to_str().map_or(HeaderValue::Unreadable, HeaderValue::One),
-            (Some(_), Some(_)) => HeaderValue::Unreadable,
+        let Ok(mut values) = self
+            .0
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str())
+            .collect::<Result<Vec<&str>, _>>()
+        else {
+            return HeaderValue::Unreadable;
+        };
+        match values.len() {
+            0 => HeaderValue::Absent,
+            1 => HeaderValue::One(values.remove(0)),
+            _ => HeaderValue::Several(values),
         }
     }
 }

@@ -641,23 +641,29 @@ impl Case {
         }
     }
 
-    /// A header-sourced context attribute that does not read as its declared type.
+    /// A header-sourced context attribute that does not read as its declared type, or is
+    /// sent more than once (one number cannot be read from two).
     fn malformed_context(&self) -> bool {
-        self.who.is_some()
-            && self
-                .headers
-                .iter()
-                .any(|(k, v)| *k == "x-amount-minor" && v.parse::<i64>().is_err())
+        self.who.is_some() && self.amount().is_some_and(|a| a.parse::<i64>().is_err())
+    }
+
+    /// The `x-amount-minor` header as a proxy that joins repeated headers hands it on.
+    fn amount(&self) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| *k == "x-amount-minor")
+            .map(|(_, v)| *v)
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
     }
 
     /// The request context an AuthZEN caller (a PEP that read the request) states: the
     /// attributes the repository declares, as the request carries them.
     fn authzen_context(&self) -> Value {
         let mut context = json!({"environment": "prod"});
-        for (k, v) in self.headers {
-            if *k == "x-amount-minor" {
-                context["amount_minor"] = v.parse::<i64>().map_or(json!(v), Value::from);
-            }
+        if let Some(v) = self.amount() {
+            context["amount_minor"] = v.parse::<i64>().map_or(json!(v), Value::from);
         }
         if self.who == Some(APPROVED_AGENT) {
             context["human_approved"] = json!(true);
@@ -882,6 +888,16 @@ const TABLE: &[Case] = &[
         headers: &[("x-amount-minor", "42.00")],
         allowed: false,
     },
+    // Sent twice, each a number: refused at every layer, though Envoy joins the two.
+    Case {
+        who: Some(CALLER),
+        method: "POST",
+        path: "/v1/payouts/po_1",
+        grpc: false,
+        dpop: Dpop::No,
+        headers: &[("x-amount-minor", "4200"), ("x-amount-minor", "100")],
+        allowed: false,
+    },
     Case {
         who: Some(CALLER),
         method: "POST",
@@ -987,8 +1003,15 @@ fn check_with(
         .and_then(|a| a.request.as_mut())
         .and_then(|r| r.http.as_mut())
         .unwrap();
+    // Envoy hands a header sent twice on joined with commas.
     for (k, v) in headers {
-        http.headers.insert((*k).to_owned(), v.clone());
+        http.headers
+            .entry((*k).to_owned())
+            .and_modify(|joined| {
+                joined.push(',');
+                joined.push_str(v);
+            })
+            .or_insert_with(|| v.clone());
     }
     check
 }

@@ -40,6 +40,11 @@ impl ContextType {
     pub fn from_text(self, text: &str) -> Result<Value, String> {
         let text = text.trim();
         match self {
+            // A proxy joins a header sent twice with commas (Envoy does), so `a,b` could
+            // be two values: refused alike at every layer rather than read as one.
+            Self::String if text.contains(',') => Err(
+                "must not hold a comma: a header sent twice arrives joined with commas at some proxies, so one value cannot be told from two".into(),
+            ),
             Self::String => Ok(Value::String(text.to_owned())),
             Self::Bool => match text {
                 "true" => Ok(Value::Bool(true)),

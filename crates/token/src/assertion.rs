@@ -2,7 +2,8 @@
 //! client signs with a key it registered, naming itself as `iss` and `sub` and the token
 //! endpoint as `aud`, used once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -147,7 +148,32 @@ pub struct ReplayCache {
     max_entries: usize,
     /// Who keeps the cache, as a refusal names it ("the control plane").
     keeper: &'static str,
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<Remembered>,
+}
+
+/// The live `jti`s, findable by value and by when they stop mattering, so forgetting the
+/// expired ones costs only what is forgotten: a full cache under load is not rescanned on
+/// every request.
+#[derive(Debug, Default)]
+struct Remembered {
+    until: HashMap<Arc<str>, i64>,
+    by_expiry: BTreeSet<(i64, Arc<str>)>,
+}
+
+impl Remembered {
+    /// Drops every entry that no freshness check would accept any more (live through
+    /// `until + skew` inclusive).
+    fn forget_expired(&mut self, now: i64, skew: i64) {
+        while self
+            .by_expiry
+            .first()
+            .is_some_and(|(until, _)| until.saturating_add(skew) < now)
+        {
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.until.remove(&key);
+            }
+        }
+    }
 }
 
 impl ReplayCache {
@@ -163,7 +189,7 @@ impl ReplayCache {
             since: now,
             max_entries,
             keeper,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Remembered::default()),
         }
     }
 
@@ -188,22 +214,49 @@ impl ReplayCache {
             )));
         }
         let mut seen = self.seen.lock();
-        let key = format!("{what}\u{0}{who}\u{0}{jti}");
-        // Live through `until + skew` inclusive: the freshness checks accept up to there.
-        if seen.get(&key).is_some_and(|&until| until + skew >= now) {
+        seen.forget_expired(now, skew);
+        let key: Arc<str> = format!("{what}\u{0}{who}\u{0}{jti}").into();
+        if seen.until.contains_key(&key) {
             return Err(TokenError::Replay(format!(
                 "this {what} `jti` was already used"
             )));
         }
-        if seen.len() >= self.max_entries {
-            seen.retain(|_, until| *until + skew >= now);
-            if seen.len() >= self.max_entries {
-                return Err(TokenError::Replay(
-                    "too many live single-use values to remember; try again shortly".into(),
-                ));
-            }
+        if seen.until.len() >= self.max_entries {
+            return Err(TokenError::Replay(
+                "too many live single-use values to remember; try again shortly".into(),
+            ));
         }
-        seen.insert(key, until);
+        seen.until.insert(key.clone(), until);
+        seen.by_expiry.insert((until, key));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_full_cache_refuses_until_entries_expire_and_never_forgets_a_live_one() {
+        let cache = ReplayCache::new(100, 3);
+        for (jti, until) in [("a", 110), ("b", 120), ("c", 130)] {
+            cache
+                .remember("proof", "k", jti, 100, until, 100, 5)
+                .unwrap();
+        }
+        // Full, nothing expired: refused, and the live ones are still refused as replays.
+        let full = cache.remember("proof", "k", "d", 100, 140, 100, 5);
+        assert!(full.unwrap_err().to_string().contains("too many"));
+        assert!(cache.remember("proof", "k", "a", 100, 110, 115, 5).is_err());
+        // `a` lives through 110 + 5; at 116 it is forgotten and its slot is free.
+        cache.remember("proof", "k", "d", 100, 140, 116, 5).unwrap();
+        assert!(cache.remember("proof", "k", "e", 100, 140, 116, 5).is_err());
+        assert!(cache.remember("proof", "k", "b", 100, 120, 116, 5).is_err());
+        // Once everything expired, a jti may come again (its freshness checks refuse it
+        // elsewhere); the cache holds only what is live.
+        cache.remember("proof", "k", "b", 100, 200, 500, 5).unwrap();
+        assert_eq!(cache.seen.lock().until.len(), 1);
+        assert_eq!(cache.seen.lock().by_expiry.len(), 1);
     }
 }

@@ -27,7 +27,9 @@ pub use error::TokenError;
 pub use federation::{FederationError, Mapped, check_mapped, map_claims};
 pub use foreign::{ForeignKeySet, ForeignRules, validate_foreign};
 pub use keys::{ALG, Jwk, Kek, PublicKey, SigningKey, client_public_key};
-pub use validate::{Expectations, NoRevocation, Proof, RevocationCheck, Validator};
+pub use validate::{
+    Expectations, NoRevocation, Proof, RevocationCheck, Validator, certificate_thumbprint,
+};
 
 /// A JWKS document (RFC 7517 §5) for `keys`.
 pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> serde_json::Value {

@@ -44,6 +44,14 @@ pub enum Proof<'a> {
     Dpop(&'a str),
 }
 
+/// The RFC 8705 thumbprint of a DER certificate (base64url SHA-256): what a
+/// certificate-bound token's `cnf.x5t#S256` names, and what [`Proof::ClientCert`] carries.
+pub fn certificate_thumbprint(der: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
+}
+
 /// What the caller expects of the token.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectations<'a> {
@@ -276,7 +284,14 @@ pub(crate) fn check_times(
 
 fn check_binding(claims: &Claims, proof: Proof<'_>) -> Result<(), TokenError> {
     let Some(cnf) = &claims.cnf else {
-        return Ok(());
+        // A DPoP proof beside a token bound to nothing proves nothing about the token
+        // (RFC 9449 §7.1): whoever holds it would pass with any key of their own.
+        return match proof {
+            Proof::Dpop(_) => Err(TokenError::Binding(
+                "the token is not bound to a key, so a DPoP proof cannot vouch for it; send it with `Authorization: Bearer`, or get a DPoP-bound token".into(),
+            )),
+            _ => Ok(()),
+        };
     };
     if let Some(want) = &cnf.x5t_s256 {
         return match proof {

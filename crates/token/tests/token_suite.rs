@@ -234,6 +234,12 @@ fn bound_tokens_need_their_proof() {
         ..expect()
     };
     assert!(v.validate(&token, &cert).is_err());
+
+    // An unbound token is accepted over mutual TLS (the connection proves nothing the
+    // token asks for), but not with a DPoP proof: the proof would vouch for any token.
+    let unbound = jws::encode(&k, "JWT", &claims()).unwrap();
+    assert!(v.validate(&unbound, &cert).is_ok());
+    assert!(refused(&v, &unbound, &right).contains("not bound to a key"));
 }
 
 #[test]

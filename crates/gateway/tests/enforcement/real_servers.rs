@@ -190,18 +190,19 @@ http {{
     assert_eq!(events[0]["enforcement_point"], "nginx:edge-test");
     assert_eq!(events[0]["decision"]["outcome"], "allow");
     // Declared request context travels with the client's headers into the subrequest:
-    // a payout is allowed only with its amount.
-    for (amount, expected) in [
-        (Some("4200"), StatusCode::OK),
-        (None, StatusCode::FORBIDDEN),
+    // a payout is allowed only with its amount, and an amount sent twice is refused.
+    for (amounts, expected) in [
+        (&["4200"][..], StatusCode::OK),
+        (&[], StatusCode::FORBIDDEN),
+        (&["4200", "100"], StatusCode::FORBIDDEN),
     ] {
         let mut req = http
             .post(format!("{base}/v1/payouts/po_1"))
             .bearer_auth(&caller);
-        if let Some(a) = amount {
-            req = req.header("x-amount-minor", a);
+        for a in amounts {
+            req = req.header("x-amount-minor", *a);
         }
-        assert_eq!(req.send().await.unwrap().status(), expected, "{amount:?}");
+        assert_eq!(req.send().await.unwrap().status(), expected, "{amounts:?}");
     }
     // A DPoP-bound token: the proof passes through the snippet with the scheme and host
     // it names, is checked (and spent), and never reaches the upstream; a replay is 401
