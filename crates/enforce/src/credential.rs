@@ -3,6 +3,9 @@
 //! <token>`, or `Authorization: DPoP <token>` with exactly one `DPoP` proof (RFC 9449)
 //! made for this request's method and URL and for this token (`ath`). A verified proof
 //! becomes [`Proof::Dpop`], which token validation compares with the token's `cnf.jkt`.
+//! A bearer token that came over a connection with a client certificate carries that
+//! certificate's thumbprint ([`Proof::ClientCert`]), which a certificate-bound token's
+//! `cnf.x5t#S256` must equal (RFC 8705).
 //!
 //! Protocols only describe what they received ([`Presented`]); reading, verifying and
 //! refusing happen here, so a request is read alike at every layer and every refusal is
@@ -14,6 +17,7 @@
 
 use steward_token::{CheckedProof, DpopRequest, Expectations, Proof, ReplayCache, TokenError};
 
+use crate::certificate::PeerCertificate;
 use crate::point::{EnforcementPoint, Seen, Verdict};
 
 /// How old (by its `iat`) a DPoP proof may be at an enforcement point, besides the
@@ -92,6 +96,8 @@ pub struct Presented<'a> {
     /// What an operator changes when the point cannot tell the request's URL (named in
     /// the refusal): e.g. "set `public_url` in the `[[proxy]]` section".
     pub origin_hint: &'static str,
+    /// The client certificate of the connection, as the protocol learned of it.
+    pub certificate: PeerCertificate<'a>,
 }
 
 impl Presented<'_> {
@@ -127,13 +133,15 @@ impl Presented<'_> {
 pub enum Credential<'a> {
     /// No `Authorization` header.
     None,
-    Bearer(&'a str),
+    /// A bearer token, with the thumbprint of the connection's client certificate if it
+    /// presented one.
+    Bearer {
+        token: &'a str,
+        certificate: Option<String>,
+    },
     /// A token with a proof checked for this request; its `jti` is recorded when the
     /// request is checked ([`EnforcementPoint::check_credential`]).
-    Dpop {
-        token: &'a str,
-        proof: CheckedProof,
-    },
+    Dpop { token: &'a str, proof: CheckedProof },
 }
 
 impl<'a> Credential<'a> {
@@ -141,7 +149,7 @@ impl<'a> Credential<'a> {
     pub fn token(&self) -> Option<&'a str> {
         match self {
             Self::None => None,
-            Self::Bearer(t) | Self::Dpop { token: t, .. } => Some(t),
+            Self::Bearer { token: t, .. } | Self::Dpop { token: t, .. } => Some(t),
         }
     }
 
@@ -149,6 +157,10 @@ impl<'a> Credential<'a> {
     pub fn proof(&self) -> Proof<'_> {
         match self {
             Self::Dpop { proof, .. } => Proof::Dpop(proof.thumbprint()),
+            Self::Bearer {
+                certificate: Some(c),
+                ..
+            } => Proof::ClientCert(c),
             _ => Proof::None,
         }
     }
@@ -196,6 +208,10 @@ pub enum CredentialError {
         "the DPoP proof was refused: {0}; make a fresh proof for this method and URL, with `ath` the hash of this token"
     )]
     Proof(TokenError),
+    /// The client certificate the connection (or the proxy in front) reported cannot be
+    /// read, so a token bound to it cannot be checked.
+    #[error("the client certificate of this request cannot be read: {0}")]
+    Certificate(String),
 }
 
 impl CredentialError {
@@ -301,7 +317,8 @@ impl EnforcementPoint {
         };
         let (scheme, token) = authorization(value)?;
         if scheme == Scheme::Bearer {
-            return Ok(Credential::Bearer(token));
+            let certificate = presented.certificate.thumbprint()?;
+            return Ok(Credential::Bearer { token, certificate });
         }
         let proof = match presented.dpop {
             HeaderField::Absent => return Err(CredentialError::NoProof),
@@ -520,6 +537,7 @@ mod tests {
                 },
                 target: &format!("{PATH}?expand=refunds"),
                 origin_hint: "configure it",
+                certificate: PeerCertificate::None,
             };
             let seen = Seen {
                 received: std::time::Instant::now(),
@@ -805,6 +823,7 @@ mod tests {
             origin,
             target: "/v1/a?b=c#d",
             origin_hint: "set `public_url`",
+            certificate: PeerCertificate::None,
         };
         assert_eq!(
             presented(Origin::Configured("https://api.example.com/pay/")).url(),

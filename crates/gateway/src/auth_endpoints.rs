@@ -171,6 +171,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         },
         target: uri.to_str().unwrap_or_default(),
         origin_hint: "the nginx snippet must send `X-Original-Scheme` and `X-Original-Host` (deploy/nginx/steward-auth-location.conf)",
+        certificate: steward_enforce::PeerCertificate::None,
     };
     let read = s.nginx.read_credential(&presented);
     let (verdict, challenge) = s.nginx.check_credential(&read, seen);

@@ -96,6 +96,7 @@ impl ExtAuthz {
                     },
                     target: path,
                     origin_hint: "Envoy must send the request's scheme and host in `attributes.request.http`",
+                    certificate: steward_enforce::PeerCertificate::None,
                 };
                 let read = self.point.read_credential(&presented);
                 self.point.check_credential(&read, seen)

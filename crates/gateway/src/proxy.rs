@@ -266,6 +266,7 @@ impl Proxy {
             origin,
             target: req.uri().path(),
             origin_hint: "set `public_url` in this `[[proxy]]` section to the URL clients use",
+            certificate: steward_enforce::PeerCertificate::None,
         }
     }
 

@@ -9,13 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use base64::Engine;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -44,7 +42,7 @@ pub fn install_crypto_provider() {
 
 /// The RFC 8705 thumbprint of a DER certificate.
 pub fn thumbprint(der: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+    steward_token::certificate_thumbprint(der)
 }
 
 /// Asks every client for a certificate, accepts any (the handshake proves the key), and
