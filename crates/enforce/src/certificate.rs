@@ -1,8 +1,8 @@
 //! The client certificate of the connection a request came on, read alike at every
 //! enforcement point: the gateway's own TLS handshake hands over DER, nginx
 //! (`$ssl_client_escaped_cert`) and Envoy (`attributes.source.certificate`) hand over
-//! URL-escaped PEM, and Envoy's `x-forwarded-client-cert` names the certificate's SHA-256
-//! in hex. Each becomes the RFC 8705 thumbprint a certificate-bound token's
+//! URL-escaped PEM, and Envoy's `x-forwarded-client-cert` (XFCC) names the certificate's
+//! SHA-256 in hex. Each becomes the RFC 8705 thumbprint a certificate-bound token's
 //! `cnf.x5t#S256` must equal ([`steward_token::Proof::ClientCert`]).
 //!
 //! The point never judges who issued the certificate: the TLS layer proved the client
@@ -28,9 +28,14 @@ pub enum PeerCertificate<'a> {
     /// URL-escaped PEM of the leaf certificate, as nginx's `$ssl_client_escaped_cert` and
     /// Envoy's `source.certificate` give it. An empty value means none.
     EscapedPem(&'a str),
-    /// The SHA-256 of the DER certificate in hex, as the `Hash=` element of Envoy's
-    /// `x-forwarded-client-cert` gives it.
-    Sha256Hex(&'a str),
+    /// An `x-forwarded-client-cert` header as Envoy writes it, whose `Hash` is the SHA-256
+    /// of the DER certificate in hex. Only for a deployment whose edge proxy sets it (and
+    /// strips the client's): see [`xfcc_hash`].
+    Xfcc(&'a str),
+    /// Reported more than once for one request (a header set twice), or not as text:
+    /// which certificate the connection presented cannot be told, so the request is
+    /// refused.
+    Unreadable,
 }
 
 impl PeerCertificate<'_> {
@@ -41,7 +46,10 @@ impl PeerCertificate<'_> {
         let unreadable = |why: &str| CredentialError::Certificate(why.to_owned());
         match *self {
             Self::None => Ok(None),
-            Self::Der(der) if der.is_empty() => Ok(None),
+            Self::Unreadable => Err(unreadable(
+                "it was reported more than once or not as text; the proxy in front must set it exactly once",
+            )),
+            Self::Der([]) => Ok(None),
             Self::Der(der) => Ok(Some(steward_token::certificate_thumbprint(der))),
             Self::EscapedPem("") => Ok(None),
             Self::EscapedPem(escaped) => {
@@ -55,8 +63,8 @@ impl PeerCertificate<'_> {
                     .ok_or_else(|| unreadable("it holds no `-----BEGIN CERTIFICATE-----` block"))?;
                 Ok(Some(steward_token::certificate_thumbprint(&der)))
             }
-            Self::Sha256Hex(hex) => {
-                let bytes = decode_hex_sha256(hex)
+            Self::Xfcc(header) => {
+                let bytes = decode_hex_sha256(xfcc_hash(header)?)
                     .ok_or_else(|| unreadable("its `Hash` is not a hex SHA-256"))?;
                 Ok(Some(
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
@@ -86,8 +94,9 @@ fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
     }
     let mut out = [0u8; 32];
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        let [high, low] = pair else { return None };
+        let digit = |c: &u8| (*c as char).to_digit(16);
+        *byte = u8::try_from(digit(high)? * 16 + digit(low)?).ok()?;
     }
     Some(out)
 }
@@ -96,7 +105,7 @@ fn decode_hex_sha256(hex: &str) -> Option<[u8; 32]> {
 /// of its one element. Several elements (a chain of proxies, each adding the client it
 /// saw) are refused: which of them is the caller here depends on a deployment this point
 /// cannot see, so an operator who trusts XFCC sets up exactly one hop to write it.
-pub fn xfcc_hash(value: &str) -> Result<&str, CredentialError> {
+fn xfcc_hash(value: &str) -> Result<&str, CredentialError> {
     let unreadable = |why: &str| CredentialError::Certificate(why.to_owned());
     // Quoted values (`Subject="CN=a,O=b"`) may hold commas and semicolons.
     let mut elements = 1;
@@ -172,15 +181,16 @@ mod tests {
                 .collect()
         };
         let escaped = escape(&pem);
+        let xfcc = format!("By=spiffe://acme.example/gw;Hash={hex};Subject=\"CN=a,O=b;c\"");
+        let upper = format!("Hash={}", hex.to_uppercase());
         for form in [
             PeerCertificate::Der(&der),
             PeerCertificate::EscapedPem(&escaped),
-            PeerCertificate::Sha256Hex(&hex),
-            PeerCertificate::Sha256Hex(&hex.to_uppercase()),
+            PeerCertificate::Xfcc(&xfcc),
+            PeerCertificate::Xfcc(&upper),
         ] {
             assert_eq!(form.thumbprint().unwrap().as_deref(), Some(want.as_str()));
         }
-        let xfcc = format!("By=spiffe://acme.example/gw;Hash={hex};Subject=\"CN=a,O=b;c\"");
         assert_eq!(xfcc_hash(&xfcc).unwrap(), hex);
     }
 
@@ -188,14 +198,15 @@ mod tests {
     fn nothing_is_none_and_garbage_is_refused() {
         assert_eq!(PeerCertificate::None.thumbprint().unwrap(), None);
         assert_eq!(PeerCertificate::EscapedPem("").thumbprint().unwrap(), None);
+        let zz = format!("Hash={}", "zz".repeat(32));
         for bad in [
             PeerCertificate::EscapedPem("not%20a%20certificate"),
             PeerCertificate::EscapedPem("%FF%FE"),
             PeerCertificate::EscapedPem(
                 "-----BEGIN%20CERTIFICATE-----%0A!!!%0A-----END%20CERTIFICATE-----",
             ),
-            PeerCertificate::Sha256Hex("abc"),
-            PeerCertificate::Sha256Hex(&"zz".repeat(32)),
+            PeerCertificate::Xfcc("Hash=abc"),
+            PeerCertificate::Xfcc(&zz),
         ] {
             assert!(bad.thumbprint().is_err(), "{bad:?}");
         }

@@ -24,7 +24,7 @@ mod source;
 pub mod trace;
 
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
-pub use certificate::{PeerCertificate, xfcc_hash};
+pub use certificate::PeerCertificate;
 pub use context::{Carried, HeaderValue, RequestHeaders, read_declared};
 pub use credential::{
     Challenge, Credential, CredentialError, DPOP_MAX_AGE_SECS, HeaderField, MAX_DPOP_PROOFS,

@@ -104,6 +104,24 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The client certificate nginx received, as the snippet passes it
+/// (`$ssl_client_escaped_cert`, URL-escaped PEM; the header is left out when the
+/// connection had none, and the snippet's value replaces any the client sent).
+fn client_certificate(headers: &HeaderMap) -> steward_enforce::PeerCertificate<'_> {
+    use steward_enforce::PeerCertificate;
+    let mut values = headers.get_all(CLIENT_CERT_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => PeerCertificate::None,
+        (Some(v), None) => v
+            .to_str()
+            .map_or(PeerCertificate::Unreadable, PeerCertificate::EscapedPem),
+        (Some(_), Some(_)) => PeerCertificate::Unreadable,
+    }
+}
+
+/// The header the nginx snippet carries the client certificate in.
+const CLIENT_CERT_HEADER: &str = "x-ssl-client-cert";
+
 async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> Response {
     let Some(audience) = s.config.nginx_audience.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
@@ -171,7 +189,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         },
         target: uri.to_str().unwrap_or_default(),
         origin_hint: "the nginx snippet must send `X-Original-Scheme` and `X-Original-Host` (deploy/nginx/steward-auth-location.conf)",
-        certificate: steward_enforce::PeerCertificate::None,
+        certificate: client_certificate(&headers),
     };
     let read = s.nginx.read_credential(&presented);
     let (verdict, challenge) = s.nginx.check_credential(&read, seen);

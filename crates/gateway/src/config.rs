@@ -95,6 +95,7 @@ struct AuthFile {
 struct ExtAuthzFile {
     listen: String,
     audience: String,
+    client_certificate: Option<String>,
     header_read_timeout_secs: Option<u64>,
     body_read_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
@@ -177,8 +178,25 @@ impl std::fmt::Debug for ManagementConfig {
 pub struct ExtAuthzConfig {
     pub listen: SocketAddr,
     pub audience: String,
+    /// Where the client certificate of a checked request is read from.
+    pub client_certificate: CertificateFrom,
     /// First-byte and request deadlines and the connection cap of the gRPC listener.
     pub limits: steward_listen::Limits,
+}
+
+/// Where ext_authz learns the client certificate of the request it checks, to hold a
+/// certificate-bound token to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertificateFrom {
+    /// `attributes.source.certificate`: the certificate Envoy itself received from the
+    /// client it terminated TLS for. The default, and what a client cannot write.
+    #[default]
+    Source,
+    /// The `x-forwarded-client-cert` header, for meshes where TLS ends at another Envoy
+    /// that writes it (`forward_client_cert_details: SANITIZE_SET`, with the hash). A
+    /// client's own XFCC must never reach the point, so only set this when the edge
+    /// replaces it.
+    Xfcc,
 }
 
 /// A resolved gateway configuration.
@@ -422,6 +440,18 @@ impl GatewayConfig {
             Some(e) => Some(ExtAuthzConfig {
                 listen: addr("ext_authz.listen", &e.listen)?,
                 audience: e.audience.clone(),
+                client_certificate: match e.client_certificate.as_deref() {
+                    None | Some("source") => CertificateFrom::Source,
+                    Some("xfcc") => CertificateFrom::Xfcc,
+                    Some(other) => {
+                        return Err(invalid(
+                            "ext_authz.client_certificate",
+                            format!(
+                                "`{other}` is not a place to read the client certificate from; use `source` (what Envoy received, the default) or `xfcc` (the x-forwarded-client-cert header an edge Envoy sets)"
+                            ),
+                        ));
+                    }
+                },
                 limits: listener_limits(
                     "ext_authz",
                     e.header_read_timeout_secs,
@@ -674,5 +704,30 @@ audience = "spiffe://acme.example/api"
                 .to_string();
             assert!(e.contains("proxy[0].public_url"), "{bad}: {e}");
         }
+    }
+
+    /// Where ext_authz reads client certificates from: Envoy's own `source` unless XFCC
+    /// is asked for by name; a misspelling names the field and the choices.
+    #[test]
+    fn ext_authz_client_certificate_is_one_of_two() {
+        let with = |line: &str| {
+            proxy_with(&format!(
+                "[ext_authz]\nlisten = \"127.0.0.1:0\"\naudience = \"a\"\n{line}"
+            ))
+        };
+        let from = |line: &str| with(line).unwrap().ext_authz.unwrap().client_certificate;
+        assert_eq!(from(""), CertificateFrom::Source);
+        assert_eq!(
+            from("client_certificate = \"source\""),
+            CertificateFrom::Source
+        );
+        assert_eq!(from("client_certificate = \"xfcc\""), CertificateFrom::Xfcc);
+        let e = with("client_certificate = \"header\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ext_authz.client_certificate") && e.contains("xfcc"),
+            "{e}"
+        );
     }
 }

@@ -15,11 +15,13 @@ use envoy_types::ext_authz::v3::{
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{
-    Carried, EnforcementPoint, HeaderField, Origin, Outcome, Presented, Seen, request_address,
+    Carried, EnforcementPoint, HeaderField, Origin, Outcome, PeerCertificate, Presented, Seen,
+    request_address,
 };
 use steward_policy::Target;
 use steward_token::Proof;
 
+use crate::config::CertificateFrom;
 use crate::credential::{IDENTITY_HEADER, is_steward_header};
 use crate::request_headers::EnvoyHeaders;
 
@@ -27,13 +29,40 @@ use crate::request_headers::EnvoyHeaders;
 pub struct ExtAuthz {
     audience: String,
     point: EnforcementPoint,
+    certificate_from: CertificateFrom,
 }
 
 impl ExtAuthz {
-    pub fn new(audience: String, point: &EnforcementPoint) -> Self {
+    pub fn new(
+        audience: String,
+        point: &EnforcementPoint,
+        certificate_from: CertificateFrom,
+    ) -> Self {
         Self {
             audience,
             point: point.sibling("ext_authz"),
+            certificate_from,
+        }
+    }
+
+    /// The client certificate of the checked request, from where this service is
+    /// configured to read it.
+    fn certificate<'a>(
+        &self,
+        request: &'a CheckRequest,
+        headers: &'a std::collections::HashMap<String, String>,
+    ) -> PeerCertificate<'a> {
+        match self.certificate_from {
+            CertificateFrom::Source => request
+                .attributes
+                .as_ref()
+                .and_then(|a| a.source.as_ref())
+                .map_or(PeerCertificate::None, |s| {
+                    PeerCertificate::EscapedPem(&s.certificate)
+                }),
+            CertificateFrom::Xfcc => headers
+                .get("x-forwarded-client-cert")
+                .map_or(PeerCertificate::None, |v| PeerCertificate::Xfcc(v)),
         }
     }
 
@@ -96,7 +125,7 @@ impl ExtAuthz {
                     },
                     target: path,
                     origin_hint: "Envoy must send the request's scheme and host in `attributes.request.http`",
-                    certificate: steward_enforce::PeerCertificate::None,
+                    certificate: self.certificate(request, headers),
                 };
                 let read = self.point.read_credential(&presented);
                 self.point.check_credential(&read, seen)

@@ -208,7 +208,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         let listener = bind(e.listen).await?;
         ext_authz = Some(listener.local_addr().unwrap_or(e.listen));
         let service = envoy_types::ext_authz::v3::pb::AuthorizationServer::new(
-            ext_authz::ExtAuthz::new(e.audience.clone(), &point),
+            ext_authz::ExtAuthz::new(e.audience.clone(), &point, e.client_certificate),
         );
         let shutdown = stopped(stop_rx.clone());
         // Served like every other listener (connection cap, first-byte deadline, request

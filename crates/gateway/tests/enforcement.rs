@@ -175,9 +175,50 @@ pub struct ControlPlane {
     /// The agent platform's signing key: a trusted issuer whose tokens say whether a human
     /// approved the agent's session (`approved`, copied into the Steward token's `ctx`).
     agent_platform: SigningKey,
+    /// Each registered identity's client certificate, pinned in its registration.
+    pub certs: HashMap<&'static str, ClientCert>,
+    /// The same token endpoint over HTTPS, which authenticates a client by its
+    /// certificate and binds the token to it (`cnf.x5t#S256`).
+    tls_token_url: String,
+    /// The certificate the HTTPS listener presents.
+    tls_root: reqwest::Certificate,
+    _tls: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
     /// Serving until taken (dropping it stops the server).
     server: Option<steward_server::LocalServer>,
+}
+
+/// A self-signed client certificate and its key, as a TLS client presents them.
+pub struct ClientCert {
+    pub der: Vec<u8>,
+    pub pem: String,
+    pub key_pem: String,
+}
+
+impl ClientCert {
+    /// For the DNS name or IP address `name`.
+    pub fn generate(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        Self {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// What reqwest presents for it.
+    pub fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(format!("{}{}", self.pem, self.key_pem).as_bytes()).unwrap()
+    }
+
+    /// The RFC 8705 thumbprint a token bound to it names.
+    pub fn thumbprint(&self) -> String {
+        steward_token::certificate_thumbprint(&self.der)
+    }
 }
 
 impl ControlPlane {
@@ -196,6 +237,33 @@ impl ControlPlane {
             })
             .unwrap();
         let server = steward_server::LocalServer::start(config).await.unwrap();
+        // The same control plane over HTTPS, for certificate-bound tokens.
+        steward_server::tls::install_crypto_provider();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&server_key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("tls.pem"), dir.path().join("tls-key.pem"));
+        std::fs::write(&cert_file, server_cert.pem()).unwrap();
+        std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+        let tls = steward_server::tls::server_config(&steward_server::tls::TlsConfig {
+            cert_file,
+            key_file,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_token_url = format!(
+            "https://{}{}",
+            listener.local_addr().unwrap(),
+            path(RouteId::Token, &[])
+        );
+        let tls_task = tokio::spawn(steward_server::tls::serve_tls(
+            listener,
+            server.state.clone(),
+            tls,
+            std::future::pending(),
+        ));
         let mut cp = Self {
             base: server.base.clone(),
             admin: server.admin_token.clone(),
@@ -203,6 +271,10 @@ impl ControlPlane {
             keys: HashMap::new(),
             pkcs8: HashMap::new(),
             agent_platform: SigningKey::generate().unwrap().0,
+            certs: HashMap::new(),
+            tls_token_url,
+            tls_root: reqwest::Certificate::from_pem(server_cert.pem().as_bytes()).unwrap(),
+            _tls: tls_task,
             _dir: dir,
             server: Some(server),
         };
@@ -311,6 +383,7 @@ impl ControlPlane {
         let (key, pkcs8) = SigningKey::generate().unwrap();
         self.pkcs8.insert(id, pkcs8);
         let jwk = key.public_key().jwk();
+        let cert = ClientCert::generate(&format!("{kind}.acme.example"));
         let (st, body) = self
             .route(
                 RouteId::CreateIdentity,
@@ -323,12 +396,42 @@ impl ControlPlane {
                     "credentials": {
                         "token_ttl_secs": 3600,
                         "public_keys": [{"kid": "k1", "kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y}],
+                        "tls_certificates": [cert.thumbprint()],
                     },
                 })),
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
         self.keys.insert(id, key);
+        self.certs.insert(id, cert);
+    }
+
+    /// A token for `id` and `audience` bound to its client certificate: asked for over
+    /// mutual TLS, the certificate authenticating the client (RFC 8705).
+    pub async fn cert_bound_token(&self, id: &str, audience: &str) -> String {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(self.tls_root.clone())
+            .identity(self.certs[id].identity())
+            .build()
+            .unwrap();
+        let resp = client
+            .post(&self.tls_token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        ("grant_type", "client_credentials"),
+                        ("client_id", id),
+                        ("audience", audience),
+                    ])
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
     }
 
     /// A credential with `role` (the gateway uses an ingestor one).
@@ -1749,6 +1852,127 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
 /// A point whose decision records the control plane refuses (its credential revoked)
 /// stops allowing at once instead of allowing unrecorded until its bundle goes stale,
 /// and says so on `/status`.
+/// A certificate-bound token (RFC 8705) at ext_authz: checked against the certificate
+/// Envoy received (`source.certificate`, URL-escaped PEM), or, where configured, the one
+/// an edge Envoy forwarded in `x-forwarded-client-cert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_bound_tokens_at_ext_authz() {
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+    use steward_gateway::config::CertificateFrom;
+    use steward_gateway::ext_authz::ExtAuthz;
+
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "").await;
+    let token = cp.cert_bound_token(CALLER, AUDIENCE).await;
+    let mine = &cp.certs[CALLER];
+    let other = ClientCert::generate("stranger.acme.example");
+    let escaped = |c: &ClientCert| {
+        percent_encoding::utf8_percent_encode(&c.pem, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+    };
+    let check = |certificate: Option<String>, xfcc: Option<String>| {
+        let mut req = real_servers::check_request(
+            "GET",
+            "/v1/charges/ch_1",
+            Some(&token),
+            xfcc.as_deref().map(|v| ("x-forwarded-client-cert", v)),
+        );
+        if let Some(pem) = certificate {
+            req.attributes
+                .get_or_insert_with(AttributeContext::default)
+                .source = Some(Peer {
+                certificate: pem,
+                ..Default::default()
+            });
+        }
+        req
+    };
+    let code = |answer: envoy_types::pb::envoy::service::auth::v3::CheckResponse| {
+        answer.status.map(|s| s.code).unwrap_or_default()
+    };
+    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", gw.ext_authz.unwrap()),
+    )
+    .await
+    .unwrap();
+    // `source.certificate` (the default): only the certificate the token names passes;
+    // an XFCC header naming it is not listened to.
+    let hex = |c: &ClientCert| -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c.thumbprint())
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    for (certificate, xfcc, want, label) in [
+        (Some(escaped(mine)), None, 0, "its certificate"),
+        (None, None, 16, "no certificate"),
+        (Some(escaped(&other)), None, 16, "another certificate"),
+        (Some("not%20a%20certificate".into()), None, 16, "garbage"),
+        (
+            None,
+            Some(format!("Hash={}", hex(mine))),
+            16,
+            "an XFCC header",
+        ),
+    ] {
+        let answer = grpc
+            .check(check(certificate, xfcc))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(answer), want, "{label}");
+    }
+    // An unbound token passes with or without a certificate.
+    let plain = cp.token(CALLER, AUDIENCE).await;
+    let mut req = real_servers::check_request("GET", "/v1/charges/ch_1", Some(&plain), None);
+    req.attributes.as_mut().unwrap().source = Some(Peer {
+        certificate: escaped(&other),
+        ..Default::default()
+    });
+    assert_eq!(code(grpc.check(req).await.unwrap().into_inner()), 0);
+
+    // Configured for XFCC: the one element's `Hash` is the certificate; several
+    // elements, or none, are refused.
+    let point = steward_enforce::EnforcementPoint::new(
+        "gateway",
+        "edge-xfcc",
+        "prod",
+        gw.source.clone(),
+        gw.log.clone(),
+    );
+    let xfcc = ExtAuthz::new(AUDIENCE.into(), &point, CertificateFrom::Xfcc);
+    for (header, want, label) in [
+        (
+            Some(format!(
+                "By=spiffe://acme.example/edge;Hash={};Subject=\"CN=a,O=b\"",
+                hex(mine)
+            )),
+            0,
+            "its certificate",
+        ),
+        (
+            Some(format!("Hash={}", hex(&other))),
+            16,
+            "another certificate",
+        ),
+        (
+            Some(format!("Hash={},Hash={}", hex(mine), hex(mine))),
+            16,
+            "two elements",
+        ),
+        (None, 16, "none"),
+    ] {
+        let answer = xfcc.decide(&check(Some(escaped(&other)), header));
+        assert_eq!(code(answer), want, "XFCC: {label}");
+    }
+    gw.shutdown(Duration::from_secs(2)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_point_whose_records_are_refused_stops_allowing() {
     let cp = ControlPlane::start().await;

@@ -116,6 +116,11 @@ async fn real_nginx_enforces_through_auth_request() {
     let d = dir.path().display().to_string();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
     let port = closed_port();
+    // The same site over TLS, asking clients for a certificate (any: the token pins it).
+    let tls_port = closed_port();
+    let site = ClientCert::generate("127.0.0.1");
+    std::fs::write(dir.path().join("site.pem"), &site.pem).unwrap();
+    std::fs::write(dir.path().join("site-key.pem"), &site.key_pem).unwrap();
     let conf = format!(
         r#"daemon off; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{}}
@@ -126,6 +131,16 @@ http {{
   upstream app {{ server {upstream}; keepalive 8; }}
   server {{
     listen 127.0.0.1:{port};
+    include {auth_location};
+    location / {{
+      include {enforce};
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://app;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {d}/site.pem; ssl_certificate_key {d}/site-key.pem;
+    ssl_verify_client optional_no_ca;
     include {auth_location};
     location / {{
       include {enforce};
@@ -154,6 +169,7 @@ http {{
         .unwrap();
     let _nginx = Reaped(child);
     wait_port(port).await;
+    wait_port(tls_port).await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let caller = cp.token(CALLER, AUDIENCE).await;
@@ -233,6 +249,69 @@ http {{
     assert_eq!(
         resp.headers()["www-authenticate"],
         "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\""
+    );
+    // A certificate-bound token over TLS: allowed with its certificate; refused (401)
+    // without it, with another one, and over plain HTTP even when the client writes the
+    // certificate into the header the snippet uses.
+    let cert_bound = cp.cert_bound_token(CALLER, AUDIENCE).await;
+    let tls_client = |cert: Option<&ClientCert>| {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(site.pem.as_bytes()).unwrap());
+        if let Some(c) = cert {
+            b = b.identity(c.identity());
+        }
+        b.build().unwrap()
+    };
+    let stranger = ClientCert::generate("stranger.acme.example");
+    let tls_url = format!("https://127.0.0.1:{tls_port}/v1/charges/ch_1");
+    let resp = tls_client(Some(&cp.certs[CALLER]))
+        .get(&tls_url)
+        .bearer_auth(&cert_bound)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let seen: Value = resp.json().await.unwrap_or(Value::Null);
+    let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{seen} / nginx error log: {log}");
+    assert_eq!(seen["headers"]["x-steward-identity"], json!([CALLER]));
+    assert!(seen["headers"].get("x-ssl-client-cert").is_none(), "{seen}");
+    // nginx answers refusals with its own page: the reason is in the record.
+    for (n, label, client) in [
+        (1, "no certificate", tls_client(None)),
+        (2, "another certificate", tls_client(Some(&stranger))),
+    ] {
+        let trace = format!("{n:032x}");
+        let resp = client
+            .get(&tls_url)
+            .bearer_auth(&cert_bound)
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{label}");
+        let events = cp.decisions_for(&trace, 1).await;
+        let reason = events[0]["decision"]["reasons"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(reason.contains("certificate"), "{label}: {}", events[0]);
+    }
+    let escaped = percent_encoding::utf8_percent_encode(
+        &cp.certs[CALLER].pem,
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let resp = http
+        .get(format!("{base}/v1/charges/ch_1"))
+        .bearer_auth(&cert_bound)
+        .header("x-ssl-client-cert", escaped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "a written certificate passed"
     );
     // Refused: 403 for policy, 401 without or with a bad credential.
     let resp = http
