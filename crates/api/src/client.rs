@@ -81,14 +81,28 @@ impl ApiClient {
         &self,
         form: &[(&str, &str)],
     ) -> Result<(u16, serde_json::Value), Error> {
+        self.token_request_with(form, None).await
+    }
+
+    /// [`ApiClient::token_request`] with a `DPoP` proof header, for a token bound to the
+    /// proof's key.
+    pub async fn token_request_with(
+        &self,
+        form: &[(&str, &str)],
+        dpop: Option<&str>,
+    ) -> Result<(u16, serde_json::Value), Error> {
         let path = RouteId::Token.route().path;
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let resp = self
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(proof) = dpop {
+            req = req.header("dpop", proof);
+        }
+        let resp = req
             .body(body)
             .send()
             .await

@@ -415,7 +415,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(file),
         Command::Keys(cmd) => crate::keys_cmd::run(cmd).await,
-        Command::Token(cmd) => crate::workload_cmd::token_get(cmd).await,
+        Command::Token(cmd) => crate::workload_cmd::token(cmd).await,
         Command::Jit(cmd) => crate::jit_cmd::run(cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
     }

@@ -1,5 +1,6 @@
 //! What a workload's operator needs to get going without other tools: a client key
-//! (`steward identity key create`) and a token made with it (`steward token get`).
+//! (`steward identity key create`), a token made with it (`steward token get`), and the
+//! DPoP proofs a key-bound token needs on every request (`steward token proof`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,10 +73,35 @@ pub struct TokenGetArgs {
     /// carries no scope: the policy alone decides what it may do.
     #[arg(long)]
     pub scope: Option<String>,
+    /// Bind the token to this key (DPoP, RFC 9449; a PKCS#8 PEM, e.g. from `steward
+    /// identity key create`): a copy of the token is then worthless without the key, and
+    /// every request carries `Authorization: DPoP <token>` and a fresh `DPoP` proof
+    /// (`steward token proof`).
+    #[arg(long, value_name = "KEY")]
+    pub dpop_key: Option<PathBuf>,
     /// The control plane (`--json` prints the whole token response instead of the
     /// access token alone; no admin credential is used).
     #[command(flatten)]
     pub remote: Remote,
+}
+
+/// `steward token proof`.
+#[derive(Debug, Args)]
+pub struct TokenProofArgs {
+    /// The key the token is bound to (the `--dpop-key` of `steward token get`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The URL the request goes to, as the client sends it (`https://host/path`; a query
+    /// is not part of what the proof names).
+    #[arg(long)]
+    pub url: String,
+    /// The access token the request carries: the proof names its hash (`ath`), which
+    /// every enforcement point requires. Read from STEWARD_ACCESS_TOKEN when not given.
+    #[arg(long, env = "STEWARD_ACCESS_TOKEN", hide_env_values = true)]
+    pub token: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +110,9 @@ pub enum TokenCommand {
     /// `private_key_jwt` assertion), as the workload itself would. Prints the token only,
     /// so `$(steward token get …)` can fill an `Authorization` header.
     Get(TokenGetArgs),
+    /// Print a DPoP proof (RFC 9449) for one request with a DPoP-bound token, to send as
+    /// its `DPoP` header. A proof is good for one request, within a minute.
+    Proof(TokenProofArgs),
 }
 
 pub(crate) async fn identity_key(cmd: IdentityKeyCommand) -> Result<ExitCode> {
@@ -276,8 +305,27 @@ fn read_private_key(path: &Path) -> Result<SigningKey> {
     SigningKey::from_pkcs8(&der).with_context(|| format!("{}", path.display()))
 }
 
-pub(crate) async fn token_get(cmd: TokenCommand) -> Result<ExitCode> {
-    let TokenCommand::Get(a) = cmd;
+pub(crate) async fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Get(a) => token_get(a).await,
+        TokenCommand::Proof(a) => token_proof(&a),
+    }
+}
+
+fn token_proof(a: &TokenProofArgs) -> Result<ExitCode> {
+    let key = read_private_key(&a.key)?;
+    let token = a.token.trim();
+    if token.is_empty() {
+        bail!("--token is empty: pass the access token the request carries");
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let proof = steward_token::new_dpop_proof(&key, &a.method, &a.url, Some(token), now)
+        .context("cannot make the proof")?;
+    println!("{proof}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token_get(a: TokenGetArgs) -> Result<ExitCode> {
     let id = SpiffeId::parse(a.spiffe_id.clone())
         .with_context(|| format!("`{}` is not a SPIFFE ID", a.spiffe_id))?;
     let key = read_private_key(&a.key)?;
@@ -295,7 +343,17 @@ pub(crate) async fn token_get(cmd: TokenCommand) -> Result<ExitCode> {
     if let Some(scope) = &a.scope {
         form.push(("scope", scope));
     }
-    let (status, body) = client.token_request(&form).await?;
+    let proof = match &a.dpop_key {
+        None => None,
+        Some(path) => {
+            let holder = read_private_key(path)?;
+            Some(
+                steward_token::new_dpop_proof(&holder, "POST", &endpoint, None, now)
+                    .context("cannot make the DPoP proof for the token request")?,
+            )
+        }
+    };
+    let (status, body) = client.token_request_with(&form, proof.as_deref()).await?;
     if !(200..300).contains(&status) {
         let error = body.get("error").and_then(Value::as_str).unwrap_or("error");
         let why = body

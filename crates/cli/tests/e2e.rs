@@ -695,6 +695,76 @@ fn a_workload_gets_a_token_with_its_own_key() {
     assert_eq!(claims["sub"], id);
     assert_eq!(claims["aud"], "spiffe://acme.example/ns/payments/sa/ledger");
 
+    // Bound to a key (DPoP): the token names it, and `steward token proof` makes the
+    // proof each request carries — one the shared checker accepts for that request.
+    let holder = tmp.path().join("holder.pem");
+    let out = steward()
+        .args(["identity", "key", "create", id, "--out"])
+        .arg(&holder)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = steward()
+        .args([
+            "token",
+            "get",
+            id,
+            "--audience",
+            "spiffe://acme.example/ns/payments/sa/ledger",
+            "--key",
+        ])
+        .arg(&key)
+        .arg("--dpop-key")
+        .arg(&holder)
+        .env("STEWARD_SERVER", server.url())
+        .output()
+        .unwrap();
+    let (bound, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    let bound = bound.trim();
+    let bound_claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(bound.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let jkt = bound_claims["cnf"]["jkt"].as_str().unwrap().to_owned();
+    let url = "https://payments.example.com/v1/charges/ch_1";
+    let out = steward()
+        .args(["token", "proof", "--method", "GET", "--url", url, "--key"])
+        .arg(&holder)
+        .env("STEWARD_ACCESS_TOKEN", bound)
+        .output()
+        .unwrap();
+    let (proof, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    let checked = steward_token::check_dpop(
+        proof.trim(),
+        &steward_token::DpopRequest {
+            method: "GET",
+            url,
+            access_token: Some(bound),
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            max_age: 60,
+            skew: 5,
+        },
+    )
+    .unwrap();
+    assert_eq!(checked.thumbprint(), jkt);
+    // The proof is for that token only.
+    let for_another = steward_token::check_dpop(
+        proof.trim(),
+        &steward_token::DpopRequest {
+            method: "GET",
+            url,
+            access_token: Some(token),
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            max_age: 60,
+            skew: 5,
+        },
+    );
+    assert!(for_another.is_err());
+
     // Another key than the registered one gets nothing, and says why.
     let other = tmp.path().join("other.pem");
     let out = steward()
