@@ -342,7 +342,14 @@ http {{
         let (status, body) =
             super::raw_request(addr, &format!("GET {path}"), &[("authorization", &bearer)]).await;
         match want {
-            super::Expect::Allowed(_) => assert_eq!(status, 200, "{path}: {body}"),
+            // The upstream receives the very request line Steward was asked about
+            // (`proxy_pass` without a URI part forwards `$request_uri` as sent), so what
+            // it serves is what was decided.
+            super::Expect::Allowed(_) => {
+                assert_eq!(status, 200, "{path}: {body}");
+                let seen: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(seen["uri"], *path, "{body}");
+            }
             // nginx itself refuses some of these (400) before asking; never an allow.
             super::Expect::Forbidden(_) | super::Expect::Refused => {
                 assert!(matches!(status, 400 | 403), "{path}: {status} {body}");
