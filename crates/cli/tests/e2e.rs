@@ -666,20 +666,33 @@ fn a_workload_gets_a_token_with_its_own_key() {
     let out = server.cli(&admin, &["apply", repo.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
 
-    let get = |key: &Path| {
-        steward()
-            .args([
-                "token",
-                "get",
-                id,
-                "--audience",
-                "spiffe://acme.example/ns/payments/sa/ledger",
-                "--key",
-            ])
-            .arg(key)
-            .env("STEWARD_SERVER", server.url())
+    let get_bound = |key: &Path, dpop_key: Option<&Path>| {
+        let mut cmd = steward();
+        cmd.args([
+            "token",
+            "get",
+            id,
+            "--audience",
+            "spiffe://acme.example/ns/payments/sa/ledger",
+            "--key",
+        ])
+        .arg(key);
+        if let Some(holder) = dpop_key {
+            cmd.arg("--dpop-key").arg(holder);
+        }
+        cmd.env("STEWARD_SERVER", server.url()).output().unwrap()
+    };
+    let get = |key: &Path| get_bound(key, None);
+    // A second key of the identity, made by `steward identity key create`.
+    let another_key = |name: &str| {
+        let path = tmp.path().join(name);
+        let out = steward()
+            .args(["identity", "key", "create", id, "--out"])
+            .arg(&path)
             .output()
-            .unwrap()
+            .unwrap();
+        assert!(out.status.success());
+        path
     };
     let out = get(&key);
     let (token, err) = text(&out);
@@ -697,28 +710,8 @@ fn a_workload_gets_a_token_with_its_own_key() {
 
     // Bound to a key (DPoP): the token names it, and `steward token proof` makes the
     // proof each request carries — one the shared checker accepts for that request.
-    let holder = tmp.path().join("holder.pem");
-    let out = steward()
-        .args(["identity", "key", "create", id, "--out"])
-        .arg(&holder)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = steward()
-        .args([
-            "token",
-            "get",
-            id,
-            "--audience",
-            "spiffe://acme.example/ns/payments/sa/ledger",
-            "--key",
-        ])
-        .arg(&key)
-        .arg("--dpop-key")
-        .arg(&holder)
-        .env("STEWARD_SERVER", server.url())
-        .output()
-        .unwrap();
+    let holder = another_key("holder.pem");
+    let out = get_bound(&key, Some(&holder));
     let (bound, err) = text(&out);
     assert!(out.status.success(), "{err}");
     let bound = bound.trim();
@@ -738,41 +731,25 @@ fn a_workload_gets_a_token_with_its_own_key() {
         .unwrap();
     let (proof, err) = text(&out);
     assert!(out.status.success(), "{err}");
-    let checked = steward_token::check_dpop(
-        proof.trim(),
-        &steward_token::DpopRequest {
-            method: "GET",
-            url,
-            access_token: Some(bound),
-            now: time::OffsetDateTime::now_utc().unix_timestamp(),
-            max_age: 60,
-            skew: 5,
-        },
-    )
-    .unwrap();
-    assert_eq!(checked.thumbprint(), jkt);
+    let check = |access_token: &str| {
+        steward_token::check_dpop(
+            proof.trim(),
+            &steward_token::DpopRequest {
+                method: "GET",
+                url,
+                access_token: Some(access_token),
+                now: time::OffsetDateTime::now_utc().unix_timestamp(),
+                max_age: 60,
+                skew: 5,
+            },
+        )
+    };
+    assert_eq!(check(bound).unwrap().thumbprint(), jkt);
     // The proof is for that token only.
-    let for_another = steward_token::check_dpop(
-        proof.trim(),
-        &steward_token::DpopRequest {
-            method: "GET",
-            url,
-            access_token: Some(token),
-            now: time::OffsetDateTime::now_utc().unix_timestamp(),
-            max_age: 60,
-            skew: 5,
-        },
-    );
-    assert!(for_another.is_err());
+    assert!(check(token).is_err());
 
     // Another key than the registered one gets nothing, and says why.
-    let other = tmp.path().join("other.pem");
-    let out = steward()
-        .args(["identity", "key", "create", id, "--out"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let other = another_key("other.pem");
     let out = get(&other);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("invalid_client"), "{:?}", text(&out));

@@ -562,6 +562,19 @@ impl ControlPlane {
     }
 }
 
+/// A real gRPC client of the gateway's ext_authz service, as Envoy would call it.
+pub async fn ext_authz_client(
+    gw: &steward_gateway::Running,
+) -> envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
+    tonic::transport::Channel,
+> {
+    envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", gw.ext_authz.unwrap()),
+    )
+    .await
+    .unwrap()
+}
+
 /// An upstream that answers every request with what it received.
 pub async fn echo_upstream() -> SocketAddr {
     use axum::body::Body;
@@ -1142,11 +1155,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         UNAPPROVED_AGENT,
         cp.agent_platform_token(false, AUDIENCE).await,
     );
-    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-        format!("http://{}", gw.ext_authz.unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut grpc = ext_authz_client(&gw).await;
     let http = reqwest::Client::new();
     // The trace of each DPoP row, and what its three layers must have recorded.
     let mut dpop_traces = Vec::new();
@@ -1685,11 +1694,7 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
     let gw = gateway(&cp, upstream, "").await;
     let token = cp.token(CALLER, AUDIENCE).await;
     let bearer = format!("Bearer {token}");
-    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-        format!("http://{}", gw.ext_authz.unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut grpc = ext_authz_client(&gw).await;
     for (n, (path, expect)) in HOSTILE.iter().enumerate() {
         let trace = format!("{:032x}", 0xdead_0000_u64 + n as u64);
         let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
@@ -1892,11 +1897,7 @@ async fn certificate_bound_tokens_at_ext_authz() {
     let code = |answer: envoy_types::pb::envoy::service::auth::v3::CheckResponse| {
         answer.status.map(|s| s.code).unwrap_or_default()
     };
-    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-        format!("http://{}", gw.ext_authz.unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut grpc = ext_authz_client(&gw).await;
     // `source.certificate` (the default): only the certificate the token names passes;
     // an XFCC header naming it is not listened to.
     let hex = |c: &ClientCert| -> String {
@@ -2337,6 +2338,11 @@ async fn bundles_are_signed_and_checked() {
             .header("if-none-match", &etag)
             .send()
     };
+    let resp = if_changed().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    // A rebuild that changed nothing (a replica seeing its own change again) keeps it.
+    let state = &cp.server.as_ref().unwrap().state;
+    state.reload_policy().await.unwrap();
     let resp = if_changed().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     let (st, body) = cp

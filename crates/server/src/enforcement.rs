@@ -50,10 +50,11 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
         Some((v, b)) => (v.version, b),
         None => (0, Default::default()),
     };
-    let bundle = Bundle {
+    let mut bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         policy_version: version,
-        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        // Set once the content is known to have changed (below).
+        issued_at: 0,
         issuer: s.tokens.config.issuer.clone(),
         keys: ring.public_keys().map(|k| k.jwk().clone()).collect(),
         clock_skew_secs: s.tokens.config.clock_skew_secs as i64,
@@ -67,6 +68,26 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
             .collect(),
         policy,
     };
+    // The ETag names the content, not the build: a reload that changed nothing (another
+    // replica's change seen twice, a lifecycle step that touched no field a point reads)
+    // keeps the signed text, so points get 304 instead of fetching it again.
+    let content = serde_json::to_vec(&bundle).map_err(|_| ApiError::internal())?;
+    let digest = Sha256::digest(&content);
+    let etag = format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()));
+    if let Some(b) = built.as_ref()
+        && b.etag == etag
+        && b.key_sequence == ring.sequence
+    {
+        let same = Arc::new(SignedBundle {
+            generation,
+            key_sequence: b.key_sequence,
+            etag,
+            text: b.text.clone(),
+        });
+        *built = Some(same.clone());
+        return Ok(same);
+    }
+    bundle.issued_at = time::OffsetDateTime::now_utc().unix_timestamp();
     let ring2 = ring.clone();
     let text = tokio::task::spawn_blocking(move || bundle.sign(ring2.bundle_signer()))
         .await
@@ -75,8 +96,6 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
             tracing::error!(error = %e, "cannot sign the policy bundle");
             ApiError::internal()
         })?;
-    let digest = Sha256::digest(text.as_bytes());
-    let etag = format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()));
     let signed = Arc::new(SignedBundle {
         generation,
         key_sequence: ring.sequence,

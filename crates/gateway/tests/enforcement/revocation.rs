@@ -95,11 +95,7 @@ async fn every_layer(
         .await
         .unwrap()
         .status();
-    let mut grpc = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-        format!("http://{}", gw.ext_authz.unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut grpc = super::ext_authz_client(gw).await;
     let answer = grpc
         .check(super::real_servers::check_request(
             "GET",
