@@ -1859,7 +1859,8 @@ async fn hostile_paths_are_decided_as_the_upstream_serves_them_at_every_layer() 
 /// and says so on `/status`.
 /// A certificate-bound token (RFC 8705) at ext_authz: checked against the certificate
 /// Envoy received (`source.certificate`, URL-escaped PEM), or, where configured, the one
-/// an edge Envoy forwarded in `x-forwarded-client-cert`.
+/// an edge Envoy forwarded in `x-forwarded-client-cert`. RabbitMQ, which cannot carry the
+/// certificate, refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_bound_tokens_at_ext_authz() {
     use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
@@ -1936,6 +1937,31 @@ async fn certificate_bound_tokens_at_ext_authz() {
         ..Default::default()
     });
     assert_eq!(code(grpc.check(req).await.unwrap().into_inner()), 0);
+
+    // RabbitMQ's HTTP backend is never told the connection's certificate: a bound token
+    // cannot log in to the broker; an unbound one can.
+    let broker_login = |token: String| {
+        reqwest::Client::new()
+            .post(format!("http://{}/rabbitmq/user", gw.auth.unwrap()))
+            .form(&[("username", CALLER.to_owned()), ("password", token)])
+            .send()
+    };
+    let bound_for_broker = cp.cert_bound_token(CALLER, BROKER_AUDIENCE).await;
+    let answer = broker_login(bound_for_broker)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(answer.trim(), "deny");
+    let plain_for_broker = cp.token(CALLER, BROKER_AUDIENCE).await;
+    let answer = broker_login(plain_for_broker)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.starts_with("allow"), "{answer}");
 
     // Configured for XFCC: the one element's `Hash` is the certificate; several
     // elements, or none, are refused.
