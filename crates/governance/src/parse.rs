@@ -693,12 +693,17 @@ fn point_grant_problems(
     use steward_model::PointRole;
     let mut out = Vec::new();
     if grant.roles.is_empty() {
-        out.push("`credentials.enforcement_point.roles` lists none of `bundle`, `report`, `decide`".into());
+        out.push(
+            "`credentials.enforcement_point.roles` lists none of `bundle`, `report`, `decide`"
+                .into(),
+        );
     }
     let mut roles = std::collections::BTreeSet::new();
     for r in &grant.roles {
         if !roles.insert(*r) {
-            out.push(format!("`credentials.enforcement_point.roles` lists `{r}` twice"));
+            out.push(format!(
+                "`credentials.enforcement_point.roles` lists `{r}` twice"
+            ));
         }
     }
     let needs_points = grant.has(PointRole::Bundle) || grant.has(PointRole::Report);

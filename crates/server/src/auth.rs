@@ -213,8 +213,9 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The authenticated caller of the decision API: any valid credential. A decision reveals
-/// no more than the enforcement point asking already enforces.
+/// The authenticated caller of the decision API: any valid admin credential, or an
+/// identity granted the enforcement point role `decide` with its own token. A decision
+/// reveals no more than the enforcement point asking already enforces.
 #[derive(Debug, Clone)]
 pub struct Decider(pub Actor);
 
@@ -225,7 +226,16 @@ impl FromRequestParts<AppState> for Decider {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Decider(authenticate(parts, state).await?))
+        let route = parts.uri.path().to_owned();
+        let caller = crate::point_auth::authenticate(
+            &parts.headers,
+            state,
+            steward_model::PointRole::Decide,
+            &route,
+            |_| Ok(()),
+        )
+        .await?;
+        Ok(Decider(caller.actor))
     }
 }
 
