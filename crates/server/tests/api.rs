@@ -425,7 +425,10 @@ use revocation::{
 };
 #[path = "api/points.rs"]
 mod points;
-use points::a_point_identity_calls_with_its_own_token;
+use points::{
+    a_point_identity_calls_with_its_own_token,
+    admin_credentials_expire_and_lasting_ones_are_findings,
+};
 #[path = "api/posture.rs"]
 mod posture;
 use posture::{
@@ -435,6 +438,7 @@ use posture::{
 
 both_backends!(
     a_point_identity_calls_with_its_own_token,
+    admin_credentials_expire_and_lasting_ones_are_findings,
     revocations_are_pushed_acknowledged_and_verified,
     verification_without_a_live_point_is_refused_at_once,
     posture_reports_inventory_and_findings,

@@ -383,3 +383,70 @@ async fn an_expired_point_token_is_refused_and_recorded() {
         "{events:?}"
     );
 }
+
+/// An admin credential may be given an expiry and is refused after it, saying so;
+/// posture flags the live ones that never expire.
+pub(crate) async fn admin_credentials_expire_and_lasting_ones_are_findings(env: Env) {
+    let (st, body) = env
+        .route(
+            RouteId::CreateCredential,
+            &[],
+            Some(&env.admin),
+            Some(json!({"name": "short", "role": "auditor", "expires_in_secs": 0})),
+        )
+        .await;
+    assert_error(st, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    let (st, created) = env
+        .route(
+            RouteId::CreateCredential,
+            &[],
+            Some(&env.admin),
+            Some(json!({"name": "short", "role": "auditor", "expires_in_secs": 2})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let short = created["token"].as_str().unwrap().to_owned();
+    let id = created["credential"]["id"].as_str().unwrap().to_owned();
+    assert!(created["credential"]["expires_at"].is_string(), "{created}");
+    let (st, body) = env.route(RouteId::Whoami, &[], Some(&short), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let (st, body) = env.route(RouteId::Whoami, &[], Some(&short), None).await;
+    assert_error(st, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("expired") && message.contains(&id),
+        "{message}"
+    );
+
+    let (st, lasting) = env
+        .route(
+            RouteId::CreateCredential,
+            &[],
+            Some(&env.admin),
+            Some(json!({"name": "edge forever", "role": "ingestor"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{lasting}");
+    let lasting_id = lasting["credential"]["id"].as_str().unwrap();
+    let (st, report) = env
+        .route(RouteId::Posture, &[], Some(&env.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let flagged: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "non_expiring_admin_credential")
+        .map(|f| f["subject"].as_str().unwrap())
+        .collect();
+    assert!(flagged.contains(&lasting_id), "{flagged:?}");
+    assert!(!flagged.contains(&id.as_str()), "{flagged:?}");
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == lasting_id)
+        .unwrap();
+    assert_eq!(finding["owasp"][0], "NHI7:2025 Long-Lived Secrets");
+}
