@@ -549,7 +549,7 @@ fn control_plane_credential(
     cp: &ControlPlaneFile,
     base: &Path,
 ) -> Result<ControlPlaneCredential, GatewayError> {
-    let one_of = "set exactly one of credential_env, credential_file (an ingestor credential: `steward credential create --role ingestor`) or identity with key_file (the gateway's own identity, granted `credentials.enforcement_point` in the governance repository)";
+    let one_of = "set exactly one of credential_env or credential_file (an ingestor credential: `steward credential create --role ingestor`), or identity with key_file (the gateway's own identity, granted `credentials.enforcement_point` in the governance repository)";
     let secret = match (&cp.credential_env, &cp.credential_file) {
         (Some(var), None) => Some(std::env::var(var).map_err(|_| {
             invalid(
