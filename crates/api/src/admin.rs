@@ -117,6 +117,9 @@ pub struct CreateCredentialRequest {
     /// Required for `plane-admin`, refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plane: Option<PlaneId>,
+    /// Seconds until it stops working; absent: never expires (posture flags it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
 }
 
 impl CreateCredentialRequest {
@@ -126,6 +129,7 @@ impl CreateCredentialRequest {
             name: name.into(),
             role: role.kind(),
             plane: role.plane().cloned(),
+            expires_in_secs: None,
         }
     }
 

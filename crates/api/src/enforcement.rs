@@ -136,4 +136,17 @@ pub struct AuthzenConfiguration {
     pub policy_decision_point: String,
     pub access_evaluation_endpoint: String,
     pub access_evaluations_endpoint: String,
+    /// How a caller authenticates to the evaluation endpoints: `steward_admin_credential`
+    /// (`Authorization: Bearer stw_…`, any role) and `oauth_bearer` (a Steward access
+    /// token of an identity granted the enforcement point role `decide`), so a PEP knows
+    /// it can use its own short-lived token.
+    #[serde(default)]
+    pub credentials_supported: Vec<String>,
+    /// The audience an `oauth_bearer` token must carry (this control plane's issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_bearer_audience: Option<String>,
+    /// Where such a token is obtained (`client_credentials` with `private_key_jwt` or
+    /// mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
 }

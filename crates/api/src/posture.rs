@@ -67,6 +67,10 @@ pub enum FindingKind {
     /// Several client keys obtaining tokens for one identity at the same time, for days:
     /// several workloads share it.
     SharedIdentity,
+    /// A live admin credential (`stw_…`) without an expiry: the long-lived static secret
+    /// Steward exists to remove. Give it `--expires-in`, or move the point it serves to
+    /// an identity of its own.
+    NonExpiringAdminCredential,
 }
 
 impl FindingKind {
@@ -90,6 +94,7 @@ impl FindingKind {
             ],
             Self::CrossEnvironment => &["NHI8:2025 Environment Isolation", "NHI9:2025 NHI Reuse"],
             Self::SharedIdentity => &["NHI9:2025 NHI Reuse"],
+            Self::NonExpiringAdminCredential => &["NHI7:2025 Long-Lived Secrets"],
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Credential {
     pub created_at: String,
     pub created_by: String,
     pub revoked_at: Option<String>,
+    /// When it stops working; absent: never (posture flags such credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// A campaign and its progress.

@@ -91,7 +91,7 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
         let source = BundleSource::new(
             SourceConfig {
                 url: server.base.clone(),
-                credential: ingestor.clone(),
+                credential: ingestor.clone().into(),
                 point: format!("bench:{i}"),
                 refresh: Duration::from_secs(5),
                 max_staleness: Duration::from_secs(300),
@@ -103,7 +103,7 @@ pub async fn run(points: usize, revocations: usize, runs: usize) -> Result<()> {
         let feed = RevocationFeed::new(
             FeedConfig {
                 url: server.base.clone(),
-                credential: ingestor.clone(),
+                credential: ingestor.clone().into(),
                 points: vec![PointIdentity {
                     id: format!("bench:{i}"),
                     kind: "bench".into(),

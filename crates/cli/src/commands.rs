@@ -129,6 +129,28 @@ pub enum OwnerCommand {
     },
 }
 
+/// Seconds in a `--expires-in` duration: a number with `s`, `m`, `h` or `d`.
+fn parse_expires_in(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration like 90d, 12h, 30m or 3600s"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("`{text}` is not a duration like 90d, 12h, 30m or 3600s"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
     /// Create an admin credential; its token is printed once (or written to --out).
@@ -146,6 +168,10 @@ pub enum CredentialCommand {
         /// scripts and for a service that reads its credential from a file.
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        /// Refuse it after this long (`90d`, `12h`, `30m`, `3600s`); without it the
+        /// credential never expires and posture flags it.
+        #[arg(long, value_name = "DURATION", value_parser = parse_expires_in)]
+        expires_in: Option<u64>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -735,9 +761,11 @@ async fn credential(cmd: CredentialCommand) -> Result<ExitCode> {
             role,
             plane,
             out,
+            expires_in,
             remote,
         } => {
-            let req = CreateCredentialRequest::new(name, parse_role(&role, plane)?);
+            let mut req = CreateCredentialRequest::new(name, parse_role(&role, plane)?);
+            req.expires_in_secs = expires_in;
             if let Some(path) = &out
                 && path.exists()
             {

@@ -259,7 +259,7 @@ rabbitmq_audience = "{BROKER}"
     let source = steward_enforce::BundleSource::new(
         steward_enforce::SourceConfig {
             url: admin.base().to_owned(),
-            credential: ingestor.token.clone(),
+            credential: ingestor.token.clone().into(),
             point: "refund-worker".into(),
             refresh: Duration::from_secs(5),
             max_staleness: Duration::from_secs(300),

@@ -485,7 +485,7 @@ mod tests {
         let source = BundleSource::new(
             SourceConfig {
                 url: "http://127.0.0.1:1".into(),
-                credential: "unused".into(),
+                credential: String::from("unused").into(),
                 point: "t".into(),
                 refresh: std::time::Duration::from_secs(60),
                 max_staleness: std::time::Duration::from_secs(300),

@@ -67,11 +67,11 @@ pub struct DecisionLog {
 
 impl DecisionLog {
     /// Ships records to the control plane at `base_url` with `credential` (an ingestor or
-    /// central-admin credential), gathering up to `interval` per batch. Spawns the shipping
-    /// task on the current runtime.
+    /// central-admin credential, or the point's own identity's token), gathering up to
+    /// `interval` per batch. Spawns the shipping task on the current runtime.
     pub fn ship_to(
         base_url: &str,
-        credential: String,
+        credential: impl Into<crate::ControlPlaneAuth>,
         capacity: usize,
         interval: Duration,
         http: reqwest::Client,
@@ -85,7 +85,7 @@ impl DecisionLog {
         tokio::spawn(ship(
             rx,
             url,
-            credential,
+            credential.into(),
             interval,
             http,
             log.counters.clone(),
@@ -191,7 +191,7 @@ fn batch_body(records: &[Box<RawValue>]) -> bytes::Bytes {
 async fn ship(
     mut rx: mpsc::Receiver<Box<RawValue>>,
     url: String,
-    credential: String,
+    credential: crate::ControlPlaneAuth,
     interval: Duration,
     http: reqwest::Client,
     counters: Arc<Counters>,
@@ -211,9 +211,18 @@ async fn ship(
         let body = batch_body(&batch);
         let mut backoff = Duration::from_millis(100);
         loop {
+            let bearer = match credential.bearer() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot ship decision records yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
             let sent = http
                 .post(&url)
-                .bearer_auth(&credential)
+                .bearer_auth(bearer)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
                 .timeout(Duration::from_secs(10))

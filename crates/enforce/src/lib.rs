@@ -15,6 +15,7 @@
 mod bundle;
 mod certificate;
 mod context;
+mod control_auth;
 mod credential;
 mod decision_log;
 mod point;
@@ -26,6 +27,7 @@ pub mod trace;
 pub use bundle::{BUNDLE_FORMAT, BUNDLE_TYP, Bundle, Enforcer, MAX_BUNDLE_BYTES};
 pub use certificate::PeerCertificate;
 pub use context::{Carried, HeaderValue, RequestHeaders, read_declared};
+pub use control_auth::{ControlPlaneAuth, PointIdentityKey};
 pub use credential::{
     Challenge, Credential, CredentialError, DPOP_MAX_AGE_SECS, HeaderField, MAX_DPOP_PROOFS,
     Origin, Presented, Scheme, authorization,
@@ -86,6 +88,15 @@ pub enum EnforceError {
     RevocationsNotConnected,
     #[error("the token was refused: {0}")]
     TokenRefused(steward_token::TokenError),
+    /// The point runs as an identity and holds no token in force for the control plane.
+    #[error(
+        "no control-plane token for `{identity}` yet{}; is its key registered and the identity granted `credentials.enforcement_point`?",
+        last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    NoControlPlaneToken {
+        identity: String,
+        last_error: Option<String>,
+    },
 }
 
 /// The answer itself when it is a success, else the control plane's refusal with the start

@@ -26,8 +26,9 @@ use crate::source::BundleSource;
 pub struct FeedConfig {
     /// The control plane's base URL.
     pub url: String,
-    /// An ingestor (or central-admin) credential.
-    pub credential: String,
+    /// How the point authenticates: an ingestor (or central-admin) credential, or its
+    /// own identity's token.
+    pub credential: crate::ControlPlaneAuth,
     /// The points this process registers; they share one revocation set.
     pub points: Vec<PointIdentity>,
     /// How often to report (heartbeat) when nothing happens.
@@ -175,7 +176,7 @@ impl RevocationFeed {
             .header("accept", "text/event-stream")
             .header("last-event-id", after.to_string())
             .header("steward-enforcement-point", point)
-            .bearer_auth(&self.config.credential)
+            .bearer_auth(self.config.credential.bearer()?)
             .send()
             .await
             .map_err(|e| crate::source::unreachable(base, &e))?;
@@ -257,7 +258,7 @@ impl RevocationFeed {
         let response = self
             .http
             .post(format!("{base}{}", RouteId::PointReport.route().path))
-            .bearer_auth(&self.config.credential)
+            .bearer_auth(self.config.credential.bearer()?)
             .json(&body)
             .timeout(Duration::from_secs(10))
             .send()

@@ -19,8 +19,9 @@ use crate::revocation::RevocationSet;
 pub struct SourceConfig {
     /// The control plane's base URL.
     pub url: String,
-    /// An ingestor (or central-admin) credential.
-    pub credential: String,
+    /// How the point authenticates: an ingestor (or central-admin) credential, or its
+    /// own identity's token.
+    pub credential: crate::ControlPlaneAuth,
     /// This enforcement point's name, reported with every fetch.
     pub point: String,
     /// How often to ask for a newer bundle.
@@ -175,7 +176,7 @@ impl BundleSource {
             .http
             .get(format!("{base}{}", RouteId::Bundle.route().path))
             .header("steward-enforcement-point", self.config.point.as_str())
-            .bearer_auth(&self.config.credential)
+            .bearer_auth(self.config.credential.bearer()?)
             .timeout(Duration::from_secs(60));
         if let Some(etag) = &etag {
             request = request.header("if-none-match", etag);

@@ -45,6 +45,8 @@ struct ControlPlaneFile {
     url: String,
     credential_env: Option<String>,
     credential_file: Option<PathBuf>,
+    identity: Option<String>,
+    key_file: Option<PathBuf>,
     trusted_keys_file: Option<PathBuf>,
     refresh_secs: Option<u64>,
     max_staleness_secs: Option<u64>,
@@ -199,13 +201,32 @@ pub enum CertificateFrom {
     Xfcc,
 }
 
+/// How the gateway authenticates to the control plane.
+#[derive(Clone)]
+pub enum ControlPlaneCredential {
+    /// A static admin credential (`credential_env` / `credential_file`): an ingestor.
+    Secret(String),
+    /// Its own registered identity (`identity` + `key_file`): short-lived tokens it
+    /// renews itself.
+    Identity(steward_enforce::PointIdentityKey),
+}
+
+impl std::fmt::Debug for ControlPlaneCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret(_) => f.write_str("Secret(..)"),
+            Self::Identity(id) => f.debug_tuple("Identity").field(id).finish(),
+        }
+    }
+}
+
 /// A resolved gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub name: String,
     pub environment: String,
     pub control_plane: String,
-    pub credential: String,
+    pub credential: ControlPlaneCredential,
     pub trusted_keys: Vec<PublicKey>,
     pub refresh: Duration,
     pub max_staleness: Duration,
@@ -305,24 +326,7 @@ impl GatewayConfig {
                 "must be an http:// or https:// URL",
             ));
         }
-        let credential = match (&cp.credential_env, &cp.credential_file) {
-            (Some(var), None) => std::env::var(var).map_err(|_| {
-                invalid(
-                    "control_plane.credential_env",
-                    format!("environment variable `{var}` is not set"),
-                )
-            })?,
-            (None, Some(p)) => read_secret("control_plane.credential_file", &base.join(p))?,
-            _ => {
-                return Err(invalid(
-                    "control_plane",
-                    "set exactly one of credential_env or credential_file (an ingestor credential: `steward credential create --role ingestor`)",
-                ));
-            }
-        };
-        if credential.is_empty() {
-            return Err(invalid("control_plane", "the credential is empty"));
-        }
+        let credential = control_plane_credential(cp, base)?;
         let trusted_keys = match &cp.trusted_keys_file {
             None => Vec::new(),
             Some(p) => read_jwks(&base.join(p))?,
@@ -460,6 +464,14 @@ impl GatewayConfig {
                 )?,
             }),
         };
+        if matches!(credential, ControlPlaneCredential::Identity(_))
+            && let Some(i) = proxies.iter().position(|p| p.egress.is_some())
+        {
+            return Err(invalid(
+                &format!("proxy[{i}].egress_secret"),
+                "egress secrets are released to ingestor credentials only: run an egress proxy with credential_env or credential_file",
+            ));
+        }
         if proxies.is_empty() && auth.is_none() && ext_authz.is_none() {
             return Err(invalid(
                 "(file)",
@@ -559,6 +571,68 @@ fn public_url(field: &str, url: &str) -> Result<String, GatewayError> {
         ));
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// `[control_plane]`'s one way to authenticate: a static credential (from the
+/// environment or a file) or an identity with its key file.
+fn control_plane_credential(
+    cp: &ControlPlaneFile,
+    base: &Path,
+) -> Result<ControlPlaneCredential, GatewayError> {
+    let one_of = "set exactly one of credential_env or credential_file (an ingestor credential: `steward credential create --role ingestor`), or identity with key_file (the gateway's own identity, granted `credentials.enforcement_point` in the governance repository)";
+    let secret = match (&cp.credential_env, &cp.credential_file) {
+        (Some(var), None) => Some(std::env::var(var).map_err(|_| {
+            invalid(
+                "control_plane.credential_env",
+                format!("environment variable `{var}` is not set"),
+            )
+        })?),
+        (None, Some(p)) => Some(read_secret("control_plane.credential_file", &base.join(p))?),
+        (None, None) => None,
+        _ => return Err(invalid("control_plane", one_of)),
+    };
+    match (secret, &cp.identity, &cp.key_file) {
+        (Some(secret), None, None) => {
+            if secret.is_empty() {
+                return Err(invalid("control_plane", "the credential is empty"));
+            }
+            Ok(ControlPlaneCredential::Secret(secret))
+        }
+        (None, Some(id), Some(key_file)) => {
+            let id = steward_model::SpiffeId::parse(id.clone()).map_err(|e| {
+                invalid(
+                    "control_plane.identity",
+                    format!("`{id}` is not a SPIFFE ID: {e}"),
+                )
+            })?;
+            let path = base.join(key_file);
+            let text = std::fs::read_to_string(&path).map_err(|e| GatewayError::Io {
+                what: format!("control_plane.key_file `{}`", path.display()),
+                message: e.to_string(),
+            })?;
+            let key = steward_token::SigningKey::from_pkcs8_pem(&text).map_err(|e| {
+                invalid(
+                    "control_plane.key_file",
+                    format!("`{}`: {e}", path.display()),
+                )
+            })?;
+            Ok(ControlPlaneCredential::Identity(
+                steward_enforce::PointIdentityKey {
+                    spiffe_id: id.to_string(),
+                    key: std::sync::Arc::new(key),
+                },
+            ))
+        }
+        (None, Some(_), None) => Err(invalid(
+            "control_plane.key_file",
+            "an identity needs the private key registered for it (`steward identity key create ID --out KEY.pem`)",
+        )),
+        (None, None, Some(_)) => Err(invalid(
+            "control_plane.identity",
+            "a key_file needs the identity (SPIFFE ID) it is registered for",
+        )),
+        _ => Err(invalid("control_plane", one_of)),
+    }
 }
 
 /// A secret kept in a file (trailing newline dropped); the error names the field and the

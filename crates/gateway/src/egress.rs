@@ -18,7 +18,7 @@ pub const SECRET_REFRESH: Duration = Duration::from_secs(60);
 /// The egress secrets one gateway injects, refreshed from the control plane.
 pub struct EgressSecrets {
     base: String,
-    credential: String,
+    credential: steward_enforce::ControlPlaneAuth,
     http: reqwest::Client,
     max_staleness: Duration,
     values: RwLock<HashMap<String, (String, String, Instant)>>,
@@ -27,7 +27,7 @@ pub struct EgressSecrets {
 impl EgressSecrets {
     pub fn new(
         base: &str,
-        credential: String,
+        credential: steward_enforce::ControlPlaneAuth,
         http: reqwest::Client,
         max_staleness: Duration,
     ) -> Self {
@@ -55,7 +55,11 @@ impl EgressSecrets {
                     .route()
                     .path_with(&[id])
             ))
-            .bearer_auth(&self.credential)
+            .bearer_auth(
+                self.credential
+                    .bearer()
+                    .map_err(|e| problem(e.to_string()))?,
+            )
             .timeout(Duration::from_secs(10))
             .send()
             .await

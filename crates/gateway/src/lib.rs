@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_enforce::{
-    BundleSource, DecisionLog, EnforcementPoint, FeedConfig, PointIdentity, RevocationFeed,
-    RevocationHook, SourceConfig,
+    BundleSource, ControlPlaneAuth, DecisionLog, EnforcementPoint, FeedConfig, PointIdentity,
+    RevocationFeed, RevocationHook, SourceConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -111,10 +111,26 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
             field: "control_plane".into(),
             message: e.to_string(),
         })?;
+    let credential = match &config.credential {
+        config::ControlPlaneCredential::Secret(s) => ControlPlaneAuth::secret(s.clone()),
+        config::ControlPlaneCredential::Identity(id) => {
+            ControlPlaneAuth::identity(&config.control_plane, id.clone(), http.clone())
+        }
+    };
+    let mut refreshers = Vec::new();
+    if let Some(id) = credential.spiffe_id() {
+        match credential.renew().await {
+            Ok(_) => tracing::info!(identity = %id, "control-plane token obtained"),
+            Err(e) => {
+                tracing::error!(identity = %id, error = %e, "no control-plane token yet; every request is refused until one is obtained");
+            }
+        }
+        refreshers.extend(credential.spawn_renewer());
+    }
     let source = BundleSource::new(
         SourceConfig {
             url: config.control_plane.clone(),
-            credential: config.credential.clone(),
+            credential: credential.clone(),
             point: config.name.clone(),
             refresh: config.refresh,
             max_staleness: config.max_staleness,
@@ -124,7 +140,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     );
     let log = DecisionLog::ship_to(
         &config.control_plane,
-        config.credential.clone(),
+        credential.clone(),
         config.decision_queue,
         config.ship_interval,
         http.clone(),
@@ -147,12 +163,11 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let secrets = (!secret_ids.is_empty()).then(|| {
         Arc::new(egress::EgressSecrets::new(
             &config.control_plane,
-            config.credential.clone(),
+            credential.clone(),
             http.clone(),
             config.max_staleness,
         ))
     });
-    let mut refreshers = Vec::new();
     if let Some(s) = &secrets {
         for id in &secret_ids {
             if let Err(e) = s.refresh(id).await {
@@ -231,7 +246,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     let feed = RevocationFeed::new(
         FeedConfig {
             url: config.control_plane.clone(),
-            credential: config.credential.clone(),
+            credential,
             points: point_identities(&config),
             report_every: config.report,
             idle_timeout: config.stream_idle,

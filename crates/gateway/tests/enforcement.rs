@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "enforcement/point_identity.rs"]
+mod point_identity;
 #[path = "enforcement/real_servers.rs"]
 mod real_servers;
 #[path = "enforcement/revocation.rs"]

@@ -586,6 +586,7 @@ fn check_identities(
             .identities
             .insert(identity.spiffe_id.clone(), identity);
     }
+    point_name_conflicts(desired, diags);
 }
 
 /// The registry a repository declares, for [`identity_problems`].
@@ -677,7 +678,81 @@ pub fn credential_problems(c: &steward_model::Credentials) -> Vec<String> {
     if c.token_ttl_secs == Some(0) {
         out.push("`credentials.token_ttl_secs` must be at least 1".into());
     }
+    if let Some(grant) = &c.enforcement_point {
+        out.extend(point_grant_problems(c, grant));
+    }
     out
+}
+
+/// An enforcement point grant: at least one role, each once; point names for the roles
+/// that speak for points; and a way to get the tokens it would use.
+fn point_grant_problems(
+    c: &steward_model::Credentials,
+    grant: &steward_model::PointGrant,
+) -> Vec<String> {
+    use steward_model::PointRole;
+    let mut out = Vec::new();
+    if grant.roles.is_empty() {
+        out.push(
+            "`credentials.enforcement_point.roles` lists none of `bundle`, `report`, `decide`"
+                .into(),
+        );
+    }
+    let mut roles = std::collections::BTreeSet::new();
+    for r in &grant.roles {
+        if !roles.insert(*r) {
+            out.push(format!(
+                "`credentials.enforcement_point.roles` lists `{r}` twice"
+            ));
+        }
+    }
+    let needs_points = grant.has(PointRole::Bundle) || grant.has(PointRole::Report);
+    if needs_points && grant.points.is_empty() {
+        out.push("`credentials.enforcement_point.points` must name the points it speaks for (a gateway's `name`) to fetch the bundle or report".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for p in &grant.points {
+        if p.is_empty() || p.len() > 128 || p.chars().any(|ch| ch.is_control() || ch == ':') {
+            out.push(format!(
+                "point name `{p}` must be 1 to 128 characters without `:` or control characters (a gateway's `name`)"
+            ));
+        } else if !names.insert(p.as_str()) {
+            out.push(format!("point name `{p}` is listed twice"));
+        }
+    }
+    if c.public_keys.is_empty() && c.tls_certificates.is_empty() {
+        out.push("an enforcement point identity needs a registered key (`steward identity key create`) or client certificate to get its tokens".into());
+    }
+    out
+}
+
+/// Each point name is spoken for by one identity at most: otherwise two identities could
+/// acknowledge revocations for the same point.
+fn point_name_conflicts(desired: &Desired, diags: &mut Vec<Diagnostic>) {
+    let mut claimed: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for identity in desired.identities.values() {
+        let Some(grant) = &identity.credentials.enforcement_point else {
+            continue;
+        };
+        let id = identity.spiffe_id.as_str();
+        for name in &grant.points {
+            match claimed.get(name.as_str()) {
+                Some(first) if *first != id => conflicts.push((
+                    id.to_owned(),
+                    format!(
+                        "identity `{id}`: point name `{name}` is already spoken for by `{first}`; a point has one identity"
+                    ),
+                )),
+                _ => {
+                    claimed.insert(name, id);
+                }
+            }
+        }
+    }
+    for (id, message) in conflicts {
+        at(diags, desired, crate::ObjectKind::Identity, &id, message);
+    }
 }
 
 /// Keys and claim mapping of a trusted issuer: inline keys must parse (EC P-256 or RSA

@@ -211,6 +211,10 @@ pub struct Credentials {
     /// authenticate this identity over mutual TLS (`self_signed_tls_client_auth`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_certificates: Vec<String>,
+    /// What this identity may do at the control plane as an enforcement point, with its
+    /// own short-lived tokens instead of a static admin credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement_point: Option<PointGrant>,
 }
 
 impl Credentials {
@@ -218,6 +222,65 @@ impl Credentials {
         self.public_keys.is_empty()
             && self.token_ttl_secs.is_none()
             && self.tls_certificates.is_empty()
+            && self.enforcement_point.is_none()
+    }
+}
+
+/// What an enforcement point's own identity may ask of the control plane. A gateway,
+/// an nginx endpoint or an AuthZEN caller authenticates like any workload (a registered
+/// key or certificate, a token that expires) and is cut off by revoking the identity;
+/// this grant is what it may do with that token and for which points.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointGrant {
+    /// The control-plane roles granted.
+    pub roles: Vec<PointRole>,
+    /// The point names it speaks for (a gateway's `name`, which covers each of its
+    /// `<kind>:<name>` points). Needed for `bundle` and `report`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<String>,
+}
+
+impl PointGrant {
+    /// Whether the grant includes `role`.
+    pub fn has(&self, role: PointRole) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether `point` (a name, or a `<kind>:<name>` point id) is one this grant speaks
+    /// for.
+    pub fn speaks_for(&self, point: &str) -> bool {
+        let name = point.split_once(':').map_or(point, |(_, name)| name);
+        self.points.iter().any(|p| p == point || p == name)
+    }
+}
+
+/// A control-plane role an enforcement point's identity may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointRole {
+    /// Ask for decisions (AuthZEN).
+    Decide,
+    /// Report applied epochs and heartbeats, and ship decision records.
+    Report,
+    /// Fetch the signed policy bundle and follow the revocation stream.
+    Bundle,
+}
+
+impl PointRole {
+    /// The role as the repository spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decide => "decide",
+            Self::Report => "report",
+            Self::Bundle => "bundle",
+        }
+    }
+}
+
+impl fmt::Display for PointRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

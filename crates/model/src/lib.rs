@@ -31,7 +31,8 @@ pub use error::ModelError;
 pub use http_path::{HttpPath, MAX_PATH_BYTES};
 pub use identity::{
     Classification, ClientKey, Credentials, Entitlement, Identity, IdentityKind, LifecycleState,
-    MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, label_problems,
+    MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, Owner, OwnerKind, PointGrant, PointRole,
+    label_problems,
 };
 pub use issuer::TrustedIssuer;
 pub use lookup::{Address, CapabilityIndex, Resolved};

@@ -166,6 +166,7 @@ fn inventory_and_findings(
         mut used,
         active,
         exception_grants,
+        non_expiring_credentials,
     } = inputs;
     let mut inventory = Vec::with_capacity(records.len());
     let mut findings = Vec::new();
@@ -291,6 +292,20 @@ fn inventory_and_findings(
                 "an exception for `{capability}` was granted {grants} times; make the access a reviewed policy, or stop renewing it"
             ),
             json!({"principal": principal, "capability": capability, "grants": grants, "last_granted": last}),
+        ));
+    }
+    for c in non_expiring_credentials {
+        findings.push(finding(
+            FindingKind::NonExpiringAdminCredential,
+            Severity::Medium,
+            &c.id,
+            c.role.plane().map(ToString::to_string).unwrap_or_default(),
+            c.created_by.clone(),
+            format!(
+                "admin credential `{}` ({}, {}) never expires: recreate it with `--expires-in`, or give the enforcement point it serves an identity of its own",
+                c.id, c.name, c.role
+            ),
+            json!({"name": c.name, "role": c.role, "created_at": c.created_at, "created_by": c.created_by}),
         ));
     }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.id.cmp(&b.id)));
@@ -830,6 +845,7 @@ mod tests {
             used: HashMap::from([("spiffe://acme.example/x".to_owned(), used)]),
             active: HashMap::new(),
             exception_grants: Vec::new(),
+            non_expiring_credentials: Vec::new(),
         };
         let params = Params {
             window_days: 30,

@@ -21,6 +21,8 @@ pub struct Inputs {
     pub active: HashMap<String, i64>,
     /// (principal, capability, grants, last granted) of exceptions granted again and again.
     pub exception_grants: Vec<(String, String, i64, String)>,
+    /// Live admin credentials with no expiry (only for reports covering every plane).
+    pub non_expiring_credentials: Vec<steward_api::Credential>,
 }
 
 /// What the evidence says one identity did in the window.

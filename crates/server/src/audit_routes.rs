@@ -19,6 +19,7 @@ use crate::auth::{Caller, Ingest};
 use crate::error::ApiError;
 use crate::evidence::EvidenceError;
 use crate::extract::{Json, Query};
+use crate::point_auth::ReportCaller;
 
 /// Most records one ingest request may carry.
 pub const MAX_INGEST_RECORDS: usize = 1_000;
@@ -354,10 +355,28 @@ pub const ENFORCEMENT_MAX_RECORD_AGE: std::time::Duration =
 
 /// `POST /enforcement/v1/decisions`: decision records of Steward's own enforcement points.
 pub(crate) async fn enforcement_decisions(
-    Ingest(actor): Ingest,
+    ReportCaller(caller): ReportCaller,
     State(s): State<AppState>,
     Json(req): Json<IngestRequest>,
 ) -> Result<(StatusCode, axum::Json<IngestAnswer>), ApiError> {
+    if caller.grant.is_some() {
+        // An identity ships records only of the points it speaks for.
+        #[derive(Deserialize)]
+        struct Named {
+            enforcement_point: Option<String>,
+        }
+        let path = steward_api::RouteId::Decisions.route().path;
+        let mut seen = std::collections::BTreeSet::new();
+        for raw in &req.records {
+            let point = serde_json::from_str::<Named>(raw.get())
+                .ok()
+                .and_then(|n| n.enforcement_point);
+            if seen.insert(point.clone()) {
+                caller.require_point(&s, point.as_deref(), path).await?;
+            }
+        }
+    }
+    let actor = caller.actor;
     let past = ENFORCEMENT_MAX_RECORD_AGE.max(s.inner.ingest_max_skew);
     take_records(&s, &actor.name, req, "enforcement", past).await
 }

@@ -89,6 +89,7 @@ async fn central_admin(store: &Store, name: &str, actor: &Actor) -> Result<Strin
         name: name.into(),
         role: Role::CentralAdmin,
         token_hash: minted.hash,
+        expires_at: None,
     };
     store.create_credential(&new, actor).await?;
     Ok(minted.token)
@@ -137,7 +138,8 @@ pub(crate) async fn admin_credential(
             ApiError::unauthorized("the credential is not a Steward admin credential")
         })?;
     let presented = hash_token(token);
-    if let Some(actor) = state.credentials.get(&presented) {
+    if let Some((actor, expires_at)) = state.credentials.get(&presented) {
+        expired(&actor.credential_id, expires_at.as_deref())?;
         return Ok(actor);
     }
     let record = state.store.credential(id).await.map_err(ApiError::from)?;
@@ -148,13 +150,29 @@ pub(crate) async fn admin_credential(
     {
         return Err(invalid());
     }
+    expired(&record.id, record.expires_at.as_deref())?;
     let actor = Actor {
         credential_id: record.id,
         name: record.name,
         role: record.role,
     };
-    state.credentials.put(presented, actor.clone());
+    state
+        .credentials
+        .put(presented, actor.clone(), record.expires_at);
     Ok(actor)
+}
+
+/// Refuses a credential past its `expires_at`, saying when and what to do.
+fn expired(id: &str, expires_at: Option<&str>) -> Result<(), ApiError> {
+    let Some(at) = expires_at else {
+        return Ok(());
+    };
+    if at <= steward_model::timestamp::now().as_str() {
+        return Err(ApiError::unauthorized(format!(
+            "the admin credential `{id}` expired at {at}; ask a central admin for a new one (`steward credential create --expires-in …`)"
+        )));
+    }
+    Ok(())
 }
 
 /// How long a verified credential is trusted without asking the store again. A revocation
@@ -167,27 +185,30 @@ const CREDENTIAL_CACHE_MAX: usize = 10_000;
 /// point's every request does not cost a store round trip.
 #[derive(Default)]
 pub(crate) struct CredentialCache {
-    entries: parking_lot::Mutex<std::collections::HashMap<String, (Actor, std::time::Instant)>>,
+    entries: parking_lot::Mutex<std::collections::HashMap<String, Cached>>,
 }
 
+/// A verified credential, its expiry (checked on every use) and when it was verified.
+type Cached = (Actor, Option<String>, std::time::Instant);
+
 impl CredentialCache {
-    fn get(&self, token_hash: &str) -> Option<Actor> {
+    fn get(&self, token_hash: &str) -> Option<(Actor, Option<String>)> {
         let entries = self.entries.lock();
         entries
             .get(token_hash)
-            .filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL)
-            .map(|(actor, _)| actor.clone())
+            .filter(|(_, _, at)| at.elapsed() < CREDENTIAL_CACHE_TTL)
+            .map(|(actor, expires_at, _)| (actor.clone(), expires_at.clone()))
     }
 
-    fn put(&self, token_hash: String, actor: Actor) {
+    fn put(&self, token_hash: String, actor: Actor, expires_at: Option<String>) {
         let mut entries = self.entries.lock();
         if entries.len() >= CREDENTIAL_CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+            entries.retain(|_, (_, _, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
             if entries.len() >= CREDENTIAL_CACHE_MAX {
                 entries.clear();
             }
         }
-        entries.insert(token_hash, (actor, std::time::Instant::now()));
+        entries.insert(token_hash, (actor, expires_at, std::time::Instant::now()));
     }
 
     /// Forgets every verified credential (after a revocation).
@@ -213,8 +234,9 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The authenticated caller of the decision API: any valid credential. A decision reveals
-/// no more than the enforcement point asking already enforces.
+/// The authenticated caller of the decision API: any valid admin credential, or an
+/// identity granted the enforcement point role `decide` with its own token. A decision
+/// reveals no more than the enforcement point asking already enforces.
 #[derive(Debug, Clone)]
 pub struct Decider(pub Actor);
 
@@ -225,7 +247,16 @@ impl FromRequestParts<AppState> for Decider {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Decider(authenticate(parts, state).await?))
+        let route = parts.uri.path().to_owned();
+        let caller = crate::point_auth::authenticate(
+            &parts.headers,
+            state,
+            steward_model::PointRole::Decide,
+            &route,
+            |_| Ok(()),
+        )
+        .await?;
+        Ok(Decider(caller.actor))
     }
 }
 

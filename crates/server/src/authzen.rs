@@ -42,6 +42,12 @@ pub(crate) async fn configuration(State(s): State<AppState>) -> axum::Json<Authz
         policy_decision_point: base.to_owned(),
         access_evaluation_endpoint: format!("{base}{}", RouteId::Evaluation.route().path),
         access_evaluations_endpoint: format!("{base}{}", RouteId::Evaluations.route().path),
+        credentials_supported: vec![
+            "steward_admin_credential".to_owned(),
+            "oauth_bearer".to_owned(),
+        ],
+        oauth_bearer_audience: Some(s.tokens.config.issuer.clone()),
+        token_endpoint: Some(s.tokens.token_endpoint()),
     })
 }
 

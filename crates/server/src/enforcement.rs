@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use steward_enforce::{BUNDLE_FORMAT, Bundle};
 
 use crate::AppState;
-use crate::auth::Ingest;
 use crate::error::ApiError;
+use crate::point_auth::BundleCaller;
 
 /// A signed bundle and the state it was built from.
 pub(crate) struct SignedBundle {
@@ -109,18 +109,19 @@ async fn signed(s: &AppState) -> Result<Arc<SignedBundle>, ApiError> {
 /// `GET /enforcement/v1/bundle`: the signed bundle (`application/jwt`), or 304 when the
 /// point's `If-None-Match` names the current one.
 pub(crate) async fn bundle(
-    Ingest(actor): Ingest,
+    BundleCaller(caller): BundleCaller,
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let signed = signed(&s).await?;
-    let point = headers
+    let named = headers
         .get("steward-enforcement-point")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .chars()
-        .take(128)
-        .collect::<String>();
+        .and_then(|v| v.to_str().ok());
+    caller
+        .require_point(&s, named, steward_api::RouteId::Bundle.route().path)
+        .await?;
+    let actor = caller.actor;
+    let signed = signed(&s).await?;
+    let point = named.unwrap_or("-").chars().take(128).collect::<String>();
     let etag = HeaderValue::from_str(&signed.etag).map_err(|_| ApiError::internal())?;
     let current = headers
         .get(header::IF_NONE_MATCH)

@@ -55,6 +55,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A token refused at a point-facing route says why where OAuth clients look
+        // (RFC 6750 §3): the description is the message, kept to header-safe text.
+        let challenge = (self.code == "invalid_token").then(|| {
+            let description: String = self
+                .message
+                .chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    c if c.is_ascii() && !c.is_ascii_control() => c,
+                    _ => '?',
+                })
+                .collect();
+            format!(
+                "Bearer realm=\"steward\", error=\"invalid_token\", error_description=\"{description}\""
+            )
+        });
         let body = steward_api::ErrorBody {
             status: self.status.as_u16(),
             error: self.code.to_owned(),
@@ -62,7 +78,9 @@ impl IntoResponse for ApiError {
             diagnostics: self.diagnostics,
         };
         let mut resp = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if let Some(value) = challenge.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        } else if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"steward-admin\""),

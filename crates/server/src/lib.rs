@@ -15,6 +15,7 @@ mod error;
 pub mod evidence;
 mod extract;
 mod local;
+mod point_auth;
 pub mod policy;
 mod posture;
 pub mod replay;

@@ -229,6 +229,7 @@ async fn load_inputs(
         .await?
         .map(|(_, b)| b.exceptions)
         .unwrap_or_default();
+    let every_plane = matches!(subjects, Subjects::Planes(None));
     let (records, only): (Vec<IdentityRecord>, Option<String>) = match subjects {
         Subjects::Planes(scope) => (
             s.store
@@ -283,7 +284,20 @@ async fn load_inputs(
         .into_iter()
         .collect();
 
+    // Admin credentials belong to no plane: only a report over every plane lists them.
+    let non_expiring_credentials = if every_plane {
+        s.store
+            .credentials()
+            .await?
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none() && c.expires_at.is_none())
+            .map(|c| c.public())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Inputs {
+        non_expiring_credentials,
         settings,
         exceptions,
         records,

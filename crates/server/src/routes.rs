@@ -648,6 +648,9 @@ async fn credentials(caller: Caller, State(s): State<AppState>) -> ApiResult<Vec
     ))
 }
 
+/// Longest lifetime an expiring admin credential may be given.
+const MAX_CREDENTIAL_SECS: u64 = 10 * 366 * 24 * 3600;
+
 async fn create_credential(
     caller: Caller,
     State(s): State<AppState>,
@@ -660,12 +663,26 @@ async fn create_credential(
     let role = req
         .resolved_role()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let expires_at = match req.expires_in_secs {
+        None => None,
+        Some(secs) if (1..=MAX_CREDENTIAL_SECS).contains(&secs) => {
+            Some(steward_model::timestamp::from_unix(
+                time::OffsetDateTime::now_utc().unix_timestamp() + secs as i64,
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "`expires_in_secs` must be between 1 and {MAX_CREDENTIAL_SECS} (10 years)"
+            )));
+        }
+    };
     let minted = mint().map_err(|_| ApiError::internal())?;
     let new = NewCredential {
         id: minted.id,
         name: req.name,
         role,
         token_hash: minted.hash,
+        expires_at,
     };
     let credential = s.store.create_credential(&new, &caller.0).await?;
     Ok((

@@ -423,6 +423,12 @@ use revocation::{
     revocations_are_pushed_acknowledged_and_verified,
     verification_without_a_live_point_is_refused_at_once,
 };
+#[path = "api/points.rs"]
+mod points;
+use points::{
+    a_point_identity_calls_with_its_own_token,
+    admin_credentials_expire_and_lasting_ones_are_findings,
+};
 #[path = "api/posture.rs"]
 mod posture;
 use posture::{
@@ -431,6 +437,8 @@ use posture::{
 };
 
 both_backends!(
+    a_point_identity_calls_with_its_own_token,
+    admin_credentials_expire_and_lasting_ones_are_findings,
     revocations_are_pushed_acknowledged_and_verified,
     verification_without_a_live_point_is_refused_at_once,
     posture_reports_inventory_and_findings,

@@ -45,6 +45,8 @@ pub struct CredentialRecord {
     pub created_at: String,
     pub created_by: String,
     pub revoked_at: Option<String>,
+    /// When it stops working (stored time form); `None` never expires.
+    pub expires_at: Option<String>,
 }
 
 impl CredentialRecord {
@@ -57,6 +59,7 @@ impl CredentialRecord {
             created_at: self.created_at.clone(),
             created_by: self.created_by.clone(),
             revoked_at: self.revoked_at.clone(),
+            expires_at: self.expires_at.clone(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct NewCredential {
     pub name: String,
     pub role: Role,
     pub token_hash: String,
+    /// When it stops working (stored time form); `None` never expires.
+    pub expires_at: Option<String>,
 }
 
 /// Appends to the admin change log inside the caller's transaction, so the record and
@@ -168,11 +173,12 @@ fn credential(r: &sqlx::any::AnyRow) -> Result<CredentialRecord, StoreError> {
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         revoked_at: r.try_get("revoked_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
 const CREDENTIAL_COLUMNS: &str =
-    "id, name, role, plane, token_hash, created_at, created_by, revoked_at";
+    "id, name, role, plane, token_hash, created_at, created_by, revoked_at, expires_at";
 
 impl Store {
     /// Whether any admin credential exists (bootstrap creates the first).
@@ -202,7 +208,7 @@ impl Store {
                 });
             }
         }
-        sqlx::query("INSERT INTO admin_credentials (id, name, role, plane, token_hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO admin_credentials (id, name, role, plane, token_hash, created_at, created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&new.id)
             .bind(&new.name)
             .bind(new.role.kind().as_str())
@@ -210,9 +216,11 @@ impl Store {
             .bind(&new.token_hash)
             .bind(steward_model::timestamp::now())
             .bind(actor.label())
+            .bind(new.expires_at.as_deref())
             .execute(&mut *tx)
             .await?;
-        let after = serde_json::json!({ "name": new.name, "role": new.role });
+        let after =
+            serde_json::json!({ "name": new.name, "role": new.role, "expires_at": new.expires_at });
         record_change(
             self.backend,
             &mut tx,

@@ -261,6 +261,11 @@ impl Store {
                     "exception_expiries",
                     include_str!("../migrations/sqlite/0015_exception_expiries.sql"),
                 ),
+                (
+                    16,
+                    "credential_expiry",
+                    include_str!("../migrations/sqlite/0016_credential_expiry.sql"),
+                ),
             ],
             Backend::Postgres => &[
                 (
@@ -337,6 +342,11 @@ impl Store {
                     15,
                     "exception_expiries",
                     include_str!("../migrations/postgres/0015_exception_expiries.sql"),
+                ),
+                (
+                    16,
+                    "credential_expiry",
+                    include_str!("../migrations/postgres/0016_credential_expiry.sql"),
                 ),
             ],
         };

@@ -493,9 +493,11 @@ async fn credentials_and_change_log(s: Store) {
             plane: PlaneId::new("payments").unwrap(),
         },
         token_hash: "h".repeat(64),
+        expires_at: Some("2031-01-01T00:00:00.000Z".into()),
     };
     let rec = s.create_credential(&new, &admin()).await.unwrap();
     assert_eq!(rec.role, new.role);
+    assert_eq!(rec.expires_at.as_deref(), Some("2031-01-01T00:00:00.000Z"));
     assert!(s.has_credentials().await.unwrap());
     let bad = NewCredential {
         id: "def".into(),

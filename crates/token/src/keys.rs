@@ -199,6 +199,26 @@ impl SigningKey {
         Ok((Self::from_pkcs8(&pkcs8)?, pkcs8))
     }
 
+    /// Loads a key from a PKCS#8 PEM (`BEGIN PRIVATE KEY`), as `steward identity key
+    /// create` writes it: what a workload or an enforcement point reads at start.
+    pub fn from_pkcs8_pem(text: &str) -> Result<Self, TokenError> {
+        let body: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        if body.is_empty() {
+            return Err(TokenError::Key(
+                "no `BEGIN PRIVATE KEY` block (a PKCS#8 PEM, as `steward identity key create` writes)".into(),
+            ));
+        }
+        let der = STANDARD
+            .decode(body.trim())
+            .map_err(|_| TokenError::Key("the PEM body is not base64".into()))?;
+        Self::from_pkcs8(&der)
+    }
+
     /// Loads a key from its PKCS#8 encoding.
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, TokenError> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)

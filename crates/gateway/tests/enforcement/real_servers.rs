@@ -881,7 +881,7 @@ async fn api_to_event_is_traced(
     let source = steward_enforce::BundleSource::new(
         steward_enforce::SourceConfig {
             url: cp.base.clone(),
-            credential: ingestor.clone(),
+            credential: ingestor.clone().into(),
             point: "refund-worker".into(),
             refresh: Duration::from_secs(5),
             max_staleness: Duration::from_secs(60),

@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::hub::ReportJob;
 use crate::AppState;
-use crate::auth::{Caller, Ingest};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
+use crate::point_auth::ReportCaller;
 use steward_api::{
     PointReportAnswer, PointReportRequest, PointStatus, PointsResponse, Verification,
 };
@@ -61,7 +62,7 @@ pub(super) fn valid_name(field: &str, value: &str) -> Result<(), ApiError> {
 /// `POST /enforcement/v1/points/report` (ingestor): registration, heartbeat and
 /// acknowledgement in one.
 pub(crate) async fn report(
-    Ingest(actor): Ingest,
+    ReportCaller(caller): ReportCaller,
     State(s): State<AppState>,
     Json(body): Json<PointReportRequest>,
 ) -> Result<axum::Json<PointReportAnswer>, ApiError> {
@@ -83,6 +84,14 @@ pub(crate) async fn report(
             "`epoch` and `bundle_version` must be 0 or more",
         ));
     }
+    // An identity speaks only for the points its grant names; then, like a credential,
+    // only for points not bound to another live caller.
+    let path = steward_api::RouteId::PointReport.route().path;
+    for p in &body.points {
+        caller.require_point(&s, Some(&p.id), path).await?;
+        caller.require_point(&s, Some(&p.name), path).await?;
+    }
+    let actor = caller.actor;
     speaks_only_for_its_own_points(&s, &actor, &body).await?;
     let mut latest = s.hub.latest();
     if body.epoch > latest {

@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use super::hub::Hub;
 use crate::AppState;
-use crate::auth::Ingest;
 use crate::error::ApiError;
 use crate::extract::Query;
+use crate::point_auth::BundleCaller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,11 +27,22 @@ pub(crate) struct StreamQuery {
 /// after `Last-Event-ID` or `?after=`; a new point (0) or one ahead of this control plane
 /// gets a `snapshot` of the revocations in force.
 pub(crate) async fn stream(
-    Ingest(actor): Ingest,
+    BundleCaller(caller): BundleCaller,
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
+    let named = headers
+        .get("steward-enforcement-point")
+        .and_then(|v| v.to_str().ok());
+    caller
+        .require_point(
+            &s,
+            named,
+            steward_api::RouteId::RevocationStream.route().path,
+        )
+        .await?;
+    let actor = caller.actor;
     let from_header = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -142,6 +142,8 @@ pub struct Client {
     pub max_credential_age_days: Option<u64>,
     /// Thumbprints of client certificates that authenticate it (mutual TLS).
     pub tls_certificates: Vec<String>,
+    /// What it may do at the control plane as an enforcement point.
+    pub point: Option<steward_model::PointGrant>,
 }
 
 /// Clients by SPIFFE ID, rebuilt with the policy engine after every registry change.
@@ -202,6 +204,7 @@ impl Directory {
                     secret,
                     max_credential_age_days: settings.max_credential_age_days,
                     tls_certificates: i.credentials.tls_certificates.clone(),
+                    point: i.credentials.enforcement_point.clone(),
                 },
             );
         }
