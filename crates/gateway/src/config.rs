@@ -73,6 +73,19 @@ struct ProxyFile {
     max_inspected_body_bytes: Option<usize>,
     upstream_ca_file: Option<PathBuf>,
     public_url: Option<String>,
+    /// `auto` (default), `http1` or `http2`.
+    upstream_protocol: Option<String>,
+    tls: Option<ProxyTlsFile>,
+}
+
+/// `[proxy.tls]`: serve the proxy's listener over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyTlsFile {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    /// `none`, `optional` (default) or `required`.
+    client_certificates: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,8 +138,37 @@ pub struct ProxyConfig {
     /// The URL clients reach this proxy at (`https://api.example.com`, optionally with a
     /// path prefix), without a trailing `/`. A DPoP proof names the URL its request was
     /// sent to (`htu`); behind TLS termination or another proxy the request no longer
-    /// says it, so this does. Unset: `http://` and the request's `Host`.
+    /// says it, so this does. Unset: `http://` (`https://` with `tls`) and the request's
+    /// `Host`.
     pub public_url: Option<String>,
+    /// Which HTTP the proxy speaks to its upstream.
+    pub upstream_protocol: UpstreamProtocol,
+    /// TLS on the listener: clients connect with `https://` (and may present a client
+    /// certificate that certificate-bound tokens need).
+    pub tls: Option<ProxyTls>,
+}
+
+/// Which HTTP a proxy speaks to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// `https://`: whatever ALPN agrees (HTTP/2 or HTTP/1.1). `http://`: HTTP/1.1, and
+    /// HTTP/2 with prior knowledge (h2c) for gRPC calls, which HTTP/1.1 cannot carry.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (gRPC calls cannot pass).
+    Http1,
+    /// HTTP/2 only: with prior knowledge (h2c) on `http://`, by ALPN on `https://`.
+    Http2,
+}
+
+/// A proxy listener's TLS, read and checked when the configuration is.
+#[derive(Debug, Clone)]
+pub struct ProxyTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_certificates: steward_listen::tls::ClientCertificates,
+    /// The server configuration built from them.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// What an egress proxy injects.
@@ -418,6 +460,14 @@ impl GatewayConfig {
                     None => None,
                     Some(url) => Some(public_url(&field("public_url"), url)?),
                 },
+                upstream_protocol: upstream_protocol(
+                    &field("upstream_protocol"),
+                    p.upstream_protocol.as_deref(),
+                )?,
+                tls: match &p.tls {
+                    None => None,
+                    Some(t) => Some(proxy_tls(&field("tls"), t, base)?),
+                },
             });
         }
         let auth = match &file.auth {
@@ -559,6 +609,50 @@ fn public_url(field: &str, url: &str) -> Result<String, GatewayError> {
         ));
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// `upstream_protocol`: `auto` unless set.
+fn upstream_protocol(field: &str, value: Option<&str>) -> Result<UpstreamProtocol, GatewayError> {
+    match value {
+        None | Some("auto") => Ok(UpstreamProtocol::Auto),
+        Some("http1") => Ok(UpstreamProtocol::Http1),
+        Some("http2") => Ok(UpstreamProtocol::Http2),
+        Some(other) => Err(invalid(
+            field,
+            format!(
+                "`{other}` is not `auto` (ALPN on https://, HTTP/1.1 and h2c for gRPC on http://), `http1` or `http2` (h2c on http://)"
+            ),
+        )),
+    }
+}
+
+/// `[proxy.tls]`: the files (relative to the configuration) read now, so `--check` and
+/// start-up say what is wrong with them.
+fn proxy_tls(field: &str, t: &ProxyTlsFile, base: &Path) -> Result<ProxyTls, GatewayError> {
+    use steward_listen::tls::ClientCertificates;
+    let client_certificates = match t.client_certificates.as_deref() {
+        None | Some("optional") => ClientCertificates::Optional,
+        Some("none") => ClientCertificates::None,
+        Some("required") => ClientCertificates::Required,
+        Some(other) => {
+            return Err(invalid(
+                &format!("{field}.client_certificates"),
+                format!(
+                    "`{other}` is not `none`, `optional` (asked for, certificate-bound tokens work) or `required`"
+                ),
+            ));
+        }
+    };
+    let cert_file = base.join(&t.cert_file);
+    let key_file = base.join(&t.key_file);
+    let server = steward_listen::tls::server_config(&cert_file, &key_file, client_certificates)
+        .map_err(|e| invalid(field, e.to_string()))?;
+    Ok(ProxyTls {
+        cert_file,
+        key_file,
+        client_certificates,
+        server,
+    })
 }
 
 /// A secret kept in a file (trailing newline dropped); the error names the field and the

@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "enforcement/mtls.rs"]
+mod mtls;
 #[path = "enforcement/real_servers.rs"]
 mod real_servers;
 #[path = "enforcement/revocation.rs"]
