@@ -824,4 +824,29 @@ audience = "spiffe://acme.example/api"
             "{e}"
         );
     }
+
+    /// Which HTTP goes upstream: `auto` unless named; a misspelling names the field and
+    /// the choices.
+    #[test]
+    fn upstream_protocol_is_one_of_three() {
+        let of = |line: &str| proxy_with(line).map(|c| c.proxies[0].upstream_protocol);
+        assert_eq!(of("").unwrap(), UpstreamProtocol::Auto);
+        assert_eq!(
+            of("upstream_protocol = \"auto\"").unwrap(),
+            UpstreamProtocol::Auto
+        );
+        assert_eq!(
+            of("upstream_protocol = \"http1\"").unwrap(),
+            UpstreamProtocol::Http1
+        );
+        assert_eq!(
+            of("upstream_protocol = \"http2\"").unwrap(),
+            UpstreamProtocol::Http2
+        );
+        let e = of("upstream_protocol = \"h3\"").unwrap_err().to_string();
+        assert!(
+            e.contains("proxy[0].upstream_protocol") && e.contains("http2"),
+            "{e}"
+        );
+    }
 }

@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "enforcement/grpc.rs"]
+mod grpc;
 #[path = "enforcement/mtls.rs"]
 mod mtls;
 #[path = "enforcement/real_servers.rs"]
