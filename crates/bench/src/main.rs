@@ -875,6 +875,9 @@ struct InProcessServer {
     evidence: steward_server::evidence::EvidenceWriter,
     store: steward_store::Store,
     runtime: tokio::runtime::Handle,
+    /// The served state, to serve it over TLS too (the gateway bench's certificate-bound
+    /// tokens are asked for over mutual TLS).
+    state: steward_server::AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -924,13 +927,14 @@ impl InProcessServer {
                     server.state.evidence.clone(),
                     server.store().clone(),
                     tokio::runtime::Handle::current(),
+                    server.state.clone(),
                 ));
                 let _ = stop_rx.await;
                 server.stop().await?;
                 Ok(())
             })
         });
-        let (base, token, evidence, store, runtime) =
+        let (base, token, evidence, store, runtime, state) =
             ready_rx.recv().context("the server did not start")?;
         Ok(Self {
             base,
@@ -940,6 +944,7 @@ impl InProcessServer {
             evidence,
             store,
             runtime,
+            state,
             _dir: dir,
         })
     }

@@ -75,6 +75,19 @@ struct ProxyFile {
     max_inspected_body_bytes: Option<usize>,
     upstream_ca_file: Option<PathBuf>,
     public_url: Option<String>,
+    /// `auto` (default), `http1` or `http2`.
+    upstream_protocol: Option<String>,
+    tls: Option<ProxyTlsFile>,
+}
+
+/// `[proxy.tls]`: serve the proxy's listener over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyTlsFile {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    /// `none`, `optional` (default) or `required`.
+    client_certificates: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,8 +140,37 @@ pub struct ProxyConfig {
     /// The URL clients reach this proxy at (`https://api.example.com`, optionally with a
     /// path prefix), without a trailing `/`. A DPoP proof names the URL its request was
     /// sent to (`htu`); behind TLS termination or another proxy the request no longer
-    /// says it, so this does. Unset: `http://` and the request's `Host`.
+    /// says it, so this does. Unset: `http://` (`https://` with `tls`) and the request's
+    /// `Host`.
     pub public_url: Option<String>,
+    /// Which HTTP the proxy speaks to its upstream.
+    pub upstream_protocol: UpstreamProtocol,
+    /// TLS on the listener: clients connect with `https://` (and may present a client
+    /// certificate that certificate-bound tokens need).
+    pub tls: Option<ProxyTls>,
+}
+
+/// Which HTTP a proxy speaks to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// `https://`: whatever ALPN agrees (HTTP/2 or HTTP/1.1). `http://`: HTTP/1.1, and
+    /// HTTP/2 with prior knowledge (h2c) for gRPC calls, which HTTP/1.1 cannot carry.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (gRPC calls cannot pass).
+    Http1,
+    /// HTTP/2 only: with prior knowledge (h2c) on `http://`, by ALPN on `https://`.
+    Http2,
+}
+
+/// A proxy listener's TLS, read and checked when the configuration is.
+#[derive(Debug, Clone)]
+pub struct ProxyTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_certificates: steward_listen::tls::ClientCertificates,
+    /// The server configuration built from them.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// What an egress proxy injects.
@@ -422,6 +464,14 @@ impl GatewayConfig {
                     None => None,
                     Some(url) => Some(public_url(&field("public_url"), url)?),
                 },
+                upstream_protocol: upstream_protocol(
+                    &field("upstream_protocol"),
+                    p.upstream_protocol.as_deref(),
+                )?,
+                tls: match &p.tls {
+                    None => None,
+                    Some(t) => Some(proxy_tls(&field("tls"), t, base)?),
+                },
             });
         }
         let auth = match &file.auth {
@@ -635,6 +685,50 @@ fn control_plane_credential(
     }
 }
 
+/// `upstream_protocol`: `auto` unless set.
+fn upstream_protocol(field: &str, value: Option<&str>) -> Result<UpstreamProtocol, GatewayError> {
+    match value {
+        None | Some("auto") => Ok(UpstreamProtocol::Auto),
+        Some("http1") => Ok(UpstreamProtocol::Http1),
+        Some("http2") => Ok(UpstreamProtocol::Http2),
+        Some(other) => Err(invalid(
+            field,
+            format!(
+                "`{other}` is not `auto` (ALPN on https://, HTTP/1.1 and h2c for gRPC on http://), `http1` or `http2` (h2c on http://)"
+            ),
+        )),
+    }
+}
+
+/// `[proxy.tls]`: the files (relative to the configuration) read now, so `--check` and
+/// start-up say what is wrong with them.
+fn proxy_tls(field: &str, t: &ProxyTlsFile, base: &Path) -> Result<ProxyTls, GatewayError> {
+    use steward_listen::tls::ClientCertificates;
+    let client_certificates = match t.client_certificates.as_deref() {
+        None | Some("optional") => ClientCertificates::Optional,
+        Some("none") => ClientCertificates::None,
+        Some("required") => ClientCertificates::Required,
+        Some(other) => {
+            return Err(invalid(
+                &format!("{field}.client_certificates"),
+                format!(
+                    "`{other}` is not `none`, `optional` (asked for, certificate-bound tokens work) or `required`"
+                ),
+            ));
+        }
+    };
+    let cert_file = base.join(&t.cert_file);
+    let key_file = base.join(&t.key_file);
+    let server = steward_listen::tls::server_config(&cert_file, &key_file, client_certificates)
+        .map_err(|e| invalid(field, e.to_string()))?;
+    Ok(ProxyTls {
+        cert_file,
+        key_file,
+        client_certificates,
+        server,
+    })
+}
+
 /// A secret kept in a file (trailing newline dropped); the error names the field and the
 /// path, never the content.
 fn read_secret(field: &str, path: &Path) -> Result<String, GatewayError> {
@@ -801,6 +895,31 @@ audience = "spiffe://acme.example/api"
             .to_string();
         assert!(
             e.contains("ext_authz.client_certificate") && e.contains("xfcc"),
+            "{e}"
+        );
+    }
+
+    /// Which HTTP goes upstream: `auto` unless named; a misspelling names the field and
+    /// the choices.
+    #[test]
+    fn upstream_protocol_is_one_of_three() {
+        let of = |line: &str| proxy_with(line).map(|c| c.proxies[0].upstream_protocol);
+        assert_eq!(of("").unwrap(), UpstreamProtocol::Auto);
+        assert_eq!(
+            of("upstream_protocol = \"auto\"").unwrap(),
+            UpstreamProtocol::Auto
+        );
+        assert_eq!(
+            of("upstream_protocol = \"http1\"").unwrap(),
+            UpstreamProtocol::Http1
+        );
+        assert_eq!(
+            of("upstream_protocol = \"http2\"").unwrap(),
+            UpstreamProtocol::Http2
+        );
+        let e = of("upstream_protocol = \"h3\"").unwrap_err().to_string();
+        assert!(
+            e.contains("proxy[0].upstream_protocol") && e.contains("http2"),
             "{e}"
         );
     }

@@ -19,15 +19,17 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{
-    Carried, Challenge, Credential, CredentialError, EnforcementPoint, Origin, Outcome, Presented,
-    Seen, Verdict, request_address,
+    Carried, Challenge, Credential, CredentialError, EnforcementPoint, Origin, Outcome,
+    PeerCertificate, Presented, Seen, Verdict, request_address,
 };
+use steward_listen::Peer;
+use steward_listen::tls::ClientCertificate;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 use tokio::net::TcpListener;
 
 use crate::GatewayError;
-use crate::config::ProxyConfig;
+use crate::config::{ProxyConfig, UpstreamProtocol};
 use crate::credential::{IDENTITY_HEADER, header_field, is_steward_header};
 use crate::egress::{EgressSecrets, ai_request};
 use crate::request_headers::HttpHeaders;
@@ -40,7 +42,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct Proxy {
     config: ProxyConfig,
     point: EnforcementPoint,
-    client: Client<Connector, Body>,
+    upstream: Upstream,
     /// Egress mode: where the injected secret comes from.
     secrets: Option<Arc<EgressSecrets>>,
 }
@@ -121,6 +123,23 @@ fn grpc_refusal(verdict: &Verdict, trace: &TraceContext) -> Response<Body> {
     r
 }
 
+/// Headers that carry a client certificate, or a verdict on one, when a TLS-terminating
+/// proxy in front sets them (Envoy's XFCC, nginx's and others' conventions, RFC 9440).
+/// This proxy terminates TLS itself: a client sending one is making it up, and the
+/// upstream must never take it as checked.
+const CLIENT_CERTIFICATE_HEADERS: [&str; 10] = [
+    "x-forwarded-client-cert",
+    "x-ssl-client-cert",
+    "x-ssl-client-escaped-cert",
+    "x-ssl-client-verify",
+    "x-client-cert",
+    "x-client-verify",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "client-cert",
+    "client-cert-chain",
+];
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -175,32 +194,78 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         .with_no_client_auth())
 }
 
+/// The clients a proxy reaches its upstream with, one per HTTP it may speak.
+struct Upstream {
+    protocol: UpstreamProtocol,
+    /// HTTP/1.1; on `https://` in `auto`, whatever ALPN agrees.
+    http1: Client<Connector, Body>,
+    /// HTTP/2 only: with prior knowledge (h2c) on `http://`, ALPN `h2` on `https://`.
+    http2: Client<Connector, Body>,
+}
+
+impl Upstream {
+    fn new(config: &ProxyConfig) -> Result<Self, GatewayError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = tls_config(config.upstream_ca_file.as_deref())?;
+        let builder = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+        };
+        let http1 = match config.upstream_protocol {
+            // Offer both by ALPN; an http:// upstream gets HTTP/1.1 from this client.
+            UpstreamProtocol::Auto => builder().enable_all_versions().wrap_connector(http.clone()),
+            UpstreamProtocol::Http1 | UpstreamProtocol::Http2 => {
+                builder().enable_http1().wrap_connector(http.clone())
+            }
+        };
+        let http2 = builder().enable_http2().wrap_connector(http);
+        let client = |connector, h2_only| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .http2_only(h2_only)
+                .build(connector)
+        };
+        Ok(Self {
+            protocol: config.upstream_protocol,
+            http1: client(http1, false),
+            http2: client(http2, true),
+        })
+    }
+
+    /// The client for a request, and the version to send it as: gRPC needs HTTP/2, which
+    /// `auto` speaks to an `http://` upstream with prior knowledge.
+    fn client(&self, grpc: bool) -> (&Client<Connector, Body>, hyper::Version) {
+        match (self.protocol, grpc) {
+            (UpstreamProtocol::Http2, _) | (UpstreamProtocol::Auto, true) => {
+                (&self.http2, hyper::Version::HTTP_2)
+            }
+            (UpstreamProtocol::Http1 | UpstreamProtocol::Auto, _) => {
+                (&self.http1, hyper::Version::HTTP_11)
+            }
+        }
+    }
+}
+
 impl Proxy {
+    /// A proxy for `config`, deciding with `point`; `secrets` for an egress proxy.
     pub fn new(
         config: ProxyConfig,
         point: EnforcementPoint,
         secrets: Option<Arc<EgressSecrets>>,
     ) -> Result<Self, GatewayError> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(config.upstream_ca_file.as_deref())?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         Ok(Self {
+            upstream: Upstream::new(&config)?,
             config,
             point,
-            client,
             secrets,
         })
     }
 
+    /// The enforcement point this proxy decides with.
     pub fn point(&self) -> &EnforcementPoint {
         &self.point
     }
@@ -243,15 +308,25 @@ impl Proxy {
         r
     }
 
-    /// What the request presents for its credential; the DPoP proof's `htu` is checked
-    /// against `public_url` when configured, else the request's own host (this listener
-    /// speaks plain HTTP).
-    fn presented<'a>(&'a self, req: &'a Request<Incoming>) -> Presented<'a> {
+    /// What the request presents for its credential: the DPoP proof's `htu` is checked
+    /// against `public_url` when configured, else the request's own host (with `https`
+    /// when this listener speaks TLS); a bearer token carries the thumbprint of the
+    /// client certificate this listener's own handshake verified, never one a header
+    /// claims.
+    fn presented<'a>(
+        &'a self,
+        req: &'a Request<Incoming>,
+        certificate: Option<&'a ClientCertificate>,
+    ) -> Presented<'a> {
         let headers = req.headers();
         let origin = match &self.config.public_url {
             Some(url) => Origin::Configured(url),
             None => Origin::Request {
-                scheme: Some("http"),
+                scheme: Some(if self.config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                }),
                 host: req
                     .uri()
                     .authority()
@@ -266,18 +341,21 @@ impl Proxy {
             origin,
             target: req.uri().path(),
             origin_hint: "set `public_url` in this `[[proxy]]` section to the URL clients use",
-            certificate: steward_enforce::PeerCertificate::None,
+            certificate: certificate
+                .map_or(PeerCertificate::None, |c| PeerCertificate::Der(c.der())),
         }
     }
 
-    /// Handles one request end to end.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Handles one request from `peer` end to end.
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let trace = TraceContext::continue_or_start(
             req.headers()
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
-        let (verdict, forward_path, credential) = match self.authorize(&req, &trace) {
+        let grpc = steward_enforce::is_grpc(content_type(req.headers()));
+        let authorized = self.authorize(&req, peer.certificate.as_ref(), &trace);
+        let (verdict, forward_path, credential) = match authorized {
             Ok(allowed) => allowed,
             Err(refusal) => return *refusal,
         };
@@ -299,13 +377,14 @@ impl Proxy {
                 );
             }
         };
-        forwarded_headers(req.headers_mut(), &verdict, &trace, peer, &uri);
+        forwarded_headers(req.headers_mut(), &verdict, &trace, peer.addr, &uri);
         if let Err(refusal) = self.inject_egress_secret(req.headers_mut(), &trace) {
             return *refusal;
         }
         *req.uri_mut() = uri;
-        *req.version_mut() = hyper::Version::HTTP_11;
-        self.send_upstream(req, &trace).await
+        let (client, version) = self.upstream.client(grpc);
+        *req.version_mut() = version;
+        self.send_upstream(client, req, &trace).await
     }
 
     /// The decision on the request's method, normalised path and credential. Allowed:
@@ -314,6 +393,7 @@ impl Proxy {
     fn authorize(
         &self,
         req: &Request<Incoming>,
+        certificate: Option<&ClientCertificate>,
         trace: &TraceContext,
     ) -> Result<(Verdict, Option<String>, Option<ToolCredential>), Refusal> {
         let address = request_address(
@@ -347,7 +427,9 @@ impl Proxy {
                 message: None,
             },
         };
-        let read = self.point.read_credential(&self.presented(req));
+        let read = self
+            .point
+            .read_credential(&self.presented(req, certificate));
         let (verdict, challenge) = self.point.check_credential(&read, seen);
         if !verdict.allowed() {
             tracing::info!(
@@ -459,10 +541,14 @@ impl Proxy {
         Ok(())
     }
 
-    /// Sends the request upstream, within `upstream_timeout`.
-    async fn send_upstream(&self, req: Request<Body>, trace: &TraceContext) -> Response<Body> {
-        let sent =
-            tokio::time::timeout(self.config.upstream_timeout, self.client.request(req)).await;
+    /// Sends the request upstream with `client`, within `upstream_timeout`.
+    async fn send_upstream(
+        &self,
+        client: &Client<Connector, Body>,
+        req: Request<Body>,
+        trace: &TraceContext,
+    ) -> Response<Body> {
+        let sent = tokio::time::timeout(self.config.upstream_timeout, client.request(req)).await;
         match sent {
             Ok(Ok(mut response)) => {
                 strip_hop_by_hop(response.headers_mut());
@@ -508,9 +594,23 @@ fn forwarded_headers(
     peer: SocketAddr,
     uri: &Uri,
 ) {
+    // `TE: trailers` says the client takes trailers (gRPC's status is one); it is the
+    // one hop-by-hop header passed on, as the upstream then knows it may send them.
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     headers.remove(header::AUTHORIZATION);
     headers.remove("dpop");
+    for h in CLIENT_CERTIFICATE_HEADERS {
+        headers.remove(h);
+    }
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| is_steward_header(k.as_str()))
@@ -635,8 +735,9 @@ impl Proxy {
     }
 }
 
-/// Serves `proxy` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` resolves, then
-/// lets open requests finish for up to `drain`.
+/// Serves `proxy` on `listener` (HTTP/1.1 and HTTP/2; over TLS when configured, with
+/// the client certificate of each connection) until `shutdown` resolves, then lets open
+/// requests finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -657,14 +758,18 @@ pub async fn serve(
     builder
         .http2()
         .max_header_list_size(proxy.config.max_header_bytes as u32);
-    let served = steward_listen::serve_with(listener, &limits, builder, shutdown, |peer| {
-        let proxy = proxy.clone();
-        hyper::service::service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+    let tls = proxy.config.tls.as_ref().map(|t| t.server.clone());
+    let serving = proxy.clone();
+    let served =
+        steward_listen::serve_peers(listener, &limits, builder, tls, shutdown, move |peer| {
+            let proxy = serving.clone();
+            let peer = Arc::new(peer);
+            hyper::service::service_fn(move |req| {
+                let (proxy, peer) = (proxy.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(proxy.handle(req, &peer).await) }
+            })
         })
-    })
-    .await;
+        .await;
     if let Err(e) = served {
         tracing::error!(error = %e, point = %proxy.point.name(), "the proxy listener stopped");
     }

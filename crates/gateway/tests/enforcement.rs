@@ -14,6 +14,10 @@
 
 #[path = "enforcement/point_identity.rs"]
 mod point_identity;
+#[path = "enforcement/grpc.rs"]
+mod grpc;
+#[path = "enforcement/mtls.rs"]
+mod mtls;
 #[path = "enforcement/real_servers.rs"]
 mod real_servers;
 #[path = "enforcement/revocation.rs"]

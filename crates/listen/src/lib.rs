@@ -11,7 +11,8 @@
 //!
 //! The control plane (`steward serve`, plain and TLS) and the gateway's decision
 //! endpoints use it; the gateway's reverse proxy applies the same limits with its own
-//! hyper service.
+//! hyper service. [`tls`] is the one home of TLS serving: the same loop behind a rustls
+//! handshake, with the client certificate handed to each request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +28,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+pub mod tls;
+
+pub use tls::ListenError;
 
 /// Default seconds a request head may take to arrive.
 pub const DEFAULT_HEADER_READ_SECS: u64 = 10;
@@ -108,7 +113,53 @@ pub async fn serve_with<S, B>(
     limits: &Limits,
     builder: Builder<TokioExecutor>,
     shutdown: impl Future<Output = ()>,
-    service: impl Fn(std::net::SocketAddr) -> S,
+    service: impl Fn(std::net::SocketAddr) -> S + Send + Sync + 'static,
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_peers(
+        listener,
+        limits,
+        builder,
+        None,
+        shutdown,
+        move |peer: Peer| service(peer.addr),
+    )
+    .await
+}
+
+/// Who is on the other end of a connection: its address and, over TLS, the client
+/// certificate it presented.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: std::net::SocketAddr,
+    /// The client certificate of a TLS connection, when the client presented one.
+    pub certificate: Option<tls::ClientCertificate>,
+}
+
+/// [`serve_with`], plain or over TLS (`tls`, from [`tls::server_config`]), with the
+/// [`Peer`] of each connection: the one accept loop, so every listener gets the same cap,
+/// deadlines, idle cut and drain. Over TLS the handshake must be done within the head
+/// deadline, and `service` learns the client certificate the handshake verified.
+pub async fn serve_peers<S, B>(
+    listener: TcpListener,
+    limits: &Limits,
+    builder: Builder<TokioExecutor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+    service: impl Fn(Peer) -> S + Send + Sync + 'static,
 ) -> std::io::Result<()>
 where
     S: hyper::service::Service<
@@ -126,6 +177,8 @@ where
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let service = Arc::new(service);
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     // Said once per time the cap is reached, not once per waiting client.
     let mut warned = false;
@@ -153,7 +206,7 @@ where
                 }
             }
         };
-        let (tcp, peer) = tokio::select! {
+        let (tcp, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -168,61 +221,50 @@ where
         // No Nagle: streamed answers (server-sent events) write small chunks that must
         // leave at once. A socket that refuses the option still serves.
         let _ = tcp.set_nodelay(true);
-        let activity = Arc::new(Activity::default());
-        let service = Tracked {
-            inner: service(peer),
-            activity: activity.clone(),
+        let connection = Connection {
+            builder: builder.clone(),
+            stopping: stopping.clone(),
+            idle: limits.header_read,
+            drain: limits.drain,
         };
-        let builder = builder.clone();
-        let mut stopping = stopping.clone();
-        let idle = limits.header_read;
-        let drain = limits.drain;
+        let (service, tls) = (service.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            // hyper's head deadline starts with the first byte: a connection that sends
-            // nothing at all would hold its slot for ever.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(idle, tcp.peek(&mut first)).await,
-                Ok(Ok(1..))
-            ) {
-                tracing::debug!(%peer, "connection sent nothing in time; closed");
-                return;
-            }
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            tokio::pin!(conn);
-            // Once asked to close, a connection gets this long to finish (a peer that
-            // never answers HTTP/2's GOAWAY and PING would otherwise keep it); then it is
-            // dropped.
-            let mut closing: Option<tokio::time::Instant> = None;
-            let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-            let check = (idle / 4).max(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    ended = conn.as_mut() => {
-                        if let Err(e) = ended {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let idle = connection.idle;
+            match tls {
+                None => {
+                    // hyper's head deadline starts with the first byte: a connection that
+                    // sends nothing at all would hold its slot for ever.
+                    let mut first = [0u8; 1];
+                    if !matches!(
+                        tokio::time::timeout(idle, tcp.peek(&mut first)).await,
+                        Ok(Ok(1..))
+                    ) {
+                        tracing::debug!(peer = %addr, "connection sent nothing in time; closed");
+                        return;
+                    }
+                    let service = service(Peer {
+                        addr,
+                        certificate: None,
+                    });
+                    connection.serve(tcp, addr, service).await;
+                }
+                Some(acceptor) => {
+                    // The handshake is part of the head: it must be done by the deadline.
+                    let stream = match tokio::time::timeout(idle, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                            return;
                         }
-                        break;
-                    }
-                    _ = stopping.changed(), if closing.is_none() => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = Some(tokio::time::Instant::now() + drain);
-                    }
-                    // An HTTP/2 connection has no head deadline between its requests: one
-                    // with none in flight for the idle limit is closed (HTTP/1.1's idle
-                    // wait is hyper's head deadline already).
-                    () = tokio::time::sleep(check), if closing.is_none() => {
-                        if activity.idle_for() > idle {
-                            tracing::debug!(%peer, "idle connection closed");
-                            conn.as_mut().graceful_shutdown();
-                            closing = Some(tokio::time::Instant::now() + idle);
+                        Err(_) => {
+                            tracing::debug!(peer = %addr, "TLS handshake not done in time; closed");
+                            return;
                         }
-                    }
-                    () = tokio::time::sleep_until(closing.unwrap_or(far)), if closing.is_some() => {
-                        tracing::debug!(%peer, "connection did not close in time; dropped");
-                        break;
-                    }
+                    };
+                    let certificate = tls::ClientCertificate::of(stream.get_ref().1);
+                    let service = service(Peer { addr, certificate });
+                    connection.serve(stream, addr, service).await;
                 }
             }
         });
@@ -235,6 +277,77 @@ where
         tracing::warn!("requests still open after the drain time; closing them");
     }
     Ok(())
+}
+
+/// What serving one accepted connection needs from its listener.
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The head deadline, also the longest a connection may sit with nothing in flight.
+    idle: Duration,
+    drain: Duration,
+}
+
+impl Connection {
+    /// Serves `io` until it ends, is idle too long, or the listener drains.
+    async fn serve<I, S, B>(mut self, io: I, peer: std::net::SocketAddr, service: S)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<
+                hyper::Request<hyper::body::Incoming>,
+                Response = hyper::Response<B>,
+            > + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+        B: http_body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let activity = Arc::new(Activity::default());
+        let service = Tracked {
+            inner: service,
+            activity: activity.clone(),
+        };
+        let (idle, drain) = (self.idle, self.drain);
+        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        // Once asked to close, a connection gets this long to finish (a peer that
+        // never answers HTTP/2's GOAWAY and PING would otherwise keep it); then it is
+        // dropped.
+        let mut closing: Option<tokio::time::Instant> = None;
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let check = (idle / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = self.stopping.changed(), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + drain);
+                }
+                // An HTTP/2 connection has no head deadline between its requests, and a
+                // TLS one none before its first: one with no request in flight for the
+                // idle limit is closed (HTTP/1.1's idle wait is hyper's head deadline).
+                () = tokio::time::sleep(check), if closing.is_none() => {
+                    if activity.idle_for() > idle {
+                        tracing::debug!(%peer, "idle connection closed");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(tokio::time::Instant::now() + idle);
+                    }
+                }
+                () = tokio::time::sleep_until(closing.unwrap_or(far)), if closing.is_some() => {
+                    tracing::debug!(%peer, "connection did not close in time; dropped");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// What a connection is doing: its requests in flight (until their answer's body is

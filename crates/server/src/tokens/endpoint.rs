@@ -68,14 +68,15 @@ struct Issued {
 /// The token endpoint.
 pub async fn token(
     State(s): State<AppState>,
-    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    peer: Option<axum::Extension<crate::tls::ClientCertificate>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let mut attempt = Attempt::default();
     let result = match &body {
         Ok(body) => {
-            let peer = peer.as_ref().map(|p| p.0.0.as_str());
+            let peer = crate::tls::peer_thumbprint(peer.as_ref());
+            let peer = peer.as_deref();
             issue(&s, &headers, peer, body, &mut attempt).await
         }
         Err(_) => Err(OAuthError::invalid_request(format!(

@@ -46,14 +46,15 @@ enum Asker {
 /// The introspection endpoint: every answer `no-store`, every refusal on record.
 pub async fn introspect(
     State(s): State<AppState>,
-    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    peer: Option<axum::Extension<crate::tls::ClientCertificate>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let mut attempt = Attempt::default();
     let result = match &body {
         Ok(body) => {
-            let peer = peer.as_ref().map(|p| p.0.0.as_str());
+            let peer = crate::tls::peer_thumbprint(peer.as_ref());
+            let peer = peer.as_deref();
             answer(&s, &headers, peer, body, &mut attempt).await
         }
         Err(_) => Err(OAuthError::invalid_request(format!(

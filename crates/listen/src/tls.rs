@@ -1,0 +1,313 @@
+//! HTTPS with optional client certificates (RFC 8705), for every listener that serves
+//! TLS: the control plane and the gateway's reverse proxies.
+//!
+//! A client that presents a certificate proves possession of its key in the handshake.
+//! Whoever issued the certificate is not judged here: identities pin their certificates
+//! by SHA-256 thumbprint, the token endpoint binds tokens to that thumbprint
+//! (`cnf.x5t#S256`), and enforcement points compare it with the certificate of the
+//! connection a token arrives on.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::{Limits, Peer};
+
+/// Why a TLS listener cannot be set up. Messages name the file and what to fix; they
+/// never carry key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    #[error("cannot read the certificate chain `{path}`: {message}")]
+    Certificate { path: String, message: String },
+    #[error("`{path}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)")]
+    NoCertificate { path: String },
+    #[error("cannot read the private key `{path}` (PEM: PKCS#8, PKCS#1 or SEC1): {message}")]
+    Key { path: String, message: String },
+    #[error("the certificate and key do not form a usable pair: {0}")]
+    Pair(String),
+}
+
+/// Whether a listener asks clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCertificates {
+    /// Never asked for: tokens bound to a certificate cannot be used here.
+    None,
+    /// Asked for, not required: a client without one is served like any other.
+    #[default]
+    Optional,
+    /// Required: the handshake fails without one.
+    Required,
+}
+
+/// The DER client certificate of the TLS connection a request came on, as a request
+/// extension (axum routers) or in the [`Peer`] of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate(Arc<[u8]>);
+
+impl ClientCertificate {
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The leaf certificate a handshake verified, if the client presented one.
+    pub(crate) fn of(connection: &rustls::ServerConnection) -> Option<Self> {
+        connection
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Self(Arc::from(c.as_ref())))
+    }
+}
+
+/// Makes aws-lc-rs the process-wide rustls provider (HTTP clients use it too). Harmless
+/// if already done.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The rustls server configuration for a PEM certificate chain and key, offering HTTP/2
+/// and HTTP/1.1 by ALPN, asking clients for certificates as `clients` says.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    clients: ClientCertificates,
+) -> Result<Arc<rustls::ServerConfig>, ListenError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| ListenError::Certificate {
+            path: cert_file.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ListenError::NoCertificate {
+            path: cert_file.display().to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| ListenError::Key {
+        path: key_file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ListenError::Pair(e.to_string()))?;
+    let builder = match clients {
+        ClientCertificates::None => builder.with_no_client_auth(),
+        ClientCertificates::Optional | ClientCertificates::Required => builder
+            .with_client_cert_verifier(Arc::new(AnyClientCertificate {
+                algorithms: provider.signature_verification_algorithms,
+                mandatory: clients == ClientCertificates::Required,
+            })),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| ListenError::Pair(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`crate::serve`] over TLS: each request carries the connection's
+/// [`ClientCertificate`] as an extension when the client presented one.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let router = crate::with_body_deadline(router, limits.body_read);
+    crate::serve_peers(
+        listener,
+        &limits,
+        crate::http_builder(&limits),
+        Some(config),
+        shutdown,
+        move |peer: Peer| {
+            let certificate = peer.certificate;
+            let service =
+                router
+                    .clone()
+                    .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                        if let Some(c) = &certificate {
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        req
+                    });
+            hyper_util::service::TowerToHyperService::new(service)
+        },
+    )
+    .await
+}
+
+/// Asks every client for a certificate, accepts any whose key signed the handshake, and
+/// leaves the decision to whoever pinned it (the token endpoint, the token's binding).
+#[derive(Debug)]
+struct AnyClientCertificate {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    mandatory: bool,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    struct Files {
+        _dir: tempfile::TempDir,
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        pem: String,
+    }
+
+    fn files() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        Files {
+            _dir: dir,
+            cert: c,
+            key: k,
+            pem: cert.pem(),
+        }
+    }
+
+    /// The handshake is held to the head deadline, and a request sees the certificate
+    /// its connection presented.
+    #[tokio::test]
+    async fn serves_tls_with_the_client_certificate_and_cuts_silent_handshakes() {
+        install_crypto_provider();
+        let f = files();
+        let config = server_config(&f.cert, &f.key, ClientCertificates::Optional).unwrap();
+        let router = axum::Router::new().route(
+            "/who",
+            axum::routing::get(|c: Option<axum::Extension<ClientCertificate>>| async move {
+                c.map_or(0, |c| c.0.der().len()).to_string()
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            header_read: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        tokio::spawn(serve_tls(
+            listener,
+            router,
+            limits,
+            config,
+            std::future::pending(),
+        ));
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client_cert = rcgen::CertificateParams::new(vec!["client.test".to_owned()])
+            .unwrap()
+            .self_signed(&client_key)
+            .unwrap();
+        let identity = reqwest::Identity::from_pem(
+            format!("{}{}", client_cert.pem(), client_key.serialize_pem()).as_bytes(),
+        )
+        .unwrap();
+        let root = reqwest::Certificate::from_pem(f.pem.as_bytes()).unwrap();
+        let with = reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .identity(identity)
+            .build()
+            .unwrap();
+        let without = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .build()
+            .unwrap();
+        let url = format!("https://{addr}/who");
+        let got = with.get(&url).send().await.unwrap().text().await.unwrap();
+        assert_eq!(got, client_cert.der().len().to_string());
+        let got = without
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(got, "0");
+        // A connection that never finishes its handshake is closed at the deadline.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "a silent TLS connection was kept");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn unusable_files_say_which_and_why() {
+        let f = files();
+        let e = server_config(&f.cert, &f.cert, ClientCertificates::None).unwrap_err();
+        assert!(e.to_string().contains("private key"), "{e}");
+        let e = server_config(&f.key, &f.key, ClientCertificates::None).unwrap_err();
+        assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
+    }
+}
