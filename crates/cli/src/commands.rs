@@ -337,6 +337,8 @@ pub enum ConfigCommand {
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
+        Command::Backup(args) => crate::backup_cmd::backup(args).await,
+        Command::Restore(args) => crate::backup_cmd::restore(args).await,
         Command::Gateway(args) => crate::gateway_cmd::run(args).await,
         Command::EgressSecret(cmd) => crate::egress_cmd::run(cmd).await,
         Command::Demo(args) => crate::demo::run(args).await,

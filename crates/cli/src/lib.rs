@@ -2,6 +2,7 @@
 //! client of its admin API (so the CLI can do nothing the API does not allow).
 
 mod audit_offline;
+mod backup_cmd;
 mod commands;
 mod demo;
 mod demo_enforce;
@@ -60,6 +61,12 @@ pub struct Remote {
 pub enum Command {
     /// Run the control plane (admin API) on the embedded store or PostgreSQL.
     Serve(serve::ServeArgs),
+    /// Take an online, consistent snapshot of the embedded store (while it serves) and
+    /// verify its evidence chain from the file. PostgreSQL: use pg_dump.
+    Backup(backup_cmd::BackupArgs),
+    /// Put a snapshot from `steward backup` in place, refusing one whose evidence chain
+    /// does not verify. Stop the control plane first.
+    Restore(backup_cmd::RestoreArgs),
     /// Run enforcement points: reverse proxies, the nginx auth_request and RabbitMQ
     /// decision endpoints and Envoy ext_authz, deciding with the control plane's signed
     /// policy bundle.

@@ -12,12 +12,12 @@
     clippy::indexing_slicing
 )]
 
-#[path = "enforcement/point_identity.rs"]
-mod point_identity;
 #[path = "enforcement/grpc.rs"]
 mod grpc;
 #[path = "enforcement/mtls.rs"]
 mod mtls;
+#[path = "enforcement/point_identity.rs"]
+mod point_identity;
 #[path = "enforcement/real_servers.rs"]
 mod real_servers;
 #[path = "enforcement/revocation.rs"]

@@ -13,6 +13,9 @@ pub enum StoreError {
         "unsupported database URL `{0}`: use `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`"
     )]
     UnsupportedUrl(String),
+    /// An online snapshot was asked of a store that cannot take one here.
+    #[error("{0}")]
+    Backup(String),
     /// The data directory could not be created.
     #[error("cannot create data directory `{path}`: {source}")]
     DataDir {

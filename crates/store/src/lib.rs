@@ -11,6 +11,7 @@
 
 mod admin;
 mod apply;
+mod backup;
 mod db;
 mod egress;
 mod error;

@@ -488,6 +488,23 @@ async fn load_ring(
     })
 }
 
+/// Reads the key-encryption key the configuration names, creating none: for tools that
+/// work on an existing store (a backup, a restore) and must not invent a key.
+pub fn existing_kek(source: &KekSource) -> Result<Kek, StartError> {
+    let (path, what) = match source {
+        KekSource::DataDir(path) => (path, "the default next to the data"),
+        KekSource::File(path) => (path, "tokens.key_encryption_key_file"),
+        KekSource::Env(_) => return load_kek(source),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StartError::Kek(format!(
+            "cannot read the key-encryption key `{}` ({what}): {e}",
+            path.display()
+        ))
+    })?;
+    Kek::from_base64(&text).map_err(|e| StartError::Kek(e.to_string()))
+}
+
 /// Reads the key-encryption key; the default (`<data_dir>/key-encryption-key`) is created
 /// on first start, readable by the owner only.
 fn load_kek(source: &KekSource) -> Result<Kek, StartError> {
