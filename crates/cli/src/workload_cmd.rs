@@ -287,22 +287,7 @@ pub(crate) fn write_owner_only(path: &Path, contents: &[u8]) -> Result<()> {
 fn read_private_key(path: &Path) -> Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the private key {}", path.display()))?;
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    if body.is_empty() {
-        bail!(
-            "{} holds no `BEGIN PRIVATE KEY` block (a PKCS#8 PEM, as `steward identity key create` writes)",
-            path.display()
-        );
-    }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .with_context(|| format!("{}: the PEM body is not base64", path.display()))?;
-    SigningKey::from_pkcs8(&der).with_context(|| format!("{}", path.display()))
+    SigningKey::from_pkcs8_pem(&text).with_context(|| format!("{}", path.display()))
 }
 
 pub(crate) async fn token(cmd: TokenCommand) -> Result<ExitCode> {

@@ -688,9 +688,10 @@ header_read_timeout_secs = 1
     running
 }
 
-/// How a row presents its token: as a bearer token, or DPoP-bound (RFC 9449).
+/// How a row presents its token: as a bearer token, DPoP-bound (RFC 9449), or bound to
+/// the client's certificate (RFC 8705).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dpop {
+enum Binding {
     /// A bearer token.
     No,
     /// A DPoP-bound token with a fresh proof for this layer's URL.
@@ -701,12 +702,26 @@ enum Dpop {
     OtherUrl,
     /// A DPoP-bound token sent as `Authorization: Bearer`.
     AsBearer,
+    /// A certificate-bound token over a connection presenting its certificate.
+    Cert,
+    /// A certificate-bound token over a connection presenting another certificate.
+    OtherCert,
+    /// A certificate-bound token over a connection without a client certificate.
+    NoCert,
 }
 
-impl Dpop {
+impl Binding {
     /// Whether the credential itself is refused (401), whatever policy says.
     fn refused(self) -> bool {
-        matches!(self, Self::Replayed | Self::OtherUrl | Self::AsBearer)
+        matches!(
+            self,
+            Self::Replayed | Self::OtherUrl | Self::AsBearer | Self::OtherCert | Self::NoCert
+        )
+    }
+
+    /// Whether the row's token is bound to a certificate (asked over mutual TLS).
+    fn by_certificate(self) -> bool {
+        matches!(self, Self::Cert | Self::OtherCert | Self::NoCert)
     }
 
     /// The `WWW-Authenticate` challenge of a 401 for this row.
@@ -714,7 +729,9 @@ impl Dpop {
         match self {
             Self::Replayed | Self::OtherUrl => "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"",
             Self::Proof => "DPoP algs=\"ES256\", error=\"invalid_token\"",
-            Self::No | Self::AsBearer => "Bearer error=\"invalid_token\"",
+            Self::No | Self::AsBearer | Self::Cert | Self::OtherCert | Self::NoCert => {
+                "Bearer error=\"invalid_token\""
+            }
         }
     }
 
@@ -724,7 +741,9 @@ impl Dpop {
             Self::Replayed => Some("already used"),
             Self::OtherUrl => Some("htu"),
             Self::AsBearer => Some("DPoP-bound"),
-            Self::No | Self::Proof => None,
+            Self::OtherCert => Some("another client certificate"),
+            Self::NoCert => Some("bound to a client certificate"),
+            Self::No | Self::Proof | Self::Cert => None,
         }
     }
 }
@@ -738,7 +757,7 @@ struct Case {
     grpc: bool,
     /// Further request headers (declared request-context attributes among them).
     headers: &'static [(&'static str, &'static str)],
-    dpop: Dpop,
+    binding: Binding,
     allowed: bool,
 }
 
@@ -757,7 +776,7 @@ impl Case {
         match (self.allowed, self.who) {
             (true, _) => 200,
             (false, None) => 401,
-            (false, Some(_)) if self.dpop.refused() => 401,
+            (false, Some(_)) if self.binding.refused() => 401,
             (false, Some(_)) if self.grpc && !grpc_path => 400,
             (false, Some(_)) => 403,
         }
@@ -818,7 +837,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: true,
     },
@@ -827,7 +846,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: true,
     },
@@ -836,7 +855,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -845,7 +864,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -854,7 +873,7 @@ const TABLE: &[Case] = &[
         method: "DELETE",
         path: "/v1/unmapped/thing",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -863,7 +882,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -874,7 +893,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: true,
     },
@@ -883,7 +902,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -892,7 +911,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Refunds/Create",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -901,7 +920,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -910,7 +929,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Charges/Get",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -922,7 +941,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::Proof,
+        binding: Binding::Proof,
         headers: &[],
         allowed: true,
     },
@@ -931,7 +950,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
-        dpop: Dpop::Proof,
+        binding: Binding::Proof,
         headers: &[],
         allowed: true,
     },
@@ -940,7 +959,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/charges/ch_1/refunds",
         grpc: false,
-        dpop: Dpop::Proof,
+        binding: Binding::Proof,
         headers: &[],
         allowed: false,
     },
@@ -949,7 +968,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::Replayed,
+        binding: Binding::Replayed,
         headers: &[],
         allowed: false,
     },
@@ -958,7 +977,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::OtherUrl,
+        binding: Binding::OtherUrl,
         headers: &[],
         allowed: false,
     },
@@ -967,7 +986,46 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/charges/ch_1",
         grpc: false,
-        dpop: Dpop::AsBearer,
+        binding: Binding::AsBearer,
+        headers: &[],
+        allowed: false,
+    },
+    // Certificate-bound tokens (mutual TLS): allowed only over a connection presenting
+    // their certificate — the proxy's own handshake, nginx's `$ssl_client_escaped_cert`,
+    // Envoy's `source.certificate` — and still decided by policy.
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        binding: Binding::Cert,
+        headers: &[],
+        allowed: true,
+    },
+    Case {
+        who: Some(OUTSIDER),
+        method: "POST",
+        path: "/v1/charges/ch_1/refunds",
+        grpc: false,
+        binding: Binding::Cert,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        binding: Binding::OtherCert,
+        headers: &[],
+        allowed: false,
+    },
+    Case {
+        who: Some(CALLER),
+        method: "GET",
+        path: "/v1/charges/ch_1",
+        grpc: false,
+        binding: Binding::NoCert,
         headers: &[],
         allowed: false,
     },
@@ -979,7 +1037,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("x-amount-minor", "4200"), ("x-partner-id", "evil-bank")],
         allowed: true,
     },
@@ -988,7 +1046,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -997,7 +1055,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("x-amount-minor", "9000")],
         allowed: false,
     },
@@ -1006,7 +1064,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("x-amount-minor", "42.00")],
         allowed: false,
     },
@@ -1016,7 +1074,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/v1/payouts/po_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("x-amount-minor", "4200"), ("x-amount-minor", "100")],
         allowed: false,
     },
@@ -1025,7 +1083,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Payouts/Create",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("x-amount-minor", "4200")],
         allowed: true,
     },
@@ -1034,7 +1092,7 @@ const TABLE: &[Case] = &[
         method: "POST",
         path: "/payments.v1.Payouts/Create",
         grpc: true,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: false,
     },
@@ -1045,7 +1103,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[],
         allowed: true,
     },
@@ -1054,7 +1112,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("human_approved", "true"), ("x-human-approved", "true")],
         allowed: false,
     },
@@ -1063,7 +1121,7 @@ const TABLE: &[Case] = &[
         method: "GET",
         path: "/v1/exports/ex_1",
         grpc: false,
-        dpop: Dpop::No,
+        binding: Binding::No,
         headers: &[("human_approved", "true"), ("x-human-approved", "true")],
         allowed: false,
     },
@@ -1074,7 +1132,7 @@ const TABLE_HOST: &str = "payments.internal";
 
 /// The `Authorization` (and `DPoP`) headers of a row's request to the URL `url` (the one
 /// its layer checks a proof against); `spent` is a proof this layer already saw, for
-/// [`Dpop::Replayed`].
+/// [`Binding::Replayed`].
 fn credential_headers(
     case: &Case,
     url: &str,
@@ -1087,38 +1145,56 @@ fn credential_headers(
     let proof = |url: &str, token: &str| {
         steward_token::new_dpop_proof(key, case.method, url, Some(token), now).unwrap()
     };
-    let mut headers = match (case.dpop, token, bound) {
-        (Dpop::No, Some(t), _) => vec![("authorization", format!("Bearer {t}"))],
-        (Dpop::No, None, _) | (_, _, None) => Vec::new(),
-        (Dpop::Proof, _, Some(b)) => vec![
+    let mut headers = match (case.binding, token, bound) {
+        (Binding::No, Some(t), _) => vec![("authorization", format!("Bearer {t}"))],
+        (Binding::No, None, _) | (_, _, None) => Vec::new(),
+        (Binding::Proof, _, Some(b)) => vec![
             ("authorization", format!("DPoP {b}")),
             ("dpop", proof(url, b)),
         ],
-        (Dpop::Replayed, _, Some(b)) => vec![
+        (Binding::Replayed, _, Some(b)) => vec![
             ("authorization", format!("DPoP {b}")),
             ("dpop", spent.unwrap().to_owned()),
         ],
-        (Dpop::OtherUrl, _, Some(b)) => vec![
+        (Binding::OtherUrl, _, Some(b)) => vec![
             ("authorization", format!("DPoP {b}")),
             (
                 "dpop",
                 proof(&format!("http://elsewhere.example{}", case.path), b),
             ),
         ],
-        (Dpop::AsBearer, _, Some(b)) => vec![("authorization", format!("Bearer {b}"))],
+        (Binding::AsBearer | Binding::Cert | Binding::OtherCert | Binding::NoCert, _, Some(b)) => {
+            vec![("authorization", format!("Bearer {b}"))]
+        }
     };
     // The row's own headers (declared request-context attributes among them).
     headers.extend(case.headers.iter().map(|(k, v)| (*k, (*v).to_owned())));
     headers
 }
 
-/// A Check request for Envoy's ext_authz carrying `headers`.
+/// A certificate as nginx (`$ssl_client_escaped_cert`) and Envoy (`source.certificate`)
+/// report it: URL-escaped PEM.
+fn escaped_pem(c: &ClientCert) -> String {
+    percent_encoding::utf8_percent_encode(&c.pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A Check request for Envoy's ext_authz carrying `headers`, from a connection that
+/// presented `certificate`.
 fn check_with(
     case: &Case,
     headers: &[(&'static str, String)],
+    certificate: Option<&ClientCert>,
 ) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
     let content_type = case.grpc.then_some(("content-type", "application/grpc"));
     let mut check = real_servers::check_request(case.method, case.path, None, content_type);
+    if let Some(c) = certificate {
+        check.attributes.as_mut().unwrap().source = Some(
+            envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer {
+                certificate: escaped_pem(c),
+                ..Default::default()
+            },
+        );
+    }
     let http = check
         .attributes
         .as_mut()
@@ -1163,39 +1239,68 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
     );
     let mut grpc = ext_authz_client(&gw).await;
     let http = reqwest::Client::new();
-    // The trace of each DPoP row, and what its three layers must have recorded.
+    // Certificate-bound tokens, and the same proxy over TLS (a second gateway of the same
+    // control plane) for the rows that present a certificate.
+    let mut cert_tokens = HashMap::new();
+    for who in [CALLER, OUTSIDER] {
+        cert_tokens.insert(who, cp.cert_bound_token(who, AUDIENCE).await);
+    }
+    let site = ClientCert::generate("127.0.0.1");
+    let stranger = ClientCert::generate("stranger.acme.example");
+    let (tls_gw, _tls_dir) = mtls::tls_gateway(&cp, &format!("http://{upstream}"), &site, "").await;
+    // The trace of each bound-token row, and what its three layers must have recorded.
     let mut dpop_traces = Vec::new();
     for (row, case) in TABLE.iter().enumerate() {
         let token = case.who.map(|w| tokens[w].clone());
-        let bound = case.who.and_then(|w| bound_tokens.get(w).cloned());
+        let bound = case.who.and_then(|w| {
+            if case.binding.by_certificate() {
+                cert_tokens.get(w).cloned()
+            } else {
+                bound_tokens.get(w).cloned()
+            }
+        });
+        // The client certificate the row's connection presents.
+        let presented = match (case.binding, case.who) {
+            (Binding::Cert, Some(w)) => Some(&cp.certs[w]),
+            (Binding::OtherCert, _) => Some(&stranger),
+            _ => None,
+        };
         let label = format!(
             "{:?} {} {}{}{}",
             case.who,
             case.method,
             case.path,
             if case.grpc { " (gRPC)" } else { "" },
-            if case.dpop == Dpop::No {
+            if case.binding == Binding::No {
                 String::new()
             } else {
-                format!(" (DPoP {:?})", case.dpop)
+                format!(" ({:?})", case.binding)
             },
         );
         let content_type = case.grpc.then_some(("content-type", "application/grpc"));
-        let trace = (case.dpop != Dpop::No).then(|| {
+        let trace = (case.binding != Binding::No).then(|| {
             let id = format!("{:032x}", 0xd90f_0000_u128 + row as u128);
             dpop_traces.push((id.clone(), case));
             format!("00-{id}-00f067aa0ba902b7-01")
         });
         // A proof each layer sees once before the row sends it again.
         let spend = |url: &str| {
-            (case.dpop == Dpop::Replayed).then(|| {
+            (case.binding == Binding::Replayed).then(|| {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 steward_token::new_dpop_proof(&holder, case.method, url, bound.as_deref(), now)
                     .unwrap()
             })
         };
-        // 1. the gateway proxy (which checks proofs against `http://` and its Host)
-        let proxy_url = format!("{proxy}{}", case.path);
+        // 1. the gateway proxy (which checks proofs against `http://` and its Host); over
+        // TLS, with the row's client certificate, for certificate-bound rows
+        let (proxy_url, client) = if case.binding.by_certificate() {
+            (
+                format!("https://{}{}", tls_gw.proxies[0], case.path),
+                mtls::https_client(&site, presented),
+            )
+        } else {
+            (format!("{proxy}{}", case.path), http.clone())
+        };
         let spent = spend(&proxy_url);
         let headers = credential_headers(
             case,
@@ -1206,7 +1311,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             spent.as_deref(),
         );
         let send = |headers: &[(&'static str, String)], trace: Option<&String>| {
-            let mut req = http.request(case.method.parse().unwrap(), &proxy_url);
+            let mut req = client.request(case.method.parse().unwrap(), &proxy_url);
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
@@ -1260,6 +1365,10 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
                 .header("x-original-uri", format!("{}?q=1", case.path))
                 .header("x-original-scheme", "http")
                 .header("x-original-host", TABLE_HOST);
+            // As the snippet passes a TLS connection's certificate.
+            if let Some(c) = presented {
+                req = req.header("x-ssl-client-cert", escaped_pem(c));
+            }
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
@@ -1296,7 +1405,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         );
         if spent.is_some() {
             let first = grpc
-                .check(check_with(case, &headers))
+                .check(check_with(case, &headers, presented))
                 .await
                 .unwrap()
                 .into_inner();
@@ -1310,7 +1419,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             headers.push(("traceparent", t.clone()));
         }
         let answer = grpc
-            .check(check_with(case, &headers))
+            .check(check_with(case, &headers, presented))
             .await
             .unwrap()
             .into_inner();
@@ -1352,7 +1461,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         // AuthZEN decides for an identity; its credential is the point's to check.
         assert_eq!(
             authzen,
-            case.allowed || case.dpop.refused(),
+            case.allowed || case.binding.refused(),
             "authzen {label}"
         );
         // Refusals say which: no/invalid credential 401, policy 403 — alike everywhere; a
@@ -1387,7 +1496,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         }
         // A 401 names the scheme the client used, alike at every layer.
         if case.status() == 401 && !case.grpc {
-            let want = Some(case.dpop.challenge().to_owned());
+            let want = Some(case.binding.challenge().to_owned());
             assert_eq!(proxy_challenge, want, "proxy {label}");
             assert_eq!(nginx_challenge, want, "nginx {label}");
             assert!(
@@ -1399,7 +1508,7 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
         }
         // An allowed DPoP request reaches the upstream with the verified identity and
         // neither the token nor the proof (checked and spent here).
-        if case.dpop == Dpop::Proof && case.allowed {
+        if case.binding == Binding::Proof && case.allowed {
             assert_eq!(
                 body["headers"]["x-steward-identity"],
                 json!([CALLER]),
@@ -1420,7 +1529,8 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             }
         }
     }
-    // Every DPoP row was recorded alike by the three layers, under its trace.
+    // Every bound-token row was recorded alike by the three layers, under its trace (the
+    // certificate rows' proxy is the TLS gateway).
     for (trace_id, case) in &dpop_traces {
         let events = cp.decisions_for(trace_id, 3).await;
         let mut points: Vec<&str> = events
@@ -1428,26 +1538,27 @@ async fn one_table_decided_alike_at_every_layer_and_traced() {
             .map(|e| e["enforcement_point"].as_str().unwrap())
             .collect();
         points.sort_unstable();
+        let proxy_point = if case.binding.by_certificate() {
+            "gateway:edge-tls"
+        } else {
+            "gateway:edge-test"
+        };
         assert_eq!(
             points,
-            [
-                "ext_authz:edge-test",
-                "gateway:edge-test",
-                "nginx:edge-test"
-            ],
+            ["ext_authz:edge-test", proxy_point, "nginx:edge-test"],
             "{:?}: {events:?}",
-            case.dpop
+            case.binding
         );
         for e in &events {
             let outcome = if case.allowed { "allow" } else { "deny" };
-            assert_eq!(e["decision"]["outcome"], outcome, "{:?}: {e}", case.dpop);
-            match case.dpop.reason() {
+            assert_eq!(e["decision"]["outcome"], outcome, "{:?}: {e}", case.binding);
+            match case.binding.reason() {
                 Some(why) => {
                     assert_eq!(e["principal"], "unauthenticated", "{e}");
                     assert!(
                         e["decision"]["reasons"][0].as_str().unwrap().contains(why),
                         "{:?}: {e}",
-                        case.dpop
+                        case.binding
                     );
                 }
                 None => assert_eq!(e["principal"], case.who.unwrap(), "{e}"),
