@@ -37,6 +37,25 @@ struct File {
     proxy: Vec<ProxyFile>,
     auth: Option<AuthFile>,
     ext_authz: Option<ExtAuthzFile>,
+    #[serde(default)]
+    mcp: Vec<McpFile>,
+}
+
+/// `[[mcp]]`: an MCP enforcement point in front of one MCP server (Streamable HTTP).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpFile {
+    listen: String,
+    /// The server's name in the catalog's `mcp` mappings.
+    server: String,
+    upstream: String,
+    resource: String,
+    authorization_server: Option<String>,
+    max_body_bytes: Option<usize>,
+    max_argument_bytes: Option<usize>,
+    upstream_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +167,33 @@ pub struct ProxyConfig {
     /// TLS on the listener: clients connect with `https://` (and may present a client
     /// certificate that certificate-bound tokens need).
     pub tls: Option<ProxyTls>,
+}
+
+/// Default largest MCP request body (one JSON-RPC message or batch).
+pub const DEFAULT_MCP_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default largest `arguments` of one tool call, as JSON.
+pub const DEFAULT_MCP_MAX_ARGUMENT_BYTES: usize = 64 * 1024;
+
+/// An MCP enforcement point: agents reach one MCP server through it, each JSON-RPC
+/// message decided on its own.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    pub listen: SocketAddr,
+    /// The server's name, as the catalog's `mcp` mappings name it.
+    pub server: String,
+    /// The MCP server's endpoint (`http://host:port/mcp`).
+    pub upstream: String,
+    /// The URL agents reach this point at: the OAuth resource (RFC 8707/9728) tokens
+    /// must name as their audience. Its path is the path served.
+    pub resource: String,
+    /// The path of `resource`, where JSON-RPC is served.
+    pub path: String,
+    /// Where agents get tokens (the control plane unless set), as the metadata says.
+    pub authorization_server: String,
+    pub max_body_bytes: usize,
+    pub max_argument_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub limits: steward_listen::Limits,
 }
 
 /// Which HTTP a proxy speaks to its upstream.
@@ -282,6 +328,7 @@ pub struct GatewayConfig {
     pub proxies: Vec<ProxyConfig>,
     pub auth: Option<AuthConfig>,
     pub ext_authz: Option<ExtAuthzConfig>,
+    pub mcp: Vec<McpConfig>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> GatewayError {
@@ -522,10 +569,14 @@ impl GatewayConfig {
                 "egress secrets are released to ingestor credentials only: run an egress proxy with credential_env or credential_file",
             ));
         }
-        if proxies.is_empty() && auth.is_none() && ext_authz.is_none() {
+        let mut mcp = Vec::new();
+        for (i, m) in file.mcp.iter().enumerate() {
+            mcp.push(mcp_config(&format!("mcp[{i}]"), m, &cp.url)?);
+        }
+        if proxies.is_empty() && auth.is_none() && ext_authz.is_none() && mcp.is_empty() {
             return Err(invalid(
                 "(file)",
-                "nothing to serve: configure at least one [[proxy]], [auth] or [ext_authz]",
+                "nothing to serve: configure at least one [[proxy]], [[mcp]], [auth] or [ext_authz]",
             ));
         }
         if file.environment.trim().is_empty() || file.name.trim().is_empty() {
@@ -588,8 +639,58 @@ impl GatewayConfig {
             proxies,
             auth,
             ext_authz,
+            mcp,
         })
     }
+}
+
+/// One `[[mcp]]` section, checked: URLs, the server name as mappings must spell it, the
+/// path served (the resource's).
+fn mcp_config(section: &str, m: &McpFile, control_plane: &str) -> Result<McpConfig, GatewayError> {
+    let field = |f: &str| format!("{section}.{f}");
+    if !(m.upstream.starts_with("http://") || m.upstream.starts_with("https://")) {
+        return Err(invalid(
+            &field("upstream"),
+            "must be an http:// or https:// URL",
+        ));
+    }
+    if let Some(why) = steward_model::mcp_name_problem(&m.server) {
+        return Err(invalid(&field("server"), format!("the server name {why}")));
+    }
+    let resource = public_url(&field("resource"), &m.resource)?;
+    let after_scheme = resource.split_once("://").map_or("", |(_, r)| r);
+    let path = match after_scheme.find('/') {
+        Some(i) => after_scheme.get(i..).unwrap_or("/").to_owned(),
+        None => "/".to_owned(),
+    };
+    let limits = listener_limits(section, m.header_read_timeout_secs, None, m.max_connections)?;
+    Ok(McpConfig {
+        listen: addr(&field("listen"), &m.listen)?,
+        server: m.server.clone(),
+        upstream: m.upstream.clone(),
+        path,
+        resource,
+        authorization_server: m
+            .authorization_server
+            .clone()
+            .unwrap_or_else(|| control_plane.trim_end_matches('/').to_owned()),
+        max_body_bytes: positive_count(
+            &field("max_body_bytes"),
+            m.max_body_bytes,
+            DEFAULT_MCP_MAX_BODY_BYTES,
+        )?,
+        max_argument_bytes: positive_count(
+            &field("max_argument_bytes"),
+            m.max_argument_bytes,
+            DEFAULT_MCP_MAX_ARGUMENT_BYTES,
+        )?,
+        upstream_timeout: positive(
+            &field("upstream_timeout_secs"),
+            m.upstream_timeout_secs,
+            DEFAULT_UPSTREAM_TIMEOUT_SECS,
+        )?,
+        limits,
+    })
 }
 
 /// A `public_url`: `http(s)://host[:port][/prefix]`, no query, fragment or credentials;

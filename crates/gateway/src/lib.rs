@@ -10,6 +10,7 @@ pub mod config;
 pub mod credential;
 pub mod egress;
 pub mod ext_authz;
+pub mod mcp;
 pub mod proxy;
 mod request_headers;
 
@@ -52,6 +53,8 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 pub struct Running {
     /// Bound addresses of the `[[proxy]]` listeners, in configuration order.
     pub proxies: Vec<SocketAddr>,
+    /// Bound addresses of the `[[mcp]]` points, in configuration order.
+    pub mcp: Vec<SocketAddr>,
     pub auth: Option<SocketAddr>,
     pub ext_authz: Option<SocketAddr>,
     pub source: Arc<BundleSource>,
@@ -196,6 +199,24 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
             DRAIN,
         )));
     }
+    let mut mcp_points = Vec::new();
+    for m in &config.mcp {
+        let listener = bind(m.listen).await?;
+        mcp_points.push(listener.local_addr().unwrap_or(m.listen));
+        let router = Arc::new(mcp::McpPoint::new(
+            m.clone(),
+            point.sibling("mcp"),
+            http.clone(),
+        ))
+        .router();
+        let shutdown = stopped(stop_rx.clone());
+        let limits = m.limits;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = steward_listen::serve(listener, router, limits, shutdown).await {
+                tracing::error!(error = %e, "the MCP point stopped");
+            }
+        }));
+    }
     let mut auth = None;
     let mut hooks: Vec<Arc<dyn RevocationHook>> = Vec::new();
     if let Some(a) = &config.auth {
@@ -267,6 +288,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     );
     Ok(Running {
         proxies,
+        mcp: mcp_points,
         auth,
         ext_authz,
         source,
@@ -298,6 +320,9 @@ fn point_identities(config: &GatewayConfig) -> Vec<PointIdentity> {
     }
     if config.ext_authz.is_some() {
         kinds.push("ext_authz");
+    }
+    if !config.mcp.is_empty() {
+        kinds.push("mcp");
     }
     kinds
         .into_iter()

@@ -14,6 +14,8 @@
 
 #[path = "enforcement/grpc.rs"]
 mod grpc;
+#[path = "enforcement/mcp.rs"]
+mod mcp;
 #[path = "enforcement/mtls.rs"]
 mod mtls;
 #[path = "enforcement/point_identity.rs"]
@@ -110,6 +112,25 @@ when {
 "#,
     ),
     (
+        "capabilities/gateway-tests-mcp.yaml",
+        r#"capabilities:
+  # The MCP server `support` behind the gateway's [[mcp]] point: the agent may look
+  # orders up; refunds are restricted (GR-4).
+  - id: support.mcp.lookup_order
+    plane: commerce
+    classification: internal
+    description: Look an order up through the support MCP server (gateway tests).
+    mappings:
+      - mcp: {server: support, tool: lookup_order}
+  - id: support.mcp.refund_payment
+    plane: commerce
+    classification: restricted
+    description: Refund through the support MCP server (gateway tests).
+    mappings:
+      - mcp: {server: support, tool: refund_payment}
+"#,
+    ),
+    (
         "policies/commerce/gateway-tests-exports.cedar",
         r#"@id("commerce-gateway-tests-exports")
 permit (
@@ -129,7 +150,8 @@ permit (
 )
 when {
   resource == Steward::Capability::"support.llm.chat" ||
-  resource == Steward::Capability::"support.tool.lookup_order"
+  resource == Steward::Capability::"support.tool.lookup_order" ||
+  resource == Steward::Capability::"support.mcp.lookup_order"
 };
 "#,
     ),

@@ -648,6 +648,7 @@ fn mapping_key(m: &TransportMapping) -> String {
         ),
         TransportMapping::Queue { name, .. } => format!("queue {name} {}", m.action()),
         TransportMapping::Tool { name, .. } => format!("tool {name}"),
+        TransportMapping::Mcp(m) => format!("mcp {} {}", m.server, m.tool),
     }
 }
 

@@ -70,6 +70,48 @@ pub struct AmqpMapping {
     pub action: Option<Action>,
 }
 
+/// A tool of an MCP server, called through the gateway's MCP point: the server's name in
+/// the gateway configuration and the tool's name (or `*`, every tool of that server).
+/// Names are compared exactly; a tool name that is not in Unicode NFC or holds a control
+/// character cannot be written here, and the point refuses calls naming one, so two
+/// spellings of one name never meet different rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpMapping {
+    pub server: String,
+    pub tool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+/// Why an MCP tool or server name cannot be decided on: `None` when it is usable. One rule
+/// for the catalog (at publish) and the enforcement point (for each call).
+pub fn mcp_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.chars().any(char::is_control) {
+        Some("holds a control character")
+    } else if !unicode_normalization::is_nfc(name) {
+        Some("is not in Unicode NFC (normalise it; names are compared exactly)")
+    } else {
+        None
+    }
+}
+
+/// A name as an error shows it: printable ASCII as is, everything else as `\u{…}`, so two
+/// spellings that look alike read differently.
+pub fn escaped_name(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                vec![c]
+            } else {
+                c.escape_unicode().collect()
+            }
+        })
+        .collect()
+}
+
 fn default_vhost() -> String {
     "/".to_owned()
 }
@@ -85,6 +127,8 @@ pub enum TransportMapping {
     Http(HttpMapping),
     Grpc(GrpcMapping),
     Amqp(AmqpMapping),
+    /// A tool of an MCP server.
+    Mcp(McpMapping),
     /// A queue consumed from, by name.
     Queue {
         name: String,
@@ -171,6 +215,29 @@ impl TransportMapping {
                     );
                 }
             }
+            Self::Mcp(m) => {
+                if let Some(why) = mcp_name_problem(&m.server) {
+                    return bad(format!(
+                        "MCP server name `{}` {why}",
+                        escaped_name(&m.server)
+                    ));
+                }
+                if m.server.chars().any(char::is_whitespace) {
+                    return bad(format!(
+                        "MCP server name `{}` must not contain whitespace",
+                        m.server
+                    ));
+                }
+                if let Some(why) = mcp_name_problem(&m.tool) {
+                    return bad(format!("MCP tool name `{}` {why}", escaped_name(&m.tool)));
+                }
+                if m.tool != "*" && m.tool.contains('*') {
+                    return bad(format!(
+                        "MCP tool `{}`: `*` stands alone (every tool of the server)",
+                        m.tool
+                    ));
+                }
+            }
             Self::Queue { name, .. } | Self::Tool { name, .. } => {
                 if name.trim().is_empty() {
                     return bad("queue and tool names must not be empty".into());
@@ -190,6 +257,7 @@ impl TransportMapping {
             }),
             Self::Grpc(g) => g.action.unwrap_or(Action::Invoke),
             Self::Amqp(a) => a.action.unwrap_or(Action::Publish),
+            Self::Mcp(m) => m.action.unwrap_or(Action::Invoke),
             Self::Queue { action, .. } => action.unwrap_or(Action::Consume),
             Self::Tool { action, .. } => action.unwrap_or(Action::Invoke),
         }
@@ -206,6 +274,7 @@ impl fmt::Display for TransportMapping {
                 "amqp vhost={} exchange={} rk={}",
                 a.vhost, a.exchange, a.routing_key
             ),
+            Self::Mcp(m) => write!(f, "mcp {}/{}", m.server, m.tool),
             Self::Queue { name, .. } => write!(f, "queue {name}"),
             Self::Tool { name, .. } => write!(f, "tool {name}"),
         }
@@ -236,6 +305,28 @@ mod tests {
         assert!(http("GET", "/v1/%61dmin").validate().is_err());
         assert!(http("GET", "/v1//admin").validate().is_err());
         assert!(http("GET", "/v1/a%20b/*").validate().is_ok());
+    }
+
+    #[test]
+    fn validates_mcp() {
+        let mcp = |server: &str, tool: &str| {
+            TransportMapping::Mcp(McpMapping {
+                server: server.into(),
+                tool: tool.into(),
+                action: None,
+            })
+        };
+        assert!(mcp("billing", "refund_payment").validate().is_ok());
+        assert!(mcp("billing", "*").validate().is_ok());
+        assert_eq!(mcp("billing", "*").action(), Action::Invoke);
+        assert!(mcp("billing", "refund_*").validate().is_err());
+        assert!(mcp("", "x").validate().is_err());
+        assert!(mcp("bill ing", "x").validate().is_err());
+        assert!(mcp("billing", "").validate().is_err());
+        assert!(mcp("billing", "re\u{7}fund").validate().is_err());
+        // `é` as `e` + combining acute is not NFC; the composed form is.
+        assert!(mcp("billing", "caf\u{65}\u{301}").validate().is_err());
+        assert!(mcp("billing", "caf\u{e9}").validate().is_ok());
     }
 
     #[test]

@@ -22,7 +22,10 @@ mod spiffe;
 pub mod timestamp;
 mod usage;
 
-pub use capability::{Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, TransportMapping};
+pub use capability::{
+    Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, McpMapping, TransportMapping,
+    escaped_name, mcp_name_problem,
+};
 pub use desired::{
     Desired, DesiredIdentity, Diagnostic, Expectation, ObjectKind, PolicyBundle, PolicyFile,
     PolicyTest,

@@ -34,6 +34,11 @@ pub enum Address<'a> {
     Tool {
         name: &'a str,
     },
+    /// A call to a tool of an MCP server, by the server's configured name.
+    Mcp {
+        server: &'a str,
+        tool: &'a str,
+    },
 }
 
 /// The capability and action an address maps onto.
@@ -59,6 +64,8 @@ pub struct CapabilityIndex {
     amqp: HashMap<String, HashMap<String, Vec<usize>>>,
     queue: HashMap<String, Vec<usize>>,
     tool: HashMap<String, Vec<usize>>,
+    /// MCP mappings by server name.
+    mcp: HashMap<String, Vec<usize>>,
 }
 
 /// The first segment of an HTTP path (`/v1/orders` → `v1`).
@@ -100,6 +107,7 @@ impl CapabilityIndex {
                 TransportMapping::Tool { name, .. } => {
                     index.tool.entry(name.clone()).or_default().push(i)
                 }
+                TransportMapping::Mcp(m) => index.mcp.entry(m.server.clone()).or_default().push(i),
             }
         }
         index
@@ -127,6 +135,7 @@ impl CapabilityIndex {
                 .unwrap_or_default(),
             Address::Queue { name } => bucket(&self.queue, name).to_vec(),
             Address::Tool { name } => bucket(&self.tool, name).to_vec(),
+            Address::Mcp { server, .. } => bucket(&self.mcp, server).to_vec(),
         };
         // Catalog order, so ties break exactly as a scan of the whole catalog would.
         candidates.sort_unstable();
@@ -202,6 +211,16 @@ fn specificity(m: &TransportMapping, a: &Address<'_>) -> Option<(usize, isize)> 
         }
         (TransportMapping::Tool { name, .. }, Address::Tool { name: n }) => {
             (name == n).then_some((1, 0))
+        }
+        // Exact comparison: a name differing only in case or Unicode form is another tool.
+        (TransportMapping::Mcp(m), Address::Mcp { server, tool }) => {
+            if m.server != *server {
+                None
+            } else if m.tool == "*" {
+                Some((1, -1))
+            } else {
+                (m.tool == *tool).then_some((2, 0))
+            }
         }
         _ => None,
     }
@@ -441,6 +460,35 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn mcp_tools_resolve_exactly_and_the_named_tool_beats_the_wildcard() {
+        let mcp = |tool: &str| {
+            TransportMapping::Mcp(crate::McpMapping {
+                server: "billing".into(),
+                tool: tool.into(),
+                action: None,
+            })
+        };
+        let idx = CapabilityIndex::new(&[
+            cap("billing.any", vec![mcp("*")]),
+            cap("billing.refund", vec![mcp("refund_payment")]),
+        ]);
+        let at = |server, tool| {
+            idx.lookup(&Address::Mcp { server, tool })
+                .map(|r| r.capability.to_string())
+        };
+        assert_eq!(
+            at("billing", "refund_payment").as_deref(),
+            Some("billing.refund")
+        );
+        assert_eq!(
+            at("billing", "Refund_Payment").as_deref(),
+            Some("billing.any")
+        );
+        assert_eq!(at("billing", "other").as_deref(), Some("billing.any"));
+        assert_eq!(at("other", "refund_payment"), None);
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub enum OwnedAddress {
     Tool {
         name: String,
     },
+    /// A tool call at an MCP point: the server's configured name and the tool.
+    Mcp {
+        server: String,
+        tool: String,
+    },
 }
 
 impl OwnedAddress {
@@ -69,6 +74,7 @@ impl OwnedAddress {
             },
             Self::Queue { name } => Address::Queue { name },
             Self::Tool { name } => Address::Tool { name },
+            Self::Mcp { server, tool } => Address::Mcp { server, tool },
         }
     }
 }
@@ -88,6 +94,9 @@ impl fmt::Display for OwnedAddress {
             ),
             Self::Queue { name } => write!(f, "queue {name}"),
             Self::Tool { name } => write!(f, "tool {name}"),
+            Self::Mcp { server, tool } => {
+                write!(f, "mcp {server}/{}", steward_model::escaped_name(tool))
+            }
         }
     }
 }

@@ -1,0 +1,516 @@
+//! The MCP enforcement point: in front of one MCP server on the Streamable HTTP
+//! transport. It validates the agent's token (its audience must be this point's resource
+//! URL), then decides each JSON-RPC message on its own: a `tools/call` through the
+//! catalog's `mcp` mapping (refused calls never reach the server and are answered with a
+//! tool result marked `isError`, the reason in its text), a `tools/list` answer filtered to
+//! the tools the caller may call. Methods it does not decide are refused, never passed
+//! through; what it cannot parse is a JSON-RPC parse error. The agent's token is never
+//! forwarded: the server sees the verified identity header instead.
+
+mod messages;
+mod sse;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use steward_enforce::trace::TraceContext;
+use steward_enforce::{Carried, EnforcementPoint, HeaderField, Scheme, Seen, Unreadable};
+use steward_policy::{OwnedAddress, Target};
+use steward_token::Proof;
+
+use crate::config::McpConfig;
+use crate::credential::{IDENTITY_HEADER, header_field};
+use crate::request_headers::HttpHeaders;
+
+pub use messages::{Decided, parse_error};
+
+/// A response that ends the request here, boxed so the allowed path's `Result` stays small.
+type Refusal = Box<Response>;
+
+/// The header a Streamable HTTP session is named by.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// Sessions remembered at once; the oldest is forgotten first (its agent starts a new one).
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// One `[[mcp]]` point's shared state.
+pub struct McpPoint {
+    config: McpConfig,
+    point: EnforcementPoint,
+    http: reqwest::Client,
+    /// Which identity opened each session: another one presenting it is refused.
+    sessions: Mutex<HashMap<String, (String, std::time::Instant)>>,
+}
+
+/// The agent a request's token was verified for.
+pub(crate) struct Caller {
+    token: String,
+    pub(crate) principal: String,
+}
+
+impl McpPoint {
+    /// A point for `config`, deciding with `point`.
+    pub fn new(config: McpConfig, point: EnforcementPoint, http: reqwest::Client) -> Self {
+        Self {
+            config,
+            point,
+            http,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The routes: JSON-RPC at the resource's path, its RFC 9728 metadata beside.
+    pub fn router(self: Arc<Self>) -> Router {
+        let path = self.config.path.clone();
+        Router::new()
+            .route(&metadata_path(&path), get(metadata))
+            .route(
+                &path,
+                get(handle_stream).post(handle_post).delete(handle_stream),
+            )
+            .with_state(self)
+    }
+
+    /// Where the protected resource metadata is served, as an absolute URL.
+    fn metadata_url(&self) -> String {
+        let r = &self.config.resource;
+        let origin_end = r
+            .split_once("://")
+            .map(|(s, rest)| s.len() + 3 + rest.find('/').unwrap_or(rest.len()))
+            .unwrap_or(r.len());
+        let origin = r.get(..origin_end).unwrap_or(r);
+        format!("{origin}{}", metadata_path(&self.config.path))
+    }
+
+    /// A 401 whose `WWW-Authenticate` points at the metadata (MCP authorization,
+    /// RFC 9728 §5.1), recorded like every refusal.
+    fn unauthorized(
+        &self,
+        headers: &HeaderMap,
+        trace: &TraceContext,
+        reason: String,
+        presented: bool,
+    ) -> Refusal {
+        let carried = HttpHeaders(headers);
+        let seen = self.seen(None, &carried, trace, self.address(""), Default::default());
+        let verdict = self.point.refuse_credential(&seen, reason);
+        let error = if presented {
+            ", error=\"invalid_token\""
+        } else {
+            ""
+        };
+        let challenge = format!(
+            "Bearer resource_metadata=\"{}\"{error}",
+            self.metadata_url()
+        );
+        let mut r = (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({
+                "error": "unauthenticated",
+                "reason": verdict.reason(),
+                "decision_id": verdict.event_id,
+                "trace_id": trace.trace_id,
+            })),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Box::new(r)
+    }
+
+    /// The verified caller, or the 401 to answer with.
+    fn authenticate(&self, headers: &HeaderMap, trace: &TraceContext) -> Result<Caller, Refusal> {
+        let value = match header_field(headers, header::AUTHORIZATION.as_str()) {
+            HeaderField::Absent => {
+                return Err(self.unauthorized(
+                    headers,
+                    trace,
+                    "no credential: send `Authorization: Bearer <Steward token>` for this resource"
+                        .into(),
+                    false,
+                ));
+            }
+            HeaderField::Repeated => {
+                return Err(self.unauthorized(
+                    headers,
+                    trace,
+                    "send one `Authorization` header, not several".into(),
+                    true,
+                ));
+            }
+            HeaderField::One(None) => {
+                return Err(self.unauthorized(
+                    headers,
+                    trace,
+                    "the `Authorization` header is not readable text".into(),
+                    true,
+                ));
+            }
+            HeaderField::One(Some(v)) => v,
+        };
+        let token = match steward_enforce::authorization(value) {
+            Ok((Scheme::Bearer, token)) => token,
+            Ok((Scheme::Dpop, _)) => {
+                return Err(self.unauthorized(
+                    headers,
+                    trace,
+                    "this MCP point takes bearer tokens (`Authorization: Bearer`), not DPoP".into(),
+                    true,
+                ));
+            }
+            Err(e) => return Err(self.unauthorized(headers, trace, e.to_string(), true)),
+        };
+        match self.point.authenticate(token, &self.config.resource) {
+            Ok(claims) => Ok(Caller {
+                token: token.to_owned(),
+                principal: claims.sub.clone(),
+            }),
+            Err(e) => Err(self.unauthorized(
+                headers,
+                trace,
+                format!(
+                    "the token was refused: {e} (ask for a token with `resource={}`)",
+                    self.config.resource
+                ),
+                true,
+            )),
+        }
+    }
+
+    /// Refuses a session another identity opened (recorded), or one this point never saw
+    /// (404: the client starts a new session, as the transport says).
+    fn check_session(
+        &self,
+        headers: &HeaderMap,
+        caller: &Caller,
+        trace: &TraceContext,
+    ) -> Result<(), Refusal> {
+        let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            return Ok(());
+        };
+        let owner = self.sessions.lock().get(id).map(|(p, _)| p.clone());
+        match owner {
+            Some(p) if p == caller.principal => Ok(()),
+            Some(_) => {
+                let carried = HttpHeaders(headers);
+                let seen = self.seen(Some(caller), &carried, trace, self.address(""), Default::default());
+                let verdict = self.point.refuse_credential(&seen, "the MCP session was opened by another identity".into());
+                tracing::warn!(point = %self.point.name(), principal = %caller.principal, "a session of another identity was presented");
+                Err(Box::new((StatusCode::FORBIDDEN, axum::Json(json!({"error": "forbidden", "reason": verdict.reason(), "decision_id": verdict.event_id}))).into_response()))
+            }
+            None => Err(Box::new((StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown_session", "reason": "this MCP session is not known here: start a new one (initialize without `Mcp-Session-Id`)"}))).into_response())),
+        }
+    }
+
+    fn remember_session(&self, response: &reqwest::Response, caller: &Caller) {
+        let Some(id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        let mut sessions = self.sessions.lock();
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(id) {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                sessions.remove(&k);
+            }
+        }
+        sessions.insert(
+            id.to_owned(),
+            (caller.principal.clone(), std::time::Instant::now()),
+        );
+    }
+
+    fn address(&self, tool: &str) -> Result<Target, Unreadable> {
+        Ok(Target::Address(OwnedAddress::Mcp {
+            server: self.config.server.clone(),
+            tool: tool.to_owned(),
+        }))
+    }
+
+    fn seen<'a>(
+        &'a self,
+        caller: Option<&'a Caller>,
+        headers: &'a HttpHeaders<'a>,
+        trace: &'a TraceContext,
+        target: Result<Target, Unreadable>,
+        context: serde_json::Map<String, Value>,
+    ) -> Seen<'a> {
+        Seen {
+            received: std::time::Instant::now(),
+            token: caller.map(|c| c.token.as_str()),
+            proof: Proof::None,
+            audience: &self.config.resource,
+            target,
+            action: None,
+            correlation_id: Some(&trace.trace_id),
+            context,
+            carried: Carried {
+                headers: Some(headers),
+                message: None,
+            },
+        }
+    }
+
+    /// The request to the MCP server: a fresh set of headers (never the agent's
+    /// credential or cookies), the transport's own and the verified identity.
+    fn upstream_request(
+        &self,
+        method: reqwest::Method,
+        headers: &HeaderMap,
+        caller: &Caller,
+        trace: &TraceContext,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, &self.config.upstream);
+        for name in [
+            header::ACCEPT.as_str(),
+            SESSION_HEADER,
+            "mcp-protocol-version",
+            "last-event-id",
+        ] {
+            if let Some(v) = headers.get(name) {
+                req = req.header(name, v.clone());
+            }
+        }
+        req.header(IDENTITY_HEADER, caller.principal.as_str())
+            .header("traceparent", trace.child().to_string())
+    }
+}
+
+fn metadata_path(path: &str) -> String {
+    if path == "/" {
+        "/.well-known/oauth-protected-resource".to_owned()
+    } else {
+        format!("/.well-known/oauth-protected-resource{path}")
+    }
+}
+
+/// RFC 9728 protected resource metadata: what an MCP client reads to learn where to get a
+/// token for this resource.
+async fn metadata(State(mcp): State<Arc<McpPoint>>) -> Response {
+    axum::Json(json!({
+        "resource": mcp.config.resource,
+        "authorization_servers": [mcp.config.authorization_server],
+        "bearer_methods_supported": ["header"],
+        "resource_name": format!("MCP server `{}` (through Steward)", mcp.config.server),
+    }))
+    .into_response()
+}
+
+fn trace_of(headers: &HeaderMap) -> TraceContext {
+    TraceContext::continue_or_start(headers.get("traceparent").and_then(|v| v.to_str().ok()))
+}
+
+/// GET (the server's stream) and DELETE (ending a session): authenticated and passed on;
+/// they carry no message to decide.
+async fn handle_stream(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response {
+    let trace = trace_of(req.headers());
+    let caller = match mcp.authenticate(req.headers(), &trace) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = mcp.check_session(req.headers(), &caller, &trace) {
+        return *r;
+    }
+    let method = if req.method() == axum::http::Method::DELETE {
+        reqwest::Method::DELETE
+    } else {
+        reqwest::Method::GET
+    };
+    let sent = mcp
+        .upstream_request(method, req.headers(), &caller, &trace)
+        .send();
+    match tokio::time::timeout(mcp.config.upstream_timeout, sent).await {
+        Ok(Ok(resp)) => passed_on(resp, Vec::new(), Vec::new()),
+        _ => upstream_unavailable(&trace),
+    }
+}
+
+fn upstream_unavailable(trace: &TraceContext) -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        axum::Json(json!({"error": "upstream_unavailable", "reason": "the MCP server cannot be reached or did not answer in time", "trace_id": trace.trace_id})),
+    )
+        .into_response()
+}
+
+/// POST: one JSON-RPC message or a batch, each decided, the allowed ones forwarded.
+async fn handle_post(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response {
+    let trace = trace_of(req.headers());
+    let (parts, body) = req.into_parts();
+    let caller = match mcp.authenticate(&parts.headers, &trace) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = mcp.check_session(&parts.headers, &caller, &trace) {
+        return *r;
+    }
+    let bytes = match axum::body::to_bytes(body, mcp.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(messages::error_response(Value::Null, messages::INVALID_REQUEST, &format!("the request body is larger than {} bytes (max_body_bytes) or could not be read", mcp.config.max_body_bytes))),
+            )
+                .into_response();
+        }
+    };
+    let Ok(parsed) = serde_json::from_slice::<Value>(&bytes) else {
+        return (StatusCode::BAD_REQUEST, axum::Json(parse_error())).into_response();
+    };
+    let headers = HttpHeaders(&parts.headers);
+    let decided = messages::decide_all(&mcp, &caller, &headers, &trace, parsed);
+    let decided = match decided {
+        Ok(d) => d,
+        Err(refusal) => return (StatusCode::BAD_REQUEST, axum::Json(refusal)).into_response(),
+    };
+    if decided.forward.is_empty() {
+        return local_answer(decided.batch, decided.answers);
+    }
+    let body = if decided.batch {
+        Value::Array(decided.forward)
+    } else {
+        decided.forward.into_iter().next().unwrap_or(Value::Null)
+    };
+    let sent = mcp
+        .upstream_request(reqwest::Method::POST, &parts.headers, &caller, &trace)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send();
+    let resp = match tokio::time::timeout(mcp.config.upstream_timeout, sent).await {
+        Ok(Ok(resp)) => resp,
+        _ => return upstream_unavailable(&trace),
+    };
+    mcp.remember_session(&resp, &caller);
+    if resp.status() == reqwest::StatusCode::ACCEPTED && !decided.answers.is_empty() {
+        return local_answer(decided.batch, decided.answers);
+    }
+    let filter = ListFilter {
+        mcp: mcp.clone(),
+        caller,
+        headers: parts.headers.clone(),
+        trace,
+        list_ids: decided.list_ids,
+    };
+    if is_json(resp.headers()) {
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let session = resp.headers().get(SESSION_HEADER).cloned();
+        let Ok(answer) = resp.json::<Value>().await else {
+            return upstream_unavailable(&filter.trace);
+        };
+        let mut answer = filter.apply(answer);
+        if !decided.answers.is_empty() {
+            let mut all = match answer {
+                Value::Array(a) => a,
+                one => vec![one],
+            };
+            all.extend(decided.answers);
+            answer = Value::Array(all);
+        }
+        let mut r = (status, axum::Json(answer)).into_response();
+        if let Some(s) = session.and_then(|s| HeaderValue::from_bytes(s.as_bytes()).ok()) {
+            r.headers_mut().insert(SESSION_HEADER, s);
+        }
+        return r;
+    }
+    passed_on(resp, decided.answers, vec![filter])
+}
+
+/// What a request answered entirely here gets: the refusals, or 202 for notifications.
+fn local_answer(batch: bool, answers: Vec<Value>) -> Response {
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = if batch {
+        Value::Array(answers)
+    } else {
+        answers.into_iter().next().unwrap_or(Value::Null)
+    };
+    axum::Json(body).into_response()
+}
+
+fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
+/// Passes the server's answer on as it streams: an event stream's events (with local
+/// answers first, and `tools/list` results filtered), anything else as it is.
+fn passed_on(resp: reqwest::Response, answers: Vec<Value>, filters: Vec<ListFilter>) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = Response::builder().status(status);
+    for name in [
+        reqwest::header::CONTENT_TYPE.as_str(),
+        SESSION_HEADER,
+        "cache-control",
+    ] {
+        if let Some(v) = resp.headers().get(name) {
+            out = out.header(name, v.as_bytes());
+        }
+    }
+    let body = sse::relay(resp, answers, filters.into_iter().next());
+    out.body(body)
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// Filters `tools/list` results to the tools the caller may call.
+pub(crate) struct ListFilter {
+    mcp: Arc<McpPoint>,
+    caller: Caller,
+    headers: HeaderMap,
+    trace: TraceContext,
+    /// The ids of the `tools/list` requests forwarded.
+    list_ids: Vec<Value>,
+}
+
+impl ListFilter {
+    /// `message` with every listed tool the caller may not call removed (each decided and
+    /// recorded, as an offered tool is at the egress proxy).
+    pub(crate) fn apply(&self, message: Value) -> Value {
+        match message {
+            Value::Array(all) => Value::Array(all.into_iter().map(|m| self.apply(m)).collect()),
+            mut one => {
+                let listed = one.get("id").is_some_and(|id| self.list_ids.contains(id));
+                if listed
+                    && let Some(tools) = one
+                        .pointer_mut("/result/tools")
+                        .and_then(Value::as_array_mut)
+                {
+                    let headers = HttpHeaders(&self.headers);
+                    tools.retain(|t| {
+                        let Some(name) = t.get("name").and_then(Value::as_str) else {
+                            return false;
+                        };
+                        messages::tool_allowed(&self.mcp, &self.caller, &headers, &self.trace, name)
+                    });
+                }
+                one
+            }
+        }
+    }
+
+    pub(crate) fn wants(&self) -> bool {
+        !self.list_ids.is_empty()
+    }
+}
+
+/// The bytes of one event-stream event carrying `message`.
+pub(crate) fn event(message: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}

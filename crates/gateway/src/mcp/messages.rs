@@ -1,0 +1,262 @@
+//! Deciding JSON-RPC messages one by one: which are forwarded, which are answered here.
+
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+use steward_enforce::{Outcome, Unreadable, Verdict};
+use steward_policy::{OwnedAddress, Target};
+
+use super::{Caller, McpPoint};
+use crate::request_headers::HttpHeaders;
+use steward_enforce::trace::TraceContext;
+
+/// JSON-RPC 2.0 error codes.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// Methods passed on without a decision of their own: the session's setup and upkeep.
+/// `tools/list` is passed on and its answer filtered.
+const PASSED: [&str; 4] = ["initialize", "ping", "tools/list", "logging/setLevel"];
+
+/// What a POST's messages came to.
+pub struct Decided {
+    /// The body was a batch (answers go back as one).
+    pub batch: bool,
+    /// Messages the MCP server gets.
+    pub forward: Vec<Value>,
+    /// Answers made here (refusals), one per refused request.
+    pub answers: Vec<Value>,
+    /// Ids of the forwarded `tools/list` requests, whose answers are filtered.
+    pub list_ids: Vec<Value>,
+}
+
+/// A JSON-RPC error response.
+pub fn error_response(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// The answer to a body that is not JSON.
+pub fn parse_error() -> Value {
+    error_response(
+        Value::Null,
+        PARSE_ERROR,
+        "the body is not JSON: send a JSON-RPC 2.0 message or batch",
+    )
+}
+
+/// Decides every message of `body`; `Err` is the answer for a body that is no message
+/// at all (an empty batch, a scalar).
+pub(super) fn decide_all(
+    mcp: &McpPoint,
+    caller: &Caller,
+    headers: &HttpHeaders<'_>,
+    trace: &TraceContext,
+    body: Value,
+) -> Result<Decided, Value> {
+    let (batch, messages) = match body {
+        Value::Array(a) if a.is_empty() => {
+            return Err(error_response(
+                Value::Null,
+                INVALID_REQUEST,
+                "an empty batch",
+            ));
+        }
+        Value::Array(a) => (true, a),
+        Value::Object(o) => (false, vec![Value::Object(o)]),
+        _ => {
+            return Err(error_response(
+                Value::Null,
+                INVALID_REQUEST,
+                "a JSON-RPC message is an object (or a batch of them)",
+            ));
+        }
+    };
+    let mut d = Decided {
+        batch,
+        forward: Vec::new(),
+        answers: Vec::new(),
+        list_ids: Vec::new(),
+    };
+    for m in messages {
+        decide_one(mcp, caller, headers, trace, m, &mut d);
+    }
+    Ok(d)
+}
+
+fn decide_one(
+    mcp: &McpPoint,
+    caller: &Caller,
+    headers: &HttpHeaders<'_>,
+    trace: &TraceContext,
+    m: Value,
+    d: &mut Decided,
+) {
+    let id = m.get("id").cloned();
+    let id_ok = matches!(id, None | Some(Value::String(_)) | Some(Value::Number(_)));
+    if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || !id_ok {
+        d.answers.push(error_response(
+            if id_ok {
+                id.unwrap_or(Value::Null)
+            } else {
+                Value::Null
+            },
+            INVALID_REQUEST,
+            "not a JSON-RPC 2.0 message (`jsonrpc: \"2.0\"`, a string or number `id`)",
+        ));
+        return;
+    }
+    let Some(method) = m.get("method") else {
+        // An answer to the server's own request (sampling, roots, elicitation).
+        let answers = m.get("result").is_some() != m.get("error").is_some();
+        match id {
+            Some(_) if answers => d.forward.push(m),
+            _ => d.answers.push(error_response(Value::Null, INVALID_REQUEST, "a message without `method` answers a request: it has an `id` and one of `result` or `error`")),
+        }
+        return;
+    };
+    let Some(method) = method.as_str().map(str::to_owned) else {
+        d.answers.push(error_response(
+            id.unwrap_or(Value::Null),
+            INVALID_REQUEST,
+            "`method` is a string",
+        ));
+        return;
+    };
+    let Some(id) = id else {
+        // A notification: the client's own, passed on; anything else is dropped (nobody
+        // waits for an answer).
+        if method.starts_with("notifications/") {
+            d.forward.push(m);
+        }
+        return;
+    };
+    if method == "tools/call" {
+        match call_refusal(mcp, caller, headers, trace, &m) {
+            None => d.forward.push(m),
+            Some(answer) => d.answers.push(with_id(answer, id)),
+        }
+    } else if PASSED.contains(&method.as_str()) {
+        if method == "tools/list" {
+            d.list_ids.push(id);
+        }
+        d.forward.push(m);
+    } else {
+        d.answers.push(error_response(
+            id,
+            METHOD_NOT_FOUND,
+            &format!(
+                "`{}` is not decided at this MCP point, so it is refused",
+                steward_model::escaped_name(&method)
+            ),
+        ));
+    }
+}
+
+fn with_id(mut answer: Value, id: Value) -> Value {
+    if let Some(o) = answer.as_object_mut() {
+        o.insert("id".into(), id);
+    }
+    answer
+}
+
+/// Decides one `tools/call` (recorded); `None` when it may go on, else the answer.
+fn call_refusal(
+    mcp: &McpPoint,
+    caller: &Caller,
+    headers: &HttpHeaders<'_>,
+    trace: &TraceContext,
+    m: &Value,
+) -> Option<Value> {
+    let Some(name) = m.pointer("/params/name").and_then(Value::as_str) else {
+        return Some(error_response(
+            Value::Null,
+            INVALID_PARAMS,
+            "`tools/call` names its tool in `params.name`",
+        ));
+    };
+    let arguments = m
+        .pointer("/params/arguments")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let text = arguments.to_string();
+    let mut context = Map::new();
+    context.insert(
+        "mcp_arguments_sha256".into(),
+        hex::encode(sha2::Sha256::digest(text.as_bytes())).into(),
+    );
+    let shown = steward_model::escaped_name(name);
+    let target = if let Some(why) = steward_model::mcp_name_problem(name) {
+        Err(unreadable(mcp, &shown, format!("the tool name {why}")))
+    } else if text.len() > mcp.config.max_argument_bytes {
+        Err(unreadable(
+            mcp,
+            &shown,
+            format!(
+                "the arguments are {} bytes of JSON, more than the {} this point takes (max_argument_bytes)",
+                text.len(),
+                mcp.config.max_argument_bytes
+            ),
+        ))
+    } else {
+        mcp.address(name)
+    };
+    let seen = mcp.seen(Some(caller), headers, trace, target, context);
+    let verdict = mcp.point.check(&seen);
+    if verdict.allowed() {
+        return None;
+    }
+    tracing::info!(point = %mcp.point.name(), tool = %shown, reason = %verdict.reason(), "MCP tool call refused");
+    Some(refusal(&verdict, &shown))
+}
+
+fn unreadable(mcp: &McpPoint, shown: &str, reason: String) -> Unreadable {
+    Unreadable {
+        address: format!(
+            "mcp {}/{}",
+            mcp.config.server,
+            shown.chars().take(200).collect::<String>()
+        ),
+        reason,
+    }
+}
+
+/// A refused call as the agent sees it: a policy refusal is a tool result marked
+/// `isError` (the model reads why and does not retry blindly); a call that cannot be
+/// decided is invalid params; no bundle or no log is an internal error.
+fn refusal(verdict: &Verdict, tool: &str) -> Value {
+    let why = format!(
+        "Steward refused the call to `{tool}`: {} (decision {})",
+        verdict.reason(),
+        verdict.event_id
+    );
+    match verdict.outcome {
+        Outcome::Forbidden | Outcome::Unauthenticated => json!({
+            "jsonrpc": "2.0",
+            "result": {"content": [{"type": "text", "text": why}], "isError": true},
+        }),
+        Outcome::Malformed => error_response(Value::Null, INVALID_PARAMS, &why),
+        Outcome::Unavailable | Outcome::Allow => error_response(Value::Null, INTERNAL_ERROR, &why),
+    }
+}
+
+/// Whether the caller may call `name` (decided and recorded): what a `tools/list` keeps.
+pub(super) fn tool_allowed(
+    mcp: &McpPoint,
+    caller: &Caller,
+    headers: &HttpHeaders<'_>,
+    trace: &TraceContext,
+    name: &str,
+) -> bool {
+    if steward_model::mcp_name_problem(name).is_some() {
+        return false;
+    }
+    let target = Ok(Target::Address(OwnedAddress::Mcp {
+        server: mcp.config.server.clone(),
+        tool: name.to_owned(),
+    }));
+    mcp.point
+        .check(&mcp.seen(Some(caller), headers, trace, target, Map::new()))
+        .allowed()
+}

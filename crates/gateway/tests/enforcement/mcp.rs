@@ -1,0 +1,316 @@
+//! The `[[mcp]]` point in front of a small MCP server (JSON-RPC over Streamable HTTP):
+//! allowed calls reach it, refused ones never do, lists are filtered, batches are decided
+//! message by message, what cannot be parsed is refused, and the agent's token stays here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use parking_lot::Mutex;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::{AGENT, ControlPlane, echo_upstream, gateway};
+
+const RESOURCE: &str = "http://mcp.test/mcp";
+
+/// What the MCP server received: each POST's headers and body.
+type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+fn answer(m: &Value) -> Option<Value> {
+    let id = m.get("id")?.clone();
+    let result = match m["method"].as_str()? {
+        "initialize" => {
+            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "support", "version": "1"}})
+        }
+        "tools/list" => json!({"tools": [
+            {"name": "lookup_order", "inputSchema": {"type": "object"}},
+            {"name": "refund_payment", "inputSchema": {"type": "object"}},
+            {"name": "delete_all", "inputSchema": {"type": "object"}},
+        ]}),
+        "tools/call" => {
+            json!({"content": [{"type": "text", "text": format!("called {}", m["params"]["name"].as_str()?)}]})
+        }
+        _ => json!({}),
+    };
+    Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// A minimal MCP server answering JSON (not a stream), naming a session on `initialize`.
+async fn mcp_server() -> (std::net::SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().push((headers, body.0.clone()));
+                let answers: Vec<Value> = match &body.0 {
+                    Value::Array(all) => all.iter().filter_map(answer).collect(),
+                    one => answer(one).into_iter().collect(),
+                };
+                let mut r = axum::http::Response::builder()
+                    .header("content-type", "application/json")
+                    .header("mcp-session-id", "session-1");
+                if answers.is_empty() {
+                    r = r.status(202);
+                    return r.body(axum::body::Body::empty()).unwrap();
+                }
+                let out = if body.0.is_array() {
+                    Value::Array(answers)
+                } else {
+                    answers[0].clone()
+                };
+                r.body(axum::body::Body::from(out.to_string())).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+fn call(id: i64, tool: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"order": "o-1"}}})
+}
+
+#[tokio::test]
+async fn mcp_point_decides_each_message_and_keeps_the_token() {
+    let cp = ControlPlane::start().await;
+    let (server, received) = mcp_server().await;
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\nmax_argument_bytes = 256\n"
+    );
+    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let url = format!("http://{}/mcp", gw.mcp[0]);
+    let http = reqwest::Client::new();
+    let agent = cp.token(AGENT, RESOURCE).await;
+    let post = |body: String, token: Option<&str>| {
+        let mut r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let count = || received.lock().len();
+
+    // No token: 401 pointing at the metadata, which names the resource.
+    let resp = post(call(1, "lookup_order").to_string(), None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(
+            "resource_metadata=\"http://mcp.test/.well-known/oauth-protected-resource/mcp\""
+        ),
+        "{challenge}"
+    );
+    let meta: Value = http
+        .get(format!(
+            "http://{}/.well-known/oauth-protected-resource/mcp",
+            gw.mcp[0]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["resource"], RESOURCE);
+    assert_eq!(
+        meta["authorization_servers"][0],
+        cp.base.trim_end_matches('/')
+    );
+    // A token minted for another resource is refused.
+    let other = cp.token(AGENT, "http://other.test/mcp").await;
+    let resp = post(call(1, "lookup_order").to_string(), Some(&other))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(count(), 0, "nothing unauthenticated reached the server");
+
+    // Allowed call: reaches the server with the identity, never the token.
+    let resp = post(call(2, "lookup_order").to_string(), Some(&agent))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["result"]["content"][0]["text"], "called lookup_order",
+        "{body}"
+    );
+    {
+        let got = received.lock();
+        let (headers, _) = got.last().unwrap();
+        assert!(
+            headers.get("authorization").is_none(),
+            "the agent's token is not forwarded"
+        );
+        assert_eq!(headers["x-steward-identity"], AGENT);
+    }
+
+    // Refused call: a tool result marked isError with the reason; the server never sees it.
+    let before = count();
+    let resp = post(call(3, "refund_payment").to_string(), Some(&agent))
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["id"], 3);
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("refund_payment")
+    );
+    // Unmapped, differing only in case, or not in NFC: refused too.
+    for tool in ["delete_all", "Lookup_Order", "lookup_orde\u{72}\u{301}"] {
+        let body: Value = post(call(4, tool).to_string(), Some(&agent))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            body["result"]["isError"] == true || body["error"]["code"] == -32602,
+            "{tool}: {body}"
+        );
+    }
+    // Oversized arguments: invalid params, not forwarded.
+    let big = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "lookup_order", "arguments": {"pad": "x".repeat(1000)}}});
+    let body: Value = post(big.to_string(), Some(&agent))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert_eq!(count(), before, "refused calls never reach the server");
+
+    // A batch mixing allowed and refused calls: the allowed one forwarded alone.
+    let batch = json!([call(6, "lookup_order"), call(7, "refund_payment"), {"jsonrpc": "2.0", "id": 8, "method": "resources/read", "params": {"uri": "file:///etc/passwd"}}]);
+    let body: Value = post(batch.to_string(), Some(&agent))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_id = |id: i64| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        by_id(6)["result"]["content"][0]["text"],
+        "called lookup_order"
+    );
+    assert_eq!(by_id(7)["result"]["isError"], true);
+    assert_eq!(by_id(8)["error"]["code"], -32601);
+    assert_eq!(
+        received.lock().last().unwrap().1,
+        json!([call(6, "lookup_order")])
+    );
+
+    // The list is filtered to what the agent may call.
+    let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    let body: Value = post(list.to_string(), Some(&agent))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lookup_order"], "{body}");
+
+    // Not JSON, not a message: refused, never forwarded.
+    let before = count();
+    let resp = post("{not json".into(), Some(&agent)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+    for bad in [
+        "[]",
+        "42",
+        r#"{"jsonrpc":"1.0","id":1,"method":"tools/call"}"#,
+        r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#,
+    ] {
+        let resp = post(bad.into(), Some(&agent)).await.unwrap();
+        let body: Value = resp.json().await.unwrap();
+        let code = body["error"]["code"]
+            .as_i64()
+            .or(body[0]["error"]["code"].as_i64());
+        assert_eq!(code, Some(-32600), "{bad}: {body}");
+    }
+    assert_eq!(count(), before);
+
+    // The session the server named belongs to the agent; another identity presenting it
+    // is refused, and an unknown one is told to start over.
+    let caller = cp.token(super::CALLER, RESOURCE).await;
+    let with_session = |token: String, session: &'static str| {
+        http.post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("mcp-session-id", session)
+            .body(json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}).to_string())
+            .send()
+    };
+    assert_eq!(
+        with_session(agent.clone(), "session-1")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        with_session(caller, "session-1").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        with_session(agent.clone(), "made-up")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The decisions are in the evidence log, under the MCP point, with the arguments' digest.
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events) = cp
+        .query(
+            steward_api::RouteId::AuditEvents,
+            &[],
+            &format!(
+                "kind=access.decision&principal={}&capability=support.mcp.refund_payment",
+                super::urlencode(AGENT)
+            ),
+        )
+        .await;
+    assert_eq!(events[0]["decision"]["outcome"], "deny", "{events}");
+    assert_eq!(events[0]["enforcement_point"], "mcp:edge-test");
+    assert_eq!(
+        events[0]["details"]["request"]["context"]["mcp_arguments_sha256"]
+            .as_str()
+            .map(str::len),
+        Some(64),
+        "{events}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+}
