@@ -2013,10 +2013,7 @@ async fn certificate_bound_tokens_at_ext_authz() {
     let token = cp.cert_bound_token(CALLER, AUDIENCE).await;
     let mine = &cp.certs[CALLER];
     let other = ClientCert::generate("stranger.acme.example");
-    let escaped = |c: &ClientCert| {
-        percent_encoding::utf8_percent_encode(&c.pem, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-    };
+    let escaped = escaped_pem;
     let check = |certificate: Option<String>, xfcc: Option<String>| {
         let mut req = real_servers::check_request(
             "GET",

@@ -25,15 +25,10 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
 }
 
-/// The RFC 8705 thumbprint of a DER certificate.
-pub fn thumbprint(der: &[u8]) -> String {
-    steward_token::certificate_thumbprint(der)
-}
-
 /// The thumbprint of the client certificate a request's connection presented, as the
 /// token and introspection endpoints take it.
 pub(crate) fn peer_thumbprint(peer: Option<&axum::Extension<ClientCertificate>>) -> Option<String> {
-    peer.map(|c| thumbprint(c.0.der()))
+    peer.map(|c| steward_token::certificate_thumbprint(c.0.der()))
 }
 
 /// The rustls server configuration for `tls`: any client certificate is asked for and

@@ -296,11 +296,7 @@ http {{
             .unwrap_or_default();
         assert!(reason.contains("certificate"), "{label}: {}", events[0]);
     }
-    let escaped = percent_encoding::utf8_percent_encode(
-        &cp.certs[CALLER].pem,
-        percent_encoding::NON_ALPHANUMERIC,
-    )
-    .to_string();
+    let escaped = super::escaped_pem(&cp.certs[CALLER]);
     let resp = http
         .get(format!("{base}/v1/charges/ch_1"))
         .bearer_auth(&cert_bound)

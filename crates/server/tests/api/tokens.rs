@@ -1669,7 +1669,7 @@ async fn mutual_tls_authenticates_and_binds_tokens() {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        let thumb = steward_server::tls::thumbprint(cert.der());
+        let thumb = steward_token::certificate_thumbprint(cert.der());
         let identity = reqwest::Identity::from_pem(
             format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
         )
