@@ -759,6 +759,7 @@ fn a_workload_gets_a_token_with_its_own_key() {
                 max_age: 60,
                 skew: 5,
             },
+            None,
         )
     };
     assert_eq!(check(bound).unwrap().thumbprint(), jkt);

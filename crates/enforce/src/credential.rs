@@ -30,6 +30,9 @@ pub const DPOP_MAX_AGE_SECS: i64 = 60;
 /// rather than forgotten, since a forgotten proof could be replayed.
 pub const MAX_DPOP_PROOFS: usize = 250_000;
 
+/// DPoP holders' keys one point keeps parsed (a client uses one key for all its proofs).
+pub(crate) const MAX_DPOP_KEYS: usize = 10_000;
+
 /// Skew allowed on a proof's `iat` when no bundle is in force (the request is refused
 /// anyway; this only keeps the proof check meaningful).
 const FALLBACK_SKEW_SECS: i64 = 30;
@@ -335,7 +338,8 @@ impl EnforcementPoint {
             max_age: DPOP_MAX_AGE_SECS,
             skew: self.dpop_skew(),
         };
-        let proof = steward_token::check_dpop(proof, &request).map_err(CredentialError::Proof)?;
+        let proof = steward_token::check_dpop(proof, &request, Some(self.dpop_keys()))
+            .map_err(CredentialError::Proof)?;
         Ok(Credential::Dpop { token, proof })
     }
 

@@ -260,6 +260,8 @@ pub struct EnforcementPoint {
     log: DecisionLog,
     /// The DPoP proofs this point has seen (`credential.rs`).
     dpop_replay: steward_token::ReplayCache,
+    /// DPoP holders' keys, parsed once each; shared with siblings (it decides nothing).
+    dpop_keys: Arc<steward_token::ProofKeys>,
 }
 
 fn empty_decision(version: i64) -> Decision {
@@ -313,6 +315,9 @@ impl EnforcementPoint {
             source,
             log,
             dpop_replay: crate::credential::dpop_replay_cache(),
+            dpop_keys: Arc::new(steward_token::ProofKeys::new(
+                crate::credential::MAX_DPOP_KEYS,
+            )),
         }
     }
 
@@ -328,6 +333,7 @@ impl EnforcementPoint {
             source: self.source.clone(),
             log: self.log.clone(),
             dpop_replay: crate::credential::dpop_replay_cache(),
+            dpop_keys: self.dpop_keys.clone(),
         }
     }
 
@@ -350,6 +356,11 @@ impl EnforcementPoint {
     /// The DPoP proofs this point has seen.
     pub(crate) fn dpop_replay(&self) -> &steward_token::ReplayCache {
         &self.dpop_replay
+    }
+
+    /// The DPoP holders' keys this point has parsed.
+    pub(crate) fn dpop_keys(&self) -> &steward_token::ProofKeys {
+        &self.dpop_keys
     }
 
     /// Validates a token without deciding anything (a broker's login), returning its

@@ -7,10 +7,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
 use crate::TokenError;
 use crate::assertion::ReplayCache;
 use crate::jws;
-use crate::keys::{ALG, SigningKey};
+use crate::keys::{ALG, Jwk, PublicKey, SigningKey};
 
 /// Largest DPoP proof accepted.
 const MAX_PROOF_BYTES: usize = 4 * 1024;
@@ -50,7 +55,42 @@ pub fn verify_dpop(
     req: &DpopRequest<'_>,
     replay: &ReplayCache,
 ) -> Result<String, TokenError> {
-    check_dpop(proof, req)?.remember(replay, req.now, req.skew)
+    check_dpop(proof, req, None)?.remember(replay, req.now, req.skew)
+}
+
+/// Holders' keys parsed from recent DPoP proofs, by their JWK. A client signs every proof
+/// with the same key, so parsing its point and hashing its thumbprint is paid once per
+/// key instead of on every request. Bounded: when full it starts over, so a caller
+/// sending proofs under endless fresh keys costs memory for at most `max_keys` of them.
+#[derive(Debug)]
+pub struct ProofKeys {
+    max_keys: usize,
+    parsed: Mutex<HashMap<Jwk, Arc<PublicKey>>>,
+}
+
+impl ProofKeys {
+    /// A cache holding at most `max_keys` keys.
+    pub fn new(max_keys: usize) -> Self {
+        Self {
+            max_keys,
+            parsed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The verifier for `jwk`, parsed now unless it was before. A JWK that does not parse
+    /// is never kept.
+    fn get(&self, jwk: &Jwk) -> Result<Arc<PublicKey>, TokenError> {
+        if let Some(key) = self.parsed.lock().get(jwk) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(jwk.to_public_key()?);
+        let mut parsed = self.parsed.lock();
+        if parsed.len() >= self.max_keys {
+            parsed.clear();
+        }
+        parsed.insert(jwk.clone(), key.clone());
+        Ok(key)
+    }
 }
 
 /// A DPoP proof whose signature, method, URL, age and `ath` checked out, not yet recorded
@@ -90,8 +130,12 @@ impl CheckedProof {
 
 /// Checks `proof` for `req` without recording it: [`verify_dpop`] without the replay
 /// check, which the caller must still make ([`CheckedProof::remember`]) before relying on
-/// the proof.
-pub fn check_dpop(proof: &str, req: &DpopRequest<'_>) -> Result<CheckedProof, TokenError> {
+/// the proof. With `keys`, the holder's key is parsed once for all its proofs.
+pub fn check_dpop(
+    proof: &str,
+    req: &DpopRequest<'_>,
+    keys: Option<&ProofKeys>,
+) -> Result<CheckedProof, TokenError> {
     let jws = jws::decode_dpop(proof, MAX_PROOF_BYTES)?;
     if jws.header.typ.as_deref() != Some("dpop+jwt") {
         return Err(TokenError::Header(
@@ -103,7 +147,10 @@ pub fn check_dpop(proof: &str, req: &DpopRequest<'_>) -> Result<CheckedProof, To
         .jwk
         .as_ref()
         .ok_or_else(|| TokenError::Header("no `jwk`".into()))?;
-    let key = jwk.to_public_key()?;
+    let key = match keys {
+        Some(keys) => keys.get(jwk)?,
+        None => Arc::new(jwk.to_public_key()?),
+    };
     jws.verify(&key)?;
     let c: ProofClaims = jws.claims()?;
     if c.jti.is_empty() || c.jti.len() > 256 {
@@ -271,10 +318,10 @@ mod tests {
             skew: 5,
         };
         let replay = ReplayCache::kept_by(now, 10, "this test");
-        let checked = check_dpop(&proof, &req).unwrap();
+        let checked = check_dpop(&proof, &req, None).unwrap();
         assert_eq!(checked.thumbprint(), key.public_key().thumbprint());
         assert_eq!(
-            check_dpop(&proof, &req).unwrap(),
+            check_dpop(&proof, &req, None).unwrap(),
             checked,
             "checking records nothing"
         );
@@ -283,7 +330,7 @@ mod tests {
         assert!(e.contains("already used"), "{e}");
         // Made before the cache started: the keeper is named.
         let late = ReplayCache::kept_by(now + 1, 10, "this enforcement point");
-        let e = check_dpop(&proof, &req)
+        let e = check_dpop(&proof, &req, None)
             .unwrap()
             .remember(&late, now + 1, 5)
             .unwrap_err()
@@ -296,9 +343,73 @@ mod tests {
                 access_token: Some("other"),
                 ..req
             },
+            None,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("another access token"), "{e}");
+    }
+
+    /// The key cache changes no outcome: a holder's later proofs check through the cached
+    /// key; a proof naming that key but signed by another is still refused; a JWK that
+    /// differs in any member is parsed (and judged) on its own; a full cache starts over.
+    #[test]
+    fn cached_keys_decide_as_fresh_ones() {
+        let (holder, _) = SigningKey::generate().unwrap();
+        let (thief, _) = SigningKey::generate().unwrap();
+        let now = 1_800_000_000;
+        let url = "https://api.example.com/v1/charges";
+        let req = DpopRequest {
+            method: "GET",
+            url,
+            access_token: None,
+            now,
+            max_age: 60,
+            skew: 5,
+        };
+        let keys = ProofKeys::new(2);
+        for _ in 0..3 {
+            let proof = new_dpop_proof(&holder, "GET", url, None, now).unwrap();
+            let checked = check_dpop(&proof, &req, Some(&keys)).unwrap();
+            assert_eq!(checked.thumbprint(), holder.public_key().thumbprint());
+        }
+        // The holder's key in the header, the thief's signature.
+        let mut jwk = serde_json::to_value(holder.public_key().jwk()).unwrap();
+        jwk.as_object_mut().unwrap().remove("kid");
+        let claims = serde_json::json!({"jti": "x", "htm": "GET", "htu": url, "iat": now});
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": ALG, "jwk": jwk});
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let forged = format!(
+            "{input}.{}",
+            B64URL.encode(thief.sign(input.as_bytes()).unwrap())
+        );
+        assert!(check_dpop(&forged, &req, Some(&keys)).is_err());
+        // The same point with another `alg`: a different JWK, refused on its own terms.
+        jwk["alg"] = "RS256".into();
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": ALG, "jwk": jwk});
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let other_alg = format!(
+            "{input}.{}",
+            B64URL.encode(holder.sign(input.as_bytes()).unwrap())
+        );
+        let e = check_dpop(&other_alg, &req, Some(&keys))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RS256"), "{e}");
+        // More keys than it holds: it starts over and still checks each.
+        for _ in 0..3 {
+            let (k, _) = SigningKey::generate().unwrap();
+            let proof = new_dpop_proof(&k, "GET", url, None, now).unwrap();
+            check_dpop(&proof, &req, Some(&keys)).unwrap();
+            assert!(keys.parsed.lock().len() <= 2);
+        }
     }
 }

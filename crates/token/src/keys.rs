@@ -37,7 +37,7 @@ const COORD: usize = 32;
 
 /// A public JSON Web Key. Only EC P-256 keys are accepted; `kid` names the key in token
 /// headers and JWKS documents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Jwk {
     pub kty: String,
     pub crv: String,

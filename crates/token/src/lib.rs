@@ -20,7 +20,7 @@ pub use assertion::{
 pub use claims::{Actor, Audience, Claims, Confirmation};
 pub use delegation::{DelegationError, delegate_claims};
 pub use dpop::{
-    CheckedProof, DpopRequest, access_token_hash, check_dpop, new_dpop_proof, sign_dpop,
+    CheckedProof, DpopRequest, ProofKeys, access_token_hash, check_dpop, new_dpop_proof, sign_dpop,
     verify_dpop,
 };
 pub use error::TokenError;
