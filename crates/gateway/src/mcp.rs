@@ -266,7 +266,10 @@ impl McpPoint {
     }
 
     /// The request to the MCP server: a fresh set of headers (never the agent's
-    /// credential or cookies), the transport's own and the verified identity.
+    /// credential or cookies), the transport's own and the verified identity. The
+    /// routing headers go only where they were checked against the body (a POST), and the
+    /// `Mcp-Param-*` mirrors of arguments, which the server checks against them, with
+    /// them.
     fn upstream_request(
         &self,
         method: reqwest::Method,
@@ -274,6 +277,7 @@ impl McpPoint {
         caller: &Caller,
         trace: &TraceContext,
     ) -> reqwest::RequestBuilder {
+        let post = method == reqwest::Method::POST;
         let mut req = self.http.request(method, &self.config.upstream);
         for name in [
             header::ACCEPT.as_str(),
@@ -283,6 +287,14 @@ impl McpPoint {
         ] {
             if let Some(v) = headers.get(name) {
                 req = req.header(name, v.clone());
+            }
+        }
+        if post {
+            for (name, v) in headers {
+                let n = name.as_str();
+                if n == "mcp-method" || n == "mcp-name" || n.starts_with("mcp-param-") {
+                    req = req.header(name, v.clone());
+                }
             }
         }
         req.header(IDENTITY_HEADER, caller.principal.as_str())
@@ -371,6 +383,9 @@ async fn handle_post(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response
     let Ok(parsed) = serde_json::from_slice::<Value>(&bytes) else {
         return (StatusCode::BAD_REQUEST, axum::Json(parse_error())).into_response();
     };
+    if let Some(refusal) = messages::routing_headers_disagree(&parts.headers, &parsed) {
+        return (StatusCode::BAD_REQUEST, axum::Json(refusal)).into_response();
+    }
     let headers = HttpHeaders(&parts.headers);
     let decided = messages::decide_all(&mcp, &caller, &headers, &trace, parsed);
     let decided = match decided {

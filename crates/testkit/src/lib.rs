@@ -378,7 +378,7 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Environment variable naming a Python interpreter with py-spiffe and Authlib installed
+/// Environment variable naming a Python interpreter with py-spiffe, Authlib and the MCP SDK installed
 /// (set by `.ci/run`), for checking our tokens with a third-party JWT-SVID validator and
 /// fetching them with a third-party OAuth client.
 pub const PYTHON_ENV: &str = "STEWARD_TEST_PYTHON";
@@ -393,6 +393,13 @@ pub fn python_with_spiffe(test: &str) -> Option<std::path::PathBuf> {
 /// `None` (after a loud message) outside CI when none is configured.
 pub fn python_with_authlib(test: &str) -> Option<std::path::PathBuf> {
     test_python(test, "Authlib", "pip install authlib joserfc requests")
+}
+
+/// The interpreter with the official MCP Python SDK (`mcp`), for running a real MCP
+/// server and client through the gateway's MCP point, or `None` (after a loud message)
+/// outside CI when none is configured.
+pub fn python_with_mcp(test: &str) -> Option<std::path::PathBuf> {
+    test_python(test, "MCP SDK", "pip install mcp==2.3.0")
 }
 
 fn test_python(test: &str, part: &str, install: &str) -> Option<std::path::PathBuf> {

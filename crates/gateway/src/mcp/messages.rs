@@ -1,11 +1,14 @@
 //! Deciding JSON-RPC messages one by one: which are forwarded, which are answered here.
 
+use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
+use steward_enforce::HeaderField;
 use steward_enforce::{Outcome, Unreadable, Verdict};
 use steward_policy::{OwnedAddress, Target};
 
 use super::{Caller, McpPoint};
+use crate::credential::header_field;
 use crate::request_headers::HttpHeaders;
 use steward_enforce::trace::TraceContext;
 
@@ -15,10 +18,27 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// The stateless revision's code for routing headers that disagree with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
 
-/// Methods passed on without a decision of their own: the session's setup and upkeep.
+/// Methods whose target the stateless revision mirrors in `Mcp-Name`, with the parameter
+/// holding it.
+const NAME_BEARING: [(&str, &str); 3] = [
+    ("tools/call", "name"),
+    ("prompts/get", "name"),
+    ("resources/read", "uri"),
+];
+
+/// Methods passed on without a decision of their own: the session's setup and upkeep
+/// (`initialize` in the handshake revisions, `server/discover` in the stateless one).
 /// `tools/list` is passed on and its answer filtered.
-const PASSED: [&str; 4] = ["initialize", "ping", "tools/list", "logging/setLevel"];
+const PASSED: [&str; 5] = [
+    "initialize",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "logging/setLevel",
+];
 
 /// What a POST's messages came to.
 pub struct Decided {
@@ -44,6 +64,82 @@ pub fn parse_error() -> Value {
         PARSE_ERROR,
         "the body is not JSON: send a JSON-RPC 2.0 message or batch",
     )
+}
+
+/// The stateless revision of MCP mirrors a request's method (`Mcp-Method`) and target
+/// (`Mcp-Name`) in headers, so that servers and load balancers can route without reading
+/// the body. This point decides on the body and passes those headers on, so they must say
+/// the same as the body: otherwise something behind it could act on another method or
+/// tool than the one decided. Returns the refusal (`HEADER_MISMATCH`, as a conforming
+/// server answers) when they disagree, are sent twice or cannot be read.
+pub(super) fn routing_headers_disagree(headers: &HeaderMap, body: &Value) -> Option<Value> {
+    let method_header = header_field(headers, "mcp-method");
+    let name_header = header_field(headers, "mcp-name");
+    if method_header == HeaderField::Absent && name_header == HeaderField::Absent {
+        return None;
+    }
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let refuse = |why: String| Some(error_response(id.clone(), HEADER_MISMATCH, &why));
+    let Some(method) = body.get("method").and_then(Value::as_str) else {
+        return refuse(
+            "`Mcp-Method` and `Mcp-Name` describe one request: send them with a single JSON-RPC request, not a batch or an answer".into(),
+        );
+    };
+    let mirrored = |field: HeaderField<'_>, header: &str, want: &str| -> Result<(), String> {
+        let got = match field {
+            HeaderField::Absent => return Ok(()),
+            HeaderField::Repeated => return Err(format!("`{header}` is sent more than once")),
+            HeaderField::One(v) => v.and_then(header_text),
+        };
+        match got {
+            Some(got) if got == want => Ok(()),
+            Some(got) => Err(format!(
+                "`{header}` says `{}` but the body says `{}`",
+                steward_model::escaped_name(&got),
+                steward_model::escaped_name(want)
+            )),
+            None => Err(format!(
+                "`{header}` is not readable text (plain ASCII, or `=?base64?…?=` of UTF-8)"
+            )),
+        }
+    };
+    if let Err(why) = mirrored(method_header, "Mcp-Method", method) {
+        return refuse(why);
+    }
+    if name_header == HeaderField::Absent {
+        return None;
+    }
+    let target = NAME_BEARING
+        .iter()
+        .find(|(m, _)| *m == method)
+        .and_then(|(_, key)| body.get("params")?.get(*key)?.as_str());
+    let Some(target) = target else {
+        return refuse(format!(
+            "`Mcp-Name` is sent, but `{}` names no tool, prompt or resource in its params",
+            steward_model::escaped_name(method)
+        ));
+    };
+    mirrored(name_header, "Mcp-Name", target)
+        .err()
+        .and_then(refuse)
+}
+
+/// A routing header's text: verbatim, or the UTF-8 inside the `=?base64?…?=` wrapping the
+/// revision uses for values that are not plain ASCII. `None` for a wrapping that is not
+/// canonical base64 of UTF-8, so a corrupt header never matches by accident.
+fn header_text(value: &str) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.to_owned());
+    };
+    let bytes = STANDARD.decode(payload).ok()?;
+    (STANDARD.encode(&bytes) == payload)
+        .then(|| String::from_utf8(bytes).ok())
+        .flatten()
 }
 
 /// Decides every message of `body`; `Err` is the answer for a body that is no message
@@ -208,7 +304,23 @@ fn call_refusal(
         return None;
     }
     tracing::info!(point = %mcp.point.name(), tool = %shown, reason = %verdict.reason(), "MCP tool call refused");
-    Some(refusal(&verdict, &shown))
+    let mut answer = refusal(&verdict, &shown);
+    if stateless_envelope(m)
+        && let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut)
+    {
+        // The stateless revision requires every result to say it is complete; the
+        // handshake ones have no such member (and some clients refuse unknown ones).
+        result.insert("resultType".into(), "complete".into());
+    }
+    Some(answer)
+}
+
+/// Whether a request comes in the stateless revision's envelope, which names its protocol
+/// version in `params._meta` (the handshake revisions agree on one at `initialize`).
+fn stateless_envelope(m: &Value) -> bool {
+    m.pointer("/params/_meta")
+        .and_then(|meta| meta.get("io.modelcontextprotocol/protocolVersion"))
+        .is_some()
 }
 
 fn unreadable(mcp: &McpPoint, shown: &str, reason: String) -> Unreadable {
@@ -259,4 +371,74 @@ pub(super) fn tool_allowed(
     mcp.point
         .check(&mcp.seen(Some(caller), headers, trace, target, Map::new()))
         .allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn call(tool: &str) -> Value {
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool}})
+    }
+
+    /// Routing headers pass only when they say what the body says; every other shape is
+    /// refused with the revision's code and the request's id.
+    #[test]
+    fn routing_headers_must_mirror_the_body() {
+        let agree = headers(&[("mcp-method", "tools/call"), ("mcp-name", "lookup_order")]);
+        assert_eq!(
+            routing_headers_disagree(&agree, &call("lookup_order")),
+            None
+        );
+        assert_eq!(
+            routing_headers_disagree(&HeaderMap::new(), &call("x")),
+            None
+        );
+        // Non-ASCII names travel base64-wrapped.
+        let wrapped = headers(&[("mcp-name", "=?base64?w6lsYW4=?=")]);
+        assert_eq!(routing_headers_disagree(&wrapped, &call("élan")), None);
+        let refused = |h: &HeaderMap, body: &Value| {
+            let r = routing_headers_disagree(h, body).unwrap();
+            assert_eq!(r["error"]["code"], HEADER_MISMATCH, "{r}");
+            r["error"]["message"].as_str().unwrap().to_owned()
+        };
+        // The header names another tool than the body calls.
+        let other = headers(&[("mcp-method", "tools/call"), ("mcp-name", "refund_payment")]);
+        let why = refused(&other, &call("lookup_order"));
+        assert!(
+            why.contains("refund_payment") && why.contains("lookup_order"),
+            "{why}"
+        );
+        assert_eq!(
+            routing_headers_disagree(&other, &call("lookup_order")).unwrap()["id"],
+            7
+        );
+        // Another method; the name header sent twice; a corrupt or non-canonical wrapping.
+        refused(&headers(&[("mcp-method", "tools/list")]), &call("a"));
+        refused(
+            &headers(&[("mcp-name", "a"), ("mcp-name", "a")]),
+            &call("a"),
+        );
+        refused(&headers(&[("mcp-name", "=?base64?!!?=")]), &call("a"));
+        refused(&headers(&[("mcp-name", "=?base64?YR==?=")]), &call("a"));
+        // A name for a method that names nothing, and headers beside a batch.
+        refused(
+            &headers(&[("mcp-name", "a")]),
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        );
+        refused(
+            &headers(&[("mcp-method", "tools/call")]),
+            &json!([call("a"), call("a")]),
+        );
+    }
 }

@@ -314,3 +314,103 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
     );
     gw.shutdown(Duration::from_secs(2)).await;
 }
+
+/// The official MCP Python SDK on both sides of the point: its server (SSE answers) behind
+/// the gateway, its client carrying the agent's token, in the protocol's current
+/// stateless revision and in the older initialize-handshake one. The allowed tool runs,
+/// the refused one comes back as a tool error the SDK reads, the list is filtered, and a
+/// token minted for another resource never gets a session.
+#[tokio::test]
+async fn the_mcp_sdk_client_and_server_run_through_the_point() {
+    let Some(python) = steward_testkit::python_with_mcp("mcp sdk through the gateway") else {
+        return;
+    };
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = std::process::Command::new(&python)
+        .arg(examples.join("support_mcp_server.py"))
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the SDK's MCP server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cp = ControlPlane::start().await;
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://127.0.0.1:{port}/mcp\"\nresource = \"{RESOURCE}\"\n"
+    );
+    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let url = format!("http://{}/mcp", gw.mcp[0]);
+    let agent = cp.token(AGENT, RESOURCE).await;
+    let client = |token: String, mode: &'static str| {
+        let (python, script, url) = (
+            python.clone(),
+            examples.join("mcp_agent_client.py"),
+            url.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(python)
+                .arg(script)
+                .arg(url)
+                .args(["--mode", mode])
+                .args(["--call", "lookup_order", r#"{"order": "o-1"}"#])
+                .args([
+                    "--call",
+                    "refund_payment",
+                    r#"{"order": "o-1", "amount": 5}"#,
+                ])
+                .args(["--call", "delete_all", "{}"])
+                .env("STEWARD_ACCESS_TOKEN", token)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| {
+                panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+            })
+        })
+    };
+    for (mode, protocol) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let got = client(agent.clone(), mode).await.unwrap();
+        assert!(got.get("error").is_none(), "{mode}: {got}");
+        assert_eq!(got["protocol"], protocol, "{got}");
+        assert_eq!(got["tools"], json!(["lookup_order"]), "{mode}: {got}");
+        let calls = got["calls"].as_array().unwrap();
+        assert_eq!(calls[0]["is_error"], false, "{mode}: {got}");
+        assert_eq!(calls[0]["text"], "order o-1: shipped");
+        for refused in &calls[1..] {
+            assert_eq!(refused["is_error"], true, "{mode}: {got}");
+            assert!(
+                refused["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains(refused["tool"].as_str().unwrap()),
+                "the refusal names the tool: {got}"
+            );
+        }
+    }
+    let other = cp.token(AGENT, "http://other.test/mcp").await;
+    let got = client(other, "auto").await.unwrap();
+    assert!(got.get("tools").is_none(), "{got}");
+    assert!(got.get("error").is_some(), "{got}");
+    let statuses = got["statuses"].as_array().unwrap();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s == 401),
+        "every request with a token for another resource is refused: {got}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
