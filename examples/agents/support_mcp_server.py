@@ -32,6 +32,30 @@ def delete_all() -> str:
     return "deleted everything"
 
 
+@server.resource("orders://o-1", mime_type="application/json")
+def order_o1() -> str:
+    """One order, as JSON."""
+    return '{"order": "o-1", "status": "shipped"}'
+
+
+@server.resource("orders://secret/keys", mime_type="text/plain")
+def order_keys() -> str:
+    """Signing keys (no agent should ever read this)."""
+    return "secret"
+
+
+@server.prompt()
+def summarise_order(order: str) -> str:
+    """A prompt asking the model to summarise one order."""
+    return f"Summarise order {order} for the customer."
+
+
+@server.prompt()
+def draft_refund(order: str) -> str:
+    """A prompt drafting a refund (not for agents)."""
+    return f"Draft a refund for order {order}."
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9400)

@@ -201,8 +201,8 @@ fn authzen_resource(t: &Target) -> Entity {
         ),
         Target::Address(OwnedAddress::Queue { name }) => entity("queue", name, Value::Null),
         Target::Address(OwnedAddress::Tool { name }) => entity("tool", name, Value::Null),
-        Target::Address(OwnedAddress::Mcp { server, tool }) => {
-            entity("mcp", tool, json!({"server": server}))
+        Target::Address(OwnedAddress::Mcp { server, kind, name }) => {
+            entity("mcp", name, json!({"server": server, "kind": kind}))
         }
     }
 }

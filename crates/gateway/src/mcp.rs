@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{Carried, EnforcementPoint, HeaderField, Scheme, Seen, Unreadable};
+use steward_model::McpKind;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
 
@@ -99,7 +100,13 @@ impl McpPoint {
         presented: bool,
     ) -> Refusal {
         let carried = HttpHeaders(headers);
-        let seen = self.seen(None, &carried, trace, self.address(""), Default::default());
+        let seen = self.seen(
+            None,
+            &carried,
+            trace,
+            Ok(self.address(McpKind::Tool, "")),
+            Default::default(),
+        );
         let verdict = self.point.refuse_credential(&seen, reason);
         let error = if presented {
             ", error=\"invalid_token\""
@@ -201,7 +208,7 @@ impl McpPoint {
             Some(p) if p == caller.principal => Ok(()),
             Some(_) => {
                 let carried = HttpHeaders(headers);
-                let seen = self.seen(Some(caller), &carried, trace, self.address(""), Default::default());
+                let seen = self.seen(Some(caller), &carried, trace, Ok(self.address(McpKind::Tool, "")), Default::default());
                 let verdict = self.point.refuse_credential(&seen, "the MCP session was opened by another identity".into());
                 tracing::warn!(point = %self.point.name(), principal = %caller.principal, "a session of another identity was presented");
                 Err(Box::new((StatusCode::FORBIDDEN, axum::Json(json!({"error": "forbidden", "reason": verdict.reason(), "decision_id": verdict.event_id}))).into_response()))
@@ -234,11 +241,12 @@ impl McpPoint {
         );
     }
 
-    fn address(&self, tool: &str) -> Result<Target, Unreadable> {
-        Ok(Target::Address(OwnedAddress::Mcp {
+    fn address(&self, kind: McpKind, name: &str) -> Target {
+        Target::Address(OwnedAddress::Mcp {
             server: self.config.server.clone(),
-            tool: tool.to_owned(),
-        }))
+            kind,
+            name: name.to_owned(),
+        })
     }
 
     fn seen<'a>(
@@ -484,35 +492,49 @@ fn passed_on(resp: reqwest::Response, answers: Vec<Value>, filters: Vec<ListFilt
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
-/// Filters `tools/list` results to the tools the caller may call.
+/// Filters `tools/list`, `prompts/list` and `resources/list` results to what the caller
+/// may use.
 pub(crate) struct ListFilter {
     mcp: Arc<McpPoint>,
     caller: Caller,
     headers: HeaderMap,
     trace: TraceContext,
-    /// The ids of the `tools/list` requests forwarded.
-    list_ids: Vec<Value>,
+    /// The ids of the list requests forwarded, with what each lists.
+    list_ids: Vec<(Value, McpKind)>,
 }
 
 impl ListFilter {
-    /// `message` with every listed tool the caller may not call removed (each decided and
-    /// recorded, as an offered tool is at the egress proxy).
+    /// `message` with every listed entry the caller may not use removed (each decided and
+    /// recorded, as an offered tool is at the egress proxy). An entry without its name is
+    /// removed too: what cannot be decided is not offered.
     pub(crate) fn apply(&self, message: Value) -> Value {
         match message {
             Value::Array(all) => Value::Array(all.into_iter().map(|m| self.apply(m)).collect()),
             mut one => {
-                let listed = one.get("id").is_some_and(|id| self.list_ids.contains(id));
-                if listed
-                    && let Some(tools) = one
-                        .pointer_mut("/result/tools")
-                        .and_then(Value::as_array_mut)
-                {
+                let kind = one.get("id").and_then(|id| {
+                    self.list_ids
+                        .iter()
+                        .find(|(listed, _)| listed == id)
+                        .map(|(_, kind)| *kind)
+                });
+                let Some((_, kind, at, member)) =
+                    kind.and_then(|k| messages::LISTS.iter().find(|(_, lk, _, _)| *lk == k))
+                else {
+                    return one;
+                };
+                if let Some(entries) = one.pointer_mut(at).and_then(Value::as_array_mut) {
                     let headers = HttpHeaders(&self.headers);
-                    tools.retain(|t| {
-                        let Some(name) = t.get("name").and_then(Value::as_str) else {
-                            return false;
-                        };
-                        messages::tool_allowed(&self.mcp, &self.caller, &headers, &self.trace, name)
+                    entries.retain(|e| {
+                        e.get(*member).and_then(Value::as_str).is_some_and(|name| {
+                            messages::allowed(
+                                &self.mcp,
+                                &self.caller,
+                                &headers,
+                                &self.trace,
+                                *kind,
+                                name,
+                            )
+                        })
                     });
                 }
                 one

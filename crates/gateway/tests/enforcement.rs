@@ -128,6 +128,21 @@ when {
     description: Refund through the support MCP server (gateway tests).
     mappings:
       - mcp: {server: support, tool: refund_payment}
+  # Its orders may be read and its summary prompt got; the secrets under the orders
+  # (the longer prefix) may not.
+  - id: support.mcp.orders
+    plane: commerce
+    classification: internal
+    description: Read orders through the support MCP server (gateway tests).
+    mappings:
+      - mcp: {server: support, resource: "orders://*"}
+      - mcp: {server: support, prompt: summarise_order}
+  - id: support.mcp.order_secrets
+    plane: commerce
+    classification: restricted
+    description: Secrets kept beside the orders (gateway tests).
+    mappings:
+      - mcp: {server: support, resource: "orders://secret/*"}
 "#,
     ),
     (
@@ -153,6 +168,13 @@ when {
   resource == Steward::Capability::"support.tool.lookup_order" ||
   resource == Steward::Capability::"support.mcp.lookup_order"
 };
+
+@id("commerce-gateway-tests-assistant-reads")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/agents/prod/gw-assistant",
+  action == Steward::Action::"read",
+  resource == Steward::Capability::"support.mcp.orders"
+);
 "#,
     ),
 ];

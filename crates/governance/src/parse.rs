@@ -648,7 +648,10 @@ fn mapping_key(m: &TransportMapping) -> String {
         ),
         TransportMapping::Queue { name, .. } => format!("queue {name} {}", m.action()),
         TransportMapping::Tool { name, .. } => format!("tool {name}"),
-        TransportMapping::Mcp(m) => format!("mcp {} {}", m.server, m.tool),
+        TransportMapping::Mcp(mcp) => match mcp.item() {
+            Some((kind, name)) => format!("mcp {} {kind} {name}", mcp.server),
+            None => format!("mcp {} ?", mcp.server),
+        },
     }
 }
 

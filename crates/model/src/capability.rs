@@ -70,18 +70,89 @@ pub struct AmqpMapping {
     pub action: Option<Action>,
 }
 
-/// A tool of an MCP server, called through the gateway's MCP point: the server's name in
-/// the gateway configuration and the tool's name (or `*`, every tool of that server).
-/// Names are compared exactly; a tool name that is not in Unicode NFC or holds a control
-/// character cannot be written here, and the point refuses calls naming one, so two
-/// spellings of one name never meet different rules.
+/// What an MCP server offers that the gateway's MCP point decides on: a tool called
+/// (`tools/call`), a prompt got (`prompts/get`) or a resource read (`resources/read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum McpKind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+enum_str!(McpKind { Tool => "tool", Prompt => "prompt", Resource => "resource" });
+
+/// A tool, prompt or resource of an MCP server, reached through the gateway's MCP point:
+/// the server's name in the gateway configuration and exactly one of `tool`, `prompt`
+/// (a name, or `*` for every one of that server) or `resource` (a URI, or a prefix ending
+/// in `*`). Names and URIs are compared exactly; one that is not in Unicode NFC or holds a
+/// control character (or, for a URI, another spelling of the same URI) cannot be written
+/// here, and the point refuses requests naming one, so two spellings of one name never
+/// meet different rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpMapping {
     pub server: String,
-    pub tool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
+}
+
+impl McpMapping {
+    /// What the mapping names, when it names exactly one thing.
+    pub fn item(&self) -> Option<(McpKind, &str)> {
+        match (&self.tool, &self.prompt, &self.resource) {
+            (Some(t), None, None) => Some((McpKind::Tool, t)),
+            (None, Some(p), None) => Some((McpKind::Prompt, p)),
+            (None, None, Some(r)) => Some((McpKind::Resource, r)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a resource URI cannot be decided on: `None` when it is usable. A URI with another
+/// spelling of the same resource (upper-case scheme or authority, a percent-escape, a `.`
+/// or `..` segment, a backslash) would let a request slip past a rule written for the
+/// plain spelling, so none is taken. One rule for the catalog and the point.
+pub fn mcp_resource_problem(uri: &str) -> Option<&'static str> {
+    if let Some(why) = mcp_name_problem(uri) {
+        return Some(why);
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Some("has no scheme (`scheme:…`)");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+    {
+        return Some("has a scheme that is not lower-case letters, digits, `+`, `-` or `.`");
+    }
+    if let Some(after) = rest.strip_prefix("//") {
+        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.chars().any(|c| c.is_ascii_uppercase()) {
+            return Some("has upper-case letters in its authority (write it in lower case)");
+        }
+    }
+    if uri.contains('%') {
+        return Some("holds a percent-escape (write the characters themselves)");
+    }
+    if uri.contains('\\') {
+        return Some("holds a backslash");
+    }
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Some("holds a `.` or `..` segment (write the path it resolves to)");
+    }
+    None
 }
 
 /// Why an MCP tool or server name cannot be decided on: `None` when it is usable. One rule
@@ -228,14 +299,40 @@ impl TransportMapping {
                         m.server
                     ));
                 }
-                if let Some(why) = mcp_name_problem(&m.tool) {
-                    return bad(format!("MCP tool name `{}` {why}", escaped_name(&m.tool)));
-                }
-                if m.tool != "*" && m.tool.contains('*') {
+                let Some((kind, name)) = m.item() else {
                     return bad(format!(
-                        "MCP tool `{}`: `*` stands alone (every tool of the server)",
-                        m.tool
+                        "MCP mapping on server `{}` names exactly one of `tool`, `prompt` or `resource`",
+                        m.server
                     ));
+                };
+                match kind {
+                    McpKind::Tool | McpKind::Prompt => {
+                        if let Some(why) = mcp_name_problem(name) {
+                            return bad(format!("MCP {kind} name `{}` {why}", escaped_name(name)));
+                        }
+                        if name != "*" && name.contains('*') {
+                            return bad(format!(
+                                "MCP {kind} `{name}`: `*` stands alone (every {kind} of the server)"
+                            ));
+                        }
+                    }
+                    McpKind::Resource => {
+                        let exact = name.strip_suffix('*').unwrap_or(name);
+                        if exact.contains('*') {
+                            return bad(format!(
+                                "MCP resource `{}`: `*` may only end a prefix (`orders://*`)",
+                                escaped_name(name)
+                            ));
+                        }
+                        let problem = if exact.is_empty() {
+                            Some("is empty")
+                        } else {
+                            mcp_resource_problem(exact)
+                        };
+                        if let Some(why) = problem {
+                            return bad(format!("MCP resource `{}` {why}", escaped_name(name)));
+                        }
+                    }
                 }
             }
             Self::Queue { name, .. } | Self::Tool { name, .. } => {
@@ -257,7 +354,10 @@ impl TransportMapping {
             }),
             Self::Grpc(g) => g.action.unwrap_or(Action::Invoke),
             Self::Amqp(a) => a.action.unwrap_or(Action::Publish),
-            Self::Mcp(m) => m.action.unwrap_or(Action::Invoke),
+            Self::Mcp(m) => m.action.unwrap_or(match m.item() {
+                Some((McpKind::Prompt | McpKind::Resource, _)) => Action::Read,
+                _ => Action::Invoke,
+            }),
             Self::Queue { action, .. } => action.unwrap_or(Action::Consume),
             Self::Tool { action, .. } => action.unwrap_or(Action::Invoke),
         }
@@ -274,7 +374,11 @@ impl fmt::Display for TransportMapping {
                 "amqp vhost={} exchange={} rk={}",
                 a.vhost, a.exchange, a.routing_key
             ),
-            Self::Mcp(m) => write!(f, "mcp {}/{}", m.server, m.tool),
+            Self::Mcp(m) => match m.item() {
+                Some((McpKind::Tool, tool)) => write!(f, "mcp {}/{}", m.server, escaped_name(tool)),
+                Some((kind, name)) => write!(f, "mcp {} {kind} {}", m.server, escaped_name(name)),
+                None => write!(f, "mcp {} (nothing named)", m.server),
+            },
             Self::Queue { name, .. } => write!(f, "queue {name}"),
             Self::Tool { name, .. } => write!(f, "tool {name}"),
         }
@@ -307,15 +411,60 @@ mod tests {
         assert!(http("GET", "/v1/a%20b/*").validate().is_ok());
     }
 
+    fn mcp_item(server: &str, kind: McpKind, name: &str) -> TransportMapping {
+        let (mut tool, mut prompt, mut resource) = (None, None, None);
+        match kind {
+            McpKind::Tool => tool = Some(name.into()),
+            McpKind::Prompt => prompt = Some(name.into()),
+            McpKind::Resource => resource = Some(name.into()),
+        }
+        TransportMapping::Mcp(McpMapping {
+            server: server.into(),
+            tool,
+            prompt,
+            resource,
+            action: None,
+        })
+    }
+
+    #[test]
+    fn validates_mcp_prompts_and_resources() {
+        let prompt = |name: &str| mcp_item("support", McpKind::Prompt, name);
+        let resource = |uri: &str| mcp_item("support", McpKind::Resource, uri);
+        assert!(prompt("summarise").validate().is_ok());
+        assert_eq!(prompt("summarise").action(), Action::Read);
+        assert!(prompt("sum*").validate().is_err());
+        assert!(resource("orders://o-1").validate().is_ok());
+        assert!(resource("file:///reports/*").validate().is_ok());
+        assert_eq!(resource("orders://*").action(), Action::Read);
+        for bad in [
+            "*",
+            "orders://*/x",
+            "ORDERS://o-1",
+            "file://Host/x",
+            "file:///reports/../secret",
+            "file:///reports/./x",
+            "file:///reports/%2e%2e/secret",
+            "file:///reports\\x",
+            "no-scheme",
+        ] {
+            assert!(resource(bad).validate().is_err(), "{bad}");
+        }
+        // Two things named, or none.
+        let both = TransportMapping::Mcp(McpMapping {
+            server: "support".into(),
+            tool: Some("a".into()),
+            prompt: Some("b".into()),
+            resource: None,
+            action: None,
+        });
+        assert!(both.validate().is_err());
+        assert_eq!(mcp_resource_problem("orders://o-1?page=2"), None);
+    }
+
     #[test]
     fn validates_mcp() {
-        let mcp = |server: &str, tool: &str| {
-            TransportMapping::Mcp(McpMapping {
-                server: server.into(),
-                tool: tool.into(),
-                action: None,
-            })
-        };
+        let mcp = |server: &str, tool: &str| mcp_item(server, McpKind::Tool, tool);
         assert!(mcp("billing", "refund_payment").validate().is_ok());
         assert!(mcp("billing", "*").validate().is_ok());
         assert_eq!(mcp("billing", "*").action(), Action::Invoke);

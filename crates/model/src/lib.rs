@@ -23,8 +23,8 @@ pub mod timestamp;
 mod usage;
 
 pub use capability::{
-    Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, McpMapping, TransportMapping,
-    escaped_name, mcp_name_problem,
+    Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, McpKind, McpMapping,
+    TransportMapping, escaped_name, mcp_name_problem, mcp_resource_problem,
 };
 pub use desired::{
     Desired, DesiredIdentity, Diagnostic, Expectation, ObjectKind, PolicyBundle, PolicyFile,

@@ -34,10 +34,12 @@ pub enum Address<'a> {
     Tool {
         name: &'a str,
     },
-    /// A call to a tool of an MCP server, by the server's configured name.
+    /// A tool called, a prompt got or a resource read at an MCP server, by the server's
+    /// configured name.
     Mcp {
         server: &'a str,
-        tool: &'a str,
+        kind: crate::McpKind,
+        name: &'a str,
     },
 }
 
@@ -213,13 +215,20 @@ fn specificity(m: &TransportMapping, a: &Address<'_>) -> Option<(usize, isize)> 
             (name == n).then_some((1, 0))
         }
         // Exact comparison: a name differing only in case or Unicode form is another tool.
-        (TransportMapping::Mcp(m), Address::Mcp { server, tool }) => {
-            if m.server != *server {
+        (TransportMapping::Mcp(m), Address::Mcp { server, kind, name }) => {
+            let (mapped_kind, mapped) = m.item()?;
+            if m.server != *server || mapped_kind != *kind {
                 None
-            } else if m.tool == "*" {
+            } else if *kind == crate::McpKind::Resource {
+                // The exact URI first, then the longest prefix.
+                match mapped.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix).then_some((1 + prefix.len(), -1)),
+                    None => (mapped == *name).then_some((usize::MAX, 0)),
+                }
+            } else if mapped == "*" {
                 Some((1, -1))
             } else {
-                (m.tool == *tool).then_some((2, 0))
+                (mapped == *name).then_some((2, 0))
             }
         }
         _ => None,
@@ -467,7 +476,9 @@ mod tests {
         let mcp = |tool: &str| {
             TransportMapping::Mcp(crate::McpMapping {
                 server: "billing".into(),
-                tool: tool.into(),
+                tool: Some(tool.into()),
+                prompt: None,
+                resource: None,
                 action: None,
             })
         };
@@ -476,8 +487,12 @@ mod tests {
             cap("billing.refund", vec![mcp("refund_payment")]),
         ]);
         let at = |server, tool| {
-            idx.lookup(&Address::Mcp { server, tool })
-                .map(|r| r.capability.to_string())
+            idx.lookup(&Address::Mcp {
+                server,
+                kind: crate::McpKind::Tool,
+                name: tool,
+            })
+            .map(|r| r.capability.to_string())
         };
         assert_eq!(
             at("billing", "refund_payment").as_deref(),
@@ -489,6 +504,67 @@ mod tests {
         );
         assert_eq!(at("billing", "other").as_deref(), Some("billing.any"));
         assert_eq!(at("other", "refund_payment"), None);
+    }
+
+    /// Resources: the exact URI beats every prefix, a longer prefix beats a shorter one,
+    /// and a tool mapping never answers for a prompt or a resource of the same name.
+    #[test]
+    fn mcp_resources_resolve_by_exact_uri_then_longest_prefix() {
+        let item = |kind: crate::McpKind, name: &str| {
+            let mut m = crate::McpMapping {
+                server: "support".into(),
+                tool: None,
+                prompt: None,
+                resource: None,
+                action: None,
+            };
+            match kind {
+                crate::McpKind::Tool => m.tool = Some(name.into()),
+                crate::McpKind::Prompt => m.prompt = Some(name.into()),
+                crate::McpKind::Resource => m.resource = Some(name.into()),
+            }
+            TransportMapping::Mcp(m)
+        };
+        use crate::McpKind::{Prompt, Resource, Tool};
+        let idx = CapabilityIndex::new(&[
+            cap("support.files", vec![item(Resource, "file:///*")]),
+            cap("support.reports", vec![item(Resource, "file:///reports/*")]),
+            cap(
+                "support.secret",
+                vec![item(Resource, "file:///reports/secret")],
+            ),
+            cap("support.summary", vec![item(Prompt, "summarise")]),
+            cap("support.summarise_tool", vec![item(Tool, "summarise")]),
+        ]);
+        let at = |kind, name| {
+            idx.lookup(&Address::Mcp {
+                server: "support",
+                kind,
+                name,
+            })
+            .map(|r| (r.capability.to_string(), r.action))
+        };
+        assert_eq!(
+            at(Resource, "file:///reports/secret"),
+            Some(("support.secret".into(), crate::Action::Read))
+        );
+        assert_eq!(
+            at(Resource, "file:///reports/q3").map(|r| r.0),
+            Some("support.reports".into())
+        );
+        assert_eq!(
+            at(Resource, "file:///etc/passwd").map(|r| r.0),
+            Some("support.files".into())
+        );
+        assert_eq!(at(Resource, "orders://o-1"), None);
+        assert_eq!(
+            at(Prompt, "summarise").map(|r| r.0),
+            Some("support.summary".into())
+        );
+        assert_eq!(
+            at(Tool, "summarise").map(|r| r.0),
+            Some("support.summarise_tool".into())
+        );
     }
 
     #[test]

@@ -48,10 +48,12 @@ pub enum OwnedAddress {
     Tool {
         name: String,
     },
-    /// A tool call at an MCP point: the server's configured name and the tool.
+    /// A tool called, prompt got or resource read at an MCP point: the server's
+    /// configured name, what kind of thing and its name (a resource's URI).
     Mcp {
         server: String,
-        tool: String,
+        kind: steward_model::McpKind,
+        name: String,
     },
 }
 
@@ -74,7 +76,11 @@ impl OwnedAddress {
             },
             Self::Queue { name } => Address::Queue { name },
             Self::Tool { name } => Address::Tool { name },
-            Self::Mcp { server, tool } => Address::Mcp { server, tool },
+            Self::Mcp { server, kind, name } => Address::Mcp {
+                server,
+                kind: *kind,
+                name,
+            },
         }
     }
 }
@@ -94,9 +100,16 @@ impl fmt::Display for OwnedAddress {
             ),
             Self::Queue { name } => write!(f, "queue {name}"),
             Self::Tool { name } => write!(f, "tool {name}"),
-            Self::Mcp { server, tool } => {
-                write!(f, "mcp {server}/{}", steward_model::escaped_name(tool))
-            }
+            Self::Mcp {
+                server,
+                kind: steward_model::McpKind::Tool,
+                name,
+            } => write!(f, "mcp {server}/{}", steward_model::escaped_name(name)),
+            Self::Mcp { server, kind, name } => write!(
+                f,
+                "mcp {server} {kind} {}",
+                steward_model::escaped_name(name)
+            ),
         }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 use steward_enforce::HeaderField;
 use steward_enforce::{Outcome, Unreadable, Verdict};
-use steward_policy::{OwnedAddress, Target};
+use steward_model::McpKind;
 
 use super::{Caller, McpPoint};
 use crate::credential::header_field;
@@ -30,14 +30,38 @@ const NAME_BEARING: [(&str, &str); 3] = [
 ];
 
 /// Methods passed on without a decision of their own: the session's setup and upkeep
-/// (`initialize` in the handshake revisions, `server/discover` in the stateless one).
-/// `tools/list` is passed on and its answer filtered.
+/// (`initialize` in the handshake revisions, `server/discover` in the stateless one), and
+/// resource templates (a template reads nothing: each `resources/read` is decided).
 const PASSED: [&str; 5] = [
     "initialize",
     "server/discover",
     "ping",
-    "tools/list",
     "logging/setLevel",
+    "resources/templates/list",
+];
+
+/// The implementation-defined JSON-RPC code of a `prompts/get` or `resources/read` refused
+/// by policy (a refused `tools/call` is a tool result marked `isError` instead).
+pub const REFUSED_BY_POLICY: i64 = -32010;
+
+/// The requests decided one by one, with what they name and where.
+const DECIDED: [(&str, McpKind, &str); 3] = [
+    ("tools/call", McpKind::Tool, "/params/name"),
+    ("prompts/get", McpKind::Prompt, "/params/name"),
+    ("resources/read", McpKind::Resource, "/params/uri"),
+];
+
+/// The lists passed on with their answers filtered: the method, what it lists, the array
+/// in its result and the member naming each entry.
+pub(super) const LISTS: [(&str, McpKind, &str, &str); 3] = [
+    ("tools/list", McpKind::Tool, "/result/tools", "name"),
+    ("prompts/list", McpKind::Prompt, "/result/prompts", "name"),
+    (
+        "resources/list",
+        McpKind::Resource,
+        "/result/resources",
+        "uri",
+    ),
 ];
 
 /// What a POST's messages came to.
@@ -48,8 +72,9 @@ pub struct Decided {
     pub forward: Vec<Value>,
     /// Answers made here (refusals), one per refused request.
     pub answers: Vec<Value>,
-    /// Ids of the forwarded `tools/list` requests, whose answers are filtered.
-    pub list_ids: Vec<Value>,
+    /// Ids of the forwarded list requests, whose answers are filtered, with what each
+    /// lists.
+    pub list_ids: Vec<(Value, McpKind)>,
 }
 
 /// A JSON-RPC error response.
@@ -228,15 +253,15 @@ fn decide_one(
         }
         return;
     };
-    if method == "tools/call" {
-        match call_refusal(mcp, caller, headers, trace, &m) {
+    if let Some((_, kind, name_at)) = DECIDED.iter().find(|(m, _, _)| *m == method) {
+        match item_refusal(mcp, caller, headers, trace, &m, *kind, name_at) {
             None => d.forward.push(m),
             Some(answer) => d.answers.push(with_id(answer, id)),
         }
+    } else if let Some((_, kind, _, _)) = LISTS.iter().find(|(m, _, _, _)| *m == method) {
+        d.list_ids.push((id, *kind));
+        d.forward.push(m);
     } else if PASSED.contains(&method.as_str()) {
-        if method == "tools/list" {
-            d.list_ids.push(id);
-        }
         d.forward.push(m);
     } else {
         d.answers.push(error_response(
@@ -257,19 +282,23 @@ fn with_id(mut answer: Value, id: Value) -> Value {
     answer
 }
 
-/// Decides one `tools/call` (recorded); `None` when it may go on, else the answer.
-fn call_refusal(
+/// Decides one `tools/call`, `prompts/get` or `resources/read` (recorded); `None` when it
+/// may go on, else the answer.
+fn item_refusal(
     mcp: &McpPoint,
     caller: &Caller,
     headers: &HttpHeaders<'_>,
     trace: &TraceContext,
     m: &Value,
+    kind: McpKind,
+    name_at: &str,
 ) -> Option<Value> {
-    let Some(name) = m.pointer("/params/name").and_then(Value::as_str) else {
+    let Some(name) = m.pointer(name_at).and_then(Value::as_str) else {
+        let member = name_at.rsplit('/').next().unwrap_or(name_at);
         return Some(error_response(
             Value::Null,
             INVALID_PARAMS,
-            "`tools/call` names its tool in `params.name`",
+            &format!("a {kind} request names its {kind} in `params.{member}` (a string)"),
         ));
     };
     let arguments = m
@@ -283,11 +312,21 @@ fn call_refusal(
         hex::encode(sha2::Sha256::digest(text.as_bytes())).into(),
     );
     let shown = steward_model::escaped_name(name);
-    let target = if let Some(why) = steward_model::mcp_name_problem(name) {
-        Err(unreadable(mcp, &shown, format!("the tool name {why}")))
+    let problem = match kind {
+        McpKind::Resource => steward_model::mcp_resource_problem(name),
+        McpKind::Tool | McpKind::Prompt => steward_model::mcp_name_problem(name),
+    };
+    let target = if let Some(why) = problem {
+        Err(unreadable(
+            mcp,
+            kind,
+            &shown,
+            format!("the {kind} name {why}"),
+        ))
     } else if text.len() > mcp.config.max_argument_bytes {
         Err(unreadable(
             mcp,
+            kind,
             &shown,
             format!(
                 "the arguments are {} bytes of JSON, more than the {} this point takes (max_argument_bytes)",
@@ -296,15 +335,15 @@ fn call_refusal(
             ),
         ))
     } else {
-        mcp.address(name)
+        Ok(mcp.address(kind, name))
     };
     let seen = mcp.seen(Some(caller), headers, trace, target, context);
     let verdict = mcp.point.check(&seen);
     if verdict.allowed() {
         return None;
     }
-    tracing::info!(point = %mcp.point.name(), tool = %shown, reason = %verdict.reason(), "MCP tool call refused");
-    let mut answer = refusal(&verdict, &shown);
+    tracing::info!(point = %mcp.point.name(), %kind, name = %shown, reason = %verdict.reason(), "MCP request refused");
+    let mut answer = refusal(&verdict, kind, &shown);
     if stateless_envelope(m)
         && let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut)
     {
@@ -323,10 +362,10 @@ fn stateless_envelope(m: &Value) -> bool {
         .is_some()
 }
 
-fn unreadable(mcp: &McpPoint, shown: &str, reason: String) -> Unreadable {
+fn unreadable(mcp: &McpPoint, kind: McpKind, shown: &str, reason: String) -> Unreadable {
     Unreadable {
         address: format!(
-            "mcp {}/{}",
+            "mcp {} {kind} {}",
             mcp.config.server,
             shown.chars().take(200).collect::<String>()
         ),
@@ -334,40 +373,55 @@ fn unreadable(mcp: &McpPoint, shown: &str, reason: String) -> Unreadable {
     }
 }
 
-/// A refused call as the agent sees it: a policy refusal is a tool result marked
-/// `isError` (the model reads why and does not retry blindly); a call that cannot be
-/// decided is invalid params; no bundle or no log is an internal error.
-fn refusal(verdict: &Verdict, tool: &str) -> Value {
+/// A refused request as the agent sees it: a policy refusal of a tool call is a tool
+/// result marked `isError` (the model reads why and does not retry blindly), of a prompt
+/// or resource a JSON-RPC error [`REFUSED_BY_POLICY`] (those results have no error form);
+/// a request that cannot be decided is invalid params; no bundle or no log is an internal
+/// error.
+fn refusal(verdict: &Verdict, kind: McpKind, name: &str) -> Value {
+    let what = match kind {
+        McpKind::Tool => "the call to",
+        McpKind::Prompt => "the prompt",
+        McpKind::Resource => "reading",
+    };
     let why = format!(
-        "Steward refused the call to `{tool}`: {} (decision {})",
+        "Steward refused {what} `{name}`: {} (decision {})",
         verdict.reason(),
         verdict.event_id
     );
-    match verdict.outcome {
-        Outcome::Forbidden | Outcome::Unauthenticated => json!({
+    match (verdict.outcome, kind) {
+        (Outcome::Forbidden | Outcome::Unauthenticated, McpKind::Tool) => json!({
             "jsonrpc": "2.0",
             "result": {"content": [{"type": "text", "text": why}], "isError": true},
         }),
-        Outcome::Malformed => error_response(Value::Null, INVALID_PARAMS, &why),
-        Outcome::Unavailable | Outcome::Allow => error_response(Value::Null, INTERNAL_ERROR, &why),
+        (Outcome::Forbidden | Outcome::Unauthenticated, _) => {
+            error_response(Value::Null, REFUSED_BY_POLICY, &why)
+        }
+        (Outcome::Malformed, _) => error_response(Value::Null, INVALID_PARAMS, &why),
+        (Outcome::Unavailable | Outcome::Allow, _) => {
+            error_response(Value::Null, INTERNAL_ERROR, &why)
+        }
     }
 }
 
-/// Whether the caller may call `name` (decided and recorded): what a `tools/list` keeps.
-pub(super) fn tool_allowed(
+/// Whether the caller may use the `kind` named `name` (decided and recorded): what a list
+/// keeps.
+pub(super) fn allowed(
     mcp: &McpPoint,
     caller: &Caller,
     headers: &HttpHeaders<'_>,
     trace: &TraceContext,
+    kind: McpKind,
     name: &str,
 ) -> bool {
-    if steward_model::mcp_name_problem(name).is_some() {
+    let problem = match kind {
+        McpKind::Resource => steward_model::mcp_resource_problem(name),
+        McpKind::Tool | McpKind::Prompt => steward_model::mcp_name_problem(name),
+    };
+    if problem.is_some() {
         return false;
     }
-    let target = Ok(Target::Address(OwnedAddress::Mcp {
-        server: mcp.config.server.clone(),
-        tool: name.to_owned(),
-    }));
+    let target = Ok(mcp.address(kind, name));
     mcp.point
         .check(&mcp.seen(Some(caller), headers, trace, target, Map::new()))
         .allowed()

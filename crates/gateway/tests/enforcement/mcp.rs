@@ -218,11 +218,37 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
         "called lookup_order"
     );
     assert_eq!(by_id(7)["result"]["isError"], true);
-    assert_eq!(by_id(8)["error"]["code"], -32601);
+    assert_eq!(by_id(8)["error"]["code"], -32010, "{body}");
+    assert!(
+        by_id(8)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("file:///etc/passwd")
+    );
     assert_eq!(
         received.lock().last().unwrap().1,
         json!([call(6, "lookup_order")])
     );
+
+    // Other spellings of a resource the agent may not read are not decided at all.
+    let before = count();
+    for uri in [
+        "orders://o-1/../secret/keys",
+        "ORDERS://secret/keys",
+        "orders://secret%2Fkeys",
+        "orders://secret\\keys",
+    ] {
+        let read =
+            json!({"jsonrpc": "2.0", "id": 11, "method": "resources/read", "params": {"uri": uri}});
+        let body: Value = post(read.to_string(), Some(&agent))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["error"]["code"], -32602, "{uri}: {body}");
+    }
+    assert_eq!(count(), before, "no other spelling reaches the server");
 
     // The list is filtered to what the agent may call.
     let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
@@ -373,6 +399,9 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
                     r#"{"order": "o-1", "amount": 5}"#,
                 ])
                 .args(["--call", "delete_all", "{}"])
+                .args(["--read", "orders://o-1", "--read", "orders://secret/keys"])
+                .args(["--prompt", "summarise_order", r#"{"order": "o-1"}"#])
+                .args(["--prompt", "draft_refund", r#"{"order": "o-1"}"#])
                 .env("STEWARD_ACCESS_TOKEN", token)
                 .output()
                 .unwrap();
@@ -400,6 +429,28 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
                 "the refusal names the tool: {got}"
             );
         }
+        // Resources and prompts: listed only where they may be used, read or got only
+        // there; a refusal is the point's JSON-RPC error, naming what was refused.
+        assert_eq!(got["resources"], json!(["orders://o-1"]), "{mode}: {got}");
+        assert_eq!(got["prompts"], json!(["summarise_order"]), "{mode}: {got}");
+        let reads = got["reads"].as_array().unwrap();
+        assert!(
+            reads[0]["text"].as_str().unwrap().contains("shipped"),
+            "{got}"
+        );
+        assert_eq!(reads[1]["error_code"], -32010, "{mode}: {got}");
+        assert!(
+            reads[1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("orders://secret/keys")
+        );
+        let prompts = got["prompt_gets"].as_array().unwrap();
+        assert!(
+            prompts[0]["text"].as_str().unwrap().contains("o-1"),
+            "{got}"
+        );
+        assert_eq!(prompts[1]["error_code"], -32010, "{mode}: {got}");
     }
     let other = cp.token(AGENT, "http://other.test/mcp").await;
     let got = client(other, "auto").await.unwrap();
