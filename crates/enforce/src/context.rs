@@ -37,6 +37,8 @@ pub struct Carried<'a> {
     pub headers: Option<&'a dyn RequestHeaders>,
     /// The context the publisher of a message signed.
     pub message: Option<&'a Map<String, Value>>,
+    /// The arguments of an MCP tool call or prompt.
+    pub arguments: Option<&'a Map<String, Value>>,
 }
 
 impl fmt::Debug for Carried<'_> {
@@ -44,6 +46,7 @@ impl fmt::Debug for Carried<'_> {
         f.debug_struct("Carried")
             .field("headers", &self.headers.is_some())
             .field("message", &self.message)
+            .field("arguments", &self.arguments.map(Map::len))
             .finish()
     }
 }
@@ -96,6 +99,9 @@ pub fn read_declared(
                 .and_then(|ctx| ctx.get(c))
                 .cloned(),
             ContextSource::MessageHeader(m) => carried.message.and_then(|ctx| ctx.get(m)).cloned(),
+            ContextSource::ToolArgument(a) => {
+                carried.arguments.and_then(|args| args.get(a)).cloned()
+            }
         };
         let Some(value) = value else {
             continue;
@@ -197,6 +203,7 @@ mod tests {
         let carried = Carried {
             headers: Some(&headers),
             message: Some(&message),
+            arguments: None,
         };
         // What a caller put in the context under a sourced name is dropped; an
         // attribute without a source is left to the caller.
@@ -238,6 +245,7 @@ mod tests {
             let carried = Carried {
                 headers: Some(headers),
                 message: None,
+                arguments: None,
             };
             let err = read_declared(
                 &declared(),
@@ -258,6 +266,7 @@ mod tests {
             let carried = Carried {
                 headers: Some(headers),
                 message: None,
+                arguments: None,
             };
             let mut context = Map::new();
             read_declared(&declared(), None, &carried, &mut context).unwrap();

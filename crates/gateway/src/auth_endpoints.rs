@@ -175,6 +175,7 @@ async fn nginx_auth(State(s): State<Arc<AuthEndpoints>>, headers: HeaderMap) -> 
         carried: Carried {
             headers: Some(&request_headers),
             message: None,
+            arguments: None,
         },
     };
     // nginx passes the client's `Authorization` and `DPoP` headers on to the subrequest

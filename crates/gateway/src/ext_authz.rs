@@ -101,6 +101,7 @@ impl ExtAuthz {
             carried: Carried {
                 headers: Some(&envoy_headers),
                 message: None,
+                arguments: None,
             },
         };
         let (verdict, challenge) = match http {

@@ -106,6 +106,7 @@ impl McpPoint {
             trace,
             Ok(self.address(McpKind::Tool, "")),
             Default::default(),
+            None,
         );
         let verdict = self.point.refuse_credential(&seen, reason);
         let error = if presented {
@@ -208,7 +209,7 @@ impl McpPoint {
             Some(p) if p == caller.principal => Ok(()),
             Some(_) => {
                 let carried = HttpHeaders(headers);
-                let seen = self.seen(Some(caller), &carried, trace, Ok(self.address(McpKind::Tool, "")), Default::default());
+                let seen = self.seen(Some(caller), &carried, trace, Ok(self.address(McpKind::Tool, "")), Default::default(), None);
                 let verdict = self.point.refuse_credential(&seen, "the MCP session was opened by another identity".into());
                 tracing::warn!(point = %self.point.name(), principal = %caller.principal, "a session of another identity was presented");
                 Err(Box::new((StatusCode::FORBIDDEN, axum::Json(json!({"error": "forbidden", "reason": verdict.reason(), "decision_id": verdict.event_id}))).into_response()))
@@ -256,6 +257,7 @@ impl McpPoint {
         trace: &'a TraceContext,
         target: Result<Target, Unreadable>,
         context: serde_json::Map<String, Value>,
+        arguments: Option<&'a serde_json::Map<String, Value>>,
     ) -> Seen<'a> {
         Seen {
             received: std::time::Instant::now(),
@@ -269,6 +271,7 @@ impl McpPoint {
             carried: Carried {
                 headers: Some(headers),
                 message: None,
+                arguments,
             },
         }
     }

@@ -425,6 +425,7 @@ impl Proxy {
             carried: Carried {
                 headers: Some(&headers),
                 message: None,
+                arguments: None,
             },
         };
         let read = self
@@ -720,6 +721,7 @@ impl Proxy {
                 carried: Carried {
                     headers: Some(&HttpHeaders(&credential.headers)),
                     message: None,
+                    arguments: None,
                 },
             });
             if !verdict.allowed() {

@@ -112,6 +112,15 @@ when {
 "#,
     ),
     (
+        "gateway-tests-request-context.yaml",
+        r#"request_context:
+  - name: refund_amount
+    type: long
+    description: The amount an agent asks an MCP refund tool to refund (gateway tests).
+    source: {tool_argument: amount}
+"#,
+    ),
+    (
         "capabilities/gateway-tests-mcp.yaml",
         r#"capabilities:
   # The MCP server `support` behind the gateway's [[mcp]] point: the agent may look
@@ -168,6 +177,16 @@ when {
   resource == Steward::Capability::"support.tool.lookup_order" ||
   resource == Steward::Capability::"support.mcp.lookup_order"
 };
+
+// Refunds through the MCP server: only under 100 (minor units), read from the call's
+// own arguments (GR-4 still wants a human's approval: the capability is restricted).
+@id("commerce-gateway-tests-assistant-refunds")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/agents/prod/gw-assistant",
+  action == Steward::Action::"invoke",
+  resource == Steward::Capability::"support.mcp.refund_payment"
+)
+when { context has refund_amount && context.refund_amount < 100 };
 
 @id("commerce-gateway-tests-assistant-reads")
 permit (

@@ -208,6 +208,18 @@ pub(crate) fn context_source_problem(source: &ContextSource) -> Option<String> {
                 )
             })
         }
+        ContextSource::ToolArgument(a) => {
+            let ident = !a.is_empty()
+                && a.len() <= 64
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            (!ident).then(|| {
+                format!(
+                    "source {}: name a top-level argument (letters, digits, _, -), at most 64 characters",
+                    source.describe()
+                )
+            })
+        }
     }
 }
 

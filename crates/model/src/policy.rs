@@ -104,6 +104,10 @@ pub enum ContextSource {
     /// A member of the `context` an AMQP publisher signed into its `steward-publisher`
     /// statement.
     MessageHeader(String),
+    /// A top-level member of the `arguments` of an MCP tool call or prompt, at the MCP
+    /// point: what the agent asks the tool to do (an amount, a customer id). The server
+    /// gets exactly the arguments decided on.
+    ToolArgument(String),
 }
 
 impl ContextSource {
@@ -113,6 +117,7 @@ impl ContextSource {
             Self::Header(h) => format!("header `{h}`"),
             Self::TokenClaim(c) => format!("token claim `ctx.{c}`"),
             Self::MessageHeader(m) => format!("signed message context `{m}`"),
+            Self::ToolArgument(a) => format!("tool argument `{a}`"),
         }
     }
 }

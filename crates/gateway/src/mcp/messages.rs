@@ -301,11 +301,15 @@ fn item_refusal(
             &format!("a {kind} request names its {kind} in `params.{member}` (a string)"),
         ));
     };
-    let arguments = m
-        .pointer("/params/arguments")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let text = arguments.to_string();
+    let arguments = m.pointer("/params/arguments");
+    if arguments.is_some_and(|a| !a.is_object()) {
+        return Some(error_response(
+            Value::Null,
+            INVALID_PARAMS,
+            &format!("a {kind} request's `params.arguments` is an object"),
+        ));
+    }
+    let text = arguments.unwrap_or(&Value::Null).to_string();
     let mut context = Map::new();
     context.insert(
         "mcp_arguments_sha256".into(),
@@ -337,7 +341,14 @@ fn item_refusal(
     } else {
         Ok(mcp.address(kind, name))
     };
-    let seen = mcp.seen(Some(caller), headers, trace, target, context);
+    let seen = mcp.seen(
+        Some(caller),
+        headers,
+        trace,
+        target,
+        context,
+        arguments.and_then(Value::as_object),
+    );
     let verdict = mcp.point.check(&seen);
     if verdict.allowed() {
         return None;
@@ -423,7 +434,7 @@ pub(super) fn allowed(
     }
     let target = Ok(mcp.address(kind, name));
     mcp.point
-        .check(&mcp.seen(Some(caller), headers, trace, target, Map::new()))
+        .check(&mcp.seen(Some(caller), headers, trace, target, Map::new(), None))
         .allowed()
 }
 

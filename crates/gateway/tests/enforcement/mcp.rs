@@ -465,3 +465,86 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A declared attribute read from the call's own arguments reaches policy: a refund under
+/// the limit, by an agent a human approved, runs; over the limit, without the amount, with
+/// an amount of the wrong type, or without the approval, it never reaches the server.
+#[tokio::test]
+async fn tool_arguments_reach_policy_as_request_context() {
+    let cp = ControlPlane::start().await;
+    let (server, received) = mcp_server().await;
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
+    );
+    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let url = format!("http://{}/mcp", gw.mcp[0]);
+    let http = reqwest::Client::new();
+    let approved = cp.agent_platform_token(true, RESOURCE).await;
+    let unapproved = cp.agent_platform_token(false, RESOURCE).await;
+    let refund = |token: &str, arguments: Value| {
+        http.post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "refund_payment", "arguments": arguments}})
+                .to_string(),
+            )
+            .send()
+    };
+    let body: Value = refund(&approved, json!({"order": "o-1", "amount": 50}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["result"]["content"][0]["text"], "called refund_payment",
+        "{body}"
+    );
+    assert_eq!(received.lock().len(), 1);
+    for (token, arguments, refused) in [
+        (&approved, json!({"order": "o-1", "amount": 500}), "isError"),
+        (&approved, json!({"order": "o-1"}), "isError"),
+        (&approved, json!({"order": "o-1", "amount": "50"}), "-32602"),
+        (
+            &unapproved,
+            json!({"order": "o-1", "amount": 50}),
+            "isError",
+        ),
+    ] {
+        let body: Value = refund(token, arguments.clone())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match refused {
+            "isError" => assert_eq!(body["result"]["isError"], true, "{arguments}: {body}"),
+            _ => assert_eq!(body["error"]["code"], -32602, "{arguments}: {body}"),
+        }
+    }
+    assert_eq!(
+        received.lock().len(),
+        1,
+        "no refused refund reached the server"
+    );
+    // The record carries the amount the policy read.
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events) = cp
+        .query(
+            steward_api::RouteId::AuditEvents,
+            &[],
+            &format!(
+                "kind=access.decision&principal={}&capability=support.mcp.refund_payment&decision=allow",
+                super::urlencode(AGENT)
+            ),
+        )
+        .await;
+    assert_eq!(
+        events[0]["details"]["request"]["context"]["refund_amount"], 50,
+        "{events}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+}
