@@ -356,8 +356,15 @@ async fn handle_stream(State(mcp): State<Arc<McpPoint>>, req: Request) -> Respon
     let sent = mcp
         .upstream_request(method, req.headers(), &caller, &trace)
         .send();
+    let filter = AnswerFilter {
+        mcp: mcp.clone(),
+        caller,
+        headers: req.headers().clone(),
+        trace: trace.clone(),
+        sent: None,
+    };
     match tokio::time::timeout(mcp.config.upstream_timeout, sent).await {
-        Ok(Ok(resp)) => passed_on(resp, Vec::new(), Vec::new()),
+        Ok(Ok(resp)) => passed_on(resp, Vec::new(), filter),
         _ => upstream_unavailable(&trace),
     }
 }
@@ -424,12 +431,12 @@ async fn handle_post(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response
     if resp.status() == reqwest::StatusCode::ACCEPTED && !decided.answers.is_empty() {
         return local_answer(decided.batch, decided.answers);
     }
-    let filter = ListFilter {
+    let mut filter = AnswerFilter {
         mcp: mcp.clone(),
         caller,
         headers: parts.headers.clone(),
         trace,
-        list_ids: decided.list_ids,
+        sent: Some(decided.sent),
     };
     if is_json(resp.headers()) {
         let status =
@@ -438,22 +445,27 @@ async fn handle_post(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response
         let Ok(answer) = resp.json::<Value>().await else {
             return upstream_unavailable(&filter.trace);
         };
-        let mut answer = filter.apply(answer);
-        if !decided.answers.is_empty() {
-            let mut all = match answer {
-                Value::Array(a) => a,
-                one => vec![one],
-            };
-            all.extend(decided.answers);
-            answer = Value::Array(all);
-        }
+        let answer = filter.apply(answer);
+        let answer = match (answer, decided.answers.is_empty()) {
+            (Some(answer), true) => answer,
+            (None, true) => return StatusCode::ACCEPTED.into_response(),
+            (answer, false) => {
+                let mut all = match answer {
+                    Some(Value::Array(a)) => a,
+                    Some(one) => vec![one],
+                    None => Vec::new(),
+                };
+                all.extend(decided.answers);
+                Value::Array(all)
+            }
+        };
         let mut r = (status, axum::Json(answer)).into_response();
         if let Some(s) = session.and_then(|s| HeaderValue::from_bytes(s.as_bytes()).ok()) {
             r.headers_mut().insert(SESSION_HEADER, s);
         }
         return r;
     }
-    passed_on(resp, decided.answers, vec![filter])
+    passed_on(resp, decided.answers, filter)
 }
 
 /// What a request answered entirely here gets: the refusals, or 202 for notifications.
@@ -476,9 +488,9 @@ fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("application/json"))
 }
 
-/// Passes the server's answer on as it streams: an event stream's events (with local
-/// answers first, and `tools/list` results filtered), anything else as it is.
-fn passed_on(resp: reqwest::Response, answers: Vec<Value>, filters: Vec<ListFilter>) -> Response {
+/// Passes the server's answer on as it streams: an event stream event by event (with
+/// local answers first, each message checked by the filter), anything else as it is.
+fn passed_on(resp: reqwest::Response, answers: Vec<Value>, filter: AnswerFilter) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out = Response::builder().status(status);
     for name in [
@@ -490,63 +502,69 @@ fn passed_on(resp: reqwest::Response, answers: Vec<Value>, filters: Vec<ListFilt
             out = out.header(name, v.as_bytes());
         }
     }
-    let body = sse::relay(resp, answers, filters.into_iter().next());
+    let body = sse::relay(resp, answers, filter);
     out.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
-/// Filters `tools/list`, `prompts/list` and `resources/list` results to what the caller
-/// may use.
-pub(crate) struct ListFilter {
+/// Checks what the MCP server sends back before the agent sees it: an answer goes on only
+/// to a request that was forwarded to it, once (a server answering a call it was never
+/// sent, say one refused here, is not believed), and list answers keep only what the
+/// caller may use. Requests and notifications from the server pass.
+pub(crate) struct AnswerFilter {
     mcp: Arc<McpPoint>,
     caller: Caller,
     headers: HeaderMap,
     trace: TraceContext,
-    /// The ids of the list requests forwarded, with what each lists.
-    list_ids: Vec<(Value, McpKind)>,
+    /// The requests forwarded in this exchange that await an answer, by id, with what
+    /// each lists (`None`: not a list). `None` for the server's own stream (GET), which
+    /// answers no request of its own: answers there are not relayed.
+    sent: Option<Vec<(Value, Option<McpKind>)>>,
 }
 
-impl ListFilter {
-    /// `message` with every listed entry the caller may not use removed (each decided and
-    /// recorded, as an offered tool is at the egress proxy). An entry without its name is
-    /// removed too: what cannot be decided is not offered.
-    pub(crate) fn apply(&self, message: Value) -> Value {
+impl AnswerFilter {
+    /// `message` as the agent may see it, or `None` when nothing of it may pass.
+    pub(crate) fn apply(&mut self, message: Value) -> Option<Value> {
         match message {
-            Value::Array(all) => Value::Array(all.into_iter().map(|m| self.apply(m)).collect()),
+            Value::Array(all) => {
+                let kept: Vec<Value> = all.into_iter().filter_map(|m| self.apply(m)).collect();
+                (!kept.is_empty()).then_some(Value::Array(kept))
+            }
+            one if one.get("method").is_some() => Some(one),
             mut one => {
-                let kind = one.get("id").and_then(|id| {
-                    self.list_ids
-                        .iter()
-                        .find(|(listed, _)| listed == id)
-                        .map(|(_, kind)| *kind)
+                let id = one.get("id").cloned().unwrap_or(Value::Null);
+                let awaited = self.sent.as_mut().and_then(|sent| {
+                    let at = sent.iter().position(|(s, _)| *s == id)?;
+                    Some(sent.remove(at).1)
                 });
-                let Some((_, kind, at, member)) =
-                    kind.and_then(|k| messages::LISTS.iter().find(|(_, lk, _, _)| *lk == k))
-                else {
-                    return one;
+                let Some(kind) = awaited else {
+                    tracing::warn!(point = %self.mcp.point.name(), trace_id = %self.trace.trace_id, id = %id, "the MCP server answered a request it was not sent (or twice); the answer is dropped");
+                    return None;
                 };
-                if let Some(entries) = one.pointer_mut(at).and_then(Value::as_array_mut) {
-                    let headers = HttpHeaders(&self.headers);
-                    entries.retain(|e| {
-                        e.get(*member).and_then(Value::as_str).is_some_and(|name| {
-                            messages::allowed(
-                                &self.mcp,
-                                &self.caller,
-                                &headers,
-                                &self.trace,
-                                *kind,
-                                name,
-                            )
-                        })
-                    });
+                if let Some(kind) = kind {
+                    self.filter_list(&mut one, kind);
                 }
-                one
+                Some(one)
             }
         }
     }
 
-    pub(crate) fn wants(&self) -> bool {
-        !self.list_ids.is_empty()
+    /// Removes from a list answer every entry the caller may not use (each decided and
+    /// recorded, as an offered tool is at the egress proxy). An entry without its name is
+    /// removed too: what cannot be decided is not offered.
+    fn filter_list(&self, answer: &mut Value, kind: McpKind) {
+        let Some((_, _, at, member)) = messages::LISTS.iter().find(|(_, k, _, _)| *k == kind)
+        else {
+            return;
+        };
+        if let Some(entries) = answer.pointer_mut(at).and_then(Value::as_array_mut) {
+            let headers = HttpHeaders(&self.headers);
+            entries.retain(|e| {
+                e.get(*member).and_then(Value::as_str).is_some_and(|name| {
+                    messages::allowed(&self.mcp, &self.caller, &headers, &self.trace, kind, name)
+                })
+            });
+        }
     }
 }
 

@@ -72,9 +72,9 @@ pub struct Decided {
     pub forward: Vec<Value>,
     /// Answers made here (refusals), one per refused request.
     pub answers: Vec<Value>,
-    /// Ids of the forwarded list requests, whose answers are filtered, with what each
-    /// lists.
-    pub list_ids: Vec<(Value, McpKind)>,
+    /// The forwarded requests awaiting an answer, by id, with what each lists (`None`:
+    /// not a list; its answer passes unfiltered).
+    pub sent: Vec<(Value, Option<McpKind>)>,
 }
 
 /// A JSON-RPC error response.
@@ -198,7 +198,7 @@ pub(super) fn decide_all(
         batch,
         forward: Vec::new(),
         answers: Vec::new(),
-        list_ids: Vec::new(),
+        sent: Vec::new(),
     };
     for m in messages {
         decide_one(mcp, caller, headers, trace, m, &mut d);
@@ -255,13 +255,17 @@ fn decide_one(
     };
     if let Some((_, kind, name_at)) = DECIDED.iter().find(|(m, _, _)| *m == method) {
         match item_refusal(mcp, caller, headers, trace, &m, *kind, name_at) {
-            None => d.forward.push(m),
+            None => {
+                d.sent.push((id, None));
+                d.forward.push(m);
+            }
             Some(answer) => d.answers.push(with_id(answer, id)),
         }
     } else if let Some((_, kind, _, _)) = LISTS.iter().find(|(m, _, _, _)| *m == method) {
-        d.list_ids.push((id, *kind));
+        d.sent.push((id, Some(*kind)));
         d.forward.push(m);
     } else if PASSED.contains(&method.as_str()) {
+        d.sent.push((id, None));
         d.forward.push(m);
     } else {
         d.answers.push(error_response(
