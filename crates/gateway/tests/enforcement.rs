@@ -48,6 +48,9 @@ pub const DEV: &str = "spiffe://acme.example/ns/payments-dev/sa/gw-dev";
 /// An AI agent in commerce: may call the AI provider's chat API and offer it the order
 /// lookup tools, not the refund tool (restricted, GR-4).
 pub const AGENT: &str = "spiffe://acme.example/agents/prod/gw-assistant";
+/// A second AI agent, nested under `AGENT`: it works a task `AGENT` hands it, reaching
+/// tools only with `AGENT`'s token exchanged for each hop.
+pub const RESEARCHER: &str = "spiffe://acme.example/agents/prod/gw-researcher";
 
 /// What the example's planes grant the identities these tests register through the API
 /// (registering an identity grants nothing): exactly what each intends (`intended`).
@@ -187,6 +190,15 @@ permit (
   resource == Steward::Capability::"support.mcp.refund_payment"
 )
 when { context has refund_amount && context.refund_amount < 100 };
+
+// The nested agent may narrow its caller's token for the support MCP server's order
+// lookup (GR-4: only within the caller's task).
+@id("commerce-gateway-tests-researcher-delegates")
+permit (
+  principal == Steward::Identity::"spiffe://acme.example/agents/prod/gw-researcher",
+  action == Steward::Action::"delegate",
+  resource == Steward::Capability::"support.mcp.lookup_order"
+);
 
 @id("commerce-gateway-tests-assistant-reads")
 permit (
@@ -370,6 +382,7 @@ impl ControlPlane {
       identity: "spiffe://acme.example/agents/prod/{{agent}}"
       environment: prod
       context: {{human_approved: approved}}
+      task_scope: "{{task}}"
 "#,
                 jwk = serde_json::to_string(&cp.agent_platform.public_key().jwk()).unwrap(),
             ),
@@ -383,6 +396,7 @@ impl ControlPlane {
             (OUTSIDER, "commerce", "commerce-team", "prod", "service"),
             (DEV, "payments", "payments-team", "dev", "service"),
             (AGENT, "commerce", "commerce-team", "prod", "agent"),
+            (RESEARCHER, "commerce", "commerce-team", "prod", "agent"),
         ] {
             cp.register(id, plane, owner, env, kind).await;
         }
@@ -570,7 +584,7 @@ impl ControlPlane {
             "JWT",
             &json!({
                 "iss": AGENT_PLATFORM, "sub": "agent:gw-assistant", "aud": "steward",
-                "agent": "gw-assistant", "approved": approved,
+                "agent": "gw-assistant", "approved": approved, "task": "refund-triage",
                 "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
             }),
         )
@@ -599,6 +613,57 @@ impl ControlPlane {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `subject_token` (issued to `actor`) exchanged by `actor` for the next hop
+    /// `audience`, narrowed to `scope` (RFC 8693): the token a nested agent calls a tool
+    /// with. `Err` carries the refusal.
+    pub async fn exchange(
+        &self,
+        actor: &str,
+        subject_token: &str,
+        audience: &str,
+        scope: &str,
+    ) -> Result<String, Value> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let assertion = jws::encode(
+            &self.keys[actor],
+            "JWT",
+            &json!({
+                "iss": actor, "sub": actor, "aud": self.url(RouteId::Token, &[]),
+                "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+            }),
+        )
+        .unwrap();
+        let resp = self
+            .http
+            .post(self.url(RouteId::Token, &[]))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:token-exchange",
+                        ),
+                        ("client_assertion_type", steward_token::JWT_BEARER_ASSERTION),
+                        ("client_assertion", &assertion),
+                        ("subject_token", subject_token),
+                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                        ("audience", audience),
+                        ("scope", scope),
+                    ])
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let ok = resp.status().is_success();
+        let body: Value = resp.json().await.unwrap();
+        match body["access_token"].as_str() {
+            Some(t) if ok => Ok(t.to_owned()),
+            _ => Err(body),
+        }
     }
 
     /// A DPoP-bound Steward token for `id` with `audience`, bound to `holder`'s key.

@@ -452,6 +452,81 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
         );
         assert_eq!(prompts[1]["error_code"], -32010, "{mode}: {got}");
     }
+    // A nested agent: AGENT hands RESEARCHER a task (its token is for RESEARCHER). That
+    // token opens nothing at the MCP point; RESEARCHER exchanges it for this one hop,
+    // narrowed to the lookup, and its calls run as AGENT's, with RESEARCHER in the chain.
+    let handed = cp.agent_platform_token(true, super::RESEARCHER).await;
+    let reused = client(handed.clone(), "auto").await.unwrap();
+    let statuses = reused["statuses"].as_array().unwrap();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s == 401),
+        "the caller's own token is not the nested agent's: {reused}"
+    );
+    let hop = cp
+        .exchange(
+            super::RESEARCHER,
+            &handed,
+            RESOURCE,
+            "support.mcp.lookup_order",
+        )
+        .await
+        .unwrap();
+    let got = client(hop, "auto").await.unwrap();
+    assert_eq!(got["tools"], json!(["lookup_order"]), "{got}");
+    assert_eq!(got["calls"][0]["text"], "order o-1: shipped", "{got}");
+    assert_eq!(got["calls"][1]["is_error"], true, "{got}");
+    assert_eq!(
+        got["resources"],
+        json!([]),
+        "outside the hop's scope: {got}"
+    );
+    assert_eq!(got["reads"][0]["error_code"], -32010, "{got}");
+    // Without a task to work within, the nested agent gets no hop (GR-4).
+    let untasked = cp.token(AGENT, super::RESEARCHER).await;
+    let refused = cp
+        .exchange(
+            super::RESEARCHER,
+            &untasked,
+            RESOURCE,
+            "support.mcp.lookup_order",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused["error"], "invalid_scope", "{refused}");
+    assert!(
+        refused["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("GR-4"),
+        "{refused}"
+    );
+    // The delegated call is recorded as AGENT's, with the chain and the task.
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events) = cp
+        .query(
+            steward_api::RouteId::AuditEvents,
+            &[],
+            &format!(
+                "kind=access.decision&principal={}&capability=support.mcp.lookup_order",
+                super::urlencode(AGENT)
+            ),
+        )
+        .await;
+    let delegated = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| !e["details"]["request"]["context"]["delegation_chain"].is_null())
+        .unwrap_or_else(|| panic!("no delegated decision: {events}"));
+    let context = &delegated["details"]["request"]["context"];
+    assert_eq!(
+        context["delegation_chain"],
+        json!([super::RESEARCHER]),
+        "{delegated}"
+    );
+    assert_eq!(context["task_scope"], "refund-triage", "{delegated}");
+    assert_eq!(delegated["decision"]["outcome"], "allow");
+
     let other = cp.token(AGENT, "http://other.test/mcp").await;
     let got = client(other, "auto").await.unwrap();
     assert!(got.get("tools").is_none(), "{got}");

@@ -131,6 +131,14 @@ pub fn delegate(
         "delegation_chain".into(),
         serde_json::Value::from(chain.clone()),
     );
+    // The task the subject's token was given travels with the delegated token, so policy
+    // may allow a hop only within one (an agent narrowing its task's token for a tool).
+    if let Some(task) = &subject.task_scope {
+        context.insert("task_scope".into(), task.clone().into());
+    }
+    if let Some(tier) = &subject.model_tier {
+        context.insert("model_tier".into(), tier.clone().into());
+    }
     let at = time::OffsetDateTime::now_utc();
     for capability in &scope {
         let d = engine.decide(&AccessRequest {
