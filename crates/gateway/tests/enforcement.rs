@@ -535,8 +535,23 @@ impl ControlPlane {
         self.token_with(id, audience, None).await
     }
 
+    /// A token for `id` and `audience`, asked for within the W3C trace `traceparent`: its
+    /// issuance is recorded under that trace.
+    pub async fn token_in_trace(&self, id: &str, audience: &str, traceparent: &str) -> String {
+        self.token_asked(id, audience, &[("traceparent", traceparent)])
+            .await
+    }
+
     /// A token for `id` and `audience`, asked for with the DPoP proof `dpop` if given.
     async fn token_with(&self, id: &str, audience: &str, dpop: Option<&str>) -> String {
+        match dpop {
+            Some(proof) => self.token_asked(id, audience, &[("dpop", proof)]).await,
+            None => self.token_asked(id, audience, &[]).await,
+        }
+    }
+
+    /// A token for `id` and `audience`, asked for with the extra request `headers`.
+    async fn token_asked(&self, id: &str, audience: &str, headers: &[(&str, &str)]) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let assertion = jws::encode(
             &self.keys[id],
@@ -548,8 +563,8 @@ impl ControlPlane {
         )
         .unwrap();
         let mut req = self.http.post(self.url(RouteId::Token, &[]));
-        if let Some(proof) = dpop {
-            req = req.header("dpop", proof);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let resp = req
             .header("content-type", "application/x-www-form-urlencoded")

@@ -750,3 +750,101 @@ async fn server_answers_are_checked_before_the_agent_sees_them() {
     assert!(read.is_err(), "the cut reaches the agent: {read:?}");
     gw.shutdown(Duration::from_secs(2)).await;
 }
+
+/// One trace from an agent's token to the API its tool reaches: the token asked for in
+/// the agent's trace, the tool call decided at the MCP point, and the tool's own call to
+/// a downstream API through the gateway (the point hands the server the trace) all carry
+/// the one trace id, so the evidence log follows the task end to end.
+#[tokio::test]
+async fn one_trace_runs_from_the_agents_token_to_the_downstream_api() {
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    // The tool server calls the payments API through the gateway's proxy with its own
+    // (service) token, passing on the trace it was handed.
+    let downstream: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+    let (target, seen) = (
+        downstream.clone(),
+        Arc::new(Mutex::new(Vec::<String>::new())),
+    );
+    let traces = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, m: axum::Json<Value>| {
+            let (target, traces) = (target.clone(), traces.clone());
+            async move {
+                let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
+                traces.lock().push(traceparent.clone());
+                let (url, token) = target.lock().clone().unwrap();
+                let status = reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token)
+                    .header("traceparent", traceparent)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                axum::Json(json!({"jsonrpc": "2.0", "id": m.0["id"], "result": {"content": [{"type": "text", "text": format!("charge: {status}")}]}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
+    );
+    let gw = gateway(&cp, upstream, &section).await;
+    *downstream.lock() = Some((
+        format!("http://{}/v1/charges/ch_1", gw.proxies[0]),
+        cp.token(super::CALLER, super::AUDIENCE).await,
+    ));
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let agent = cp.token_in_trace(AGENT, RESOURCE, &traceparent).await;
+    let body: Value = reqwest::Client::new()
+        .post(format!("http://{}/mcp", gw.mcp[0]))
+        .bearer_auth(&agent)
+        .header("content-type", "application/json")
+        .header("traceparent", &traceparent)
+        .body(call(1, "lookup_order").to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["result"]["content"][0]["text"], "charge: 200 OK",
+        "{body}"
+    );
+    let handed = seen.lock()[0].clone();
+    assert!(
+        handed.contains(trace_id) && handed != traceparent,
+        "the server gets a child span of the agent's trace: {handed}"
+    );
+
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let decisions = cp.decisions_for(trace_id, 2).await;
+    let points: Vec<&str> = decisions
+        .iter()
+        .map(|e| e["enforcement_point"].as_str().unwrap())
+        .collect();
+    assert!(points.contains(&"mcp:edge-test"), "{decisions:?}");
+    assert!(
+        points.iter().any(|p| p.starts_with("gateway:")),
+        "the downstream call is in the trace: {decisions:?}"
+    );
+    let (_, events) = cp
+        .query(
+            steward_api::RouteId::AuditEvents,
+            &[],
+            &format!("kind=credential.issued&correlation_id={trace_id}"),
+        )
+        .await;
+    assert_eq!(
+        events[0]["principal"], AGENT,
+        "the token starts the trace: {events}"
+    );
+    gw.shutdown(Duration::from_secs(2)).await;
+}

@@ -56,6 +56,10 @@ pub(super) struct Attempt {
     federation: Option<Value>,
     /// For a just-in-time credential: the workflow.
     jit: Option<super::jit::Jit>,
+    /// The W3C trace the client asked in (`traceparent`), so the token's record joins
+    /// the trace of the work it was got for (an agent's task: token, tool calls, the
+    /// APIs they reach).
+    trace_id: Option<String>,
 }
 
 struct Issued {
@@ -72,7 +76,14 @@ pub async fn token(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let mut attempt = Attempt::default();
+    let mut attempt = Attempt {
+        trace_id: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(steward_enforce::trace::TraceContext::parse)
+            .map(|t| t.trace_id),
+        ..Attempt::default()
+    };
     let result = match &body {
         Ok(body) => {
             let peer = crate::tls::peer_thumbprint(peer.as_ref());
@@ -700,6 +711,7 @@ fn event(kind: EventKind, attempt: &Attempt) -> Event {
     e.plane = attempt.plane.clone();
     e.action = attempt.grant_type.as_deref().map(clip);
     e.enforcement_point = Some("token-endpoint".into());
+    e.correlation_id = attempt.trace_id.clone();
     e
 }
 
