@@ -71,6 +71,9 @@ pub enum FindingKind {
     /// Steward exists to remove. Give it `--expires-in`, or move the point it serves to
     /// an identity of its own.
     NonExpiringAdminCredential,
+    /// An AI agent allowed tools it did not call within the window: its tool access is
+    /// broader than its tasks use. Judged once it is older than the observation window.
+    AgentToolsUnused,
 }
 
 impl FindingKind {
@@ -95,6 +98,7 @@ impl FindingKind {
             Self::CrossEnvironment => &["NHI8:2025 Environment Isolation", "NHI9:2025 NHI Reuse"],
             Self::SharedIdentity => &["NHI9:2025 NHI Reuse"],
             Self::NonExpiringAdminCredential => &["NHI7:2025 Long-Lived Secrets"],
+            Self::AgentToolsUnused => &["NHI5:2025 Overprivileged NHI"],
         }
     }
 }
@@ -172,6 +176,18 @@ pub struct PermissionSummary {
     pub observed_until: Option<String>,
 }
 
+/// An AI agent's tools (capabilities an MCP tool or an offered tool maps onto), as
+/// `capability:action`: what its owner intended, what the policy allows it, what it
+/// called in the window and what it was allowed but never called.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentTools {
+    pub intended: Vec<String>,
+    /// `None` when its permissions were not analysed in this report.
+    pub allowed: Option<Vec<String>>,
+    pub used: Vec<String>,
+    pub unused: Vec<String>,
+}
+
 /// One identity in the inventory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InventoryItem {
@@ -193,6 +209,9 @@ pub struct InventoryItem {
     pub environments_used: Vec<EnvironmentUse>,
     /// Client keys it obtained tokens with within the window.
     pub client_keys_used: Vec<ClientKeyUse>,
+    /// For an AI agent: its tools intended, allowed, used and unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_tools: Option<AgentTools>,
 }
 
 /// Counts for the overview.

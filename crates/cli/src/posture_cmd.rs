@@ -233,6 +233,40 @@ pub(crate) fn text(r: &PostureReport, inventory: bool) -> String {
             ],
             &rows,
         ));
+        let agents: Vec<Vec<String>> = r
+            .inventory
+            .iter()
+            .filter_map(|i| Some((i, i.agent_tools.as_ref()?)))
+            .map(|(i, t)| {
+                vec![
+                    i.spiffe_id.clone(),
+                    format!(
+                        "{} / {} / {}",
+                        t.intended.len(),
+                        t.allowed
+                            .as_ref()
+                            .map_or("?".into(), |a| a.len().to_string()),
+                        t.used.len()
+                    ),
+                    if t.unused.is_empty() {
+                        "-".into()
+                    } else {
+                        t.unused.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        if !agents.is_empty() {
+            out.push_str("\nAgent tools:\n");
+            out.push_str(&output::table(
+                &[
+                    "AGENT",
+                    "INTENDED / ALLOWED / USED",
+                    "ALLOWED, NEVER CALLED",
+                ],
+                &agents,
+            ));
+        }
     }
     out
 }

@@ -147,6 +147,22 @@ impl CapabilityIndex {
         )
     }
 
+    /// The capabilities an agent calls as tools: those an MCP tool or an offered AI tool
+    /// maps onto.
+    pub fn tool_capabilities(&self) -> std::collections::HashSet<&str> {
+        self.entries
+            .iter()
+            .filter(|(_, m)| match m {
+                TransportMapping::Tool { .. } => true,
+                TransportMapping::Mcp(mcp) => {
+                    matches!(mcp.item(), Some((crate::McpKind::Tool, _)))
+                }
+                _ => false,
+            })
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
     /// Every capability mapped on an AMQP exchange (any routing key), in catalog order
     /// without repeats: what a broker's exchange-level check (which has no routing key)
     /// may be about.

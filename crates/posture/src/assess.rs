@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Value, json};
 use steward_api::{
-    ClientKeyUse, CredentialSummary, EnvironmentUse, Finding, FindingKind, IdentityRecord,
-    InventoryItem, PermissionSummary, PostureReport, PostureSummary, Severity,
+    AgentTools, ClientKeyUse, CredentialSummary, EnvironmentUse, Finding, FindingKind,
+    IdentityRecord, InventoryItem, PermissionSummary, PostureReport, PostureSummary, Severity,
 };
 use steward_model::{LifecycleState, timestamp};
 use steward_policy::Engine;
@@ -128,7 +128,16 @@ pub fn assess(
         .map(|e| effective_permissions(e, &inputs.records, params.max_analysed, now))
         .unwrap_or_default();
     let analysed = started.elapsed();
-    let (inventory, findings) = inventory_and_findings(inputs, &effective, now, &params);
+    let tools: HashSet<String> = engine
+        .map(|e| {
+            e.index()
+                .tool_capabilities()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (inventory, findings) = inventory_and_findings(inputs, &effective, &tools, now, &params);
     tracing::info!(
         identities = inventory.len(),
         findings = findings.len(),
@@ -149,10 +158,26 @@ pub fn assess(
     }
 }
 
+/// An agent's permissions narrowed to its tools.
+fn agent_tools(p: &PermissionSummary, tools: &HashSet<String>) -> AgentTools {
+    let tool = |perm: &&String| {
+        perm.split_once(':')
+            .is_some_and(|(capability, _)| tools.contains(capability))
+    };
+    let only = |perms: &[String]| perms.iter().filter(tool).cloned().collect::<Vec<_>>();
+    AgentTools {
+        intended: only(&p.intended),
+        allowed: p.effective.as_deref().map(only),
+        used: only(&p.used),
+        unused: only(&p.unused),
+    }
+}
+
 /// The inventory and its findings from what was read and analysed.
 fn inventory_and_findings(
     inputs: Inputs,
     analysed: &HashMap<String, Analysed>,
+    tools: &HashSet<String>,
     now: OffsetDateTime,
     params: &Params,
 ) -> (Vec<InventoryItem>, Vec<Finding>) {
@@ -224,6 +249,12 @@ fn inventory_and_findings(
             },
             environments_used: u.environments.into_values().collect(),
             client_keys_used: u.keys.into_values().collect(),
+            agent_tools: None,
+        };
+        let item = InventoryItem {
+            agent_tools: (i.kind == steward_model::IdentityKind::Agent)
+                .then(|| agent_tools(&item.permissions, tools)),
+            ..item
         };
         let settings = settings.of(&i.plane);
         let rules = Rules {
@@ -467,6 +498,24 @@ fn identity_findings(
             json!({"unused": unused, "used": p.used, "intended": p.intended, "window_days": window_days, "observation_days": observation_days}),
         ));
     }
+    // An agent allowed tools its tasks never call: every one is a call a prompt injection
+    // could make. Allowed counts, intended or not.
+    if let Some(tools) = &item.agent_tools
+        && active
+        && p.observed_until.is_none()
+        && !tools.unused.is_empty()
+    {
+        out.push(mk(
+            FindingKind::AgentToolsUnused,
+            severity,
+            format!(
+                "the agent may call {} tool(s) it did not call in the last {window_days} days ({}); narrow what it may call to what its tasks use",
+                tools.unused.len(),
+                sample(&tools.unused)
+            ),
+            json!({"unused": tools.unused, "allowed": tools.allowed, "used": tools.used, "intended": tools.intended, "window_days": window_days}),
+        ));
+    }
     let elsewhere: Vec<&EnvironmentUse> = item
         .environments_used
         .iter()
@@ -631,6 +680,7 @@ mod tests {
             permissions: PermissionSummary::default(),
             environments_used: Vec::new(),
             client_keys_used: Vec::new(),
+            agent_tools: None,
         }
     }
 
@@ -802,13 +852,13 @@ mod tests {
 
     /// A restricted payments service registered at `created`, intending
     /// `payments.charge:invoke` and `payments.read:read`.
-    fn record(created: &str) -> IdentityRecord {
+    fn record(created: &str, kind: &str) -> IdentityRecord {
         serde_json::from_value(json!({
             "spiffe_id": "spiffe://acme.example/x",
             "plane": "payments",
             "owner": "payments-team",
             "environment": "prod",
-            "kind": "service",
+            "kind": kind,
             "classification": "restricted",
             "description": "",
             "labels": {},
@@ -828,6 +878,17 @@ mod tests {
     /// One identity's inventory entry and findings, as of 2026-11-28, with `analysed` as
     /// its computed permissions and `payments.charge:invoke` used in the window.
     fn assess_one(created: &str, analysed: Analysed) -> (InventoryItem, Vec<Finding>) {
+        assess_as("service", &HashSet::new(), created, analysed)
+    }
+
+    /// [`assess_one`] for an identity of `kind`, with `tools` the capabilities agents
+    /// call as tools.
+    fn assess_as(
+        kind: &str,
+        tools: &HashSet<String>,
+        created: &str,
+        analysed: Analysed,
+    ) -> (InventoryItem, Vec<Finding>) {
         let now = time::macros::datetime!(2026-11-28 00:00 UTC);
         let mut used = Used::default();
         used.permissions.insert("payments.charge:invoke".into());
@@ -835,7 +896,7 @@ mod tests {
         let inputs = Inputs {
             settings: steward_model::PlaneSettings::default(),
             exceptions: Default::default(),
-            records: vec![record(created)],
+            records: vec![record(created, kind)],
             removed: HashMap::new(),
             secrets: HashMap::new(),
             reviewed: HashMap::from([(
@@ -854,8 +915,49 @@ mod tests {
             max_analysed: 100,
         };
         let analysed = HashMap::from([("spiffe://acme.example/x".to_owned(), analysed)]);
-        let (mut inventory, findings) = inventory_and_findings(inputs, &analysed, now, &params);
+        let (mut inventory, findings) =
+            inventory_and_findings(inputs, &analysed, tools, now, &params);
         (inventory.remove(0), findings)
+    }
+
+    /// An agent's entry shows its tools intended, allowed, used and unused; a tool it may
+    /// call but never did is a finding once the observation window has passed, whether
+    /// or not it was intended. Its other permissions are not tools.
+    #[test]
+    fn agents_allowed_tools_they_do_not_call_are_reported() {
+        let tools: HashSet<String> = ["payments.charge", "support.refund_tool"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let allowed = Analysed {
+            effective: perms(&[
+                "payments.charge:invoke",
+                "payments.read:read",
+                "support.refund_tool:invoke",
+            ]),
+            beyond_intended: perms(&["support.refund_tool:invoke"]),
+        };
+        let (item, findings) = assess_as("agent", &tools, "2026-11-01T00:00:00Z", allowed.clone());
+        let t = item.agent_tools.as_ref().unwrap();
+        assert_eq!(t.intended, ["payments.charge:invoke"]);
+        assert_eq!(
+            t.allowed.as_deref().unwrap(),
+            ["payments.charge:invoke", "support.refund_tool:invoke"]
+        );
+        assert_eq!(t.used, ["payments.charge:invoke"]);
+        assert_eq!(t.unused, ["support.refund_tool:invoke"]);
+        let f = findings
+            .iter()
+            .find(|f| f.kind == FindingKind::AgentToolsUnused)
+            .unwrap_or_else(|| panic!("{findings:#?}"));
+        assert_eq!(f.evidence["unused"], json!(["support.refund_tool:invoke"]));
+        assert_eq!(f.owasp, ["NHI5:2025 Overprivileged NHI"]);
+        // Inside the observation window: shown, not judged. A service has no tool view.
+        let (item, findings) = assess_as("agent", &tools, "2026-11-20T00:00:00Z", allowed.clone());
+        assert!(item.agent_tools.is_some());
+        assert!(!kinds(&findings).contains(&FindingKind::AgentToolsUnused));
+        let (item, _) = assess_as("service", &tools, "2026-11-01T00:00:00Z", allowed);
+        assert!(item.agent_tools.is_none());
     }
 
     fn perms(p: &[&str]) -> BTreeSet<String> {

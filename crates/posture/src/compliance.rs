@@ -411,7 +411,11 @@ fn owasp(f: &Facts) -> Framework {
                 vec![
                     fact(
                         "over-privilege findings",
-                        f.findings(&[FindingKind::BeyondIntended, FindingKind::OverPrivileged]),
+                        f.findings(&[
+                            FindingKind::BeyondIntended,
+                            FindingKind::OverPrivileged,
+                            FindingKind::AgentToolsUnused,
+                        ]),
                     ),
                     f.event("review attestations", EventKind::ReviewAttested),
                 ],
@@ -420,6 +424,7 @@ fn owasp(f: &Facts) -> Framework {
                     &[
                         FindingKind::BeyondIntended,
                         FindingKind::OverPrivileged,
+                        FindingKind::AgentToolsUnused,
                         FindingKind::ExceptionNearExpiry,
                     ],
                     "over-privilege",

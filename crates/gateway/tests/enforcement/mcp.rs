@@ -338,6 +338,37 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
         Some(64),
         "{events}"
     );
+    // Posture shows the agent's tools: the lookup it called, allowed and used; the
+    // offered AI tool it may call but did not, reported once observation is over.
+    let (_, report) = cp
+        .query(
+            steward_api::RouteId::Posture,
+            &[],
+            &format!("identity={}&observation_days=0", super::urlencode(AGENT)),
+        )
+        .await;
+    let tools = &report["inventory"][0]["agent_tools"];
+    assert!(
+        tools["used"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("support.mcp.lookup_order:invoke")),
+        "{report}"
+    );
+    assert!(
+        tools["allowed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("support.mcp.lookup_order:invoke")),
+        "{report}"
+    );
+    assert!(
+        !tools["used"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("support.mcp.refund_payment:invoke")),
+        "a refused call is not use: {report}"
+    );
     gw.shutdown(Duration::from_secs(2)).await;
 }
 
