@@ -231,6 +231,8 @@ pub const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
 pub const BROKER_AUDIENCE: &str = "spiffe://acme.example/broker/rabbitmq";
 /// The agent platform's `iss`: a trusted issuer in the commerce plane.
 const AGENT_PLATFORM: &str = "https://agents.acme.test";
+const EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// `AGENT` holding a token the agent platform vouched for: a human approved its session.
 const APPROVED_AGENT: &str = "gw-assistant, approved by a human";
 /// `AGENT` holding an agent-platform token that says no human approved.
@@ -552,8 +554,24 @@ impl ControlPlane {
 
     /// A token for `id` and `audience`, asked for with the extra request `headers`.
     async fn token_asked(&self, id: &str, audience: &str, headers: &[(&str, &str)]) -> String {
+        let assertion = self.client_assertion(id);
+        self.token_request(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", steward_token::JWT_BEARER_ASSERTION),
+                ("client_assertion", &assertion),
+                ("audience", audience),
+            ],
+            headers,
+        )
+        .await
+        .unwrap_or_else(|body| panic!("the token request was refused: {body}"))
+    }
+
+    /// A `private_key_jwt` client assertion for `id`, signed with its registered key.
+    fn client_assertion(&self, id: &str) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let assertion = jws::encode(
+        jws::encode(
             &self.keys[id],
             "JWT",
             &json!({
@@ -561,7 +579,16 @@ impl ControlPlane {
                 "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
             }),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A token endpoint request with the form `pairs` and extra `headers`: the access
+    /// token, or the endpoint's error body.
+    async fn token_request(
+        &self,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Result<String, Value> {
         let mut req = self.http.post(self.url(RouteId::Token, &[]));
         for (name, value) in headers {
             req = req.header(*name, *value);
@@ -570,28 +597,23 @@ impl ControlPlane {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
                 form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs([
-                        ("grant_type", "client_credentials"),
-                        (
-                            "client_assertion_type",
-                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                        ),
-                        ("client_assertion", &assertion),
-                        ("audience", audience),
-                    ])
+                    .extend_pairs(pairs)
                     .finish(),
             )
             .send()
             .await
             .unwrap();
-        let status = resp.status();
+        let ok = resp.status() == StatusCode::OK;
         let body: Value = resp.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        match body["access_token"].as_str() {
+            Some(token) if ok => Ok(token.to_owned()),
+            _ => Err(body),
+        }
     }
 
     /// A Steward token for the agent `AGENT`, exchanged for one from the agent platform
-    /// that says whether a human `approved` its session (the token's `ctx.human_approved`).
+    /// that says whether a human `approved` its session (the token's `ctx.human_approved`)
+    /// and the task it works (`task_scope`).
     pub async fn agent_platform_token(&self, approved: bool, audience: &str) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let external = jws::encode(
@@ -604,30 +626,17 @@ impl ControlPlane {
             }),
         )
         .unwrap();
-        let resp = self
-            .http
-            .post(self.url(RouteId::Token, &[]))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs([
-                        (
-                            "grant_type",
-                            "urn:ietf:params:oauth:grant-type:token-exchange",
-                        ),
-                        ("subject_token", &external),
-                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                        ("audience", audience),
-                    ])
-                    .finish(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        self.token_request(
+            &[
+                ("grant_type", EXCHANGE_GRANT),
+                ("subject_token", &external),
+                ("subject_token_type", JWT_TOKEN_TYPE),
+                ("audience", audience),
+            ],
+            &[],
+        )
+        .await
+        .unwrap_or_else(|body| panic!("the agent platform's token was refused: {body}"))
     }
 
     /// `subject_token` (issued to `actor`) exchanged by `actor` for the next hop
@@ -640,45 +649,20 @@ impl ControlPlane {
         audience: &str,
         scope: &str,
     ) -> Result<String, Value> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let assertion = jws::encode(
-            &self.keys[actor],
-            "JWT",
-            &json!({
-                "iss": actor, "sub": actor, "aud": self.url(RouteId::Token, &[]),
-                "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
-            }),
+        let assertion = self.client_assertion(actor);
+        self.token_request(
+            &[
+                ("grant_type", EXCHANGE_GRANT),
+                ("client_assertion_type", steward_token::JWT_BEARER_ASSERTION),
+                ("client_assertion", &assertion),
+                ("subject_token", subject_token),
+                ("subject_token_type", JWT_TOKEN_TYPE),
+                ("audience", audience),
+                ("scope", scope),
+            ],
+            &[],
         )
-        .unwrap();
-        let resp = self
-            .http
-            .post(self.url(RouteId::Token, &[]))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs([
-                        (
-                            "grant_type",
-                            "urn:ietf:params:oauth:grant-type:token-exchange",
-                        ),
-                        ("client_assertion_type", steward_token::JWT_BEARER_ASSERTION),
-                        ("client_assertion", &assertion),
-                        ("subject_token", subject_token),
-                        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                        ("audience", audience),
-                        ("scope", scope),
-                    ])
-                    .finish(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let ok = resp.status().is_success();
-        let body: Value = resp.json().await.unwrap();
-        match body["access_token"].as_str() {
-            Some(t) if ok => Ok(t.to_owned()),
-            _ => Err(body),
-        }
+        .await
     }
 
     /// A DPoP-bound Steward token for `id` with `audience`, bound to `holder`'s key.

@@ -72,6 +72,20 @@ async fn mcp_server() -> (std::net::SocketAddr, Received) {
     (addr, received)
 }
 
+/// A gateway whose `[[mcp]]` point fronts the MCP server at `server` (`host:port`, path
+/// `/mcp`) as [`RESOURCE`], with `extra` lines in its section.
+async fn mcp_gateway(
+    cp: &ControlPlane,
+    upstream: std::net::SocketAddr,
+    server: &dyn std::fmt::Display,
+    extra: &str,
+) -> steward_gateway::Running {
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n{extra}"
+    );
+    gateway(cp, upstream, &section).await
+}
+
 fn call(id: i64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"order": "o-1"}}})
 }
@@ -80,10 +94,13 @@ fn call(id: i64, tool: &str) -> Value {
 async fn mcp_point_decides_each_message_and_keeps_the_token() {
     let cp = ControlPlane::start().await;
     let (server, received) = mcp_server().await;
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\nmax_argument_bytes = 256\n"
-    );
-    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let gw = mcp_gateway(
+        &cp,
+        echo_upstream().await,
+        &server,
+        "max_argument_bytes = 256\n",
+    )
+    .await;
     let url = format!("http://{}/mcp", gw.mcp[0]);
     let http = reqwest::Client::new();
     let agent = cp.token(AGENT, RESOURCE).await;
@@ -406,10 +423,7 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let cp = ControlPlane::start().await;
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://127.0.0.1:{port}/mcp\"\nresource = \"{RESOURCE}\"\n"
-    );
-    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let gw = mcp_gateway(&cp, echo_upstream().await, &format!("127.0.0.1:{port}"), "").await;
     let url = format!("http://{}/mcp", gw.mcp[0]);
     let agent = cp.token(AGENT, RESOURCE).await;
     let client = |token: String, mode: &'static str| {
@@ -579,10 +593,7 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
 async fn tool_arguments_reach_policy_as_request_context() {
     let cp = ControlPlane::start().await;
     let (server, received) = mcp_server().await;
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
-    );
-    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let gw = mcp_gateway(&cp, echo_upstream().await, &server, "").await;
     let url = format!("http://{}/mcp", gw.mcp[0]);
     let http = reqwest::Client::new();
     let approved = cp.agent_platform_token(true, RESOURCE).await;
@@ -708,10 +719,7 @@ async fn server_answers_are_checked_before_the_agent_sees_them() {
         )
     };
     let (server, received) = sse_server(forged, false).await;
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
-    );
-    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let gw = mcp_gateway(&cp, echo_upstream().await, &server, "").await;
     let url = format!("http://{}/mcp", gw.mcp[0]);
     let http = reqwest::Client::new();
     let post = |body: Value| {
@@ -762,10 +770,7 @@ async fn server_answers_are_checked_before_the_agent_sees_them() {
         true,
     )
     .await;
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
-    );
-    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let gw = mcp_gateway(&cp, echo_upstream().await, &server, "").await;
     let url = format!("http://{}/mcp", gw.mcp[0]);
     let resp = http
         .post(&url)
@@ -821,10 +826,7 @@ async fn one_trace_runs_from_the_agents_token_to_the_downstream_api() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let section = format!(
-        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
-    );
-    let gw = gateway(&cp, upstream, &section).await;
+    let gw = mcp_gateway(&cp, upstream, &server, "").await;
     *downstream.lock() = Some((
         format!("http://{}/v1/charges/ch_1", gw.proxies[0]),
         cp.token(super::CALLER, super::AUDIENCE).await,
