@@ -86,6 +86,22 @@ async fn mcp_gateway(
     gateway(cp, upstream, &section).await
 }
 
+/// `AGENT`'s decision records matching the query `filter`, once the gateway shipped them.
+async fn agent_decisions(cp: &ControlPlane, gw: &steward_gateway::Running, filter: &str) -> Value {
+    let _ = gw.log.flush(Duration::from_secs(5)).await;
+    let (_, events) = cp
+        .query(
+            steward_api::RouteId::AuditEvents,
+            &[],
+            &format!(
+                "kind=access.decision&principal={}&{filter}",
+                super::urlencode(AGENT)
+            ),
+        )
+        .await;
+    events
+}
+
 fn call(id: i64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"order": "o-1"}}})
 }
@@ -335,17 +351,7 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
     );
 
     // The decisions are in the evidence log, under the MCP point, with the arguments' digest.
-    let _ = gw.log.flush(Duration::from_secs(5)).await;
-    let (_, events) = cp
-        .query(
-            steward_api::RouteId::AuditEvents,
-            &[],
-            &format!(
-                "kind=access.decision&principal={}&capability=support.mcp.refund_payment",
-                super::urlencode(AGENT)
-            ),
-        )
-        .await;
+    let events = agent_decisions(&cp, &gw, "capability=support.mcp.refund_payment").await;
     assert_eq!(events[0]["decision"]["outcome"], "deny", "{events}");
     assert_eq!(events[0]["enforcement_point"], "mcp:edge-test");
     assert_eq!(
@@ -546,17 +552,7 @@ async fn the_mcp_sdk_client_and_server_run_through_the_point() {
         "{refused}"
     );
     // The delegated call is recorded as AGENT's, with the chain and the task.
-    let _ = gw.log.flush(Duration::from_secs(5)).await;
-    let (_, events) = cp
-        .query(
-            steward_api::RouteId::AuditEvents,
-            &[],
-            &format!(
-                "kind=access.decision&principal={}&capability=support.mcp.lookup_order",
-                super::urlencode(AGENT)
-            ),
-        )
-        .await;
+    let events = agent_decisions(&cp, &gw, "capability=support.mcp.lookup_order").await;
     let delegated = events
         .as_array()
         .unwrap()
@@ -648,17 +644,12 @@ async fn tool_arguments_reach_policy_as_request_context() {
         "no refused refund reached the server"
     );
     // The record carries the amount the policy read.
-    let _ = gw.log.flush(Duration::from_secs(5)).await;
-    let (_, events) = cp
-        .query(
-            steward_api::RouteId::AuditEvents,
-            &[],
-            &format!(
-                "kind=access.decision&principal={}&capability=support.mcp.refund_payment&decision=allow",
-                super::urlencode(AGENT)
-            ),
-        )
-        .await;
+    let events = agent_decisions(
+        &cp,
+        &gw,
+        "capability=support.mcp.refund_payment&decision=allow",
+    )
+    .await;
     assert_eq!(
         events[0]["details"]["request"]["context"]["refund_amount"], 50,
         "{events}"
