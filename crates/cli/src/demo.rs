@@ -88,6 +88,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     crate::demo_enforce::revocation(admin, running).await?;
 
+    step(
+        15,
+        "Agents: an MCP tool call decided before the tool runs, a refused one, one trace",
+    );
+    crate::demo_agents::agents(admin, &au, &files).await?;
+
     evidence(admin, &au).await?;
     posture(&au, cp.server.addr).await?;
 
@@ -391,7 +397,7 @@ async fn change_log(admin: &ApiClient, au: &ApiClient) -> Result<()> {
 /// Step 15: a foreign record ingested, the chain's tail, the auditor's verification.
 async fn evidence(admin: &ApiClient, au: &ApiClient) -> Result<()> {
     step(
-        15,
+        16,
         "Evidence: every change and decision above is a hash-chained event; checkpoints are signed",
     );
     let ingestor: CreatedCredential = admin
@@ -445,7 +451,7 @@ async fn evidence(admin: &ApiClient, au: &ApiClient) -> Result<()> {
 /// Step 16.
 async fn posture(au: &ApiClient, addr: std::net::SocketAddr) -> Result<()> {
     step(
-        16,
+        17,
         "Posture: inventory and findings, mapped to the OWASP NHI Top 10",
     );
     let report = au.posture(&Default::default()).await?;

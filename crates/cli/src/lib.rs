@@ -5,6 +5,7 @@ mod audit_offline;
 mod backup_cmd;
 mod commands;
 mod demo;
+mod demo_agents;
 mod demo_enforce;
 mod demo_policy;
 mod demo_tokens;
