@@ -102,12 +102,14 @@ async fn mcp_server() -> Result<std::net::SocketAddr> {
         "/mcp",
         axum::routing::post(|body: axum::Json<serde_json::Value>| async move {
             let m = body.0;
-            let result = if m["method"] == "tools/call" {
+            let result = if m.get("method").and_then(serde_json::Value::as_str)
+                == Some("tools/call")
+            {
                 json!({"content": [{"type": "text", "text": MCP_ANSWER_TEXT}], "isError": false})
             } else {
                 json!({})
             };
-            axum::Json(json!({"jsonrpc": "2.0", "id": m["id"], "result": result}))
+            axum::Json(json!({"jsonrpc": "2.0", "id": m.get("id"), "result": result}))
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
