@@ -31,8 +31,9 @@ use crate::policy::{Latency, Runs, wrk_post, wrk_run};
 
 const CLIENT: &str = "spiffe://acme.example/ns/payments/sa/bench-gateway-client";
 /// The payments plane's grant to [`CLIENT`], which the benchmark registers through the
-/// API (registering an identity grants nothing): reading charges and publishing refund
-/// commands, exactly what it intends ([`client_intended`]).
+/// API (registering an identity grants nothing): reading charges, publishing refund
+/// commands and calling the MCP tool `lookup_order` ([`MCP_CAPABILITY`]), exactly what it
+/// intends ([`client_intended`]).
 pub(crate) const CLIENT_GRANT: &str = r#"@id("payments-bench-gateway-client")
 permit (
   principal == Steward::Identity::"spiffe://acme.example/ns/payments/sa/bench-gateway-client",
@@ -41,15 +42,28 @@ permit (
 )
 when {
   (resource == Steward::Capability::"payments.read" && action == Steward::Action::"read") ||
-  (resource == Steward::Capability::"payments.refund" && action == Steward::Action::"publish")
+  (resource == Steward::Capability::"payments.refund" && action == Steward::Action::"publish") ||
+  (resource == Steward::Capability::"payments.mcp.lookup_order" && action == Steward::Action::"invoke")
 };
+"#;
+
+/// The catalog entry the MCP row's calls are decided against: the bundled example has no
+/// `mcp` mapping, so the benchmark adds one for its own MCP server ([`mcp_server`]).
+pub(crate) const MCP_CAPABILITY: &str = r#"capabilities:
+  - id: payments.mcp.lookup_order
+    plane: payments
+    classification: confidential
+    description: Look an order up through the benchmark's MCP server.
+    mappings:
+      - mcp: {server: support, tool: lookup_order}
 "#;
 
 /// What [`CLIENT`] intends, as the API takes it.
 fn client_intended() -> serde_json::Value {
     json!([
         {"capability": "payments.read", "actions": ["read"]},
-        {"capability": "payments.refund", "actions": ["publish"]}
+        {"capability": "payments.refund", "actions": ["publish"]},
+        {"capability": "payments.mcp.lookup_order", "actions": ["invoke"]}
     ])
 }
 const AUDIENCE: &str = "spiffe://acme.example/ns/payments/sa/payments-api";
@@ -68,6 +82,117 @@ async fn upstream() -> Result<std::net::SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
+}
+
+/// The resource the `[[mcp]]` point serves: the audience of the agent's token for it.
+const MCP_RESOURCE: &str = "http://mcp.bench/mcp";
+/// One allowed `tools/call` (the catalog maps `support`/`lookup_order` to a capability
+/// [`CLIENT`] holds), sent as it is straight to the MCP server and through the point.
+const MCP_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_order","arguments":{"order":"o-1"}}}"#;
+/// Only the MCP server's own answer carries this text: a refusal by the point (a 200 whose
+/// result is marked `isError`) names the tool and the reason instead.
+const MCP_ANSWER_TEXT: &str = "order o-1: shipped";
+
+/// A minimal MCP server (Streamable HTTP, JSON answers, no session) on the caller's
+/// runtime: it parses each POSTed JSON-RPC request as a real server would and answers a
+/// `tools/call` with a `CallToolResult`, anything else with an empty result, so the row
+/// measures the point and not the tool.
+async fn mcp_server() -> Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: axum::Json<serde_json::Value>| async move {
+            let m = body.0;
+            let result = if m.get("method").and_then(serde_json::Value::as_str)
+                == Some("tools/call")
+            {
+                json!({"content": [{"type": "text", "text": MCP_ANSWER_TEXT}], "isError": false})
+            } else {
+                json!({})
+            };
+            axum::Json(json!({"jsonrpc": "2.0", "id": m.get("id"), "result": result}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// `wrk` POSTing [`MCP_CALL`] to `url` (with `bearer` when given) on `connections`
+/// connections, reading every answer: any that is not the MCP server's allowed result (a
+/// non-2xx, a JSON-RPC error, or a refusal marked `isError`) fails the run, since a
+/// refused call never reaches the server and would be measured as a faster one. The same
+/// script runs straight and through the point, so reading the bodies costs both alike.
+fn wrk_mcp(
+    url: &str,
+    bearer: Option<&str>,
+    connections: usize,
+    duration: Duration,
+) -> Result<Option<Latency>> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("mcp.lua");
+    let counts = dir.path().join("counts");
+    let authorization = bearer
+        .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &script,
+        format!(
+            r#"wrk.method = "POST"
+wrk.body = [==[{MCP_CALL}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+{authorization}local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+allowed = 0
+other = 0
+sample = ""
+function response(status, headers, body)
+  if status == 200 and string.find(body, [==[{MCP_ANSWER_TEXT}]==], 1, true)
+      and string.find(body, '"isError":false', 1, true) then
+    allowed = allowed + 1
+  else
+    other = other + 1
+    if sample == "" then sample = status .. " " .. body end
+  end
+end
+function done(summary, latency, requests)
+  local a, o, s = 0, 0, ""
+  for _, t in ipairs(threads) do
+    a = a + t:get("allowed")
+    o = o + t:get("other")
+    if s == "" then s = t:get("sample") end
+  end
+  local f = io.open([==[{}]==], "w")
+  f:write(a .. "\n" .. o .. "\n" .. s)
+  f:close()
+end
+"#,
+            counts.display()
+        ),
+    )?;
+    let Some(l) = wrk_run(
+        &["-s".to_owned(), script.display().to_string()],
+        url,
+        connections,
+        duration,
+        false,
+    )?
+    else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&counts).context("wrk wrote no answer counts")?;
+    let mut lines = text.splitn(3, '\n');
+    let allowed: u64 = lines.next().unwrap_or("").trim().parse()?;
+    let other: u64 = lines.next().unwrap_or("").trim().parse()?;
+    if other > 0 || allowed == 0 {
+        bail!(
+            "{url}: {other} of {} tools/call answers were not the allowed result, e.g. {}",
+            allowed + other,
+            lines.next().unwrap_or("(none)")
+        );
+    }
+    Ok(Some(l))
 }
 
 async fn token(base: &str, key: &SigningKey, audience: &str) -> Result<String> {
@@ -547,6 +672,7 @@ pub async fn run(
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("credential"), ingestor)?;
     let up = upstream().await?;
+    let mcp_up = mcp_server().await?;
     let gateway_cert = Pem::generate("127.0.0.1")?;
     gateway_cert.write(dir.path(), "gateway")?;
     let config = steward_gateway::GatewayConfig::parse(
@@ -575,6 +701,11 @@ rabbitmq_audience = "{BROKER}"
 [ext_authz]
 listen = "127.0.0.1:0"
 audience = "{AUDIENCE}"
+[[mcp]]
+listen = "127.0.0.1:0"
+server = "support"
+upstream = "http://{mcp_up}/mcp"
+resource = "{MCP_RESOURCE}"
 "#,
             base = server.base
         ),
@@ -589,6 +720,9 @@ audience = "{AUDIENCE}"
     let holder = SigningKey::generate()?.0;
     let bound = token_bound(&server.base, &key, AUDIENCE, Some(&holder)).await?;
     let broker = token(&server.base, &key, BROKER).await?;
+    let agent = token(&server.base, &key, MCP_RESOURCE).await?;
+    let mcp_direct_url = format!("http://{mcp_up}/mcp");
+    let mcp_url = format!("http://{}/mcp", gw.mcp.first().context("no MCP point")?);
     let client_cert = Pem::generate("bench-gateway-client.acme.example")?;
     let cert_bound = token_over_mtls(&server, &key, &client_cert, dir.path()).await?;
     let tls_url = format!(
@@ -658,6 +792,7 @@ audience = "{AUDIENCE}"
     let blocking = |args: Vec<String>, url: String| blocking_with(args, url, connections);
     let (mut direct1, mut through1) = (Runs::default(), Runs::default());
     let (mut bearer1, mut dpop1) = (Runs::default(), Runs::default());
+    let (mut mcp_direct1, mut mcp_through1) = (Runs::default(), Runs::default());
     let (mut tls_bearer1, mut tls_bound1) = (Runs::default(), Runs::default());
     let (mut verify_p50, mut verify_p99, mut verify_inline) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
@@ -682,6 +817,34 @@ audience = "{AUDIENCE}"
         );
         direct1.push(&d1);
         through1.push(&g1);
+        // The same method for tools/call: straight to the MCP server, then through the
+        // MCP point, each answer checked to be the allowed result.
+        let md = {
+            let url = mcp_direct_url.clone();
+            tokio::task::spawn_blocking(move || wrk_mcp(&url, None, 1, duration))
+                .await??
+                .context("wrk")?
+        };
+        let mg = {
+            let (url, agent) = (mcp_url.clone(), agent.clone());
+            tokio::task::spawn_blocking(move || wrk_mcp(&url, Some(&agent), 1, duration))
+                .await??
+                .context("wrk")?
+        };
+        settle(&gw.log, "MCP point, one connection").await;
+        eprintln!(
+            "run {run}/{runs}, MCP tools/call, one connection: direct p50 {:.0} µs p99 {:.0} µs ({:.0}/s) | MCP point p50 {:.0} µs p99 {:.0} µs ({:.0}/s) | added p50 {:.0} µs, plain HTTP added p50 {:.0} µs",
+            md.median_us,
+            md.p99_us,
+            md.per_sec,
+            mg.median_us,
+            mg.p99_us,
+            mg.per_sec,
+            mg.median_us - md.median_us,
+            g1.median_us - d1.median_us
+        );
+        mcp_direct1.push(&md);
+        mcp_through1.push(&mg);
         let p = dpop_load(&gateway_url, &web, &bound, &holder, duration).await?;
         settle(&gw.log, "gateway, DPoP").await;
         eprintln!(
@@ -798,6 +961,18 @@ audience = "{AUDIENCE}"
         (g1_p50 - d1_p50) / 150.0,
         g1_p99 - d1_p99,
         (g1_p99 - d1_p99) / 1000.0
+    );
+    let (md_rps, md_p50, md_p99) = mcp_direct1.medians();
+    let (mg_rps, mg_p50, mg_p99) = mcp_through1.medians();
+    println!(
+        "  MCP tools/call, one connection (the same allowed call straight to the MCP server and through the MCP point with the agent's token): direct p50 {md_p50:.0} µs p99 {md_p99:.0} µs ({md_rps:.0} req/s); MCP point p50 {mg_p50:.0} µs p99 {mg_p99:.0} µs ({mg_rps:.0} decisions/s)"
+    );
+    println!(
+        "    added latency p50 {:.0} µs, p99 {:.0} µs; against the plain HTTP request's added p50 {:.0} µs: {:.2}x (target <= 1.5)",
+        mg_p50 - md_p50,
+        mg_p99 - md_p99,
+        g1_p50 - d1_p50,
+        (mg_p50 - md_p50) / (g1_p50 - d1_p50).max(0.001)
     );
     let (_, b1_p50, b1_p99) = bearer1.medians();
     let (p1_rps, p1_p50, p1_p99) = dpop1.medians();

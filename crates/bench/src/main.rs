@@ -949,8 +949,9 @@ impl InProcessServer {
         })
     }
 
-    /// A server holding the bundled example repository (trust domain `acme.example`) and
-    /// the payments plane's grant to the gateway benchmark's client.
+    /// A server holding the bundled example repository (trust domain `acme.example`), the
+    /// payments plane's grant to the gateway benchmark's client and the catalog entry of
+    /// its MCP tool.
     fn example() -> Result<Self> {
         Self::example_on(None)
     }
@@ -961,6 +962,10 @@ impl InProcessServer {
         files.push(steward_governance::SourceFile {
             path: "policies/payments/bench.cedar".into(),
             content: gateway::CLIENT_GRANT.into(),
+        });
+        files.push(steward_governance::SourceFile {
+            path: "capabilities/bench-mcp.yaml".into(),
+            content: gateway::MCP_CAPABILITY.into(),
         });
         let desired =
             steward_governance::parse(&files, &steward_model::TrustDomain::new("acme.example")?)
