@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use steward_api::{
-    ApiClient, ApplyRequest, ApplyResponse, CreateCredentialRequest, CreatedCredential, EventQuery,
-    IdentityRecord, RouteId,
-};
+use steward_api::{ApiClient, ApplyRequest, ApplyResponse, EventQuery, IdentityRecord, RouteId};
 use steward_governance::SourceFile;
-use steward_model::{Action, IdentityKind, Role};
+use steward_model::{Action, IdentityKind};
 use steward_token::{SigningKey, jws};
 
 use crate::demo_tokens::{intends, workload};
@@ -90,27 +87,16 @@ pub(crate) async fn agents(admin: &ApiClient, au: &ApiClient, files: &[SourceFil
     )?;
     identity.kind = IdentityKind::Agent;
     let _: IdentityRecord = admin.create_identity(&identity).await?;
-    let ingestor: CreatedCredential = admin
-        .create_credential(&CreateCredentialRequest::new(
-            "support MCP point (steward gateway)",
-            Role::Ingestor,
-        ))
-        .await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("credential"), &ingestor.token)?;
     let server = mcp_server().await?;
-    let config = steward_gateway::GatewayConfig::parse(
+    let (gw, _) = crate::demo_enforce::start_gateway(
+        admin,
+        "support-demo",
+        "support MCP point (steward gateway)",
         &format!(
-            "name = \"support-demo\"\nenvironment = \"prod\"\n[control_plane]\nurl = \"{base}\"\ncredential_file = \"credential\"\n[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n",
-            base = admin.base()
+            "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{RESOURCE}\"\n"
         ),
-        dir.path(),
-    )?;
-    let gw = steward_gateway::start(config).await?;
-    gw.source
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    )
+    .await?;
     let point = format!("http://{}/mcp", gw.mcp.first().context("no MCP point")?);
     println!(
         "steward gateway `support-demo` runs an MCP point on {point} in front of the support MCP server."

@@ -104,6 +104,35 @@ async fn payments_api() -> Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
+/// Starts a `steward gateway` named `name` in prod with the points of `sections`,
+/// following the demo's control plane with a fresh ingestor credential (`label`); returns
+/// it once its first policy bundle is in, with that credential.
+pub(crate) async fn start_gateway(
+    admin: &ApiClient,
+    name: &str,
+    label: &str,
+    sections: &str,
+) -> Result<(steward_gateway::Running, CreatedCredential)> {
+    let ingestor: CreatedCredential = admin
+        .create_credential(&CreateCredentialRequest::new(label, Role::Ingestor))
+        .await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("credential"), &ingestor.token)?;
+    let config = steward_gateway::GatewayConfig::parse(
+        &format!(
+            "name = \"{name}\"\nenvironment = \"prod\"\n[control_plane]\nurl = \"{base}\"\ncredential_file = \"credential\"\n{sections}",
+            base = admin.base()
+        ),
+        dir.path(),
+    )?;
+    let gw = steward_gateway::start(config).await?;
+    gw.source
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok((gw, ingestor))
+}
+
 /// What the enforcement step leaves running for the revocation step.
 pub(crate) struct Running {
     gw: steward_gateway::Running,
@@ -126,40 +155,23 @@ pub(crate) async fn enforcement(admin: &ApiClient, au: &ApiClient) -> Result<Run
     )
     .await?;
     let shop_key = register(admin, SHOP, "commerce", "commerce-team", Vec::new()).await?;
-    let ingestor: CreatedCredential = admin
-        .create_credential(&CreateCredentialRequest::new(
-            "edge gateway (steward gateway)",
-            Role::Ingestor,
-        ))
-        .await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("credential"), &ingestor.token)?;
     let upstream = payments_api().await?;
-    let config = steward_gateway::GatewayConfig::parse(
+    let (gw, ingestor) = start_gateway(
+        admin,
+        "edge-demo",
+        "edge gateway (steward gateway)",
         &format!(
-            r#"
-name = "edge-demo"
-environment = "prod"
-[control_plane]
-url = "{base}"
-credential_file = "credential"
-[[proxy]]
+            r#"[[proxy]]
 listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 audience = "{AUDIENCE}"
 [auth]
 listen = "127.0.0.1:0"
 rabbitmq_audience = "{BROKER}"
-"#,
-            base = admin.base()
+"#
         ),
-        dir.path(),
-    )?;
-    let gw = steward_gateway::start(config).await?;
-    gw.source
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    )
+    .await?;
     let status = gw.source.status();
     println!(
         "steward gateway `edge-demo` runs a proxy on http://{} in front of the payments API, deciding in process with the signed policy bundle (policy version {}).",

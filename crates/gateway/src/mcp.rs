@@ -530,7 +530,11 @@ impl AnswerFilter {
                 let kept: Vec<Value> = all.into_iter().filter_map(|m| self.apply(m)).collect();
                 (!kept.is_empty()).then_some(Value::Array(kept))
             }
-            one if one.get("method").is_some() => Some(one),
+            // The server's own requests and notifications; one that also carries a
+            // `result` or `error` could pass for an answer, so it is not relayed.
+            one if one.get("method").is_some() => {
+                (one.get("result").is_none() && one.get("error").is_none()).then_some(one)
+            }
             mut one => {
                 let id = one.get("id").cloned().unwrap_or(Value::Null);
                 let awaited = self.sent.as_mut().and_then(|sent| {

@@ -115,6 +115,15 @@ impl McpMapping {
     }
 }
 
+/// Why the `kind` named `name` in a request cannot be decided on: `None` when it is
+/// usable. What the MCP point asks of every tool, prompt and resource it decides.
+pub fn mcp_item_problem(kind: McpKind, name: &str) -> Option<&'static str> {
+    match kind {
+        McpKind::Resource => mcp_resource_problem(name),
+        McpKind::Tool | McpKind::Prompt => mcp_name_problem(name),
+    }
+}
+
 /// Why a resource URI cannot be decided on: `None` when it is usable. A URI with another
 /// spelling of the same resource (upper-case scheme or authority, a percent-escape, a `.`
 /// or `..` segment, a backslash) would let a request slip past a rule written for the

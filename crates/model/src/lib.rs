@@ -24,7 +24,7 @@ mod usage;
 
 pub use capability::{
     Action, AmqpMapping, Capability, GrpcMapping, HttpMapping, McpKind, McpMapping,
-    TransportMapping, escaped_name, mcp_name_problem, mcp_resource_problem,
+    TransportMapping, escaped_name, mcp_item_problem, mcp_name_problem, mcp_resource_problem,
 };
 pub use desired::{
     Desired, DesiredIdentity, Diagnostic, Expectation, ObjectKind, PolicyBundle, PolicyFile,

@@ -225,6 +225,18 @@ fn inventory_and_findings(
         let unused: Vec<String> = a
             .map(|a| a.effective.difference(&u.permissions).cloned().collect())
             .unwrap_or_default();
+        let permissions = PermissionSummary {
+            intended,
+            effective: a.map(|a| a.effective.iter().cloned().collect()),
+            used: u.permissions.iter().cloned().collect(),
+            unused,
+            beyond_intended: a
+                .map(|a| a.beyond_intended.iter().cloned().collect())
+                .unwrap_or_default(),
+            observed_until: observed_until(&r.created_at, params.observation_days, now),
+        };
+        let agent_tools = (i.kind == steward_model::IdentityKind::Agent)
+            .then(|| agent_tools(&permissions, tools));
         let item = InventoryItem {
             spiffe_id: id.clone(),
             plane: i.plane.to_string(),
@@ -237,24 +249,10 @@ fn inventory_and_findings(
             credentials,
             last_used: u.last.clone(),
             last_reviewed: reviewed.get(&id).cloned(),
-            permissions: PermissionSummary {
-                intended,
-                effective: a.map(|a| a.effective.iter().cloned().collect()),
-                used: u.permissions.iter().cloned().collect(),
-                unused,
-                beyond_intended: a
-                    .map(|a| a.beyond_intended.iter().cloned().collect())
-                    .unwrap_or_default(),
-                observed_until: observed_until(&r.created_at, params.observation_days, now),
-            },
+            permissions,
             environments_used: u.environments.into_values().collect(),
             client_keys_used: u.keys.into_values().collect(),
-            agent_tools: None,
-        };
-        let item = InventoryItem {
-            agent_tools: (i.kind == steward_model::IdentityKind::Agent)
-                .then(|| agent_tools(&item.permissions, tools)),
-            ..item
+            agent_tools,
         };
         let settings = settings.of(&i.plane);
         let rules = Rules {

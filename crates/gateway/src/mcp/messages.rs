@@ -21,14 +21,6 @@ pub const INTERNAL_ERROR: i64 = -32603;
 /// The stateless revision's code for routing headers that disagree with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 
-/// Methods whose target the stateless revision mirrors in `Mcp-Name`, with the parameter
-/// holding it.
-const NAME_BEARING: [(&str, &str); 3] = [
-    ("tools/call", "name"),
-    ("prompts/get", "name"),
-    ("resources/read", "uri"),
-];
-
 /// Methods passed on without a decision of their own: the session's setup and upkeep
 /// (`initialize` in the handshake revisions, `server/discover` in the stateless one), and
 /// resource templates (a template reads nothing: each `resources/read` is decided).
@@ -44,7 +36,8 @@ const PASSED: [&str; 5] = [
 /// by policy (a refused `tools/call` is a tool result marked `isError` instead).
 pub const REFUSED_BY_POLICY: i64 = -32010;
 
-/// The requests decided one by one, with what they name and where.
+/// The requests decided one by one, with what they name and where (also what the
+/// stateless revision mirrors in `Mcp-Name`).
 const DECIDED: [(&str, McpKind, &str); 3] = [
     ("tools/call", McpKind::Tool, "/params/name"),
     ("prompts/get", McpKind::Prompt, "/params/name"),
@@ -134,10 +127,10 @@ pub(super) fn routing_headers_disagree(headers: &HeaderMap, body: &Value) -> Opt
     if name_header == HeaderField::Absent {
         return None;
     }
-    let target = NAME_BEARING
+    let target = DECIDED
         .iter()
-        .find(|(m, _)| *m == method)
-        .and_then(|(_, key)| body.get("params")?.get(*key)?.as_str());
+        .find(|(m, _, _)| *m == method)
+        .and_then(|(_, _, at)| body.pointer(at)?.as_str());
     let Some(target) = target else {
         return refuse(format!(
             "`Mcp-Name` is sent, but `{}` names no tool, prompt or resource in its params",
@@ -320,11 +313,7 @@ fn item_refusal(
         hex::encode(sha2::Sha256::digest(text.as_bytes())).into(),
     );
     let shown = steward_model::escaped_name(name);
-    let problem = match kind {
-        McpKind::Resource => steward_model::mcp_resource_problem(name),
-        McpKind::Tool | McpKind::Prompt => steward_model::mcp_name_problem(name),
-    };
-    let target = if let Some(why) = problem {
+    let target = if let Some(why) = steward_model::mcp_item_problem(kind, name) {
         Err(unreadable(
             mcp,
             kind,
@@ -429,11 +418,7 @@ pub(super) fn allowed(
     kind: McpKind,
     name: &str,
 ) -> bool {
-    let problem = match kind {
-        McpKind::Resource => steward_model::mcp_resource_problem(name),
-        McpKind::Tool | McpKind::Prompt => steward_model::mcp_name_problem(name),
-    };
-    if problem.is_some() {
+    if steward_model::mcp_item_problem(kind, name).is_some() {
         return false;
     }
     let target = Ok(mcp.address(kind, name));
