@@ -378,7 +378,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Environment variable naming a Python interpreter with py-spiffe, Authlib and the MCP SDK installed
+/// Environment variable naming a Python interpreter with py-spiffe, Authlib, the MCP SDK and
+/// grpcio installed
 /// (set by `.ci/run`), for checking our tokens with a third-party JWT-SVID validator and
 /// fetching them with a third-party OAuth client.
 pub const PYTHON_ENV: &str = "STEWARD_TEST_PYTHON";
@@ -400,6 +401,13 @@ pub fn python_with_authlib(test: &str) -> Option<std::path::PathBuf> {
 /// outside CI when none is configured.
 pub fn python_with_mcp(test: &str) -> Option<std::path::PathBuf> {
     test_python(test, "MCP SDK", "pip install mcp==2.3.0")
+}
+
+/// The interpreter with Python's `grpcio`, for calling gRPC methods through the gateway
+/// with the client most Python services use, or `None` (after a loud message) outside CI
+/// when none is configured.
+pub fn python_with_grpcio(test: &str) -> Option<std::path::PathBuf> {
+    test_python(test, "grpcio", "pip install grpcio==1.85.4")
 }
 
 fn test_python(test: &str, part: &str, install: &str) -> Option<std::path::PathBuf> {

@@ -286,6 +286,96 @@ async fn calls_through(
     let _ = answers.trailers().await;
 }
 
+/// What `examples/clients/grpcio_call.py` (Python's grpcio) saw calling `method` through
+/// the gateway at `addr` with `token`, `stream` messages on one stream when not zero.
+fn grpcio_call(
+    python: &std::path::Path,
+    addr: SocketAddr,
+    method: &str,
+    token: Option<&str>,
+    stream: usize,
+) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/clients/grpcio_call.py");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(script)
+        .args(["--target", &addr.to_string(), "--method", method])
+        .args(["--stream", &stream.to_string()])
+        .env_remove("STEWARD_ACCESS_TOKEN");
+    if let Some(t) = token {
+        command.env("STEWARD_ACCESS_TOKEN", t);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "grpcio_call.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "grpcio_call.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The same calls as [`calls_through`], made by Python's grpcio (h2c): a client no one
+/// here wrote reads the upstream's answer and metadata, the refusals as gRPC statuses,
+/// and a stream's status from its trailers.
+async fn grpcio_calls_through(
+    python: &std::path::Path,
+    addr: SocketAddr,
+    cp: &ControlPlane,
+    token: &str,
+) {
+    let python = python.to_owned();
+    let outsider = cp.token(OUTSIDER, AUDIENCE).await;
+    let token = token.to_owned();
+    let (allowed, denied, anonymous, streamed) = tokio::task::spawn_blocking(move || {
+        (
+            grpcio_call(&python, addr, GET, Some(&token), 0),
+            grpcio_call(&python, addr, GET, Some(&outsider), 0),
+            grpcio_call(&python, addr, GET, None, 0),
+            grpcio_call(&python, addr, LIST, Some(&token), 3),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(allowed["code"], "OK", "{allowed}");
+    assert_eq!(
+        allowed["initial_metadata"]["x-upstream"], "tonic",
+        "{allowed}"
+    );
+    // The answer is a CheckResponse whose status message names the forwarded identity.
+    let answer = hex::decode(allowed["answers"][0].as_str().unwrap()).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains(&format!("{CALLER} leaked=false")),
+        "grpcio: the upstream's answer: {answer:?}"
+    );
+    assert_eq!(denied["code"], "PERMISSION_DENIED", "{denied}");
+    assert!(
+        denied["details"].as_str().unwrap().len() > 5,
+        "grpcio: a refusal says why: {denied}"
+    );
+    assert_eq!(anonymous["code"], "UNAUTHENTICATED", "{anonymous}");
+    // Three messages, each sent after the previous answer: a stream, not a buffer; the
+    // upstream's status and trailer metadata reach the client.
+    assert_eq!(streamed["sent"], 3, "{streamed}");
+    assert_eq!(
+        streamed["answers"].as_array().unwrap().len(),
+        3,
+        "{streamed}"
+    );
+    assert_eq!(streamed["code"], "ABORTED", "{streamed}");
+    assert_eq!(streamed["details"], "answered 3", "{streamed}");
+    assert_eq!(
+        streamed["trailing_metadata"]["x-answered"], "3",
+        "{streamed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_client_reaches_a_grpc_server_through_the_proxy() {
     steward_listen::tls::install_crypto_provider();
@@ -298,6 +388,9 @@ async fn a_grpc_client_reaches_a_grpc_server_through_the_proxy() {
     let gw = gateway(&cp, h2c, "").await;
     let plain = channel(gw.proxies[0], None).await;
     calls_through("h2c", &plain, &cp, &token).await;
+    if let Some(python) = steward_testkit::python_with_grpcio("grpcio through the gateway") {
+        grpcio_calls_through(&python, gw.proxies[0], &cp, &token).await;
+    }
     gw.shutdown(Duration::from_secs(5)).await;
 
     // TLS (ALPN h2) from the client, with a certificate-bound token and its
