@@ -22,27 +22,45 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const HEADER_MISMATCH: i64 = -32020;
 
 /// Methods passed on without a decision of their own: the session's setup and upkeep
-/// (`initialize` in the handshake revisions, `server/discover` in the stateless one), and
-/// resource templates (a template reads nothing: each `resources/read` is decided).
-const PASSED: [&str; 5] = [
+/// (`initialize` in the handshake revisions, `server/discover` in the stateless one),
+/// resource templates (a template reads nothing: each `resources/read` is decided), and
+/// ending a subscription (it only takes updates away; subscribing is decided).
+const PASSED: [&str; 6] = [
     "initialize",
     "server/discover",
     "ping",
     "logging/setLevel",
     "resources/templates/list",
+    "resources/unsubscribe",
 ];
 
 /// The implementation-defined JSON-RPC code of a `prompts/get` or `resources/read` refused
 /// by policy (a refused `tools/call` is a tool result marked `isError` instead).
 pub const REFUSED_BY_POLICY: i64 = -32010;
 
-/// The requests decided one by one, with what they name and where (also what the
-/// stateless revision mirrors in `Mcp-Name`).
-const DECIDED: [(&str, McpKind, &str); 3] = [
-    ("tools/call", McpKind::Tool, "/params/name"),
-    ("prompts/get", McpKind::Prompt, "/params/name"),
-    ("resources/read", McpKind::Resource, "/params/uri"),
-];
+/// The requests decided one by one: what kind of item `method` names and where in the
+/// message `m` (also what the stateless revision mirrors in `Mcp-Name`); `None` for a
+/// method that names none. Subscribing to a resource is decided as reading it (its update
+/// notifications are about it), and a completion as the prompt or resource template it
+/// completes an argument of (the suggestions come from it). `Err`: a completion whose
+/// `params.ref` is neither kind, so nothing can be decided.
+fn decided(method: &str, m: &Value) -> Option<Result<(McpKind, &'static str), &'static str>> {
+    Some(Ok(match method {
+        "tools/call" => (McpKind::Tool, "/params/name"),
+        "prompts/get" => (McpKind::Prompt, "/params/name"),
+        "resources/read" | "resources/subscribe" => (McpKind::Resource, "/params/uri"),
+        "completion/complete" => match m.pointer("/params/ref/type").and_then(Value::as_str) {
+            Some("ref/prompt") => (McpKind::Prompt, "/params/ref/name"),
+            Some("ref/resource") => (McpKind::Resource, "/params/ref/uri"),
+            _ => {
+                return Some(Err(
+                    "a completion names what it completes in `params.ref`: `{\"type\": \"ref/prompt\", \"name\": ...}` or `{\"type\": \"ref/resource\", \"uri\": ...}`",
+                ));
+            }
+        },
+        _ => return None,
+    }))
+}
 
 /// The lists passed on with their answers filtered: the method, what it lists, the array
 /// in its result and the member naming each entry.
@@ -127,10 +145,10 @@ pub(super) fn routing_headers_disagree(headers: &HeaderMap, body: &Value) -> Opt
     if name_header == HeaderField::Absent {
         return None;
     }
-    let target = DECIDED
-        .iter()
-        .find(|(m, _, _)| *m == method)
-        .and_then(|(_, _, at)| body.pointer(at)?.as_str());
+    let target = match decided(method, body) {
+        Some(Ok((_, at))) => body.pointer(at).and_then(Value::as_str),
+        _ => None,
+    };
     let Some(target) = target else {
         return refuse(format!(
             "`Mcp-Name` is sent, but `{}` names no tool, prompt or resource in its params",
@@ -246,8 +264,12 @@ fn decide_one(
         }
         return;
     };
-    if let Some((_, kind, name_at)) = DECIDED.iter().find(|(m, _, _)| *m == method) {
-        match item_refusal(mcp, caller, headers, trace, &m, *kind, name_at) {
+    if let Some(item) = decided(&method, &m) {
+        let refused = match item {
+            Ok((kind, name_at)) => item_refusal(mcp, caller, headers, trace, &m, kind, name_at),
+            Err(why) => Some(error_response(Value::Null, INVALID_PARAMS, why)),
+        };
+        match refused {
             None => {
                 d.sent.push((id, None));
                 d.forward.push(m);
@@ -291,11 +313,11 @@ fn item_refusal(
     name_at: &str,
 ) -> Option<Value> {
     let Some(name) = m.pointer(name_at).and_then(Value::as_str) else {
-        let member = name_at.rsplit('/').next().unwrap_or(name_at);
+        let member = name_at.trim_start_matches('/').replace('/', ".");
         return Some(error_response(
             Value::Null,
             INVALID_PARAMS,
-            &format!("a {kind} request names its {kind} in `params.{member}` (a string)"),
+            &format!("a {kind} request names its {kind} in `{member}` (a string)"),
         ));
     };
     let arguments = m.pointer("/params/arguments");

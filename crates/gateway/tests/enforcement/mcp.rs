@@ -283,6 +283,67 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
     }
     assert_eq!(count(), before, "no other spelling reaches the server");
 
+    // Subscribing is decided as reading; a completion as the prompt or resource template
+    // it completes an argument of; ending a subscription passes. Only the allowed go on.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 20, "method": "resources/subscribe", "params": {"uri": "orders://o-1"}},
+        {"jsonrpc": "2.0", "id": 21, "method": "resources/subscribe", "params": {"uri": "orders://secret/keys"}},
+        {"jsonrpc": "2.0", "id": 22, "method": "completion/complete", "params": {"ref": {"type": "ref/prompt", "name": "summarise_order"}, "argument": {"name": "order", "value": "o-"}}},
+        {"jsonrpc": "2.0", "id": 23, "method": "completion/complete", "params": {"ref": {"type": "ref/resource", "uri": "orders://secret/{key}"}, "argument": {"name": "key", "value": "a"}}},
+        {"jsonrpc": "2.0", "id": 24, "method": "completion/complete", "params": {"ref": {"type": "ref/tool", "name": "delete_all"}, "argument": {"name": "x", "value": ""}}},
+        {"jsonrpc": "2.0", "id": 25, "method": "completion/complete", "params": {"ref": {"type": "ref/prompt"}, "argument": {"name": "x", "value": ""}}},
+        {"jsonrpc": "2.0", "id": 26, "method": "resources/unsubscribe", "params": {"uri": "orders://secret/keys"}},
+    ]);
+    let body: Value = post(batch.to_string(), Some(&agent))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_id = |id: i64| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no answer {id}: {body}"))
+    };
+    for allowed in [20, 22, 26] {
+        assert!(by_id(allowed).get("result").is_some(), "{allowed}: {body}");
+    }
+    for refused in [21, 23] {
+        assert_eq!(by_id(refused)["error"]["code"], -32010, "{refused}: {body}");
+    }
+    let message = by_id(23)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("orders://secret/{key}"), "{message}");
+    assert_eq!(by_id(24)["error"]["code"], -32602, "{body}");
+    assert!(
+        by_id(24)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("params.ref"),
+        "{body}"
+    );
+    assert_eq!(by_id(25)["error"]["code"], -32602, "{body}");
+    assert!(
+        by_id(25)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`params.ref.name`"),
+        "{body}"
+    );
+    let forwarded: Vec<i64> = received
+        .lock()
+        .last()
+        .unwrap()
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(forwarded, [20, 22, 26], "only the allowed reach the server");
+
     // The list is filtered to what the agent may call.
     let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
     let body: Value = post(list.to_string(), Some(&agent))
