@@ -15,7 +15,11 @@
 //! front of the gateway) is checked at each with the same proof, so a cache shared by
 //! points would refuse the second layer.
 
-use steward_token::{CheckedProof, DpopRequest, Expectations, Proof, ReplayCache, TokenError};
+use std::sync::Arc;
+
+use steward_token::{
+    CheckedProof, Claims, DpopRequest, Expectations, Proof, ReplayCache, TokenError,
+};
 
 use crate::certificate::PeerCertificate;
 use crate::point::{EnforcementPoint, Seen, Verdict};
@@ -211,6 +215,10 @@ pub enum CredentialError {
         "the DPoP proof was refused: {0}; make a fresh proof for this method and URL, with `ath` the hash of this token"
     )]
     Proof(TokenError),
+    /// The token did not validate (expired, revoked, for another audience, not bound to
+    /// what was presented), or no policy bundle is in force to validate it with.
+    #[error("the token was refused: {reason}")]
+    Refused { scheme: Scheme, reason: String },
     /// The client certificate the connection (or the proxy in front) reported cannot be
     /// read, so a token bound to it cannot be checked.
     #[error("the client certificate of this request cannot be read: {0}")]
@@ -221,7 +229,11 @@ impl CredentialError {
     /// How a 401 for this refusal names the scheme to use.
     pub fn challenge(&self) -> Challenge {
         match self {
-            Self::Empty(Scheme::Dpop) => Challenge::DpopToken,
+            Self::Empty(Scheme::Dpop)
+            | Self::Refused {
+                scheme: Scheme::Dpop,
+                ..
+            } => Challenge::DpopToken,
             Self::NoProof
             | Self::RepeatedProof
             | Self::UnreadableProof
@@ -408,6 +420,50 @@ impl EnforcementPoint {
             .remember(self.dpop_replay(), now, skew)
             .map(drop)
             .map_err(CredentialError::Proof)
+    }
+
+    /// Validates `credential` for `audience` without deciding anything, for a request
+    /// whose messages are then decided one by one (the MCP point): the token against what
+    /// it is bound to (the DPoP proof's key, the connection's certificate), and a proof
+    /// recorded as used once the token validated with it, so it cannot be replayed. The
+    /// caller records a refusal, with its reason.
+    pub fn authenticate_credential(
+        &self,
+        credential: &Credential<'_>,
+        audience: &str,
+    ) -> Result<Arc<Claims>, CredentialError> {
+        let scheme = match credential {
+            Credential::Dpop { .. } => Scheme::Dpop,
+            _ => Scheme::Bearer,
+        };
+        let refused = |reason: String| CredentialError::Refused { scheme, reason };
+        let token = credential
+            .token()
+            .ok_or_else(|| refused("no token was presented".into()))?;
+        let enforcer = self
+            .source()
+            .current()
+            .map_err(|e| refused(e.to_string()))?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let validator = enforcer.validator();
+        let claims = validator
+            .validate(
+                token,
+                &Expectations {
+                    audience,
+                    environment: Some(self.environment()),
+                    now,
+                    proof: credential.proof(),
+                },
+            )
+            .map_err(|e| refused(e.to_string()))?;
+        if let Credential::Dpop { proof, .. } = credential {
+            proof
+                .clone()
+                .remember(self.dpop_replay(), now, validator.skew())
+                .map_err(CredentialError::Proof)?;
+        }
+        Ok(claims)
     }
 
     /// The clock skew of the bundle in force.

@@ -7,7 +7,6 @@ use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 use steward_token::{Claims, Expectations, Proof};
 
-use crate::EnforceError;
 use crate::bundle::Enforcer;
 use crate::context::{Carried, read_declared};
 use crate::decision_log::{DecisionLog, decision_event};
@@ -361,24 +360,6 @@ impl EnforcementPoint {
     /// The DPoP holders' keys this point has parsed.
     pub(crate) fn dpop_keys(&self) -> &steward_token::ProofKeys {
         &self.dpop_keys
-    }
-
-    /// Validates a token without deciding anything (a broker's login), returning its
-    /// claims or why it was refused.
-    pub fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Claims>, EnforceError> {
-        let enforcer = self.source.current()?;
-        enforcer
-            .validator()
-            .validate(
-                token,
-                &Expectations {
-                    audience,
-                    environment: Some(&self.environment),
-                    now: time::OffsetDateTime::now_utc().unix_timestamp(),
-                    proof: Proof::None,
-                },
-            )
-            .map_err(EnforceError::TokenRefused)
     }
 
     /// A refusal before any policy decision (no bundle, no or bad credential), recorded.

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::json;
 use steward_enforce::trace::TraceContext;
 use steward_enforce::{
-    Carried, Challenge, EnforcementPoint, Origin, Outcome, Presented, Seen, Unreadable, Verdict,
-    request_address,
+    Carried, Challenge, Credential, EnforcementPoint, Origin, Outcome, Presented, Seen, Unreadable,
+    Verdict, request_address,
 };
 use steward_model::Action;
 use steward_policy::{OwnedAddress, Target};
@@ -356,13 +356,22 @@ impl AuthEndpoints {
     }
 }
 
+/// A broker login's token (its password), as a credential: a bearer token, since the
+/// broker reports no client certificate and no proof.
+fn bearer(token: &str) -> Credential<'_> {
+    Credential::Bearer {
+        token,
+        certificate: None,
+    }
+}
+
 async fn rabbit_user(State(s): State<Arc<AuthEndpoints>>, Form(q): Form<UserQuery>) -> Response {
     let audience = s.config.rabbitmq_audience.as_deref().unwrap_or_default();
     let Some(token) = q.password.as_deref().filter(|p| !p.is_empty()) else {
         tracing::info!(username = %q.username, "broker login refused: no token as the password");
         return deny();
     };
-    match s.rabbitmq.authenticate(token, audience) {
+    match s.rabbitmq.authenticate_credential(&bearer(token), audience) {
         Ok(claims) if claims.sub == q.username => {
             s.remember(&q.username, token, claims.exp);
             allow()
@@ -381,8 +390,8 @@ async fn rabbit_user(State(s): State<Arc<AuthEndpoints>>, Form(q): Form<UserQuer
 async fn rabbit_vhost(State(s): State<Arc<AuthEndpoints>>, Form(q): Form<VhostQuery>) -> Response {
     // Access to a vhost is the login itself; every resource in it is decided separately.
     match s.session(&q.username) {
-        Some(token) => match s.rabbitmq.authenticate(
-            &token,
+        Some(token) => match s.rabbitmq.authenticate_credential(
+            &bearer(&token),
             s.config.rabbitmq_audience.as_deref().unwrap_or_default(),
         ) {
             Ok(_) => allow(),

@@ -56,6 +56,8 @@ struct McpFile {
     upstream_timeout_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    /// `[mcp.tls]`: as `[proxy.tls]`.
+    tls: Option<ProxyTlsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +196,8 @@ pub struct McpConfig {
     pub max_argument_bytes: usize,
     pub upstream_timeout: Duration,
     pub limits: steward_listen::Limits,
+    /// Serve over TLS, asking for client certificates (certificate-bound tokens).
+    pub tls: Option<ProxyTls>,
 }
 
 /// Which HTTP a proxy speaks to its upstream.
@@ -209,7 +213,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// A proxy listener's TLS, read and checked when the configuration is.
+/// A proxy's or MCP point's listener TLS, read and checked when the configuration is.
 #[derive(Debug, Clone)]
 pub struct ProxyTls {
     pub cert_file: PathBuf,
@@ -571,7 +575,7 @@ impl GatewayConfig {
         }
         let mut mcp = Vec::new();
         for (i, m) in file.mcp.iter().enumerate() {
-            mcp.push(mcp_config(&format!("mcp[{i}]"), m, &cp.url)?);
+            mcp.push(mcp_config(&format!("mcp[{i}]"), m, &cp.url, base)?);
         }
         if proxies.is_empty() && auth.is_none() && ext_authz.is_none() && mcp.is_empty() {
             return Err(invalid(
@@ -646,7 +650,12 @@ impl GatewayConfig {
 
 /// One `[[mcp]]` section, checked: URLs, the server name as mappings must spell it, the
 /// path served (the resource's).
-fn mcp_config(section: &str, m: &McpFile, control_plane: &str) -> Result<McpConfig, GatewayError> {
+fn mcp_config(
+    section: &str,
+    m: &McpFile,
+    control_plane: &str,
+    base: &Path,
+) -> Result<McpConfig, GatewayError> {
     let field = |f: &str| format!("{section}.{f}");
     if !(m.upstream.starts_with("http://") || m.upstream.starts_with("https://")) {
         return Err(invalid(
@@ -664,6 +673,18 @@ fn mcp_config(section: &str, m: &McpFile, control_plane: &str) -> Result<McpConf
         None => "/".to_owned(),
     };
     let limits = listener_limits(section, m.header_read_timeout_secs, None, m.max_connections)?;
+    let tls = match &m.tls {
+        Some(t) => Some(proxy_tls(&field("tls"), t, base)?),
+        None => None,
+    };
+    if tls.is_some() && !resource.starts_with("https://") {
+        return Err(invalid(
+            &field("resource"),
+            format!(
+                "`{resource}` must be an https:// URL when the point serves TLS ([mcp.tls]): agents' tokens and DPoP proofs name it"
+            ),
+        ));
+    }
     Ok(McpConfig {
         listen: addr(&field("listen"), &m.listen)?,
         server: m.server.clone(),
@@ -690,6 +711,7 @@ fn mcp_config(section: &str, m: &McpFile, control_plane: &str) -> Result<McpConf
             DEFAULT_UPSTREAM_TIMEOUT_SECS,
         )?,
         limits,
+        tls,
     })
 }
 

@@ -211,8 +211,15 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         .router();
         let shutdown = stopped(stop_rx.clone());
         let limits = m.limits;
+        let tls = m.tls.as_ref().map(|t| t.server.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = steward_listen::serve(listener, router, limits, shutdown).await {
+            let served = match tls {
+                Some(config) => {
+                    steward_listen::tls::serve_tls(listener, router, limits, config, shutdown).await
+                }
+                None => steward_listen::serve(listener, router, limits, shutdown).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "the MCP point stopped");
             }
         }));

@@ -22,7 +22,11 @@ use axum::routing::get;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use steward_enforce::trace::TraceContext;
-use steward_enforce::{Carried, EnforcementPoint, HeaderField, Scheme, Seen, Unreadable};
+use steward_enforce::{
+    Carried, Challenge, Credential, EnforcementPoint, Origin, PeerCertificate, Presented, Seen,
+    Unreadable,
+};
+use steward_listen::tls::ClientCertificate;
 use steward_model::McpKind;
 use steward_policy::{OwnedAddress, Target};
 use steward_token::Proof;
@@ -53,7 +57,36 @@ pub struct McpPoint {
 /// The agent a request's token was verified for.
 pub(crate) struct Caller {
     token: String,
+    /// What the token was shown to be bound to, so each message is validated with it.
+    bound: Bound,
     pub(crate) principal: String,
+}
+
+/// The proof of possession a request showed, kept past the request's credential: the
+/// DPoP proof is spent once recorded (checking it again would refuse it as a replay), so
+/// only the key's thumbprint it proved is kept.
+enum Bound {
+    None,
+    Dpop(String),
+    Certificate(String),
+}
+
+impl Bound {
+    fn of(credential: &Credential<'_>) -> Self {
+        match credential.proof() {
+            Proof::None => Self::None,
+            Proof::Dpop(jkt) => Self::Dpop(jkt.to_owned()),
+            Proof::ClientCert(thumbprint) => Self::Certificate(thumbprint.to_owned()),
+        }
+    }
+
+    fn proof(&self) -> Proof<'_> {
+        match self {
+            Self::None => Proof::None,
+            Self::Dpop(jkt) => Proof::Dpop(jkt),
+            Self::Certificate(thumbprint) => Proof::ClientCert(thumbprint),
+        }
+    }
 }
 
 impl McpPoint {
@@ -79,25 +112,30 @@ impl McpPoint {
             .with_state(self)
     }
 
-    /// Where the protected resource metadata is served, as an absolute URL.
-    fn metadata_url(&self) -> String {
+    /// The scheme, host and port agents reach this point at (`resource` without its
+    /// path): where the metadata is served and what a DPoP proof's `htu` starts with.
+    fn origin(&self) -> &str {
         let r = &self.config.resource;
         let origin_end = r
             .split_once("://")
             .map(|(s, rest)| s.len() + 3 + rest.find('/').unwrap_or(rest.len()))
             .unwrap_or(r.len());
-        let origin = r.get(..origin_end).unwrap_or(r);
-        format!("{origin}{}", metadata_path(&self.config.path))
+        r.get(..origin_end).unwrap_or(r)
+    }
+
+    /// Where the protected resource metadata is served, as an absolute URL.
+    fn metadata_url(&self) -> String {
+        format!("{}{}", self.origin(), metadata_path(&self.config.path))
     }
 
     /// A 401 whose `WWW-Authenticate` points at the metadata (MCP authorization,
-    /// RFC 9728 §5.1), recorded like every refusal.
+    /// RFC 9728 §5.1) in the scheme the agent used, recorded like every refusal.
     fn unauthorized(
         &self,
         headers: &HeaderMap,
         trace: &TraceContext,
         reason: String,
-        presented: bool,
+        challenge: Option<Challenge>,
     ) -> Refusal {
         let carried = HttpHeaders(headers);
         let seen = self.seen(
@@ -109,15 +147,18 @@ impl McpPoint {
             None,
         );
         let verdict = self.point.refuse_credential(&seen, reason);
-        let error = if presented {
-            ", error=\"invalid_token\""
-        } else {
-            ""
+        let metadata = format!("resource_metadata=\"{}\"", self.metadata_url());
+        // No credential: where to get one. A refused one: the same, and what was wrong.
+        let challenge = match challenge {
+            None => format!("Bearer {metadata}"),
+            Some(Challenge::Bearer) => format!("Bearer {metadata}, error=\"invalid_token\""),
+            Some(Challenge::DpopToken) => {
+                format!("DPoP algs=\"ES256\", {metadata}, error=\"invalid_token\"")
+            }
+            Some(Challenge::DpopProof) => {
+                format!("DPoP algs=\"ES256\", {metadata}, error=\"invalid_dpop_proof\"")
+            }
         };
-        let challenge = format!(
-            "Bearer resource_metadata=\"{}\"{error}",
-            self.metadata_url()
-        );
         let mut r = (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({
@@ -134,61 +175,55 @@ impl McpPoint {
         Box::new(r)
     }
 
-    /// The verified caller, or the 401 to answer with.
-    fn authenticate(&self, headers: &HeaderMap, trace: &TraceContext) -> Result<Caller, Refusal> {
-        let value = match header_field(headers, header::AUTHORIZATION.as_str()) {
-            HeaderField::Absent => {
+    /// The verified caller, or the 401 to answer with. The credential is read as at
+    /// every other point: a bearer token (bound to the connection's client certificate,
+    /// when it says so), or a DPoP-bound token with a proof made for this request's
+    /// method and URL (`resource`) and recorded as used.
+    fn authenticate(&self, req: &Request, trace: &TraceContext) -> Result<Caller, Refusal> {
+        let headers = req.headers();
+        let certificate = req.extensions().get::<ClientCertificate>();
+        let presented = Presented {
+            authorization: header_field(headers, header::AUTHORIZATION.as_str()),
+            dpop: header_field(headers, "dpop"),
+            method: req.method().as_str(),
+            origin: Origin::Configured(self.origin()),
+            target: req.uri().path(),
+            origin_hint: "set `resource` in this `[[mcp]]` section to the URL agents use",
+            certificate: certificate
+                .map_or(PeerCertificate::None, |c| PeerCertificate::Der(c.der())),
+        };
+        let credential = match self.point.read_credential(&presented) {
+            Ok(Credential::None) => {
                 return Err(self.unauthorized(
                     headers,
                     trace,
                     "no credential: send `Authorization: Bearer <Steward token>` for this resource"
                         .into(),
-                    false,
+                    None,
                 ));
             }
-            HeaderField::Repeated => {
-                return Err(self.unauthorized(
-                    headers,
-                    trace,
-                    "send one `Authorization` header, not several".into(),
-                    true,
-                ));
+            Ok(c) => c,
+            Err(e) => {
+                return Err(self.unauthorized(headers, trace, e.to_string(), Some(e.challenge())));
             }
-            HeaderField::One(None) => {
-                return Err(self.unauthorized(
-                    headers,
-                    trace,
-                    "the `Authorization` header is not readable text".into(),
-                    true,
-                ));
-            }
-            HeaderField::One(Some(v)) => v,
         };
-        let token = match steward_enforce::authorization(value) {
-            Ok((Scheme::Bearer, token)) => token,
-            Ok((Scheme::Dpop, _)) => {
-                return Err(self.unauthorized(
-                    headers,
-                    trace,
-                    "this MCP point takes bearer tokens (`Authorization: Bearer`), not DPoP".into(),
-                    true,
-                ));
-            }
-            Err(e) => return Err(self.unauthorized(headers, trace, e.to_string(), true)),
-        };
-        match self.point.authenticate(token, &self.config.resource) {
+        match self
+            .point
+            .authenticate_credential(&credential, &self.config.resource)
+        {
             Ok(claims) => Ok(Caller {
-                token: token.to_owned(),
+                token: credential.token().unwrap_or_default().to_owned(),
+                bound: Bound::of(&credential),
                 principal: claims.sub.clone(),
             }),
             Err(e) => Err(self.unauthorized(
                 headers,
                 trace,
                 format!(
-                    "the token was refused: {e} (ask for a token with `resource={}`)",
+                    "{e} (ask for a token with `resource={}`)",
                     self.config.resource
                 ),
-                true,
+                Some(e.challenge()),
             )),
         }
     }
@@ -262,7 +297,7 @@ impl McpPoint {
         Seen {
             received: std::time::Instant::now(),
             token: caller.map(|c| c.token.as_str()),
-            proof: Proof::None,
+            proof: caller.map_or(Proof::None, |c| c.bound.proof()),
             audience: &self.config.resource,
             target,
             action: None,
@@ -323,12 +358,21 @@ fn metadata_path(path: &str) -> String {
 
 /// RFC 9728 protected resource metadata: what an MCP client reads to learn where to get a
 /// token for this resource.
+/// The protected resource metadata (RFC 9728): where tokens come from, and that DPoP-
+/// and (over TLS with client certificates) certificate-bound tokens are accepted.
 async fn metadata(State(mcp): State<Arc<McpPoint>>) -> Response {
+    let certificates =
+        mcp.config.tls.as_ref().is_some_and(|t| {
+            t.client_certificates != steward_listen::tls::ClientCertificates::None
+        });
     axum::Json(json!({
         "resource": mcp.config.resource,
         "authorization_servers": [mcp.config.authorization_server],
         "bearer_methods_supported": ["header"],
         "resource_name": format!("MCP server `{}` (through Steward)", mcp.config.server),
+        "dpop_signing_alg_values_supported": ["ES256"],
+        "dpop_bound_access_tokens_required": false,
+        "tls_client_certificate_bound_access_tokens": certificates,
     }))
     .into_response()
 }
@@ -341,7 +385,7 @@ fn trace_of(headers: &HeaderMap) -> TraceContext {
 /// they carry no message to decide.
 async fn handle_stream(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response {
     let trace = trace_of(req.headers());
-    let caller = match mcp.authenticate(req.headers(), &trace) {
+    let caller = match mcp.authenticate(&req, &trace) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -380,11 +424,11 @@ fn upstream_unavailable(trace: &TraceContext) -> Response {
 /// POST: one JSON-RPC message or a batch, each decided, the allowed ones forwarded.
 async fn handle_post(State(mcp): State<Arc<McpPoint>>, req: Request) -> Response {
     let trace = trace_of(req.headers());
-    let (parts, body) = req.into_parts();
-    let caller = match mcp.authenticate(&parts.headers, &trace) {
+    let caller = match mcp.authenticate(&req, &trace) {
         Ok(c) => c,
         Err(r) => return *r,
     };
+    let (parts, body) = req.into_parts();
     if let Err(r) = mcp.check_session(&parts.headers, &caller, &trace) {
         return *r;
     }

@@ -10,7 +10,10 @@ use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{AGENT, ControlPlane, echo_upstream, gateway};
+use steward_token::{SigningKey, new_dpop_proof};
+
+use super::mtls::{https_client, write_cert};
+use super::{AGENT, ClientCert, ControlPlane, echo_upstream, gateway};
 
 const RESOURCE: &str = "http://mcp.test/mcp";
 
@@ -934,4 +937,211 @@ async fn one_trace_runs_from_the_agents_token_to_the_downstream_api() {
         "the token starts the trace: {events}"
     );
     gw.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Sender-constrained tokens at the MCP point, read as at every other point: a
+/// DPoP-bound token with a fresh proof for the resource's URL, and over TLS a
+/// certificate-bound token on a connection presenting its certificate. Each message is
+/// decided for the bound token; a proof is spent once; a bound token without its proof
+/// or certificate is refused with a challenge in its scheme that names the metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_tokens_pass_the_mcp_point_only_with_their_proof() {
+    steward_listen::tls::install_crypto_provider();
+    let cp = ControlPlane::start().await;
+    let (server, received) = mcp_server().await;
+    let gw = mcp_gateway(&cp, echo_upstream().await, &server, "").await;
+    let url = format!("http://{}/mcp", gw.mcp[0]);
+    let http = reqwest::Client::new();
+    let holder = SigningKey::generate().unwrap().0;
+    let bound = cp.bound_token(AGENT, RESOURCE, &holder).await;
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let send = |authorization: String, proof: Option<String>, body: Value| {
+        let mut r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", authorization)
+            .body(body.to_string());
+        if let Some(p) = proof {
+            r = r.header("dpop", p);
+        }
+        r.send()
+    };
+
+    // The proof names the resource's URL (what agents reach), not the listener's.
+    let proof = new_dpop_proof(&holder, "POST", RESOURCE, Some(&bound), now()).unwrap();
+    let resp = send(
+        format!("DPoP {bound}"),
+        Some(proof.clone()),
+        json!([call(1, "lookup_order"), call(2, "refund_payment")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let by_id = |id: i64| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        by_id(1)["result"]["content"][0]["text"],
+        "called lookup_order",
+        "{body}"
+    );
+    // Decided for the bound token like any other: no amount, no refund.
+    assert_eq!(by_id(2)["result"]["isError"], true, "{body}");
+    assert_eq!(
+        received.lock().last().unwrap().1,
+        json!([call(1, "lookup_order")])
+    );
+    let leaked = received
+        .lock()
+        .iter()
+        .any(|(h, _)| h.contains_key("authorization") || h.contains_key("dpop"));
+    assert!(
+        !leaked,
+        "neither the token nor the proof reaches the MCP server"
+    );
+
+    let before = received.lock().len();
+    let challenge = |resp: &reqwest::Response| {
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The same proof again: a replay.
+    let resp = send(
+        format!("DPoP {bound}"),
+        Some(proof),
+        call(3, "lookup_order"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let c = challenge(&resp);
+    assert!(c.starts_with("DPoP algs=\"ES256\""), "{c}");
+    assert!(c.contains("error=\"invalid_dpop_proof\""), "{c}");
+    assert!(
+        c.contains(
+            "resource_metadata=\"http://mcp.test/.well-known/oauth-protected-resource/mcp\""
+        ),
+        "{c}"
+    );
+    let reason = resp.json::<Value>().await.unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("already used"), "{reason}");
+    // A proof made for the listener's own address, not the resource.
+    let elsewhere = new_dpop_proof(&holder, "POST", &url, Some(&bound), now()).unwrap();
+    let resp = send(
+        format!("DPoP {bound}"),
+        Some(elsewhere),
+        call(4, "lookup_order"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&resp).contains("invalid_dpop_proof"));
+    // No proof at all, and the bound token passed off as a bearer token.
+    let resp = send(format!("DPoP {bound}"), None, call(5, "lookup_order"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = send(format!("Bearer {bound}"), None, call(6, "lookup_order"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let c = challenge(&resp);
+    assert!(c.starts_with("Bearer resource_metadata="), "{c}");
+    assert!(c.contains("error=\"invalid_token\""), "{c}");
+    // Another key's proof for the bound token.
+    let other = SigningKey::generate().unwrap().0;
+    let wrong_key = new_dpop_proof(&other, "POST", RESOURCE, Some(&bound), now()).unwrap();
+    let resp = send(
+        format!("DPoP {bound}"),
+        Some(wrong_key),
+        call(7, "lookup_order"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&resp).starts_with("DPoP"), "{}", challenge(&resp));
+    assert_eq!(
+        received.lock().len(),
+        before,
+        "no refused request reaches the server"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+
+    // Over TLS, a certificate-bound token with its certificate.
+    const TLS_RESOURCE: &str = "https://mcp.test/mcp";
+    let point_cert = ClientCert::generate("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(&point_cert, dir.path(), "mcp");
+    let section = format!(
+        "[[mcp]]\nlisten = \"127.0.0.1:0\"\nserver = \"support\"\nupstream = \"http://{server}/mcp\"\nresource = \"{TLS_RESOURCE}\"\n[mcp.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        dir.path().join("mcp.pem").display(),
+        dir.path().join("mcp-key.pem").display()
+    );
+    let gw = gateway(&cp, echo_upstream().await, &section).await;
+    let url = format!("https://127.0.0.1:{}/mcp", gw.mcp[0].port());
+    let token = cp.cert_bound_token(AGENT, TLS_RESOURCE).await;
+    let post = |client: reqwest::Client, token: String| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(token)
+            .body(call(8, "lookup_order").to_string())
+            .send()
+    };
+    let with_cert = https_client(&point_cert, Some(&cp.certs[AGENT]));
+    let resp = post(with_cert.clone(), token.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["result"]["content"][0]["text"], "called lookup_order",
+        "{body}"
+    );
+    // Without the certificate (or with another identity's), the token is refused.
+    for client in [
+        https_client(&point_cert, None),
+        https_client(&point_cert, Some(&cp.certs[super::CALLER])),
+    ] {
+        let resp = post(client, token.clone()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let reason = resp.json::<Value>().await.unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(reason.contains("certificate"), "{reason}");
+    }
+    let meta: Value = with_cert
+        .get(format!(
+            "https://127.0.0.1:{}/.well-known/oauth-protected-resource/mcp",
+            gw.mcp[0].port()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["resource"], TLS_RESOURCE);
+    assert_eq!(
+        meta["tls_client_certificate_bound_access_tokens"], true,
+        "{meta}"
+    );
+    assert_eq!(
+        meta["dpop_signing_alg_values_supported"],
+        json!(["ES256"]),
+        "{meta}"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -337,4 +337,39 @@ audience = "spiffe://acme.example/api"
         let e = parse(tls).unwrap_err().to_string();
         assert!(e.contains(says), "{tls}: {e}");
     }
+
+    // `[mcp.tls]` is read the same way; the resource agents name must then be https://.
+    let mcp = |resource: &str| {
+        GatewayConfig::parse(
+            &format!(
+                r#"
+name = "t"
+environment = "prod"
+[control_plane]
+url = "http://127.0.0.1:1"
+credential_file = "credential"
+[[mcp]]
+listen = "127.0.0.1:0"
+server = "support"
+upstream = "http://127.0.0.1:2/mcp"
+resource = "{resource}"
+[mcp.tls]
+cert_file = "ok.pem"
+key_file = "ok-key.pem"
+client_certificates = "required"
+"#
+            ),
+            dir.path(),
+        )
+    };
+    let ok = mcp("https://mcp.example.com/mcp").unwrap();
+    assert_eq!(
+        ok.mcp[0].tls.as_ref().unwrap().client_certificates,
+        steward_listen::tls::ClientCertificates::Required
+    );
+    let e = mcp("http://mcp.example.com/mcp").unwrap_err().to_string();
+    assert!(
+        e.contains("mcp[0].resource") && e.contains("https://"),
+        "{e}"
+    );
 }
