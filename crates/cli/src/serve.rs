@@ -107,6 +107,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
         config.trust_domain
     );
     tracing::info!(%addr, store = %store_desc, issuer = %config.tokens.issuer, "control plane started");
+    if let Some(at) = config.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?;
+        eprintln!(
+            "Prometheus metrics at http://{}/metrics",
+            metrics.local_addr()?
+        );
+        tokio::spawn(steward_server::serve_metrics(metrics, state.clone()));
+    }
     match tls {
         Some(tls) => {
             steward_server::tls::serve_tls(listener, state, tls, shutdown_signal()).await?

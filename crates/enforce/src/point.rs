@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use steward_metrics::DecisionMetrics;
 use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 use steward_token::{Claims, Expectations, Proof};
@@ -29,6 +30,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome as metrics and logs name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "deny",
+            Self::Unavailable => "unavailable",
+            Self::Malformed => "malformed",
+        }
+    }
+
     /// The HTTP status of this outcome.
     pub fn status(self) -> u16 {
         match self {
@@ -261,6 +273,9 @@ pub struct EnforcementPoint {
     dpop_replay: steward_token::ReplayCache,
     /// DPoP holders' keys, parsed once each; shared with siblings (it decides nothing).
     dpop_keys: Arc<steward_token::ProofKeys>,
+    /// Where each decision is counted, when the process exposes metrics; shared with
+    /// siblings, each counting under its own layer.
+    metrics: Option<DecisionMetrics>,
 }
 
 fn empty_decision(version: i64) -> Decision {
@@ -317,7 +332,20 @@ impl EnforcementPoint {
             dpop_keys: Arc::new(steward_token::ProofKeys::new(
                 crate::credential::MAX_DPOP_KEYS,
             )),
+            metrics: None,
         }
+    }
+
+    /// The same point, counting its decisions (and its siblings') in `metrics`.
+    pub fn with_metrics(mut self, metrics: DecisionMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The protocol this point decides for, the part of its name before `:`: the
+    /// `layer` its decisions are counted under.
+    fn layer(&self) -> &str {
+        self.name.split(':').next().unwrap_or(&self.name)
     }
 
     /// The same point under another protocol kind (one process serving several).
@@ -333,6 +361,7 @@ impl EnforcementPoint {
             log: self.log.clone(),
             dpop_replay: crate::credential::dpop_replay_cache(),
             dpop_keys: self.dpop_keys.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -603,6 +632,13 @@ impl EnforcementPoint {
                 decision.allowed = false;
             }
             decision.reasons.push(e.to_string());
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(
+                self.layer(),
+                outcome.label(),
+                seen.received.elapsed().as_secs_f64(),
+            );
         }
         Verdict {
             outcome,

@@ -39,6 +39,15 @@ struct File {
     ext_authz: Option<ExtAuthzFile>,
     #[serde(default)]
     mcp: Vec<McpFile>,
+    metrics: Option<MetricsFile>,
+}
+
+/// `[metrics]`: where Prometheus scrapes `/metrics` (a listener of its own, so no
+/// upstream path is shadowed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: String,
 }
 
 /// `[[mcp]]`: an MCP enforcement point in front of one MCP server (Streamable HTTP).
@@ -333,6 +342,8 @@ pub struct GatewayConfig {
     pub auth: Option<AuthConfig>,
     pub ext_authz: Option<ExtAuthzConfig>,
     pub mcp: Vec<McpConfig>,
+    /// Where `/metrics` is served (Prometheus text), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> GatewayError {
@@ -644,6 +655,10 @@ impl GatewayConfig {
             auth,
             ext_authz,
             mcp,
+            metrics_listen: match &file.metrics {
+                Some(m) => Some(addr("metrics.listen", &m.listen)?),
+                None => None,
+            },
         })
     }
 }

@@ -46,6 +46,62 @@ pub enum GatewayError {
     AiBody(String),
 }
 
+/// The figures a gateway keeps elsewhere, read into its metrics at each scrape: the
+/// bundle in force and how fresh it is, the revocation epoch applied, and the decision
+/// records on their way to the control plane.
+fn register_gauges(
+    registry: &steward_metrics::Registry,
+    source: &Arc<BundleSource>,
+    log: &DecisionLog,
+) {
+    let s = source.clone();
+    registry.gauge_from(
+        "bundle_policy_version",
+        "Policy version of the bundle in force (0: none yet)",
+        move || s.status().policy_version.unwrap_or(0),
+    );
+    let s = source.clone();
+    registry.gauge_from(
+        "bundle_contact_age_seconds",
+        "Seconds since the control plane last confirmed the bundle (-1: never)",
+        move || {
+            s.status()
+                .seconds_since_contact
+                .map_or(-1, |age| i64::try_from(age).unwrap_or(i64::MAX))
+        },
+    );
+    let s = source.clone();
+    registry.gauge_from(
+        "bundle_stale",
+        "1 while the bundle or the revocation set is older than max_staleness_secs (every request is refused)",
+        move || i64::from(s.status().stale),
+    );
+    let s = source.clone();
+    registry.gauge_from(
+        "revocation_epoch",
+        "Revocation epoch applied at this gateway",
+        move || s.status().revocation_epoch,
+    );
+    let l = log.clone();
+    registry.gauge_from(
+        "decision_records_waiting",
+        "Decision records queued for the control plane, not yet shipped",
+        move || i64::try_from(l.stats().waiting).unwrap_or(i64::MAX),
+    );
+    let l = log.clone();
+    registry.counter_from(
+        "decision_records_shipped",
+        "Decision records the control plane took",
+        move || l.stats().shipped,
+    );
+    let l = log.clone();
+    registry.counter_from(
+        "decision_records_refused",
+        "Decision records the control plane refused (they are lost: alert on any)",
+        move || l.stats().refused,
+    );
+}
+
 /// How long open requests may finish after a shutdown is asked for.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -55,6 +111,8 @@ pub struct Running {
     pub proxies: Vec<SocketAddr>,
     /// Bound addresses of the `[[mcp]]` points, in configuration order.
     pub mcp: Vec<SocketAddr>,
+    /// Where `/metrics` is served (`[metrics]`).
+    pub metrics: Option<SocketAddr>,
     pub auth: Option<SocketAddr>,
     pub ext_authz: Option<SocketAddr>,
     pub source: Arc<BundleSource>,
@@ -148,13 +206,16 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
         config.ship_interval,
         http.clone(),
     );
+    let registry = steward_metrics::Registry::new();
     let point = EnforcementPoint::new(
         "gateway",
         &config.name,
         config.environment.clone(),
         source.clone(),
         log.clone(),
-    );
+    )
+    .with_metrics(steward_metrics::DecisionMetrics::register(&registry));
+    register_gauges(&registry, &source, &log);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut proxies = Vec::new();
@@ -266,6 +327,19 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
             }
         }));
     }
+    let mut metrics = None;
+    if let Some(at) = config.metrics_listen {
+        let listener = bind(at).await?;
+        metrics = Some(listener.local_addr().unwrap_or(at));
+        let router = registry.router();
+        let shutdown = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let limits = steward_listen::Limits::default();
+            if let Err(e) = steward_listen::serve(listener, router, limits, shutdown).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        }));
+    }
     if let Err(e) = source.refresh().await {
         tracing::error!(error = %e, "no policy bundle yet; every request is refused until one loads");
     }
@@ -295,6 +369,7 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     );
     Ok(Running {
         proxies,
+        metrics,
         mcp: mcp_points,
         auth,
         ext_authz,

@@ -665,6 +665,15 @@ impl ControlPlane {
         .await
     }
 
+    /// Serves the control plane's `/metrics` on a port of its own; its address.
+    pub async fn serve_metrics(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = self.server.as_ref().unwrap().state.clone();
+        tokio::spawn(steward_server::serve_metrics(listener, state));
+        addr
+    }
+
     /// A DPoP-bound Steward token for `id` with `audience`, bound to `holder`'s key.
     pub async fn bound_token(&self, id: &str, audience: &str, holder: &SigningKey) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

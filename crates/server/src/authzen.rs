@@ -363,6 +363,7 @@ async fn decide(
     request_id: Option<&str>,
     grace_until: tokio::time::Instant,
 ) -> EvaluationResponse {
+    let started = std::time::Instant::now();
     let request = to_request(item, defaults);
     let mut decision = match (&request, s.engine()) {
         (Err((action, reason)), engine) => Decision {
@@ -419,6 +420,14 @@ async fn decide(
             "the evidence log cannot take the decision record ({e}); denied"
         ));
     }
+    let outcome = match (&request, decision.allowed) {
+        (_, true) => "allow",
+        (Err(_), false) => "malformed",
+        (Ok(_), false) => "deny",
+    };
+    s.metrics
+        .decisions
+        .observe("authzen", outcome, started.elapsed().as_secs_f64());
     EvaluationResponse {
         decision: decision.allowed,
         context: json!({

@@ -50,6 +50,9 @@ pub struct FileConfig {
     pub posture: PostureFile,
     /// Serve HTTPS (and accept client certificates, RFC 8705) instead of plain HTTP.
     pub tls: Option<TlsFile>,
+    /// Where Prometheus scrapes `/metrics` (a listener of its own, plain HTTP, no
+    /// credential: keep it on an internal address). Unset: not served.
+    pub metrics_listen: Option<String>,
 }
 
 /// `[tls]`: the server's certificate and key, PEM.
@@ -320,6 +323,8 @@ pub struct ServerConfig {
     pub point_liveness: std::time::Duration,
     /// Posture's default observation window, in days.
     pub posture_observation_days: u64,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Two weeks: long enough for daily and weekly jobs to have run, short enough that an
@@ -460,8 +465,16 @@ impl FileConfig {
             Some(d) => d,
             None => DEFAULT_OBSERVATION_DAYS,
         };
+        let metrics_listen = match &self.metrics_listen {
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
+                field: "metrics_listen",
+                message: format!("`{text}` is not an address like `127.0.0.1:9464`"),
+            })?),
+            None => None,
+        };
         Ok(ServerConfig {
             listen,
+            metrics_listen,
             posture_observation_days,
             heartbeat: std::time::Duration::from_secs(heartbeat),
             point_liveness: std::time::Duration::from_secs(point_liveness),

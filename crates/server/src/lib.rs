@@ -15,6 +15,7 @@ mod error;
 pub mod evidence;
 mod extract;
 mod local;
+pub mod metrics;
 mod point_auth;
 pub mod policy;
 mod posture;
@@ -53,6 +54,8 @@ pub struct AppState {
     hub: Arc<revocation::Hub>,
     /// The last posture report, reused for a minute while nothing changes.
     posture: Arc<posture::PostureCache>,
+    /// What `/metrics` serves.
+    pub metrics: metrics::ServerMetrics,
     inner: Arc<Settings>,
 }
 
@@ -108,7 +111,7 @@ impl AppState {
         if let Some(keep) = config.evidence_retention {
             let _retention = evidence::spawn_retention(store.clone(), tokens.clone(), keep);
         }
-        Self {
+        let state = Self {
             store,
             evidence,
             policy: Arc::new(policy::PolicySlot::new(tokens.derived())),
@@ -119,6 +122,7 @@ impl AppState {
                 config.point_liveness,
             )),
             posture: Arc::default(),
+            metrics: metrics::ServerMetrics::new(),
             inner: Arc::new(Settings {
                 trust_domain: config.trust_domain.clone(),
                 ingest_max_skew: config.ingest_max_skew,
@@ -128,7 +132,30 @@ impl AppState {
                 listen_limits: config.listen_limits,
                 posture_observation_days: config.posture_observation_days,
             }),
-        }
+        };
+        state.register_gauges();
+        state
+    }
+
+    /// The figures kept elsewhere, read into the metrics at each scrape.
+    fn register_gauges(&self) {
+        let registry = &self.metrics.registry;
+        let evidence = self.evidence.clone();
+        registry.counter_from(
+            "evidence_records_lost",
+            "Evidence records dropped by the overflow policy (alert on any)",
+            move || evidence.lost(),
+        );
+        let inner = self.inner.clone();
+        registry.counter_from(
+            "decision_records_refused",
+            "Decision records from enforcement points refused at ingestion (never chained)",
+            move || {
+                inner
+                    .ingest_refused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            },
+        );
     }
 
     pub fn trust_domain(&self) -> &TrustDomain {
@@ -141,9 +168,23 @@ impl AppState {
     }
 }
 
-/// The admin API router.
+/// The admin API router, each request counted in the server's metrics.
 pub fn router(state: AppState) -> Router {
-    routes::router(state.inner.max_body_bytes, state.inner.max_apply_bytes).with_state(state)
+    let http = state.metrics.http.clone();
+    routes::router(state.inner.max_body_bytes, state.inner.max_apply_bytes)
+        .route_layer(axum::middleware::from_fn_with_state(
+            http,
+            metrics::count_request,
+        ))
+        .with_state(state)
+}
+
+/// Serves `/metrics` (Prometheus) on `listener` for as long as the process runs, with
+/// the same connection limits as the API.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let limits = state.inner.listen_limits;
+    let router = state.metrics.registry.clone().router();
+    steward_listen::serve(listener, router, limits, std::future::pending()).await
 }
 
 /// Opens the store the configuration names.

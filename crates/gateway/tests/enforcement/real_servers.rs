@@ -978,3 +978,250 @@ async fn api_to_event_is_traced(
     expect("consumer:refund-worker", WORKER, "allow");
     expect("consumer:refund-worker", "unauthenticated", "deny");
 }
+
+/// One line's value in a Prometheus text exposition, by its series (`name{labels}`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The series (`name{labels}`) of a text exposition, without their values.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
+        .collect()
+}
+
+/// Both components' metrics as a real Prometheus scrapes them: the gateway's decisions
+/// by layer and outcome, the control plane's tokens and API requests. No label holds an
+/// identity, a token or a path as sent, so 10,000 requests for distinct paths with
+/// distinct made-up tokens add no series. The alert rules in `deploy/` pass `promtool`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_both_binaries() {
+    use futures_util::StreamExt as _;
+    let test = "a_real_prometheus_scrapes_both_binaries";
+    let Some(prometheus) = binary(
+        "prometheus",
+        "STEWARD_TEST_PROMETHEUS",
+        "/usr/bin/prometheus",
+        test,
+    ) else {
+        return;
+    };
+    let cp = ControlPlane::start().await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&cp, upstream, "[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
+    let cp_metrics = cp.serve_metrics().await;
+    let gw_metrics = gw.metrics.unwrap();
+    let http = reqwest::Client::new();
+    let scrape = |addr: SocketAddr| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                resp.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/openmetrics-text"),
+                "{resp:?}"
+            );
+            resp.text().await.unwrap()
+        }
+    };
+
+    // Three allowed, two denied, one without a credential.
+    let url = format!("http://{}/v1/charges/ch_1", gw.proxies[0]);
+    let caller = cp.token(CALLER, AUDIENCE).await;
+    let outsider = cp.token(OUTSIDER, AUDIENCE).await;
+    for (token, status) in [
+        (Some(&caller), 200),
+        (Some(&caller), 200),
+        (Some(&caller), 200),
+        (Some(&outsider), 403),
+        (Some(&outsider), 403),
+        (None, 401),
+    ] {
+        let mut r = http.get(&url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        assert_eq!(r.send().await.unwrap().status().as_u16(), status);
+    }
+    let text = scrape(gw_metrics).await;
+    assert_eq!(
+        sample(
+            &text,
+            "steward_decisions_total{layer=\"gateway\",outcome=\"allow\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "steward_decisions_total{layer=\"gateway\",outcome=\"deny\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "steward_decision_duration_seconds_count{layer=\"gateway\"}"
+        ),
+        Some(6.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "steward_bundle_policy_version").unwrap() > 0.0,
+        "{text}"
+    );
+    let before = series(&text);
+
+    // 10,000 distinct paths with distinct made-up tokens: refused, counted, no new series.
+    let sent = futures_util::stream::iter(0..10_000)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("http://{}/v1/charges/ch_{i}", gw.proxies[0]);
+            async move {
+                http.get(url)
+                    .bearer_auth(format!("spiffe-acme-example-agent-{i}"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        sent.iter().all(|s| matches!(s, Ok(401))),
+        "every one refused"
+    );
+    let text = scrape(gw_metrics).await;
+    let after = series(&text);
+    assert_eq!(
+        sample(
+            &text,
+            "steward_decisions_total{layer=\"gateway\",outcome=\"unauthenticated\"}"
+        ),
+        Some(10_001.0),
+        "{text}"
+    );
+    assert_eq!(before, after, "requests added series");
+    assert!(
+        !text.contains("spiffe") && !text.contains("ch_"),
+        "a label holds request data: {text}"
+    );
+    let cp_text = scrape(cp_metrics).await;
+    assert!(!cp_text.contains("spiffe://"), "{cp_text}");
+    let issued = sample(
+        &cp_text,
+        "steward_tokens_issued_total{grant=\"client_credentials\"}",
+    )
+    .unwrap();
+    assert!(issued >= 2.0, "{cp_text}");
+
+    // A real Prometheus scrapes both, every second, and answers queries on what it read.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: steward-control-plane\n    static_configs: [{{targets: ['{cp_metrics}']}}]\n  - job_name: steward-gateway\n    static_configs: [{{targets: ['{gw_metrics}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let port = closed_port();
+    let _prometheus = Reaped(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port).await;
+    let query = |q: &'static str| {
+        let http = http.clone();
+        async move {
+            let body: Value = http
+                .get(format!(
+                    "http://127.0.0.1:{port}/api/v1/query?{}",
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("query", q)
+                        .finish()
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let allowed = query(
+            "steward_decisions_total{job=\"steward-gateway\",layer=\"gateway\",outcome=\"allow\"}",
+        )
+        .await;
+        let tokens = query("sum(steward_tokens_issued_total{job=\"steward-control-plane\"})").await;
+        if allowed == Some(3.0) && tokens == Some(issued) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not report the test's figures: allowed {allowed:?}, tokens {tokens:?} (expected 3 and {issued})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        query("sum(steward_decisions_total{job=\"steward-gateway\"})").await,
+        Some(10_006.0)
+    );
+    let token_requests = query(
+        "sum(steward_http_requests_total{job=\"steward-control-plane\",route=\"/oauth2/token\",status=\"200\"})",
+    )
+    .await;
+    assert!(
+        token_requests.is_some_and(|n| n >= 2.0),
+        "{token_requests:?}"
+    );
+
+    // The alert rules operators load are valid Prometheus rules.
+    let promtool = prometheus.with_file_name("promtool");
+    if promtool.exists() {
+        let out = Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(deploy("prometheus/steward-alerts.yml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        assert!(
+            !steward_testkit::in_ci(),
+            "promtool is missing beside {}",
+            prometheus.display()
+        );
+    }
+    gw.shutdown(Duration::from_secs(5)).await;
+}

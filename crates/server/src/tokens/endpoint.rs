@@ -25,6 +25,17 @@ use crate::AppState;
 /// `grant_type` values.
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// A token request's grant type as a metrics label: the grants served here, else
+/// `other` (what a caller sends is never a label).
+fn grant_label(grant: Option<&str>) -> &'static str {
+    match grant {
+        Some(CLIENT_CREDENTIALS) => "client_credentials",
+        Some(TOKEN_EXCHANGE) => "token_exchange",
+        None => "none",
+        Some(_) => "other",
+    }
+}
 /// Parameters in one request, at most.
 const MAX_PARAMS: usize = 32;
 /// Capabilities in one `scope`, at most.
@@ -110,6 +121,9 @@ pub async fn token(
                 )
                 .into_response();
             }
+            s.metrics
+                .tokens
+                .issued(grant_label(attempt.grant_type.as_deref()));
             let mut body = serde_json::Map::new();
             body.insert("access_token".into(), json!(issued.token));
             let bound = issued.claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
@@ -130,6 +144,9 @@ pub async fn token(
             no_store((StatusCode::OK, axum::Json(body)).into_response())
         }
         Err(e) => {
+            s.metrics
+                .tokens
+                .refused(grant_label(attempt.grant_type.as_deref()), e.error);
             if let Err(err) = s.evidence.submit(vec![refused_event(&attempt, &e)]) {
                 tracing::error!(error = %err, "a refused token request could not be recorded");
             }
