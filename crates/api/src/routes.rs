@@ -143,6 +143,11 @@ macro_rules! routes {
 routes! {
     /// Liveness: `ok`.
     Healthz = Get "/healthz", Public, Standard;
+    /// Liveness for orchestrators: `ok` while the process serves.
+    Livez = Get "/livez", Public, Standard;
+    /// Readiness: the store answers, the policy engine and signing keys are loaded and
+    /// the evidence writer runs; 503 naming what is not.
+    Readyz = Get "/readyz", Public, Standard;
     /// OpenID Connect discovery.
     OpenidConfiguration = Get "/.well-known/openid-configuration", Public, Standard;
     /// OAuth authorization server metadata (RFC 8414).

@@ -70,10 +70,12 @@ impl AuthEndpoints {
                 )
                 .route("/rabbitmq/topic", get(rabbit_topic).post(rabbit_topic));
         }
+        let probes = crate::health::routes(self.nginx.source().clone(), self.nginx.log().clone());
         router
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/status", get(status))
             .with_state(self)
+            .merge(probes)
     }
 }
 

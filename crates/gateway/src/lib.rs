@@ -10,6 +10,7 @@ pub mod config;
 pub mod credential;
 pub mod egress;
 pub mod ext_authz;
+mod health;
 pub mod mcp;
 pub mod proxy;
 mod request_headers;
@@ -331,7 +332,10 @@ pub async fn start(config: GatewayConfig) -> Result<Running, GatewayError> {
     if let Some(at) = config.metrics_listen {
         let listener = bind(at).await?;
         metrics = Some(listener.local_addr().unwrap_or(at));
-        let router = registry.router();
+        let router = registry
+            .clone()
+            .router()
+            .merge(health::routes(source.clone(), log.clone()));
         let shutdown = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             let limits = steward_listen::Limits::default();

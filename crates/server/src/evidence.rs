@@ -192,6 +192,11 @@ impl EvidenceWriter {
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// Whether the writer task still takes submissions (it stops only if it died).
+    pub fn running(&self) -> bool {
+        !self.queue.is_closed()
+    }
 }
 
 /// How long the writer lets a small batch of unawaited decision records grow before

@@ -14,6 +14,7 @@ mod enforcement;
 mod error;
 pub mod evidence;
 mod extract;
+mod health;
 mod local;
 pub mod metrics;
 mod point_auth;

@@ -57,7 +57,8 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
     };
     use RouteId as R;
     match id {
-        R::Healthz => get(|| async { "ok\n" }),
+        R::Healthz | R::Livez => get(|| async { "ok\n" }),
+        R::Readyz => get(crate::health::readyz),
         R::OpenidConfiguration => get(tokens::openid_configuration),
         R::OauthMetadata => get(tokens::oauth_metadata),
         R::SpiffeBundle => get(tokens::spiffe_bundle),

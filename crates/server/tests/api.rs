@@ -515,6 +515,15 @@ fn openapi_documents_every_route_and_nothing_else() {
 }
 
 async fn every_admin_route_needs_a_credential(env: Env) {
+    // The orchestrator's probes need none; readiness names each check.
+    let (st, ready) = env
+        .call(Method::GET, &path(RouteId::Readyz, &[]), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{ready}");
+    assert_eq!(ready["ready"], true, "{ready}");
+    for check in ["store", "policy_engine", "signing_keys", "evidence_writer"] {
+        assert_eq!(ready["checks"][check], "ok", "{ready}");
+    }
     for route in steward_api::ROUTES {
         let path = route.path_with(&["x"]);
         let method = method_of(route.id);

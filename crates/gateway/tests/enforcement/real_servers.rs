@@ -1081,6 +1081,15 @@ async fn a_real_prometheus_scrapes_both_binaries() {
         sample(&text, "steward_bundle_policy_version").unwrap() > 0.0,
         "{text}"
     );
+    // The probes beside the metrics: live, and ready with a fresh bundle.
+    for path in ["livez", "readyz"] {
+        let resp = http
+            .get(format!("http://{gw_metrics}/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
     let before = series(&text);
 
     // 10,000 distinct paths with distinct made-up tokens: refused, counted, no new series.
@@ -1155,7 +1164,8 @@ async fn a_real_prometheus_scrapes_both_binaries() {
     let query = |q: &'static str| {
         let http = http.clone();
         async move {
-            let body: Value = http
+            // Until it is ready, Prometheus answers 503 in plain text: no figure yet.
+            let resp = http
                 .get(format!(
                     "http://127.0.0.1:{port}/api/v1/query?{}",
                     form_urlencoded::Serializer::new(String::new())
@@ -1164,10 +1174,8 @@ async fn a_real_prometheus_scrapes_both_binaries() {
                 ))
                 .send()
                 .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .ok()?;
+            let body: Value = resp.json().await.ok()?;
             body["data"]["result"][0]["value"][1]
                 .as_str()
                 .and_then(|v| v.parse::<f64>().ok())

@@ -297,6 +297,23 @@ async fn a_cut_stream_catches_up_and_a_silent_control_plane_fails_closed() {
     assert_eq!(nginx, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!envoy);
     assert!(gw.source.status().stale);
+    // An orchestrator takes it out of rotation: not ready, saying why; still live.
+    let probe = |path: &'static str| {
+        let url = format!("http://{}{path}", gw.auth.unwrap());
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let ready = probe("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["ready"], false, "{ready}");
+    assert!(
+        ready["checks"]["bundle"]
+            .as_str()
+            .unwrap()
+            .contains("max_staleness_secs"),
+        "{ready}"
+    );
+    assert_eq!(probe("/livez").await.status(), StatusCode::OK);
 
     // The network heals: the stream resumes after its last epoch, both revocations apply
     // in order, and the points acknowledge.
@@ -309,6 +326,7 @@ async fn a_cut_stream_catches_up_and_a_silent_control_plane_fails_closed() {
     assert_eq!(gw.source.revocations().epoch(), 2);
     assert!(gw.feed.status().reconnects >= 1);
     gw.source.wait_ready(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(probe("/readyz").await.status(), StatusCode::OK);
     let (proxy, body, _, _) = every_layer(&gw, &token).await;
     assert_eq!(proxy, StatusCode::UNAUTHORIZED, "{body}");
     let (proxy, body, _, _) = every_layer(&gw, &outsider).await;
