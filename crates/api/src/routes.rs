@@ -309,7 +309,7 @@ mod tests {
             assert_eq!(r.id.route(), r, "{:?}", r.id);
             assert!(r.path.starts_with('/'), "{}", r.path);
         }
-        assert_eq!(ROUTES.len(), 70);
+        assert_eq!(ROUTES.len(), 72);
     }
 
     #[test]

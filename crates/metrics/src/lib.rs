@@ -19,7 +19,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Histograms: the shared sets below use them, and a component registers its own.
+pub use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// The OpenMetrics text format's media type, which Prometheus asks for and parses.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

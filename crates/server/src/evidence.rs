@@ -193,6 +193,11 @@ impl EvidenceWriter {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// Submissions queued for the writer and not yet taken.
+    pub fn queued(&self) -> usize {
+        self.capacity.saturating_sub(self.queue.capacity())
+    }
+
     /// Whether the writer task still takes submissions (it stops only if it died).
     pub fn running(&self) -> bool {
         !self.queue.is_closed()

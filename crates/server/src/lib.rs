@@ -147,6 +147,30 @@ impl AppState {
             "Evidence records dropped by the overflow policy (alert on any)",
             move || evidence.lost(),
         );
+        let evidence = self.evidence.clone();
+        registry.gauge_from(
+            "evidence_queue_depth",
+            "Evidence submissions waiting for the writer",
+            move || i64::try_from(evidence.queued()).unwrap_or(i64::MAX),
+        );
+        let hub = self.hub.clone();
+        registry.gauge_from(
+            "revocation_epoch",
+            "The newest revocation epoch this control plane knows",
+            move || hub.latest(),
+        );
+        let hub = self.hub.clone();
+        registry.gauge_from(
+            "revocation_points_behind",
+            "Enforcement points whose last acknowledged revocation epoch is older than the newest",
+            move || i64::try_from(hub.acknowledgement_lag().0).unwrap_or(i64::MAX),
+        );
+        let hub = self.hub.clone();
+        registry.gauge_from(
+            "revocation_max_epochs_behind",
+            "Revocation epochs the furthest-behind enforcement point has not acknowledged",
+            move || hub.acknowledgement_lag().1,
+        );
         let inner = self.inner.clone();
         registry.counter_from(
             "decision_records_refused",

@@ -8,7 +8,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use steward_metrics::{DecisionMetrics, HttpMetrics, Registry, TokenMetrics};
+use steward_metrics::{
+    DecisionMetrics, Histogram, HttpMetrics, Registry, TokenMetrics, exponential_buckets,
+};
 
 /// What the control plane counts.
 #[derive(Debug, Clone)]
@@ -17,16 +19,28 @@ pub struct ServerMetrics {
     pub http: HttpMetrics,
     pub decisions: DecisionMetrics,
     pub tokens: TokenMetrics,
+    /// How long rebuilding the policy engine from the store took (each apply, each
+    /// change seen from another replica).
+    pub engine_rebuild_seconds: Histogram,
 }
 
 impl ServerMetrics {
     /// A fresh registry with the control plane's metric sets.
     pub fn new() -> Self {
         let registry = Registry::new();
+        // 10 ms to ~160 s: a small repository takes milliseconds, a million identities
+        // tens of seconds.
+        let engine_rebuild_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 15));
+        registry.register(
+            "policy_engine_rebuild_seconds",
+            "Time to rebuild the policy engine from the store",
+            engine_rebuild_seconds.clone(),
+        );
         Self {
             http: HttpMetrics::register(&registry),
             decisions: DecisionMetrics::register(&registry),
             tokens: TokenMetrics::register(&registry),
+            engine_rebuild_seconds,
             registry,
         }
     }

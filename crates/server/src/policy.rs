@@ -86,6 +86,7 @@ impl AppState {
     /// the truth.
     pub async fn reload_policy(&self) -> Result<(), ApiError> {
         let _one_at_a_time = self.policy.rebuilding.lock().await;
+        let started = std::time::Instant::now();
         // Read before loading: a change committed meanwhile is reloaded again later.
         let change = self.store.latest_change_seq().await?;
         let state = self.store.load_state().await?;
@@ -109,6 +110,9 @@ impl AppState {
         })
         .await
         .map_err(|_| ApiError::internal())?;
+        self.metrics
+            .engine_rebuild_seconds
+            .observe(started.elapsed().as_secs_f64());
         let next = match built {
             Ok(engine) => {
                 tracing::info!(policy_version = engine.version(), "policy engine loaded");

@@ -1127,8 +1127,27 @@ async fn a_real_prometheus_scrapes_both_binaries() {
         !text.contains("spiffe") && !text.contains("ch_"),
         "a label holds request data: {text}"
     );
+    // A token request with a forged assertion: refused, and counted by its OAuth error.
+    let forged = cp
+        .token_request(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", steward_token::JWT_BEARER_ASSERTION),
+                ("client_assertion", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"),
+                ("audience", AUDIENCE),
+            ],
+            &[],
+        )
+        .await;
+    assert!(forged.is_err(), "{forged:?}");
     let cp_text = scrape(cp_metrics).await;
     assert!(!cp_text.contains("spiffe://"), "{cp_text}");
+    assert!(
+        cp_text.contains(
+            "steward_token_refusals_total{grant=\"client_credentials\",error=\"invalid_client\"} 1"
+        ),
+        "{cp_text}"
+    );
     let issued = sample(
         &cp_text,
         "steward_tokens_issued_total{grant=\"client_credentials\"}",
@@ -1209,6 +1228,53 @@ async fn a_real_prometheus_scrapes_both_binaries() {
         token_requests.is_some_and(|n| n >= 2.0),
         "{token_requests:?}"
     );
+
+    // Every metric the alert rules and the dashboard name is one the binaries export,
+    // and every dashboard query is one Prometheus accepts.
+    let exported = format!("{}{}", scrape(cp_metrics).await, scrape(gw_metrics).await);
+    for file in [
+        "prometheus/steward-alerts.yml",
+        "grafana/steward-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(deploy(file)).unwrap();
+        for (at, _) in text.match_indices("steward_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(&format!("# TYPE {family} ")),
+                "{file} names `{name}`, which neither binary exports"
+            );
+        }
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy("grafana/steward-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let answer: Value = http
+                .get(format!(
+                    "http://127.0.0.1:{port}/api/v1/query?{}",
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("query", expr)
+                        .finish()
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["status"], "success", "{expr}: {answer}");
+        }
+    }
 
     // The alert rules operators load are valid Prometheus rules.
     let promtool = prometheus.with_file_name("promtool");

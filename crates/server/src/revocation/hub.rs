@@ -63,6 +63,12 @@ impl Hub {
         *self.latest.borrow()
     }
 
+    /// How many reporting points have not acknowledged the newest epoch, and how many
+    /// epochs the furthest behind is missing.
+    pub(crate) fn acknowledgement_lag(&self) -> (usize, i64) {
+        self.acknowledged.behind(self.latest())
+    }
+
     /// Ends every open stream (server shutdown: streams never end on their own).
     pub(crate) fn close(&self) {
         self.closing.send_replace(true);

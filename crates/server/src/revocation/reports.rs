@@ -253,6 +253,15 @@ impl AckedEpochs {
         Some(before)
     }
 
+    /// How many points have acknowledged an epoch older than `latest`, and how many
+    /// epochs the furthest behind is missing.
+    pub(super) fn behind(&self, latest: i64) -> (usize, i64) {
+        let known = self.0.lock();
+        let behind = known.values().filter(|e| **e < latest).count();
+        let lag = known.values().map(|e| latest - e).max().unwrap_or(0).max(0);
+        (behind, lag)
+    }
+
     /// Undoes `advance(point, epoch)` unless a later report has moved `point` on since.
     fn restore(&self, point: &str, epoch: i64, before: i64) {
         let mut known = self.0.lock();
