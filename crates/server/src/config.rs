@@ -82,6 +82,10 @@ pub struct TokensFile {
     /// How long a rotated-out key keeps verifying (and stays in the JWKS). At least
     /// `max_ttl_secs + clock_skew_secs`, so every token it signed can expire first.
     pub key_overlap_secs: Option<u64>,
+    /// Rotate the signing key when it is this old (e.g. 2592000 for 30 days); unset:
+    /// only on demand (`steward keys rotate`). Longer than `key_overlap_secs`, so at
+    /// most two keys are published at once.
+    pub rotation_period_secs: Option<u64>,
     /// Clock difference tolerated on `exp`, `nbf` and `iat`.
     pub clock_skew_secs: Option<u64>,
     /// Longest lifetime accepted for a `private_key_jwt` client assertion.
@@ -124,6 +128,8 @@ pub struct TokenConfig {
     pub default_ttl_secs: u64,
     pub max_ttl_secs: u64,
     pub key_overlap_secs: u64,
+    /// Scheduled rotation: the signing key's greatest age, if any.
+    pub rotation_period_secs: Option<u64>,
     pub clock_skew_secs: u64,
     pub assertion_max_lifetime_secs: u64,
     pub max_delegation_depth: usize,
@@ -214,6 +220,17 @@ impl TokensFile {
                 ),
             ));
         }
+        let rotation_period_secs = match self.rotation_period_secs {
+            Some(p) if p <= key_overlap_secs => {
+                return Err(invalid(
+                    "tokens.rotation_period_secs",
+                    format!(
+                        "{p} s is not longer than `key_overlap_secs` ({key_overlap_secs} s): a key would be rotated out before the one it replaced stopped verifying, and keys would pile up in the JWKS"
+                    ),
+                ));
+            }
+            other => other,
+        };
         Ok(TokenConfig {
             issuer,
             issuer_configured,
@@ -221,6 +238,7 @@ impl TokensFile {
             default_ttl_secs,
             max_ttl_secs,
             key_overlap_secs,
+            rotation_period_secs,
             clock_skew_secs,
             assertion_max_lifetime_secs: secs(
                 "tokens.assertion_max_lifetime_secs",

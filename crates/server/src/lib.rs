@@ -171,6 +171,22 @@ impl AppState {
             "Revocation epochs the furthest-behind enforcement point has not acknowledged",
             move || hub.acknowledgement_lag().1,
         );
+        let tokens = self.tokens.clone();
+        registry.gauge_from(
+            "signing_key_age_seconds",
+            "Age of the token and bundle signing key in force",
+            move || {
+                tokens
+                    .ring()
+                    .map_or(0, |r| tokens::now_unix() - r.signer_made_at)
+            },
+        );
+        let period = self.tokens.rotation_period_secs();
+        registry.gauge_from(
+            "signing_key_rotation_period_seconds",
+            "tokens.rotation_period_secs (0: rotated only on demand)",
+            move || period.map_or(0, |p| i64::try_from(p).unwrap_or(i64::MAX)),
+        );
         let inner = self.inner.clone();
         registry.counter_from(
             "decision_records_refused",

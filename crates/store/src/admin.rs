@@ -19,6 +19,16 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The control plane rotating its signing key on schedule
+    /// (`tokens.rotation_period_secs`), as the change log names it.
+    pub fn rotation() -> Self {
+        Self {
+            credential_id: "system".into(),
+            name: "steward (scheduled key rotation)".into(),
+            role: Role::CentralAdmin,
+        }
+    }
+
     /// The control plane acting on its own (bootstrap).
     pub fn system() -> Self {
         Self {

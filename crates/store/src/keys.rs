@@ -109,14 +109,38 @@ impl Store {
         publish_until: &str,
         actor: &Actor,
     ) -> Result<Option<String>, StoreError> {
+        self.rotate_signing_key_made_before(new, publish_until, None, actor)
+            .await
+            .map(|rotated| rotated.flatten())
+    }
+
+    /// [`Store::rotate_signing_key`] only if the signing key in force was made before
+    /// `made_before` (a scheduled rotation): checked and done under the store's one write
+    /// lock, so replicas sharing a database rotate once between them. `None` when it was
+    /// not due; else the kid it replaced, if any.
+    pub async fn rotate_signing_key_made_before(
+        &self,
+        new: &SigningKeyRow,
+        publish_until: &str,
+        made_before: Option<i64>,
+        actor: &Actor,
+    ) -> Result<Option<Option<String>>, StoreError> {
         let now = steward_model::timestamp::now();
         let mut tx = self.begin_write().await?;
-        let old: Option<String> =
-            sqlx::query("SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("kid"))
-                .transpose()?;
+        let current = sqlx::query("SELECT kid, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (old, made): (Option<String>, Option<String>) = match current {
+            Some(r) => (Some(r.try_get("kid")?), Some(r.try_get("created_at")?)),
+            None => (None, None),
+        };
+        if let Some(before) = made_before {
+            let made = made.as_deref().and_then(steward_model::timestamp::to_unix);
+            if made.is_some_and(|m| m >= before) {
+                tx.commit().await?;
+                return Ok(None);
+            }
+        }
         sqlx::query(
             "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
         )
@@ -140,7 +164,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(old)
+        Ok(Some(old))
     }
 }
 

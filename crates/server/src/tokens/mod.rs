@@ -90,6 +90,9 @@ pub struct KeyRing {
     /// Grows with every change of the published set: keys ever made plus keys whose
     /// overlap ended (both only grow). The SPIFFE bundle's `spiffe_sequence`.
     pub sequence: i64,
+    /// When the signing key was made (Unix seconds): its age is what scheduled rotation
+    /// and the key-age metric read.
+    pub signer_made_at: i64,
 }
 
 impl KeyRing {
@@ -338,6 +341,35 @@ impl TokenService {
         Ok((row.kid, old, until))
     }
 
+    /// The scheduled rotation period, if any.
+    pub fn rotation_period_secs(&self) -> Option<u64> {
+        self.config.rotation_period_secs
+    }
+
+    /// Rotates the signing key if it is older than `tokens.rotation_period_secs` (checked
+    /// under the store's write lock: replicas rotate once between them). Returns what
+    /// [`TokenService::rotate`] does when it rotated.
+    pub async fn rotate_if_due(
+        &self,
+        store: &Store,
+    ) -> Result<Option<(String, Option<String>, String)>, StartError> {
+        let Some(period) = self.config.rotation_period_secs else {
+            return Ok(None);
+        };
+        let made_before = now_unix() - i64::try_from(period).unwrap_or(i64::MAX);
+        let row = new_key_row(&self.kek)?;
+        let until =
+            steward_model::timestamp::from_unix(now_unix() + self.config.key_overlap_secs as i64);
+        let rotated = store
+            .rotate_signing_key_made_before(&row, &until, Some(made_before), &Actor::rotation())
+            .await?;
+        let Some(old) = rotated else {
+            return Ok(None);
+        };
+        self.refresh(store).await?;
+        Ok(Some((row.kid, old, until)))
+    }
+
     /// Records a JIT credential for `client` in `workflow`; whether it renews an earlier one.
     pub fn note_jit(&self, client: &str, workflow: &str) -> bool {
         !self
@@ -378,6 +410,16 @@ pub fn spawn_refresh(service: Arc<TokenService>, store: Store) -> tokio::task::J
         tick.tick().await;
         loop {
             tick.tick().await;
+            match service.rotate_if_due(&store).await {
+                Ok(Some((kid, old, until))) => {
+                    tracing::info!(%kid, previous = ?old, previous_verifies_until = %until, "the signing key reached tokens.rotation_period_secs and was rotated");
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the scheduled signing-key rotation failed; retried at the next check");
+                }
+            }
             if let Err(e) = service.refresh(&store).await {
                 tracing::error!(error = %e, "signing keys could not be reloaded; keeping the previous ones");
             }
@@ -480,6 +522,7 @@ async fn load_ring(
     )
     .with_revocation(revocations.clone());
     Ok(KeyRing {
+        signer_made_at: steward_model::timestamp::to_unix(&active.created_at).unwrap_or(now),
         signer,
         bundle_signer,
         published,
@@ -564,6 +607,69 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key younger than the rotation period stays; once older it is rotated, once, by
+    /// whichever replica checks first, and recorded in the change log as the schedule's.
+    #[tokio::test]
+    async fn keys_rotate_on_schedule_once_between_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        let mut file = crate::config::FileConfig::default();
+        file.tokens.max_ttl_secs = Some(1);
+        file.tokens.clock_skew_secs = Some(0);
+        file.tokens.key_overlap_secs = Some(1);
+        file.tokens.rotation_period_secs = Some(2);
+        let config = file
+            .resolve(crate::config::Overrides {
+                data_dir: Some(dir.path().into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let one = TokenService::start(&store, config.tokens.clone())
+            .await
+            .unwrap();
+        let two = TokenService::start(&store, config.tokens).await.unwrap();
+        let first = one.ring().unwrap().kids()[0].to_owned();
+        assert!(
+            one.rotate_if_due(&store).await.unwrap().is_none(),
+            "not due yet"
+        );
+        tokio::time::sleep(Duration::from_millis(3_100)).await;
+        let (new, old, _) = one.rotate_if_due(&store).await.unwrap().unwrap();
+        assert_eq!(old.as_deref(), Some(first.as_str()));
+        // The other replica sees a fresh key: nothing to do.
+        assert!(two.rotate_if_due(&store).await.unwrap().is_none());
+        two.refresh(&store).await.unwrap();
+        assert_eq!(two.ring().unwrap().signer().kid(), new);
+        let rotations = store
+            .signing_keys()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|k| k.retired_at.is_some())
+            .count();
+        assert_eq!(rotations, 1);
+        let changes = store.admin_changes(0, 100).await.unwrap();
+        let rotated: Vec<_> = changes
+            .iter()
+            .filter(|c| c.action == "keys.rotate")
+            .collect();
+        assert_eq!(rotated.len(), 1, "{changes:?}");
+        assert!(rotated[0].actor.contains("scheduled"), "{changes:?}");
+    }
+
+    /// A rotation period no longer than the overlap is refused when the file is read.
+    #[test]
+    fn a_rotation_period_within_the_overlap_is_refused() {
+        let mut file = crate::config::FileConfig::default();
+        file.tokens.key_overlap_secs = Some(7_200);
+        file.tokens.rotation_period_secs = Some(3_600);
+        let e = file
+            .resolve(crate::config::Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokens.rotation_period_secs"), "{e}");
+    }
 
     /// After a rotation the old key verifies during the overlap, then leaves the set.
     #[tokio::test]
