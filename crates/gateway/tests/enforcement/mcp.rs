@@ -105,6 +105,17 @@ async fn agent_decisions(cp: &ControlPlane, gw: &steward_gateway::Running, filte
     events
 }
 
+/// The answer with `id` in a batch of answers.
+fn answer_to(batch: &Value, id: i64) -> Value {
+    batch
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no answer {id}: {batch}"))
+}
+
 fn call(id: i64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"order": "o-1"}}})
 }
@@ -241,14 +252,7 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
         .json()
         .await
         .unwrap();
-    let by_id = |id: i64| {
-        body.as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .cloned()
-            .unwrap()
-    };
+    let by_id = |id: i64| answer_to(&body, id);
     assert_eq!(
         by_id(6)["result"]["content"][0]["text"],
         "called lookup_order"
@@ -303,14 +307,7 @@ async fn mcp_point_decides_each_message_and_keeps_the_token() {
         .json()
         .await
         .unwrap();
-    let by_id = |id: i64| {
-        body.as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no answer {id}: {body}"))
-    };
+    let by_id = |id: i64| answer_to(&body, id);
     for allowed in [20, 22, 26] {
         assert!(by_id(allowed).get("result").is_some(), "{allowed}: {body}");
     }
@@ -979,14 +976,7 @@ async fn bound_tokens_pass_the_mcp_point_only_with_their_proof() {
     .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
-    let by_id = |id: i64| {
-        body.as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .cloned()
-            .unwrap()
-    };
+    let by_id = |id: i64| answer_to(&body, id);
     assert_eq!(
         by_id(1)["result"]["content"][0]["text"],
         "called lookup_order",

@@ -608,27 +608,31 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A token service on `dir`'s store whose keys overlap for one second, rotated on
+    /// schedule every `period` seconds if given.
+    fn short_lived_keys(dir: &std::path::Path, period: Option<u64>) -> TokenConfig {
+        let mut file = crate::config::FileConfig::default();
+        file.tokens.max_ttl_secs = Some(1);
+        file.tokens.clock_skew_secs = Some(0);
+        file.tokens.key_overlap_secs = Some(1);
+        file.tokens.rotation_period_secs = period;
+        file.resolve(crate::config::Overrides {
+            data_dir: Some(dir.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .tokens
+    }
+
     /// A key younger than the rotation period stays; once older it is rotated, once, by
     /// whichever replica checks first, and recorded in the change log as the schedule's.
     #[tokio::test]
     async fn keys_rotate_on_schedule_once_between_replicas() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_data_dir(dir.path()).await.unwrap();
-        let mut file = crate::config::FileConfig::default();
-        file.tokens.max_ttl_secs = Some(1);
-        file.tokens.clock_skew_secs = Some(0);
-        file.tokens.key_overlap_secs = Some(1);
-        file.tokens.rotation_period_secs = Some(2);
-        let config = file
-            .resolve(crate::config::Overrides {
-                data_dir: Some(dir.path().into()),
-                ..Default::default()
-            })
-            .unwrap();
-        let one = TokenService::start(&store, config.tokens.clone())
-            .await
-            .unwrap();
-        let two = TokenService::start(&store, config.tokens).await.unwrap();
+        let config = short_lived_keys(dir.path(), Some(2));
+        let one = TokenService::start(&store, config.clone()).await.unwrap();
+        let two = TokenService::start(&store, config).await.unwrap();
         let first = one.ring().unwrap().kids()[0].to_owned();
         assert!(
             one.rotate_if_due(&store).await.unwrap().is_none(),
@@ -676,17 +680,9 @@ mod tests {
     async fn a_rotated_key_leaves_after_its_overlap() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_data_dir(dir.path()).await.unwrap();
-        let mut file = crate::config::FileConfig::default();
-        file.tokens.max_ttl_secs = Some(1);
-        file.tokens.clock_skew_secs = Some(0);
-        file.tokens.key_overlap_secs = Some(1);
-        let config = file
-            .resolve(crate::config::Overrides {
-                data_dir: Some(dir.path().into()),
-                ..Default::default()
-            })
+        let service = TokenService::start(&store, short_lived_keys(dir.path(), None))
+            .await
             .unwrap();
-        let service = TokenService::start(&store, config.tokens).await.unwrap();
         let first = service.ring().unwrap().kids()[0].to_owned();
         let (new, old, _) = service.rotate(&store, &Actor::system()).await.unwrap();
         assert_eq!(old.as_deref(), Some(first.as_str()));
