@@ -53,6 +53,13 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<ExitCode> {
     if let Some(a) = running.ext_authz {
         eprintln!("Steward gateway: Envoy ext_authz (gRPC) on {a}");
     }
+    for (i, addr) in running.mcp.iter().enumerate() {
+        eprintln!("Steward gateway: MCP point {i} listening on {addr}");
+    }
+    if let Some(a) = running.metrics {
+        eprintln!("Steward gateway: metrics and probes on http://{a} (/metrics, /livez, /readyz)");
+    }
+    crate::serve::reload_certificates_on_sighup();
     crate::serve::shutdown_signal().await;
     eprintln!("Steward gateway: stopping (open requests may finish)…");
     running.shutdown(steward_gateway::DRAIN).await;

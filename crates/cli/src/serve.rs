@@ -117,6 +117,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
         );
         tokio::spawn(steward_server::serve_metrics(metrics, state.clone()));
     }
+    reload_certificates_on_sighup();
     match tls {
         Some(tls) => {
             steward_server::tls::serve_tls(listener, state, tls, shutdown_signal()).await?
@@ -126,6 +127,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<ExitCode> {
     store.close().await;
     eprintln!("Steward control plane stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// On SIGHUP, rereads the certificate and key of every TLS listener of this process (a
+/// renewed certificate, no restart, no dropped connection), as nginx and Envoy do.
+pub(crate) fn reload_certificates_on_sighup() {
+    if let Err(e) = steward_listen::tls::reload_on_sighup() {
+        tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates are reread only on restart");
+    }
 }
 
 /// Writes a fresh central-admin credential to a new file; refuses an existing file so a

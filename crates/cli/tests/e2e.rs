@@ -2133,3 +2133,108 @@ mod readme;
 // Our token endpoint from common OAuth client libraries (`examples/clients/`).
 #[path = "e2e/clients.rs"]
 mod clients;
+
+/// A self-signed certificate for 127.0.0.1 and its key, PEM.
+fn certificate_for_loopback() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// `steward serve` as operators run it on day two: a renewed TLS certificate is served
+/// after `kill -HUP` with no restart, a connection opened before keeps working, and
+/// Prometheus metrics and the probes answer on `metrics_listen`.
+#[test]
+fn sighup_reloads_the_certificate_and_metrics_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate_for_loopback();
+    std::fs::write(dir.path().join("tls.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("tls-key.pem"), &key).unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!(
+            "metrics_listen = \"127.0.0.1:{metrics_port}\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            dir.path().join("tls.pem").display(),
+            dir.path().join("tls-key.pem").display()
+        ),
+    )
+    .unwrap();
+    let child = steward()
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("steward.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--bootstrap-token-file")
+        .arg(dir.path().join("token"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _server = Reaped(child);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let trusting = |pem: &str| {
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+                .build()
+                .unwrap()
+        };
+        let url = format!("https://127.0.0.1:{port}/livez");
+        let old = trusting(&cert);
+        let started = Instant::now();
+        while old.get(&url).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Renewed in place; the server still presents the old one until told.
+        let (renewed, renewed_key) = certificate_for_loopback();
+        std::fs::write(dir.path().join("tls.pem"), &renewed).unwrap();
+        std::fs::write(dir.path().join("tls-key.pem"), &renewed_key).unwrap();
+        assert!(trusting(&renewed).get(&url).send().await.is_err());
+        let hup = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let started = Instant::now();
+        while trusting(&renewed).get(&url).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the renewed certificate was not served after SIGHUP"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The connection opened before the reload is still served; a new one trusting
+        // only the old certificate is not.
+        let kept = old.get(&url).send().await.unwrap();
+        assert_eq!(kept.status(), 200);
+        assert!(trusting(&cert).get(&url).send().await.is_err());
+        // Metrics and the probes on their own listener.
+        let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("steward_http_requests_total{route=\"/livez\",status=\"200\"}"),
+            "{metrics}"
+        );
+        let ready = trusting(&renewed)
+            .get(format!("https://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+    });
+}

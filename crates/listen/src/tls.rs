@@ -8,13 +8,16 @@
 //! connection a token arrives on.
 
 use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 
 use axum::extract::Request;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -75,12 +78,45 @@ pub fn install_crypto_provider() {
 }
 
 /// The rustls server configuration for a PEM certificate chain and key, offering HTTP/2
-/// and HTTP/1.1 by ALPN, asking clients for certificates as `clients` says.
+/// and HTTP/1.1 by ALPN, asking clients for certificates as `clients` says. The pair is
+/// reread from its files by [`reload_certificates`] (on SIGHUP: [`reload_on_sighup`]).
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
     clients: ClientCertificates,
 ) -> Result<Arc<rustls::ServerConfig>, ListenError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let files = Arc::new(CertificateFiles {
+        current: RwLock::new(load_pair(cert_file, key_file, &provider)?),
+        cert_file: cert_file.to_owned(),
+        key_file: key_file.to_owned(),
+        provider: provider.clone(),
+    });
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ListenError::Pair(e.to_string()))?;
+    let builder = match clients {
+        ClientCertificates::None => builder.with_no_client_auth(),
+        ClientCertificates::Optional | ClientCertificates::Required => builder
+            .with_client_cert_verifier(Arc::new(AnyClientCertificate {
+                algorithms: provider.signature_verification_algorithms,
+                mandatory: clients == ClientCertificates::Required,
+            })),
+    };
+    let mut config = builder.with_cert_resolver(files.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut live = RELOADABLE.lock();
+    live.retain(|f| f.strong_count() > 0);
+    live.push(Arc::downgrade(&files));
+    Ok(Arc::new(config))
+}
+
+/// Reads and checks a PEM certificate chain and its key.
+fn load_pair(
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, ListenError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|i| i.collect::<Result<_, _>>())
         .map_err(|e| ListenError::Certificate {
@@ -96,23 +132,73 @@ pub fn server_config(
         path: key_file.display().to_string(),
         message: e.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+    let key = provider
+        .key_provider
+        .load_private_key(key)
         .map_err(|e| ListenError::Pair(e.to_string()))?;
-    let builder = match clients {
-        ClientCertificates::None => builder.with_no_client_auth(),
-        ClientCertificates::Optional | ClientCertificates::Required => builder
-            .with_client_cert_verifier(Arc::new(AnyClientCertificate {
-                algorithms: provider.signature_verification_algorithms,
-                mandatory: clients == ClientCertificates::Required,
-            })),
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
+    let pair = CertifiedKey::new(certs, key);
+    pair.keys_match()
         .map_err(|e| ListenError::Pair(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Arc::new(pair))
+}
+
+/// A TLS listener's certificate and key, as read from their files: what new handshakes
+/// present. Rereading swaps the pair for new connections; open ones keep theirs.
+#[derive(Debug)]
+struct CertificateFiles {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertificateFiles {
+    /// Rereads the pair; one that does not read or match leaves the one in force.
+    fn reload(&self) -> Result<(), ListenError> {
+        let pair = load_pair(&self.cert_file, &self.key_file, &self.provider)?;
+        *self.current.write() = pair;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertificateFiles {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().clone())
+    }
+}
+
+/// Every TLS listener's certificate files in this process, for [`reload_certificates`].
+static RELOADABLE: Mutex<Vec<Weak<CertificateFiles>>> = Mutex::new(Vec::new());
+
+/// Rereads the certificate and key of every TLS listener in this process (a renewed
+/// certificate, without a restart or a dropped connection). Returns each certificate
+/// file and how its reload went; a failed one keeps serving the pair it had.
+pub fn reload_certificates() -> Vec<(PathBuf, Result<(), ListenError>)> {
+    let live: Vec<Arc<CertificateFiles>> =
+        RELOADABLE.lock().iter().filter_map(Weak::upgrade).collect();
+    live.iter()
+        .map(|f| (f.cert_file.clone(), f.reload()))
+        .collect()
+}
+
+/// Rereads every TLS listener's certificate on each SIGHUP (as nginx and Envoy do), for
+/// as long as the process runs, logging each outcome.
+pub fn reload_on_sighup() -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for (file, outcome) in reload_certificates() {
+                match outcome {
+                    Ok(()) => {
+                        tracing::info!(certificate = %file.display(), "SIGHUP: certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(certificate = %file.display(), error = %e, "SIGHUP: the certificate could not be reloaded; the previous one is still served")
+                    }
+                }
+            }
+        }
+    }))
 }
 
 /// [`crate::serve`] over TLS: each request carries the connection's
@@ -304,10 +390,63 @@ mod tests {
 
     #[test]
     fn unusable_files_say_which_and_why() {
+        install_crypto_provider();
         let f = files();
         let e = server_config(&f.cert, &f.cert, ClientCertificates::None).unwrap_err();
         assert!(e.to_string().contains("private key"), "{e}");
         let e = server_config(&f.key, &f.key, ClientCertificates::None).unwrap_err();
         assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
+        // A certificate with another certificate's key.
+        let other = files();
+        let e = server_config(&f.cert, &other.key, ClientCertificates::None).unwrap_err();
+        assert!(e.to_string().contains("usable pair"), "{e}");
+    }
+
+    /// A certificate renewed in place is served to new connections once reloaded (what
+    /// SIGHUP does); a reload of unusable files keeps the pair in force.
+    #[tokio::test]
+    async fn a_renewed_certificate_is_served_after_a_reload() {
+        install_crypto_provider();
+        let f = files();
+        let config = server_config(&f.cert, &f.key, ClientCertificates::None).unwrap();
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_tls(
+            listener,
+            router,
+            Limits::default(),
+            config,
+            std::future::pending(),
+        ));
+        // A fresh client (no pooled connection) trusting only `pem`.
+        let reaches = |pem: String| async move {
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+                .build()
+                .unwrap()
+                .get(format!("https://{addr}/"))
+                .send()
+                .await
+                .is_ok()
+        };
+        let old = f.pem.clone();
+        assert!(reaches(old.clone()).await);
+        // Renewed in place: still the old one until reloaded.
+        let renewed = files();
+        std::fs::copy(&renewed.cert, &f.cert).unwrap();
+        std::fs::copy(&renewed.key, &f.key).unwrap();
+        assert!(!reaches(renewed.pem.clone()).await);
+        let outcomes = reload_certificates();
+        let ours = outcomes.iter().find(|(file, _)| *file == f.cert).unwrap();
+        assert!(ours.1.is_ok(), "{:?}", ours.1);
+        assert!(reaches(renewed.pem.clone()).await);
+        assert!(!reaches(old).await);
+        // A broken file: the reload says so, and the renewed pair is still served.
+        std::fs::write(&f.cert, "not a certificate").unwrap();
+        let outcomes = reload_certificates();
+        let ours = outcomes.iter().find(|(file, _)| *file == f.cert).unwrap();
+        assert!(ours.1.is_err());
+        assert!(reaches(renewed.pem).await);
     }
 }
