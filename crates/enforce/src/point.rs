@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use steward_metrics::DecisionMetrics;
+use steward_metrics::{DecisionMetrics, LayerDecisions};
 use steward_model::Action;
 use steward_policy::{AccessRequest, Decision, OwnedAddress, Target};
 use steward_token::{Claims, Expectations, Proof};
@@ -273,9 +273,9 @@ pub struct EnforcementPoint {
     dpop_replay: steward_token::ReplayCache,
     /// DPoP holders' keys, parsed once each; shared with siblings (it decides nothing).
     dpop_keys: Arc<steward_token::ProofKeys>,
-    /// Where each decision is counted, when the process exposes metrics; shared with
-    /// siblings, each counting under its own layer.
-    metrics: Option<DecisionMetrics>,
+    /// Where each decision is counted, when the process exposes metrics: the metric set
+    /// (shared with siblings) and this point's layer's series in it.
+    metrics: Option<(DecisionMetrics, LayerDecisions)>,
 }
 
 fn empty_decision(version: i64) -> Decision {
@@ -338,7 +338,8 @@ impl EnforcementPoint {
 
     /// The same point, counting its decisions (and its siblings') in `metrics`.
     pub fn with_metrics(mut self, metrics: DecisionMetrics) -> Self {
-        self.metrics = Some(metrics);
+        let layer = metrics.layer(self.layer());
+        self.metrics = Some((metrics, layer));
         self
     }
 
@@ -354,14 +355,18 @@ impl EnforcementPoint {
             .name
             .split_once(':')
             .map_or(self.name.as_str(), |(_, n)| n);
-        Self {
+        let sibling = Self {
             name: format!("{kind}:{name}"),
             environment: self.environment.clone(),
             source: self.source.clone(),
             log: self.log.clone(),
             dpop_replay: crate::credential::dpop_replay_cache(),
             dpop_keys: self.dpop_keys.clone(),
-            metrics: self.metrics.clone(),
+            metrics: None,
+        };
+        match &self.metrics {
+            Some((metrics, _)) => sibling.with_metrics(metrics.clone()),
+            None => sibling,
         }
     }
 
@@ -633,12 +638,8 @@ impl EnforcementPoint {
             }
             decision.reasons.push(e.to_string());
         }
-        if let Some(metrics) = &self.metrics {
-            metrics.observe(
-                self.layer(),
-                outcome.label(),
-                seen.received.elapsed().as_secs_f64(),
-            );
+        if let Some((_, layer)) = &self.metrics {
+            layer.observe(outcome.label(), seen.received.elapsed().as_secs_f64());
         }
         Verdict {
             outcome,

@@ -426,8 +426,8 @@ async fn decide(
         (Ok(_), false) => "deny",
     };
     s.metrics
-        .decisions
-        .observe("authzen", outcome, started.elapsed().as_secs_f64());
+        .authzen
+        .observe(outcome, started.elapsed().as_secs_f64());
     EvaluationResponse {
         decision: decision.allowed,
         context: json!({

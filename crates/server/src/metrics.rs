@@ -9,7 +9,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use steward_metrics::{
-    DecisionMetrics, Histogram, HttpMetrics, Registry, TokenMetrics, exponential_buckets,
+    DecisionMetrics, Histogram, HttpMetrics, LayerDecisions, Registry, TokenMetrics,
+    exponential_buckets,
 };
 
 /// What the control plane counts.
@@ -17,7 +18,8 @@ use steward_metrics::{
 pub struct ServerMetrics {
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
-    pub decisions: DecisionMetrics,
+    /// AuthZEN's decisions (layer `authzen`).
+    pub authzen: LayerDecisions,
     pub tokens: TokenMetrics,
     /// How long rebuilding the policy engine from the store took (each apply, each
     /// change seen from another replica).
@@ -38,7 +40,7 @@ impl ServerMetrics {
         );
         Self {
             http: HttpMetrics::register(&registry),
-            decisions: DecisionMetrics::register(&registry),
+            authzen: DecisionMetrics::register(&registry).layer("authzen"),
             tokens: TokenMetrics::register(&registry),
             engine_rebuild_seconds,
             registry,
