@@ -14,8 +14,9 @@ use crate::AppState;
 /// How long the store has to answer the readiness query.
 const STORE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// 200 when every check passes, else 503; either way each check's result, with the
-/// reason of a failed one (never a secret: errors name what is wrong, not credentials).
+/// 200 when every check passes, else 503; either way each check's result. The endpoint
+/// needs no credential, so a failed check says what failed and points at the log, where
+/// the error itself is written: a store or policy error can name hosts or policy text.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let mut checks = Map::new();
     let mut ready = true;
@@ -31,19 +32,21 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     };
     let store = match tokio::time::timeout(STORE_DEADLINE, s.store.latest_change_seq()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("the store does not answer: {e}")),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            Err("the store does not answer (the server's log says why)".to_owned())
+        }
         Err(_) => Err(format!(
             "the store did not answer within {} s",
             STORE_DEADLINE.as_secs()
         )),
     };
     check("store", store);
-    check(
-        "policy_engine",
-        s.engine()
-            .map(drop)
-            .map_err(|why| format!("not loaded: {why}")),
-    );
+    let engine = s.engine().map(drop).map_err(|why| {
+        tracing::warn!(error = %why, "readiness: no policy engine");
+        "not loaded: every decision is denied (the server's log says why)".to_owned()
+    });
+    check("policy_engine", engine);
     let keys = s.tokens.ring().filter(|ring| !ring.kids().is_empty());
     check(
         "signing_keys",
