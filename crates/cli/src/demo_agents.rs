@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use steward_api::{ApiClient, ApplyRequest, ApplyResponse, EventQuery, IdentityRecord, RouteId};
+use steward_api::{ApiClient, ApplyRequest, ApplyResponse, IdentityRecord, RouteId};
 use steward_governance::SourceFile;
 use steward_model::{Action, IdentityKind};
 use steward_token::{SigningKey, jws};
@@ -172,14 +172,7 @@ pub(crate) async fn agents(admin: &ApiClient, au: &ApiClient, files: &[SourceFil
         );
     }
     let _ = gw.log.flush(Duration::from_secs(10)).await;
-    let events: Vec<steward_api::StoredEvent> = au
-        .audit_events(&EventQuery {
-            correlation_id: Some(TRACE.into()),
-            ..EventQuery::default()
-        })
-        .await?;
-    println!("\n$ steward audit trace {TRACE}");
-    print!("{}", crate::commands::trace_text(TRACE, &events));
+    crate::demo_enforce::print_trace(au, TRACE).await?;
     gw.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }

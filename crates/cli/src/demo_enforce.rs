@@ -325,15 +325,21 @@ rabbitmq_audience = "{BROKER}"
     }
 
     // 4. The trace, as `steward audit trace` prints it.
+    print_trace(au, TRACE).await?;
+    Ok(Running { gw, api_key })
+}
+
+/// Prints the trace `trace_id` as `steward audit trace` does, from the evidence log.
+pub(crate) async fn print_trace(au: &ApiClient, trace_id: &str) -> Result<()> {
     let events: Vec<steward_api::StoredEvent> = au
         .audit_events(&EventQuery {
-            correlation_id: Some(TRACE.into()),
+            correlation_id: Some(trace_id.into()),
             ..EventQuery::default()
         })
         .await?;
-    println!("\n$ steward audit trace {TRACE}");
-    print!("{}", crate::commands::trace_text(TRACE, &events));
-    Ok(Running { gw, api_key })
+    println!("\n$ steward audit trace {trace_id}");
+    print!("{}", crate::commands::trace_text(trace_id, &events));
+    Ok(())
 }
 
 /// Revokes the payments API mid-traffic: every point of the gateway acknowledges, and the

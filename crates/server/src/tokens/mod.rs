@@ -357,6 +357,11 @@ impl TokenService {
             return Ok(None);
         };
         let made_before = now_unix() - i64::try_from(period).unwrap_or(i64::MAX);
+        // The key in force is known here: only when it looks due is a key made and the
+        // store's write lock taken (where another replica's rotation is seen).
+        if self.ring.read().signer_made_at >= made_before {
+            return Ok(None);
+        }
         let row = new_key_row(&self.kek)?;
         let until =
             steward_model::timestamp::from_unix(now_unix() + self.config.key_overlap_secs as i64);
